@@ -1,0 +1,615 @@
+//! The engine: vLLM V1's scheduler loop over the block pool, priced by the roofline.
+//!
+//! One call to [`Engine::step`] is one engine iteration: schedule RUNNING requests first (each
+//! gets its remaining tokens, capped by the step's token budget; when KV blocks run out the
+//! last running request is preempted by recompute and goes back to the front of WAITING), then,
+//! if nothing was preempted, admit WAITING requests in order while budget and `max_num_seqs`
+//! allow (skipping, not preempting, a LoRA request whose adapter would exceed `max_loras`),
+//! reusing prefix-cache hits. Tokens appear at the end of the step that completes them.
+
+use std::collections::{HashMap, VecDeque};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::config::{ConfigError, EngineConfig};
+use crate::hash::extend_hashes;
+use crate::kv::BlockPool;
+use crate::latency::{BatchItem, StepCost};
+use crate::lora::{LoraError, LoraManager};
+use crate::profile::{GpuProfile, ModelProfile};
+use crate::request::{NewRequest, Request, RequestId, Status};
+
+/// Why a request ended; the `finished_reason` label of `vllm:request_success_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FinishReason {
+    /// The simulated model emitted EOS.
+    Stop,
+    /// `max_tokens` (or `max_model_len`) reached.
+    Length,
+    /// The client went away or the caller aborted it.
+    Abort,
+}
+
+impl FinishReason {
+    /// vLLM's label value and OpenAI's `finish_reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Length => "length",
+            Self::Abort => "abort",
+        }
+    }
+}
+
+/// A request that left the engine, with the timestamps vLLM's histograms are made of.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Finished {
+    /// Its id.
+    pub id: RequestId,
+    /// Why it ended.
+    pub reason: FinishReason,
+    /// Prompt length in tokens.
+    pub prompt_tokens: u32,
+    /// Tokens generated.
+    pub output_tokens: u32,
+    /// Prompt tokens served from the prefix cache when first scheduled.
+    pub cached_tokens: u32,
+    /// The effective `max_tokens`.
+    pub max_tokens: u32,
+    /// When it arrived.
+    pub arrival: f64,
+    /// When it was first scheduled (None if it never ran).
+    pub first_scheduled: Option<f64>,
+    /// When its first token was emitted.
+    pub first_token: Option<f64>,
+    /// When it ended.
+    pub end: f64,
+    /// Times it was preempted.
+    pub num_preemptions: u32,
+}
+
+impl Finished {
+    /// Arrival to first token.
+    pub fn ttft(&self) -> Option<f64> {
+        self.first_token.map(|t| t - self.arrival)
+    }
+    /// Arrival to first scheduling.
+    pub fn queue_time(&self) -> Option<f64> {
+        self.first_scheduled.map(|t| t - self.arrival)
+    }
+    /// Arrival to end.
+    pub fn e2e(&self) -> f64 {
+        self.end - self.arrival
+    }
+    /// First scheduling to first token.
+    pub fn prefill_time(&self) -> Option<f64> {
+        Some(self.first_token? - self.first_scheduled?)
+    }
+    /// First token to end.
+    pub fn decode_time(&self) -> Option<f64> {
+        self.first_token.map(|t| self.end - t)
+    }
+    /// First scheduling to end.
+    pub fn inference_time(&self) -> Option<f64> {
+        self.first_scheduled.map(|t| self.end - t)
+    }
+}
+
+/// One token emitted at the end of a step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TokenOut {
+    /// Whose token.
+    pub id: RequestId,
+    /// The token id.
+    pub token: u32,
+    /// True for a request's first token.
+    pub first: bool,
+    /// Time to first token for the first, inter-token latency after.
+    pub latency: f64,
+}
+
+/// What one step did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StepOutput {
+    /// When the step started.
+    pub start: f64,
+    /// When it ended; its tokens are visible from then.
+    pub end: f64,
+    /// Tokens computed (prefill chunks + decodes): `vllm:iteration_tokens_total`.
+    pub num_tokens: u32,
+    /// Tokens emitted.
+    pub tokens: Vec<TokenOut>,
+    /// Requests that completed in this step.
+    pub finished: Vec<Finished>,
+    /// Requests preempted while scheduling this step.
+    pub preemptions: u32,
+}
+
+/// Cumulative counters, as vLLM's `_total` metrics count them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EngineStats {
+    /// Steps run.
+    pub steps: u64,
+    /// Prompt tokens of requests that produced their first token.
+    pub prompt_tokens: u64,
+    /// Generated tokens.
+    pub generation_tokens: u64,
+    /// Prefix-cache lookups, in tokens.
+    pub prefix_queries: u64,
+    /// Prefix-cache hits, in tokens.
+    pub prefix_hits: u64,
+    /// Preemptions.
+    pub preemptions: u64,
+    /// Seconds spent in steps.
+    pub busy_time: f64,
+}
+
+/// The engine's gauges at one instant.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EngineSnapshot {
+    /// Requests in the batch.
+    pub num_running: usize,
+    /// Requests queued, preempted ones included.
+    pub num_waiting: usize,
+    /// Fraction of KV blocks in use (0..1).
+    pub kv_usage: f64,
+    /// KV blocks in total.
+    pub num_gpu_blocks: u32,
+    /// Adapters of running requests.
+    pub running_loras: Vec<String>,
+    /// Adapters of waiting requests.
+    pub waiting_loras: Vec<String>,
+}
+
+/// Why a request was refused at the door; messages follow vLLM's.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AddError {
+    /// Another live request has this id.
+    #[error("request id {0} is already in use")]
+    DuplicateId(RequestId),
+    /// No prompt tokens.
+    #[error("The prompt cannot be empty")]
+    EmptyPrompt,
+    /// `max_tokens` of 0.
+    #[error("max_tokens must be at least 1, got 0.")]
+    ZeroMaxTokens,
+    /// `min_tokens` above `max_tokens`.
+    #[error("min_tokens must be less than or equal to max_tokens={max_tokens}, got {min_tokens}.")]
+    MinAboveMax {
+        /// Requested minimum.
+        min_tokens: u32,
+        /// Requested maximum.
+        max_tokens: u32,
+    },
+    /// Prompt plus requested output exceeds the context window.
+    #[error(
+        "This model's maximum context length is {max_model_len} tokens. However, you requested {} tokens ({prompt} in the messages, {max_tokens} in the completion). Please reduce the length of the messages or completion.", prompt + max_tokens
+    )]
+    TooLong {
+        /// Prompt tokens.
+        prompt: u32,
+        /// Requested output tokens.
+        max_tokens: u32,
+        /// The engine's limit.
+        max_model_len: u32,
+    },
+    /// The prompt alone fills the context window.
+    #[error(
+        "This model's maximum context length is {max_model_len} tokens. However, your request has {prompt} input tokens. Please reduce the length of the input messages."
+    )]
+    PromptTooLong {
+        /// Prompt tokens.
+        prompt: u32,
+        /// The engine's limit.
+        max_model_len: u32,
+    },
+    /// The adapter named is not loaded.
+    #[error("The model `{0}` does not exist.")]
+    UnknownLora(String),
+}
+
+/// One simulated vLLM engine (one replica, possibly tensor-parallel).
+#[derive(Clone, Debug)]
+pub struct Engine {
+    cfg: EngineConfig,
+    model: ModelProfile,
+    gpu: GpuProfile,
+    cost: StepCost,
+    pool: BlockPool,
+    lora: LoraManager,
+    reqs: HashMap<RequestId, Request>,
+    running: Vec<RequestId>,
+    waiting: VecDeque<RequestId>,
+    stats: EngineStats,
+    filler: Vec<u32>,
+}
+
+impl Engine {
+    /// An idle engine; fails as vLLM would at start-up when the settings cannot work.
+    pub fn new(cfg: EngineConfig, model: ModelProfile, gpu: GpuProfile) -> Result<Self, ConfigError> {
+        let blocks = cfg.validate(&model, &gpu)?;
+        let lora = LoraManager::new(cfg.enable_lora, cfg.max_loras, cfg.max_cpu_loras, cfg.max_lora_rank, &model);
+        Ok(Self {
+            cost: StepCost::new(&model, &gpu),
+            pool: BlockPool::new(blocks, cfg.enable_prefix_caching),
+            lora,
+            reqs: HashMap::new(),
+            running: Vec::new(),
+            waiting: VecDeque::new(),
+            stats: EngineStats::default(),
+            filler: (1000..1064).collect(),
+            cfg,
+            model,
+            gpu,
+        })
+    }
+
+    /// Sets the token ids generated text cycles through (so it detokenizes to real words).
+    pub fn with_filler(mut self, tokens: Vec<u32>) -> Self {
+        if !tokens.is_empty() {
+            self.filler = tokens;
+        }
+        self
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+    /// The model it simulates.
+    pub fn model(&self) -> &ModelProfile {
+        &self.model
+    }
+    /// The GPU it simulates.
+    pub fn gpu(&self) -> &GpuProfile {
+        &self.gpu
+    }
+    /// KV blocks in total.
+    pub fn num_gpu_blocks(&self) -> u32 {
+        self.pool.num_blocks()
+    }
+    /// Cumulative counters.
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+    /// Whether a step would do anything.
+    pub fn has_work(&self) -> bool {
+        !self.running.is_empty() || !self.waiting.is_empty()
+    }
+
+    /// Gauges now.
+    pub fn snapshot(&self) -> EngineSnapshot {
+        EngineSnapshot {
+            num_running: self.running.len(),
+            num_waiting: self.waiting.len(),
+            kv_usage: self.pool.usage(),
+            num_gpu_blocks: self.pool.num_blocks(),
+            running_loras: self.lora_names(self.running.iter()),
+            waiting_loras: self.lora_names(self.waiting.iter()),
+        }
+    }
+
+    fn lora_names<'a>(&self, ids: impl Iterator<Item = &'a RequestId>) -> Vec<String> {
+        let mut names: Vec<String> = ids
+            .filter_map(|id| self.reqs.get(id)?.lora)
+            .filter_map(|l| self.lora.name(l).map(str::to_string))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// Registers a LoRA adapter (`/v1/load_lora_adapter`).
+    pub fn load_lora(&mut self, name: &str, path: &str) -> Result<(), LoraError> {
+        self.lora.load(name, path).map(|_| ())
+    }
+    /// Removes a LoRA adapter (`/v1/unload_lora_adapter`).
+    pub fn unload_lora(&mut self, name: &str) -> Result<(), LoraError> {
+        self.lora.unload(name)
+    }
+    /// (name, path) of loaded adapters, in load order.
+    pub fn loras(&self) -> Vec<(String, String)> {
+        self.lora.list()
+    }
+    /// Whether `name` is a loaded adapter.
+    pub fn has_lora(&self, name: &str) -> bool {
+        self.lora.id(name).is_some()
+    }
+
+    /// Queues a request that arrived at `now`.
+    pub fn add_request(&mut self, req: NewRequest, now: f64) -> Result<(), AddError> {
+        let max_len = self.cfg.max_model_len;
+        let prompt = req.prompt.len().min(u32::MAX as usize) as u32;
+        if self.reqs.contains_key(&req.id) {
+            return Err(AddError::DuplicateId(req.id));
+        }
+        if prompt == 0 {
+            return Err(AddError::EmptyPrompt);
+        }
+        if prompt >= max_len {
+            return Err(AddError::PromptTooLong { prompt, max_model_len: max_len });
+        }
+        let max_tokens = req.max_tokens.unwrap_or(max_len - prompt);
+        if max_tokens == 0 {
+            return Err(AddError::ZeroMaxTokens);
+        }
+        if req.min_tokens > max_tokens {
+            return Err(AddError::MinAboveMax { min_tokens: req.min_tokens, max_tokens });
+        }
+        if u64::from(prompt) + u64::from(max_tokens) > u64::from(max_len) {
+            return Err(AddError::TooLong { prompt, max_tokens, max_model_len: max_len });
+        }
+        let lora = match &req.lora {
+            Some(name) => Some(self.lora.id(name).ok_or_else(|| AddError::UnknownLora(name.clone()))?),
+            None => None,
+        };
+        let mut rng = SmallRng::seed_from_u64(self.cfg.seed ^ req.id.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let natural = self.cfg.output_len.sample(&mut rng);
+        let target_output = if req.ignore_eos { max_tokens } else { natural.max(req.min_tokens).min(max_tokens) };
+        let mut hashes = Vec::new();
+        if self.cfg.enable_prefix_caching {
+            extend_hashes(&mut hashes, &req.prompt, self.cfg.block_size as usize, lora);
+        }
+        let r = Request {
+            id: req.id,
+            tokens: req.prompt,
+            prompt_len: prompt,
+            target_output,
+            max_tokens,
+            lora,
+            status: Status::Waiting,
+            num_computed: 0,
+            blocks: Vec::new(),
+            hashes,
+            num_cached_blocks: 0,
+            cached_tokens: 0,
+            filler_offset: rng.random_range(0..self.filler.len()),
+            arrival: now,
+            first_scheduled: None,
+            first_token: None,
+            last_token: now,
+            num_preemptions: 0,
+        };
+        self.reqs.insert(r.id, r);
+        self.waiting.push_back(req.id);
+        Ok(())
+    }
+
+    /// Removes a live request, freeing its blocks; None if it is unknown or already done.
+    pub fn abort(&mut self, id: RequestId, now: f64) -> Option<Finished> {
+        let r = self.reqs.remove(&id)?;
+        match r.status {
+            Status::Running => self.running.retain(|&x| x != id),
+            Status::Waiting => self.waiting.retain(|&x| x != id),
+        }
+        self.pool.free(&r.blocks);
+        Some(finished(&r, FinishReason::Abort, now))
+    }
+
+    /// Runs one iteration starting at `now`; None when there is nothing to do.
+    pub fn step(&mut self, now: f64) -> Option<StepOutput> {
+        if !self.has_work() {
+            return None;
+        }
+        let mut budget = self.cfg.max_num_batched_tokens;
+        let mut sched: Vec<(RequestId, BatchItem)> = Vec::with_capacity(self.running.len() + 8);
+        let preemptions = self.schedule_running(&mut budget, &mut sched);
+        if preemptions == 0 {
+            self.schedule_waiting(&mut budget, &mut sched, now);
+        }
+        let mut batch_loras: Vec<u32> = sched.iter().filter_map(|(id, _)| self.reqs.get(id)?.lora).collect();
+        batch_loras.sort_unstable();
+        batch_loras.dedup();
+        let swap = self.lora.activate(&batch_loras);
+        let lora_bytes = batch_loras.len() as f64 * self.lora.adapter_bytes;
+        let duration = self.cost.step_time(sched.iter().map(|(_, it)| *it), lora_bytes)
+            + swap.from_disk / (self.cfg.lora_disk_gbps * 1e9)
+            + swap.to_gpu / (self.gpu.pcie_gbps * 1e9);
+        let end = now + duration;
+        let mut out = StepOutput {
+            start: now,
+            end,
+            num_tokens: sched.iter().map(|(_, it)| it.new_tokens).sum(),
+            preemptions,
+            ..StepOutput::default()
+        };
+        for (id, item) in &sched {
+            self.complete(*id, item.new_tokens, end, &mut out);
+        }
+        if !out.finished.is_empty() {
+            self.running.retain(|id| self.reqs.contains_key(id));
+        }
+        self.stats.steps += 1;
+        self.stats.busy_time += duration;
+        Some(out)
+    }
+
+    /// Schedules RUNNING requests in order, preempting from the tail when blocks run out.
+    fn schedule_running(&mut self, budget: &mut u32, sched: &mut Vec<(RequestId, BatchItem)>) -> u32 {
+        let mut preemptions = 0;
+        let mut i = 0;
+        'running: while i < self.running.len() && *budget > 0 {
+            let id = self.running[i];
+            let Some(r) = self.reqs.get(&id) else { break };
+            let n = self.chunk(r.num_tokens() - r.num_computed, *budget);
+            let context = r.num_computed;
+            if n == 0 {
+                i += 1;
+                continue;
+            }
+            while !self.allocate(id, n) {
+                let Some(victim) = self.running.pop() else { break 'running };
+                self.preempt(victim);
+                preemptions += 1;
+                if victim == id {
+                    break 'running;
+                }
+            }
+            sched.push((id, BatchItem { new_tokens: n, context }));
+            *budget -= n;
+            i += 1;
+        }
+        preemptions
+    }
+
+    /// Admits WAITING requests in order while budget, `max_num_seqs`, LoRA slots and blocks allow.
+    fn schedule_waiting(&mut self, budget: &mut u32, sched: &mut Vec<(RequestId, BatchItem)>, now: f64) {
+        let mut loras: Vec<u32> = self.running.iter().filter_map(|id| self.reqs.get(id)?.lora).collect();
+        loras.sort_unstable();
+        loras.dedup();
+        let mut skipped = Vec::new();
+        let bs = self.cfg.block_size;
+        while *budget > 0 && (self.running.len() as u32) < self.cfg.max_num_seqs {
+            let Some(&id) = self.waiting.front() else { break };
+            let Some(r) = self.reqs.get_mut(&id) else { break };
+            if let Some(l) = r.lora
+                && !loras.contains(&l)
+                && loras.len() as u32 >= self.cfg.max_loras
+            {
+                skipped.push(id);
+                self.waiting.pop_front();
+                continue;
+            }
+            // Prefix-cache lookup over full blocks, never the whole prompt: vLLM recomputes
+            // the last token so the step has logits to sample from.
+            let mut hits: Vec<u32> = Vec::new();
+            if self.cfg.enable_prefix_caching {
+                extend_hashes(&mut r.hashes, &r.tokens, bs as usize, r.lora);
+                let max_hit = ((r.num_tokens() - 1) / bs) as usize;
+                for h in r.hashes.iter().take(max_hit) {
+                    match self.pool.lookup(*h) {
+                        Some(b) => hits.push(b),
+                        None => break,
+                    }
+                }
+            }
+            let computed = hits.len() as u32 * bs;
+            let n = (r.num_tokens() - computed).min(*budget);
+            let n = match self.cfg.long_prefill_token_threshold {
+                0 => n,
+                t => n.min(t),
+            };
+            let need = (computed + n).div_ceil(bs) - hits.len() as u32;
+            let hits_on_free_list = hits.iter().filter(|&&b| self.pool.is_free(b)).count() as u32;
+            if need + hits_on_free_list > self.pool.num_free() {
+                break;
+            }
+            for &b in &hits {
+                self.pool.touch(b);
+            }
+            r.blocks = hits;
+            let allocated = self.pool.allocate(need, &mut r.blocks);
+            debug_assert!(allocated, "free-block check passed but allocation failed");
+            self.stats.prefix_queries += u64::from(r.num_tokens());
+            self.stats.prefix_hits += u64::from(computed);
+            if r.first_scheduled.is_none() {
+                r.first_scheduled = Some(now);
+                r.cached_tokens = computed;
+            }
+            r.num_computed = computed;
+            r.num_cached_blocks = r.blocks.len().min((computed / bs) as usize);
+            r.status = Status::Running;
+            if let Some(l) = r.lora
+                && !loras.contains(&l)
+            {
+                loras.push(l);
+            }
+            self.waiting.pop_front();
+            self.running.push(id);
+            sched.push((id, BatchItem { new_tokens: n, context: computed }));
+            *budget -= n;
+        }
+        for id in skipped.into_iter().rev() {
+            self.waiting.push_front(id);
+        }
+    }
+
+    fn chunk(&self, remaining: u32, budget: u32) -> u32 {
+        let n = remaining.min(budget);
+        match self.cfg.long_prefill_token_threshold {
+            0 => n,
+            t => n.min(t),
+        }
+    }
+
+    /// Gives `id` the blocks to hold `n` more tokens; false (and no change) if too few are free.
+    fn allocate(&mut self, id: RequestId, n: u32) -> bool {
+        let bs = self.cfg.block_size;
+        let Some(r) = self.reqs.get_mut(&id) else { return false };
+        let need = (r.num_computed + n).div_ceil(bs).saturating_sub(r.blocks.len() as u32);
+        self.pool.allocate(need, &mut r.blocks)
+    }
+
+    fn preempt(&mut self, id: RequestId) {
+        let Some(r) = self.reqs.get_mut(&id) else { return };
+        self.pool.free(&r.blocks);
+        r.blocks.clear();
+        r.num_computed = 0;
+        r.num_cached_blocks = 0;
+        r.status = Status::Waiting;
+        r.num_preemptions += 1;
+        self.waiting.push_front(id);
+        self.stats.preemptions += 1;
+    }
+
+    /// Books `n` computed tokens for `id` at `end`: caches full blocks, emits a token when the
+    /// sequence is fully computed, and retires the request when it is done.
+    fn complete(&mut self, id: RequestId, n: u32, end: f64, out: &mut StepOutput) {
+        let bs = self.cfg.block_size;
+        let Some(r) = self.reqs.get_mut(&id) else { return };
+        r.num_computed += n;
+        if self.cfg.enable_prefix_caching {
+            let computed = r.num_computed as usize;
+            extend_hashes(&mut r.hashes, &r.tokens[..computed], bs as usize, r.lora);
+            let full = (r.num_computed / bs) as usize;
+            for i in r.num_cached_blocks..full.min(r.blocks.len()) {
+                self.pool.cache(r.blocks[i], r.hashes[i]);
+            }
+            r.num_cached_blocks = r.num_cached_blocks.max(full.min(r.blocks.len()));
+        }
+        if r.num_computed < r.num_tokens() {
+            return; // a prefill chunk that does not finish the prompt emits nothing
+        }
+        let token = self.filler[(r.filler_offset + r.output_len() as usize) % self.filler.len()];
+        r.tokens.push(token);
+        let first = r.first_token.is_none();
+        let latency = if first {
+            r.first_token = Some(end);
+            self.stats.prompt_tokens += u64::from(r.prompt_len);
+            end - r.arrival
+        } else {
+            end - r.last_token
+        };
+        r.last_token = end;
+        self.stats.generation_tokens += 1;
+        out.tokens.push(TokenOut { id, token, first, latency });
+        if r.output_len() >= r.target_output {
+            let reason = if r.output_len() >= r.max_tokens { FinishReason::Length } else { FinishReason::Stop };
+            if let Some(r) = self.reqs.remove(&id) {
+                self.pool.free(&r.blocks);
+                out.finished.push(finished(&r, reason, end));
+            }
+        }
+    }
+}
+
+fn finished(r: &Request, reason: FinishReason, end: f64) -> Finished {
+    Finished {
+        id: r.id,
+        reason,
+        prompt_tokens: r.prompt_len,
+        output_tokens: r.output_len(),
+        cached_tokens: r.cached_tokens,
+        max_tokens: r.max_tokens,
+        arrival: r.arrival,
+        first_scheduled: r.first_scheduled,
+        first_token: r.first_token,
+        end,
+        num_preemptions: r.num_preemptions,
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

@@ -1,0 +1,27 @@
+//! The vLLM engine model in virtual time; pure: no I/O, no clocks, no threads.
+//!
+//! [`Engine`] reproduces vLLM V1's scheduler (token budget, chunked prefill, running-first,
+//! tail preemption by recompute), its paged KV cache with automatic prefix caching, LoRA batch
+//! slots, and prices every step with a roofline model over [`GpuProfile`] and
+//! [`ModelProfile`] data. Callers own the clock: they pass `now` in seconds and advance it by
+//! the duration each [`Engine::step`] returns. `brix sim` drives it in real time; the fleet
+//! simulator drives many of them in virtual time.
+
+mod config;
+mod engine;
+mod hash;
+mod kv;
+mod latency;
+mod lora;
+mod outlen;
+mod profile;
+mod request;
+
+pub use config::{ConfigError, EngineConfig};
+pub use engine::{AddError, Engine, EngineSnapshot, EngineStats, FinishReason, Finished, StepOutput, TokenOut};
+pub use kv::BlockPool;
+pub use latency::{BatchItem, StepCost};
+pub use lora::LoraError;
+pub use outlen::{OutputLen, OutputLenParseError};
+pub use profile::{Catalog, GpuProfile, ModelProfile, ProfileError};
+pub use request::{NewRequest, RequestId};

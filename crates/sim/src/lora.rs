@@ -1,0 +1,182 @@
+//! LoRA adapters: the registry behind `/v1/load_lora_adapter`, host-memory residency
+//! (`max_cpu_loras`) and GPU batch slots (`max_loras`), each an LRU, priced in bytes moved.
+
+use std::collections::HashMap;
+
+use crate::profile::ModelProfile;
+
+/// Why a LoRA operation was refused; the HTTP layer maps each to vLLM's reply.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LoraError {
+    /// The engine was started without `--enable-lora`.
+    #[error("LoRA is not enabled. Use --enable-lora to enable LoRA.")]
+    Disabled,
+    /// An adapter with this name is already loaded.
+    #[error("The lora adapter '{0}' has already been loaded.")]
+    AlreadyLoaded(String),
+    /// No adapter with this name is loaded.
+    #[error("The lora adapter '{0}' cannot be found.")]
+    NotFound(String),
+}
+
+#[derive(Clone, Debug)]
+struct Adapter {
+    id: u32,
+    path: String,
+}
+
+/// Registered adapters and where their weights currently are.
+#[derive(Clone, Debug)]
+pub(crate) struct LoraManager {
+    by_name: HashMap<String, Adapter>,
+    names: HashMap<u32, String>,
+    next_id: u32,
+    /// Host-resident adapter ids, most recently used last.
+    cpu: Vec<u32>,
+    /// GPU slot holders, most recently used last.
+    gpu: Vec<u32>,
+    max_cpu: usize,
+    max_gpu: usize,
+    enabled: bool,
+    /// Bytes of one adapter at the configured rank.
+    pub(crate) adapter_bytes: f64,
+}
+
+/// Bytes that one batch's adapters had to move before the step could run.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Swap {
+    pub(crate) from_disk: f64,
+    pub(crate) to_gpu: f64,
+}
+
+impl LoraManager {
+    pub(crate) fn new(enabled: bool, max_loras: u32, max_cpu_loras: u32, rank: u32, model: &ModelProfile) -> Self {
+        // q, k, v, o projections: rank × (d_in + d_out) per matrix per layer.
+        let d = f64::from(model.hidden_size);
+        let q = f64::from(model.num_heads * model.head_dim);
+        let kv = f64::from(model.num_kv_heads * model.head_dim);
+        let per_layer = (d + q) + 2.0 * (d + kv) + (q + d);
+        let adapter_bytes = f64::from(rank) * f64::from(model.num_layers) * per_layer * f64::from(model.dtype_bytes);
+        Self {
+            by_name: HashMap::new(),
+            names: HashMap::new(),
+            next_id: 1,
+            cpu: Vec::new(),
+            gpu: Vec::new(),
+            max_cpu: max_cpu_loras as usize,
+            max_gpu: max_loras as usize,
+            enabled,
+            adapter_bytes,
+        }
+    }
+
+    /// Registers an adapter and reads it into host memory, evicting the least recent.
+    pub(crate) fn load(&mut self, name: &str, path: &str) -> Result<u32, LoraError> {
+        if !self.enabled {
+            return Err(LoraError::Disabled);
+        }
+        if self.by_name.contains_key(name) {
+            return Err(LoraError::AlreadyLoaded(name.to_string()));
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.by_name.insert(name.to_string(), Adapter { id, path: path.to_string() });
+        self.names.insert(id, name.to_string());
+        touch(&mut self.cpu, id, self.max_cpu);
+        Ok(id)
+    }
+
+    pub(crate) fn unload(&mut self, name: &str) -> Result<(), LoraError> {
+        if !self.enabled {
+            return Err(LoraError::Disabled);
+        }
+        let a = self.by_name.remove(name).ok_or_else(|| LoraError::NotFound(name.to_string()))?;
+        self.names.remove(&a.id);
+        self.cpu.retain(|&x| x != a.id);
+        self.gpu.retain(|&x| x != a.id);
+        Ok(())
+    }
+
+    pub(crate) fn id(&self, name: &str) -> Option<u32> {
+        self.by_name.get(name).map(|a| a.id)
+    }
+
+    pub(crate) fn name(&self, id: u32) -> Option<&str> {
+        self.names.get(&id).map(String::as_str)
+    }
+
+    /// (name, path) of every registered adapter, in load order.
+    pub(crate) fn list(&self) -> Vec<(String, String)> {
+        let mut v: Vec<_> = self.by_name.iter().map(|(n, a)| (a.id, n.clone(), a.path.clone())).collect();
+        v.sort_unstable();
+        v.into_iter().map(|(_, n, p)| (n, p)).collect()
+    }
+
+    /// Makes the batch's adapters GPU-resident and says what that moved.
+    pub(crate) fn activate(&mut self, batch: &[u32]) -> Swap {
+        let mut swap = Swap::default();
+        for &id in batch {
+            if !self.gpu.contains(&id) {
+                swap.to_gpu += self.adapter_bytes;
+                if !self.cpu.contains(&id) {
+                    swap.from_disk += self.adapter_bytes;
+                }
+            }
+            touch(&mut self.cpu, id, self.max_cpu);
+            touch(&mut self.gpu, id, self.max_gpu);
+        }
+        swap
+    }
+}
+
+/// Moves `id` to the most-recent end of an LRU list capped at `cap`.
+fn touch(lru: &mut Vec<u32>, id: u32, cap: usize) {
+    lru.retain(|&x| x != id);
+    lru.push(id);
+    if lru.len() > cap {
+        lru.remove(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::Catalog;
+
+    fn manager(max_loras: u32, max_cpu: u32) -> LoraManager {
+        let c = Catalog::builtin();
+        let m = c.model("llama-3-8b").map(Clone::clone).unwrap_or_else(|e| panic!("{e}"));
+        LoraManager::new(true, max_loras, max_cpu, 16, &m)
+    }
+
+    #[test]
+    fn registry_errors_match_vllm() {
+        let mut l = manager(1, 1);
+        assert_eq!(l.load("a", "/p/a"), Ok(1));
+        assert_eq!(l.load("a", "/p/a"), Err(LoraError::AlreadyLoaded("a".into())));
+        assert_eq!(l.unload("b"), Err(LoraError::NotFound("b".into())));
+        assert_eq!(l.unload("a"), Ok(()));
+        assert_eq!(l.id("a"), None);
+        let c = Catalog::builtin();
+        let m = c.model("llama-3-8b").map(Clone::clone).unwrap_or_else(|e| panic!("{e}"));
+        let mut off = LoraManager::new(false, 1, 1, 16, &m);
+        assert_eq!(off.load("a", "p"), Err(LoraError::Disabled));
+    }
+
+    #[test]
+    fn swaps_cost_bytes_only_when_not_resident() {
+        let mut l = manager(1, 2);
+        // Rank 16 on Llama-3-8B attention projections ≈ 27 MB.
+        assert!((l.adapter_bytes / 1e6 - 27.3).abs() < 0.5, "{}", l.adapter_bytes);
+        let a = l.load("a", "pa").unwrap_or(0);
+        let b = l.load("b", "pb").unwrap_or(0);
+        let c = l.load("c", "pc").unwrap_or(0); // evicts a from host memory
+        let s = l.activate(&[a]);
+        assert_eq!((s.from_disk > 0.0, s.to_gpu > 0.0), (true, true));
+        assert_eq!(l.activate(&[a]), Swap::default());
+        let s = l.activate(&[c]);
+        assert_eq!((s.from_disk > 0.0, s.to_gpu > 0.0), (false, true));
+        assert_eq!(l.list().len(), 3);
+        let _ = b;
+    }
+}
