@@ -7,7 +7,9 @@
 //! the duration each [`Engine::step`] returns. `brix sim` drives it in real time; the fleet
 //! simulator drives many of them in virtual time.
 
+mod calibration;
 mod config;
+mod drive;
 mod engine;
 mod hash;
 mod kv;
@@ -17,7 +19,9 @@ mod outlen;
 mod profile;
 mod request;
 
+pub use calibration::{CalibrationRow, calibration_table};
 pub use config::{ConfigError, EngineConfig};
+pub use drive::{run_closed_loop, run_open_loop};
 pub use engine::{AddError, Engine, EngineSnapshot, EngineStats, FinishReason, Finished, StepOutput, TokenOut};
 pub use kv::BlockPool;
 pub use latency::{BatchItem, StepCost};
