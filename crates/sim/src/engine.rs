@@ -7,7 +7,9 @@
 //! allow (skipping, not preempting, a LoRA request whose adapter would exceed `max_loras`),
 //! reusing prefix-cache hits. Tokens appear at the end of the step that completes them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -218,7 +220,7 @@ pub struct Engine {
     cost: StepCost,
     pool: BlockPool,
     lora: LoraManager,
-    reqs: HashMap<RequestId, Request>,
+    reqs: FxHashMap<RequestId, Request>,
     running: Vec<RequestId>,
     waiting: VecDeque<RequestId>,
     stats: EngineStats,
@@ -234,7 +236,7 @@ impl Engine {
             cost: StepCost::new(&model, &gpu),
             pool: BlockPool::new(blocks, cfg.enable_prefix_caching),
             lora,
-            reqs: HashMap::new(),
+            reqs: FxHashMap::default(),
             running: Vec::new(),
             waiting: VecDeque::new(),
             stats: EngineStats::default(),
@@ -432,7 +434,7 @@ impl Engine {
         'running: while i < self.running.len() && *budget > 0 {
             let id = self.running[i];
             let Some(r) = self.reqs.get(&id) else { break };
-            let n = self.chunk(r.num_tokens() - r.num_computed, *budget);
+            let n = chunk(&self.cfg, r.num_tokens() - r.num_computed, *budget);
             let context = r.num_computed;
             if n == 0 {
                 i += 1;
@@ -485,11 +487,7 @@ impl Engine {
                 }
             }
             let computed = hits.len() as u32 * bs;
-            let n = (r.num_tokens() - computed).min(*budget);
-            let n = match self.cfg.long_prefill_token_threshold {
-                0 => n,
-                t => n.min(t),
-            };
+            let n = chunk(&self.cfg, r.num_tokens() - computed, *budget);
             let need = (computed + n).div_ceil(bs) - hits.len() as u32;
             let hits_on_free_list = hits.iter().filter(|&&b| self.pool.is_free(b)).count() as u32;
             if need + hits_on_free_list > self.pool.num_free() {
@@ -522,14 +520,6 @@ impl Engine {
         }
         for id in skipped.into_iter().rev() {
             self.waiting.push_front(id);
-        }
-    }
-
-    fn chunk(&self, remaining: u32, budget: u32) -> u32 {
-        let n = remaining.min(budget);
-        match self.cfg.long_prefill_token_threshold {
-            0 => n,
-            t => n.min(t),
         }
     }
 
@@ -591,6 +581,15 @@ impl Engine {
                 out.finished.push(finished(&r, reason, end));
             }
         }
+    }
+}
+
+/// Tokens a request may compute this step: what remains, within budget and the long-prefill cap.
+fn chunk(cfg: &EngineConfig, remaining: u32, budget: u32) -> u32 {
+    let n = remaining.min(budget);
+    match cfg.long_prefill_token_threshold {
+        0 => n,
+        t => n.min(t),
     }
 }
 

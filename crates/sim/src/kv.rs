@@ -5,7 +5,7 @@
 //! the queue); allocation takes from the head and only then forgets the hash. Usage counts
 //! cached-but-free blocks as free, as vLLM's `kv_cache_usage_perc` does.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use crate::hash::BlockHash;
 
@@ -21,7 +21,7 @@ pub struct BlockPool {
     head: u32,
     tail: u32,
     num_free: u32,
-    cached: HashMap<BlockHash, u32>,
+    cached: FxHashMap<BlockHash, u32>,
     caching: bool,
 }
 
@@ -37,7 +37,7 @@ impl BlockPool {
             head: NIL,
             tail: NIL,
             num_free: 0,
-            cached: HashMap::new(),
+            cached: FxHashMap::default(),
             caching,
         };
         for b in 0..num_blocks {
