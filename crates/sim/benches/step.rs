@@ -1,6 +1,7 @@
 //! What one engine step costs in CPU time, so virtual-time studies stay cheap.
 //!
 //! `cargo bench -p brix-sim --bench step`
+#![allow(missing_docs, reason = "criterion_group! generates undocumented items")]
 
 use brix_sim::{Catalog, Engine, EngineConfig, NewRequest, run_closed_loop};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
@@ -10,13 +11,16 @@ fn engine(gpu: &str) -> Engine {
     let (Ok(m), Ok(g)) = (c.model("llama-3-8b"), c.gpu(gpu)) else {
         panic!("missing built-in profile");
     };
-    Engine::new(EngineConfig::vllm_defaults(m, g), m.clone(), g.clone()).unwrap_or_else(|e| panic!("{e}"))
+    Engine::new(EngineConfig::vllm_defaults(m, g), m.clone(), g.clone())
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn request(i: u64) -> NewRequest {
     NewRequest {
         id: i,
-        prompt: (0..512).map(|t| (t * 31 + i as u32 * 7) % 50_000 + 1).collect(),
+        prompt: (0..512)
+            .map(|t| (t * 31 + i as u32 * 7) % 50_000 + 1)
+            .collect(),
         max_tokens: Some(256),
         ..NewRequest::default()
     }
@@ -26,7 +30,8 @@ fn request(i: u64) -> NewRequest {
 fn decoding(n: u64) -> (Engine, f64) {
     let mut e = engine("A100-80GB");
     for i in 0..n {
-        e.add_request(request(i), 0.0).unwrap_or_else(|x| panic!("{x}"));
+        e.add_request(request(i), 0.0)
+            .unwrap_or_else(|x| panic!("{x}"));
     }
     let mut now = 0.0;
     while e.snapshot().num_waiting > 0 || e.stats().generation_tokens < n {
@@ -38,7 +43,11 @@ fn decoding(n: u64) -> (Engine, f64) {
 fn bench_step(c: &mut Criterion) {
     for n in [32, 256] {
         c.bench_function(&format!("decode step, {n} running"), |b| {
-            b.iter_batched_ref(|| decoding(n), |(e, now)| *now = e.step(*now).map_or(*now, |o| o.end), BatchSize::LargeInput)
+            b.iter_batched_ref(
+                || decoding(n),
+                |(e, now)| *now = e.step(*now).map_or(*now, |o| o.end),
+                BatchSize::LargeInput,
+            )
         });
     }
     c.bench_function("1000 requests end to end (concurrency 64)", |b| {

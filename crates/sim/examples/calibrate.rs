@@ -13,7 +13,11 @@ fn main() {
             r.published,
             r.model,
             r.error() * 100.0,
-            if r.fitted { format!("yes (±{:.0} %)", r.tolerance * 100.0) } else { "no".into() },
+            if r.fitted {
+                format!("yes (±{:.0} %)", r.tolerance * 100.0)
+            } else {
+                "no".into()
+            },
             u = r.unit
         );
     }

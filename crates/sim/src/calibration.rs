@@ -38,7 +38,14 @@ impl CalibrationRow {
 }
 
 /// Runs `n` requests of `input` → `output` tokens with `concurrency` in flight on a fresh engine.
-fn bench(gpu: &str, concurrency: usize, n: usize, input: u32, output: u32, offline: bool) -> (Vec<Finished>, f64) {
+fn bench(
+    gpu: &str,
+    concurrency: usize,
+    n: usize,
+    input: u32,
+    output: u32,
+    offline: bool,
+) -> (Vec<Finished>, f64) {
     let catalog = Catalog::builtin();
     let (Ok(model), Ok(gpu)) = (catalog.model("llama-3-8b"), catalog.gpu(gpu)) else {
         return (Vec::new(), 0.0);
@@ -54,7 +61,9 @@ fn bench(gpu: &str, concurrency: usize, n: usize, input: u32, output: u32, offli
     run_closed_loop(&mut engine, concurrency, n, |i| NewRequest {
         id: i,
         // Distinct prompts: benchmark prompts are random, so no prefix hits.
-        prompt: (0..input).map(|t| (t * 7919 + i as u32 * 104_729) % 100_000 + 1).collect(),
+        prompt: (0..input)
+            .map(|t| (t * 7919 + i as u32 * 104_729) % 100_000 + 1)
+            .collect(),
         max_tokens: Some(output),
         ignore_eos: true,
         ..NewRequest::default()
@@ -75,10 +84,16 @@ fn throughput(done: &[Finished], end: f64) -> f64 {
 pub fn calibration_table() -> Vec<CalibrationRow> {
     let (c1, t1) = bench("A100-40GB", 1, 8, 1024, 128, false);
     let (c8, t8) = bench("A100-40GB", 8, 64, 1024, 128, false);
-    let itl = mean(c1.iter().filter_map(|f| Some(f.decode_time()? / f64::from(f.output_tokens - 1))));
+    let itl = mean(
+        c1.iter()
+            .filter_map(|f| Some(f.decode_time()? / f64::from(f.output_tokens - 1))),
+    );
     let (lat, _) = bench("H200", 8, 8, 32, 128, true);
     let (h100, _) = bench("H100", 1, 4, 256, 64, false);
-    let h100_itl = mean(h100.iter().filter_map(|f| Some(f.decode_time()? / f64::from(f.output_tokens - 1))));
+    let h100_itl = mean(
+        h100.iter()
+            .filter_map(|f| Some(f.decode_time()? / f64::from(f.output_tokens - 1))),
+    );
     let h100_ttft = mean(h100.iter().filter_map(Finished::ttft));
     vec![
         CalibrationRow {

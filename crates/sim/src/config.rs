@@ -96,7 +96,10 @@ impl EngineConfig {
     pub fn validate(&self, model: &ModelProfile, gpu: &GpuProfile) -> Result<u32, ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         if ![1, 8, 16, 32, 64, 128].contains(&self.block_size) {
-            return invalid(format!("block_size must be one of 1, 8, 16, 32, 64, 128, got {}", self.block_size));
+            return invalid(format!(
+                "block_size must be one of 1, 8, 16, 32, 64, 128, got {}",
+                self.block_size
+            ));
         }
         if !(self.gpu_memory_utilization > 0.0 && self.gpu_memory_utilization <= 1.0) {
             return invalid(format!(
@@ -105,7 +108,9 @@ impl EngineConfig {
             ));
         }
         if self.max_num_seqs == 0 || self.max_num_batched_tokens == 0 || self.max_model_len == 0 {
-            return invalid("max_num_seqs, max_num_batched_tokens and max_model_len must be positive".into());
+            return invalid(
+                "max_num_seqs, max_num_batched_tokens and max_model_len must be positive".into(),
+            );
         }
         if self.max_model_len > model.max_position_embeddings {
             return invalid(format!(
@@ -119,13 +124,14 @@ impl EngineConfig {
                 self.max_cpu_loras, self.max_loras
             ));
         }
-        if self.enable_lora && ![1, 8, 16, 32, 64, 128, 256, 320, 512].contains(&self.max_lora_rank) {
+        if self.enable_lora && ![1, 8, 16, 32, 64, 128, 256, 320, 512].contains(&self.max_lora_rank)
+        {
             return invalid(format!(
                 "max_lora_rank ({}) must be one of (1, 8, 16, 32, 64, 128, 256, 320, 512).",
                 self.max_lora_rank
             ));
         }
-        if !(self.lora_disk_gbps > 0.0) {
+        if self.lora_disk_gbps.is_nan() || self.lora_disk_gbps <= 0.0 {
             return invalid("lora_disk_gbps must be positive".into());
         }
         let blocks = match self.num_gpu_blocks_override {
@@ -147,12 +153,18 @@ impl EngineConfig {
     pub fn activation_bytes(&self, model: &ModelProfile, gpu: &GpuProfile) -> f64 {
         let tp = f64::from(model.tensor_parallel_size);
         let w = f64::from(model.dtype_bytes);
-        let per_token = (4.0 * f64::from(model.hidden_size) + 2.0 * f64::from(model.intermediate_size) / tp) * w;
+        let per_token = (4.0 * f64::from(model.hidden_size)
+            + 2.0 * f64::from(model.intermediate_size) / tp)
+            * w;
         let logits = f64::from(self.max_num_seqs) * f64::from(model.vocab_size) * 4.0;
         f64::from(self.max_num_batched_tokens) * per_token + logits + gpu.runtime_overhead_gib * GIB
     }
 
-    fn blocks_from_memory(&self, model: &ModelProfile, gpu: &GpuProfile) -> Result<u32, ConfigError> {
+    fn blocks_from_memory(
+        &self,
+        model: &ModelProfile,
+        gpu: &GpuProfile,
+    ) -> Result<u32, ConfigError> {
         let budget = gpu.memory_gib * GIB * self.gpu_memory_utilization;
         let weights = model.weight_bytes_per_gpu();
         let act = self.activation_bytes(model, gpu);
@@ -186,12 +198,23 @@ mod tests {
     fn kv_capacity_matches_the_reference_table() {
         // Reference (engine-and-scaling.md §5): Llama-3-8B KV ≈ 31k tokens on A10, 141k on
         // A100-40GB, 415k on A100-80GB and H100, 834k on H200; within 15 %.
-        for (gpu, want) in [("A10", 31e3), ("A100-40GB", 141e3), ("A100-80GB", 415e3), ("H100", 415e3), ("H200", 834e3)] {
+        for (gpu, want) in [
+            ("A10", 31e3),
+            ("A100-40GB", 141e3),
+            ("A100-80GB", 415e3),
+            ("H100", 415e3),
+            ("H200", 834e3),
+        ] {
             let (m, g) = setup("llama-3-8b", gpu);
             let cfg = EngineConfig::vllm_defaults(&m, &g);
-            let blocks = cfg.validate(&m, &g).unwrap_or_else(|e| panic!("{gpu}: {e}"));
+            let blocks = cfg
+                .validate(&m, &g)
+                .unwrap_or_else(|e| panic!("{gpu}: {e}"));
             let tokens = f64::from(blocks) * 16.0;
-            assert!((tokens / want - 1.0).abs() < 0.15, "{gpu}: {tokens} tokens vs {want}");
+            assert!(
+                (tokens / want - 1.0).abs() < 0.15,
+                "{gpu}: {tokens} tokens vs {want}"
+            );
         }
     }
 
@@ -210,20 +233,64 @@ mod tests {
         let (m, g) = setup("llama-3-8b", "A100-80GB");
         let base = EngineConfig::vllm_defaults(&m, &g);
         let cases: Vec<(EngineConfig, &str)> = vec![
-            (EngineConfig { block_size: 17, ..base.clone() }, "block_size"),
-            (EngineConfig { gpu_memory_utilization: 1.5, ..base.clone() }, "gpu_memory_utilization"),
-            (EngineConfig { max_model_len: 100_000, ..base.clone() }, "max_position_embeddings"),
-            (EngineConfig { gpu_memory_utilization: 0.1, ..base.clone() }, "No available memory"),
-            (EngineConfig { num_gpu_blocks_override: Some(4), ..base.clone() }, "larger than the maximum number of tokens"),
-            (EngineConfig { enable_lora: true, max_lora_rank: 7, ..base.clone() }, "max_lora_rank"),
+            (
+                EngineConfig {
+                    block_size: 17,
+                    ..base.clone()
+                },
+                "block_size",
+            ),
+            (
+                EngineConfig {
+                    gpu_memory_utilization: 1.5,
+                    ..base.clone()
+                },
+                "gpu_memory_utilization",
+            ),
+            (
+                EngineConfig {
+                    max_model_len: 100_000,
+                    ..base.clone()
+                },
+                "max_position_embeddings",
+            ),
+            (
+                EngineConfig {
+                    gpu_memory_utilization: 0.1,
+                    ..base.clone()
+                },
+                "No available memory",
+            ),
+            (
+                EngineConfig {
+                    num_gpu_blocks_override: Some(4),
+                    ..base.clone()
+                },
+                "larger than the maximum number of tokens",
+            ),
+            (
+                EngineConfig {
+                    enable_lora: true,
+                    max_lora_rank: 7,
+                    ..base.clone()
+                },
+                "max_lora_rank",
+            ),
         ];
         for (cfg, want) in cases {
-            let err = cfg.validate(&m, &g).err().map(|e| e.to_string()).unwrap_or_default();
+            let err = cfg
+                .validate(&m, &g)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(err.contains(want), "want '{want}' in '{err}'");
         }
         // 70B does not fit one A10 at all.
         let (m, g) = setup("llama-3-70b-tp4", "A10");
         let err = EngineConfig::vllm_defaults(&m, &g).validate(&m, &g);
-        assert!(matches!(err, Err(ConfigError::NoKvMemory { .. })), "{err:?}");
+        assert!(
+            matches!(err, Err(ConfigError::NoKvMemory { .. })),
+            "{err:?}"
+        );
     }
 }

@@ -229,9 +229,19 @@ pub struct Engine {
 
 impl Engine {
     /// An idle engine; fails as vLLM would at start-up when the settings cannot work.
-    pub fn new(cfg: EngineConfig, model: ModelProfile, gpu: GpuProfile) -> Result<Self, ConfigError> {
+    pub fn new(
+        cfg: EngineConfig,
+        model: ModelProfile,
+        gpu: GpuProfile,
+    ) -> Result<Self, ConfigError> {
         let blocks = cfg.validate(&model, &gpu)?;
-        let lora = LoraManager::new(cfg.enable_lora, cfg.max_loras, cfg.max_cpu_loras, cfg.max_lora_rank, &model);
+        let lora = LoraManager::new(
+            cfg.enable_lora,
+            cfg.max_loras,
+            cfg.max_cpu_loras,
+            cfg.max_lora_rank,
+            &model,
+        );
         Ok(Self {
             cost: StepCost::new(&model, &gpu),
             pool: BlockPool::new(blocks, cfg.enable_prefix_caching),
@@ -330,25 +340,44 @@ impl Engine {
             return Err(AddError::EmptyPrompt);
         }
         if prompt >= max_len {
-            return Err(AddError::PromptTooLong { prompt, max_model_len: max_len });
+            return Err(AddError::PromptTooLong {
+                prompt,
+                max_model_len: max_len,
+            });
         }
         let max_tokens = req.max_tokens.unwrap_or(max_len - prompt);
         if max_tokens == 0 {
             return Err(AddError::ZeroMaxTokens);
         }
         if req.min_tokens > max_tokens {
-            return Err(AddError::MinAboveMax { min_tokens: req.min_tokens, max_tokens });
+            return Err(AddError::MinAboveMax {
+                min_tokens: req.min_tokens,
+                max_tokens,
+            });
         }
         if u64::from(prompt) + u64::from(max_tokens) > u64::from(max_len) {
-            return Err(AddError::TooLong { prompt, max_tokens, max_model_len: max_len });
+            return Err(AddError::TooLong {
+                prompt,
+                max_tokens,
+                max_model_len: max_len,
+            });
         }
         let lora = match &req.lora {
-            Some(name) => Some(self.lora.id(name).ok_or_else(|| AddError::UnknownLora(name.clone()))?),
+            Some(name) => Some(
+                self.lora
+                    .id(name)
+                    .ok_or_else(|| AddError::UnknownLora(name.clone()))?,
+            ),
             None => None,
         };
-        let mut rng = SmallRng::seed_from_u64(self.cfg.seed ^ req.id.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut rng =
+            SmallRng::seed_from_u64(self.cfg.seed ^ req.id.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let natural = self.cfg.output_len.sample(&mut rng);
-        let target_output = if req.ignore_eos { max_tokens } else { natural.max(req.min_tokens).min(max_tokens) };
+        let target_output = if req.ignore_eos {
+            max_tokens
+        } else {
+            natural.max(req.min_tokens).min(max_tokens)
+        };
         let mut hashes = Vec::new();
         if self.cfg.enable_prefix_caching {
             extend_hashes(&mut hashes, &req.prompt, self.cfg.block_size as usize, lora);
@@ -400,12 +429,17 @@ impl Engine {
         if preemptions == 0 {
             self.schedule_waiting(&mut budget, &mut sched, now);
         }
-        let mut batch_loras: Vec<u32> = sched.iter().filter_map(|(id, _)| self.reqs.get(id)?.lora).collect();
+        let mut batch_loras: Vec<u32> = sched
+            .iter()
+            .filter_map(|(id, _)| self.reqs.get(id)?.lora)
+            .collect();
         batch_loras.sort_unstable();
         batch_loras.dedup();
         let swap = self.lora.activate(&batch_loras);
         let lora_bytes = batch_loras.len() as f64 * self.lora.adapter_bytes;
-        let duration = self.cost.step_time(sched.iter().map(|(_, it)| *it), lora_bytes)
+        let duration = self
+            .cost
+            .step_time(sched.iter().map(|(_, it)| *it), lora_bytes)
             + swap.from_disk / (self.cfg.lora_disk_gbps * 1e9)
             + swap.to_gpu / (self.gpu.pcie_gbps * 1e9);
         let end = now + duration;
@@ -428,7 +462,11 @@ impl Engine {
     }
 
     /// Schedules RUNNING requests in order, preempting from the tail when blocks run out.
-    fn schedule_running(&mut self, budget: &mut u32, sched: &mut Vec<(RequestId, BatchItem)>) -> u32 {
+    fn schedule_running(
+        &mut self,
+        budget: &mut u32,
+        sched: &mut Vec<(RequestId, BatchItem)>,
+    ) -> u32 {
         let mut preemptions = 0;
         let mut i = 0;
         'running: while i < self.running.len() && *budget > 0 {
@@ -441,14 +479,22 @@ impl Engine {
                 continue;
             }
             while !self.allocate(id, n) {
-                let Some(victim) = self.running.pop() else { break 'running };
+                let Some(victim) = self.running.pop() else {
+                    break 'running;
+                };
                 self.preempt(victim);
                 preemptions += 1;
                 if victim == id {
                     break 'running;
                 }
             }
-            sched.push((id, BatchItem { new_tokens: n, context }));
+            sched.push((
+                id,
+                BatchItem {
+                    new_tokens: n,
+                    context,
+                },
+            ));
             *budget -= n;
             i += 1;
         }
@@ -456,15 +502,28 @@ impl Engine {
     }
 
     /// Admits WAITING requests in order while budget, `max_num_seqs`, LoRA slots and blocks allow.
-    fn schedule_waiting(&mut self, budget: &mut u32, sched: &mut Vec<(RequestId, BatchItem)>, now: f64) {
-        let mut loras: Vec<u32> = self.running.iter().filter_map(|id| self.reqs.get(id)?.lora).collect();
+    fn schedule_waiting(
+        &mut self,
+        budget: &mut u32,
+        sched: &mut Vec<(RequestId, BatchItem)>,
+        now: f64,
+    ) {
+        let mut loras: Vec<u32> = self
+            .running
+            .iter()
+            .filter_map(|id| self.reqs.get(id)?.lora)
+            .collect();
         loras.sort_unstable();
         loras.dedup();
         let mut skipped = Vec::new();
         let bs = self.cfg.block_size;
         while *budget > 0 && (self.running.len() as u32) < self.cfg.max_num_seqs {
-            let Some(&id) = self.waiting.front() else { break };
-            let Some(r) = self.reqs.get_mut(&id) else { break };
+            let Some(&id) = self.waiting.front() else {
+                break;
+            };
+            let Some(r) = self.reqs.get_mut(&id) else {
+                break;
+            };
             if let Some(l) = r.lora
                 && !loras.contains(&l)
                 && loras.len() as u32 >= self.cfg.max_loras
@@ -515,7 +574,13 @@ impl Engine {
             }
             self.waiting.pop_front();
             self.running.push(id);
-            sched.push((id, BatchItem { new_tokens: n, context: computed }));
+            sched.push((
+                id,
+                BatchItem {
+                    new_tokens: n,
+                    context: computed,
+                },
+            ));
             *budget -= n;
         }
         for id in skipped.into_iter().rev() {
@@ -526,13 +591,19 @@ impl Engine {
     /// Gives `id` the blocks to hold `n` more tokens; false (and no change) if too few are free.
     fn allocate(&mut self, id: RequestId, n: u32) -> bool {
         let bs = self.cfg.block_size;
-        let Some(r) = self.reqs.get_mut(&id) else { return false };
-        let need = (r.num_computed + n).div_ceil(bs).saturating_sub(r.blocks.len() as u32);
+        let Some(r) = self.reqs.get_mut(&id) else {
+            return false;
+        };
+        let need = (r.num_computed + n)
+            .div_ceil(bs)
+            .saturating_sub(r.blocks.len() as u32);
         self.pool.allocate(need, &mut r.blocks)
     }
 
     fn preempt(&mut self, id: RequestId) {
-        let Some(r) = self.reqs.get_mut(&id) else { return };
+        let Some(r) = self.reqs.get_mut(&id) else {
+            return;
+        };
         self.pool.free(&r.blocks);
         r.blocks.clear();
         r.num_computed = 0;
@@ -547,7 +618,9 @@ impl Engine {
     /// sequence is fully computed, and retires the request when it is done.
     fn complete(&mut self, id: RequestId, n: u32, end: f64, out: &mut StepOutput) {
         let bs = self.cfg.block_size;
-        let Some(r) = self.reqs.get_mut(&id) else { return };
+        let Some(r) = self.reqs.get_mut(&id) else {
+            return;
+        };
         r.num_computed += n;
         if self.cfg.enable_prefix_caching {
             let computed = r.num_computed as usize;
@@ -573,9 +646,18 @@ impl Engine {
         };
         r.last_token = end;
         self.stats.generation_tokens += 1;
-        out.tokens.push(TokenOut { id, token, first, latency });
+        out.tokens.push(TokenOut {
+            id,
+            token,
+            first,
+            latency,
+        });
         if r.output_len() >= r.target_output {
-            let reason = if r.output_len() >= r.max_tokens { FinishReason::Length } else { FinishReason::Stop };
+            let reason = if r.output_len() >= r.max_tokens {
+                FinishReason::Length
+            } else {
+                FinishReason::Stop
+            };
             if let Some(r) = self.reqs.remove(&id) {
                 self.pool.free(&r.blocks);
                 out.finished.push(finished(&r, reason, end));

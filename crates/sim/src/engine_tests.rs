@@ -27,7 +27,9 @@ fn req(id: u64, prompt: Vec<u32>, max_tokens: u32) -> NewRequest {
 }
 
 fn tokens(n: u32, salt: u32) -> Vec<u32> {
-    (0..n).map(|i| i.wrapping_mul(2_654_435_761).wrapping_add(salt) % 100_000).collect()
+    (0..n)
+        .map(|i| i.wrapping_mul(2_654_435_761).wrapping_add(salt) % 100_000)
+        .collect()
 }
 
 /// Steps until idle, returning every output.
@@ -44,26 +46,37 @@ fn drain(e: &mut Engine, mut now: f64) -> Vec<StepOutput> {
 #[test]
 fn one_request_runs_prefill_then_one_token_per_step() {
     let mut e = engine_with("A100-80GB", |_| {});
-    e.add_request(req(1, tokens(100, 0), 10), 0.0).unwrap_or_else(|x| panic!("{x}"));
+    e.add_request(req(1, tokens(100, 0), 10), 0.0)
+        .unwrap_or_else(|x| panic!("{x}"));
     let outs = drain(&mut e, 0.0);
     assert_eq!(outs.len(), 10);
     assert_eq!(outs[0].num_tokens, 100);
     assert!(outs[1..].iter().all(|o| o.num_tokens == 1));
     let f = &outs[9].finished[0];
-    assert_eq!((f.reason, f.prompt_tokens, f.output_tokens), (FinishReason::Length, 100, 10));
+    assert_eq!(
+        (f.reason, f.prompt_tokens, f.output_tokens),
+        (FinishReason::Length, 100, 10)
+    );
     assert_eq!(f.ttft(), Some(outs[0].end));
     assert_eq!(e.snapshot().kv_usage, 0.0);
-    assert_eq!((e.stats().prompt_tokens, e.stats().generation_tokens), (100, 10));
+    assert_eq!(
+        (e.stats().prompt_tokens, e.stats().generation_tokens),
+        (100, 10)
+    );
 }
 
 #[test]
 fn long_prompts_are_chunked_to_the_token_budget() {
     let mut e = engine_with("A100-80GB", |c| c.max_num_batched_tokens = 2048);
-    e.add_request(req(1, tokens(5000, 0), 2), 0.0).unwrap_or_else(|x| panic!("{x}"));
+    e.add_request(req(1, tokens(5000, 0), 2), 0.0)
+        .unwrap_or_else(|x| panic!("{x}"));
     let outs = drain(&mut e, 0.0);
     let chunks: Vec<u32> = outs.iter().map(|o| o.num_tokens).collect();
     assert_eq!(chunks, vec![2048, 2048, 904, 1]);
-    assert!(outs[..2].iter().all(|o| o.tokens.is_empty()), "no token before the prompt is done");
+    assert!(
+        outs[..2].iter().all(|o| o.tokens.is_empty()),
+        "no token before the prompt is done"
+    );
 }
 
 #[test]
@@ -71,10 +84,12 @@ fn repeated_prompt_hits_the_prefix_cache_and_has_lower_ttft() {
     for (caching, want_hits) in [(true, 992), (false, 0)] {
         let mut e = engine_with("A100-80GB", |c| c.enable_prefix_caching = caching);
         let prompt = tokens(1000, 7);
-        e.add_request(req(1, prompt.clone(), 4), 0.0).unwrap_or_else(|x| panic!("{x}"));
+        e.add_request(req(1, prompt.clone(), 4), 0.0)
+            .unwrap_or_else(|x| panic!("{x}"));
         let first = drain(&mut e, 0.0);
         let t1 = first.last().map(|o| o.end).unwrap_or(0.0);
-        e.add_request(req(2, prompt, 4), t1).unwrap_or_else(|x| panic!("{x}"));
+        e.add_request(req(2, prompt, 4), t1)
+            .unwrap_or_else(|x| panic!("{x}"));
         let second = drain(&mut e, t1);
         let ttft = |outs: &[StepOutput]| outs[0].tokens[0].latency;
         assert_eq!(e.stats().prefix_hits, want_hits, "caching={caching}");
@@ -82,8 +97,16 @@ fn repeated_prompt_hits_the_prefix_cache_and_has_lower_ttft() {
         // 1000 tokens = 62 full blocks (992 tokens) hit; only 8 are recomputed.
         if caching {
             assert_eq!(second[0].num_tokens, 8);
-            assert!(ttft(&second) < 0.5 * ttft(&first), "{} vs {}", ttft(&second), ttft(&first));
-            assert_eq!(second.last().map(|o| o.finished[0].cached_tokens), Some(992));
+            assert!(
+                ttft(&second) < 0.5 * ttft(&first),
+                "{} vs {}",
+                ttft(&second),
+                ttft(&first)
+            );
+            assert_eq!(
+                second.last().map(|o| o.finished[0].cached_tokens),
+                Some(992)
+            );
         } else {
             assert_eq!(second[0].num_tokens, 1000);
         }
@@ -94,9 +117,11 @@ fn repeated_prompt_hits_the_prefix_cache_and_has_lower_ttft() {
 fn a_fully_cached_prompt_still_recomputes_its_last_token() {
     let mut e = engine_with("A100-80GB", |_| {});
     let prompt = tokens(64, 1);
-    e.add_request(req(1, prompt.clone(), 1), 0.0).unwrap_or_else(|x| panic!("{x}"));
+    e.add_request(req(1, prompt.clone(), 1), 0.0)
+        .unwrap_or_else(|x| panic!("{x}"));
     drain(&mut e, 0.0);
-    e.add_request(req(2, prompt, 1), 1.0).unwrap_or_else(|x| panic!("{x}"));
+    e.add_request(req(2, prompt, 1), 1.0)
+        .unwrap_or_else(|x| panic!("{x}"));
     let outs = drain(&mut e, 1.0);
     // 64 tokens = 4 full blocks, but at most (64 - 1) / 16 = 3 may hit: 16 are recomputed.
     assert_eq!(outs[0].num_tokens, 16);
@@ -111,37 +136,55 @@ fn lora_adapters_get_their_own_cache_and_respect_max_loras() {
         c.max_cpu_loras = 2;
     });
     for name in ["a", "b"] {
-        e.load_lora(name, &format!("/adapters/{name}")).unwrap_or_else(|x| panic!("{x}"));
+        e.load_lora(name, &format!("/adapters/{name}"))
+            .unwrap_or_else(|x| panic!("{x}"));
     }
     let prompt = tokens(64, 3);
     let with = |id, lora: &str| NewRequest {
         lora: Some(lora.to_string()),
         ..req(id, prompt.clone(), 5)
     };
-    e.add_request(with(1, "a"), 0.0).unwrap_or_else(|x| panic!("{x}"));
-    e.add_request(with(2, "b"), 0.0).unwrap_or_else(|x| panic!("{x}"));
-    e.add_request(with(3, "a"), 0.0).unwrap_or_else(|x| panic!("{x}"));
+    e.add_request(with(1, "a"), 0.0)
+        .unwrap_or_else(|x| panic!("{x}"));
+    e.add_request(with(2, "b"), 0.0)
+        .unwrap_or_else(|x| panic!("{x}"));
+    e.add_request(with(3, "a"), 0.0)
+        .unwrap_or_else(|x| panic!("{x}"));
     let first = e.step(0.0).unwrap_or_default();
     // Request 2 (adapter b) is skipped, not preempted; request 3 (adapter a) jumps it.
     let snap = e.snapshot();
     assert_eq!((snap.num_running, snap.num_waiting), (2, 1));
-    assert_eq!((snap.running_loras.clone(), snap.waiting_loras.clone()), (vec!["a".into()], vec!["b".into()]));
+    assert_eq!(
+        (snap.running_loras.clone(), snap.waiting_loras.clone()),
+        (vec!["a".into()], vec!["b".into()])
+    );
     assert_eq!(first.num_tokens, 64 + 64);
     let outs = drain(&mut e, first.end);
-    let order: Vec<u64> = outs.iter().flat_map(|o| o.finished.iter().map(|f| f.id)).collect();
+    let order: Vec<u64> = outs
+        .iter()
+        .flat_map(|o| o.finished.iter().map(|f| f.id))
+        .collect();
     assert_eq!(order, vec![1, 3, 2]);
     // 1 and 3 shared a step, so neither could reuse the other's blocks yet.
     assert_eq!(e.stats().prefix_hits, 0);
     // Now a's blocks are cached: another a-request hits 3 blocks; the same text under a fresh
     // adapter c hits nothing, since the adapter is part of every block hash.
-    e.load_lora("c", "/adapters/c").unwrap_or_else(|x| panic!("{x}"));
+    e.load_lora("c", "/adapters/c")
+        .unwrap_or_else(|x| panic!("{x}"));
     for (id, lora, hits) in [(4, "a", 48), (5, "c", 48)] {
-        e.add_request(with(id, lora), 10.0).unwrap_or_else(|x| panic!("{x}"));
+        e.add_request(with(id, lora), 10.0)
+            .unwrap_or_else(|x| panic!("{x}"));
         drain(&mut e, 10.0);
         assert_eq!(e.stats().prefix_hits, hits, "after request {id}");
     }
     assert_eq!(
-        e.add_request(NewRequest { lora: Some("zz".into()), ..req(9, vec![1], 1) }, 9.0),
+        e.add_request(
+            NewRequest {
+                lora: Some("zz".into()),
+                ..req(9, vec![1], 1)
+            },
+            9.0
+        ),
         Err(AddError::UnknownLora("zz".into()))
     );
 }
@@ -153,7 +196,8 @@ fn saturating_load_fills_kv_queues_and_preempts() {
     let mut peak_usage: f64 = 0.0;
     let mut peak_waiting = 0;
     for i in 0..200 {
-        e.add_request(req(i, tokens(500, i as u32), 1500), 0.0).unwrap_or_else(|x| panic!("{x}"));
+        e.add_request(req(i, tokens(500, i as u32), 1500), 0.0)
+            .unwrap_or_else(|x| panic!("{x}"));
     }
     let mut now = 0.0;
     let mut finished = 0;
@@ -165,7 +209,10 @@ fn saturating_load_fills_kv_queues_and_preempts() {
         peak_waiting = peak_waiting.max(s.num_waiting);
     }
     assert_eq!(finished, 200);
-    assert!(peak_usage > 0.95, "KV usage should climb to the top: {peak_usage}");
+    assert!(
+        peak_usage > 0.95,
+        "KV usage should climb to the top: {peak_usage}"
+    );
     assert!(peak_waiting > 100, "requests should queue: {peak_waiting}");
     assert!(e.stats().preemptions > 0, "KV exhaustion should preempt");
     assert_eq!(e.snapshot().kv_usage, 0.0, "every block returned");
@@ -175,7 +222,8 @@ fn saturating_load_fills_kv_queues_and_preempts() {
 fn max_num_seqs_caps_the_batch() {
     let mut e = engine_with("A100-80GB", |c| c.max_num_seqs = 4);
     for i in 0..10 {
-        e.add_request(req(i, tokens(20, i as u32), 3), 0.0).unwrap_or_else(|x| panic!("{x}"));
+        e.add_request(req(i, tokens(20, i as u32), 3), 0.0)
+            .unwrap_or_else(|x| panic!("{x}"));
     }
     e.step(0.0);
     assert_eq!((e.snapshot().num_running, e.snapshot().num_waiting), (4, 6));
@@ -184,7 +232,8 @@ fn max_num_seqs_caps_the_batch() {
 #[test]
 fn abort_frees_blocks_and_reports_abort() {
     let mut e = engine_with("A100-80GB", |_| {});
-    e.add_request(req(1, tokens(300, 0), 100), 0.0).unwrap_or_else(|x| panic!("{x}"));
+    e.add_request(req(1, tokens(300, 0), 100), 0.0)
+        .unwrap_or_else(|x| panic!("{x}"));
     let o = e.step(0.0).unwrap_or_default();
     assert!(e.snapshot().kv_usage > 0.0);
     let f = e.abort(1, o.end).unwrap_or_else(|| panic!("live request"));
@@ -200,32 +249,93 @@ fn refusals_carry_vllm_messages() {
     let cases = [
         (req(1, vec![], 5), "The prompt cannot be empty"),
         (req(1, tokens(10, 0), 0), "max_tokens must be at least 1"),
-        (req(1, tokens(900, 0), 200), "you requested 1100 tokens (900 in the messages, 200 in the completion)"),
-        (req(1, tokens(1000, 0), 1), "your request has 1000 input tokens"),
-        (NewRequest { min_tokens: 9, ..req(1, tokens(5, 0), 5) }, "min_tokens must be less than or equal"),
+        (
+            req(1, tokens(900, 0), 200),
+            "you requested 1100 tokens (900 in the messages, 200 in the completion)",
+        ),
+        (
+            req(1, tokens(1000, 0), 1),
+            "your request has 1000 input tokens",
+        ),
+        (
+            NewRequest {
+                min_tokens: 9,
+                ..req(1, tokens(5, 0), 5)
+            },
+            "min_tokens must be less than or equal",
+        ),
     ];
     for (r, want) in cases {
-        let err = e.add_request(r, 0.0).err().map(|x| x.to_string()).unwrap_or_default();
+        let err = e
+            .add_request(r, 0.0)
+            .err()
+            .map(|x| x.to_string())
+            .unwrap_or_default();
         assert!(err.contains(want), "want '{want}' in '{err}'");
     }
-    e.add_request(req(1, tokens(10, 0), 5), 0.0).unwrap_or_else(|x| panic!("{x}"));
-    assert_eq!(e.add_request(req(1, tokens(10, 0), 5), 0.0), Err(AddError::DuplicateId(1)));
+    e.add_request(req(1, tokens(10, 0), 5), 0.0)
+        .unwrap_or_else(|x| panic!("{x}"));
+    assert_eq!(
+        e.add_request(req(1, tokens(10, 0), 5), 0.0),
+        Err(AddError::DuplicateId(1))
+    );
 }
 
 #[test]
 fn output_lengths_follow_max_min_and_ignore_eos() {
     let mut e = engine_with("H200", |c| c.output_len = OutputLen::Fixed(50));
-    let base = NewRequest { prompt: tokens(10, 0), ..NewRequest::default() };
+    let base = NewRequest {
+        prompt: tokens(10, 0),
+        ..NewRequest::default()
+    };
     let cases = [
-        (NewRequest { id: 1, max_tokens: Some(20), ..base.clone() }, 20, FinishReason::Length),
-        (NewRequest { id: 2, max_tokens: Some(80), ..base.clone() }, 50, FinishReason::Stop),
-        (NewRequest { id: 3, max_tokens: Some(80), min_tokens: 70, ..base.clone() }, 70, FinishReason::Stop),
-        (NewRequest { id: 4, max_tokens: Some(80), ignore_eos: true, ..base.clone() }, 80, FinishReason::Length),
+        (
+            NewRequest {
+                id: 1,
+                max_tokens: Some(20),
+                ..base.clone()
+            },
+            20,
+            FinishReason::Length,
+        ),
+        (
+            NewRequest {
+                id: 2,
+                max_tokens: Some(80),
+                ..base.clone()
+            },
+            50,
+            FinishReason::Stop,
+        ),
+        (
+            NewRequest {
+                id: 3,
+                max_tokens: Some(80),
+                min_tokens: 70,
+                ..base.clone()
+            },
+            70,
+            FinishReason::Stop,
+        ),
+        (
+            NewRequest {
+                id: 4,
+                max_tokens: Some(80),
+                ignore_eos: true,
+                ..base.clone()
+            },
+            80,
+            FinishReason::Length,
+        ),
     ];
     for (r, len, reason) in cases {
         let id = r.id;
         let (done, _) = run_closed_loop(&mut e, 1, 1, |_| r.clone());
-        assert_eq!((done[0].output_tokens, done[0].reason), (len, reason), "request {id}");
+        assert_eq!(
+            (done[0].output_tokens, done[0].reason),
+            (len, reason),
+            "request {id}"
+        );
     }
 }
 
@@ -234,7 +344,16 @@ fn same_seed_same_run() {
     let run = |seed| {
         let mut e = engine_with("A100-80GB", |c| c.seed = seed);
         let arrivals = (0..50)
-            .map(|i| (f64::from(i) * 0.05, NewRequest { id: u64::from(i), prompt: tokens(200 + i, i), ..NewRequest::default() }))
+            .map(|i| {
+                (
+                    f64::from(i) * 0.05,
+                    NewRequest {
+                        id: u64::from(i),
+                        prompt: tokens(200 + i, i),
+                        ..NewRequest::default()
+                    },
+                )
+            })
             .collect();
         run_open_loop(&mut e, arrivals)
     };

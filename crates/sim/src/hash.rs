@@ -22,12 +22,21 @@ pub fn block_hash(parent: Option<BlockHash>, tokens: &[u32], lora: Option<u32>) 
 }
 
 /// Extends `hashes` to cover every full block of `tokens`.
-pub fn extend_hashes(hashes: &mut Vec<BlockHash>, tokens: &[u32], block_size: usize, lora: Option<u32>) {
+pub fn extend_hashes(
+    hashes: &mut Vec<BlockHash>,
+    tokens: &[u32],
+    block_size: usize,
+    lora: Option<u32>,
+) {
     let full = tokens.len() / block_size;
     while hashes.len() < full {
         let i = hashes.len();
         let parent = hashes.last().copied();
-        hashes.push(block_hash(parent, &tokens[i * block_size..(i + 1) * block_size], lora));
+        hashes.push(block_hash(
+            parent,
+            &tokens[i * block_size..(i + 1) * block_size],
+            lora,
+        ));
     }
 }
 

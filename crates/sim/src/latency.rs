@@ -76,7 +76,10 @@ impl StepCost {
         let flops = self.flops_per_token * tokens + self.attn_flops_coeff * attn;
         let bytes = self.weight_bytes + self.kv_bytes_per_token * (ctx + tokens) + extra_bytes;
         let roof = (flops / self.compute_rate).max(bytes / self.mem_rate);
-        roof + self.fixed_s + self.per_seq_s * seqs + self.allreduce_fixed_s + self.allreduce_s_per_token * tokens
+        roof + self.fixed_s
+            + self.per_seq_s * seqs
+            + self.allreduce_fixed_s
+            + self.allreduce_s_per_token * tokens
     }
 }
 
@@ -94,7 +97,13 @@ mod tests {
     }
 
     fn decode(n: u32, ctx: u32) -> Vec<BatchItem> {
-        vec![BatchItem { new_tokens: 1, context: ctx }; n as usize]
+        vec![
+            BatchItem {
+                new_tokens: 1,
+                context: ctx
+            };
+            n as usize
+        ]
     }
 
     #[test]
@@ -104,10 +113,28 @@ mod tests {
         // less than 8x the time; a long prefill is compute-bound and scales with tokens.
         let t1 = a100.step_time(decode(1, 1000), 0.0);
         let t8 = a100.step_time(decode(8, 1000), 0.0);
-        assert!(t8 < 1.2 * t1, "decode batching should be nearly free: {t1} vs {t8}");
-        let p1k = a100.step_time([BatchItem { new_tokens: 1024, context: 0 }], 0.0);
-        let p2k = a100.step_time([BatchItem { new_tokens: 2048, context: 0 }], 0.0);
-        assert!(p2k > 1.8 * p1k && p1k > 4.0 * t1, "prefill should be compute-bound: {p1k} {p2k}");
+        assert!(
+            t8 < 1.2 * t1,
+            "decode batching should be nearly free: {t1} vs {t8}"
+        );
+        let p1k = a100.step_time(
+            [BatchItem {
+                new_tokens: 1024,
+                context: 0,
+            }],
+            0.0,
+        );
+        let p2k = a100.step_time(
+            [BatchItem {
+                new_tokens: 2048,
+                context: 0,
+            }],
+            0.0,
+        );
+        assert!(
+            p2k > 1.8 * p1k && p1k > 4.0 * t1,
+            "prefill should be compute-bound: {p1k} {p2k}"
+        );
         // H200 streams weights faster than A100: its bs=1 decode is quicker.
         let h200 = cost("llama-3-8b", "H200");
         assert!(h200.step_time(decode(1, 1000), 0.0) < t1);
@@ -118,7 +145,10 @@ mod tests {
     fn tensor_parallel_splits_work_but_pays_all_reduce() {
         let tp4 = cost("llama-3-70b-tp4", "H100");
         let tp8 = cost("llama-3-70b-tp8", "H100");
-        let (a, b) = (tp4.step_time(decode(32, 2000), 0.0), tp8.step_time(decode(32, 2000), 0.0));
+        let (a, b) = (
+            tp4.step_time(decode(32, 2000), 0.0),
+            tp8.step_time(decode(32, 2000), 0.0),
+        );
         assert!(b < a && b > a / 2.0, "tp8 faster but not 2x: {a} {b}");
     }
 }

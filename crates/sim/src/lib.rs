@@ -22,7 +22,9 @@ mod request;
 pub use calibration::{CalibrationRow, calibration_table};
 pub use config::{ConfigError, EngineConfig};
 pub use drive::{run_closed_loop, run_open_loop};
-pub use engine::{AddError, Engine, EngineSnapshot, EngineStats, FinishReason, Finished, StepOutput, TokenOut};
+pub use engine::{
+    AddError, Engine, EngineSnapshot, EngineStats, FinishReason, Finished, StepOutput, TokenOut,
+};
 pub use kv::BlockPool;
 pub use latency::{BatchItem, StepCost};
 pub use lora::LoraError;

@@ -50,13 +50,22 @@ pub(crate) struct Swap {
 }
 
 impl LoraManager {
-    pub(crate) fn new(enabled: bool, max_loras: u32, max_cpu_loras: u32, rank: u32, model: &ModelProfile) -> Self {
+    pub(crate) fn new(
+        enabled: bool,
+        max_loras: u32,
+        max_cpu_loras: u32,
+        rank: u32,
+        model: &ModelProfile,
+    ) -> Self {
         // q, k, v, o projections: rank × (d_in + d_out) per matrix per layer.
         let d = f64::from(model.hidden_size);
         let q = f64::from(model.num_heads * model.head_dim);
         let kv = f64::from(model.num_kv_heads * model.head_dim);
         let per_layer = (d + q) + 2.0 * (d + kv) + (q + d);
-        let adapter_bytes = f64::from(rank) * f64::from(model.num_layers) * per_layer * f64::from(model.dtype_bytes);
+        let adapter_bytes = f64::from(rank)
+            * f64::from(model.num_layers)
+            * per_layer
+            * f64::from(model.dtype_bytes);
         Self {
             by_name: HashMap::new(),
             names: HashMap::new(),
@@ -80,7 +89,13 @@ impl LoraManager {
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.by_name.insert(name.to_string(), Adapter { id, path: path.to_string() });
+        self.by_name.insert(
+            name.to_string(),
+            Adapter {
+                id,
+                path: path.to_string(),
+            },
+        );
         self.names.insert(id, name.to_string());
         touch(&mut self.cpu, id, self.max_cpu);
         Ok(id)
@@ -90,7 +105,10 @@ impl LoraManager {
         if !self.enabled {
             return Err(LoraError::Disabled);
         }
-        let a = self.by_name.remove(name).ok_or_else(|| LoraError::NotFound(name.to_string()))?;
+        let a = self
+            .by_name
+            .remove(name)
+            .ok_or_else(|| LoraError::NotFound(name.to_string()))?;
         self.names.remove(&a.id);
         self.cpu.retain(|&x| x != a.id);
         self.gpu.retain(|&x| x != a.id);
@@ -107,7 +125,11 @@ impl LoraManager {
 
     /// (name, path) of every registered adapter, in load order.
     pub(crate) fn list(&self) -> Vec<(String, String)> {
-        let mut v: Vec<_> = self.by_name.iter().map(|(n, a)| (a.id, n.clone(), a.path.clone())).collect();
+        let mut v: Vec<_> = self
+            .by_name
+            .iter()
+            .map(|(n, a)| (a.id, n.clone(), a.path.clone()))
+            .collect();
         v.sort_unstable();
         v.into_iter().map(|(_, n, p)| (n, p)).collect()
     }
@@ -145,7 +167,10 @@ mod tests {
 
     fn manager(max_loras: u32, max_cpu: u32) -> LoraManager {
         let c = Catalog::builtin();
-        let m = c.model("llama-3-8b").map(Clone::clone).unwrap_or_else(|e| panic!("{e}"));
+        let m = c
+            .model("llama-3-8b")
+            .cloned()
+            .unwrap_or_else(|e| panic!("{e}"));
         LoraManager::new(true, max_loras, max_cpu, 16, &m)
     }
 
@@ -153,12 +178,18 @@ mod tests {
     fn registry_errors_match_vllm() {
         let mut l = manager(1, 1);
         assert_eq!(l.load("a", "/p/a"), Ok(1));
-        assert_eq!(l.load("a", "/p/a"), Err(LoraError::AlreadyLoaded("a".into())));
+        assert_eq!(
+            l.load("a", "/p/a"),
+            Err(LoraError::AlreadyLoaded("a".into()))
+        );
         assert_eq!(l.unload("b"), Err(LoraError::NotFound("b".into())));
         assert_eq!(l.unload("a"), Ok(()));
         assert_eq!(l.id("a"), None);
         let c = Catalog::builtin();
-        let m = c.model("llama-3-8b").map(Clone::clone).unwrap_or_else(|e| panic!("{e}"));
+        let m = c
+            .model("llama-3-8b")
+            .cloned()
+            .unwrap_or_else(|e| panic!("{e}"));
         let mut off = LoraManager::new(false, 1, 1, 16, &m);
         assert_eq!(off.load("a", "p"), Err(LoraError::Disabled));
     }
@@ -167,7 +198,11 @@ mod tests {
     fn swaps_cost_bytes_only_when_not_resident() {
         let mut l = manager(1, 2);
         // Rank 16 on Llama-3-8B attention projections ≈ 27 MB.
-        assert!((l.adapter_bytes / 1e6 - 27.3).abs() < 0.5, "{}", l.adapter_bytes);
+        assert!(
+            (l.adapter_bytes / 1e6 - 27.3).abs() < 0.5,
+            "{}",
+            l.adapter_bytes
+        );
         let a = l.load("a", "pa").unwrap_or(0);
         let b = l.load("b", "pb").unwrap_or(0);
         let c = l.load("c", "pc").unwrap_or(0); // evicts a from host memory

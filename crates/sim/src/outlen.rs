@@ -62,7 +62,9 @@ impl OutputLen {
 
 /// Why an `--output-len` spec was rejected.
 #[derive(Debug, thiserror::Error)]
-#[error("bad output length '{0}': expected fixed:N, uniform:LO:HI, exp:MEAN or lognormal:MEDIAN:SIGMA with positive numbers")]
+#[error(
+    "bad output length '{0}': expected fixed:N, uniform:LO:HI, exp:MEAN or lognormal:MEDIAN:SIGMA with positive numbers"
+)]
 pub struct OutputLenParseError(String);
 
 impl FromStr for OutputLen {
@@ -73,10 +75,20 @@ impl FromStr for OutputLen {
         let parts: Vec<&str> = s.split(':').collect();
         let num = |i: usize| -> Result<f64, OutputLenParseError> {
             let v: f64 = parts.get(i).ok_or_else(bad)?.parse().map_err(|_| bad())?;
-            if v.is_finite() && v > 0.0 { Ok(v) } else { Err(bad()) }
+            if v.is_finite() && v > 0.0 {
+                Ok(v)
+            } else {
+                Err(bad())
+            }
         };
         let int = |i: usize| -> Result<u32, OutputLenParseError> {
-            parts.get(i).ok_or_else(bad)?.parse::<u32>().ok().filter(|v| *v > 0).ok_or_else(bad)
+            parts
+                .get(i)
+                .ok_or_else(bad)?
+                .parse::<u32>()
+                .ok()
+                .filter(|v| *v > 0)
+                .ok_or_else(bad)
         };
         let parsed = match (parts[0], parts.len()) {
             ("fixed", 2) => Self::Fixed(int(1)?),
@@ -121,7 +133,16 @@ mod tests {
             let parsed: OutputLen = s.parse().unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(parsed.to_string(), s);
         }
-        for s in ["", "fixed", "fixed:0", "uniform:9:1", "exp:-1", "lognormal:1", "poisson:3", "exp:NaN"] {
+        for s in [
+            "",
+            "fixed",
+            "fixed:0",
+            "uniform:9:1",
+            "exp:-1",
+            "lognormal:1",
+            "poisson:3",
+            "exp:NaN",
+        ] {
             assert!(s.parse::<OutputLen>().is_err(), "{s} should be rejected");
         }
     }

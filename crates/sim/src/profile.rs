@@ -130,11 +130,26 @@ const BUILTIN_GPUS: &[(&str, &str)] = &[
 ];
 
 const BUILTIN_MODELS: &[(&str, &str)] = &[
-    ("llama-3-8b", include_str!("../profiles/models/llama-3-8b.toml")),
-    ("llama-2-7b", include_str!("../profiles/models/llama-2-7b.toml")),
-    ("qwen2.5-7b", include_str!("../profiles/models/qwen2.5-7b.toml")),
-    ("llama-3-70b-tp4", include_str!("../profiles/models/llama-3-70b-tp4.toml")),
-    ("llama-3-70b-tp8", include_str!("../profiles/models/llama-3-70b-tp8.toml")),
+    (
+        "llama-3-8b",
+        include_str!("../profiles/models/llama-3-8b.toml"),
+    ),
+    (
+        "llama-2-7b",
+        include_str!("../profiles/models/llama-2-7b.toml"),
+    ),
+    (
+        "qwen2.5-7b",
+        include_str!("../profiles/models/qwen2.5-7b.toml"),
+    ),
+    (
+        "llama-3-70b-tp4",
+        include_str!("../profiles/models/llama-3-70b-tp4.toml"),
+    ),
+    (
+        "llama-3-70b-tp8",
+        include_str!("../profiles/models/llama-3-70b-tp8.toml"),
+    ),
 ];
 
 /// Every GPU and model profile known to this process, looked up case-insensitively.
@@ -156,7 +171,9 @@ impl Catalog {
         }
         for (file, text) in BUILTIN_MODELS {
             if let Ok(model) = parse_model(file, text) {
-                catalog.models.insert(model.name.to_ascii_lowercase(), model);
+                catalog
+                    .models
+                    .insert(model.name.to_ascii_lowercase(), model);
             }
         }
         catalog
@@ -219,7 +236,11 @@ impl Catalog {
     }
 }
 
-fn unknown<'a>(kind: &'static str, name: &str, known: impl Iterator<Item = &'a str>) -> ProfileError {
+fn unknown<'a>(
+    kind: &'static str,
+    name: &str,
+    known: impl Iterator<Item = &'a str>,
+) -> ProfileError {
     ProfileError::Unknown {
         kind,
         name: name.to_string(),
@@ -240,7 +261,10 @@ fn parse_gpu(file: &str, text: &str) -> Result<GpuProfile, ProfileError> {
         ("pcie_gbps", gpu.pcie_gbps),
         ("mem_efficiency", gpu.mem_efficiency),
         ("compute_efficiency", gpu.compute_efficiency),
-        ("default_max_num_batched_tokens", f64::from(gpu.default_max_num_batched_tokens)),
+        (
+            "default_max_num_batched_tokens",
+            f64::from(gpu.default_max_num_batched_tokens),
+        ),
         ("default_max_num_seqs", f64::from(gpu.default_max_num_seqs)),
     ];
     check_positive(&gpu.name, &positive)?;
@@ -259,9 +283,15 @@ fn parse_model(file: &str, text: &str) -> Result<ModelProfile, ProfileError> {
         ("num_heads", f64::from(model.num_heads)),
         ("num_kv_heads", f64::from(model.num_kv_heads)),
         ("head_dim", f64::from(model.head_dim)),
-        ("max_position_embeddings", f64::from(model.max_position_embeddings)),
+        (
+            "max_position_embeddings",
+            f64::from(model.max_position_embeddings),
+        ),
         ("dtype_bytes", f64::from(model.dtype_bytes)),
-        ("tensor_parallel_size", f64::from(model.tensor_parallel_size)),
+        (
+            "tensor_parallel_size",
+            f64::from(model.tensor_parallel_size),
+        ),
     ];
     check_positive(&model.name, &positive)?;
     Ok(model)
@@ -280,8 +310,12 @@ fn check_positive(name: &str, fields: &[(&'static str, f64)]) -> Result<(), Prof
 impl ModelProfile {
     /// KV bytes one token occupies on one GPU of the tensor-parallel group.
     pub fn kv_bytes_per_token_per_gpu(&self) -> f64 {
-        let kv_heads_per_gpu = (f64::from(self.num_kv_heads) / f64::from(self.tensor_parallel_size)).max(1.0);
-        2.0 * f64::from(self.num_layers) * kv_heads_per_gpu * f64::from(self.head_dim) * f64::from(self.dtype_bytes)
+        let kv_heads_per_gpu =
+            (f64::from(self.num_kv_heads) / f64::from(self.tensor_parallel_size)).max(1.0);
+        2.0 * f64::from(self.num_layers)
+            * kv_heads_per_gpu
+            * f64::from(self.head_dim)
+            * f64::from(self.dtype_bytes)
     }
 
     /// Weight bytes held by one GPU of the tensor-parallel group.
@@ -310,15 +344,28 @@ mod tests {
     #[test]
     fn lookup_is_case_insensitive_and_unknown_lists_known() {
         let c = Catalog::builtin();
-        assert_eq!(c.gpu("a100-80gb").map(|g| g.name.as_str()).ok(), Some("A100-80GB"));
-        let err = c.gpu("B300").err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("unknown gpu profile 'B300'") && err.contains("H100"), "{err}");
+        assert_eq!(
+            c.gpu("a100-80gb").map(|g| g.name.as_str()).ok(),
+            Some("A100-80GB")
+        );
+        let err = c
+            .gpu("B300")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("unknown gpu profile 'B300'") && err.contains("H100"),
+            "{err}"
+        );
     }
 
     #[test]
     fn llama3_8b_kv_is_128_kib_per_token() {
         let c = Catalog::builtin();
-        let m = c.model("llama-3-8b").map(Clone::clone).unwrap_or_else(|e| panic!("{e}"));
+        let m = c
+            .model("llama-3-8b")
+            .cloned()
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(m.kv_bytes_per_token_per_gpu(), 131_072.0);
     }
 
@@ -333,7 +380,11 @@ mod tests {
         assert!(c.gpu("x1").is_ok());
         text = text.replace("mem_efficiency = ", "mem_efficiency = -");
         std::fs::write(dir.join("gpus/x1.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
-        let err = Catalog::builtin().load_dir(&dir).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = Catalog::builtin()
+            .load_dir(&dir)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("mem_efficiency must be positive"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }
