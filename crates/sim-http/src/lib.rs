@@ -1,1 +1,105 @@
-//! placeholder
+//! `brix sim`: the [`brix_sim`] engine model behind vLLM's OpenAI-compatible HTTP API, in real
+//! time.
+//!
+//! A client, router or gateway talks to it exactly as to vLLM: completions and chat (JSON and
+//! SSE), `/v1/models`, runtime LoRA loading, `/tokenize`, `/health`, and `/metrics` with vLLM's
+//! metric names, labels and buckets. Timing, batching, KV-cache pressure and prefix-cache hits
+//! come from the engine model, so what is measured against `brix sim` carries over to vLLM.
+//!
+//! Modules: [`SimConfig`] (checked once) → `driver` (one task owns the engine) → `routes`
+//! (handlers in stages) with `tokenizer`, `metrics`, `faults`, and `error` (the one place a
+//! failure becomes vLLM's error body).
+
+mod config;
+mod driver;
+mod error;
+mod faults;
+mod metrics;
+mod routes;
+mod tokenizer;
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use brix_sim::Engine;
+use tokio::net::TcpListener;
+
+pub use config::{FaultConfig, LoraModule, LoraModuleParseError, SimConfig, SimError};
+
+use driver::{Clock, EngineHandle};
+use faults::Faults;
+use metrics::{Metrics, MetricsSpec};
+use routes::{App, AppParts};
+use tokenizer::Tokenizer;
+
+/// Checks `config`, builds the engine (preloading `lora_modules`), starts the driver task and
+/// returns the routes; everything that can fail at start-up fails here, before any port opens.
+fn build(config: &SimConfig) -> Result<Router, SimError> {
+    config.validate()?;
+    let tokenizer = Tokenizer::cl100k()?;
+    let mut engine = Engine::new(
+        config.engine.clone(),
+        config.model.clone(),
+        config.gpu.clone(),
+    )?
+    .with_filler(tokenizer.filler());
+    for m in &config.lora_modules {
+        engine
+            .load_lora(&m.name, &m.path)
+            .map_err(|source| SimError::LoraModule {
+                name: m.name.clone(),
+                source,
+            })?;
+    }
+    let num_gpu_blocks = engine.num_gpu_blocks();
+    let metrics = Arc::new(Metrics::new(&MetricsSpec {
+        served_model_name: &config.served_model_name,
+        engine: &config.engine,
+        num_gpu_blocks,
+        show_hidden: config.show_hidden_metrics_for_version.is_some(),
+    })?);
+    let clock = Clock::start();
+    let parts = AppParts {
+        engine: EngineHandle::spawn(engine, metrics.clone(), clock),
+        metrics,
+        tokenizer,
+        faults: Faults::new(config.faults.clone(), clock, config.engine.seed),
+        num_gpu_blocks,
+    };
+    tracing::info!(
+        model = %config.served_model_name,
+        gpu = %config.gpu.name,
+        num_gpu_blocks,
+        max_num_seqs = config.engine.max_num_seqs,
+        max_num_batched_tokens = config.engine.max_num_batched_tokens,
+        "engine ready"
+    );
+    Ok(routes::router(Arc::new(App::new(config, parts))))
+}
+
+/// Serves `config` on an already-bound listener until the process ends (tests bind
+/// `127.0.0.1:0` themselves and read the port from the listener).
+pub async fn run(config: SimConfig, listener: TcpListener) -> Result<(), SimError> {
+    let router = build(&config)?;
+    axum::serve(listener, router)
+        .into_future()
+        .await
+        .map_err(SimError::Serve)
+}
+
+/// Binds `addr`, prints `brix sim listening on http://HOST:PORT` on stdout once ready (the
+/// line callers wait for, with the real port when `addr` asked for port 0), and serves.
+pub async fn serve(config: SimConfig, addr: SocketAddr) -> Result<(), SimError> {
+    let router = build(&config)?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| SimError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(SimError::Serve)?;
+    println!("brix sim listening on http://{local}");
+    axum::serve(listener, router)
+        .into_future()
+        .await
+        .map_err(SimError::Serve)
+}

@@ -1,0 +1,168 @@
+//! The HTTP surface: vLLM's OpenAI server routes plus the two sglang-router discovery routes,
+//! over shared state that holds the engine handle, metrics, tokenizer and faults.
+
+mod info;
+mod lora;
+mod openai;
+mod protocol;
+mod stream;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use serde_json::Value;
+
+use crate::config::SimConfig;
+use crate::driver::EngineHandle;
+use crate::error::ApiError;
+use crate::faults::Faults;
+use crate::metrics::Metrics;
+use crate::tokenizer::Tokenizer;
+
+/// Bodies up to this size are read; long-context prompts are megabytes of JSON.
+const BODY_LIMIT: usize = 64 << 20;
+
+/// Everything handlers share.
+#[derive(Debug)]
+pub(crate) struct App {
+    served_model_name: String,
+    model_root: String,
+    max_model_len: u32,
+    enable_lora: bool,
+    engine: EngineHandle,
+    metrics: Arc<Metrics>,
+    tokenizer: Tokenizer,
+    faults: Faults,
+    load: LoadTracker,
+    ids: ResponseIds,
+    /// `/get_server_info` and `/get_model_info` bodies, fixed at start-up.
+    server_info: Value,
+    model_info: Value,
+}
+
+/// The parts of [`App`] that `lib.rs` builds before the state exists.
+pub(crate) struct AppParts {
+    pub(crate) engine: EngineHandle,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) tokenizer: Tokenizer,
+    pub(crate) faults: Faults,
+    pub(crate) num_gpu_blocks: u32,
+}
+
+impl App {
+    pub(crate) fn new(cfg: &SimConfig, parts: AppParts) -> Self {
+        Self {
+            served_model_name: cfg.served_model_name.clone(),
+            model_root: cfg.model.hf_id.clone(),
+            max_model_len: cfg.engine.max_model_len,
+            enable_lora: cfg.engine.enable_lora,
+            engine: parts.engine,
+            metrics: parts.metrics,
+            tokenizer: parts.tokenizer,
+            faults: parts.faults,
+            load: LoadTracker::default(),
+            ids: ResponseIds::new(),
+            server_info: info::server_info(cfg, parts.num_gpu_blocks),
+            model_info: info::model_info(cfg),
+        }
+    }
+
+    /// The name a response reports and the adapter to use: no `model`, an empty one or the
+    /// served name mean the base model; anything else names an adapter (which the engine
+    /// checks, answering 404 for an unknown one).
+    fn resolve(&self, model: Option<String>) -> (String, Option<String>) {
+        match model {
+            Some(m) if !m.is_empty() && m != self.served_model_name => (m.clone(), Some(m)),
+            _ => (self.served_model_name.clone(), None),
+        }
+    }
+}
+
+/// The routes. The LoRA routes exist only with `--enable-lora`: vLLM gates them on
+/// `VLLM_ALLOW_RUNTIME_LORA_UPDATING`, which only makes sense with LoRA enabled, so the
+/// simulator folds the two switches into one.
+pub(crate) fn router(app: Arc<App>) -> Router {
+    let mut r = Router::new()
+        .route("/v1/completions", post(openai::completions))
+        .route("/v1/chat/completions", post(openai::chat))
+        .route("/v1/models", get(info::models))
+        .route("/health", get(info::health))
+        .route("/ping", get(info::health).post(info::health))
+        .route("/version", get(info::version))
+        .route("/load", get(info::load))
+        .route("/tokenize", post(info::tokenize))
+        .route("/detokenize", post(info::detokenize))
+        .route("/metrics", get(info::metrics))
+        .route("/get_server_info", get(info::get_server_info))
+        .route("/get_model_info", get(info::get_model_info));
+    if app.enable_lora {
+        r = r
+            .route("/v1/load_lora_adapter", post(lora::load))
+            .route("/v1/unload_lora_adapter", post(lora::unload));
+    }
+    r.fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(app)
+}
+
+/// Requests in flight, for vLLM's `/load` (`server_load`).
+#[derive(Clone, Debug, Default)]
+struct LoadTracker(Arc<AtomicUsize>);
+
+impl LoadTracker {
+    fn track(&self) -> LoadGuard {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        LoadGuard(self.0.clone())
+    }
+    fn current(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// One in-flight request; released when the response (or its stream) is dropped.
+#[derive(Debug)]
+pub(crate) struct LoadGuard(Arc<AtomicUsize>);
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Response ids in vLLM's shape (`cmpl-<32 hex>`), unique per process run.
+#[derive(Debug)]
+struct ResponseIds {
+    nonce: u64,
+    next: AtomicU64,
+}
+
+impl ResponseIds {
+    fn new() -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        Self {
+            nonce: (nanos as u64) ^ u64::from(std::process::id()).rotate_left(32),
+            next: AtomicU64::new(1),
+        }
+    }
+    fn next(&self, prefix: &str) -> String {
+        format!(
+            "{prefix}-{:016x}{:016x}",
+            self.nonce,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+/// Seconds since the Unix epoch, for `created` fields.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
