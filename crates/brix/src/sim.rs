@@ -1,0 +1,259 @@
+//! `brix sim`: flags (vLLM's own names where vLLM has one) → [`SimConfig`] → serve.
+//!
+//! A vLLM flag left unset keeps [`EngineConfig::vllm_defaults`] for the chosen model and GPU,
+//! so `brix sim` with no flags behaves like `vllm serve` with none.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use brix_sim::{Catalog, EngineConfig, OutputLen, ProfileError};
+use brix_sim_http::{FaultConfig, LoraModule, SimConfig, SimError};
+use clap::Args;
+
+/// Flags of `brix sim`.
+#[derive(Debug, Args)]
+pub(crate) struct SimArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: IpAddr,
+    /// Port to listen on (0 picks a free one; the listening line says which).
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Name clients use as `model` (default: the profile's Hugging Face id).
+    #[arg(long)]
+    served_model_name: Option<String>,
+    /// Model profile to simulate.
+    #[arg(long, default_value = "llama-3-8b")]
+    model_profile: String,
+    /// GPU profile to simulate.
+    #[arg(long, default_value = "A100-80GB")]
+    gpu: String,
+    /// Directory with extra `gpus/*.toml` and `models/*.toml` profiles.
+    #[arg(long)]
+    profiles_dir: Option<PathBuf>,
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Adapters to load at start, as `name=path` (needs --enable-lora).
+    #[arg(long, num_args = 1..)]
+    lora_modules: Vec<LoraModule>,
+    /// Expose metrics vLLM hid in this version (e.g. `vllm:gpu_cache_usage_perc`).
+    #[arg(long, value_name = "VERSION")]
+    show_hidden_metrics_for_version: Option<String>,
+    #[command(flatten)]
+    faults: FaultArgs,
+}
+
+/// vLLM's engine arguments; unset ones keep vLLM's defaults.
+#[derive(Debug, Args)]
+struct EngineArgs {
+    /// Most requests in one batch.
+    #[arg(long)]
+    max_num_seqs: Option<u32>,
+    /// Token budget per engine step.
+    #[arg(long)]
+    max_num_batched_tokens: Option<u32>,
+    /// Tokens per KV block.
+    #[arg(long)]
+    block_size: Option<u32>,
+    /// Fraction of GPU memory the engine may use.
+    #[arg(long)]
+    gpu_memory_utilization: Option<f64>,
+    /// Longest prompt plus output.
+    #[arg(long)]
+    max_model_len: Option<u32>,
+    /// Accept LoRA adapters (and serve the runtime load/unload routes).
+    #[arg(long)]
+    enable_lora: bool,
+    /// Distinct adapters in one batch.
+    #[arg(long)]
+    max_loras: Option<u32>,
+    /// Largest adapter rank.
+    #[arg(long)]
+    max_lora_rank: Option<u32>,
+    /// Adapters kept in host memory (default: --max-loras).
+    #[arg(long)]
+    max_cpu_loras: Option<u32>,
+    /// Turn automatic prefix caching on (the default).
+    #[arg(long, overrides_with = "no_enable_prefix_caching")]
+    enable_prefix_caching: bool,
+    /// Turn automatic prefix caching off.
+    #[arg(long, overrides_with = "enable_prefix_caching")]
+    no_enable_prefix_caching: bool,
+    /// Use exactly this many KV blocks instead of deriving them from memory.
+    #[arg(long)]
+    num_gpu_blocks_override: Option<u32>,
+    /// Seed for every random draw (output lengths, injected faults).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Natural answer lengths: fixed:N, uniform:LO:HI, exp:MEAN or lognormal:MEDIAN:SIGMA.
+    #[arg(long)]
+    output_len: Option<OutputLen>,
+}
+
+/// Injected failures, for resilience tests of what sits in front.
+#[derive(Debug, Args)]
+struct FaultArgs {
+    /// Fraction of generation requests answered 500.
+    #[arg(long, default_value_t = 0.0)]
+    fail_rate: f64,
+    /// Fraction of generation requests that never answer.
+    #[arg(long, default_value_t = 0.0)]
+    hang_rate: f64,
+    /// Drop the connection after this many tokens of every generation.
+    #[arg(long, value_name = "N")]
+    die_mid_stream_after: Option<u32>,
+    /// Seconds after start during which /health and requests answer 503.
+    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
+    startup_delay: f64,
+}
+
+/// Why `brix sim` did not serve.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SimCliError {
+    /// A profile could not be loaded or found.
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    /// `--startup-delay` is negative or not a number.
+    #[error("--startup-delay must be a non-negative number of seconds, got {0}")]
+    StartupDelay(f64),
+    /// The server refused its configuration or stopped.
+    #[error(transparent)]
+    Sim(#[from] SimError),
+    /// The async runtime could not start.
+    #[error("starting the runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl EngineArgs {
+    /// vLLM's defaults for this model and GPU, overridden by the flags given.
+    fn apply(&self, mut e: EngineConfig) -> EngineConfig {
+        let set = |dst: &mut u32, src: Option<u32>| {
+            if let Some(v) = src {
+                *dst = v;
+            }
+        };
+        set(&mut e.max_num_seqs, self.max_num_seqs);
+        set(&mut e.max_num_batched_tokens, self.max_num_batched_tokens);
+        set(&mut e.block_size, self.block_size);
+        set(&mut e.max_model_len, self.max_model_len);
+        set(&mut e.max_loras, self.max_loras);
+        set(&mut e.max_lora_rank, self.max_lora_rank);
+        // vLLM: max_cpu_loras defaults to max_loras.
+        e.max_cpu_loras = self.max_cpu_loras.unwrap_or(e.max_loras);
+        if let Some(u) = self.gpu_memory_utilization {
+            e.gpu_memory_utilization = u;
+        }
+        e.enable_lora |= self.enable_lora;
+        if self.enable_prefix_caching || self.no_enable_prefix_caching {
+            // The two flags override each other, so at most one is set: the last given.
+            e.enable_prefix_caching = self.enable_prefix_caching;
+        }
+        e.num_gpu_blocks_override = self.num_gpu_blocks_override.or(e.num_gpu_blocks_override);
+        e.seed = self.seed.unwrap_or(e.seed);
+        e.output_len = self.output_len.unwrap_or(e.output_len);
+        e
+    }
+}
+
+impl SimArgs {
+    fn config(self) -> Result<(SimConfig, SocketAddr), SimCliError> {
+        let mut catalog = Catalog::builtin();
+        if let Some(dir) = &self.profiles_dir {
+            catalog.load_dir(dir)?;
+        }
+        let model = catalog.model(&self.model_profile)?.clone();
+        let gpu = catalog.gpu(&self.gpu)?.clone();
+        let delay = self.faults.startup_delay;
+        let startup_delay =
+            Duration::try_from_secs_f64(delay).map_err(|_| SimCliError::StartupDelay(delay))?;
+        let mut cfg = SimConfig::new(model, gpu);
+        cfg.engine = self.engine.apply(cfg.engine);
+        if let Some(name) = self.served_model_name {
+            cfg.served_model_name = name;
+        }
+        cfg.lora_modules = self.lora_modules;
+        cfg.show_hidden_metrics_for_version = self.show_hidden_metrics_for_version;
+        cfg.faults = FaultConfig {
+            fail_rate: self.faults.fail_rate,
+            hang_rate: self.faults.hang_rate,
+            die_mid_stream_after: self.faults.die_mid_stream_after,
+            startup_delay,
+        };
+        Ok((cfg, SocketAddr::new(self.host, self.port)))
+    }
+}
+
+/// Builds the configuration, then serves it until the process is stopped.
+pub(crate) fn run(args: SimArgs) -> Result<(), SimCliError> {
+    let (config, addr) = args.config()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(SimCliError::Runtime)?;
+    runtime.block_on(brix_sim_http::serve(config, addr))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Wrap {
+        #[command(flatten)]
+        args: SimArgs,
+    }
+
+    fn parse(flags: &[&str]) -> Result<SimConfig, String> {
+        let argv = std::iter::once("brix-sim").chain(flags.iter().copied());
+        let w = Wrap::try_parse_from(argv).map_err(|e| e.to_string())?;
+        w.args.config().map(|(c, _)| c).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn unset_flags_keep_vllm_defaults() {
+        let c = parse(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.served_model_name, c.model.hf_id);
+        assert_eq!(c.engine, EngineConfig::vllm_defaults(&c.model, &c.gpu));
+    }
+
+    #[test]
+    fn flags_override_and_follow_vllm_rules() {
+        let c = parse(&[
+            "--gpu",
+            "H200",
+            "--max-loras",
+            "4",
+            "--enable-lora",
+            "--no-enable-prefix-caching",
+            "--output-len",
+            "fixed:7",
+            "--lora-modules",
+            "a=/p/a",
+            "b=/p/b",
+            "--seed",
+            "3",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.engine.max_loras, c.engine.max_cpu_loras), (4, 4));
+        assert!(c.engine.enable_lora && !c.engine.enable_prefix_caching);
+        assert_eq!(c.engine.output_len, OutputLen::Fixed(7));
+        assert_eq!(c.lora_modules.len(), 2);
+        assert_eq!(c.engine.seed, 3);
+    }
+
+    #[test]
+    fn bad_flags_are_errors_not_panics() {
+        for flags in [
+            &["--gpu", "B9000"][..],
+            &["--output-len", "poisson:3"],
+            &["--lora-modules", "nopath"],
+            &["--startup-delay", "-1"],
+        ] {
+            assert!(parse(flags).is_err(), "{flags:?}");
+        }
+    }
+}
