@@ -34,9 +34,11 @@ use metrics::{Metrics, MetricsSpec};
 use routes::{App, AppParts};
 use tokenizer::Tokenizer;
 
-/// Checks `config`, builds the engine (preloading `lora_modules`), starts the driver task and
-/// returns the routes; everything that can fail at start-up fails here, before any port opens.
-fn build(config: &SimConfig) -> Result<Router, SimError> {
+/// Checks `config`, builds the engine (preloading `lora_modules`), starts the driver task on
+/// the current tokio runtime and returns the routes. Everything that can fail at start-up
+/// fails here, before any port opens; callers that bring their own server (or drive the
+/// routes in-process) use this instead of [`run`].
+pub fn router(config: &SimConfig) -> Result<Router, SimError> {
     config.validate()?;
     let tokenizer = Tokenizer::cl100k()?;
     let mut engine = Engine::new(
@@ -82,8 +84,8 @@ fn build(config: &SimConfig) -> Result<Router, SimError> {
 /// Serves `config` on an already-bound listener until the process ends (tests bind
 /// `127.0.0.1:0` themselves and read the port from the listener).
 pub async fn run(config: SimConfig, listener: TcpListener) -> Result<(), SimError> {
-    let router = build(&config)?;
-    axum::serve(listener, router)
+    let app = router(&config)?;
+    axum::serve(listener, app)
         .into_future()
         .await
         .map_err(SimError::Serve)
@@ -92,13 +94,13 @@ pub async fn run(config: SimConfig, listener: TcpListener) -> Result<(), SimErro
 /// Binds `addr`, prints `brix sim listening on http://HOST:PORT` on stdout once ready (the
 /// line callers wait for, with the real port when `addr` asked for port 0), and serves.
 pub async fn serve(config: SimConfig, addr: SocketAddr) -> Result<(), SimError> {
-    let router = build(&config)?;
+    let app = router(&config)?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| SimError::Bind { addr, source })?;
     let local = listener.local_addr().map_err(SimError::Serve)?;
     println!("brix sim listening on http://{local}");
-    axum::serve(listener, router)
+    axum::serve(listener, app)
         .into_future()
         .await
         .map_err(SimError::Serve)

@@ -73,22 +73,35 @@ struct Histograms {
     generation_tokens: Histogram,
 }
 
-/// The registry and typed handles to every series.
-pub(crate) struct Metrics {
-    registry: Registry,
+/// Gauges set from a snapshot at scrape time.
+#[derive(Clone)]
+struct Gauges {
     running: Gauge,
     waiting: Gauge,
     kv_usage: Gauge,
+    /// The deprecated `vllm:gpu_cache_usage_perc`, only with `--show-hidden-metrics-for-version`.
     gpu_cache_usage: Option<Gauge>,
+    /// `vllm:lora_requests_info` and the `max_lora` label value; only with LoRA enabled.
+    lora_info: Option<(GaugeVec, String)>,
+}
+
+/// Counters fed from the engine's cumulative stats and finished requests.
+#[derive(Clone)]
+struct Counters {
     prefix_queries: IntCounter,
     prefix_hits: IntCounter,
     prompt_tokens: IntCounter,
     generation_tokens: IntCounter,
     preemptions: IntCounter,
     success: IntCounterVec,
+}
+
+/// The registry and typed handles to every series.
+pub(crate) struct Metrics {
+    registry: Registry,
+    gauges: Gauges,
+    counters: Counters,
     hist: Histograms,
-    /// `vllm:lora_requests_info` and the `max_lora` label value; only with LoRA enabled.
-    lora_info: Option<(GaugeVec, String)>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -186,6 +199,83 @@ impl Builder {
         })
     }
 
+    fn gauges(&self, spec: &MetricsSpec<'_>) -> Result<Gauges, prometheus::Error> {
+        let gpu_cache_usage = match spec.show_hidden {
+            true => Some(self.gauge(
+                "vllm:gpu_cache_usage_perc",
+                "GPU KV-cache usage. 1 means 100 percent usage.(DEPRECATED: Use vllm:kv_cache_usage_perc instead.)",
+            )?),
+            false => None,
+        };
+        let lora_info = match spec.engine.enable_lora {
+            // vLLM's label set for this one: no model_name, no engine.
+            true => {
+                let opts = Opts::new("vllm:lora_requests_info", "Running stats on lora requests.");
+                let names = ["max_lora", "waiting_lora_adapters", "running_lora_adapters"];
+                let vec = self.add(GaugeVec::new(opts, &names)?)?;
+                Some((vec, spec.engine.max_loras.to_string()))
+            }
+            false => None,
+        };
+        Ok(Gauges {
+            running: self.gauge(
+                "vllm:num_requests_running",
+                "Number of requests in model execution batches.",
+            )?,
+            waiting: self.gauge(
+                "vllm:num_requests_waiting",
+                "Number of requests waiting to be processed.",
+            )?,
+            kv_usage: self.gauge(
+                "vllm:kv_cache_usage_perc",
+                "KV-cache usage. 1 means 100 percent usage.",
+            )?,
+            gpu_cache_usage,
+            lora_info,
+        })
+    }
+
+    fn counters(&self) -> Result<Counters, prometheus::Error> {
+        let success = self.add(IntCounterVec::new(
+            self.opts(
+                "vllm:request_success_total",
+                "Count of successfully processed requests.",
+            ),
+            &["finished_reason"],
+        )?)?;
+        // vLLM creates every reason's series up front, so they read 0 before the first one.
+        for reason in [
+            FinishReason::Stop,
+            FinishReason::Length,
+            FinishReason::Abort,
+        ] {
+            success.with_label_values(&[reason.as_str()]);
+        }
+        Ok(Counters {
+            prefix_queries: self.counter(
+                "vllm:prefix_cache_queries_total",
+                "Prefix cache queries, in terms of number of queried tokens.",
+            )?,
+            prefix_hits: self.counter(
+                "vllm:prefix_cache_hits_total",
+                "Prefix cache hits, in terms of number of cached tokens.",
+            )?,
+            prompt_tokens: self.counter(
+                "vllm:prompt_tokens_total",
+                "Number of prefill tokens processed.",
+            )?,
+            generation_tokens: self.counter(
+                "vllm:generation_tokens_total",
+                "Number of generation tokens processed.",
+            )?,
+            preemptions: self.counter(
+                "vllm:num_preemptions_total",
+                "Cumulative number of preemption from the engine.",
+            )?,
+            success,
+        })
+    }
+
     /// `vllm:cache_config_info`: vLLM's CacheConfig fields as labels (Python spellings), value 1.
     fn cache_config_info(&self, spec: &MetricsSpec<'_>) -> Result<(), prometheus::Error> {
         let py_bool = |b: bool| if b { "True" } else { "False" }.to_string();
@@ -236,76 +326,11 @@ impl Metrics {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         };
-        let success = b.add(IntCounterVec::new(
-            b.opts(
-                "vllm:request_success_total",
-                "Count of successfully processed requests.",
-            ),
-            &["finished_reason"],
-        )?)?;
-        for reason in [
-            FinishReason::Stop,
-            FinishReason::Length,
-            FinishReason::Abort,
-        ] {
-            success.with_label_values(&[reason.as_str()]);
-        }
-        let gpu_cache_usage = match spec.show_hidden {
-            true => Some(b.gauge(
-                "vllm:gpu_cache_usage_perc",
-                "GPU KV-cache usage. 1 means 100 percent usage.(DEPRECATED: Use vllm:kv_cache_usage_perc instead.)",
-            )?),
-            false => None,
-        };
-        let lora_info = match spec.engine.enable_lora {
-            true => {
-                let opts = Opts::new("vllm:lora_requests_info", "Running stats on lora requests.");
-                let names = ["max_lora", "waiting_lora_adapters", "running_lora_adapters"];
-                Some((
-                    b.add(GaugeVec::new(opts, &names)?)?,
-                    spec.engine.max_loras.to_string(),
-                ))
-            }
-            false => None,
-        };
         b.cache_config_info(spec)?;
         Ok(Self {
-            running: b.gauge(
-                "vllm:num_requests_running",
-                "Number of requests in model execution batches.",
-            )?,
-            waiting: b.gauge(
-                "vllm:num_requests_waiting",
-                "Number of requests waiting to be processed.",
-            )?,
-            kv_usage: b.gauge(
-                "vllm:kv_cache_usage_perc",
-                "KV-cache usage. 1 means 100 percent usage.",
-            )?,
-            gpu_cache_usage,
-            prefix_queries: b.counter(
-                "vllm:prefix_cache_queries_total",
-                "Prefix cache queries, in terms of number of queried tokens.",
-            )?,
-            prefix_hits: b.counter(
-                "vllm:prefix_cache_hits_total",
-                "Prefix cache hits, in terms of number of cached tokens.",
-            )?,
-            prompt_tokens: b.counter(
-                "vllm:prompt_tokens_total",
-                "Number of prefill tokens processed.",
-            )?,
-            generation_tokens: b.counter(
-                "vllm:generation_tokens_total",
-                "Number of generation tokens processed.",
-            )?,
-            preemptions: b.counter(
-                "vllm:num_preemptions_total",
-                "Cumulative number of preemption from the engine.",
-            )?,
-            success,
+            gauges: b.gauges(spec)?,
+            counters: b.counters()?,
             hist: b.histograms(spec.engine.max_model_len)?,
-            lora_info,
             registry: b.registry,
         })
     }
@@ -321,22 +346,26 @@ impl Metrics {
                 false => self.hist.itl.observe(t.latency),
             }
         }
+        let c = &self.counters;
         let delta = |a: u64, b: u64| a.saturating_sub(b);
-        self.prompt_tokens
+        c.prompt_tokens
             .inc_by(delta(after.prompt_tokens, before.prompt_tokens));
-        self.generation_tokens
+        c.generation_tokens
             .inc_by(delta(after.generation_tokens, before.generation_tokens));
-        self.prefix_queries
+        c.prefix_queries
             .inc_by(delta(after.prefix_queries, before.prefix_queries));
-        self.prefix_hits
+        c.prefix_hits
             .inc_by(delta(after.prefix_hits, before.prefix_hits));
-        self.preemptions
+        c.preemptions
             .inc_by(delta(after.preemptions, before.preemptions));
     }
 
     /// Books one request that left the engine, aborted ones included.
     pub(crate) fn record_finished(&self, f: &Finished) {
-        self.success.with_label_values(&[f.reason.as_str()]).inc();
+        self.counters
+            .success
+            .with_label_values(&[f.reason.as_str()])
+            .inc();
         let h = &self.hist;
         h.e2e.observe(f.e2e());
         let optional = [
@@ -356,13 +385,13 @@ impl Metrics {
 
     /// Sets the gauges from `snap` and renders the registry in Prometheus text format 0.0.4.
     pub(crate) fn render(&self, snap: &EngineSnapshot) -> Result<String, prometheus::Error> {
-        self.running.set(snap.num_running as f64);
-        self.waiting.set(snap.num_waiting as f64);
-        self.kv_usage.set(snap.kv_usage);
-        if let Some(g) = &self.gpu_cache_usage {
+        self.gauges.running.set(snap.num_running as f64);
+        self.gauges.waiting.set(snap.num_waiting as f64);
+        self.gauges.kv_usage.set(snap.kv_usage);
+        if let Some(g) = &self.gauges.gpu_cache_usage {
             g.set(snap.kv_usage);
         }
-        if let Some((info, max_lora)) = &self.lora_info {
+        if let Some((info, max_lora)) = &self.gauges.lora_info {
             // vLLM stamps the series with the time of the update; readers take the newest.
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)

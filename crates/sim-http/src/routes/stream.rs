@@ -271,11 +271,13 @@ impl Stream for SseBody {
             if this.done {
                 return Poll::Ready(None);
             }
+            let ev = ready!(this.generation.poll_recv(cx));
+            // Cut when the event after the N-th token arrives, not right after yielding it:
+            // hyper drops unflushed frames on error, and waiting lets it flush the N-th.
             if this.die_after.is_some_and(|n| this.emitted >= n) {
                 this.done = true;
                 return Poll::Ready(Some(Err(StreamError::Injected)));
             }
-            let ev = ready!(this.generation.poll_recv(cx));
             if let Err(e) = this.push(ev) {
                 this.done = true;
                 return Poll::Ready(Some(Err(e)));
