@@ -97,8 +97,11 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/tokenize", post(info::tokenize))
         .route("/detokenize", post(info::detokenize))
         .route("/metrics", get(info::metrics))
+        // sglang's discovery routes; newer routers ask for the unprefixed names first.
         .route("/get_server_info", get(info::get_server_info))
-        .route("/get_model_info", get(info::get_model_info));
+        .route("/server_info", get(info::get_server_info))
+        .route("/get_model_info", get(info::get_model_info))
+        .route("/model_info", get(info::get_model_info));
     if app.enable_lora {
         r = r
             .route("/v1/load_lora_adapter", post(lora::load))
