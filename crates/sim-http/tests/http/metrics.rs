@@ -268,3 +268,26 @@ async fn a_client_that_leaves_mid_stream_aborts_its_request() {
         Some(0.0)
     );
 }
+
+#[tokio::test]
+async fn a_client_that_gives_up_on_a_plain_request_aborts_it() {
+    let s = start(config()).await;
+    let http = s.http.clone();
+    let url = s.url("/v1/completions");
+    let body = json!({"model": MODEL, "prompt": "x", "max_tokens": 2000, "ignore_eos": true});
+    let waiting = tokio::spawn(async move { http.post(url).json(&body).send().await });
+    s.metrics_eventually("the request running", |m| {
+        m.value("vllm:num_requests_running", COMMON) == Some(1.0)
+    })
+    .await;
+    waiting.abort();
+    let m = s
+        .metrics_eventually("an aborted request", |m| {
+            m.value(
+                "vllm:request_success_total",
+                &[("finished_reason", "abort")],
+            ) == Some(1.0)
+        })
+        .await;
+    assert_eq!(m.value("vllm:num_requests_running", COMMON), Some(0.0));
+}
