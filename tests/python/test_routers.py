@@ -1,13 +1,14 @@
-"""`brix sim` is accepted as a worker by sglang-router (PyPI `sglang-router`, the last release
-under that name is 0.3.2), which registers workers through /health, /get_server_info and
-/get_model_info before routing to them.
+"""`brix sim` is accepted as a worker by the Rust routers from PyPI: sglang-router (the last
+release under that name is 0.3.2) and vllm-router 0.1.17 (vllm-project/router, a fork of it).
+Both register workers through /health, /get_server_info and /get_model_info before routing.
 
-Skipped unless the router is importable: from this interpreter, or from the one named by
-$SGLANG_ROUTER_PYTHON (peers.md suggests a venv of its own:
-`python3 -m venv .venv-sglang-router && .venv-sglang-router/bin/pip install sglang-router==0.3.2`).
+Each router lives in a venv of its own (scripts/test makes them): $SGLANG_ROUTER_PYTHON is a
+python that can import sglang_router, $VLLM_ROUTER_BIN the `vllm-router` console script. A
+router that is not installed is skipped, with the reason in pytest's summary.
 """
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,14 +23,23 @@ from conftest import SMALL_ENGINE, Sim
 ROUTER_START_TIMEOUT_S = 60
 
 
-def router_python():
+def sglang_router_cmd():
     explicit = os.environ.get("SGLANG_ROUTER_PYTHON")
-    candidates = [explicit] if explicit else [sys.executable]
-    for python in candidates:
+    for python in [explicit] if explicit else [sys.executable]:
+        if not os.access(python, os.X_OK):
+            continue
         probe = subprocess.run([python, "-c", "import sglang_router"], capture_output=True)
         if probe.returncode == 0:
-            return python
+            return [python, "-m", "sglang_router.launch_router"]
     return None
+
+
+def vllm_router_cmd():
+    binary = os.environ.get("VLLM_ROUTER_BIN") or shutil.which("vllm-router")
+    return [binary] if binary and os.access(binary, os.X_OK) else None
+
+
+ROUTERS = {"sglang-router": sglang_router_cmd, "vllm-router": vllm_router_cmd}
 
 
 def free_port() -> int:
@@ -38,16 +48,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def routed():
-    python = router_python()
-    if python is None:
-        pytest.skip("sglang-router is not installed (set SGLANG_ROUTER_PYTHON to a python that has it)")
+@pytest.fixture(scope="module", params=sorted(ROUTERS))
+def routed(request):
+    name = request.param
+    cmd = ROUTERS[name]()
+    if cmd is None:
+        pytest.skip(f"{name} is not installed (scripts/test installs it; see this file's docstring)")
     workers = [Sim("--served-model-name", "sim", *SMALL_ENGINE) for _ in range(2)]
     port, metrics_port = free_port(), free_port()
     log = tempfile.TemporaryFile(mode="w+")
     argv = [
-        python, "-m", "sglang_router.launch_router",
+        *cmd,
         "--host", "127.0.0.1", "--port", str(port),
         "--prometheus-host", "127.0.0.1", "--prometheus-port", str(metrics_port),
         "--policy", "round_robin",
@@ -57,7 +68,7 @@ def routed():
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_workers(url, router, log, want=2)
-        yield url, workers
+        yield name, url, workers
     finally:
         router.terminate()
         router.wait(timeout=10)
@@ -78,14 +89,16 @@ def wait_for_workers(url, router, log, want):
             pass
         time.sleep(0.2)
     log.seek(0)
-    raise RuntimeError(f"sglang-router never registered {want} workers:\n{log.read()[-4000:]}")
+    raise RuntimeError(f"the router never registered {want} workers:\n{log.read()[-4000:]}")
 
 
 def test_router_registers_and_routes_to_brix_sim(routed):
-    url, workers = routed
+    name, url, workers = routed
     listed = httpx.get(f"{url}/workers").json()["workers"]
     assert sorted(w["url"] for w in listed) == sorted(w.url for w in workers)
-    assert all(w["metadata"].get("model_path") == "meta-llama/Meta-Llama-3-8B-Instruct" for w in listed)
+    if name == "sglang-router":
+        # sglang-router keeps what /get_server_info told it; vllm-router does not report it.
+        assert all(w["metadata"]["model_path"] == "meta-llama/Meta-Llama-3-8B-Instruct" for w in listed)
 
     body = {"model": "sim", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
     for _ in range(4):

@@ -329,7 +329,7 @@ impl Driver {
                 reply,
             } => {
                 let id = req.id;
-                let result = self.add(req, arrival.min(start));
+                let result = self.engine.add_request(req, arrival.min(start));
                 if result.is_ok() {
                     self.subscribers.insert(id, events);
                 }
@@ -347,16 +347,6 @@ impl Driver {
                 let _ = reply.send(self.snapshot());
             }
         }
-    }
-
-    /// Checks the adapter first, so an unknown `model` reads as such whatever else is wrong.
-    fn add(&mut self, req: NewRequest, arrival: f64) -> Result<(), AddError> {
-        if let Some(name) = &req.lora
-            && !self.engine.has_lora(name)
-        {
-            return Err(AddError::UnknownLora(name.clone()));
-        }
-        self.engine.add_request(req, arrival)
     }
 
     fn abort(&mut self, id: RequestId, now: f64) {

@@ -333,6 +333,15 @@ impl Engine {
     pub fn add_request(&mut self, req: NewRequest, now: f64) -> Result<(), AddError> {
         let max_len = self.cfg.max_model_len;
         let prompt = req.prompt.len().min(u32::MAX as usize) as u32;
+        // The model (adapter) is checked first, as vLLM answers 404 before validating the body.
+        let lora = match &req.lora {
+            Some(name) => Some(
+                self.lora
+                    .id(name)
+                    .ok_or_else(|| AddError::UnknownLora(name.clone()))?,
+            ),
+            None => None,
+        };
         if self.reqs.contains_key(&req.id) {
             return Err(AddError::DuplicateId(req.id));
         }
@@ -362,14 +371,6 @@ impl Engine {
                 max_model_len: max_len,
             });
         }
-        let lora = match &req.lora {
-            Some(name) => Some(
-                self.lora
-                    .id(name)
-                    .ok_or_else(|| AddError::UnknownLora(name.clone()))?,
-            ),
-            None => None,
-        };
         let mut rng =
             SmallRng::seed_from_u64(self.cfg.seed ^ req.id.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let natural = self.cfg.output_len.sample(&mut rng);
