@@ -35,4 +35,6 @@ pub struct RouteRequest<'a> {
     pub session_key: Option<&'a str>,
     /// Chained hashes of the prompt's full blocks, in order (whole conversation).
     pub blocks: &'a [u64],
+    /// Prompt length in the unit blocks are cut in (bytes or tokens).
+    pub prompt_units: u32,
 }

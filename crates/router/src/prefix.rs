@@ -22,6 +22,10 @@ pub struct PrefixConfig {
     pub imbalance_abs: u32,
     /// Skip a matching pod loaded above mean + k·σ (AIBrix manifest: k = 2).
     pub std_dev_factor: f64,
+    /// Units (bytes or tokens) per block; `kv-cost` turns matched blocks into cached units.
+    pub block_units: u32,
+    /// `kv-cost`: prefill units one queued or running request is worth.
+    pub load_units_per_request: f64,
 }
 
 impl Default for PrefixConfig {
@@ -31,6 +35,8 @@ impl Default for PrefixConfig {
             ttl_s: 1200.0,
             imbalance_abs: 16,
             std_dev_factor: 2.0,
+            block_units: 128,
+            load_units_per_request: 256.0,
         }
     }
 }

@@ -105,6 +105,13 @@ pub fn route(
             None => fallback(pods, &order, Fallback::NoSession),
         },
         [(Strategy::PrefixCache, _)] => prefix_cache(req, pods, index, now, &order),
+        [(Strategy::KvCost, _)] => {
+            let costs: Vec<Option<f64>> = kv_cost(req, pods, index, now)
+                .into_iter()
+                .map(Some)
+                .collect();
+            decided(best(&normalise(&costs), &order).unwrap_or(order[0]))
+        }
         mix => Ok(weighted(mix, req, pods, index, now, &order, rng)),
     }
 }
@@ -199,6 +206,24 @@ fn prefix_cache(
     }
 }
 
+/// `kv-cost`: prefill units the pod would still have to compute for this prompt, plus its
+/// load (in flight from this gateway, and the engine's own waiting queue) in the same units.
+/// Linear in both, so a popular prefix spills over gradually instead of at a threshold.
+fn kv_cost(req: &RouteRequest<'_>, pods: &[Pod], index: &PrefixIndex, now: f64) -> Vec<f64> {
+    let cfg = index.config();
+    let prompt = f64::from(req.prompt_units);
+    index
+        .matched(req.blocks, pods, now)
+        .into_iter()
+        .zip(pods)
+        .map(|(m, p)| {
+            let cached = (m as f64 * f64::from(cfg.block_units)).min(prompt);
+            let queue = f64::from(p.in_flight) + p.metrics.waiting.unwrap_or(0.0);
+            (prompt - cached) + cfg.load_units_per_request * queue
+        })
+        .collect()
+}
+
 /// Σ weight × normalised score over the mix's strategies; the best total wins.
 fn weighted(
     mix: &[(Strategy, u32)],
@@ -256,6 +281,10 @@ fn costs(
                 .map(|p| Some(if Some(p) == pinned { 0.0 } else { 1.0 }))
                 .collect()
         }
+        Strategy::KvCost => kv_cost(req, pods, index, now)
+            .into_iter()
+            .map(Some)
+            .collect(),
         Strategy::PrefixCache => {
             let blocks = req.blocks.len().max(1) as f64;
             index

@@ -243,3 +243,53 @@ fn mixes_weigh_normalised_scores() {
         1
     );
 }
+
+#[test]
+fn kv_cost_trades_cached_prefill_against_load_without_a_cliff() {
+    let mut idx = empty();
+    // 16 blocks of 128 units = 2048 units cached on pod 0.
+    let blocks: Vec<u64> = (1..=16).collect();
+    idx.insert(&blocks, "10.0.0.0:8000", 100.0);
+    let req = RouteRequest {
+        blocks: &blocks,
+        prompt_units: 2100,
+        ..RouteRequest::default()
+    };
+    // Pod 0 saves 2048 units; each in-flight request costs 256, so it keeps winning while its
+    // extra load is under 8 requests and loses from 9 on; no other threshold.
+    for (extra, want) in [(0, 0), (4, 0), (7, 0), (9, 1), (20, 1)] {
+        let mut ps = pods(&[2, 2, 3]);
+        ps[0].in_flight += extra;
+        let d = pick("kv-cost", &req, &ps, &idx, 5);
+        assert_eq!((d.pod, d.fallback), (want, None), "extra load {extra}");
+    }
+    // The engine's waiting queue counts like in-flight load.
+    let mut ps = pods(&[0, 0]);
+    ps[0].metrics.waiting = Some(10.0);
+    assert_eq!(pick("kv-cost", &req, &ps, &idx, 5).pod, 1);
+}
+
+#[test]
+fn kv_cost_spreads_a_popular_prefix() {
+    let mut idx = empty();
+    let blocks: Vec<u64> = (1..=16).collect();
+    let req = RouteRequest {
+        blocks: &blocks,
+        prompt_units: 2048,
+        ..RouteRequest::default()
+    };
+    let mut ps = pods(&[0, 0, 0, 0]);
+    let mut per_pod = [0u32; 4];
+    // 64 concurrent requests with one shared prompt: load builds up as they are routed.
+    for seed in 0..64 {
+        let d = pick("kv-cost", &req, &ps, &idx, seed);
+        idx.insert(&blocks, &ps[d.pod].address.clone(), 100.0);
+        ps[d.pod].in_flight += 1;
+        per_pod[d.pod] += 1;
+    }
+    let (min, max) = (
+        per_pod.iter().min().copied().unwrap_or(0),
+        per_pod.iter().max().copied().unwrap_or(0),
+    );
+    assert!(min >= 12 && max <= 20, "uneven spread: {per_pod:?}");
+}

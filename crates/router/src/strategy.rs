@@ -18,17 +18,20 @@ pub enum Strategy {
     SessionAffinity,
     /// Longest cached prompt prefix, guarded against load imbalance (AIBrix's algorithm).
     PrefixCache,
+    /// Least estimated work: uncached prefill units on the pod plus its load, no threshold.
+    KvCost,
 }
 
 impl Strategy {
     /// Every strategy, in the order docs list them.
-    pub const ALL: [Strategy; 6] = [
+    pub const ALL: [Strategy; 7] = [
         Self::Random,
         Self::LeastRequest,
         Self::LeastKvCache,
         Self::PowerOfTwo,
         Self::SessionAffinity,
         Self::PrefixCache,
+        Self::KvCost,
     ];
 
     /// The header value and metric label.
@@ -40,6 +43,7 @@ impl Strategy {
             Self::PowerOfTwo => "power-of-two",
             Self::SessionAffinity => "session-affinity",
             Self::PrefixCache => "prefix-cache",
+            Self::KvCost => "kv-cost",
         }
     }
 }
