@@ -72,6 +72,13 @@ pub fn route(
     // A seeded shuffle decides every tie, so no pod is favoured by its position.
     let mut order: Vec<usize> = (0..pods.len()).collect();
     order.shuffle(rng);
+    let cx = Ctx {
+        req,
+        pods,
+        index,
+        now,
+        order: &order,
+    };
     let decided = |pod| {
         Ok(Decision {
             pod,
@@ -104,16 +111,24 @@ pub fn route(
             Some(pod) => decided(pod),
             None => fallback(pods, &order, Fallback::NoSession),
         },
-        [(Strategy::PrefixCache, _)] => prefix_cache(req, pods, index, now, &order),
+        [(Strategy::PrefixCache, _)] => prefix_cache(&cx),
         [(Strategy::KvCost, _)] => {
-            let costs: Vec<Option<f64>> = kv_cost(req, pods, index, now)
-                .into_iter()
-                .map(Some)
-                .collect();
+            let costs: Vec<Option<f64>> = kv_cost(&cx).into_iter().map(Some).collect();
             decided(best(&normalise(&costs), &order).unwrap_or(order[0]))
         }
-        mix => Ok(weighted(mix, req, pods, index, now, &order, rng)),
+        mix => Ok(weighted(mix, &cx, rng)),
     }
+}
+
+/// One routing call's inputs, shared by the strategies that need more than the pods.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    req: &'a RouteRequest<'a>,
+    pods: &'a [Pod],
+    index: &'a PrefixIndex,
+    now: f64,
+    /// Pod indices in the seeded shuffle that breaks ties.
+    order: &'a [usize],
 }
 
 fn fallback(pods: &[Pod], order: &[usize], why: Fallback) -> Result<Decision, NoRoute> {
@@ -174,13 +189,14 @@ fn rendezvous(key: &str, address: &str) -> u64 {
 }
 
 /// AIBrix's `prefix-cache`: imbalance guard, best match within mean + k·σ load, else least-request.
-fn prefix_cache(
-    req: &RouteRequest<'_>,
-    pods: &[Pod],
-    index: &PrefixIndex,
-    now: f64,
-    order: &[usize],
-) -> Result<Decision, NoRoute> {
+fn prefix_cache(cx: &Ctx<'_>) -> Result<Decision, NoRoute> {
+    let Ctx {
+        req,
+        pods,
+        index,
+        now,
+        order,
+    } = *cx;
     let cfg = index.config();
     let loads: Vec<f64> = pods.iter().map(|p| f64::from(p.in_flight)).collect();
     let (min, max) = loads
@@ -209,7 +225,14 @@ fn prefix_cache(
 /// `kv-cost`: prefill units the pod would still have to compute for this prompt, plus its
 /// load (in flight from this gateway, and the engine's own waiting queue) in the same units.
 /// Linear in both, so a popular prefix spills over gradually instead of at a threshold.
-fn kv_cost(req: &RouteRequest<'_>, pods: &[Pod], index: &PrefixIndex, now: f64) -> Vec<f64> {
+fn kv_cost(cx: &Ctx<'_>) -> Vec<f64> {
+    let Ctx {
+        req,
+        pods,
+        index,
+        now,
+        ..
+    } = *cx;
     let cfg = index.config();
     let prompt = f64::from(req.prompt_units);
     index
@@ -225,39 +248,30 @@ fn kv_cost(req: &RouteRequest<'_>, pods: &[Pod], index: &PrefixIndex, now: f64) 
 }
 
 /// Σ weight × normalised score over the mix's strategies; the best total wins.
-fn weighted(
-    mix: &[(Strategy, u32)],
-    req: &RouteRequest<'_>,
-    pods: &[Pod],
-    index: &PrefixIndex,
-    now: f64,
-    order: &[usize],
-    rng: &mut impl Rng,
-) -> Decision {
-    let mut total = vec![0.0; pods.len()];
+fn weighted(mix: &[(Strategy, u32)], cx: &Ctx<'_>, rng: &mut impl Rng) -> Decision {
+    let mut total = vec![0.0; cx.pods.len()];
     let weights: f64 = mix.iter().map(|(_, w)| f64::from(*w)).sum();
     for &(strategy, w) in mix {
-        let costs = costs(strategy, req, pods, index, now, order, rng);
+        let costs = costs(strategy, cx, rng);
         for (t, s) in total.iter_mut().zip(normalise(&costs)) {
             *t += s * f64::from(w) / weights;
         }
     }
     Decision {
-        pod: best(&total, order).unwrap_or(0),
+        pod: best(&total, cx.order).unwrap_or(0),
         fallback: None,
     }
 }
 
 /// One strategy's lower-is-better cost per pod, for mixing.
-fn costs(
-    strategy: Strategy,
-    req: &RouteRequest<'_>,
-    pods: &[Pod],
-    index: &PrefixIndex,
-    now: f64,
-    order: &[usize],
-    rng: &mut impl Rng,
-) -> Vec<Option<f64>> {
+fn costs(strategy: Strategy, cx: &Ctx<'_>, rng: &mut impl Rng) -> Vec<Option<f64>> {
+    let Ctx {
+        req,
+        pods,
+        index,
+        now,
+        order,
+    } = *cx;
     let in_flight = |p: &Pod| Some(f64::from(p.in_flight));
     match strategy {
         Strategy::Random => pods.iter().map(|_| Some(rng.random::<f64>())).collect(),
@@ -281,10 +295,7 @@ fn costs(
                 .map(|p| Some(if Some(p) == pinned { 0.0 } else { 1.0 }))
                 .collect()
         }
-        Strategy::KvCost => kv_cost(req, pods, index, now)
-            .into_iter()
-            .map(Some)
-            .collect(),
+        Strategy::KvCost => kv_cost(cx).into_iter().map(Some).collect(),
         Strategy::PrefixCache => {
             let blocks = req.blocks.len().max(1) as f64;
             index
