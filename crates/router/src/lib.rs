@@ -2,18 +2,27 @@
 //!
 //! A policy sees an immutable snapshot of the ready pods for one model ([`Pod`]), the request's
 //! descriptor ([`RouteRequest`]), the prefix index, the time and a seeded RNG, and returns a
-//! [`Decision`] (which pod, and whether it had to fall back) or a typed [`NoRoute`]. Weighted
-//! mixes are filter → score → pick: every strategy scores all pods, scores are min-max
-//! normalised, and the weighted sum picks. The caller (gateway, fleet simulator) books the
-//! in-flight slot and updates the prefix index after the call.
+//! [`Decision`] (which pod, and whether it had to fall back) or a typed [`NoRoute`]. Each
+//! strategy is one type behind a narrow scorer trait; weighted mixes are filter → score →
+//! pick: every strategy scores all pods, scores are min-max normalised, and the weighted sum
+//! picks. The caller (gateway, fleet simulator) books the in-flight slot and updates the prefix
+//! index and the token window after the call.
 
+mod decision;
 mod pod;
 mod prefix;
 mod score;
 mod select;
+mod strategies;
 mod strategy;
+mod vtc;
 
-pub use pod::{EngineMetrics, Pod, RouteRequest};
+#[cfg(test)]
+mod testing;
+
+pub use decision::{Decision, Fallback, NoRoute};
+pub use pod::{EngineMetrics, Observed, Pod, RouteRequest, VtcView};
 pub use prefix::{PrefixConfig, PrefixIndex};
-pub use select::{Decision, Fallback, NoRoute, route};
+pub use select::route;
 pub use strategy::{Strategy, StrategyParseError, Weighted};
+pub use vtc::{DEFAULT_WINDOW_S, TokenWindow};

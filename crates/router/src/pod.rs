@@ -3,7 +3,7 @@
 /// One ready pod serving the requested model (or adapter).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Pod {
-    /// Pod name, reported in the `target-pod` header.
+    /// Pod name, reported in the `target-pod` header; `vtc-basic` orders pods by it.
     pub name: String,
     /// `ip:port` the gateway proxies to; also the session-affinity identity.
     pub address: String,
@@ -11,6 +11,8 @@ pub struct Pod {
     pub in_flight: u32,
     /// What the pod's `/metrics` said at the last scrape; any field may be missing.
     pub metrics: EngineMetrics,
+    /// What this gateway measured on the pod's recent responses (throughput, latency).
+    pub observed: Observed,
 }
 
 /// Engine signals scraped from `/metrics` (vLLM names); None when the engine does not export it.
@@ -22,6 +24,31 @@ pub struct EngineMetrics {
     pub waiting: Option<f64>,
     /// `vllm:kv_cache_usage_perc` (or the deprecated `gpu_cache_usage_perc`), 0..1.
     pub kv_usage: Option<f64>,
+}
+
+/// What this gateway measured on a pod's recent responses, so `throughput` and
+/// `least-latency` need no Prometheus (AIBrix's PromQL versions silently turn random without it).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    /// Prompt tokens per second sent to the pod over a recent window (0 when idle).
+    pub prompt_tps: f64,
+    /// Output tokens per second received from the pod over a recent window (0 when idle).
+    pub output_tps: f64,
+    /// Smoothed mean time to first token, seconds; None before any sample.
+    pub ttft_s: Option<f64>,
+    /// Smoothed mean time per output token after the first, seconds; None before any sample.
+    pub tpot_s: Option<f64>,
+}
+
+/// One user's standing in the `vtc-basic` token window (see [`crate::TokenWindow`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct VtcView {
+    /// The user's weighted tokens (input × 1 + output × 2) in the window.
+    pub user_tokens: f64,
+    /// Smallest positive total among users in the window (1,000 when there is none).
+    pub min_tokens: f64,
+    /// Largest total among users in the window (8,000 when there is none).
+    pub max_tokens: f64,
 }
 
 /// The parts of a request routing looks at.
@@ -37,4 +64,8 @@ pub struct RouteRequest<'a> {
     pub blocks: &'a [u64],
     /// Prompt length in the unit blocks are cut in (bytes or tokens).
     pub prompt_units: u32,
+    /// The request's `max_tokens` (or `max_completion_tokens`): `least-latency`'s output guess.
+    pub max_tokens: Option<u32>,
+    /// The user's standing in the token window, for `vtc-basic`; None without a user.
+    pub vtc: Option<VtcView>,
 }

@@ -4,51 +4,8 @@ use rand::SeedableRng;
 use rand::rngs::SmallRng;
 
 use super::*;
-use crate::pod::EngineMetrics;
-use crate::prefix::PrefixConfig;
-
-fn pod(i: usize, in_flight: u32, kv: Option<f64>) -> Pod {
-    Pod {
-        name: format!("pod-{i}"),
-        address: format!("10.0.0.{i}:8000"),
-        in_flight,
-        metrics: EngineMetrics {
-            kv_usage: kv,
-            ..EngineMetrics::default()
-        },
-    }
-}
-
-fn pods(loads: &[u32]) -> Vec<Pod> {
-    loads
-        .iter()
-        .enumerate()
-        .map(|(i, &l)| pod(i, l, None))
-        .collect()
-}
-
-fn pick(
-    strategy: &str,
-    req: &RouteRequest<'_>,
-    pods: &[Pod],
-    index: &PrefixIndex,
-    seed: u64,
-) -> Decision {
-    let s: Weighted = strategy.parse().unwrap_or_else(|e| panic!("{e}"));
-    route(
-        &s,
-        req,
-        pods,
-        index,
-        100.0,
-        &mut SmallRng::seed_from_u64(seed),
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn empty() -> PrefixIndex {
-    PrefixIndex::new(PrefixConfig::default())
-}
+use crate::decision::Fallback;
+use crate::testing::{empty, pick, pod, pods};
 
 #[test]
 fn load_strategies_table() {

@@ -20,11 +20,17 @@ pub enum Strategy {
     PrefixCache,
     /// Least estimated work: uncached prefill units on the pod plus its load, no threshold.
     KvCost,
+    /// Fewest weighted tokens per second (`2 × prompt + output`), as this gateway measured.
+    Throughput,
+    /// Least estimated latency of this request, from gateway-measured TTFT, TPOT and queue.
+    LeastLatency,
+    /// Per-user token fairness (AIBrix's virtual token counter, basic variant).
+    VtcBasic,
 }
 
 impl Strategy {
     /// Every strategy, in the order docs list them.
-    pub const ALL: [Strategy; 7] = [
+    pub const ALL: [Strategy; 10] = [
         Self::Random,
         Self::LeastRequest,
         Self::LeastKvCache,
@@ -32,6 +38,9 @@ impl Strategy {
         Self::SessionAffinity,
         Self::PrefixCache,
         Self::KvCost,
+        Self::Throughput,
+        Self::LeastLatency,
+        Self::VtcBasic,
     ];
 
     /// The header value and metric label.
@@ -44,6 +53,9 @@ impl Strategy {
             Self::SessionAffinity => "session-affinity",
             Self::PrefixCache => "prefix-cache",
             Self::KvCost => "kv-cost",
+            Self::Throughput => "throughput",
+            Self::LeastLatency => "least-latency",
+            Self::VtcBasic => "vtc-basic",
         }
     }
 }
