@@ -1,5 +1,7 @@
 //! The one Brix binary: each subcommand is a module that parses its flags and calls a library.
 
+mod bench;
+mod gateway;
 mod sim;
 
 use std::io::IsTerminal;
@@ -20,6 +22,10 @@ struct Cli {
 enum Command {
     /// Serve a simulated vLLM engine behind vLLM's OpenAI-compatible HTTP API.
     Sim(sim::SimArgs),
+    /// One OpenAI-compatible endpoint that routes each request to an engine pod.
+    Gateway(gateway::GatewayArgs),
+    /// Measure the gateway on loopback: a fast mock upstream and a closed-loop load generator.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,7 +39,9 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     let result = match cli.command {
-        Command::Sim(args) => sim::run(args),
+        Command::Sim(args) => sim::run(args).map_err(|e| e.to_string()),
+        Command::Gateway(args) => gateway::run(args).map_err(|e| e.to_string()),
+        Command::Bench(args) => return bench::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

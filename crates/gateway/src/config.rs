@@ -1,0 +1,264 @@
+//! The gateway's one typed configuration: parsed from YAML (or built by flags), validated once.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use brix_admission::AdmissionConfig;
+use brix_router::{PrefixConfig, Weighted};
+use serde::Deserialize;
+
+/// Everything the gateway needs to start; every field has a default.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// AIBrix standalone endpoints file (`models: [{name, endpoints: ["host:port"]}]`), watched.
+    pub endpoints: Option<PathBuf>,
+    /// Routing knobs.
+    pub routing: RoutingConfig,
+    /// Health checks and engine metric scrapes.
+    pub scrape: ScrapeConfig,
+    /// Upstream connection behaviour and request limits.
+    pub proxy: ProxyConfig,
+    /// API keys, per-user RPM/TPM, per-model RPS, the users API.
+    pub admission: AdmissionConfig,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8888)),
+            endpoints: None,
+            routing: RoutingConfig::default(),
+            scrape: ScrapeConfig::default(),
+            proxy: ProxyConfig::default(),
+            admission: AdmissionConfig::default(),
+        }
+    }
+}
+
+/// Which strategy to use when a request names none, and how prompts become prefix blocks.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Strategy (or weighted mix) for requests without a `routing-strategy` header.
+    pub default_strategy: String,
+    /// Unit prompts are cut into blocks in: raw UTF-8 bytes, or cl100k tokens.
+    pub block_unit: BlockUnit,
+    /// Units per block (bytes or tokens, per `block_unit`).
+    pub block_size: u32,
+    /// Prefix-index capacity in blocks.
+    pub capacity_blocks: usize,
+    /// Seconds a pod's claim on a prefix block lasts.
+    pub ttl_s: f64,
+    /// `prefix-cache`: route least-request when max − min in-flight exceeds this.
+    pub imbalance_abs: u32,
+    /// `prefix-cache`: skip matching pods loaded above mean + k·σ.
+    pub std_dev_factor: f64,
+    /// `kv-cost`: prefill units one queued or running request is worth.
+    pub load_units_per_request: f64,
+    /// Seed of the routing RNG (tie breaks, random): same seed, same decisions.
+    pub seed: u64,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        let p = PrefixConfig::default();
+        Self {
+            default_strategy: "least-request".into(),
+            block_unit: BlockUnit::Bytes,
+            block_size: 128,
+            capacity_blocks: p.capacity_blocks,
+            ttl_s: p.ttl_s,
+            imbalance_abs: p.imbalance_abs,
+            std_dev_factor: p.std_dev_factor,
+            load_units_per_request: p.load_units_per_request,
+            seed: 0,
+        }
+    }
+}
+
+impl RoutingConfig {
+    /// The prefix-index settings these knobs describe.
+    pub fn prefix(&self) -> PrefixConfig {
+        PrefixConfig {
+            capacity_blocks: self.capacity_blocks,
+            ttl_s: self.ttl_s,
+            imbalance_abs: self.imbalance_abs,
+            std_dev_factor: self.std_dev_factor,
+            block_units: self.block_size,
+            load_units_per_request: self.load_units_per_request,
+        }
+    }
+}
+
+/// What a prefix block counts.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockUnit {
+    /// UTF-8 bytes of the conversation text (AIBrix's default; no tokenizer needed).
+    #[default]
+    Bytes,
+    /// cl100k_base tokens of the conversation text.
+    Tokens,
+}
+
+/// How often pods are probed, and when they leave and rejoin the candidate set.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScrapeConfig {
+    /// Milliseconds between scrapes of one pod (±10 % jitter).
+    pub interval_ms: u64,
+    /// Milliseconds a scrape or health check may take.
+    pub timeout_ms: u64,
+    /// Consecutive failed probes that take a pod out of rotation.
+    pub unhealthy_after: u32,
+    /// Refresh a pod's model list (`/v1/models`, for adapters) every this many scrapes.
+    pub models_every: u32,
+}
+
+impl Default for ScrapeConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: 500,
+            timeout_ms: 1000,
+            unhealthy_after: 2,
+            models_every: 4,
+        }
+    }
+}
+
+/// Upstream behaviour.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Largest request body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// Extra pods tried when connecting to one fails before any response byte.
+    pub retries: u32,
+    /// Milliseconds to establish an upstream connection.
+    pub connect_timeout_ms: u64,
+    /// Seconds to wait for an upstream's response headers.
+    pub response_timeout_s: u64,
+    /// Largest non-streaming response body buffered (to read usage and normalise errors).
+    pub max_response_bytes: usize,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 4 << 20,
+            retries: 2,
+            connect_timeout_ms: 2000,
+            response_timeout_s: 600,
+            max_response_bytes: 64 << 20,
+        }
+    }
+}
+
+impl ProxyConfig {
+    /// Connect timeout as a duration.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+}
+
+/// A configuration that cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// Which file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML for this schema.
+    #[error("parsing {path}: {source}")]
+    Parse {
+        /// Which file.
+        path: PathBuf,
+        /// Why.
+        source: serde_yaml_ng::Error,
+    },
+    /// The default strategy does not parse.
+    #[error("routing.default_strategy: {0}")]
+    Strategy(#[from] brix_router::StrategyParseError),
+    /// A knob out of range.
+    #[error("{0}")]
+    Invalid(String),
+    /// The admission settings are inconsistent.
+    #[error("admission: {0}")]
+    Admission(#[from] brix_admission::AdmissionError),
+}
+
+impl GatewayConfig {
+    /// Reads a YAML file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        serde_yaml_ng::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })
+    }
+
+    /// Checks every knob once; returns the parsed default strategy.
+    pub fn validate(&self) -> Result<Weighted, ConfigError> {
+        let strategy: Weighted = self.routing.default_strategy.parse()?;
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.routing.block_size == 0 {
+            return bad("routing.block_size must be at least 1");
+        }
+        if self.routing.capacity_blocks == 0 {
+            return bad("routing.capacity_blocks must be at least 1");
+        }
+        if self.routing.ttl_s.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
+            || !self.routing.std_dev_factor.is_finite()
+        {
+            return bad("routing.ttl_s must be positive and routing.std_dev_factor finite");
+        }
+        if self.scrape.interval_ms == 0 || self.scrape.timeout_ms == 0 {
+            return bad("scrape.interval_ms and scrape.timeout_ms must be positive");
+        }
+        if self.scrape.unhealthy_after == 0 || self.scrape.models_every == 0 {
+            return bad("scrape.unhealthy_after and scrape.models_every must be at least 1");
+        }
+        if self.proxy.max_body_bytes == 0 {
+            return bad("proxy.max_body_bytes must be positive");
+        }
+        self.admission.validate()?;
+        Ok(strategy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_overrides_defaults_and_validation_catches_nonsense() {
+        let cfg: GatewayConfig = serde_yaml_ng::from_str(
+            "listen: 127.0.0.1:9000\nrouting:\n  default_strategy: prefix-cache:2,least-request\n  block_size: 64\n",
+        )
+        .expect("parses");
+        assert_eq!(cfg.listen.port(), 9000);
+        assert_eq!(cfg.routing.block_size, 64);
+        assert_eq!(cfg.scrape.interval_ms, 500);
+        assert!(cfg.validate().is_ok());
+
+        let bad: Result<GatewayConfig, _> = serde_yaml_ng::from_str("listne: x");
+        assert!(bad.is_err(), "unknown keys are refused");
+        let mut cfg = GatewayConfig::default();
+        cfg.routing.default_strategy = "fastest".into();
+        assert!(matches!(cfg.validate(), Err(ConfigError::Strategy(_))));
+        let mut cfg = GatewayConfig::default();
+        cfg.routing.block_size = 0;
+        assert!(matches!(cfg.validate(), Err(ConfigError::Invalid(_))));
+    }
+}

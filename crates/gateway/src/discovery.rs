@@ -1,0 +1,283 @@
+//! Where pods come from, behind one narrow trait: a watch channel of the current targets.
+//!
+//! Two sources today: the AIBrix standalone endpoints file (polled for changes; a broken edit
+//! keeps the last good set and logs why) and an in-process [`Registry`] that the local
+//! platform fills. Kubernetes pod discovery (label `model.aibrix.ai/name`) plugs in as one more
+//! implementation; routing never sees which source it was.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+use tokio::sync::watch;
+
+/// One engine endpoint serving one model.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Target {
+    /// Pod name (the `target-pod` response header).
+    pub name: String,
+    /// `host:port` to proxy to (the `target-pod-ip` response header).
+    pub address: String,
+}
+
+/// Model name → the endpoints serving it.
+pub type Targets = BTreeMap<String, Vec<Target>>;
+
+/// A source of pods: the latest set, and a way to hear about changes.
+pub trait Discovery: Send + Sync + 'static {
+    /// A receiver whose value is the current targets; it changes whenever the source does.
+    fn watch(&self) -> watch::Receiver<Arc<Targets>>;
+}
+
+/// Targets set by code in the same process (the local platform, tests).
+#[derive(Debug)]
+pub struct Registry {
+    tx: watch::Sender<Arc<Targets>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self {
+            tx: watch::Sender::new(Arc::default()),
+        }
+    }
+
+    /// Replaces the endpoints of `model` (an empty list removes it).
+    pub fn set(&self, model: &str, targets: Vec<Target>) {
+        self.tx.send_modify(|all| {
+            let mut next = (**all).clone();
+            if targets.is_empty() {
+                next.remove(model);
+            } else {
+                next.insert(model.to_string(), targets);
+            }
+            *all = Arc::new(next);
+        });
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Discovery for Registry {
+    fn watch(&self) -> watch::Receiver<Arc<Targets>> {
+        self.tx.subscribe()
+    }
+}
+
+/// Why an endpoints file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointsError {
+    /// Unreadable.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// Which file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not the AIBrix standalone format.
+    #[error("parsing {path}: {source}")]
+    Parse {
+        /// Which file.
+        path: PathBuf,
+        /// Why.
+        source: serde_yaml_ng::Error,
+    },
+    /// Parsed, but inconsistent.
+    #[error("{path}: {why}")]
+    Invalid {
+        /// Which file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointsFile {
+    models: Vec<ModelEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelEntry {
+    name: String,
+    #[serde(default)]
+    #[expect(
+        dead_code,
+        reason = "AIBrix's field; the engine kind is read from the pod"
+    )]
+    engine: Option<String>,
+    #[serde(default)]
+    endpoints: Vec<EndpointEntry>,
+}
+
+/// `"host:port"`, or `{name, address}` to give the pod a name of its own.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EndpointEntry {
+    Address(String),
+    Named { name: String, address: String },
+}
+
+/// Parses an endpoints file's text.
+pub fn parse_endpoints(path: &Path, text: &str) -> Result<Targets, EndpointsError> {
+    let file: EndpointsFile =
+        serde_yaml_ng::from_str(text).map_err(|source| EndpointsError::Parse {
+            path: path.into(),
+            source,
+        })?;
+    let invalid = |why: String| EndpointsError::Invalid {
+        path: path.into(),
+        why,
+    };
+    let mut out = Targets::new();
+    for m in file.models {
+        if m.name.trim().is_empty() {
+            return Err(invalid("a model has an empty name".into()));
+        }
+        let mut targets = Vec::with_capacity(m.endpoints.len());
+        for e in m.endpoints {
+            let (name, address) = match e {
+                EndpointEntry::Address(a) => (a.replace([':', '.'], "-"), a),
+                EndpointEntry::Named { name, address } => (name, address),
+            };
+            let port_ok = address
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+            if !port_ok {
+                return Err(invalid(format!(
+                    "model '{}': endpoint '{address}' is not host:port",
+                    m.name
+                )));
+            }
+            targets.push(Target { name, address });
+        }
+        targets.sort();
+        targets.dedup();
+        if out.insert(m.name.clone(), targets).is_some() {
+            return Err(invalid(format!("model '{}' is listed twice", m.name)));
+        }
+    }
+    Ok(out)
+}
+
+/// The endpoints file, re-read whenever its modification time or size changes.
+#[derive(Debug)]
+pub struct StaticFile {
+    rx: watch::Receiver<Arc<Targets>>,
+}
+
+impl StaticFile {
+    /// Reads `path` now (an error here stops start-up) and polls it every `every` on the
+    /// current tokio runtime; a later broken edit keeps the last good targets.
+    pub fn watch_file(path: PathBuf, every: Duration) -> Result<Self, EndpointsError> {
+        let read = |path: &Path| {
+            std::fs::read_to_string(path).map_err(|source| EndpointsError::Read {
+                path: path.into(),
+                source,
+            })
+        };
+        let first = parse_endpoints(&path, &read(&path)?)?;
+        let (tx, rx) = watch::channel(Arc::new(first));
+        let stamp = |p: &Path| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+        };
+        let mut last = stamp(&path);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if tx.is_closed() {
+                    return;
+                }
+                let now = stamp(&path);
+                if now == last {
+                    continue;
+                }
+                last = now;
+                match read(&path).and_then(|t| parse_endpoints(&path, &t)) {
+                    Ok(targets) => {
+                        tracing::info!(path = %path.display(), models = targets.len(), "endpoints file reloaded");
+                        tx.send_if_modified(|cur| {
+                            let changed = **cur != targets;
+                            *cur = Arc::new(targets);
+                            changed
+                        });
+                    }
+                    Err(e) => tracing::warn!(error = %e, "endpoints file change ignored"),
+                }
+            }
+        });
+        Ok(Self { rx })
+    }
+}
+
+impl Discovery for StaticFile {
+    fn watch(&self) -> watch::Receiver<Arc<Targets>> {
+        self.rx.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_file_table() {
+        let p = Path::new("e.yaml");
+        let ok = parse_endpoints(
+            p,
+            "models:\n  - name: llama\n    endpoints: [\"127.0.0.1:8001\", {name: b, address: \"h:9\"}]\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            ok["llama"],
+            vec![
+                Target {
+                    name: "127-0-0-1-8001".into(),
+                    address: "127.0.0.1:8001".into()
+                },
+                Target {
+                    name: "b".into(),
+                    address: "h:9".into()
+                },
+            ]
+        );
+        for bad in [
+            "models:\n  - name: a\n    endpoints: [\"nohost\"]\n",
+            "models:\n  - name: a\n  - name: a\n",
+            "models:\n  - name: ''\n",
+            "modls: []\n",
+        ] {
+            assert!(parse_endpoints(p, bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn registry_publishes_changes() {
+        let r = Registry::new();
+        let mut rx = r.watch();
+        r.set(
+            "m",
+            vec![Target {
+                name: "a".into(),
+                address: "x:1".into(),
+            }],
+        );
+        rx.changed().await.expect("sender alive");
+        assert_eq!(rx.borrow()["m"].len(), 1);
+        r.set("m", vec![]);
+        assert!(rx.borrow_and_update().is_empty());
+    }
+}

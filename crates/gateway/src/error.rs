@@ -1,0 +1,172 @@
+//! The one place a failure becomes an HTTP answer: the OpenAI error envelope
+//! `{"error":{"message","type","code","param"}}` with AIBrix's statuses, codes and debug
+//! headers. Each variant is named for the stage that failed and doubles as a metric label.
+
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use brix_admission::Reject;
+use brix_router::StrategyParseError;
+
+use crate::parse::ParseError;
+
+/// Why the gateway answered instead of an engine.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No such route.
+    #[error("unknown request path {0}")]
+    UnknownPath(String),
+    /// A known path with the wrong method.
+    #[error("method {0} is not allowed on this path")]
+    MethodNotAllowed(String),
+    /// The body is larger than `proxy.max_body_bytes`.
+    #[error("request body exceeds {0} bytes")]
+    BodyTooLarge(usize),
+    /// The body could not be read from the client.
+    #[error("reading the request body: {0}")]
+    BodyRead(String),
+    /// The body is not a valid request for its path.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// Refused by authentication or rate limits.
+    #[error("{0}")]
+    Admission(Reject),
+    /// The `routing-strategy` header does not parse.
+    #[error("incorrect routing strategy: {0}")]
+    Strategy(#[from] StrategyParseError),
+    /// No pod serves this model or adapter.
+    #[error("model {0} does not exist")]
+    ModelNotFound(String),
+    /// The model exists but no pod is ready.
+    #[error("no ready pod serves model {0}")]
+    NoReadyPod(String),
+    /// Every pod tried refused the connection or failed before answering.
+    #[error("upstream {pod} failed: {reason}")]
+    Upstream {
+        /// The last pod tried.
+        pod: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The pod did not answer within `proxy.response_timeout_s`.
+    #[error("upstream {0} did not answer in time")]
+    UpstreamTimeout(String),
+}
+
+impl GatewayError {
+    /// Metric label.
+    pub fn as_label(&self) -> &'static str {
+        match self {
+            Self::UnknownPath(_) => "unknown_path",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::BodyTooLarge(_) => "body_too_large",
+            Self::BodyRead(_) => "body_read",
+            Self::Parse(_) => "invalid_body",
+            Self::Admission(r) => r.as_label(),
+            Self::Strategy(_) => "bad_strategy",
+            Self::ModelNotFound(_) => "model_not_found",
+            Self::NoReadyPod(_) => "no_ready_pod",
+            Self::Upstream { .. } => "upstream_failed",
+            Self::UpstreamTimeout(_) => "upstream_timeout",
+        }
+    }
+
+    /// HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::UnknownPath(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyRead(_) | Self::Parse(_) | Self::Strategy(_) | Self::ModelNotFound(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::Admission(r) => {
+                StatusCode::from_u16(r.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+            Self::NoReadyPod(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    fn code(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::UnknownPath(_) => "unknown_url",
+            Self::BodyTooLarge(_) => "request_too_large",
+            Self::Admission(r) => r.code(),
+            Self::Strategy(_) => "invalid_routing_strategy",
+            Self::ModelNotFound(_) => "model_not_found",
+            Self::NoReadyPod(_) => "service_unavailable",
+            Self::Upstream { .. } => "upstream_unavailable",
+            Self::UpstreamTimeout(_) => "upstream_timeout",
+            _ => return None,
+        })
+    }
+
+    fn param(&self) -> Option<&'static str> {
+        match self {
+            Self::Parse(e) => e.param(),
+            Self::Admission(r) => r.param(),
+            Self::Strategy(_) => Some("routing-strategy"),
+            Self::ModelNotFound(_) => Some("model"),
+            _ => None,
+        }
+    }
+
+    fn debug_header(&self) -> Option<(&'static str, String)> {
+        match self {
+            Self::Admission(r) => r.debug_header().map(|(k, v)| (k, v.to_string())),
+            Self::Strategy(_) => Some(("x-error-routing", "true".into())),
+            Self::ModelNotFound(m) => Some(("x-error-no-model-backends", m.clone())),
+            Self::NoReadyPod(_) => Some(("x-error-no-model-backends", "true".into())),
+            Self::Parse(_) | Self::BodyRead(_) | Self::BodyTooLarge(_) => {
+                Some(("x-error-request-body-processing", "true".into()))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The envelope's `type` for a status, as OpenAI and AIBrix assign it.
+pub fn error_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 404 | 405 | 413 => "invalid_request_error",
+        401 => "authentication_error",
+        429 => "rate_limit_error",
+        503 => "overloaded_error",
+        _ => "api_error",
+    }
+}
+
+/// The envelope as JSON bytes.
+pub fn envelope(
+    message: &str,
+    kind: &str,
+    code: Option<&str>,
+    param: Option<&str>,
+) -> serde_json::Value {
+    serde_json::json!({"error": {"message": message, "type": kind, "code": code, "param": param}})
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let kind = match &self {
+            Self::Admission(r) => r.error_type(),
+            _ => error_type(status),
+        };
+        let body = envelope(&self.to_string(), kind, self.code(), self.param());
+        let mut resp = (status, axum::Json(body)).into_response();
+        let headers = resp.headers_mut();
+        if let Some((name, value)) = self.debug_header()
+            && let Ok(v) = HeaderValue::from_str(&value)
+        {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+        if let Self::Admission(r) = &self
+            && let Some(s) = r.retry_after_s()
+        {
+            headers.insert(http::header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        resp
+    }
+}

@@ -1,0 +1,230 @@
+//! One proxied request, in named stages: parse → authenticate → admit → route → proxy →
+//! account. Each stage says below what it does under failure; every failure becomes an
+//! answer in exactly one place ([`crate::error`]).
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Request};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use brix_router::{RouteRequest, Weighted};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tracing::Instrument;
+
+use crate::Gateway;
+use crate::error::GatewayError;
+use crate::parse::{self, Endpoint, Parsed};
+use crate::relay::Finish;
+use crate::upstream;
+
+/// What later stages need to know about the request.
+pub(crate) struct Ctx {
+    pub(crate) endpoint: Endpoint,
+    pub(crate) request_id: String,
+    pub(crate) start: Instant,
+    pub(crate) parsed: Parsed,
+    pub(crate) strategy: Weighted,
+    pub(crate) user: Option<String>,
+    /// The gateway added `include_usage`; the client did not ask for the usage chunk.
+    pub(crate) strip_usage: bool,
+}
+
+/// Axum entry point for the three proxied OpenAI paths.
+pub(crate) async fn proxy(gw: Arc<Gateway>, endpoint: Endpoint, req: Request<Body>) -> Response {
+    let start = Instant::now();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map_or_else(new_request_id, str::to_string);
+    let span = tracing::debug_span!("request", id = %request_id, path = endpoint.path());
+    let served = serve(&gw, endpoint, req, start, request_id.clone())
+        .instrument(span)
+        .await;
+    let mut resp = match served {
+        Ok(r) => r,
+        Err((model, e)) => {
+            tracing::debug!(error = %e, "request refused");
+            gw.metrics
+                .errors
+                .with_label_values(&[&model, e.as_label()])
+                .inc();
+            let status = e.status();
+            gw.metrics
+                .requests
+                .with_label_values(&[&model, status.as_str(), "none"])
+                .inc();
+            e.into_response()
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("request-id", v);
+    }
+    resp
+}
+
+type Refusal = (String, GatewayError);
+
+async fn serve(
+    gw: &Arc<Gateway>,
+    endpoint: Endpoint,
+    req: Request<Body>,
+    start: Instant,
+    request_id: String,
+) -> Result<Response, Refusal> {
+    let unknown = |e: GatewayError| (String::new(), e);
+    let (head, body) = req.into_parts();
+    // Authenticate: a missing or wrong key ends here, before the body is read.
+    gw.admission
+        .authenticate(header(&head.headers, "authorization"))
+        .map_err(|r| unknown(GatewayError::Admission(r)))?;
+    // Parse: read at most max_body_bytes, then only the fields routing needs.
+    let bytes = read_body(body, gw.cfg.proxy.max_body_bytes)
+        .await
+        .map_err(unknown)?;
+    let parsed = parse::parse(endpoint, &bytes).map_err(|e| unknown(e.into()))?;
+    let model = parsed.model.clone();
+    let refuse = |e: GatewayError| (model.clone(), e);
+    let strategy = match header(&head.headers, "routing-strategy") {
+        Some(s) if !s.trim().is_empty() => s
+            .parse()
+            .map_err(|e: brix_router::StrategyParseError| refuse(e.into()))?,
+        _ => gw.default_strategy.clone(),
+    };
+    if !gw.pool.knows(&model) {
+        return Err(refuse(GatewayError::ModelNotFound(model.clone())));
+    }
+    let candidates = gw.pool.candidates(&model);
+    if candidates.is_empty() {
+        return Err(refuse(GatewayError::NoReadyPod(model.clone())));
+    }
+    // Upstream body: streaming requests always ask for usage so tokens can be counted.
+    let strip_usage = parsed.stream && !parsed.include_usage && endpoint != Endpoint::Embeddings;
+    let body = if strip_usage {
+        parse::with_include_usage(&bytes).map_err(|e| refuse(e.into()))?
+    } else {
+        bytes
+    };
+    // Admit: RPM, TPM (reserving the prompt's estimated tokens plus max_tokens) and model RPS.
+    let user = header(&head.headers, "user").map(str::to_string);
+    let reserve = (parsed.key.len() as u64).div_ceil(4) + u64::from(parsed.max_tokens.unwrap_or(0));
+    let ticket = gw
+        .admission
+        .admit(user.as_deref(), &model, reserve, unix_now())
+        .await
+        .map_err(|r| refuse(GatewayError::Admission(r)))?;
+    let (blocks, prompt_units) = gw.blocks(&parsed.key);
+    let vtc = user.as_deref().map(|u| gw.vtc_view(u));
+    let session_pod = header(&head.headers, "x-session-id").map(decode_session);
+    let route_req = RouteRequest {
+        user: user.as_deref(),
+        session_pod: session_pod.as_deref(),
+        session_key: header(&head.headers, "x-aibrix-session-key"),
+        blocks: &blocks,
+        prompt_units,
+        max_tokens: parsed.max_tokens,
+        vtc,
+    };
+    let cx = Ctx {
+        endpoint,
+        request_id,
+        start,
+        parsed,
+        strategy,
+        user: user.clone(),
+        strip_usage,
+    };
+    let finish = Finish::new(gw.clone(), &cx, ticket, reserve);
+    // Route and proxy, retrying on another pod when one fails before any response byte.
+    match upstream::send(gw, &cx, &route_req, candidates, &head.headers, body).await {
+        Ok(sent) => Ok(crate::relay::respond(gw, cx, sent, finish).await),
+        Err(e) => {
+            finish.refund();
+            Err(refuse(e))
+        }
+    }
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, GatewayError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(GatewayError::BodyTooLarge(limit))
+        }
+        Err(e) => Err(GatewayError::BodyRead(e.to_string())),
+    }
+}
+
+/// `x-session-id` is base64 of the pinned pod's `ip:port` (AIBrix); a raw address works too.
+fn decode_session(v: &str) -> String {
+    base64::engine::general_purpose::STANDARD
+        .decode(v.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .filter(|s| s.contains(':'))
+        .unwrap_or_else(|| v.trim().to_string())
+}
+
+/// The `x-session-id` value that pins a session to `address`.
+pub(crate) fn encode_session(address: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(address)
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A random UUID v4 in its usual text form.
+fn new_request_id() -> String {
+    let b: u128 = rand::random();
+    let b = (b & !(0xf << 76) | (0x4 << 76)) & !(0x3 << 62) | (0x2 << 62);
+    let h = format!("{b:032x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// Answers a known path called with the wrong method.
+pub(crate) async fn wrong_method(req: Request<Body>) -> Response {
+    GatewayError::MethodNotAllowed(req.method().to_string()).into_response()
+}
+
+/// Answers every path the gateway does not serve.
+pub(crate) async fn not_found(req: Request<Body>) -> Response {
+    GatewayError::UnknownPath(req.uri().path().to_string()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_uuid_v4() {
+        let id = new_request_id();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"), "{id}");
+        assert_ne!(id, new_request_id());
+    }
+
+    #[test]
+    fn session_ids_round_trip() {
+        let s = encode_session("10.0.0.1:8000");
+        assert_eq!(decode_session(&s), "10.0.0.1:8000");
+        assert_eq!(decode_session("10.0.0.2:8000"), "10.0.0.2:8000");
+    }
+}

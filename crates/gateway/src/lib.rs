@@ -1,0 +1,317 @@
+//! The Brix gateway: one OpenAI-compatible endpoint in front of many engine pods, choosing
+//! for each request the pod that will serve it fastest.
+//!
+//! Request path ([`handler`]): parse → authenticate → admit ([`brix_admission`]) → route (the
+//! pure [`brix_router`] policies over live pod snapshots) → proxy (SSE passed through as it
+//! arrives) → account. Pods come from a [`Discovery`] source (the AIBrix endpoints file, or an
+//! in-process [`Registry`]); [`pool`] keeps their state and `probe` their health and engine
+//! metrics. Failures become the OpenAI error envelope in one place, [`error`].
+
+mod config;
+mod discovery;
+mod error;
+mod handler;
+mod metrics;
+mod parse;
+mod pool;
+mod probe;
+mod relay;
+mod sse;
+mod upstream;
+
+use std::collections::{HashMap, HashSet};
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use brix_admission::Admission;
+use brix_router::{TokenWindow, VtcView, Weighted};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use tokio::net::TcpListener;
+use tokio::task::AbortHandle;
+
+pub use config::{BlockUnit, ConfigError, GatewayConfig, ProxyConfig, RoutingConfig, ScrapeConfig};
+pub use discovery::{
+    Discovery, EndpointsError, Registry, StaticFile, Target, Targets, parse_endpoints,
+};
+pub use error::GatewayError;
+
+use metrics::Metrics;
+use parse::Endpoint;
+use pool::Pool;
+use probe::Client;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Admission (Redis) could not be set up.
+    #[error("admission: {0}")]
+    Admission(#[from] brix_admission::AdmissionError),
+    /// The metrics registry refused a family (a bug).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The tokenizer for token blocks could not load.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// The listen address could not be bound.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server stopped with an I/O error.
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Shared state of one gateway process.
+pub(crate) struct Gateway {
+    cfg: GatewayConfig,
+    default_strategy: Weighted,
+    pool: Arc<Pool>,
+    client: Client,
+    metrics: Arc<Metrics>,
+    admission: Arc<Admission>,
+    tokenizer: Option<tiktoken_rs::CoreBPE>,
+    vtc: Mutex<TokenWindow>,
+    epoch: Instant,
+    rng_seq: AtomicU64,
+    warned: Mutex<HashSet<(String, &'static str)>>,
+}
+
+impl Gateway {
+    /// Seconds since start: the clock routing policies are given.
+    pub(crate) fn now(&self) -> f64 {
+        self.epoch.elapsed().as_secs_f64()
+    }
+
+    /// A per-request RNG: seeded from the configured seed and a counter, so runs replay.
+    pub(crate) fn rng(&self) -> SmallRng {
+        let n = self.rng_seq.fetch_add(1, Ordering::Relaxed);
+        SmallRng::seed_from_u64(self.cfg.routing.seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+
+    /// The prompt's chained block hashes and its length in block units.
+    pub(crate) fn blocks(&self, key: &str) -> (Vec<u64>, u32) {
+        let size = self.cfg.routing.block_size as usize;
+        match &self.tokenizer {
+            None => (
+                brix_router::hash_bytes(key.as_bytes(), size, brix_router::DEFAULT_SEED),
+                u32::try_from(key.len()).unwrap_or(u32::MAX),
+            ),
+            Some(bpe) => {
+                let tokens = bpe.encode_ordinary(key);
+                (
+                    brix_router::hash_tokens(&tokens, size, brix_router::DEFAULT_SEED),
+                    u32::try_from(tokens.len()).unwrap_or(u32::MAX),
+                )
+            }
+        }
+    }
+
+    /// This user's place in the fairness window.
+    pub(crate) fn vtc_view(&self, user: &str) -> VtcView {
+        let now = self.now();
+        self.vtc
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .view(user, now)
+    }
+
+    /// Adds a finished request's tokens to the fairness window.
+    pub(crate) fn vtc_add(&self, user: &str, input: u64, output: u64) {
+        let now = self.now();
+        self.vtc
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(user, input, output, now);
+    }
+
+    /// Logs a strategy's fallback the first time it happens (the metric counts every time).
+    pub(crate) fn warn_once(&self, strategy: &str, reason: &'static str) {
+        let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        if warned.insert((strategy.to_string(), reason)) {
+            tracing::warn!(
+                strategy,
+                reason,
+                "routing strategy fell back to least-request (logged once; see brix_gateway_routing_decisions_total)"
+            );
+        }
+    }
+
+    /// Whether the client's `Authorization` is the gateway's own key (then it is not forwarded).
+    pub(crate) fn strips_auth(&self) -> bool {
+        !self.cfg.admission.api_keys.is_empty()
+    }
+}
+
+/// Builds the gateway over `discovery`, starts its background tasks (discovery watch, probes)
+/// on the current runtime, waits briefly for the first probes, and returns the routes.
+pub async fn app(cfg: GatewayConfig, discovery: &dyn Discovery) -> Result<Router, StartError> {
+    let default_strategy = cfg.validate()?;
+    let admission = Arc::new(Admission::connect(cfg.admission.clone()).await?);
+    let tokenizer = match cfg.routing.block_unit {
+        BlockUnit::Bytes => None,
+        BlockUnit::Tokens => {
+            Some(tiktoken_rs::cl100k_base().map_err(|e| StartError::Tokenizer(e.to_string()))?)
+        }
+    };
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(cfg.proxy.connect_timeout()));
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector);
+    let gw = Arc::new(Gateway {
+        default_strategy,
+        pool: Arc::new(Pool::new(cfg.routing.prefix())),
+        client,
+        metrics: Arc::new(Metrics::new()?),
+        admission: admission.clone(),
+        tokenizer,
+        vtc: Mutex::new(TokenWindow::new(brix_router::DEFAULT_WINDOW_S)),
+        epoch: Instant::now(),
+        rng_seq: AtomicU64::new(0),
+        warned: Mutex::default(),
+        cfg,
+    });
+    watch_discovery(&gw, discovery).await;
+    let proxied = |e: Endpoint| {
+        post(move |State(gw): State<Arc<Gateway>>, req: Request<Body>| handler::proxy(gw, e, req))
+            .fallback(handler::wrong_method)
+    };
+    let routes = Router::new()
+        .route("/v1/chat/completions", proxied(Endpoint::Chat))
+        .route("/v1/completions", proxied(Endpoint::Completions))
+        .route("/v1/embeddings", proxied(Endpoint::Embeddings))
+        .route("/v1/models", get(models).fallback(handler::wrong_method))
+        .route("/metrics", get(render_metrics))
+        .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready))
+        .with_state(gw);
+    Ok(routes
+        .merge(admission.admin_router())
+        .fallback(handler::not_found))
+}
+
+/// Serves on an already-bound listener until the process ends.
+pub async fn run(
+    cfg: GatewayConfig,
+    discovery: &dyn Discovery,
+    listener: TcpListener,
+) -> Result<(), StartError> {
+    let routes = app(cfg, discovery).await?;
+    axum::serve(listener, routes)
+        .into_future()
+        .await
+        .map_err(StartError::Serve)
+}
+
+/// Binds `cfg.listen`, prints `brix gateway listening on http://ADDR` on stdout once ready
+/// (the line callers wait for), and serves.
+pub async fn serve(cfg: GatewayConfig, discovery: &dyn Discovery) -> Result<(), StartError> {
+    let addr = cfg.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let routes = app(cfg, discovery).await?;
+    let local = listener.local_addr().map_err(StartError::Serve)?;
+    println!("brix gateway listening on http://{local}");
+    axum::serve(listener, routes)
+        .into_future()
+        .await
+        .map_err(StartError::Serve)
+}
+
+/// Applies the current targets, then every change, starting and stopping probes; returns once
+/// the first probes answered (or their timeout passed).
+async fn watch_discovery(gw: &Arc<Gateway>, discovery: &dyn Discovery) {
+    let mut rx = discovery.watch();
+    let probes: Arc<Mutex<HashMap<String, AbortHandle>>> = Arc::default();
+    let apply = {
+        let gw = gw.clone();
+        move |targets: &discovery::Targets| {
+            let change = gw.pool.apply(targets);
+            let mut probes = probes.lock().unwrap_or_else(|p| p.into_inner());
+            for pod in change.removed {
+                if let Some(h) = probes.remove(&pod.address) {
+                    h.abort();
+                }
+                tracing::info!(pod = %pod.name, address = %pod.address, "pod left");
+            }
+            for pod in change.added {
+                tracing::info!(pod = %pod.name, address = %pod.address, "pod joined; probing");
+                let task = tokio::spawn(probe::run(
+                    pod.clone(),
+                    gw.client.clone(),
+                    gw.cfg.scrape.clone(),
+                    gw.metrics.clone(),
+                ));
+                if let Some(old) = probes.insert(pod.address.clone(), task.abort_handle()) {
+                    old.abort();
+                }
+            }
+        }
+    };
+    let first = rx.borrow_and_update().clone();
+    apply(&first);
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let targets = rx.borrow_and_update().clone();
+            apply(&targets);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_millis(gw.cfg.scrape.timeout_ms + 200);
+    while Instant::now() < deadline && gw.pool.all().iter().any(|p| !p.is_healthy()) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// `GET /v1/models`: base models and adapters with a healthy pod now.
+async fn models(State(gw): State<Arc<Gateway>>) -> Response {
+    let data: Vec<serde_json::Value> = gw
+        .pool
+        .routable()
+        .into_iter()
+        .map(|(id, parent)| {
+            serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": "brix", "parent": parent})
+        })
+        .collect();
+    axum::Json(serde_json::json!({"object": "list", "data": data})).into_response()
+}
+
+async fn render_metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        gw.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `GET /ready`: 200 while some pod is in rotation, 503 otherwise.
+async fn ready(State(gw): State<Arc<Gateway>>) -> StatusCode {
+    if gw.pool.all().iter().any(|p| p.is_healthy()) {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}

@@ -1,0 +1,142 @@
+//! The gateway's own Prometheus metrics (text format 0.0.4 on `/metrics`): what clients got,
+//! as the gateway saw it, and why routing decided as it did.
+
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    20.0, 40.0, 80.0, 160.0, 320.0, 640.0,
+];
+const TPOT_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+];
+
+/// Every series the gateway exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests answered, by model, status and strategy.
+    pub requests: IntCounterVec,
+    /// Requests the gateway refused or lost, by model and reason.
+    pub errors: IntCounterVec,
+    /// Requests in flight, by model and pod.
+    pub in_flight: IntGaugeVec,
+    /// Time to first token, as the client sees it through the gateway.
+    pub ttft: HistogramVec,
+    /// Time per output token after the first.
+    pub tpot: HistogramVec,
+    /// Request start to last byte.
+    pub e2e: HistogramVec,
+    /// Tokens in and out, from the engines' usage reports.
+    pub tokens: IntCounterVec,
+    /// Routing decisions by strategy, chosen pod and fallback (`none` when the strategy decided).
+    pub decisions: IntCounterVec,
+    /// Upstream attempts retried on another pod.
+    pub retries: IntCounterVec,
+    /// 1 while a pod is in the candidate set.
+    pub pod_healthy: IntGaugeVec,
+}
+
+impl Metrics {
+    /// Registers every family.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok::<_, prometheus::Error>(c)
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok::<_, prometheus::Error>(g)
+        };
+        let histogram = |name: &str, help: &str, buckets: &[f64]| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+                &["model"],
+            )?;
+            registry.register(Box::new(h.clone()))?;
+            Ok::<_, prometheus::Error>(h)
+        };
+        Ok(Self {
+            requests: counter(
+                "brix_gateway_requests_total",
+                "Requests answered, by model, HTTP status and routing strategy.",
+                &["model", "status", "strategy"],
+            )?,
+            errors: counter(
+                "brix_gateway_errors_total",
+                "Requests the gateway refused or lost, by model and reason.",
+                &["model", "reason"],
+            )?,
+            in_flight: gauge(
+                "brix_gateway_in_flight_requests",
+                "Requests in flight through the gateway, by model and pod.",
+                &["model", "pod"],
+            )?,
+            ttft: histogram(
+                "brix_gateway_time_to_first_token_seconds",
+                "Time from request arrival to the first response byte from the engine.",
+                LATENCY_BUCKETS,
+            )?,
+            tpot: histogram(
+                "brix_gateway_time_per_output_token_seconds",
+                "Mean time per output token after the first, per request.",
+                TPOT_BUCKETS,
+            )?,
+            e2e: histogram(
+                "brix_gateway_e2e_request_latency_seconds",
+                "Time from request arrival to the last response byte.",
+                LATENCY_BUCKETS,
+            )?,
+            tokens: counter(
+                "brix_gateway_tokens_total",
+                "Tokens in (prompt) and out (completion), from engine usage reports.",
+                &["model", "kind"],
+            )?,
+            decisions: counter(
+                "brix_gateway_routing_decisions_total",
+                "Routing decisions by strategy, chosen pod and fallback (none = the strategy decided).",
+                &["strategy", "pod", "fallback"],
+            )?,
+            retries: counter(
+                "brix_gateway_upstream_retries_total",
+                "Upstream attempts that failed before any response byte and were retried on another pod.",
+                &["model"],
+            )?,
+            pod_healthy: gauge(
+                "brix_gateway_pod_healthy",
+                "1 while the pod is in the candidate set, 0 while it is out.",
+                &["pod", "address"],
+            )?,
+            registry,
+        })
+    }
+
+    /// A gauge handle for one (model, pod) pair, incremented now and decremented on drop.
+    pub fn in_flight_guard(&self, model: &str, pod: &str) -> GaugeGuard {
+        let g = self.in_flight.with_label_values(&[model, pod]);
+        g.inc();
+        GaugeGuard(g)
+    }
+
+    /// The exposition text.
+    pub fn render(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|e| format!("# encoding failed: {e}\n"))
+    }
+}
+
+/// Decrements its gauge when dropped, so cancelled requests leave the in-flight count too.
+#[derive(Debug)]
+pub struct GaugeGuard(IntGauge);
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

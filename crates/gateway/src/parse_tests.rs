@@ -1,0 +1,106 @@
+//! Table tests for body parsing and the usage injection.
+
+use super::*;
+
+fn ok(endpoint: Endpoint, body: &str) -> Parsed {
+    parse(endpoint, body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e}"))
+}
+
+#[test]
+fn chat_key_is_the_whole_conversation_in_order() {
+    let p = ok(
+        Endpoint::Chat,
+        r#"{"model":"m","messages":[{"role":"system","content":"be brief"},
+            {"role":"user","content":[{"type":"text","text":"hi "},{"type":"text","text":"there"}]},
+            {"role":"assistant","content":null}],"stream":true,"max_tokens":7}"#,
+    );
+    assert_eq!(p.model, "m");
+    assert!(p.stream);
+    assert!(!p.include_usage);
+    assert_eq!(p.max_tokens, Some(7));
+    assert_eq!(p.key, "system\nbe brief\nuser\nhi there\nassistant\n\n");
+
+    // A later turn extends the earlier key: routing sees the growing conversation.
+    let t1 = ok(
+        Endpoint::Chat,
+        r#"{"model":"m","messages":[{"role":"user","content":"q1"}]}"#,
+    );
+    let t2 = ok(
+        Endpoint::Chat,
+        r#"{"model":"m","messages":[{"role":"user","content":"q1"},{"role":"assistant","content":"a1"},{"role":"user","content":"q2"}]}"#,
+    );
+    assert!(t2.key.starts_with(&t1.key));
+}
+
+#[test]
+fn prompts_in_every_openai_form() {
+    let cases = [
+        (r#"{"model":"m","prompt":"hello"}"#, "hello"),
+        (r#"{"model":"m","prompt":["first","second"]}"#, "first"),
+        (r#"{"model":"m","prompt":[1,2,3]}"#, "1 2 3 "),
+        (r#"{"model":"m","prompt":[[4,5],[6]]}"#, "4 5 "),
+        (r#"{"model":"m","prompt":"esc\u00e9\"q"}"#, "escé\"q"),
+    ];
+    for (body, key) in cases {
+        assert_eq!(ok(Endpoint::Completions, body).key, key, "{body}");
+    }
+    let p = ok(
+        Endpoint::Completions,
+        r#"{"model":"m","prompt":"x","max_completion_tokens":3,"max_tokens":9,"stream":true,"stream_options":{"include_usage":true}}"#,
+    );
+    assert_eq!(p.max_tokens, Some(3));
+    assert!(p.include_usage);
+    assert_eq!(
+        ok(Endpoint::Embeddings, r#"{"model":"e","input":["a","b"]}"#).key,
+        "a"
+    );
+}
+
+#[test]
+fn bad_bodies_name_the_field() {
+    let cases: [(Endpoint, &str, Option<&str>); 8] = [
+        (Endpoint::Chat, "not json", None),
+        (Endpoint::Chat, r#"{"messages":[]}"#, Some("model")),
+        (
+            Endpoint::Chat,
+            r#"{"model":" ","messages":[]}"#,
+            Some("model"),
+        ),
+        (
+            Endpoint::Chat,
+            r#"{"model":"m","messages":[]}"#,
+            Some("messages"),
+        ),
+        (
+            Endpoint::Chat,
+            r#"{"model":"m","messages":[{"role":"user","content":5}]}"#,
+            Some("messages"),
+        ),
+        (Endpoint::Completions, r#"{"model":"m"}"#, Some("prompt")),
+        (
+            Endpoint::Completions,
+            r#"{"model":"m","prompt":{}}"#,
+            Some("prompt"),
+        ),
+        (
+            Endpoint::Embeddings,
+            r#"{"model":"m","input":"x","stream":true}"#,
+            Some("stream"),
+        ),
+    ];
+    for (endpoint, body, param) in cases {
+        let e = parse(endpoint, body.as_bytes()).expect_err(body);
+        assert_eq!(e.param(), param, "{body}: {e}");
+    }
+}
+
+#[test]
+fn include_usage_is_injected_without_touching_other_fields() {
+    let out = with_include_usage(br#"{"model":"m","stream":true,"stream_options":{"x":1},"n":2}"#)
+        .expect("valid");
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+    assert_eq!(v["stream_options"]["include_usage"], true);
+    assert_eq!(v["stream_options"]["x"], 1);
+    assert_eq!(v["n"], 2);
+    assert!(with_include_usage(br#"{"stream_options":3}"#).is_err());
+}

@@ -1,0 +1,174 @@
+//! Health checks and engine metric scrapes, one loop per pod.
+//!
+//! Each round (every `scrape.interval_ms`, ±10 % jitter so pods are not hit in lockstep; one
+//! request at a time per pod, so a slow pod never has overlapping scrapes) reads `/metrics`.
+//! An engine without `/metrics` stays in rotation if `/health` answers; its metric-driven
+//! strategies then fall back visibly. `unhealthy_after` failed rounds in a row take the pod
+//! out; one good round brings it back. Every `models_every` rounds `/v1/models` refreshes the
+//! adapters the pod serves.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use brix_router::EngineMetrics;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use rand::Rng;
+use serde::Deserialize;
+
+use crate::config::ScrapeConfig;
+use crate::metrics::Metrics;
+use crate::pool::PodState;
+
+/// The pooled upstream client every part of the gateway shares.
+pub type Client = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
+/// GETs `path` on `address` within `timeout`; any failure is a string for the log.
+pub async fn get(
+    client: &Client,
+    address: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<Bytes, String> {
+    let uri: http::Uri = format!("http://{address}{path}")
+        .parse()
+        .map_err(|e| format!("bad uri: {e}"))?;
+    let fut = async {
+        let resp = client.get(uri).await.map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("status {}", resp.status()));
+        }
+        resp.into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .map_err(|e| e.to_string())
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}
+
+/// Runs the probe loop for `pod` until the task is aborted.
+pub async fn run(pod: Arc<PodState>, client: Client, cfg: ScrapeConfig, metrics: Arc<Metrics>) {
+    let timeout = Duration::from_millis(cfg.timeout_ms);
+    let healthy_gauge = metrics
+        .pod_healthy
+        .with_label_values(&[&pod.name, &pod.address]);
+    let mut failures = 0u32;
+    let mut round = 0u64;
+    loop {
+        let ok = match get(&client, &pod.address, "/metrics", timeout).await {
+            Ok(text) => {
+                pod.set_metrics(parse_metrics(&String::from_utf8_lossy(&text)));
+                true
+            }
+            Err(e) => {
+                tracing::debug!(pod = %pod.name, error = %e, "metrics scrape failed");
+                pod.set_metrics(EngineMetrics::default());
+                get(&client, &pod.address, "/health", timeout).await.is_ok()
+            }
+        };
+        if ok && round.is_multiple_of(u64::from(cfg.models_every)) {
+            match get(&client, &pod.address, "/v1/models", timeout).await {
+                Ok(body) => pod.set_adapters(adapters(&body)),
+                Err(e) => tracing::debug!(pod = %pod.name, error = %e, "model list failed"),
+            }
+        }
+        round += 1;
+        failures = if ok { 0 } else { failures + 1 };
+        let healthy = ok || (failures < cfg.unhealthy_after && pod.is_healthy());
+        if pod.set_healthy(healthy) {
+            tracing::info!(pod = %pod.name, address = %pod.address, healthy, "pod health changed");
+        }
+        healthy_gauge.set(i64::from(healthy));
+        let jitter = rand::rng().random_range(0.9..1.1);
+        tokio::time::sleep(Duration::from_millis(cfg.interval_ms).mul_f64(jitter)).await;
+    }
+}
+
+/// Reads the load signals from a Prometheus text exposition (vLLM names; series summed over
+/// label sets, KV usage as the largest). Missing series stay `None`.
+pub fn parse_metrics(text: &str) -> EngineMetrics {
+    let mut m = EngineMetrics::default();
+    let add = |slot: &mut Option<f64>, v: f64| *slot = Some(slot.unwrap_or(0.0) + v);
+    for line in text.lines() {
+        if line.starts_with('#') || !line.starts_with("vllm:") {
+            continue;
+        }
+        let name_end = line.find(['{', ' ']).unwrap_or(line.len());
+        let name = &line[..name_end];
+        let Some(value) = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+        else {
+            continue;
+        };
+        match name {
+            "vllm:num_requests_running" => add(&mut m.running, value),
+            "vllm:num_requests_waiting" => add(&mut m.waiting, value),
+            "vllm:kv_cache_usage_perc" | "vllm:gpu_cache_usage_perc" => {
+                m.kv_usage = Some(m.kv_usage.map_or(value, |x: f64| x.max(value)));
+            }
+            _ => {}
+        }
+    }
+    m
+}
+
+/// Adapter ids in a `/v1/models` reply: entries with a `parent` (vLLM's LoRA listing).
+pub fn adapters(body: &[u8]) -> Vec<String> {
+    #[derive(Deserialize)]
+    struct List {
+        data: Vec<Entry>,
+    }
+    #[derive(Deserialize)]
+    struct Entry {
+        id: String,
+        #[serde(default)]
+        parent: Option<String>,
+    }
+    serde_json::from_slice::<List>(body)
+        .map(|l| {
+            l.data
+                .into_iter()
+                .filter(|e| e.parent.is_some())
+                .map(|e| e.id)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_table() {
+        let text = "# HELP vllm:num_requests_running x\n\
+            vllm:num_requests_running{engine=\"0\",model_name=\"m\"} 3\n\
+            vllm:num_requests_running{engine=\"1\",model_name=\"m\"} 2\n\
+            vllm:num_requests_waiting{model_name=\"m\"} 7.0\n\
+            vllm:gpu_cache_usage_perc{model_name=\"m\"} 0.25\n\
+            vllm:kv_cache_usage_perc{model_name=\"m\"} 0.5\n\
+            vllm:num_requests_waiting_bogus 1\n\
+            vllm:kv_cache_usage_perc{model_name=\"x\"} NaN\n";
+        let m = parse_metrics(text);
+        assert_eq!(m.running, Some(5.0));
+        assert_eq!(m.waiting, Some(7.0));
+        assert_eq!(m.kv_usage, Some(0.5));
+        assert_eq!(parse_metrics("other_metric 1\n"), EngineMetrics::default());
+    }
+
+    #[test]
+    fn adapters_are_the_entries_with_a_parent() {
+        let body = br#"{"object":"list","data":[{"id":"base","parent":null},{"id":"sql","parent":"base"}]}"#;
+        assert_eq!(adapters(body), vec!["sql".to_string()]);
+        assert!(adapters(b"garbage").is_empty());
+    }
+}

@@ -1,0 +1,361 @@
+//! Stage account, and the way back: the engine's answer goes to the client (SSE chunk by chunk
+//! as it arrives, a plain body whole), while the gateway reads usage for accounting.
+//!
+//! Under failure: an engine error status is passed on with its body normalised to the OpenAI
+//! envelope; an engine that dies mid-stream ends the client's stream with an SSE error event;
+//! a client that goes away drops the relay, which drops the upstream body (closing the engine
+//! connection, so the engine aborts the request) and releases the pod's slot. Every request is
+//! accounted exactly once, by [`Finish`], whichever way it ends.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use brix_admission::Ticket;
+use brix_router::Strategy;
+use bytes::{Bytes, BytesMut};
+use http::header;
+use http_body::Frame;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use crate::Gateway;
+use crate::error::{GatewayError, envelope, error_type};
+use crate::handler::{Ctx, encode_session};
+use crate::metrics::GaugeGuard;
+use crate::pool::InFlight;
+use crate::sse::{SseTap, Usage, usage_of};
+use crate::upstream::Sent;
+
+/// How a proxied request ended.
+#[derive(Clone, Copy, Debug)]
+enum Outcome {
+    /// The engine answered in full.
+    Done(Option<Usage>),
+    /// The engine answered with an error status.
+    EngineError(StatusCode),
+    /// The engine connection broke after the response started.
+    UpstreamBroke,
+    /// The client went away first.
+    ClientGone,
+}
+
+/// Books a request's end exactly once: metrics, pod observations, fairness counts, and the
+/// TPM settlement. Dropping it unfinished books a client that went away.
+pub(crate) struct Finish {
+    gw: Arc<Gateway>,
+    model: String,
+    strategy: String,
+    user: Option<String>,
+    start: Instant,
+    stream: bool,
+    ticket: Option<Ticket>,
+    reserve: u64,
+    slot: Option<(InFlight, GaugeGuard)>,
+    first_byte: Option<Instant>,
+    done: bool,
+}
+
+impl Finish {
+    pub(crate) fn new(gw: Arc<Gateway>, cx: &Ctx, ticket: Ticket, reserve: u64) -> Self {
+        Self {
+            gw,
+            model: cx.parsed.model.clone(),
+            strategy: cx.strategy.to_string(),
+            user: cx.user.clone(),
+            start: cx.start,
+            stream: cx.parsed.stream,
+            ticket: Some(ticket),
+            reserve,
+            slot: None,
+            first_byte: None,
+            done: false,
+        }
+    }
+
+    /// The request never reached an engine: give back what admission counted.
+    pub(crate) fn refund(mut self) {
+        self.done = true;
+        if let Some(t) = self.ticket.take() {
+            let adm = self.gw.admission.clone();
+            tokio::spawn(async move { adm.refund(t).await });
+        }
+    }
+
+    fn first_byte(&mut self) {
+        if self.first_byte.is_none() {
+            self.first_byte = Some(Instant::now());
+        }
+    }
+
+    fn complete(&mut self, outcome: Outcome) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let m = &self.gw.metrics;
+        let end = Instant::now();
+        let status = match outcome {
+            Outcome::Done(_) => "200".to_string(),
+            Outcome::EngineError(s) => s.as_str().to_string(),
+            Outcome::UpstreamBroke => "502".to_string(),
+            Outcome::ClientGone => "499".to_string(),
+        };
+        m.requests
+            .with_label_values(&[&self.model, &status, &self.strategy])
+            .inc();
+        let used = match outcome {
+            Outcome::Done(Some(u)) => {
+                self.record(u, end);
+                u.prompt_tokens + u.completion_tokens
+            }
+            Outcome::Done(None) => self.reserve,
+            Outcome::EngineError(_) => 0,
+            Outcome::UpstreamBroke | Outcome::ClientGone => {
+                let reason = if matches!(outcome, Outcome::ClientGone) {
+                    "client_disconnected"
+                } else {
+                    "upstream_broke_mid_response"
+                };
+                m.errors.with_label_values(&[&self.model, reason]).inc();
+                self.reserve
+            }
+        };
+        if let Some(t) = self.ticket.take() {
+            let adm = self.gw.admission.clone();
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move { adm.settle(t, used).await });
+            }
+        }
+        // Releases the pod's in-flight slot and gauge.
+        self.slot = None;
+    }
+
+    fn record(&self, u: Usage, end: Instant) {
+        let m = &self.gw.metrics;
+        let e2e = end - self.start;
+        m.e2e
+            .with_label_values(&[&self.model])
+            .observe(e2e.as_secs_f64());
+        m.tokens
+            .with_label_values(&[&self.model, "prompt"])
+            .inc_by(u.prompt_tokens);
+        m.tokens
+            .with_label_values(&[&self.model, "completion"])
+            .inc_by(u.completion_tokens);
+        let (ttft, tpot) = match (self.stream, self.first_byte) {
+            (true, Some(first)) => {
+                let ttft = (first - self.start).as_secs_f64();
+                let tpot = (u.completion_tokens > 1)
+                    .then(|| (end - first).as_secs_f64() / (u.completion_tokens - 1) as f64);
+                (Some(ttft), tpot)
+            }
+            // A plain response arrives whole: its per-token time is an upper bound.
+            _ => (
+                None,
+                (u.completion_tokens > 0).then(|| e2e.as_secs_f64() / u.completion_tokens as f64),
+            ),
+        };
+        if let Some(t) = ttft {
+            m.ttft.with_label_values(&[&self.model]).observe(t);
+        }
+        if let Some(t) = tpot {
+            m.tpot.with_label_values(&[&self.model]).observe(t);
+        }
+        if let Some((slot, _)) = &self.slot {
+            slot.pod().observe(
+                self.gw.now(),
+                u.prompt_tokens,
+                u.completion_tokens,
+                ttft,
+                tpot,
+            );
+        }
+        if let Some(user) = &self.user {
+            self.gw.vtc_add(user, u.prompt_tokens, u.completion_tokens);
+        }
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        self.complete(Outcome::ClientGone);
+    }
+}
+
+/// Turns the engine's response into the client's.
+pub(crate) async fn respond(
+    gw: &Arc<Gateway>,
+    cx: Ctx,
+    sent: Sent,
+    mut finish: Finish,
+) -> Response {
+    let Sent { resp, slot, gauge } = sent;
+    let pod = slot.pod().clone();
+    finish.slot = Some((slot, gauge));
+    let (mut head, body) = resp.into_parts();
+    for h in [
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::CONTENT_LENGTH,
+    ] {
+        head.headers.remove(h);
+    }
+    head.headers.remove("keep-alive");
+    let h = &mut head.headers;
+    let set = |h: &mut http::HeaderMap, k: &'static str, v: &str| {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(k, v);
+        }
+    };
+    set(h, "target-pod", &pod.name);
+    set(h, "target-pod-ip", &pod.address);
+    set(h, "routing-strategy", &cx.strategy.to_string());
+    if cx
+        .strategy
+        .0
+        .iter()
+        .any(|(s, _)| *s == Strategy::SessionAffinity)
+    {
+        set(h, "x-session-id", &encode_session(&pod.address));
+    }
+    let limit = gw.cfg.proxy.max_response_bytes;
+    let timeout = Duration::from_secs(gw.cfg.proxy.response_timeout_s);
+    let is_sse = head
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if head.status.is_success() && is_sse {
+        let body = Relay {
+            inner: body,
+            tap: SseTap::new(cx.strip_usage),
+            finish: Some(finish),
+            pod: pod.name.clone(),
+        };
+        return Response::from_parts(head, Body::new(body));
+    }
+    let bytes = match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e)) => {
+            finish.complete(Outcome::UpstreamBroke);
+            return error_response(GatewayError::Upstream {
+                pod: pod.name.clone(),
+                reason: format!("reading the response: {e}"),
+            });
+        }
+        Err(_) => {
+            finish.complete(Outcome::UpstreamBroke);
+            return error_response(GatewayError::UpstreamTimeout(pod.name.clone()));
+        }
+    };
+    finish.first_byte();
+    if !head.status.is_success() {
+        finish.complete(Outcome::EngineError(head.status));
+        let body = normalise_error(head.status, bytes);
+        head.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return Response::from_parts(head, Body::from(body));
+    }
+    finish.complete(Outcome::Done(usage_of(&bytes)));
+    Response::from_parts(head, Body::from(bytes))
+}
+
+fn error_response(e: GatewayError) -> Response {
+    axum::response::IntoResponse::into_response(e)
+}
+
+/// An engine's error body in the OpenAI envelope: kept when it already is one, wrapped
+/// otherwise (vLLM's plain-text and `{"detail":..}` answers included).
+fn normalise_error(status: StatusCode, body: Bytes) -> Bytes {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+        && v.get("error").is_some_and(serde_json::Value::is_object)
+    {
+        return body;
+    }
+    let text = String::from_utf8_lossy(&body);
+    let message = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("detail").or(v.get("message")).map(|m| m.to_string()))
+        .unwrap_or_else(|| text.trim().to_string());
+    let e = envelope(&message, error_type(status), None, None);
+    Bytes::from(e.to_string())
+}
+
+/// The SSE body on its way to the client: forwards chunks as they come, taps usage, and
+/// books the end exactly once.
+struct Relay {
+    inner: Incoming,
+    tap: SseTap,
+    finish: Option<Finish>,
+    pod: String,
+}
+
+impl Relay {
+    fn error_event(&self, why: &str) -> Bytes {
+        let e = envelope(
+            &format!("upstream pod {} {why}", self.pod),
+            "api_error",
+            Some("upstream_disconnected"),
+            None,
+        );
+        Bytes::from(format!("data: {e}\n\n"))
+    }
+}
+
+impl http_body::Body for Relay {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        loop {
+            let Some(finish) = this.finish.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    finish.first_byte();
+                    let out = this.tap.on_chunk(data);
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(out))));
+                    }
+                }
+                end => {
+                    let mut out = BytesMut::from(&this.tap.finish()[..]);
+                    let outcome = match end {
+                        None if this.tap.done => Outcome::Done(this.tap.usage),
+                        None => {
+                            out.extend_from_slice(&this.error_event("ended the stream early"));
+                            Outcome::UpstreamBroke
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(pod = %this.pod, error = %e, "engine died mid-stream");
+                            out.extend_from_slice(&this.error_event("failed mid-stream"));
+                            Outcome::UpstreamBroke
+                        }
+                        Some(Ok(_)) => continue,
+                    };
+                    if let Some(mut f) = this.finish.take() {
+                        f.complete(outcome);
+                    }
+                    if out.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
+                }
+            }
+        }
+    }
+}

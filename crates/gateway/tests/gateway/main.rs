@@ -1,0 +1,13 @@
+//! The gateway over real sockets: `brix sim` engines and the gateway on 127.0.0.1:0, spoken to
+//! with reqwest.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod admission;
+mod errors;
+mod proxy;
+mod resilience;
+mod routing;
+mod support;

@@ -1,0 +1,216 @@
+//! Test support shared by Brix's integration tests: simulated engines on `127.0.0.1:0`,
+//! and readers for what servers answer (SSE bodies, Prometheus text). Tests use the engine
+//! simulator itself as their fake engine, never a second mock.
+#![expect(
+    clippy::unwrap_used,
+    clippy::panic,
+    reason = "test support: a failed unwrap is a failed test"
+)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+
+use brix_sim::{Catalog, OutputLen};
+use brix_sim_http::SimConfig;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
+
+/// A small, fast engine: H200 steps, 512 blocks, 2k context, answers of 4 tokens.
+pub fn sim_config(served_model_name: &str) -> SimConfig {
+    let c = Catalog::builtin();
+    let mut cfg = SimConfig::new(
+        c.model("llama-3-8b").unwrap().clone(),
+        c.gpu("H200").unwrap().clone(),
+    );
+    cfg.served_model_name = served_model_name.into();
+    cfg.engine.num_gpu_blocks_override = Some(512);
+    cfg.engine.max_model_len = 2048;
+    cfg.engine.output_len = OutputLen::Fixed(4);
+    cfg
+}
+
+/// A `brix sim` served in this runtime.
+pub struct SimServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The serving task; it owns every connection, so aborting it is a crash: the port closes
+    /// and open connections (kept-alive ones included) are cut.
+    pub task: JoinHandle<()>,
+}
+
+impl SimServer {
+    /// Crashes the engine: listener and every connection gone at once.
+    pub fn kill(&self) {
+        self.task.abort();
+    }
+}
+
+/// Serves `cfg` on `addr` (use `127.0.0.1:0` for a free port); start-up errors fail the test.
+pub async fn start_sim_at(cfg: &SimConfig, addr: SocketAddr) -> SimServer {
+    let app = brix_sim_http::router(cfg).unwrap();
+    let listener = TcpListener::bind(addr).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut conns = JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            let svc = TowerToHyperService::new(app.clone());
+            conns.spawn(async move {
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+            while conns.try_join_next().is_some() {}
+        }
+    });
+    SimServer { addr, task }
+}
+
+/// Serves `cfg` on a free loopback port.
+pub async fn start_sim(cfg: &SimConfig) -> SimServer {
+    start_sim_at(cfg, SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// The `data:` payloads of an SSE body, in order; panics on any other line.
+pub fn sse_events(body: &str) -> Vec<String> {
+    assert!(
+        body.ends_with("\n\n"),
+        "SSE body must end with a blank line: {body:?}"
+    );
+    body.split("\n\n")
+        .filter(|frame| !frame.is_empty())
+        .map(|frame| {
+            frame
+                .strip_prefix("data: ")
+                .unwrap_or_else(|| panic!("not an SSE data frame: {frame:?}"))
+                .to_string()
+        })
+        .collect()
+}
+
+/// A parsed Prometheus text exposition (format 0.0.4).
+#[derive(Debug, Default)]
+pub struct Exposition {
+    /// HELP text by family.
+    pub help: HashMap<String, String>,
+    /// TYPE by family.
+    pub types: HashMap<String, String>,
+    /// Every sample line.
+    pub samples: Vec<Sample>,
+}
+
+/// One sample line.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Series name.
+    pub name: String,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its value.
+    pub value: f64,
+}
+
+impl Exposition {
+    /// Parses the text, failing on anything malformed.
+    pub fn parse(text: &str) -> Self {
+        let mut e = Self::default();
+        for line in text.lines().filter(|l| !l.is_empty()) {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, help) = rest.split_once(' ').unwrap();
+                assert!(
+                    e.help.insert(name.into(), help.into()).is_none(),
+                    "HELP twice for {name}"
+                );
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                assert!(
+                    e.types.insert(name.into(), kind.into()).is_none(),
+                    "TYPE twice for {name}"
+                );
+            } else {
+                assert!(!line.starts_with('#'), "unexpected comment {line}");
+                e.samples.push(parse_sample(line));
+            }
+        }
+        e
+    }
+
+    /// Samples named `name` whose labels include every pair in `labels`.
+    pub fn find<'a>(
+        &'a self,
+        name: &'a str,
+        labels: &'a [(&str, &str)],
+    ) -> impl Iterator<Item = &'a Sample> + 'a {
+        self.samples.iter().filter(move |s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+    }
+
+    /// The one sample matching, or None.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let found: Vec<_> = self.find(name, labels).collect();
+        assert!(
+            found.len() <= 1,
+            "{name} {labels:?} matches {} samples",
+            found.len()
+        );
+        found.first().map(|s| s.value)
+    }
+}
+
+fn parse_sample(line: &str) -> Sample {
+    let (series, value) = line.rsplit_once(' ').unwrap();
+    let value: f64 = match value {
+        "+Inf" => f64::INFINITY,
+        v => v.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
+    };
+    let Some((name, rest)) = series.split_once('{') else {
+        return Sample {
+            name: series.into(),
+            labels: BTreeMap::new(),
+            value,
+        };
+    };
+    let body = rest
+        .strip_suffix('}')
+        .unwrap_or_else(|| panic!("unclosed labels in {line}"));
+    Sample {
+        name: name.into(),
+        labels: parse_labels(body),
+        value,
+    }
+}
+
+/// `k="v",k2="v2"` with `\"`, `\\` and `\n` escapes inside values.
+fn parse_labels(body: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut chars = body.chars().peekable();
+    loop {
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+        if key.is_empty() {
+            return out;
+        }
+        assert_eq!(chars.next(), Some('"'), "label {key} value must be quoted");
+        let mut value = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some('n') => value.push('\n'),
+                    Some(other) => value.push(other),
+                    None => panic!("dangling escape"),
+                },
+                '"' => break,
+                c => value.push(c),
+            }
+        }
+        out.insert(key.trim_start_matches(',').to_string(), value);
+        if chars.peek() == Some(&',') {
+            chars.next();
+        }
+    }
+}
