@@ -15,7 +15,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BRIX_BIN = os.environ.get("BRIX_BIN", str(ROOT / "target" / "debug" / "brix"))
-LISTENING = re.compile(r"^brix sim listening on (http://\S+)$")
+LISTENING = re.compile(r"^brix (?:sim|gateway) listening on (http://\S+)$")
 START_TIMEOUT_S = 60
 
 # A small, fast engine: H200 step times, 512 KV blocks, 2k context, 4-token answers.
@@ -28,11 +28,11 @@ SMALL_ENGINE = [
 
 
 class Sim:
-    """One running `brix sim` process."""
+    """One running `brix sim` process (or, with `command`, another listening `brix` subcommand)."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, command: tuple = ("sim", "--port", "0")) -> None:
         self.log = tempfile.TemporaryFile(mode="w+")
-        argv = [BRIX_BIN, "sim", "--port", "0", *args]
+        argv = [BRIX_BIN, *command, *args]
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log, text=True)
         self.url = self._wait_for_listening_line()
 
@@ -45,7 +45,7 @@ class Sim:
         if match is None:
             self.stop()
             self.log.seek(0)
-            raise RuntimeError(f"brix sim did not start (stdout {line!r}):\n{self.log.read()}")
+            raise RuntimeError(f"brix {self.proc.args[1]} did not start (stdout {line!r}):\n{self.log.read()}")
         return match.group(1)
 
     def stop(self) -> None:
@@ -65,3 +65,32 @@ def sim():
     server = Sim("--served-model-name", "sim", "--enable-lora", "--max-loras", "2", *SMALL_ENGINE)
     yield server
     server.stop()
+
+
+class Gateway(Sim):
+    """`brix gateway` in front of the given engines, all serving `model`."""
+
+    def __init__(self, model: str, engines: list, *args: str) -> None:
+        self.endpoints = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+        addrs = ", ".join(f'"{e.url.removeprefix("http://")}"' for e in engines)
+        self.endpoints.write(f"models:\n  - name: {model}\n    endpoints: [{addrs}]\n")
+        self.endpoints.close()
+        super().__init__(
+            "--endpoints", self.endpoints.name, *args,
+            command=("gateway", "--listen", "127.0.0.1:0"),
+        )
+
+    def stop(self) -> None:
+        super().stop()
+        os.unlink(self.endpoints.name)
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    """Three small engines named `sim` behind one `brix gateway`."""
+    engines = [Sim("--served-model-name", "sim", "--seed", str(i), *SMALL_ENGINE) for i in range(3)]
+    gateway = Gateway("sim", engines)
+    yield gateway, engines
+    gateway.stop()
+    for e in engines:
+        e.stop()
