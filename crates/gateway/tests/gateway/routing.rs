@@ -122,3 +122,44 @@ async fn session_affinity_pins_by_the_returned_session_id() {
         assert_eq!(header(&r, "target-pod"), pod);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adapters_route_to_the_pods_that_hold_them() {
+    let f = fleet(3, gateway_config(), |_| {
+        let mut c = brix_testkit::sim_config(MODEL);
+        c.engine.enable_lora = true;
+        c
+    })
+    .await;
+    let load = json!({"lora_name": "sql", "lora_path": "/adapters/sql"});
+    let r = f
+        .http
+        .post(format!("http://{}/v1/load_lora_adapter", f.sims[1].addr))
+        .json(&load)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    crate::support::eventually("the adapter is listed", || async {
+        let v: serde_json::Value = f
+            .http
+            .get(f.url("/v1/models"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["data"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|m| m["id"] == "sql" && m["parent"] == MODEL))
+    })
+    .await;
+    for _ in 0..5 {
+        let body = json!({"model": "sql", "prompt": "select", "max_tokens": 2});
+        let (status, pod, reply) = f
+            .call("/v1/completions", &body, &[("routing-strategy", "random")])
+            .await;
+        assert_eq!((status, pod.as_str()), (200, "pod-1"), "{reply}");
+    }
+}
