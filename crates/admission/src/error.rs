@@ -172,3 +172,78 @@ pub enum UserError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reject_table() {
+        type Row = (
+            Reject,
+            u16,
+            &'static str,
+            &'static str,
+            Option<&'static str>,
+        );
+        let rows: &[Row] = &[
+            (
+                Reject::InvalidApiKey,
+                401,
+                "authentication_error",
+                "invalid_api_key",
+                None,
+            ),
+            (
+                Reject::UnknownUser("u".into()),
+                401,
+                "authentication_error",
+                "invalid_user",
+                Some("x-error-user"),
+            ),
+            (
+                Reject::RpmExceeded { retry_after_s: 7 },
+                429,
+                "rate_limit_error",
+                "rate_limit_exceeded",
+                Some("x-error-rpm-exceeded"),
+            ),
+            (
+                Reject::TpmExceeded { retry_after_s: 7 },
+                429,
+                "rate_limit_error",
+                "rate_limit_exceeded",
+                Some("x-error-tpm-exceeded"),
+            ),
+            (
+                Reject::ModelRpsExceeded { retry_after_s: 1 },
+                429,
+                "rate_limit_error",
+                "rate_limit_exceeded",
+                Some("x-error-model-rps-exceeded"),
+            ),
+            (
+                Reject::Store("redis: refused".into()),
+                503,
+                "overloaded_error",
+                "service_unavailable",
+                None,
+            ),
+        ];
+        let mut labels = std::collections::BTreeSet::new();
+        for (reject, status, kind, code, header) in rows {
+            assert_eq!(
+                (reject.status(), reject.error_type(), reject.code()),
+                (*status, *kind, *code)
+            );
+            assert_eq!(reject.debug_header().map(|(name, _)| name), *header);
+            assert_eq!(reject.retry_after_s().is_some(), *status == 429);
+            assert_eq!(reject.param().is_some(), *reject == Reject::InvalidApiKey);
+            assert!(labels.insert(reject.as_label()), "labels are distinct");
+            assert!(
+                !reject.to_string().contains("redis"),
+                "no internals in messages"
+            );
+        }
+    }
+}

@@ -1,5 +1,9 @@
 //! Test support: the two backends, and a real `redis-server` on a free port.
-#![allow(dead_code, reason = "each test binary uses a different part")]
+#![allow(
+    dead_code,
+    unused_macros,
+    reason = "each test binary uses a different part"
+)]
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
