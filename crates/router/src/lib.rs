@@ -8,6 +8,7 @@
 //! picks. The caller (gateway, fleet simulator) books the in-flight slot and updates the prefix
 //! index and the token window after the call.
 
+mod blocks;
 mod decision;
 mod pod;
 mod prefix;
@@ -20,6 +21,7 @@ mod vtc;
 #[cfg(test)]
 mod testing;
 
+pub use blocks::{BlockUnit, BlockUnitParseError, DEFAULT_SEED, hash_bytes, hash_tokens};
 pub use decision::{Decision, Fallback, NoRoute};
 pub use pod::{EngineMetrics, Observed, Pod, RouteRequest, VtcView};
 pub use prefix::{PrefixConfig, PrefixIndex};
