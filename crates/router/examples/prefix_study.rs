@@ -24,8 +24,6 @@ use rand::{Rng, SeedableRng};
 const ENGINES: usize = 4;
 const SYSTEM_PROMPTS: usize = 6;
 const CONVERSATIONS: usize = 500;
-/// Conversations started per second (Poisson).
-const CONVERSATION_RATE: f64 = 2.0;
 /// Mean think time between a reply and the next turn, seconds (exponential).
 const THINK_S: f64 = 8.0;
 /// A conversation ends before its prompt plus reply would pass this many tokens.
@@ -124,7 +122,7 @@ fn message(bpe: &tiktoken_rs::CoreBPE, text: String) -> Message {
     Message { text, tokens }
 }
 
-fn workload(bpe: &tiktoken_rs::CoreBPE, seed: u64) -> Workload {
+fn workload(bpe: &tiktoken_rs::CoreBPE, rate: f64, seed: u64) -> Workload {
     let mut rng = SmallRng::seed_from_u64(seed);
     let systems: Vec<Message> = (0..SYSTEM_PROMPTS)
         .map(|_| {
@@ -135,7 +133,7 @@ fn workload(bpe: &tiktoken_rs::CoreBPE, seed: u64) -> Workload {
     let mut start = 0.0;
     let mut conversations = Vec::with_capacity(CONVERSATIONS);
     for _ in 0..CONVERSATIONS {
-        start += exp(&mut rng, 1.0 / CONVERSATION_RATE);
+        start += exp(&mut rng, 1.0 / rate);
         let system = rng.random_range(0..SYSTEM_PROMPTS);
         let mut context = systems[system].tokens.len();
         let mut turns = Vec::new();
@@ -167,35 +165,80 @@ fn exp(rng: &mut SmallRng, mean: f64) -> f64 {
     -mean * (1.0 - rng.random::<f64>()).ln()
 }
 
+/// A load level: conversations started per second (Poisson), and KV blocks per engine
+/// (None: what the GPU holds).
+struct Scenario {
+    rate: f64,
+    kv_blocks: Option<u32>,
+}
+
+const SCENARIOS: [Scenario; 4] = [
+    Scenario {
+        rate: 2.0,
+        kv_blocks: None,
+    },
+    Scenario {
+        rate: 8.0,
+        kv_blocks: None,
+    },
+    Scenario {
+        rate: 4.0,
+        kv_blocks: Some(4096),
+    },
+    Scenario {
+        rate: 4.0,
+        kv_blocks: Some(2048),
+    },
+];
+
+/// Workload seeds; each row pools all of them.
+const SEEDS: [u64; 3] = [7, 8, 9];
+
 /// What one policy routes on: its strategy and how prompts become block keys.
 struct Policy {
-    label: &'static str,
+    label: String,
     strategy: &'static str,
     tokens: bool,
     cfg: PrefixConfig,
 }
 
-fn policies() -> Vec<Policy> {
-    let bytes = PrefixConfig::default(); // 128-byte blocks
+/// The policies compared; `bytes_per_token` (measured on the workload) sizes one extra
+/// `kv-cost` row whose per-request load in bytes equals the token rows' 64 tokens, so the unit
+/// is the only difference.
+fn policies(bytes_per_token: f64) -> Vec<Policy> {
+    let bytes = PrefixConfig::default(); // 128-byte blocks, a request's load = 256 bytes
     let tokens = PrefixConfig {
         block_units: 32,
-        // One request's load in tokens ≈ the 256-byte default at ~4 bytes a token.
+        // A request's load = 64 tokens, the 256-byte default at ~4 bytes a token.
         load_units_per_request: 64.0,
         ..PrefixConfig::default()
     };
-    let p = |label, strategy, tok: bool| Policy {
-        label,
+    let scaled = PrefixConfig {
+        load_units_per_request: 64.0 * bytes_per_token,
+        ..PrefixConfig::default()
+    };
+    let p = |label: &str, strategy, tok: bool, cfg: &PrefixConfig| Policy {
+        label: label.to_string(),
         strategy,
         tokens: tok,
-        cfg: if tok { tokens.clone() } else { bytes.clone() },
+        cfg: cfg.clone(),
     };
     vec![
-        p("random", "random", false),
-        p("least-request", "least-request", false),
-        p("prefix-cache, bytes/128", "prefix-cache", false),
-        p("prefix-cache, tokens/32", "prefix-cache", true),
-        p("kv-cost, bytes/128", "kv-cost", false),
-        p("kv-cost, tokens/32", "kv-cost", true),
+        p("random", "random", false, &bytes),
+        p("least-request", "least-request", false, &bytes),
+        p("prefix-cache, bytes/128", "prefix-cache", false, &bytes),
+        p("prefix-cache, tokens/32", "prefix-cache", true, &tokens),
+        p("kv-cost, bytes/128", "kv-cost", false, &bytes),
+        p(
+            &format!(
+                "kv-cost, bytes/128, load {:.0} B",
+                scaled.load_units_per_request
+            ),
+            "kv-cost",
+            false,
+            &scaled,
+        ),
+        p("kv-cost, tokens/32", "kv-cost", true, &tokens),
     ]
 }
 
@@ -234,7 +277,7 @@ struct Fleet {
     rng: SmallRng,
 }
 
-fn fleet(cfg: &PrefixConfig) -> Fleet {
+fn fleet(cfg: &PrefixConfig, kv_blocks: Option<u32>) -> Fleet {
     let catalog = Catalog::builtin();
     let (Ok(model), Ok(gpu)) = (catalog.model("llama-3-8b"), catalog.gpu("A100-80GB")) else {
         panic!("builtin profiles missing");
@@ -243,6 +286,7 @@ fn fleet(cfg: &PrefixConfig) -> Fleet {
         .map(|i| {
             let ecfg = EngineConfig {
                 seed: i as u64,
+                num_gpu_blocks_override: kv_blocks,
                 ..EngineConfig::vllm_defaults(model, gpu)
             };
             Engine::new(ecfg, model.clone(), gpu.clone()).unwrap_or_else(|e| panic!("{e}"))
@@ -268,10 +312,10 @@ fn at(t: f64, conv: usize, turn: usize) -> Arrival {
     Reverse((t.max(0.0).to_bits(), conv, turn))
 }
 
-fn simulate(w: &Workload, policy: &Policy, think_seed: u64) -> Report {
+fn simulate(w: &Workload, policy: &Policy, kv_blocks: Option<u32>) -> Report {
     let strategy: Weighted = policy.strategy.parse().unwrap_or_else(|e| panic!("{e}"));
-    let mut f = fleet(&policy.cfg);
-    let mut think = SmallRng::seed_from_u64(think_seed);
+    let mut f = fleet(&policy.cfg, kv_blocks);
+    let mut think = SmallRng::seed_from_u64(3);
     let mut report = Report::default();
     let mut arrivals: BinaryHeap<Arrival> = (0..w.conversations.len())
         .filter(|&c| !w.conversations[c].turns.is_empty())
@@ -376,33 +420,71 @@ fn finish(
     }
 }
 
+/// Text bytes per cl100k token over every message of the workloads.
+fn bytes_per_token(workloads: &[Workload]) -> f64 {
+    let (b, t) = workloads
+        .iter()
+        .flat_map(|w| {
+            let turns = w.conversations.iter().flat_map(|c| &c.turns);
+            w.systems
+                .iter()
+                .chain(turns.flat_map(|t| [&t.user, &t.reply]))
+        })
+        .fold((0, 0), |(b, t), m| (b + m.text.len(), t + m.tokens.len()));
+    b as f64 / t.max(1) as f64
+}
+
 fn main() {
     let bpe = tiktoken_rs::cl100k_base().unwrap_or_else(|e| panic!("cl100k: {e}"));
-    let w = workload(&bpe, 7);
-    let requests: usize = w.conversations.iter().map(|c| c.turns.len()).sum();
-    println!(
-        "{ENGINES} engines llama-3-8b/A100-80GB; {} system prompts, {CONVERSATIONS} conversations \
-         at {CONVERSATION_RATE}/s, {requests} requests, think {THINK_S} s\n",
-        SYSTEM_PROMPTS
-    );
-    println!("| policy | prefix hit rate | mean TTFT | p99 TTFT | max / min pod share |");
-    println!("|---|---|---|---|---|");
-    for policy in policies() {
-        let mut r = simulate(&w, &policy, 3);
-        r.ttft.sort_by(f64::total_cmp);
-        let n = r.ttft.len().max(1);
-        let mean = r.ttft.iter().sum::<f64>() / n as f64;
-        let p99 = r.ttft[(n * 99 / 100).min(n - 1)];
-        let total = f64::from(r.per_pod.iter().sum::<u32>().max(1));
-        let share = |x: Option<&u32>| f64::from(*x.unwrap_or(&0)) / total * 100.0;
+    for sc in SCENARIOS {
+        let workloads: Vec<Workload> = SEEDS.iter().map(|&s| workload(&bpe, sc.rate, s)).collect();
+        let requests: usize = workloads
+            .iter()
+            .flat_map(|w| &w.conversations)
+            .map(|c| c.turns.len())
+            .sum();
+        let bytes_per_token = bytes_per_token(&workloads);
+        let kv = sc.kv_blocks.map_or("all GPU memory".to_string(), |b| {
+            format!("{b} blocks of 16 tokens")
+        });
         println!(
-            "| {} | {:.1} % | {:.0} ms | {:.0} ms | {:.1} % / {:.1} % |",
-            policy.label,
-            r.hits as f64 / r.queries.max(1) as f64 * 100.0,
-            mean * 1e3,
-            p99 * 1e3,
-            share(r.per_pod.iter().max()),
-            share(r.per_pod.iter().min()),
+            "\n{ENGINES} engines llama-3-8b/A100-80GB, KV: {kv}; {SYSTEM_PROMPTS} system prompts, \
+             {CONVERSATIONS} conversations at {}/s, think {THINK_S} s; seeds {SEEDS:?}, \
+             {requests} requests in all, {bytes_per_token:.2} bytes a token\n",
+            sc.rate
         );
+        println!("| policy | prefix hit rate | mean TTFT | p99 TTFT | max / min pod share |");
+        println!("|---|---|---|---|---|");
+        for policy in policies(bytes_per_token) {
+            let mut pooled = Report::default();
+            for w in &workloads {
+                let r = simulate(w, &policy, sc.kv_blocks);
+                pooled.ttft.extend(r.ttft);
+                for (a, b) in pooled.per_pod.iter_mut().zip(r.per_pod) {
+                    *a += b;
+                }
+                pooled.hits += r.hits;
+                pooled.queries += r.queries;
+            }
+            row(&policy, pooled);
+        }
     }
+}
+
+fn row(policy: &Policy, mut r: Report) {
+    r.ttft.sort_by(f64::total_cmp);
+    let n = r.ttft.len().max(1);
+    let mean = r.ttft.iter().sum::<f64>() / n as f64;
+    let p99 = r.ttft.get(n * 99 / 100).copied().unwrap_or(0.0);
+    let total = f64::from(r.per_pod.iter().sum::<u32>().max(1));
+    let share = |x: Option<&u32>| f64::from(*x.unwrap_or(&0)) / total * 100.0;
+    println!(
+        "| {} | {:.1} % | {:.0} ms | {:.0} ms | {:.1} % / {:.1} % |",
+        policy.label,
+        r.hits as f64 / r.queries.max(1) as f64 * 100.0,
+        mean * 1e3,
+        p99 * 1e3,
+        share(r.per_pod.iter().max()),
+        share(r.per_pod.iter().min()),
+    );
 }

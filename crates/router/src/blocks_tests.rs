@@ -86,6 +86,8 @@ fn seeds_and_units_parse() {
     for u in [BlockUnit::Bytes, BlockUnit::Tokens] {
         assert_eq!(u.as_str().parse::<BlockUnit>(), Ok(u));
     }
+    assert_eq!(BlockUnit::default(), BlockUnit::Bytes);
+    assert_eq!(BlockUnit::default().default_block(), 128);
     assert_eq!(
         "words".parse::<BlockUnit>(),
         Err(BlockUnitParseError("words".into()))
