@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use brix_gateway::{BlockUnit, GatewayConfig, StartError, StaticFile};
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 /// Flags of `brix gateway`.
 #[derive(Debug, Args)]
@@ -41,21 +41,15 @@ pub(crate) struct GatewayArgs {
     /// Prefix block size, in the block unit (bytes or tokens).
     #[arg(long, env = "AIBRIX_PREFIX_CACHE_BLOCK_SIZE")]
     prefix_block_size: Option<u32>,
-    /// What a prefix block counts.
-    #[arg(long, value_enum)]
-    prefix_block_unit: Option<UnitArg>,
+    /// What a prefix block counts: `bytes` or `tokens` (cl100k).
+    #[arg(long)]
+    prefix_block_unit: Option<BlockUnit>,
     /// Largest request body in bytes (413 above).
     #[arg(long)]
     max_body_bytes: Option<usize>,
     /// Seed of the routing RNG.
     #[arg(long)]
     seed: Option<u64>,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum UnitArg {
-    Bytes,
-    Tokens,
 }
 
 /// What can stop `brix gateway`.
@@ -109,10 +103,7 @@ impl GatewayArgs {
             cfg.routing.block_size = v;
         }
         if let Some(v) = self.prefix_block_unit {
-            cfg.routing.block_unit = match v {
-                UnitArg::Bytes => BlockUnit::Bytes,
-                UnitArg::Tokens => BlockUnit::Tokens,
-            };
+            cfg.routing.block_unit = v;
         }
         if let Some(v) = self.max_body_bytes {
             cfg.proxy.max_body_bytes = v;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use brix_admission::AdmissionConfig;
-use brix_router::{PrefixConfig, Weighted};
+use brix_router::{BlockUnit, PrefixConfig, Weighted};
 use serde::Deserialize;
 
 /// Everything the gateway needs to start; every field has a default.
@@ -46,6 +46,7 @@ pub struct RoutingConfig {
     /// Strategy (or weighted mix) for requests without a `routing-strategy` header.
     pub default_strategy: String,
     /// Unit prompts are cut into blocks in: raw UTF-8 bytes, or cl100k tokens.
+    #[serde(deserialize_with = "from_str")]
     pub block_unit: BlockUnit,
     /// Units per block (bytes or tokens, per `block_unit`).
     pub block_size: u32,
@@ -94,15 +95,14 @@ impl RoutingConfig {
     }
 }
 
-/// What a prefix block counts.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum BlockUnit {
-    /// UTF-8 bytes of the conversation text (AIBrix's default; no tokenizer needed).
-    #[default]
-    Bytes,
-    /// cl100k_base tokens of the conversation text.
-    Tokens,
+/// Reads a value through its `FromStr` (types from the pure crates carry no serde).
+fn from_str<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr<Err: std::fmt::Display>,
+{
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
 }
 
 /// How often pods are probed, and when they leave and rejoin the candidate set.
@@ -244,11 +244,12 @@ mod tests {
     #[test]
     fn yaml_overrides_defaults_and_validation_catches_nonsense() {
         let cfg: GatewayConfig = serde_yaml_ng::from_str(
-            "listen: 127.0.0.1:9000\nrouting:\n  default_strategy: prefix-cache:2,least-request\n  block_size: 64\n",
+            "listen: 127.0.0.1:9000\nrouting:\n  default_strategy: prefix-cache:2,least-request\n  block_size: 64\n  block_unit: tokens\n",
         )
         .expect("parses");
         assert_eq!(cfg.listen.port(), 9000);
         assert_eq!(cfg.routing.block_size, 64);
+        assert_eq!(cfg.routing.block_unit, BlockUnit::Tokens);
         assert_eq!(cfg.scrape.interval_ms, 500);
         assert!(cfg.validate().is_ok());
 

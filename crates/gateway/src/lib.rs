@@ -41,7 +41,8 @@ use rand::rngs::SmallRng;
 use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
 
-pub use config::{BlockUnit, ConfigError, GatewayConfig, ProxyConfig, RoutingConfig, ScrapeConfig};
+pub use brix_router::BlockUnit;
+pub use config::{ConfigError, GatewayConfig, ProxyConfig, RoutingConfig, ScrapeConfig};
 pub use discovery::{
     Discovery, EndpointsError, Registry, StaticFile, Target, Targets, parse_endpoints,
 };
