@@ -26,6 +26,8 @@ pub(crate) struct Ctx {
     pub(crate) start: Instant,
     pub(crate) parsed: Parsed,
     pub(crate) strategy: Weighted,
+    /// `strategy` as the header and metric label spell it.
+    pub(crate) strategy_label: String,
     pub(crate) user: Option<String>,
     /// The gateway added `include_usage`; the client did not ask for the usage chunk.
     pub(crate) strip_usage: bool,
@@ -133,6 +135,7 @@ async fn serve(
         request_id,
         start,
         parsed,
+        strategy_label: strategy.to_string(),
         strategy,
         user: user.clone(),
         strip_usage,

@@ -65,7 +65,7 @@ impl Finish {
         Self {
             gw,
             model: cx.parsed.model.clone(),
-            strategy: cx.strategy.to_string(),
+            strategy: cx.strategy_label.clone(),
             user: cx.user.clone(),
             start: cx.start,
             stream: cx.parsed.stream,
@@ -213,7 +213,7 @@ pub(crate) async fn respond(
     };
     set(h, "target-pod", &pod.name);
     set(h, "target-pod-ip", &pod.address);
-    set(h, "routing-strategy", &cx.strategy.to_string());
+    set(h, "routing-strategy", &cx.strategy_label);
     if cx
         .strategy
         .0

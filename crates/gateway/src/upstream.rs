@@ -93,14 +93,14 @@ fn choose(
         index.insert(req.blocks, &pods[d.pod].address, now);
     }
     drop(index);
-    let strategy = cx.strategy.to_string();
+    let strategy = &cx.strategy_label;
     let fallback = d.fallback.map_or("none", |f| f.as_str());
     gw.metrics
         .decisions
-        .with_label_values(&[&strategy, &pods[d.pod].name, fallback])
+        .with_label_values(&[strategy, &pods[d.pod].name, fallback])
         .inc();
     if let Some(f) = d.fallback {
-        gw.warn_once(&strategy, f.as_str());
+        gw.warn_once(strategy, f.as_str());
     }
     Ok(d.pod)
 }
