@@ -265,6 +265,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_endpoints_file_is_watched_and_a_broken_edit_keeps_the_last_good_set() {
+        let path = std::env::temp_dir().join(format!("brix-endpoints-{}.yaml", std::process::id()));
+        let write = |text: &str| std::fs::write(&path, text).expect("temp file");
+        write("models:\n  - name: a\n    endpoints: [\"h:1\"]\n");
+        let file = StaticFile::watch_file(path.clone(), Duration::from_millis(10)).expect("valid");
+        let mut rx = file.watch();
+        assert_eq!(rx.borrow_and_update()["a"].len(), 1);
+        // A different size, so the change shows even where mtime is coarse.
+        write("models:\n  - name: a\n    endpoints: [\"h:1\", \"h:2\"]\n  - name: b\n");
+        tokio::time::timeout(Duration::from_secs(5), rx.changed())
+            .await
+            .expect("reloaded in time")
+            .expect("watcher alive");
+        assert_eq!(rx.borrow_and_update()["a"].len(), 2);
+        write("models: [oops");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !rx.has_changed().expect("watcher alive"),
+            "a broken edit is ignored"
+        );
+        assert_eq!(rx.borrow()["a"].len(), 2);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test]
     async fn registry_publishes_changes() {
         let r = Registry::new();
         let mut rx = r.watch();
