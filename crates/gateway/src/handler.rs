@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Request};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use brix_router::{RouteRequest, Weighted};
+use brix_router::{RouteRequest, Strategy, Weighted};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tracing::Instrument;
 
@@ -119,7 +119,11 @@ async fn serve(
         .await
         .map_err(|r| refuse(GatewayError::Admission(r)))?;
     let (blocks, prompt_units) = gw.blocks(&parsed.key);
-    let vtc = user.as_deref().map(|u| gw.vtc_view(u));
+    // The fairness view costs a pass over the users: only vtc-basic reads it.
+    let vtc = user
+        .as_deref()
+        .filter(|_| strategy.0.iter().any(|(s, _)| *s == Strategy::VtcBasic))
+        .map(|u| gw.vtc_view(u));
     let session_pod = header(&head.headers, "x-session-id").map(decode_session);
     let route_req = RouteRequest {
         user: user.as_deref(),
@@ -140,7 +144,7 @@ async fn serve(
         user: user.clone(),
         strip_usage,
     };
-    let finish = Finish::new(gw.clone(), &cx, ticket, reserve);
+    let finish = Finish::new(gw.clone(), &cx, ticket);
     // Route and proxy, retrying on another pod when one fails before any response byte.
     match upstream::send(gw, &cx, &route_req, candidates, &head.headers, body).await {
         Ok(sent) => Ok(crate::relay::respond(gw, cx, sent, finish).await),

@@ -54,14 +54,13 @@ pub(crate) struct Finish {
     start: Instant,
     stream: bool,
     ticket: Option<Ticket>,
-    reserve: u64,
     slot: Option<(InFlight, GaugeGuard)>,
     first_byte: Option<Instant>,
     done: bool,
 }
 
 impl Finish {
-    pub(crate) fn new(gw: Arc<Gateway>, cx: &Ctx, ticket: Ticket, reserve: u64) -> Self {
+    pub(crate) fn new(gw: Arc<Gateway>, cx: &Ctx, ticket: Ticket) -> Self {
         Self {
             gw,
             model: cx.parsed.model.clone(),
@@ -70,7 +69,6 @@ impl Finish {
             start: cx.start,
             stream: cx.parsed.stream,
             ticket: Some(ticket),
-            reserve,
             slot: None,
             first_byte: None,
             done: false,
@@ -107,12 +105,14 @@ impl Finish {
         m.requests
             .with_label_values(&[&self.model, &status, &self.strategy])
             .inc();
+        // Unknown usage keeps the reservation: the engine may have done the work.
+        let reserved = self.ticket.as_ref().map_or(0, Ticket::reserved_tokens);
         let used = match outcome {
             Outcome::Done(Some(u)) => {
                 self.record(u, end);
                 u.prompt_tokens + u.completion_tokens
             }
-            Outcome::Done(None) => self.reserve,
+            Outcome::Done(None) => reserved,
             Outcome::EngineError(_) => 0,
             Outcome::UpstreamBroke | Outcome::ClientGone => {
                 let reason = if matches!(outcome, Outcome::ClientGone) {
@@ -121,7 +121,7 @@ impl Finish {
                     "upstream_broke_mid_response"
                 };
                 m.errors.with_label_values(&[&self.model, reason]).inc();
-                self.reserve
+                reserved
             }
         };
         if let Some(t) = self.ticket.take() {
