@@ -60,7 +60,7 @@ pub(crate) async fn send(
             Ok(Ok(resp)) => return Ok(Sent { resp, slot, gauge }),
             Ok(Err(e)) => {
                 if e.is_connect() && pod.set_healthy(false) {
-                    tracing::warn!(pod = %pod.name, error = %e, "pod refused a connection; out of rotation until its probe succeeds");
+                    tracing::warn!(request_id = %cx.request_id, pod = %pod.name, error = %e, "pod refused a connection; out of rotation until its probe succeeds");
                 }
                 tracing::debug!(pod = %pod.name, error = %e, attempt, "upstream failed before responding");
                 last = GatewayError::Upstream {
