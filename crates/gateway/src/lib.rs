@@ -162,9 +162,67 @@ impl Gateway {
     }
 }
 
+/// A view into a running gateway for the code that runs beside it (`brix up`'s controllers
+/// and status): what it knows about each pod.
+#[derive(Clone)]
+pub struct GatewayHandle {
+    pool: Arc<Pool>,
+}
+
+/// One pod as the gateway sees it now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodView {
+    /// Pod name.
+    pub name: String,
+    /// `host:port`.
+    pub address: String,
+    /// In rotation.
+    pub healthy: bool,
+    /// Requests in flight through this gateway.
+    pub in_flight: u32,
+    /// Last scraped `vllm:kv_cache_usage_perc`.
+    pub kv_usage: Option<f64>,
+    /// Last scraped `vllm:num_requests_waiting`.
+    pub waiting: Option<f64>,
+}
+
+impl GatewayHandle {
+    /// Requests in flight to `address`, including a pod discovery already removed.
+    pub fn in_flight(&self, address: &str) -> u32 {
+        self.pool.in_flight_at(address)
+    }
+
+    /// Every pod discovery lists now.
+    pub fn pods(&self) -> Vec<PodView> {
+        self.pool
+            .all()
+            .into_iter()
+            .map(|p| {
+                let s = p.snapshot(0.0);
+                PodView {
+                    healthy: p.is_healthy(),
+                    in_flight: s.in_flight,
+                    kv_usage: s.metrics.kv_usage,
+                    waiting: s.metrics.waiting,
+                    name: s.name,
+                    address: s.address,
+                }
+            })
+            .collect()
+    }
+}
+
 /// Builds the gateway over `discovery`, starts its background tasks (discovery watch, probes)
 /// on the current runtime, waits briefly for the first probes, and returns the routes.
 pub async fn app(cfg: GatewayConfig, discovery: &dyn Discovery) -> Result<Router, StartError> {
+    Ok(app_with_handle(cfg, discovery).await?.0)
+}
+
+/// [`app`], plus a handle for code running beside the gateway.
+pub async fn app_with_handle(
+    cfg: GatewayConfig,
+    discovery: &dyn Discovery,
+) -> Result<(Router, GatewayHandle), StartError> {
     let default_strategy = cfg.validate()?;
     let admission = Arc::new(Admission::connect(cfg.admission.clone()).await?);
     let tokenizer = match cfg.routing.block_unit {
@@ -193,6 +251,9 @@ pub async fn app(cfg: GatewayConfig, discovery: &dyn Discovery) -> Result<Router
         cfg,
     });
     watch_discovery(&gw, discovery).await;
+    let handle = GatewayHandle {
+        pool: gw.pool.clone(),
+    };
     let proxied = |e: Endpoint| {
         post(move |State(gw): State<Arc<Gateway>>, req: Request<Body>| handler::proxy(gw, e, req))
             .fallback(handler::wrong_method)
@@ -206,9 +267,10 @@ pub async fn app(cfg: GatewayConfig, discovery: &dyn Discovery) -> Result<Router
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
         .with_state(gw);
-    Ok(routes
+    let routes = routes
         .merge(admission.admin_router())
-        .fallback(handler::not_found))
+        .fallback(handler::not_found);
+    Ok((routes, handle))
 }
 
 /// Serves on an already-bound listener until the process ends.

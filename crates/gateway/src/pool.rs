@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use brix_router::{EngineMetrics, Observed, Pod, PrefixConfig, PrefixIndex};
 
@@ -214,6 +214,8 @@ struct Table {
 #[derive(Debug)]
 pub struct Pool {
     table: RwLock<Table>,
+    /// Pods discovery removed; alive while a request still holds their slot (for draining).
+    retired: Mutex<Vec<Weak<PodState>>>,
     indexes: Mutex<HashMap<String, Arc<Mutex<PrefixIndex>>>>,
     prefix: PrefixConfig,
 }
@@ -223,6 +225,7 @@ impl Pool {
     pub fn new(prefix: PrefixConfig) -> Self {
         Self {
             table: RwLock::default(),
+            retired: Mutex::default(),
             indexes: Mutex::default(),
             prefix,
         }
@@ -265,7 +268,28 @@ impl Pool {
             by_address,
             by_model,
         };
+        let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        retired.retain(|w| w.strong_count() > 0);
+        retired.extend(change.removed.iter().map(Arc::downgrade));
         change
+    }
+
+    /// Requests in flight to `address`, counting pods discovery already removed (a replica
+    /// being drained is out of the table but may still be answering).
+    pub fn in_flight_at(&self, address: &str) -> u32 {
+        let live = self
+            .read()
+            .by_address
+            .get(address)
+            .map_or(0, |p| p.in_flight());
+        let retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
+        let gone: u32 = retired
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|p| p.address == address)
+            .map(|p| p.in_flight())
+            .sum();
+        live + gone
     }
 
     /// Whether `model` is known at all (a base model, or an adapter some pod lists).
@@ -363,6 +387,17 @@ mod tests {
         assert_eq!(kept[0].in_flight(), 1);
         drop(slot);
         assert_eq!(kept[0].in_flight(), 0);
+
+        // A removed pod still answering counts until its last request ends.
+        let c_slot = pool
+            .all()
+            .into_iter()
+            .find(|p| p.address == "c:1")
+            .map(|p| p.acquire());
+        pool.apply(&targets(&[("m", &["a:1"])]));
+        assert_eq!(pool.in_flight_at("c:1"), 1);
+        drop(c_slot);
+        assert_eq!(pool.in_flight_at("c:1"), 0);
     }
 
     #[test]
