@@ -45,16 +45,26 @@ impl Registry {
         }
     }
 
-    /// Replaces the endpoints of `model` (an empty list removes it).
+    /// Replaces the endpoints of `model`. An empty list keeps the model known with no pod
+    /// (requests get 503, not 400), as while all its replicas restart.
     pub fn set(&self, model: &str, targets: Vec<Target>) {
         self.tx.send_modify(|all| {
             let mut next = (**all).clone();
-            if targets.is_empty() {
-                next.remove(model);
-            } else {
-                next.insert(model.to_string(), targets);
-            }
+            next.insert(model.to_string(), targets);
             *all = Arc::new(next);
+        });
+    }
+
+    /// Forgets `model` altogether (requests for it get 400 `model_not_found`).
+    pub fn remove(&self, model: &str) {
+        self.tx.send_if_modified(|all| {
+            if !all.contains_key(model) {
+                return false;
+            }
+            let mut next = (**all).clone();
+            next.remove(model);
+            *all = Arc::new(next);
+            true
         });
     }
 }
@@ -303,6 +313,8 @@ mod tests {
         rx.changed().await.expect("sender alive");
         assert_eq!(rx.borrow()["m"].len(), 1);
         r.set("m", vec![]);
+        assert!(rx.borrow_and_update()["m"].is_empty());
+        r.remove("m");
         assert!(rx.borrow_and_update().is_empty());
     }
 }

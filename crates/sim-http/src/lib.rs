@@ -24,7 +24,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use brix_sim::Engine;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::task::{JoinHandle, JoinSet};
 
 pub use config::{FaultConfig, LoraModule, LoraModuleParseError, SimConfig, SimError};
 
@@ -89,6 +93,25 @@ pub async fn run(config: SimConfig, listener: TcpListener) -> Result<(), SimErro
         .into_future()
         .await
         .map_err(SimError::Serve)
+}
+
+/// Serves `config` on `listener` in a task that owns every connection it accepts, so aborting
+/// the task is a crash: the port closes and open connections (kept-alive ones included) are
+/// cut at once. `brix up` runs simulated replicas this way, and tests kill engines with it.
+pub fn spawn_owned(config: &SimConfig, listener: TcpListener) -> Result<JoinHandle<()>, SimError> {
+    let app = router(config)?;
+    Ok(tokio::spawn(async move {
+        let mut conns = JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            let svc = TowerToHyperService::new(app.clone());
+            conns.spawn(async move {
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+            while conns.try_join_next().is_some() {}
+        }
+    }))
 }
 
 /// Binds `addr`, prints `brix sim listening on http://HOST:PORT` on stdout once ready (the

@@ -12,11 +12,8 @@ use std::net::SocketAddr;
 
 use brix_sim::{Catalog, OutputLen};
 use brix_sim_http::SimConfig;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 /// A small, fast engine: H200 steps, 512 blocks, 2k context, answers of 4 tokens.
 pub fn sim_config(served_model_name: &str) -> SimConfig {
@@ -50,21 +47,9 @@ impl SimServer {
 
 /// Serves `cfg` on `addr` (use `127.0.0.1:0` for a free port); start-up errors fail the test.
 pub async fn start_sim_at(cfg: &SimConfig, addr: SocketAddr) -> SimServer {
-    let app = brix_sim_http::router(cfg).unwrap();
     let listener = TcpListener::bind(addr).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        let mut conns = JoinSet::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            let svc = TowerToHyperService::new(app.clone());
-            conns.spawn(async move {
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-            while conns.try_join_next().is_some() {}
-        }
-    });
+    let task = brix_sim_http::spawn_owned(cfg, listener).unwrap();
     SimServer { addr, task }
 }
 
