@@ -3,6 +3,7 @@
 mod bench;
 mod gateway;
 mod sim;
+mod up;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -24,6 +25,12 @@ enum Command {
     Sim(sim::SimArgs),
     /// One OpenAI-compatible endpoint that routes each request to an engine pod.
     Gateway(gateway::GatewayArgs),
+    /// Run a fleet of engines and the gateway on this machine from one file.
+    Up(up::UpArgs),
+    /// Show a running `brix up`'s models and replicas.
+    Status(up::StatusArgs),
+    /// Set a model's replica count on a running `brix up`.
+    Scale(up::ScaleArgs),
     /// Measure the gateway on loopback: a fast mock upstream and a closed-loop load generator.
     Bench(bench::BenchArgs),
 }
@@ -41,6 +48,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Sim(args) => sim::run(args).map_err(|e| e.to_string()),
         Command::Gateway(args) => gateway::run(args).map_err(|e| e.to_string()),
+        Command::Up(args) => up::up(args).map_err(|e| e.to_string()),
+        Command::Status(args) => up::status(args).map_err(|e| e.to_string()),
+        Command::Scale(args) => up::scale(args).map_err(|e| e.to_string()),
         Command::Bench(args) => return bench::main(args),
     };
     match result {

@@ -1,0 +1,287 @@
+//! `brix up`, `brix status`, `brix scale`: the whole system on one machine from one file, and
+//! the two commands that look at it and resize it while it runs.
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use brix_gateway::Registry;
+use brix_platform::admin::{ModelStatus, ScaleRequest};
+use brix_platform::{FleetError, FleetFile, LocalConfig, LocalPlatform, PlatformError};
+use clap::Args;
+use tokio::net::TcpListener;
+
+/// The fleet `brix up` serves without a file.
+const DEFAULT_FLEET: &str = include_str!("../default-fleet.yaml");
+
+/// Flags of `brix up`.
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// Fleet file (YAML; see docs/platform.md). Without one, the embedded default fleet.
+    file: Option<PathBuf>,
+    /// Gateway address, overriding the file's `gateway.listen`.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Directory for command replicas' logs.
+    #[arg(long, default_value = "brix-logs")]
+    logs_dir: PathBuf,
+    /// Seconds to wait for every replica to answer `/health` at start.
+    #[arg(long, default_value_t = 600)]
+    ready_timeout_s: u64,
+}
+
+/// Where `brix status` and `brix scale` find a running `brix up`.
+#[derive(Debug, Args)]
+pub(crate) struct Endpoint {
+    /// The `brix up` gateway address.
+    #[arg(long, default_value = "http://127.0.0.1:8888", env = "BRIX_ENDPOINT")]
+    endpoint: String,
+    /// Admin key, when the fleet file sets `gateway.admission.admin_key`.
+    #[arg(long, env = "BRIX_ADMIN_KEY")]
+    admin_key: Option<String>,
+}
+
+/// Flags of `brix status`.
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    endpoint: Endpoint,
+    /// Print the raw JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Flags of `brix scale`.
+#[derive(Debug, Args)]
+pub(crate) struct ScaleArgs {
+    /// Model to scale.
+    model: String,
+    /// Desired replicas.
+    replicas: u32,
+    #[command(flatten)]
+    endpoint: Endpoint,
+}
+
+/// What can stop these commands.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum UpError {
+    /// The fleet file.
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
+    /// The gateway.
+    #[error(transparent)]
+    Gateway(#[from] brix_gateway::StartError),
+    /// Replicas.
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+    /// The listen address is taken or invalid.
+    #[error(
+        "cannot listen on {addr}: {source} (is another `brix up` or gateway running? pass --listen)"
+    )]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// I/O while serving.
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+    /// The runtime could not start.
+    #[error("starting the runtime: {0}")]
+    Runtime(std::io::Error),
+    /// Talking to a running `brix up`.
+    #[error("{endpoint}: {why}")]
+    Remote {
+        /// Where.
+        endpoint: String,
+        /// What went wrong.
+        why: String,
+    },
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, UpError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(UpError::Runtime)
+}
+
+/// Runs the fleet until Ctrl-C or SIGTERM, then stops every replica.
+pub(crate) fn up(args: UpArgs) -> Result<(), UpError> {
+    let mut file = match &args.file {
+        Some(path) => FleetFile::load(path)?,
+        None => FleetFile::parse("(default fleet)", DEFAULT_FLEET)?,
+    };
+    if let Some(listen) = args.listen {
+        file.gateway.listen = listen;
+    }
+    runtime()?.block_on(serve(file, &args))
+}
+
+async fn serve(file: FleetFile, args: &UpArgs) -> Result<(), UpError> {
+    let addr = file.gateway.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| UpError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(UpError::Serve)?;
+    let registry = Arc::new(Registry::new());
+    let admin_key = file.gateway.admission.admin_key.clone();
+    let (routes, gateway) = brix_gateway::app_with_handle(file.gateway, registry.as_ref()).await?;
+    let in_flight = {
+        let gateway = gateway.clone();
+        Arc::new(move |address: &str| gateway.in_flight(address))
+    };
+    let platform = LocalPlatform::start(
+        &file.models,
+        registry.clone(),
+        in_flight,
+        LocalConfig {
+            logs_dir: args.logs_dir.clone(),
+            ..LocalConfig::default()
+        },
+    );
+    let summary: Vec<String> = file
+        .models
+        .iter()
+        .map(|m| format!("{} ×{}", m.name, m.replicas))
+        .collect();
+    eprintln!("brix up: starting {}", summary.join(", "));
+    if let Err(e) = platform
+        .wait_ready(Duration::from_secs(args.ready_timeout_s))
+        .await
+    {
+        platform.shutdown().await;
+        return Err(e.into());
+    }
+    if !file.resources.is_empty() {
+        eprintln!(
+            "brix up: {} resource document(s) validated; they take effect as their controllers land",
+            file.resources.len()
+        );
+    }
+    let app = routes.merge(brix_platform::admin::router(
+        platform.clone(),
+        gateway,
+        admin_key,
+    ));
+    println!("brix gateway listening on http://{local}");
+    println!("brix up: OpenAI endpoint http://{local}/v1 (Ctrl-C stops everything)");
+    let served = tokio::select! {
+        r = axum::serve(listener, app).into_future() => r.map_err(UpError::Serve),
+        () = shutdown_signal() => Ok(()),
+    };
+    eprintln!("brix up: stopping replicas");
+    platform.shutdown().await;
+    served
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+fn request(
+    client: &reqwest::Client,
+    endpoint: &Endpoint,
+    method: reqwest::Method,
+    path: &str,
+) -> reqwest::RequestBuilder {
+    let url = format!("{}{path}", endpoint.endpoint.trim_end_matches('/'));
+    let r = client.request(method, url);
+    match &endpoint.admin_key {
+        Some(k) => r.bearer_auth(k),
+        None => r,
+    }
+}
+
+async fn send<T: serde::de::DeserializeOwned>(
+    endpoint: &Endpoint,
+    r: reqwest::RequestBuilder,
+) -> Result<T, UpError> {
+    let remote = |why: String| UpError::Remote {
+        endpoint: endpoint.endpoint.clone(),
+        why,
+    };
+    let resp = r
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| remote(format!("is `brix up` running? {e}")))?;
+    let status = resp.status();
+    let body = resp.text().await.map_err(|e| remote(e.to_string()))?;
+    if !status.is_success() {
+        let message = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
+            .unwrap_or(body);
+        return Err(remote(format!("{status}: {message}")));
+    }
+    serde_json::from_str(&body).map_err(|e| remote(format!("unexpected reply: {e}")))
+}
+
+/// Prints the fleet: models, replicas, addresses, state, in-flight, KV usage.
+pub(crate) fn status(args: StatusArgs) -> Result<(), UpError> {
+    runtime()?.block_on(async {
+        let client = reqwest::Client::new();
+        let r = request(&client, &args.endpoint, reqwest::Method::GET, "/brix/fleet");
+        let models: Vec<ModelStatus> = send(&args.endpoint, r).await?;
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&models).unwrap_or_default()
+            );
+            return Ok(());
+        }
+        println!(
+            "{:<16} {:<20} {:<16} {:<11} {:>9} {:>6} {:>8} {:>8}",
+            "MODEL", "REPLICA", "ADDRESS", "STATE", "IN-FLIGHT", "KV", "RESTARTS", "PID"
+        );
+        for m in &models {
+            for r in &m.replicas {
+                let kv = r
+                    .kv_usage
+                    .map_or("-".to_string(), |k| format!("{:.0}%", k * 100.0));
+                let pid = r.pid.map_or("-".to_string(), |p| p.to_string());
+                println!(
+                    "{:<16} {:<20} {:<16} {:<11} {:>9} {:>6} {:>8} {:>8}",
+                    m.name, r.id, r.address, r.state, r.in_flight, kv, r.restarts, pid
+                );
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Sets a model's replica count on a running `brix up`.
+pub(crate) fn scale(args: ScaleArgs) -> Result<(), UpError> {
+    runtime()?.block_on(async {
+        let client = reqwest::Client::new();
+        let r = request(
+            &client,
+            &args.endpoint,
+            reqwest::Method::POST,
+            "/brix/fleet/scale",
+        )
+        .json(&ScaleRequest {
+            model: args.model.clone(),
+            replicas: args.replicas,
+        });
+        let _: serde_json::Value = send(&args.endpoint, r).await?;
+        println!("{}: scaling to {} replicas", args.model, args.replicas);
+        Ok(())
+    })
+}

@@ -1,0 +1,188 @@
+//! The `brix up`, `brix status` and `brix scale` commands as a user runs them.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{BRIX, SMALL, alive, tempdir::Dir};
+
+fn write(dir: &Dir, name: &str, text: &str) -> String {
+    let p = dir.0.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+/// Runs `brix ARGS` to completion; returns (success, stderr).
+fn run(args: &[&str]) -> (bool, String) {
+    let out = Command::new(BRIX).args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_bad_file_gets_a_message_naming_the_field() {
+    let dir = Dir::new("badfile");
+    let cases = [
+        (
+            "models:\n  - name: m\n    replicas: 2\n    engine:\n      sim: {gpuu: H100}\n",
+            "gpuu",
+        ),
+        (
+            "models:\n  - name: m\n    replicas: lots\n    engine: {sim: {}}\n",
+            "models[0].replicas",
+        ),
+        (
+            "models:\n  - name: m\n    engine:\n      command: {command: vllm serve x}\n",
+            "models[0].engine.command",
+        ),
+    ];
+    for (i, (text, needle)) in cases.into_iter().enumerate() {
+        let path = write(&dir, &format!("bad{i}.yaml"), text);
+        let (ok, err) = run(&["up", &path]);
+        assert!(!ok, "{text}");
+        assert!(
+            err.contains(needle) && err.contains(&path),
+            "{needle:?} not in {err}"
+        );
+    }
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (ok, err) = run(&["up", "--listen", &addr]);
+    assert!(!ok);
+    assert!(
+        err.contains("cannot listen on") && err.contains(&addr),
+        "{err}"
+    );
+}
+
+/// Kills the child on drop so a failing test leaves nothing behind.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn up_serves_status_shows_scale_resizes_and_ctrl_c_leaves_no_orphan() {
+    let dir = Dir::new("up");
+    let file = format!(
+        "gateway:\n  listen: 127.0.0.1:0\n  scrape: {{interval_ms: 50}}\nmodels:\n  - name: cmd\n    replicas: 2\n    engine:\n      command:\n        command: \"{BRIX} sim --port {{port}} --served-model-name {{model}} {SMALL}\"\n        stop_grace_s: 5\n  - name: insim\n    replicas: 1\n    engine:\n      sim: {{gpu: H200, num_gpu_blocks_override: 512}}\n"
+    );
+    let path = write(&dir, "fleet.yaml", &file);
+    let logs = dir.0.join("logs").display().to_string();
+    let mut child = Child(
+        Command::new(BRIX)
+            .args(["up", &path, "--logs-dir", &logs])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let endpoint = loop {
+        let line = lines
+            .next()
+            .expect("brix up exited before listening")
+            .unwrap();
+        if let Some(url) = line.strip_prefix("brix gateway listening on ") {
+            break url.to_string();
+        }
+    };
+
+    let status = || {
+        let out = Command::new(BRIX)
+            .args(["status", "--json", "--endpoint", &endpoint])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let s = status();
+    let cmd = s
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "cmd")
+        .unwrap();
+    let pids: Vec<u32> = cmd["replicas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["state"], "ready");
+            u32::try_from(r["pid"].as_u64().unwrap()).unwrap()
+        })
+        .collect();
+    assert_eq!(pids.len(), 2);
+    assert!(pids.iter().all(|p| alive(*p)));
+
+    // The table form names every replica.
+    let out = Command::new(BRIX)
+        .args(["status", "--endpoint", &endpoint])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    for id in ["cmd-0", "cmd-1", "insim-0"] {
+        assert!(table.contains(id), "{table}");
+    }
+
+    let out = Command::new(BRIX)
+        .args(["scale", "insim", "2", "--endpoint", &endpoint])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = status();
+        let insim = s
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "insim")
+            .unwrap()
+            .clone();
+        let ready = insim["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["state"] == "ready")
+            .count();
+        if ready == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never scaled: {insim}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = Command::new(BRIX)
+        .args(["scale", "nope", "2", "--endpoint", &endpoint])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+
+    // Ctrl-C: everything stops, no child left.
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.0.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+    for p in pids {
+        assert!(!alive(p), "replica pid {p} outlived brix up");
+    }
+}

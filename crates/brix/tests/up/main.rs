@@ -1,0 +1,10 @@
+//! `brix up` and the local platform with real engines: in-process `brix sim` replicas and
+//! `brix sim` child processes started from this package's own binary.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod binary;
+mod platform;
+mod support;

@@ -1,0 +1,147 @@
+//! Fleets for the tests: model specs, a platform behind a gateway, and waiting on conditions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use brix_api::{CommandEngine, EngineSpec, ModelSpec, SimEngine};
+use brix_gateway::{GatewayConfig, GatewayHandle, Registry};
+use brix_platform::{LocalConfig, LocalPlatform, Platform, Replica};
+use tokio::net::TcpListener;
+
+/// The `brix` binary under test.
+pub const BRIX: &str = env!("CARGO_BIN_EXE_brix");
+
+/// `brix sim` flags for a small, fast engine.
+pub const SMALL: &str = "--gpu H200 --num-gpu-blocks-override 512 --max-model-len 4096";
+
+/// A model whose replicas are `brix sim` child processes.
+pub fn command_model(name: &str, replicas: u32, extra: &str) -> ModelSpec {
+    model(
+        name,
+        replicas,
+        EngineSpec::Command(CommandEngine {
+            command: format!(
+                "{BRIX} sim --port {{port}} --served-model-name {{model}} {SMALL} {extra}"
+            ),
+            env: Default::default(),
+            ready_timeout_s: 60,
+            stop_grace_s: 5,
+        }),
+    )
+}
+
+/// A model whose replicas are `brix sim` in this process.
+pub fn sim_model(name: &str, replicas: u32, output_len: &str) -> ModelSpec {
+    model(
+        name,
+        replicas,
+        EngineSpec::Sim(SimEngine {
+            gpu: "H200".into(),
+            model_profile: "llama-3-8b".into(),
+            max_num_seqs: None,
+            max_model_len: Some(4096),
+            num_gpu_blocks_override: Some(2048),
+            enable_lora: false,
+            max_loras: None,
+            output_len: Some(output_len.into()),
+            seed: None,
+        }),
+    )
+}
+
+fn model(name: &str, replicas: u32, engine: EngineSpec) -> ModelSpec {
+    let yaml = format!("name: {name}\nreplicas: {replicas}\nengine: {{sim: {{}}}}\n");
+    let mut m: ModelSpec = serde_yaml_ng::from_str(&yaml).unwrap();
+    m.engine = engine;
+    m
+}
+
+/// A platform, the gateway in front of it, and a client.
+pub struct Up {
+    pub platform: LocalPlatform,
+    pub gateway: GatewayHandle,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub _logs: tempdir::Dir,
+}
+
+pub mod tempdir {
+    /// A directory removed on drop.
+    pub struct Dir(pub std::path::PathBuf);
+
+    impl Dir {
+        pub fn new(tag: &str) -> Self {
+            let p = std::env::temp_dir().join(format!("brix-test-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&p);
+            std::fs::create_dir_all(&p).unwrap();
+            Self(p)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Starts `models` on a local platform behind an in-process gateway on 127.0.0.1:0.
+pub async fn up(tag: &str, models: &[ModelSpec]) -> Up {
+    let registry = Arc::new(Registry::new());
+    let mut cfg = GatewayConfig::default();
+    cfg.scrape.interval_ms = 50;
+    let (routes, gateway) = brix_gateway::app_with_handle(cfg, registry.as_ref())
+        .await
+        .unwrap();
+    let logs = tempdir::Dir::new(tag);
+    let in_flight = {
+        let g = gateway.clone();
+        Arc::new(move |a: &str| g.in_flight(a))
+    };
+    let platform = LocalPlatform::start(
+        models,
+        registry,
+        in_flight,
+        LocalConfig {
+            logs_dir: logs.0.clone(),
+            health_interval: Duration::from_millis(100),
+            ..LocalConfig::default()
+        },
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, routes).await });
+    Up {
+        platform,
+        gateway,
+        base: format!("http://{addr}"),
+        http: reqwest::Client::new(),
+        _logs: logs,
+    }
+}
+
+impl Up {
+    pub async fn replicas(&self, model: &str) -> Vec<Replica> {
+        self.platform.replicas(model).await.unwrap()
+    }
+}
+
+/// Polls `check` every 50 ms for up to 30 s, then fails with `what`.
+pub async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    for _ in 0..600 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never happened: {what}");
+}
+
+/// Whether a process with this pid exists (zombies included until reaped).
+pub fn alive(pid: u32) -> bool {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
+    nix::sys::signal::kill(pid, None).is_ok()
+}

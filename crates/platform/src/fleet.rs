@@ -1,0 +1,145 @@
+//! The `brix up` file: the gateway's settings, the models with their engines and replica
+//! counts, and AIBrix resource documents, parsed and validated once.
+
+use std::path::Path;
+
+use brix_api::{ModelSpec, Resource};
+use brix_gateway::GatewayConfig;
+use serde::Deserialize;
+
+/// Everything `brix up` runs, from one YAML file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetFile {
+    /// The gateway's settings (the gateway config file's keys; `endpoints` is ignored: the
+    /// platform feeds the gateway).
+    #[serde(default)]
+    pub gateway: GatewayConfig,
+    /// The models to serve.
+    pub models: Vec<ModelSpec>,
+    /// AIBrix resource documents (`ModelAdapter`, `PodAutoscaler`): validated now, acted on
+    /// as their controllers land.
+    #[serde(default)]
+    pub resources: Vec<Resource>,
+}
+
+/// A fleet file that cannot run; the message names the file, the field and, where the parser
+/// knows it, the line.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not valid YAML for the schema (serde names the field path and the line).
+    #[error("{path}: {source}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// Why.
+        source: serde_yaml_ng::Error,
+    },
+    /// Parsed, but a field's value is not acceptable.
+    #[error("{path}: {source}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// The field and why.
+        source: brix_api::FieldError,
+    },
+    /// The gateway settings are inconsistent.
+    #[error("{path}: gateway: {source}")]
+    Gateway {
+        /// The file.
+        path: String,
+        /// Why.
+        source: brix_gateway::ConfigError,
+    },
+}
+
+impl FleetFile {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, FleetError> {
+        let text = std::fs::read_to_string(path).map_err(|source| FleetError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&path.display().to_string(), &text)
+    }
+
+    /// Parses and validates `text`; `name` is what errors call the file.
+    pub fn parse(name: &str, text: &str) -> Result<Self, FleetError> {
+        let path = || name.to_string();
+        let file: Self = serde_yaml_ng::from_str(text).map_err(|source| FleetError::Parse {
+            path: path(),
+            source,
+        })?;
+        brix_api::validate_models(&file.models).map_err(|source| FleetError::Invalid {
+            path: path(),
+            source,
+        })?;
+        let names: Vec<&str> = file.models.iter().map(|m| m.name.as_str()).collect();
+        brix_api::validate_resources(&file.resources, &names).map_err(|source| {
+            FleetError::Invalid {
+                path: path(),
+                source,
+            }
+        })?;
+        file.gateway
+            .validate()
+            .map_err(|source| FleetError::Gateway {
+                path: path(),
+                source,
+            })?;
+        Ok(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        match FleetFile::parse("f.yaml", text) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn bad_files_name_the_field() {
+        let ok = "models:\n  - name: a\n    replicas: 2\n    engine:\n      sim: {gpu: H100}\n";
+        assert!(FleetFile::parse("f.yaml", ok).is_ok());
+        let cases = [
+            (
+                "models:\n  - name: a\n    replica: 2\n    engine:\n      sim: {}\n",
+                "replica",
+            ),
+            (
+                "models:\n  - name: a\n    replicas: two\n    engine:\n      sim: {}\n",
+                "line 3",
+            ),
+            (
+                "models:\n  - name: a\n    engine:\n      command: {command: 'serve'}\n",
+                "models[0].engine.command",
+            ),
+            (
+                "models:\n  - name: a\n    engine: {sim: {}}\n  - name: a\n    engine: {sim: {}}\n",
+                "models[1].name",
+            ),
+            (
+                "gateway:\n  routing:\n    default_strategy: fastest\nmodels:\n  - name: a\n    engine: {sim: {}}\n",
+                "fastest",
+            ),
+        ];
+        for (text, needle) in cases {
+            let e = err(text);
+            assert!(e.starts_with("f.yaml: "), "{e}");
+            assert!(e.contains(needle), "{needle:?} not in {e:?}");
+        }
+    }
+}

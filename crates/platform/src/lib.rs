@@ -1,0 +1,15 @@
+//! Where replicas run: the [`Platform`] trait that the Kubernetes platform will implement, the
+//! local platform (simulated engines in process, engine commands as child processes), and the
+//! controller that keeps each model's replicas at the desired count and feeds the gateway.
+
+pub mod admin;
+mod fleet;
+mod local;
+mod platform;
+pub mod process;
+mod runner;
+
+pub use fleet::{FleetError, FleetFile};
+pub use local::{InFlightFn, LocalConfig, LocalPlatform, MAX_REPLICAS};
+pub use platform::{Platform, PlatformError, Replica, ReplicaState};
+pub use runner::sim_config;

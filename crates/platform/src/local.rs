@@ -1,0 +1,595 @@
+//! The local platform: every replica on this machine, on its own 127.0.0.1 port. A `sim`
+//! replica is `brix sim` served in this process; a `command` replica is a child process.
+//!
+//! Each replica has one supervisor task that starts its engine, gates traffic on `/health`
+//! (a replica is published to the gateway's registry only while `/health` answers), restarts
+//! it with exponential back-off when it exits (1 s doubling to 30 s; five crashes within two
+//! minutes is reported as a crash loop), and on removal takes it out of the registry, waits
+//! for the gateway's requests in flight to it to finish, then stops it (SIGTERM, then SIGKILL
+//! after the engine's grace period).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use brix_api::{EngineSpec, ModelSpec};
+use brix_gateway::{Registry, Target};
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::platform::{Platform, PlatformError, Replica, ReplicaState};
+use crate::runner::Runner;
+
+/// Most replicas one model may have.
+pub const MAX_REPLICAS: u32 = 64;
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Crashes within [`CRASH_WINDOW`] that make a crash loop.
+const CRASH_LOOP: usize = 5;
+const CRASH_WINDOW: Duration = Duration::from_secs(120);
+/// A run this long resets the back-off.
+const STABLE_RUN: Duration = Duration::from_secs(60);
+/// `/health` failures in a row that take a ready replica out of rotation.
+const UNREADY_AFTER: u32 = 3;
+
+/// Counts the gateway's requests in flight to an address (for draining).
+pub type InFlightFn = Arc<dyn Fn(&str) -> u32 + Send + Sync>;
+
+/// How the local platform runs.
+#[derive(Clone, Debug)]
+pub struct LocalConfig {
+    /// Directory for command replicas' logs (`<replica>.log`).
+    pub logs_dir: PathBuf,
+    /// Period of `/health` checks on a ready replica.
+    pub health_interval: Duration,
+    /// Period of `/health` checks while a replica starts.
+    pub startup_poll: Duration,
+    /// Longest wait for a draining replica's requests in flight.
+    pub drain_timeout: Duration,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        Self {
+            logs_dir: std::env::temp_dir().join("brix-logs"),
+            health_interval: Duration::from_secs(1),
+            startup_poll: Duration::from_millis(100),
+            drain_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Replicas of every model on this machine.
+#[derive(Clone)]
+pub struct LocalPlatform {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: LocalConfig,
+    registry: Arc<Registry>,
+    in_flight: InFlightFn,
+    client: Client<HttpConnector, Empty<Bytes>>,
+    models: Mutex<BTreeMap<String, ModelRt>>,
+    tasks: Mutex<JoinSet<()>>,
+    shutting_down: std::sync::atomic::AtomicBool,
+}
+
+struct ModelRt {
+    spec: ModelSpec,
+    desired: u32,
+    next_index: u32,
+    slots: BTreeMap<u32, Arc<Slot>>,
+    published: Option<Vec<Target>>,
+}
+
+/// One replica's shared state; its supervisor owns the engine.
+struct Slot {
+    id: String,
+    index: u32,
+    model: String,
+    status: Mutex<Status>,
+    stop: watch::Sender<bool>,
+}
+
+#[derive(Clone, Debug)]
+struct Status {
+    port: u16,
+    state: ReplicaState,
+    restarts: u32,
+    pid: Option<u32>,
+    last_exit: Option<String>,
+    ever_ready: bool,
+    /// Its first start ended before it was ever ready (reported by `wait_ready`).
+    failed_at_start: bool,
+}
+
+impl Slot {
+    fn status(&self) -> MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.status().port)
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+}
+
+impl LocalPlatform {
+    /// A platform for `models`, publishing ready replicas into `registry`; `in_flight` tells
+    /// how many gateway requests an address still has (draining waits for 0). Starts each
+    /// model's replicas on the current runtime.
+    pub fn start(
+        models: &[ModelSpec],
+        registry: Arc<Registry>,
+        in_flight: InFlightFn,
+        cfg: LocalConfig,
+    ) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_secs(1)));
+        let inner = Arc::new(Inner {
+            cfg,
+            registry,
+            in_flight,
+            client: Client::builder(TokioExecutor::new()).build(connector),
+            models: Mutex::new(
+                models
+                    .iter()
+                    .map(|m| {
+                        let rt = ModelRt {
+                            spec: m.clone(),
+                            desired: m.replicas,
+                            next_index: 0,
+                            slots: BTreeMap::new(),
+                            published: None,
+                        };
+                        (m.name.clone(), rt)
+                    })
+                    .collect(),
+            ),
+            tasks: Mutex::default(),
+            shutting_down: Default::default(),
+        });
+        let platform = Self { inner };
+        for m in models {
+            platform.inner.publish(&m.name);
+            platform.inner.converge(&m.name);
+        }
+        platform
+    }
+
+    /// Waits until every replica is ready; fails at once, with the engine's own words, when a
+    /// replica's first start ends before it was ever ready (an engine command that exits at
+    /// once), and after `timeout` otherwise.
+    pub async fn wait_ready(&self, timeout: Duration) -> Result<(), PlatformError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut waiting = Vec::new();
+            for (model, rt) in self.inner.models().iter() {
+                for slot in rt.slots.values() {
+                    let s = slot.status();
+                    if s.failed_at_start {
+                        return Err(PlatformError::Engine {
+                            model: model.clone(),
+                            replica: slot.id.clone(),
+                            why: format!(
+                                "exited before it was ever ready: {}",
+                                s.last_exit.as_deref().unwrap_or("no detail")
+                            ),
+                        });
+                    }
+                    if s.state != ReplicaState::Ready {
+                        waiting.push(format!("{} ({})", slot.id, s.state.as_str()));
+                    }
+                }
+            }
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(PlatformError::NotReady(
+                    timeout.as_secs(),
+                    waiting.join(", "),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops every replica (no draining) and waits for their supervisors to end.
+    pub async fn shutdown(&self) {
+        self.inner
+            .shutting_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        for rt in self.inner.models().values() {
+            for slot in rt.slots.values() {
+                slot.stop.send_replace(true);
+            }
+        }
+        let mut tasks = std::mem::take(&mut *self.inner.tasks());
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+impl Inner {
+    fn models(&self) -> MutexGuard<'_, BTreeMap<String, ModelRt>> {
+        self.models.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn tasks(&self) -> MutexGuard<'_, JoinSet<()>> {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts or stops replicas until the model's live count is its desired count.
+    fn converge(self: &Arc<Self>, model: &str) {
+        if self.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let mut models = self.models();
+        let Some(rt) = models.get_mut(model) else {
+            return;
+        };
+        let live: Vec<Arc<Slot>> = rt
+            .slots
+            .values()
+            .filter(|s| !s.stopping())
+            .cloned()
+            .collect();
+        let desired = rt.desired as usize;
+        if live.len() > desired {
+            // Stop the least useful first: not ready before ready, then the newest.
+            let mut victims = live;
+            victims.sort_by_key(|s| {
+                (
+                    s.status().state == ReplicaState::Ready,
+                    std::cmp::Reverse(s.index),
+                )
+            });
+            let extra = victims.len() - desired;
+            for s in victims.into_iter().take(extra) {
+                s.stop.send_replace(true);
+            }
+            return;
+        }
+        for _ in live.len()..desired {
+            let index = rt.next_index;
+            rt.next_index += 1;
+            let slot = Arc::new(Slot {
+                id: format!("{model}-{index}"),
+                index,
+                model: model.to_string(),
+                status: Mutex::new(Status {
+                    port: 0,
+                    state: ReplicaState::Starting,
+                    restarts: 0,
+                    pid: None,
+                    last_exit: None,
+                    ever_ready: false,
+                    failed_at_start: false,
+                }),
+                stop: watch::Sender::new(false),
+            });
+            rt.slots.insert(index, slot.clone());
+            let (inner, engine) = (self.clone(), rt.spec.engine.clone());
+            self.tasks()
+                .spawn(async move { supervise(inner, slot, engine).await });
+        }
+    }
+
+    /// Puts the model's ready replicas in the registry (only when that set changed).
+    fn publish(&self, model: &str) {
+        let mut models = self.models();
+        let Some(rt) = models.get_mut(model) else {
+            return;
+        };
+        let ready: Vec<Target> = rt
+            .slots
+            .values()
+            .filter(|s| !s.stopping() && s.status().state == ReplicaState::Ready)
+            .map(|s| Target {
+                name: s.id.clone(),
+                address: s.address(),
+            })
+            .collect();
+        if rt.published.as_ref() != Some(&ready) {
+            self.registry.set(model, ready.clone());
+            rt.published = Some(ready);
+        }
+    }
+
+    fn set_state(&self, slot: &Slot, state: ReplicaState) {
+        let changed = {
+            let mut s = slot.status();
+            let changed = s.state != state;
+            s.state = state;
+            if state == ReplicaState::Ready {
+                s.ever_ready = true;
+            }
+            changed
+        };
+        if changed {
+            tracing::info!(replica = %slot.id, state = state.as_str(), "replica state");
+            self.publish(&slot.model);
+        }
+    }
+
+    async fn healthy(&self, address: &str) -> bool {
+        let Ok(uri) = format!("http://{address}/health").parse::<http::Uri>() else {
+            return false;
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(2), self.client.get(uri)).await,
+            Ok(Ok(r)) if r.status().is_success()
+        )
+    }
+
+    fn log_path(&self, slot: &Slot) -> PathBuf {
+        self.cfg.logs_dir.join(format!("{}.log", slot.id))
+    }
+}
+
+/// How one run of an engine ended.
+enum Ended {
+    Exited(String),
+    Stopped,
+}
+
+/// Owns one replica for its whole life: start, gate on health, restart on exit, drain on stop.
+async fn supervise(inner: Arc<Inner>, slot: Arc<Slot>, engine: EngineSpec) {
+    let mut stop = slot.stop.subscribe();
+    let mut backoff = BACKOFF_MIN;
+    let mut crashes: VecDeque<Instant> = VecDeque::new();
+    let (ready_timeout, grace) = match &engine {
+        EngineSpec::Command(c) => (
+            Duration::from_secs(c.ready_timeout_s),
+            Duration::from_secs(c.stop_grace_s),
+        ),
+        EngineSpec::Sim(_) => (Duration::from_secs(30), Duration::ZERO),
+    };
+    let log = inner.log_path(&slot);
+    loop {
+        inner.set_state(&slot, ReplicaState::Starting);
+        let port = slot.status().port;
+        let started = Instant::now();
+        let ended = match Runner::start(&slot.model, &engine, port, &log).await {
+            Ok((mut runner, port)) => {
+                {
+                    let mut s = slot.status();
+                    s.port = port;
+                    s.pid = runner.pid();
+                }
+                let ended = run(&inner, &slot, &mut runner, &mut stop, ready_timeout).await;
+                if matches!(ended, Ended::Stopped) {
+                    drain(&inner, &slot).await;
+                }
+                runner.stop(grace).await;
+                ended
+            }
+            Err(why) => Ended::Exited(format!("could not start: {why}")),
+        };
+        let why = match ended {
+            Ended::Stopped => break,
+            Ended::Exited(why) => why,
+        };
+        // A crash: out of rotation, then back after the back-off.
+        if started.elapsed() >= STABLE_RUN {
+            backoff = BACKOFF_MIN;
+        }
+        let now = Instant::now();
+        crashes.push_back(now);
+        while crashes
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW)
+        {
+            crashes.pop_front();
+        }
+        let looping = crashes.len() >= CRASH_LOOP;
+        {
+            let mut s = slot.status();
+            s.restarts += 1;
+            s.failed_at_start |= !s.ever_ready && s.restarts == 1;
+            s.last_exit = Some(why.clone());
+            s.pid = None;
+        }
+        if looping {
+            tracing::error!(replica = %slot.id, crashes = crashes.len(), window_s = CRASH_WINDOW.as_secs(), last_exit = %why, "replica is in a crash loop");
+        } else {
+            tracing::warn!(replica = %slot.id, backoff_s = backoff.as_secs(), last_exit = %why, "replica exited; restarting");
+        }
+        inner.set_state(
+            &slot,
+            if looping {
+                ReplicaState::CrashLoop
+            } else {
+                ReplicaState::Restarting
+            },
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+    // Gone: out of the table and the registry.
+    let model = slot.model.clone();
+    if let Some(rt) = inner.models().get_mut(&model) {
+        rt.slots.remove(&slot.index);
+    }
+    inner.publish(&model);
+    inner.converge(&model);
+    tracing::info!(replica = %slot.id, "replica stopped");
+}
+
+/// Runs one start of the engine until it exits or the replica is stopped, moving it in and
+/// out of rotation on `/health`.
+async fn run(
+    inner: &Inner,
+    slot: &Slot,
+    runner: &mut Runner,
+    stop: &mut watch::Receiver<bool>,
+    ready_timeout: Duration,
+) -> Ended {
+    let address = slot.address();
+    let started = Instant::now();
+    let mut failures = 0u32;
+    loop {
+        let state = slot.status().state;
+        let period = if state == ReplicaState::Starting {
+            inner.cfg.startup_poll
+        } else {
+            inner.cfg.health_interval
+        };
+        tokio::select! {
+            why = runner.exited() => return Ended::Exited(why),
+            _ = stop.wait_for(|s| *s) => return Ended::Stopped,
+            _ = tokio::time::sleep(period) => {}
+        }
+        let ok = inner.healthy(&address).await;
+        match (state, ok) {
+            (ReplicaState::Ready, true) => failures = 0,
+            (_, true) => {
+                failures = 0;
+                inner.set_state(slot, ReplicaState::Ready);
+            }
+            (ReplicaState::Ready, false) => {
+                failures += 1;
+                if failures >= UNREADY_AFTER {
+                    inner.set_state(slot, ReplicaState::Unready);
+                }
+            }
+            (ReplicaState::Starting, false) if started.elapsed() > ready_timeout => {
+                return Ended::Exited(format!(
+                    "/health did not answer within {} s",
+                    ready_timeout.as_secs()
+                ));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Takes the replica out of rotation and waits for the gateway's requests to it to finish.
+async fn drain(inner: &Inner, slot: &Slot) {
+    inner.set_state(slot, ReplicaState::Draining);
+    if inner
+        .shutting_down
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return;
+    }
+    inner.publish(&slot.model);
+    let address = slot.address();
+    // Let the gateway apply the registry change before counting.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let deadline = Instant::now() + inner.cfg.drain_timeout;
+    loop {
+        let n = (inner.in_flight)(&address);
+        if n == 0 {
+            return;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(replica = %slot.id, in_flight = n, "drain timed out; stopping anyway");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Platform for LocalPlatform {
+    async fn models(&self) -> Vec<String> {
+        self.inner.models().keys().cloned().collect()
+    }
+
+    async fn replicas(&self, model: &str) -> Result<Vec<Replica>, PlatformError> {
+        let models = self.inner.models();
+        let rt = models
+            .get(model)
+            .ok_or_else(|| PlatformError::UnknownModel(model.to_string()))?;
+        Ok(rt
+            .slots
+            .values()
+            .map(|slot| {
+                let s = slot.status().clone();
+                Replica {
+                    id: slot.id.clone(),
+                    model: model.to_string(),
+                    address: format!("127.0.0.1:{}", s.port),
+                    state: if slot.stopping() {
+                        ReplicaState::Draining
+                    } else {
+                        s.state
+                    },
+                    restarts: s.restarts,
+                    pid: s.pid,
+                    last_exit: s.last_exit,
+                }
+            })
+            .collect())
+    }
+
+    async fn scale(&self, model: &str, replicas: u32) -> Result<(), PlatformError> {
+        if replicas > MAX_REPLICAS {
+            return Err(PlatformError::TooMany {
+                model: model.to_string(),
+                replicas,
+                max: MAX_REPLICAS,
+            });
+        }
+        {
+            let mut models = self.inner.models();
+            let rt = models
+                .get_mut(model)
+                .ok_or_else(|| PlatformError::UnknownModel(model.to_string()))?;
+            rt.desired = replicas;
+        }
+        self.inner.converge(model);
+        Ok(())
+    }
+
+    async fn create(&self, model: &str) -> Result<String, PlatformError> {
+        let desired = {
+            let models = self.inner.models();
+            let rt = models
+                .get(model)
+                .ok_or_else(|| PlatformError::UnknownModel(model.to_string()))?;
+            rt.desired + 1
+        };
+        self.scale(model, desired).await?;
+        let models = self.inner.models();
+        let id = models
+            .get(model)
+            .and_then(|rt| rt.slots.values().next_back())
+            .map(|s| s.id.clone())
+            .unwrap_or_default();
+        Ok(id)
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), PlatformError> {
+        let model = {
+            let mut models = self.inner.models();
+            let mut found = None;
+            for (name, rt) in models.iter_mut() {
+                if let Some(slot) = rt.slots.values().find(|s| s.id == id) {
+                    if !slot.stopping() {
+                        rt.desired = rt.desired.saturating_sub(1);
+                        slot.stop.send_replace(true);
+                    }
+                    found = Some(name.clone());
+                    break;
+                }
+            }
+            found.ok_or_else(|| PlatformError::UnknownReplica(id.to_string()))?
+        };
+        self.inner.converge(&model);
+        Ok(())
+    }
+}

@@ -1,0 +1,143 @@
+//! One start of a replica's engine: a simulated engine served in process, or an engine command
+//! as a child process. A runner ends when its engine exits (a crash) or when it is stopped.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use brix_api::{CommandEngine, EngineSpec, SimEngine};
+use brix_sim::{Catalog, OutputLen};
+use brix_sim_http::SimConfig;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::process::{Process, ProcessSpec};
+
+/// A running engine.
+pub(crate) enum Runner {
+    /// `brix sim` in this process; its task owns every connection.
+    Sim(JoinHandle<()>),
+    /// An engine command in its own process group.
+    Command(Process),
+}
+
+impl Runner {
+    /// Starts the model's engine on `port` (0 picks one); returns the runner and its port.
+    pub(crate) async fn start(
+        model: &str,
+        engine: &EngineSpec,
+        port: u16,
+        log: &Path,
+    ) -> Result<(Self, u16), String> {
+        match engine {
+            EngineSpec::Sim(sim) => {
+                let cfg = sim_config(model, sim)?;
+                let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
+                    .await
+                    .map_err(|e| format!("binding 127.0.0.1:{port}: {e}"))?;
+                let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+                let task = brix_sim_http::spawn_owned(&cfg, listener).map_err(|e| e.to_string())?;
+                Ok((Self::Sim(task), port))
+            }
+            EngineSpec::Command(cmd) => {
+                let port = match port {
+                    0 => free_port().await?,
+                    p => p,
+                };
+                let process = Process::spawn(&process_spec(cmd, model, port, log))
+                    .map_err(|e| e.to_string())?;
+                Ok((Self::Command(process), port))
+            }
+        }
+    }
+
+    /// The child's pid, for command replicas.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        match self {
+            Self::Sim(_) => None,
+            Self::Command(p) => Some(p.pid()),
+        }
+    }
+
+    /// Resolves when the engine exits on its own, saying how (cancel-safe).
+    pub(crate) async fn exited(&mut self) -> String {
+        match self {
+            Self::Sim(task) => match task.await {
+                Ok(()) => "the simulated engine stopped serving".into(),
+                Err(e) => format!("the simulated engine failed: {e}"),
+            },
+            Self::Command(p) => {
+                let status = match p.exited().await {
+                    Ok(s) => s.to_string(),
+                    Err(e) => e.to_string(),
+                };
+                let tail = p.log_tail(2000);
+                format!("engine command {status}; log tail:\n{}", tail.trim_end())
+            }
+        }
+    }
+
+    /// Stops the engine: aborts a simulated one, SIGTERM then SIGKILL for a command.
+    pub(crate) async fn stop(mut self, grace: Duration) {
+        match &mut self {
+            Self::Sim(task) => {
+                task.abort();
+                let _ = task.await;
+            }
+            Self::Command(p) => {
+                if let Err(e) = p.stop(grace).await {
+                    tracing::warn!(pid = p.pid(), error = %e, "stopping an engine command");
+                }
+            }
+        }
+    }
+}
+
+fn process_spec(cmd: &CommandEngine, model: &str, port: u16, log: &Path) -> ProcessSpec {
+    ProcessSpec {
+        command: cmd.render(port, model),
+        env: cmd.env.clone(),
+        log_path: log.to_path_buf(),
+    }
+}
+
+/// A port free now on 127.0.0.1 (the command binds it itself, a moment later).
+async fn free_port() -> Result<u16, String> {
+    let l = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("finding a free port: {e}"))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("finding a free port: {e}"))
+}
+
+/// The `brix sim` configuration a `sim:` engine block describes.
+pub fn sim_config(model: &str, sim: &SimEngine) -> Result<SimConfig, String> {
+    let catalog = Catalog::builtin();
+    let profile = catalog
+        .model(&sim.model_profile)
+        .map_err(|e| e.to_string())?;
+    let gpu = catalog.gpu(&sim.gpu).map_err(|e| e.to_string())?;
+    let mut cfg = SimConfig::new(profile.clone(), gpu.clone());
+    cfg.served_model_name = model.to_string();
+    let e = &mut cfg.engine;
+    if let Some(v) = sim.max_num_seqs {
+        e.max_num_seqs = v;
+    }
+    if let Some(v) = sim.max_model_len {
+        e.max_model_len = v;
+    }
+    if let Some(v) = sim.max_loras {
+        e.max_loras = v;
+        e.max_cpu_loras = v;
+    }
+    e.enable_lora = sim.enable_lora;
+    e.num_gpu_blocks_override = sim.num_gpu_blocks_override.or(e.num_gpu_blocks_override);
+    if let Some(v) = sim.seed {
+        e.seed = v;
+    }
+    if let Some(s) = &sim.output_len {
+        e.output_len = s.parse::<OutputLen>().map_err(|e| e.to_string())?;
+    }
+    Ok(cfg)
+}
