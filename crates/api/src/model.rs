@@ -1,0 +1,265 @@
+//! Models and their engines: what the fleet serves and how one replica runs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use crate::error::{FieldError, fail};
+use crate::names::model_name_problem;
+
+/// Most replicas of one model; a local fleet beyond this is a typo, not a plan.
+pub const MAX_REPLICAS: u32 = 64;
+
+/// One model the fleet serves.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Name clients send as `model`; also names the replicas' logs and metrics.
+    pub name: String,
+    /// Replicas to start with (an autoscaler may change it later); 0 keeps the model declared
+    /// but stopped.
+    #[serde(default = "one")]
+    pub replicas: u32,
+    /// How each replica runs.
+    pub engine: EngineSpec,
+}
+
+/// How a replica of the model runs: exactly one of `sim` or `command` (externally tagged map key).
+///
+/// Deserialized by hand: `serde_yaml_ng` 0.10 reads derived enums only from YAML tags
+/// (`!sim`), and a one-key map (`sim: {...}`) is what users write. The value is parsed in
+/// place, so its errors keep their path and line; `sim:` with no value means all defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EngineSpec {
+    /// The Brix engine simulator, in process: no GPU needed.
+    Sim(SimEngine),
+    /// Any OpenAI-compatible engine started as a child process (vLLM, SGLang, `brix sim`).
+    Command(CommandEngine),
+}
+
+/// A simulated vLLM engine; field names and meanings follow `brix sim`'s flags.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SimEngine {
+    /// GPU profile (`brix sim --gpu`).
+    #[serde(default = "default_gpu")]
+    pub gpu: String,
+    /// Model profile (`brix sim --model-profile`).
+    #[serde(default = "default_model_profile")]
+    pub model_profile: String,
+    /// Most requests in one batch; unset keeps vLLM's default for the GPU.
+    #[serde(default)]
+    pub max_num_seqs: Option<u32>,
+    /// Longest prompt plus output; unset keeps the model profile's.
+    #[serde(default)]
+    pub max_model_len: Option<u32>,
+    /// Exactly this many KV blocks instead of deriving them from memory.
+    #[serde(default)]
+    pub num_gpu_blocks_override: Option<u32>,
+    /// Accept LoRA adapters (needed by a ModelAdapter that targets this model).
+    #[serde(default)]
+    pub enable_lora: bool,
+    /// Distinct adapters in one batch (needs `enable_lora`).
+    #[serde(default)]
+    pub max_loras: Option<u32>,
+    /// Natural answer lengths, as `brix sim --output-len`: `fixed:N`, `uniform:LO:HI`,
+    /// `exp:MEAN` or `lognormal:MEDIAN:SIGMA`.
+    #[serde(default)]
+    pub output_len: Option<String>,
+    /// Seed for every random draw, so a run can be repeated.
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+/// An engine started as a child process, one per replica, on a port Brix picks.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CommandEngine {
+    /// Shell command line; must contain `{port}` and may contain `{model}` (see [`Self::render`]).
+    pub command: String,
+    /// Extra environment variables for the process.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Seconds to wait for `/health` to answer 200 before the replica counts as failed.
+    #[serde(default = "default_ready_timeout_s")]
+    pub ready_timeout_s: u64,
+    /// Seconds between SIGTERM and SIGKILL when the replica stops.
+    #[serde(default = "default_stop_grace_s")]
+    pub stop_grace_s: u64,
+}
+
+impl CommandEngine {
+    /// The command line for one replica: `{port}` and `{model}` replaced.
+    ///
+    /// Model names are validated to a charset that needs no shell quoting, so the result is
+    /// safe to hand to `sh -c` as is.
+    pub fn render(&self, port: u16, model: &str) -> String {
+        self.command
+            .replace("{port}", &port.to_string())
+            .replace("{model}", model)
+    }
+}
+
+impl Default for SimEngine {
+    /// `brix sim` with no flags.
+    fn default() -> Self {
+        Self {
+            gpu: default_gpu(),
+            model_profile: default_model_profile(),
+            max_num_seqs: None,
+            max_model_len: None,
+            num_gpu_blocks_override: None,
+            enable_lora: false,
+            max_loras: None,
+            output_len: None,
+            seed: None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EngineSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(EngineVisitor)
+    }
+}
+
+struct EngineVisitor;
+
+const ENGINES: &[&str] = &["sim", "command"];
+
+impl<'de> Visitor<'de> for EngineVisitor {
+    type Value = EngineSpec;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a map with exactly one key, `sim` or `command`")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EngineSpec, A::Error> {
+        let Some(key) = map.next_key::<String>()? else {
+            return Err(de::Error::custom(
+                "empty engine: give exactly one of `sim` or `command`",
+            ));
+        };
+        let engine = match key.as_str() {
+            "sim" => EngineSpec::Sim(map.next_value::<Option<SimEngine>>()?.unwrap_or_default()),
+            "command" => EngineSpec::Command(map.next_value()?),
+            other => return Err(de::Error::unknown_variant(other, ENGINES)),
+        };
+        if let Some(extra) = map.next_key::<String>()? {
+            return Err(de::Error::custom(format!(
+                "`{extra}` next to `{key}`: give exactly one of `sim` or `command`"
+            )));
+        }
+        Ok(engine)
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn default_gpu() -> String {
+    "A100-80GB".into()
+}
+
+fn default_model_profile() -> String {
+    "llama-3-8b".into()
+}
+
+fn default_ready_timeout_s() -> u64 {
+    600
+}
+
+fn default_stop_grace_s() -> u64 {
+    30
+}
+
+/// Checks the model list as a whole: at least one model, unique valid names, sane engines.
+pub fn validate_models(models: &[ModelSpec]) -> Result<(), FieldError> {
+    if models.is_empty() {
+        return fail("models", "at least one model is required");
+    }
+    let mut seen = BTreeSet::new();
+    for (i, model) in models.iter().enumerate() {
+        let at = format!("models[{i}]");
+        if let Some(problem) = model_name_problem(&model.name) {
+            return fail(format!("{at}.name"), problem);
+        }
+        if !seen.insert(model.name.as_str()) {
+            return fail(
+                format!("{at}.name"),
+                format!("'{}' is already the name of another model", model.name),
+            );
+        }
+        if model.replicas > MAX_REPLICAS {
+            return fail(
+                format!("{at}.replicas"),
+                format!("{} is more than {MAX_REPLICAS}", model.replicas),
+            );
+        }
+        match &model.engine {
+            EngineSpec::Sim(sim) => validate_sim(sim),
+            EngineSpec::Command(cmd) => validate_command(cmd),
+        }
+        .map_err(|e| e.under(&format!("{at}.engine")))?;
+    }
+    Ok(())
+}
+
+fn validate_sim(sim: &SimEngine) -> Result<(), FieldError> {
+    if sim.gpu.trim().is_empty() {
+        return fail("sim.gpu", "must not be empty");
+    }
+    if sim.model_profile.trim().is_empty() {
+        return fail("sim.model_profile", "must not be empty");
+    }
+    for (field, value) in [
+        ("max_num_seqs", sim.max_num_seqs),
+        ("max_model_len", sim.max_model_len),
+        ("num_gpu_blocks_override", sim.num_gpu_blocks_override),
+        ("max_loras", sim.max_loras),
+    ] {
+        if value == Some(0) {
+            return fail(format!("sim.{field}"), "must be at least 1");
+        }
+    }
+    if sim.max_loras.is_some() && !sim.enable_lora {
+        return fail("sim.max_loras", "needs enable_lora: true");
+    }
+    if let Some(spec) = &sim.output_len
+        && let Err(e) = spec.parse::<brix_sim::OutputLen>()
+    {
+        return fail("sim.output_len", e.to_string());
+    }
+    Ok(())
+}
+
+fn validate_command(cmd: &CommandEngine) -> Result<(), FieldError> {
+    if cmd.command.trim().is_empty() {
+        return fail("command.command", "must not be empty");
+    }
+    if !cmd.command.contains("{port}") {
+        return fail(
+            "command.command",
+            "must contain {port}, where Brix puts the port this replica listens on",
+        );
+    }
+    for key in cmd.env.keys() {
+        if key.is_empty() || key.contains(['=', '\0']) {
+            return fail(
+                format!("command.env[{key}]"),
+                "an environment variable name must be non-empty, without '=' or NUL",
+            );
+        }
+    }
+    for (key, value) in &cmd.env {
+        if value.contains('\0') {
+            return fail(format!("command.env[{key}]"), "value contains NUL");
+        }
+    }
+    if cmd.ready_timeout_s == 0 {
+        return fail("command.ready_timeout_s", "must be at least 1");
+    }
+    Ok(())
+}
