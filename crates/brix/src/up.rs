@@ -118,6 +118,9 @@ pub(crate) fn up(args: UpArgs) -> Result<(), UpError> {
     if let Some(listen) = args.listen {
         file.gateway.listen = listen;
     }
+    for d in brix_api::deprecations(&file.resources) {
+        eprintln!("brix up: warning: {d}");
+    }
     runtime()?.block_on(serve(file, &args))
 }
 

@@ -18,7 +18,7 @@ pub(crate) enum Runner {
     /// `brix sim` in this process; its task owns every connection.
     Sim(JoinHandle<()>),
     /// An engine command in its own process group.
-    Command(Process),
+    Command(Box<Process>),
 }
 
 impl Runner {
@@ -46,7 +46,7 @@ impl Runner {
                 };
                 let process = Process::spawn(&process_spec(cmd, model, port, log))
                     .map_err(|e| e.to_string())?;
-                Ok((Self::Command(process), port))
+                Ok((Self::Command(Box::new(process)), port))
             }
         }
     }
