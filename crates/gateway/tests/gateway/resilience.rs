@@ -157,7 +157,10 @@ async fn discovery_changes_take_effect() {
     .await;
     f.registry.set(MODEL, vec![]);
     eventually("no pod: 503", || async {
-        f.post("/v1/chat/completions", &chat("x"), &[]).await.status() == 503
+        f.post("/v1/chat/completions", &chat("x"), &[])
+            .await
+            .status()
+            == 503
     })
     .await;
     f.registry.remove(MODEL);
