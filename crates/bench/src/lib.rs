@@ -9,6 +9,7 @@
 pub mod load;
 pub mod mock;
 pub mod prompts;
+pub mod report;
 pub mod sse;
 pub mod stats;
 
