@@ -13,54 +13,9 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-const WORDS: &[&str] = &[
-    "the",
-    "model",
-    "request",
-    "cache",
-    "token",
-    "user",
-    "system",
-    "assistant",
-    "please",
-    "answer",
-    "question",
-    "about",
-    "routing",
-    "prefix",
-    "latency",
-    "gateway",
-    "engine",
-    "batch",
-    "memory",
-    "block",
-    "which",
-    "would",
-    "could",
-    "should",
-    "because",
-    "example",
-    "function",
-    "return",
-    "value",
-    "string",
-    "number",
-    "result",
-    "error",
-    "first",
-    "second",
-    "Kubernetes",
-    "vLLM",
-    "throughput",
-    "fairness",
-    "policy",
-    "and",
-    "or",
-    "not",
-    "with",
-    "from",
-    "into",
-];
+#[path = "../examples/support/words.rs"]
+mod words;
+use words::WORDS;
 
 /// Chat-like English text of about `bytes` bytes, seeded.
 fn chat_text(bytes: usize, seed: u64) -> String {

@@ -29,63 +29,6 @@ const THINK_S: f64 = 8.0;
 /// A conversation ends before its prompt plus reply would pass this many tokens.
 const MAX_CONTEXT: usize = 7000;
 
-const WORDS: &[&str] = &[
-    "the",
-    "model",
-    "request",
-    "cache",
-    "token",
-    "user",
-    "system",
-    "assistant",
-    "please",
-    "answer",
-    "question",
-    "about",
-    "routing",
-    "prefix",
-    "latency",
-    "gateway",
-    "engine",
-    "batch",
-    "memory",
-    "block",
-    "which",
-    "would",
-    "could",
-    "should",
-    "because",
-    "example",
-    "function",
-    "return",
-    "value",
-    "string",
-    "number",
-    "result",
-    "error",
-    "first",
-    "second",
-    "Kubernetes",
-    "vLLM",
-    "throughput",
-    "fairness",
-    "policy",
-    "and",
-    "or",
-    "not",
-    "with",
-    "from",
-    "into",
-    "customer",
-    "invoice",
-    "refund",
-    "order",
-    "shipping",
-    "account",
-    "password",
-    "reset",
-];
-
 /// One chat message: its text (the byte key) and its token ids (the engine's prompt).
 struct Message {
     text: String,
@@ -107,6 +50,10 @@ struct Workload {
     systems: Vec<Message>,
     conversations: Vec<Conversation>,
 }
+
+#[path = "support/words.rs"]
+mod support_words;
+use support_words::WORDS;
 
 fn words(rng: &mut SmallRng, n: usize) -> String {
     let mut s = String::new();
