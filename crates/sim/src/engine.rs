@@ -15,7 +15,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::config::{ConfigError, EngineConfig};
-use crate::hash::extend_hashes;
+use crate::hash::{block_hash, extend_hashes};
 use crate::kv::BlockPool;
 use crate::latency::{BatchItem, StepCost};
 use crate::lora::{LoraError, LoraManager};
@@ -310,6 +310,37 @@ impl Engine {
         names.sort_unstable();
         names.dedup();
         names
+    }
+
+    /// Leading tokens of `prompt` (under adapter `lora`) that the prefix cache would serve if
+    /// the prompt were scheduled now, with the same cap as admission (full blocks, never the
+    /// last token); changes nothing. The fleet simulator's `oracle` router reads it to see
+    /// each engine's true cache, which a live gateway can only estimate from its own index.
+    pub fn cached_prefix_tokens(&self, prompt: &[u32], lora: Option<&str>) -> u32 {
+        if !self.cfg.enable_prefix_caching || prompt.is_empty() {
+            return 0;
+        }
+        let lora = match lora {
+            Some(name) => match self.lora.id(name) {
+                Some(id) => Some(id),
+                None => return 0,
+            },
+            None => None,
+        };
+        let bs = self.cfg.block_size as usize;
+        let max_hit = (prompt.len() - 1) / bs;
+        let mut parent = None;
+        let mut hits = 0usize;
+        // Hash block by block and stop at the first miss: cheap on engines that hold little.
+        for block in prompt.chunks_exact(bs).take(max_hit) {
+            let h = block_hash(parent, block, lora);
+            if self.pool.lookup(h).is_none() {
+                break;
+            }
+            hits += 1;
+            parent = Some(h);
+        }
+        (hits * bs).min(u32::MAX as usize) as u32
     }
 
     /// Registers a LoRA adapter (`/v1/load_lora_adapter`).

@@ -114,6 +114,36 @@ fn repeated_prompt_hits_the_prefix_cache_and_has_lower_ttft() {
 }
 
 #[test]
+fn cached_prefix_tokens_predicts_admission_hits_without_changing_state() {
+    let mut e = engine_with("A100-80GB", |_| {});
+    let prompt = tokens(1000, 7);
+    assert_eq!(e.cached_prefix_tokens(&prompt, None), 0);
+    e.add_request(req(1, prompt.clone(), 4), 0.0)
+        .unwrap_or_else(|x| panic!("{x}"));
+    let t = drain(&mut e, 0.0).last().map_or(0.0, |o| o.end);
+    let mut half = prompt[..500].to_vec();
+    half.extend(tokens(300, 99));
+    let stats = e.stats().clone();
+    let cases: [(&[u32], Option<&str>, u32); 5] = [
+        (&prompt, None, 992),      // 62 full blocks; the last token is always recomputed
+        (&prompt[..64], None, 48), // 4 full blocks, at most 3 may hit
+        (&half, None, 496),        // shares 31 full blocks, then diverges
+        (&tokens(800, 3), None, 0),
+        (&prompt, Some("unknown-adapter"), 0),
+    ];
+    for (p, lora, want) in cases {
+        assert_eq!(e.cached_prefix_tokens(p, lora), want, "{} tokens", p.len());
+    }
+    assert_eq!(e.stats(), &stats, "a pure read");
+    e.add_request(req(2, half, 1), t)
+        .unwrap_or_else(|x| panic!("{x}"));
+    let outs = drain(&mut e, t);
+    assert_eq!(outs[0].finished[0].cached_tokens, 496);
+    let off = engine_with("A100-80GB", |c| c.enable_prefix_caching = false);
+    assert_eq!(off.cached_prefix_tokens(&prompt, None), 0);
+}
+
+#[test]
 fn a_fully_cached_prompt_still_recomputes_its_last_token() {
     let mut e = engine_with("A100-80GB", |_| {});
     let prompt = tokens(64, 1);
