@@ -12,6 +12,7 @@ pub mod prompts;
 pub mod report;
 pub mod sse;
 pub mod stats;
+pub mod workload;
 
 pub use load::{LoadConfig, LoadError, LoadReport, Stop};
 pub use mock::{MockConfig, MockError, MockHandle, MockServer};

@@ -1,0 +1,270 @@
+//! When each request is sent: open-loop arrivals (Poisson, constant, the trace's own times)
+//! or a closed loop of N users, and the duration or request cap that ends a run. Pure:
+//! [`schedule`] is a function of the workload, the arrival, a seed and the limits.
+//!
+//! Only *starts* get arrival times: single requests and the first turn of each session. A
+//! later turn is sent `think_s` after its previous turn ends, which only the run knows; its
+//! `at_s` is set to a lower bound, the session's start plus the think times so far.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::str::FromStr;
+
+use rand::rngs::SmallRng;
+use thiserror::Error;
+
+use super::Workload;
+use super::seed::{Stream, exponential, rng};
+
+/// How requests arrive; parsed from `poisson:5`, `constant:2`, `trace:0.5` (or `trace`) and
+/// `closed:16`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Arrival {
+    /// A Poisson process of `rate` starts per second: exponential gaps with mean `1/rate`,
+    /// the first start one gap after 0. The usual model of independent users.
+    Poisson {
+        /// Starts per second (> 0).
+        rate: f64,
+    },
+    /// One start every `1/rate` seconds, the first at 0: the same offered load with no burstiness.
+    Constant {
+        /// Starts per second (> 0).
+        rate: f64,
+    },
+    /// The workload's own times (a trace's timestamps, a saved file's `at_s`) times `scale`:
+    /// 0.5 replays twice as fast. Generated workloads have every `at_s` at 0, so this sends
+    /// them all at once.
+    Trace {
+        /// Multiplies every `at_s` (≥ 0).
+        scale: f64,
+    },
+    /// A closed loop: `at_s` is 0 everywhere and the runner keeps `users` users busy. Each
+    /// user takes the next start (a single request or a session's first turn) in workload
+    /// order when it is free, and plays a session's turns in order, waiting for each reply
+    /// and then `think_s`, before taking the next start. Offered load adapts to the server.
+    ClosedLoop {
+        /// Concurrent users (≥ 1).
+        users: usize,
+    },
+}
+
+/// Whether the run must keep users busy instead of sending at `at_s`, for runners that branch
+/// on the loop kind.
+pub fn is_closed_loop(arrival: &Arrival) -> bool {
+    matches!(arrival, Arrival::ClosedLoop { .. })
+}
+
+impl Arrival {
+    /// The closed loop's user count, `None` for open-loop arrivals.
+    pub fn users(&self) -> Option<usize> {
+        match self {
+            Self::ClosedLoop { users } => Some(*users),
+            _ => None,
+        }
+    }
+}
+
+/// Why an arrival spec does not parse, naming the field.
+#[derive(Debug, Error, PartialEq)]
+pub enum ArrivalError {
+    /// The kind before `:` is not one of the four.
+    #[error(
+        "unknown arrival `{kind}` (known: poisson:RATE, constant:RATE, trace:SCALE, closed:USERS)"
+    )]
+    UnknownKind {
+        /// The kind given.
+        kind: String,
+    },
+    /// The value after `:` is missing, does not parse, or is out of range.
+    #[error("arrival `{kind}`: field `{field}`: expected {expected}, got `{value}`")]
+    BadValue {
+        /// The arrival kind.
+        kind: &'static str,
+        /// `rate`, `scale` or `users`.
+        field: &'static str,
+        /// The value given.
+        value: String,
+        /// What it must be.
+        expected: &'static str,
+    },
+}
+
+impl FromStr for Arrival {
+    type Err = ArrivalError;
+
+    fn from_str(spec: &str) -> Result<Self, ArrivalError> {
+        let (kind, value) = spec.trim().split_once(':').unwrap_or((spec.trim(), ""));
+        let value = value.trim();
+        let bad = |kind: &'static str, field: &'static str, expected: &'static str| {
+            ArrivalError::BadValue {
+                kind,
+                field,
+                value: value.to_owned(),
+                expected,
+            }
+        };
+        let finite = value.parse::<f64>().ok().filter(|v| v.is_finite());
+        let rate = |kind| {
+            finite
+                .filter(|v| *v > 0.0)
+                .ok_or_else(|| bad(kind, "rate", "requests/s > 0"))
+        };
+        match kind {
+            "poisson" => Ok(Self::Poisson {
+                rate: rate("poisson")?,
+            }),
+            "constant" => Ok(Self::Constant {
+                rate: rate("constant")?,
+            }),
+            "trace" if value.is_empty() => Ok(Self::Trace { scale: 1.0 }),
+            "trace" => finite
+                .filter(|v| *v >= 0.0)
+                .map(|scale| Self::Trace { scale })
+                .ok_or_else(|| bad("trace", "scale", "a time scale ≥ 0")),
+            "closed" => value
+                .parse::<usize>()
+                .ok()
+                .filter(|users| *users >= 1)
+                .map(|users| Self::ClosedLoop { users })
+                .ok_or_else(|| bad("closed", "users", "a whole number ≥ 1")),
+            _ => Err(ArrivalError::UnknownKind {
+                kind: kind.to_owned(),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Arrival {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Poisson { rate } => write!(f, "poisson:{rate}"),
+            Self::Constant { rate } => write!(f, "constant:{rate}"),
+            Self::Trace { scale } => write!(f, "trace:{scale}"),
+            Self::ClosedLoop { users } => write!(f, "closed:{users}"),
+        }
+    }
+}
+
+/// An arrival with the limits that end a run, as one value a runner's config can hold.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ArrivalSpec {
+    /// How requests arrive.
+    pub arrival: Arrival,
+    /// Keep only starts before this many seconds (sessions whole); `None` for no limit.
+    pub duration_s: Option<f64>,
+    /// Keep at most this many requests; `None` for no limit.
+    pub max_requests: Option<usize>,
+}
+
+impl ArrivalSpec {
+    /// [`schedule`] with this spec's arrival and limits.
+    pub fn apply(&self, workload: Workload, seed: u64) -> Workload {
+        schedule(
+            workload,
+            &self.arrival,
+            seed,
+            self.duration_s,
+            self.max_requests,
+        )
+    }
+}
+
+/// The start times an arrival gives, in order.
+struct Starts {
+    arrival: Arrival,
+    rng: SmallRng,
+    count: u64,
+    last: f64,
+}
+
+impl Starts {
+    fn new(arrival: Arrival, seed: u64) -> Self {
+        Self {
+            arrival,
+            rng: rng(seed, Stream::Arrival, &[]),
+            count: 0,
+            last: 0.0,
+        }
+    }
+
+    /// The next start's time; `own` is the request's `at_s` as loaded.
+    fn next(&mut self, own: f64) -> f64 {
+        let at = match self.arrival {
+            Arrival::Poisson { rate } => self.last + exponential(&mut self.rng, 1.0 / rate),
+            Arrival::Constant { rate } => self.count as f64 / rate,
+            Arrival::Trace { scale } => own * scale,
+            Arrival::ClosedLoop { .. } => 0.0,
+        };
+        self.count += 1;
+        self.last = at;
+        at
+    }
+}
+
+/// Sets every request's `at_s` for `arrival` (seeded), then keeps the starts before
+/// `duration_s` (a session is kept or dropped whole, by its first turn) and the first
+/// `max_requests` requests, and renumbers `id` to positions. Workload order is kept: the
+/// k-th start gets the k-th arrival time.
+pub fn schedule(
+    mut workload: Workload,
+    arrival: &Arrival,
+    seed: u64,
+    duration_s: Option<f64>,
+    max_requests: Option<usize>,
+) -> Workload {
+    let mut starts = Starts::new(*arrival, seed);
+    // Session → (its start time, think time so far).
+    let mut sessions: HashMap<u64, (f64, f64)> = HashMap::new();
+    for request in &mut workload.requests {
+        let continued = request
+            .session
+            .filter(|t| t.turn > 0)
+            .and_then(|t| sessions.get_mut(&t.session).map(|clock| (clock, t.think_s)));
+        request.at_s = match (continued, arrival) {
+            (Some(_), Arrival::Trace { scale }) => request.at_s * scale,
+            (Some(_), Arrival::ClosedLoop { .. }) => 0.0,
+            (Some(((start, thought), think_s)), _) => {
+                *thought += think_s;
+                *start + *thought
+            }
+            (None, _) => {
+                let at = starts.next(request.at_s);
+                if let Some(turn) = request.session {
+                    sessions.insert(turn.session, (at, 0.0));
+                }
+                at
+            }
+        };
+    }
+    if let Some(limit) = duration_s {
+        trim_duration(&mut workload, limit);
+    }
+    if let Some(cap) = max_requests {
+        workload.requests.truncate(cap);
+    }
+    for (position, request) in workload.requests.iter_mut().enumerate() {
+        request.id = position as u64;
+    }
+    workload
+}
+
+/// Drops the starts at or after `limit` seconds, and every later turn of a dropped session.
+fn trim_duration(workload: &mut Workload, limit: f64) {
+    let mut dropped: HashSet<u64> = HashSet::new();
+    let mut kept: HashSet<u64> = HashSet::new();
+    workload.requests.retain(|request| match request.session {
+        Some(turn) if kept.contains(&turn.session) && turn.turn > 0 => true,
+        Some(turn) if dropped.contains(&turn.session) && turn.turn > 0 => false,
+        session => {
+            let keep = request.at_s < limit;
+            if let Some(turn) = session {
+                if keep {
+                    kept.insert(turn.session)
+                } else {
+                    dropped.insert(turn.session)
+                };
+            }
+            keep
+        }
+    });
+}
