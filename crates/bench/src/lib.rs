@@ -12,6 +12,7 @@ pub mod prompts;
 pub mod report;
 pub mod sse;
 pub mod stats;
+pub mod vsim;
 pub mod workload;
 
 pub use load::{LoadConfig, LoadError, LoadReport, Stop};

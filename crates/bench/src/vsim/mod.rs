@@ -1,0 +1,270 @@
+//! Virtual-time mode of `brix bench` (`brix bench sim`): a discrete-event simulation of a fleet
+//! of engines behind the gateway's routing policies. Pure: no I/O, no clock, no threads.
+//!
+//! N engines are [`brix_sim::Engine`]s (the model `brix sim` serves in real time), each stepping
+//! on its own virtual clock. A workload's requests are released as the live client releases
+//! them ([`Release`]), routed by `brix_router::route` with exactly the inputs the live gateway
+//! gives it (its own in-flight counts; engine gauges as of the last scrape, refreshed every
+//! scrape interval; measured TTFT/TPOT and token rates; the prefix index fed after every
+//! decision), or by the [`SimStrategy::Oracle`], which sees the engines' true caches and queues.
+//! Events (arrivals, step ends, scrape ticks) are processed in timestamp order from a binary
+//! heap, ties in the order they were scheduled. The result is one [`RequestRecord`] per request,
+//! the same records the live mode writes, so both modes share `Summary`.
+//!
+//! Same workload, config, strategy and seed → the same records, bit for bit.
+
+mod oracle;
+mod release;
+mod sim;
+mod view;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use brix_router::{DEFAULT_SEED, PrefixConfig, Weighted};
+use brix_sim::{ConfigError, EngineConfig, GpuProfile, ModelProfile};
+use serde::Serialize;
+
+use crate::report::RequestRecord;
+use crate::workload::Workload;
+
+/// Why a strategy list does not parse (the router's own error).
+pub use brix_router::StrategyParseError;
+
+/// How requests are chosen for a run: one of the gateway's strategies, or the oracle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SimStrategy {
+    /// `brix_router::route` with this strategy or weighted mix, fed as the gateway feeds it.
+    Router(Weighted),
+    /// Sees every engine's true prefix cache and queue: the upper bound for cache-aware
+    /// routing (formula in the `oracle` module and docs/bench.md).
+    Oracle,
+}
+
+impl SimStrategy {
+    /// Parses a comma-separated list of strategies, each run on its own; a weighted mix joins
+    /// its parts with `+` (`prefix-cache:2+least-request:1`), since `,` separates runs.
+    pub fn parse_list(s: &str) -> Result<Vec<Self>, StrategyParseError> {
+        let list: Vec<Self> = s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        if list.is_empty() {
+            return Err(StrategyParseError::Empty(s.to_string()));
+        }
+        Ok(list)
+    }
+}
+
+impl FromStr for SimStrategy {
+    type Err = StrategyParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "oracle" => Ok(Self::Oracle),
+            other => other.replace('+', ",").parse().map(Self::Router),
+        }
+    }
+}
+
+impl fmt::Display for SimStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Oracle => f.write_str("oracle"),
+            Self::Router(w) => f.write_str(&w.to_string().replace(',', "+")),
+        }
+    }
+}
+
+/// When requests are sent, as the live client sends them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Release {
+    /// Open loop: first turns and single requests at their `at_s`.
+    Open,
+    /// Closed loop: `users` clients sharing one queue, each sending as soon as its previous
+    /// request ends: a session's released turn first, else the next fresh request; `at_s` is
+    /// ignored. After `stop_s` nothing new starts (the rest is not sent, not recorded).
+    Closed {
+        /// Concurrent clients.
+        users: usize,
+        /// Seconds after which no request starts.
+        stop_s: Option<f64>,
+    },
+}
+
+/// The fleet and the gateway settings a run simulates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimConfig {
+    /// Engines (replicas) of the one model.
+    pub engines: usize,
+    /// Every engine's settings (engine `i` is seeded with `seed ^ i`).
+    pub engine: EngineConfig,
+    /// The model profile.
+    pub model: ModelProfile,
+    /// The GPU profile.
+    pub gpu: GpuProfile,
+    /// The gateway's prefix-index and `prefix-cache`/`kv-cost` knobs (its defaults: 128-byte
+    /// blocks of the prompt text).
+    pub prefix: PrefixConfig,
+    /// Seconds between scrapes of an engine's gauges (the gateway's default 0.5), each
+    /// interval jittered ±10 % as its probe loop does.
+    pub scrape_interval_s: f64,
+    /// Seeds routing decisions (as the gateway's `routing.seed`) and the scrape jitter.
+    pub seed: u64,
+}
+
+impl SimConfig {
+    /// `engines` replicas with vLLM's defaults for `model` on `gpu` and the gateway's defaults.
+    pub fn new(engines: usize, model: ModelProfile, gpu: GpuProfile) -> Self {
+        Self {
+            engines,
+            engine: EngineConfig::vllm_defaults(&model, &gpu),
+            model,
+            gpu,
+            prefix: PrefixConfig::default(),
+            scrape_interval_s: 0.5,
+            seed: 0,
+        }
+    }
+}
+
+/// A request's routing key, computed once and shared by every strategy of a run: the chained
+/// block hashes of the text the gateway would key it by, and that text's length in units.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteKey {
+    /// `brix_router::hash_bytes` of the key text.
+    pub blocks: Vec<u64>,
+    /// Key length in bytes.
+    pub units: u32,
+}
+
+impl RouteKey {
+    /// The key of `text` in `block`-byte blocks, as the gateway cuts it (`DEFAULT_SEED`).
+    pub fn of_text(text: &str, block: usize) -> Self {
+        Self {
+            blocks: brix_router::hash_bytes(text.as_bytes(), block, DEFAULT_SEED),
+            units: u32::try_from(text.len()).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// Every request's key: its prompt as the live client sends it (the vocabulary words, a
+/// `/v1/completions` prompt, which the gateway keys by its text), in `block`-byte blocks.
+pub fn route_keys(w: &Workload, block: usize) -> Vec<RouteKey> {
+    w.requests
+        .iter()
+        .map(|r| RouteKey::of_text(&crate::workload::vocab::text(&r.prompt), block))
+        .collect()
+}
+
+/// Shortens prompts so that prompt + output fits in `max_model_len` (vLLM refuses the rest
+/// with a 400), keeping the head so shared prefixes stay shared; an output of `max_model_len`
+/// or more is cut to leave one prompt token. Returns how many requests it changed.
+pub fn fit_context(w: &mut Workload, max_model_len: u32) -> usize {
+    let max = max_model_len as usize;
+    let mut changed = 0;
+    for r in &mut w.requests {
+        if max < 2 || r.output_tokens == 0 {
+            continue;
+        }
+        let out = (r.output_tokens as usize).min(max - 1);
+        if r.prompt.len() + out > max || out < r.output_tokens as usize {
+            r.prompt.truncate(max - out);
+            r.output_tokens = out as u32;
+            changed += 1;
+        }
+    }
+    changed
+}
+
+/// One engine at the end of a run: the engine model's own counters.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct EngineReport {
+    /// `engine-i`, the `target_pod` of its records.
+    pub name: String,
+    /// Requests routed to it.
+    pub requests: u64,
+    /// Prompt tokens looked up in its prefix cache (admissions, re-admissions included).
+    pub prefix_queries: u64,
+    /// Of those, tokens served from the cache.
+    pub prefix_hits: u64,
+    /// Requests preempted (recomputed).
+    pub preemptions: u64,
+    /// Engine iterations.
+    pub steps: u64,
+    /// Virtual seconds spent in steps.
+    pub busy_s: f64,
+}
+
+/// What a run produced.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SimRun {
+    /// One record per request sent, in workload order.
+    pub records: Vec<RequestRecord>,
+    /// Per engine.
+    pub engines: Vec<EngineReport>,
+    /// Decisions where the strategy fell back to least-request, by reason.
+    pub fallbacks: BTreeMap<String, u64>,
+    /// Virtual time when the last request ended.
+    pub end_s: f64,
+}
+
+impl SimRun {
+    /// Prompt tokens served from the engines' prefix caches over all tokens looked up.
+    pub fn prefix_hit_rate(&self) -> f64 {
+        let (h, q) = self.engines.iter().fold((0, 0), |(h, q), e| {
+            (h + e.prefix_hits, q + e.prefix_queries)
+        });
+        if q == 0 { 0.0 } else { h as f64 / q as f64 }
+    }
+}
+
+/// Why a run could not start or finish.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SimError {
+    /// A fleet needs at least one engine.
+    #[error("the fleet needs at least one engine")]
+    NoEngines,
+    /// A closed loop needs at least one user.
+    #[error("a closed loop needs at least one user")]
+    NoUsers,
+    /// The engine settings would not start vLLM.
+    #[error("engine settings: {0}")]
+    Engine(#[from] ConfigError),
+    /// `keys` does not match the workload.
+    #[error("{keys} route keys for {requests} requests")]
+    KeysMismatch {
+        /// Keys given.
+        keys: usize,
+        /// Requests in the workload.
+        requests: usize,
+    },
+    /// The scrape interval is not a positive number of seconds.
+    #[error("scrape interval must be positive seconds, got {0}")]
+    ScrapeInterval(f64),
+    /// Events ran out with requests unfinished (a simulator bug, reported rather than hung).
+    #[error("simulation stalled with {stuck} requests unfinished ({done} done)")]
+    Stalled {
+        /// Requests sent and never ended.
+        stuck: usize,
+        /// Requests done.
+        done: usize,
+    },
+}
+
+/// Runs `w` on the fleet `cfg` describes with `strategy`; `keys` are [`route_keys`] of `w`.
+pub fn run(
+    w: &Workload,
+    keys: &[RouteKey],
+    release: Release,
+    cfg: &SimConfig,
+    strategy: &SimStrategy,
+) -> Result<SimRun, SimError> {
+    sim::Sim::new(w, keys, release, cfg, strategy)?.run()
+}

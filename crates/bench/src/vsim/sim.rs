@@ -1,0 +1,512 @@
+//! The event loop: arrivals, engine step ends and scrape ticks in timestamp order.
+//!
+//! An engine steps only while it has work. A request sent to an idle engine is added and a
+//! step starts at once; one sent to a busy engine waits, as in `brix sim`'s driver, until the
+//! running step ends, then joins the next step's scheduling with its own arrival time. A step's
+//! tokens and finished requests become visible at its end. A scrape copies the engine's gauges
+//! (as `brix sim` reports them mid-step) into the gateway's view.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BinaryHeap};
+
+use brix_router::{Pod, PrefixIndex, RouteRequest, Strategy, route};
+use brix_sim::{Engine, Finished, NewRequest, StepCost, StepOutput};
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+
+use super::oracle::{self, EngineLoad};
+use super::release::{Action, Releaser};
+use super::view::GatewayView;
+use super::{EngineReport, Release, RouteKey, SimConfig, SimError, SimRun, SimStrategy};
+use crate::report::RequestRecord;
+use crate::workload::Workload;
+
+/// The gateway's per-request RNG stream: `seed ^ n · golden` (`brix-gateway`'s `Gateway::rng`).
+const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Event {
+    /// Request (by position) is sent.
+    Arrival(usize),
+    /// The engine's running step ends.
+    StepEnd(usize),
+    /// The gateway scrapes the engine.
+    Scrape(usize),
+    /// Closed loop: a released turn's think time is over.
+    Wake,
+}
+
+/// A heap entry: earliest time first, then the order it was scheduled in.
+#[derive(Clone, Copy, Debug)]
+struct Timed {
+    at: f64,
+    seq: u64,
+    event: Event,
+}
+
+impl PartialEq for Timed {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Timed {}
+impl PartialOrd for Timed {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Timed {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.at.total_cmp(&other.at).then(self.seq.cmp(&other.seq))
+    }
+}
+
+/// One engine, its pending arrivals, and what the gateway and the oracle know of it.
+struct Slot {
+    engine: Engine,
+    /// Sent while a step was running: (request, arrival), added when it ends.
+    pending: Vec<(NewRequest, f64)>,
+    /// The running step; its outputs are visible at its end.
+    step: Option<StepOutput>,
+    view: GatewayView,
+    requests: u64,
+    // The oracle's bookkeeping (exact from the events; see `oracle`).
+    queued_prefill: u64,
+    decoding: u32,
+    decode_context: u64,
+}
+
+/// A request between its send and its end.
+#[derive(Clone, Debug)]
+struct Live {
+    engine: usize,
+    scheduled: f64,
+    first: Option<f64>,
+    last: f64,
+    itl_ms: Vec<f64>,
+    /// Uncached prefill the oracle booked for it (0 for other strategies).
+    prefill: u32,
+}
+
+/// One run's state.
+pub(crate) struct Sim<'a> {
+    w: &'a Workload,
+    keys: &'a [RouteKey],
+    cfg: &'a SimConfig,
+    strategy: &'a SimStrategy,
+    slots: Vec<Slot>,
+    pods: Vec<Pod>,
+    index: PrefixIndex,
+    /// Whether the strategy reads the prefix index. The gateway feeds it after every decision
+    /// whatever the strategy; for strategies that never read it, skipping the inserts changes
+    /// no decision and saves most of a run's time.
+    feeds_index: bool,
+    step_cost: StepCost,
+    releaser: Releaser,
+    heap: BinaryHeap<Reverse<Timed>>,
+    /// Events in the heap other than scrapes: the run ends when none is left.
+    live_events: usize,
+    seq: u64,
+    decisions: u64,
+    jitter: SmallRng,
+    live: Vec<Option<Live>>,
+    records: Vec<Option<RequestRecord>>,
+    fallbacks: BTreeMap<String, u64>,
+    done: usize,
+    now: f64,
+}
+
+impl<'a> Sim<'a> {
+    pub(crate) fn new(
+        w: &'a Workload,
+        keys: &'a [RouteKey],
+        release: Release,
+        cfg: &'a SimConfig,
+        strategy: &'a SimStrategy,
+    ) -> Result<Self, SimError> {
+        if cfg.engines == 0 {
+            return Err(SimError::NoEngines);
+        }
+        if keys.len() != w.requests.len() {
+            return Err(SimError::KeysMismatch {
+                keys: keys.len(),
+                requests: w.requests.len(),
+            });
+        }
+        if !(cfg.scrape_interval_s.is_finite() && cfg.scrape_interval_s > 0.0) {
+            return Err(SimError::ScrapeInterval(cfg.scrape_interval_s));
+        }
+        let mut slots = Vec::with_capacity(cfg.engines);
+        let mut pods = Vec::with_capacity(cfg.engines);
+        for i in 0..cfg.engines {
+            let mut ec = cfg.engine.clone();
+            ec.seed ^= i as u64;
+            slots.push(Slot {
+                engine: Engine::new(ec, cfg.model.clone(), cfg.gpu.clone())?,
+                pending: Vec::new(),
+                step: None,
+                view: GatewayView::default(),
+                requests: 0,
+                queued_prefill: 0,
+                decoding: 0,
+                decode_context: 0,
+            });
+            let name = format!("engine-{i}");
+            pods.push(Pod {
+                address: name.clone(),
+                name,
+                ..Pod::default()
+            });
+        }
+        let mut sim = Self {
+            w,
+            keys,
+            cfg,
+            strategy,
+            slots,
+            pods,
+            index: PrefixIndex::new(cfg.prefix.clone()),
+            feeds_index: match strategy {
+                SimStrategy::Router(w) => {
+                    w.0.iter()
+                        .any(|(s, _)| matches!(s, Strategy::PrefixCache | Strategy::KvCost))
+                }
+                SimStrategy::Oracle => false,
+            },
+            step_cost: StepCost::new(&cfg.model, &cfg.gpu),
+            releaser: Releaser::new(w, release),
+            heap: BinaryHeap::new(),
+            live_events: 0,
+            seq: 0,
+            decisions: 0,
+            jitter: SmallRng::seed_from_u64(cfg.seed ^ 0x7363_7261_7065),
+            live: vec![None; w.requests.len()],
+            records: vec![None; w.requests.len()],
+            fallbacks: BTreeMap::new(),
+            done: 0,
+            now: 0.0,
+        };
+        if matches!(release, Release::Closed { users: 0, .. }) {
+            return Err(SimError::NoUsers);
+        }
+        let actions = sim.releaser.start(w);
+        sim.act(actions, 0.0);
+        for e in 0..cfg.engines {
+            sim.push(0.0, Event::Scrape(e));
+        }
+        Ok(sim)
+    }
+
+    fn push(&mut self, at: f64, event: Event) {
+        if !matches!(event, Event::Scrape(_)) {
+            self.live_events += 1;
+        }
+        self.seq += 1;
+        self.heap.push(Reverse(Timed {
+            at,
+            seq: self.seq,
+            event,
+        }));
+    }
+
+    /// Processes events until every request has ended.
+    pub(crate) fn run(mut self) -> Result<SimRun, SimError> {
+        while self.live_events > 0 {
+            let Some(Reverse(Timed { at, event, .. })) = self.heap.pop() else {
+                break;
+            };
+            if !matches!(event, Event::Scrape(_)) {
+                self.live_events -= 1;
+            }
+            self.now = at;
+            match event {
+                Event::Arrival(i) => self.arrive(i, at),
+                Event::StepEnd(e) => self.step_end(e, at),
+                Event::Scrape(e) => self.scrape(e, at),
+                Event::Wake => {
+                    let actions = self.releaser.wake(at);
+                    self.act(actions, at);
+                }
+            }
+        }
+        let stuck = self.live.iter().filter(|l| l.is_some()).count();
+        if stuck > 0 {
+            return Err(SimError::Stalled {
+                stuck,
+                done: self.done,
+            });
+        }
+        let engines = self
+            .slots
+            .iter()
+            .zip(&self.pods)
+            .map(|(s, p)| {
+                let st = s.engine.stats();
+                EngineReport {
+                    name: p.name.clone(),
+                    requests: s.requests,
+                    prefix_queries: st.prefix_queries,
+                    prefix_hits: st.prefix_hits,
+                    preemptions: st.preemptions,
+                    steps: st.steps,
+                    busy_s: st.busy_time,
+                }
+            })
+            .collect();
+        let end_s = self
+            .records
+            .iter()
+            .flatten()
+            .map(|r| r.sent_s + r.e2e_ms.unwrap_or(0.0) / 1000.0)
+            .fold(0.0, f64::max);
+        Ok(SimRun {
+            records: self.records.into_iter().flatten().collect(),
+            engines,
+            fallbacks: self.fallbacks,
+            end_s,
+        })
+    }
+
+    /// Routes and sends request `i` at `now`.
+    fn arrive(&mut self, i: usize, now: f64) {
+        let w = self.w;
+        let req = &w.requests[i];
+        let (e, prefill) = match self.strategy {
+            SimStrategy::Router(strategy) => (self.route(strategy, i, now), 0),
+            SimStrategy::Oracle => self.oracle(i),
+        };
+        let slot = &mut self.slots[e];
+        slot.view.in_flight += 1;
+        slot.requests += 1;
+        slot.queued_prefill += u64::from(prefill);
+        self.live[i] = Some(Live {
+            engine: e,
+            scheduled: now,
+            first: None,
+            last: now,
+            itl_ms: Vec::new(),
+            prefill,
+        });
+        let new = NewRequest {
+            id: i as u64,
+            prompt: req.prompt.clone(),
+            max_tokens: Some(req.output_tokens),
+            min_tokens: 0,
+            ignore_eos: true,
+            lora: None,
+        };
+        if self.slots[e].step.is_some() {
+            self.slots[e].pending.push((new, now));
+        } else {
+            self.add(e, new, now);
+            self.start_step(e, now);
+        }
+    }
+
+    /// The gateway's decision: the router over the pods' snapshots, then the index update.
+    fn route(&mut self, strategy: &brix_router::Weighted, i: usize, now: f64) -> usize {
+        for (pod, slot) in self.pods.iter_mut().zip(&self.slots) {
+            slot.view.fill(pod, now);
+        }
+        let key = &self.keys[i];
+        let req = RouteRequest {
+            blocks: &key.blocks,
+            prompt_units: key.units,
+            max_tokens: Some(self.w.requests[i].output_tokens),
+            ..RouteRequest::default()
+        };
+        let mut rng = SmallRng::seed_from_u64(self.cfg.seed ^ self.decisions.wrapping_mul(GOLDEN));
+        self.decisions += 1;
+        // `route` fails only without pods, and a fleet has at least one engine.
+        let d = route(strategy, &req, &self.pods, &self.index, now, &mut rng).unwrap_or(
+            brix_router::Decision {
+                pod: 0,
+                fallback: None,
+            },
+        );
+        if let Some(f) = d.fallback {
+            *self.fallbacks.entry(f.as_str().to_string()).or_default() += 1;
+        }
+        if self.feeds_index && !key.blocks.is_empty() {
+            self.index
+                .insert(&key.blocks, &self.pods[d.pod].address, now);
+        }
+        d.pod
+    }
+
+    /// The oracle's decision and the prefill it books on the chosen engine.
+    fn oracle(&mut self, i: usize) -> (usize, u32) {
+        let w = self.w;
+        let prompt = &w.requests[i].prompt;
+        let len = u32::try_from(prompt.len()).unwrap_or(u32::MAX);
+        let budget = self.cfg.engine.max_num_batched_tokens;
+        let mut uncached = Vec::with_capacity(self.slots.len());
+        let costs: Vec<f64> = self
+            .slots
+            .iter()
+            .map(|s| {
+                let u = len.saturating_sub(s.engine.cached_prefix_tokens(prompt, None));
+                uncached.push(u);
+                let load = EngineLoad {
+                    uncached: u,
+                    queued_prefill: s.queued_prefill,
+                    decoding: s.decoding,
+                    decode_context: s.decode_context,
+                };
+                oracle::cost(&load, budget, &self.step_cost)
+            })
+            .collect();
+        let mut rng = SmallRng::seed_from_u64(self.cfg.seed ^ self.decisions.wrapping_mul(GOLDEN));
+        self.decisions += 1;
+        let mut order: Vec<usize> = (0..self.slots.len()).collect();
+        order.shuffle(&mut rng);
+        let e = oracle::choose(&costs, &order);
+        (e, uncached[e])
+    }
+
+    /// Adds a request to an engine; a refusal ends it as vLLM's 400 would.
+    fn add(&mut self, e: usize, new: NewRequest, arrival: f64) {
+        let id = new.id as usize;
+        if let Err(err) = self.slots[e].engine.add_request(new, arrival) {
+            self.fail(id, &err.to_string(), self.now);
+        }
+    }
+
+    fn start_step(&mut self, e: usize, now: f64) {
+        if let Some(out) = self.slots[e].engine.step(now) {
+            let end = out.end;
+            self.slots[e].step = Some(out);
+            self.push(end, Event::StepEnd(e));
+        }
+    }
+
+    /// Hands out the step's tokens and ends, adds pending arrivals, and starts the next step.
+    fn step_end(&mut self, e: usize, now: f64) {
+        let Some(out) = self.slots[e].step.take() else {
+            return;
+        };
+        for tok in &out.tokens {
+            let Some(l) = self.live.get_mut(tok.id as usize).and_then(Option::as_mut) else {
+                continue;
+            };
+            let slot = &mut self.slots[e];
+            if l.first.is_none() {
+                l.first = Some(now);
+                slot.queued_prefill = slot.queued_prefill.saturating_sub(u64::from(l.prefill));
+                slot.decoding += 1;
+                slot.decode_context += self.w.requests[tok.id as usize].prompt.len() as u64 + 1;
+            } else {
+                l.itl_ms.push((now - l.last) * 1000.0);
+                slot.decode_context += 1;
+            }
+            l.last = now;
+        }
+        for f in &out.finished {
+            self.finish(e, f, now);
+        }
+        for (new, arrival) in std::mem::take(&mut self.slots[e].pending) {
+            self.add(e, new, arrival);
+        }
+        self.start_step(e, now);
+    }
+
+    /// Books a request the engine completed.
+    fn finish(&mut self, e: usize, f: &Finished, now: f64) {
+        let i = f.id as usize;
+        let Some(l) = self.live.get_mut(i).and_then(Option::take) else {
+            return;
+        };
+        let slot = &mut self.slots[e];
+        slot.view.in_flight = slot.view.in_flight.saturating_sub(1);
+        if l.first.is_some() {
+            slot.decoding = slot.decoding.saturating_sub(1);
+            let ctx = u64::from(f.prompt_tokens) + u64::from(f.output_tokens);
+            slot.decode_context = slot.decode_context.saturating_sub(ctx);
+        }
+        let ttft = l.first.map(|t| t - l.scheduled);
+        let tpot = match l.first {
+            Some(first) if f.output_tokens > 1 => {
+                Some((now - first) / f64::from(f.output_tokens - 1))
+            }
+            _ => None,
+        };
+        slot.view
+            .observe(now, f.prompt_tokens, f.output_tokens, ttft, tpot);
+        let w = self.w;
+        let r = &w.requests[i];
+        self.records[i] = Some(RequestRecord {
+            id: r.id,
+            session: r.session.map(|t| t.session),
+            turn: r.session.map(|t| t.turn),
+            scheduled_s: l.scheduled,
+            sent_s: l.scheduled,
+            ttft_ms: ttft.map(|t| t * 1000.0),
+            itl_ms: l.itl_ms,
+            tpot_ms: tpot.map(|t| t * 1000.0),
+            e2e_ms: Some((now - l.scheduled) * 1000.0),
+            prompt_tokens: f.prompt_tokens,
+            output_tokens: f.output_tokens,
+            status: 200,
+            target_pod: Some(self.pods[e].name.clone()),
+            error: None,
+        });
+        self.done += 1;
+        self.release_after(i, now);
+    }
+
+    /// Books a request the engine refused.
+    fn fail(&mut self, i: usize, error: &str, now: f64) {
+        let Some(l) = self.live.get_mut(i).and_then(Option::take) else {
+            return;
+        };
+        let slot = &mut self.slots[l.engine];
+        slot.view.in_flight = slot.view.in_flight.saturating_sub(1);
+        slot.queued_prefill = slot.queued_prefill.saturating_sub(u64::from(l.prefill));
+        let r = &self.w.requests[i];
+        self.records[i] = Some(RequestRecord {
+            id: r.id,
+            session: r.session.map(|t| t.session),
+            turn: r.session.map(|t| t.turn),
+            scheduled_s: l.scheduled,
+            sent_s: l.scheduled,
+            prompt_tokens: u32::try_from(r.prompt.len()).unwrap_or(u32::MAX),
+            status: 400,
+            target_pod: Some(self.pods[l.engine].name.clone()),
+            error: Some(error.to_string()),
+            ..RequestRecord::default()
+        });
+        self.done += 1;
+        self.release_after(i, now);
+    }
+
+    /// Tells the client request `i` ended; sends what it releases.
+    fn release_after(&mut self, i: usize, now: f64) {
+        let actions = self.releaser.ended(self.w, i, now);
+        self.act(actions, now);
+    }
+
+    fn act(&mut self, actions: Vec<Action>, now: f64) {
+        for a in actions {
+            match a {
+                Action::Send(i) => self.push(now, Event::Arrival(i)),
+                Action::SendAt(i, at) => self.push(at, Event::Arrival(i)),
+                Action::WakeAt(at) => self.push(at, Event::Wake),
+            }
+        }
+    }
+
+    /// Copies the engine's gauges into the gateway's view; schedules the next scrape.
+    fn scrape(&mut self, e: usize, now: f64) {
+        let s = self.slots[e].engine.snapshot();
+        self.slots[e].view.metrics = brix_router::EngineMetrics {
+            running: Some(s.num_running as f64),
+            waiting: Some(s.num_waiting as f64),
+            kv_usage: Some(s.kv_usage),
+        };
+        if self.live_events > 0 {
+            let next = now + self.cfg.scrape_interval_s * self.jitter.random_range(0.9..1.1);
+            self.push(next, Event::Scrape(e));
+        }
+    }
+}
