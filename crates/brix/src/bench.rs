@@ -9,6 +9,9 @@ use std::time::Duration;
 use brix_bench::{LoadConfig, LoadError, MockConfig, MockError, Stop};
 use clap::{Args, Subcommand};
 
+#[path = "bench_sim.rs"]
+mod sim;
+
 /// Flags of `brix bench`.
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
@@ -22,6 +25,9 @@ enum BenchCommand {
     Mock(MockArgs),
     /// Run a closed-loop load against an OpenAI endpoint and report requests/s and latency.
     Load(LoadArgs),
+    /// Run a workload on a simulated fleet in virtual time, routed by the gateway's policies
+    /// (and an oracle): the same reports as `run`, in seconds for an hour of traffic.
+    Sim(sim::SimArgs),
 }
 
 /// Flags of `brix bench mock`.
@@ -102,6 +108,9 @@ pub(crate) enum BenchCliError {
         /// What was given.
         value: f64,
     },
+    /// The virtual-time run failed.
+    #[error(transparent)]
+    Sim(#[from] sim::SimCliError),
     /// The async runtime could not start.
     #[error("starting the runtime: {0}")]
     Runtime(std::io::Error),
@@ -134,6 +143,7 @@ fn run(args: BenchArgs) -> Result<(), BenchCliError> {
             runtime(Some(a.threads))?.block_on(brix_bench::mock::serve(addr, config))?;
             Ok(())
         }
+        BenchCommand::Sim(a) => Ok(sim::run(a)?),
         BenchCommand::Load(a) => {
             let mut cfg = LoadConfig::new(&a.url, &a.path)?;
             cfg.concurrency = a.concurrency;

@@ -1,0 +1,91 @@
+//! `brix bench sim` as a user runs it: one directory per strategy with the files `brix bench
+//! run` writes, the same bytes again for the same seed, and flag errors named.
+#![expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use brix_bench::report::Summary;
+
+const BRIX: &str = env!("CARGO_BIN_EXE_brix");
+
+fn sim(args: &[&str], output: &Path) -> Output {
+    Command::new(BRIX)
+        .args(["bench", "sim"])
+        .args(args)
+        .arg("--output")
+        .arg(output)
+        .output()
+        .unwrap()
+}
+
+/// A directory under the system temp dir, removed on drop.
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn writes_a_run_per_strategy_and_the_same_bytes_for_the_same_seed() {
+    let dir = Dir(std::env::temp_dir().join(format!("brix-bench-sim-{}", std::process::id())));
+    let args = [
+        "--workload",
+        "shared-prefix:groups=2,prefix=256,suffix=32,output=16,requests=40",
+        "--arrival",
+        "poisson:10",
+        "--engines",
+        "2",
+        "--strategy",
+        "least-request,prefix-cache:2+least-request,oracle",
+    ];
+    for run in ["a", "b"] {
+        let out = sim(&args, &dir.0.join(run));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(dir.0.join("a/summary.md").is_file());
+    for strategy in ["least-request", "prefix-cache:2+least-request:1", "oracle"] {
+        for file in ["requests.jsonl", "summary.json", "sim.json"] {
+            let read =
+                |run: &str| std::fs::read(dir.0.join(run).join(strategy).join(file)).unwrap();
+            assert_eq!(read("a"), read("b"), "{strategy}/{file}");
+        }
+        let text =
+            std::fs::read_to_string(dir.0.join("a").join(strategy).join("summary.json")).unwrap();
+        let summary: Summary = serde_json::from_str(&text).unwrap();
+        assert_eq!((summary.completed, summary.failed), (40, 0));
+        assert_eq!(summary.label, format!("vsim/{strategy}"));
+        assert!(dir.0.join("a").join(strategy).join("run.json").is_file());
+    }
+}
+
+#[test]
+fn bad_flags_are_named() {
+    let dir = Dir(std::env::temp_dir().join(format!("brix-bench-sim-bad-{}", std::process::id())));
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--workload", "shared-prefix", "--strategy", "least-busy"],
+            "least-busy",
+        ),
+        (
+            &["--workload", "shared-prefix", "--engines", "0"],
+            "--engines",
+        ),
+        (&["--workload", "shared-prefix", "--gpu", "Z100"], "Z100"),
+    ];
+    for (args, needle) in cases {
+        let out = sim(args, &dir.0);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains(needle), "{needle:?} not in {err}");
+    }
+}
