@@ -6,6 +6,7 @@
 //! gateway's. `scripts/bench-gateway` drives both against `brix gateway` and peer routers and
 //! writes the table to `bench/results/`; `docs/bench.md` explains the method.
 
+pub mod live;
 pub mod load;
 pub mod mock;
 pub mod prompts;

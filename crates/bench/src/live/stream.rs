@@ -1,0 +1,192 @@
+//! Reading an OpenAI completion stream as it arrives: bytes → `data:` payloads → what each
+//! chunk means for timing (a token arrived, usage, the end, an error). Pure; no I/O.
+//!
+//! [`crate::sse`] checks a whole body after the fact; the live client needs each event at the
+//! moment its bytes arrive, so this splitter is incremental: it keeps a partial line between
+//! network reads and hands out every complete `data:` line at once.
+
+use serde::Deserialize;
+
+/// Splits SSE bytes into `data:` payloads, keeping a partial line between pushes.
+#[derive(Debug, Default)]
+pub(crate) struct SseSplitter {
+    partial: Vec<u8>,
+}
+
+impl SseSplitter {
+    /// Feeds one network read; calls `on_data` with each complete `data:` payload (LF or CRLF
+    /// line ends; other fields, comments and blank lines are skipped).
+    pub(crate) fn push(&mut self, bytes: &[u8], mut on_data: impl FnMut(&[u8])) {
+        let mut rest = bytes;
+        while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
+            let (head, tail) = rest.split_at(nl);
+            rest = &tail[1..];
+            if self.partial.is_empty() {
+                emit(head, &mut on_data);
+            } else {
+                self.partial.extend_from_slice(head);
+                let line = std::mem::take(&mut self.partial);
+                emit(&line, &mut on_data);
+            }
+        }
+        self.partial.extend_from_slice(rest);
+    }
+}
+
+fn emit(line: &[u8], on_data: &mut impl FnMut(&[u8])) {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if let Some(payload) = line.strip_prefix(b"data:") {
+        on_data(payload.strip_prefix(b" ").unwrap_or(payload));
+    }
+}
+
+/// What one `data:` payload says.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Event {
+    /// `[DONE]`: the stream is complete.
+    Done,
+    /// A chunk: whether it carried generated text, and usage when it had some.
+    Chunk {
+        /// Some choice had non-empty `text` (completions) or `delta.content` (chat).
+        text: bool,
+        /// `usage.prompt_tokens` and `usage.completion_tokens`.
+        usage: Option<(u32, u32)>,
+    },
+    /// An `{"error": ...}` object in the stream (vLLM sends one when generation fails).
+    Error(String),
+}
+
+#[derive(Deserialize)]
+struct RawChunk {
+    #[serde(default)]
+    choices: Vec<RawChoice>,
+    usage: Option<RawUsage>,
+    error: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct RawChoice {
+    text: Option<String>,
+    delta: Option<RawDelta>,
+}
+
+#[derive(Deserialize)]
+struct RawDelta {
+    content: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawUsage {
+    prompt_tokens: u32,
+    completion_tokens: u32,
+}
+
+/// Interprets one payload; a payload that is not JSON is an error for the caller to record.
+pub(crate) fn parse(payload: &[u8]) -> Result<Event, serde_json::Error> {
+    if payload == b"[DONE]" {
+        return Ok(Event::Done);
+    }
+    let raw: RawChunk = serde_json::from_slice(payload)?;
+    if let Some(e) = raw.error {
+        let message = e
+            .get("message")
+            .and_then(|m| m.as_str())
+            .map_or_else(|| e.to_string(), str::to_owned);
+        return Ok(Event::Error(message));
+    }
+    let text = raw.choices.iter().any(|c| {
+        c.text.as_deref().is_some_and(|t| !t.is_empty())
+            || c.delta
+                .as_ref()
+                .and_then(|d| d.content.as_deref())
+                .is_some_and(|t| !t.is_empty())
+    });
+    Ok(Event::Chunk {
+        text,
+        usage: raw.usage.map(|u| (u.prompt_tokens, u.completion_tokens)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(pieces: &[&[u8]]) -> Vec<String> {
+        let mut s = SseSplitter::default();
+        let mut out = Vec::new();
+        for p in pieces {
+            s.push(p, |d| out.push(String::from_utf8_lossy(d).into_owned()));
+        }
+        out
+    }
+
+    #[test]
+    fn live_splitter_joins_lines_across_reads() {
+        let whole: &[u8] = b"data: {\"a\":1}\n\n: ping\n\ndata:[DONE]\r\n\r\n";
+        let want = vec!["{\"a\":1}".to_string(), "[DONE]".to_string()];
+        assert_eq!(split(&[whole]), want);
+        // Every split point gives the same payloads.
+        for i in 0..whole.len() {
+            let (a, b) = whole.split_at(i);
+            assert_eq!(split(&[a, b]), want, "split at {i}");
+        }
+        let bytes: Vec<&[u8]> = whole.chunks(1).collect();
+        assert_eq!(split(&bytes), want);
+        // A line without its newline is not handed out yet.
+        assert!(split(&[b"data: {}"]).is_empty());
+    }
+
+    #[test]
+    fn live_chunks_are_classified() {
+        let cases: &[(&str, Event)] = &[
+            ("[DONE]", Event::Done),
+            (
+                r#"{"choices":[{"index":0,"text":" the"}]}"#,
+                Event::Chunk {
+                    text: true,
+                    usage: None,
+                },
+            ),
+            (
+                r#"{"choices":[{"index":0,"text":"","finish_reason":"length"}]}"#,
+                Event::Chunk {
+                    text: false,
+                    usage: None,
+                },
+            ),
+            (
+                r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#,
+                Event::Chunk {
+                    text: false,
+                    usage: None,
+                },
+            ),
+            (
+                r#"{"choices":[{"delta":{"content":"hi"}}]}"#,
+                Event::Chunk {
+                    text: true,
+                    usage: None,
+                },
+            ),
+            (
+                r#"{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}"#,
+                Event::Chunk {
+                    text: false,
+                    usage: Some((7, 3)),
+                },
+            ),
+            (
+                r#"{"error":{"message":"boom","type":"x"}}"#,
+                Event::Error("boom".into()),
+            ),
+        ];
+        for (payload, want) in cases {
+            assert_eq!(
+                &parse(payload.as_bytes()).expect(payload),
+                want,
+                "{payload}"
+            );
+        }
+        assert!(parse(b"not json").is_err());
+    }
+}
