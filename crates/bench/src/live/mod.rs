@@ -69,7 +69,7 @@ pub struct LiveConfig {
 /// Why a live run or its output failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
-    /// `--endpoint` is not an http(s) URL.
+    /// `--endpoint` is not an `http://` URL.
     #[error(
         "--endpoint must look like http://127.0.0.1:8888 (optionally ending in /v1), got {0:?}"
     )]
@@ -109,7 +109,9 @@ impl LiveConfig {
         let base = endpoint.trim_end_matches('/');
         let base = base.strip_suffix("/v1").unwrap_or(base);
         let parsed = Url::parse(base).map_err(|_| bad())?;
-        if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        // Plain HTTP only: the client is built without TLS (loopback and cluster-internal
+        // endpoints are what this measures).
+        if parsed.scheme() != "http" || parsed.host().is_none() {
             return Err(bad());
         }
         let url = Url::parse(&format!("{base}/v1/completions")).map_err(|_| bad())?;
@@ -213,7 +215,10 @@ fn units(workload: &Workload, text: impl Fn(&[u32]) -> String) -> Vec<Unit> {
 }
 
 /// What was run, written beside the results (`run.json`) so a result names its command.
+/// Missing fields read as their defaults, so files from other writers (`brix bench sim`) and
+/// older runs still compare.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(default)]
 pub struct RunInfo {
     /// The run's label (the row name in tables and plots).
     pub label: String,
@@ -297,7 +302,7 @@ mod tests {
             let c = LiveConfig::new(ok, "m").expect(ok);
             assert_eq!(c.url.path(), "/v1/completions", "{ok}");
         }
-        for bad in ["127.0.0.1:8888", "ftp://x:1", "http://", ""] {
+        for bad in ["127.0.0.1:8888", "ftp://x:1", "https://x:1", "http://", ""] {
             assert!(LiveConfig::new(bad, "m").is_err(), "{bad}");
         }
     }

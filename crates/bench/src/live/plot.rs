@@ -136,6 +136,9 @@ impl Figure for Cdf<'_> {
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
+            .x_labels(8)
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .light_line_style(RGBColor(238, 238, 238))
             .x_desc("time to first token (ms, log scale)")
             .y_desc("fraction of requests")
             .draw()
@@ -211,6 +214,7 @@ fn panel_chart<DB: DrawingBackend>(
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
+        .light_line_style(RGBColor(238, 238, 238))
         .x_desc("completed requests/s")
         .y_desc(desc)
         .draw()
