@@ -38,10 +38,11 @@ pub enum Arrival {
         /// Multiplies every `at_s` (≥ 0).
         scale: f64,
     },
-    /// A closed loop: `at_s` is 0 everywhere and the runner keeps `users` users busy. Each
-    /// user takes the next start (a single request or a session's first turn) in workload
-    /// order when it is free, and plays a session's turns in order, waiting for each reply
-    /// and then `think_s`, before taking the next start. Offered load adapts to the server.
+    /// A closed loop: `at_s` is 0 everywhere and the runner keeps `users` requests in flight.
+    /// The users share one queue of ready requests: single requests and first turns in
+    /// workload order, and a session's later turn once it is released, `think_s` after the
+    /// previous turn's reply (so turns stay in order). Offered load adapts to the server.
+    /// The live client and the fleet simulator release requests the same way.
     ClosedLoop {
         /// Concurrent users (≥ 1).
         users: usize,
