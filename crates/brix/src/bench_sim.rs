@@ -184,7 +184,7 @@ pub(crate) fn run(a: SimArgs) -> Result<(), SimCliError> {
         ttft_ms: a.slo_ttft_ms,
         tpot_ms: a.slo_tpot_ms,
     };
-    let command = command_line();
+    let command = super::command_line();
     let mut rows: Vec<(Summary, SimRun, f64)> = Vec::new();
     for strategy in &strategies {
         let name = strategy.to_string();
@@ -355,21 +355,4 @@ fn write(path: &Path, text: &str) -> Result<(), SimCliError> {
         path: path.to_path_buf(),
         source,
     })
-}
-
-/// This process's command line, quoted for a shell.
-fn command_line() -> String {
-    std::env::args()
-        .map(|arg| {
-            let plain = arg
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+".contains(c));
-            if plain && !arg.is_empty() {
-                arg
-            } else {
-                format!("'{}'", arg.replace('\'', r"'\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
