@@ -5,8 +5,11 @@
 //! `fitted` were used to choose the GPU profile's efficiencies and overheads, and a test keeps
 //! the model within `tolerance` of them; the others are shown for context only.
 
+use crate::calibration_data::{
+    SHAREGPT_320_INPUT, SHAREGPT_320_OUTPUT_A100, SHAREGPT_320_OUTPUT_H100,
+};
 use crate::config::EngineConfig;
-use crate::drive::run_closed_loop;
+use crate::drive::{run_closed_loop, run_open_loop};
 use crate::engine::{Engine, Finished};
 use crate::profile::Catalog;
 use crate::request::NewRequest;
@@ -50,12 +53,15 @@ fn bench(
     let (Ok(model), Ok(gpu)) = (catalog.model("llama-3-8b"), catalog.gpu(gpu)) else {
         return (Vec::new(), 0.0);
     };
-    let mut cfg = EngineConfig::vllm_defaults(model, gpu);
+    let mut gpu = gpu.clone();
+    let mut cfg = EngineConfig::vllm_defaults(model, &gpu);
     if offline {
+        // The offline `LLM` class has no API server: every prompt is queued before the run.
+        gpu.request_intake_ms = 0.0;
         // vLLM's offline `LLM` class (benchmark_latency) raises the token budget.
         cfg.max_num_batched_tokens = cfg.max_num_batched_tokens.max(8192) * 2;
     }
-    let Ok(mut engine) = Engine::new(cfg, model.clone(), gpu.clone()) else {
+    let Ok(mut engine) = Engine::new(cfg, model.clone(), gpu) else {
         return (Vec::new(), 0.0);
     };
     run_closed_loop(&mut engine, concurrency, n, |i| NewRequest {
@@ -67,6 +73,84 @@ fn bench(
         max_tokens: Some(output),
         ignore_eos: true,
         ..NewRequest::default()
+    })
+}
+
+/// What a burst replay measured, as `benchmark_serving.py` reports it.
+#[derive(Clone, Copy, Debug)]
+pub struct BurstMetrics {
+    /// Mean TTFT over requests that produced text, seconds.
+    pub ttft: f64,
+    /// Mean TPOT (`(e2e − ttft) / (out − 1)`) over requests with more than one token, seconds.
+    pub tpot: f64,
+    /// Median of the same TPOTs, seconds.
+    pub median_tpot: f64,
+    /// Output tokens per second over the whole run.
+    pub throughput: f64,
+    /// Mean end-to-end latency, seconds.
+    pub e2e: f64,
+}
+
+/// Replays the published ShareGPT burst (320 prompts at once, vLLM v0.5.4) on `gpu`.
+///
+/// With `as_v0` the engine takes v0.5.4's settings where they differ from V1's: a 2048-token
+/// budget (`max(max_model_len, 2048)` without chunked prefill) and an API server that shares
+/// the engine loop (`frontend_blocks_engine`). Without it, the same burst on a V1 engine.
+pub fn sharegpt_burst(gpu: &str, as_v0: bool) -> Option<BurstMetrics> {
+    let (outputs, max_model_len) = match gpu {
+        "A100-80GB" => (&SHAREGPT_320_OUTPUT_A100, 2000),
+        "H100" => (&SHAREGPT_320_OUTPUT_H100, 2048),
+        _ => return None,
+    };
+    let catalog = Catalog::builtin();
+    let model = catalog.model("llama-3-8b").ok()?;
+    let gpu = catalog.gpu(gpu).ok()?;
+    let mut cfg = EngineConfig::vllm_defaults(model, gpu);
+    cfg.max_num_seqs = 256; // the benchmark's `--max-num-seqs`
+    cfg.max_model_len = max_model_len;
+    if as_v0 {
+        cfg.max_num_batched_tokens = 2048;
+        cfg.frontend_blocks_engine = true;
+    }
+    let mut engine = Engine::new(cfg, model.clone(), gpu.clone()).ok()?;
+    let arrivals = SHAREGPT_320_INPUT
+        .iter()
+        .zip(outputs)
+        .enumerate()
+        .map(|(i, (&input, &output))| {
+            let i = i as u64;
+            let req = NewRequest {
+                id: i,
+                prompt: (0..u32::from(input))
+                    .map(|t| (t * 7919 + i as u32 * 104_729) % 100_000 + 1)
+                    .collect(),
+                max_tokens: Some(u32::from(output).max(1)),
+                ignore_eos: true,
+                ..NewRequest::default()
+            };
+            (0.0, req)
+        })
+        .collect();
+    let done = run_open_loop(&mut engine, arrivals);
+    let out = |f: &Finished| outputs[f.id as usize];
+    let end = done.iter().map(|f| f.end).fold(0.0, f64::max);
+    let total: u32 = outputs.iter().map(|&o| u32::from(o)).sum();
+    let mut tpots: Vec<f64> = done
+        .iter()
+        .filter(|f| out(f) > 1)
+        .filter_map(|f| Some((f.e2e() - f.ttft()?) / (f64::from(out(f)) - 1.0)))
+        .collect();
+    tpots.sort_by(f64::total_cmp);
+    Some(BurstMetrics {
+        ttft: mean(
+            done.iter()
+                .filter(|f| out(f) > 0)
+                .filter_map(Finished::ttft),
+        ),
+        tpot: mean(tpots.iter().copied()),
+        median_tpot: tpots.get(tpots.len() / 2).copied().unwrap_or(f64::NAN),
+        throughput: f64::from(total) / end,
+        e2e: mean(done.iter().map(Finished::e2e)),
     })
 }
 
@@ -95,7 +179,7 @@ pub fn calibration_table() -> Vec<CalibrationRow> {
             .filter_map(|f| Some(f.decode_time()? / f64::from(f.output_tokens - 1))),
     );
     let h100_ttft = mean(h100.iter().filter_map(Finished::ttft));
-    vec![
+    let mut rows = vec![
         CalibrationRow {
             id: "C7",
             setup: "A100-40GB, Llama-3.1-8B BF16, 1024 in / 128 out, concurrency 1: decode ITL",
@@ -150,7 +234,60 @@ pub fn calibration_table() -> Vec<CalibrationRow> {
             tolerance: 0.0,
             fitted: false,
         },
-    ]
+    ];
+    rows.extend(burst_rows());
+    rows
+}
+
+/// The ShareGPT burst on both GPUs (C3's runs): published means against the V0 replay.
+fn burst_rows() -> Vec<CalibrationRow> {
+    // Published (LambdaLabsML/vllm-benchmark, 320 prompts, Meta-Llama-3-8B-Instruct BF16):
+    // (gpu, mean TTFT of requests that produced text, mean TPOT, output tok/s, mean e2e).
+    // The benchmark's own mean TTFT counts the 17 empty answers as 0 ms (3,423 / 1,629 ms).
+    const PUBLISHED: [(&str, f64, f64, f64, f64); 2] = [
+        ("A100-80GB", 3615.2, 101.46, 3107.5, 10857.3),
+        ("H100", 1719.9, 45.83, 6026.6, 5248.1),
+    ];
+    let mut rows = Vec::new();
+    for (gpu, ttft, tpot, tput, e2e) in PUBLISHED {
+        let m = sharegpt_burst(gpu, true).unwrap_or(BurstMetrics {
+            ttft: f64::NAN,
+            tpot: f64::NAN,
+            median_tpot: f64::NAN,
+            throughput: f64::NAN,
+            e2e: f64::NAN,
+        });
+        let row =
+            |setup: &'static str, published: f64, model: f64, unit: &'static str| CalibrationRow {
+                id: "C3",
+                setup,
+                published,
+                model,
+                unit,
+                tolerance: 0.0,
+                fitted: false,
+            };
+        let (a, b, c, d) = if gpu == "H100" {
+            (
+                "H100, vLLM 0.5.4, 320 ShareGPT prompts at once: mean TTFT",
+                "same: mean TPOT",
+                "same: output throughput",
+                "same: mean end-to-end latency",
+            )
+        } else {
+            (
+                "A100-80GB, vLLM 0.5.4, 320 ShareGPT prompts at once: mean TTFT",
+                "same: mean TPOT",
+                "same: output throughput",
+                "same: mean end-to-end latency",
+            )
+        };
+        rows.push(row(a, ttft, m.ttft * 1e3, "ms"));
+        rows.push(row(b, tpot, m.tpot * 1e3, "ms"));
+        rows.push(row(c, tput, m.throughput, "tok/s"));
+        rows.push(row(d, e2e, m.e2e * 1e3, "ms"));
+    }
+    rows
 }
 
 #[cfg(test)]

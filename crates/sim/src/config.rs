@@ -38,6 +38,10 @@ pub struct EngineConfig {
     pub output_len: OutputLen,
     /// Seed for every random draw.
     pub seed: u64,
+    /// vLLM before V1 (0.5 and earlier) ran the API server and the engine loop on one event
+    /// loop: no step starts while requests are still being taken in. V1 (the default, false)
+    /// runs them in separate processes, so intake overlaps the steps.
+    pub frontend_blocks_engine: bool,
 }
 
 /// Why an engine cannot start with the given settings; messages follow vLLM's where it has one.
@@ -89,6 +93,7 @@ impl EngineConfig {
             lora_disk_gbps: 2.0,
             output_len: OutputLen::default(),
             seed: 0,
+            frontend_blocks_engine: false,
         }
     }
 

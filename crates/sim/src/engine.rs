@@ -225,6 +225,10 @@ pub struct Engine {
     waiting: VecDeque<RequestId>,
     stats: EngineStats,
     filler: Vec<u32>,
+    /// Seconds of API-server time each request costs before the scheduler sees it.
+    intake_s: f64,
+    /// When the (single) API server is free to take the next request.
+    intake_free: f64,
 }
 
 impl Engine {
@@ -251,6 +255,8 @@ impl Engine {
             waiting: VecDeque::new(),
             stats: EngineStats::default(),
             filler: (1000..1064).collect(),
+            intake_s: gpu.request_intake_ms * 1e-3,
+            intake_free: f64::NEG_INFINITY,
             cfg,
             model,
             gpu,
@@ -414,6 +420,9 @@ impl Engine {
         if self.cfg.enable_prefix_caching {
             extend_hashes(&mut hashes, &req.prompt, self.cfg.block_size as usize, lora);
         }
+        // The API server takes requests one at a time: a burst reaches the scheduler as a ramp.
+        let ready = now.max(self.intake_free) + self.intake_s;
+        self.intake_free = ready;
         let r = Request {
             id: req.id,
             tokens: req.prompt,
@@ -429,6 +438,7 @@ impl Engine {
             cached_tokens: 0,
             filler_offset: rng.random_range(0..self.filler.len()),
             arrival: now,
+            ready,
             first_scheduled: None,
             first_token: None,
             last_token: now,
@@ -450,10 +460,19 @@ impl Engine {
         Some(finished(&r, FinishReason::Abort, now))
     }
 
-    /// Runs one iteration starting at `now`; None when there is nothing to do.
+    /// Runs one iteration starting at `now`, or, when nothing runs and every waiting request
+    /// is still in the API server, at the moment the first one reaches the scheduler
+    /// (`StepOutput::start`); None when there is nothing to do.
     pub fn step(&mut self, now: f64) -> Option<StepOutput> {
         if !self.has_work() {
             return None;
+        }
+        let mut now = match self.waiting.front().and_then(|id| self.reqs.get(id)) {
+            Some(r) if self.running.is_empty() => now.max(r.ready),
+            _ => now,
+        };
+        if self.cfg.frontend_blocks_engine {
+            now = now.max(self.intake_free);
         }
         let mut budget = self.cfg.max_num_batched_tokens;
         let mut sched: Vec<(RequestId, BatchItem)> = Vec::with_capacity(self.running.len() + 8);
@@ -556,6 +575,9 @@ impl Engine {
             let Some(r) = self.reqs.get_mut(&id) else {
                 break;
             };
+            if r.ready > now {
+                break; // still in the API server; the queue is in intake order
+            }
             if let Some(l) = r.lora
                 && !loras.contains(&l)
                 && loras.len() as u32 >= self.cfg.max_loras

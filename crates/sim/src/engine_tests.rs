@@ -180,7 +180,8 @@ fn lora_adapters_get_their_own_cache_and_respect_max_loras() {
         .unwrap_or_else(|x| panic!("{x}"));
     e.add_request(with(3, "a"), 0.0)
         .unwrap_or_else(|x| panic!("{x}"));
-    let first = e.step(0.0).unwrap_or_default();
+    // Step once all three are through the API server (a few ms each).
+    let first = e.step(1.0).unwrap_or_default();
     // Request 2 (adapter b) is skipped, not preempted; request 3 (adapter a) jumps it.
     let snap = e.snapshot();
     assert_eq!((snap.num_running, snap.num_waiting), (2, 1));
@@ -255,7 +256,7 @@ fn max_num_seqs_caps_the_batch() {
         e.add_request(req(i, tokens(20, i as u32), 3), 0.0)
             .unwrap_or_else(|x| panic!("{x}"));
     }
-    e.step(0.0);
+    e.step(1.0); // after every request's intake
     assert_eq!((e.snapshot().num_running, e.snapshot().num_waiting), (4, 6));
 }
 
@@ -389,4 +390,66 @@ fn same_seed_same_run() {
     };
     assert_eq!(run(1), run(1));
     assert_ne!(run(1), run(2));
+}
+
+#[test]
+fn a_burst_reaches_the_scheduler_as_a_ramp_and_steps_overlap_intake() {
+    // One API server takes requests one at a time; V1's engine core steps meanwhile.
+    let mut e = engine_with("H100", |_| {});
+    let intake = e.gpu().request_intake_ms * 1e-3;
+    assert!(intake > 0.0);
+    for id in 0..10 {
+        e.add_request(req(id, tokens(64, id as u32), 4), 0.0)
+            .unwrap_or_else(|x| panic!("{x}"));
+    }
+    let first = e.step(0.0).unwrap_or_else(|| panic!("no step"));
+    // Nothing is ready at 0: the step starts when the first request is, and holds only it.
+    assert!((first.start - intake).abs() < 1e-12, "{}", first.start);
+    assert_eq!(first.num_tokens, 64);
+    // The next step admits exactly those whose intake ended by then.
+    let second = e.step(first.end).unwrap_or_else(|| panic!("no step"));
+    let ready = ((first.end / intake).floor() as u32).min(10) - 1;
+    assert_eq!(second.num_tokens, 1 + 64 * ready, "end {}", first.end);
+    let outs = drain(&mut e, second.end);
+    let ttfts: Vec<f64> = outs
+        .iter()
+        .flat_map(|o| &o.finished)
+        .filter_map(Finished::ttft)
+        .collect();
+    assert_eq!(ttfts.len(), 10);
+    assert!(ttfts.iter().all(|&t| t >= first.end - 1e-12));
+}
+
+#[test]
+fn a_v0_front_end_starts_no_step_until_the_burst_is_taken_in() {
+    let mut e = engine_with("H100", |c| c.frontend_blocks_engine = true);
+    let intake = e.gpu().request_intake_ms * 1e-3;
+    for id in 0..10 {
+        e.add_request(req(id, tokens(64, id as u32), 4), 0.0)
+            .unwrap_or_else(|x| panic!("{x}"));
+    }
+    let first = e.step(0.0).unwrap_or_else(|| panic!("no step"));
+    assert!(
+        (first.start - 10.0 * intake).abs() < 1e-9,
+        "{}",
+        first.start
+    );
+    assert_eq!(first.num_tokens, 640);
+}
+
+#[test]
+fn an_idle_engine_charges_intake_once_per_request() {
+    // Requests far apart never queue in the API server: each pays exactly one intake.
+    let mut e = engine_with("A100-80GB", |_| {});
+    let intake = e.gpu().request_intake_ms * 1e-3;
+    let arrivals = (0..3)
+        .map(|i| (f64::from(i) * 10.0, req(u64::from(i), tokens(100, i), 2)))
+        .collect();
+    let done = run_open_loop(&mut e, arrivals);
+    let base = done[0].first_scheduled.unwrap_or(f64::NAN) - done[0].arrival;
+    assert!((base - intake).abs() < 1e-12, "{base}");
+    for f in &done {
+        let queued = f.queue_time().unwrap_or(f64::NAN);
+        assert!((queued - intake).abs() < 1e-9, "{queued}");
+    }
 }

@@ -8,6 +8,7 @@
 //! simulator drives many of them in virtual time.
 
 mod calibration;
+mod calibration_data;
 mod config;
 mod drive;
 mod engine;
@@ -19,7 +20,7 @@ mod outlen;
 mod profile;
 mod request;
 
-pub use calibration::{CalibrationRow, calibration_table};
+pub use calibration::{BurstMetrics, CalibrationRow, calibration_table, sharegpt_burst};
 pub use config::{ConfigError, EngineConfig};
 pub use drive::{run_closed_loop, run_open_loop};
 pub use engine::{

@@ -40,6 +40,11 @@ pub struct GpuProfile {
     pub allreduce_latency_us: f64,
     /// Memory vLLM cannot use for KV besides weights and activations (CUDA context, graphs), GiB.
     pub runtime_overhead_gib: f64,
+    /// API-server CPU time per request before the scheduler sees it (HTTP, chat template,
+    /// tokenization, hand-off to the engine core), in ms. One API-server process handles
+    /// requests one at a time, so a burst reaches the scheduler as a ramp (fitted).
+    #[serde(default = "default_request_intake_ms")]
+    pub request_intake_ms: f64,
     /// vLLM's API-server default `max_num_batched_tokens` on this GPU class.
     pub default_max_num_batched_tokens: u32,
     /// vLLM's API-server default `max_num_seqs` on this GPU class.
@@ -248,6 +253,11 @@ fn unknown<'a>(
     }
 }
 
+/// Prior for profiles that do not set `request_intake_ms`: between the two fitted hosts.
+fn default_request_intake_ms() -> f64 {
+    3.0
+}
+
 fn parse_gpu(file: &str, text: &str) -> Result<GpuProfile, ProfileError> {
     let gpu: GpuProfile = toml::from_str(text).map_err(|source| ProfileError::Parse {
         file: file.to_string(),
@@ -268,6 +278,13 @@ fn parse_gpu(file: &str, text: &str) -> Result<GpuProfile, ProfileError> {
         ("default_max_num_seqs", f64::from(gpu.default_max_num_seqs)),
     ];
     check_positive(&gpu.name, &positive)?;
+    // Zero is allowed (an offline `LLM` run has no API server), negative or NaN is not.
+    if !(gpu.request_intake_ms >= 0.0 && gpu.request_intake_ms.is_finite()) {
+        return Err(ProfileError::Invalid {
+            name: gpu.name.clone(),
+            field: "request_intake_ms",
+        });
+    }
     Ok(gpu)
 }
 
@@ -387,5 +404,20 @@ mod tests {
             .unwrap_or_default();
         assert!(err.contains("mem_efficiency must be positive"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn request_intake_defaults_when_absent_and_must_not_be_negative() {
+        let a10 = BUILTIN_GPUS[0].1;
+        assert!(
+            !a10.contains("request_intake_ms"),
+            "A10 is meant to use the prior"
+        );
+        let gpu = parse_gpu("a10", a10).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(gpu.request_intake_ms, default_request_intake_ms());
+        for (value, ok) in [("0.0", true), ("-1.0", false), ("nan", false)] {
+            let text = format!("{a10}\nrequest_intake_ms = {value}\n");
+            assert_eq!(parse_gpu("a10", &text).is_ok(), ok, "{value}");
+        }
     }
 }

@@ -48,6 +48,8 @@ pub(crate) struct Request {
     pub(crate) cached_tokens: u32,
     pub(crate) filler_offset: usize,
     pub(crate) arrival: f64,
+    /// When the API server has handed it to the scheduler (arrival + queued intake).
+    pub(crate) ready: f64,
     pub(crate) first_scheduled: Option<f64>,
     pub(crate) first_token: Option<f64>,
     pub(crate) last_token: f64,
