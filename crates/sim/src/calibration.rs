@@ -282,7 +282,12 @@ fn burst_rows() -> Vec<CalibrationRow> {
                 "same: mean end-to-end latency",
             )
         };
-        rows.push(row(a, ttft, m.ttft * 1e3, "ms"));
+        // `request_intake_ms` was fitted on these runs' first token; the mean TTFT checks it.
+        rows.push(CalibrationRow {
+            tolerance: 0.10,
+            fitted: true,
+            ..row(a, ttft, m.ttft * 1e3, "ms")
+        });
         rows.push(row(b, tpot, m.tpot * 1e3, "ms"));
         rows.push(row(c, tput, m.throughput, "tok/s"));
         rows.push(row(d, e2e, m.e2e * 1e3, "ms"));
