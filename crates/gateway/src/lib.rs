@@ -7,8 +7,10 @@
 //! in-process [`Registry`]); [`pool`] keeps their state and `probe` their health and engine
 //! metrics. Failures become the OpenAI error envelope in one place, [`error`].
 
+mod catalog;
 mod config;
 mod discovery;
+mod endpoint;
 mod error;
 mod handler;
 mod metrics;
@@ -16,6 +18,7 @@ mod parse;
 mod pool;
 mod probe;
 mod relay;
+mod retry;
 mod sse;
 mod upstream;
 
@@ -48,10 +51,11 @@ pub use discovery::{
 };
 pub use error::GatewayError;
 
+use catalog::Catalog;
 use metrics::Metrics;
-use parse::Endpoint;
 use pool::Pool;
 use probe::Client;
+use retry::RetryBudget;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +92,8 @@ pub(crate) struct Gateway {
     pool: Arc<Pool>,
     client: Client,
     metrics: Arc<Metrics>,
+    catalog: Catalog,
+    retry_budget: RetryBudget,
     admission: Arc<Admission>,
     tokenizer: Option<tiktoken_rs::CoreBPE>,
     vtc: Mutex<TokenWindow>,
@@ -242,6 +248,11 @@ pub async fn app_with_handle(
         pool: Arc::new(Pool::new(cfg.routing.prefix())),
         client,
         metrics: Arc::new(Metrics::new()?),
+        catalog: Catalog::default(),
+        retry_budget: RetryBudget::new(
+            cfg.proxy.retry_budget_ratio,
+            cfg.proxy.retry_budget_min_per_s,
+        ),
         admission: admission.clone(),
         tokenizer,
         vtc: Mutex::new(TokenWindow::new(brix_router::DEFAULT_WINDOW_S)),
@@ -254,15 +265,21 @@ pub async fn app_with_handle(
     let handle = GatewayHandle {
         pool: gw.pool.clone(),
     };
-    let proxied = |e: Endpoint| {
-        post(move |State(gw): State<Arc<Gateway>>, req: Request<Body>| handler::proxy(gw, e, req))
-            .fallback(handler::wrong_method)
-    };
-    let routes = Router::new()
-        .route("/v1/chat/completions", proxied(Endpoint::Chat))
-        .route("/v1/completions", proxied(Endpoint::Completions))
-        .route("/v1/embeddings", proxied(Endpoint::Embeddings))
-        .route("/v1/models", get(models).fallback(handler::wrong_method))
+    let mut routes = Router::new();
+    for &(path, e) in endpoint::PATHS {
+        routes = routes.route(
+            path,
+            post(move |State(gw): State<Arc<Gateway>>, req: Request<Body>| {
+                handler::proxy(gw, e, path, req)
+            })
+            .fallback(handler::wrong_method),
+        );
+    }
+    let routes = routes
+        .route(
+            "/v1/models",
+            get(catalog::models).fallback(handler::wrong_method),
+        )
         .route("/metrics", get(render_metrics))
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
@@ -316,6 +333,7 @@ async fn watch_discovery(gw: &Arc<Gateway>, discovery: &dyn Discovery) {
                 if let Some(h) = probes.remove(&pod.address) {
                     h.abort();
                 }
+                gw.metrics.forget_pod(&pod.name);
                 tracing::info!(pod = %pod.name, address = %pod.address, "pod left");
             }
             for pod in change.added {
@@ -344,19 +362,6 @@ async fn watch_discovery(gw: &Arc<Gateway>, discovery: &dyn Discovery) {
     while Instant::now() < deadline && gw.pool.all().iter().any(|p| !p.is_healthy()) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-/// `GET /v1/models`: base models and adapters with a healthy pod now.
-async fn models(State(gw): State<Arc<Gateway>>) -> Response {
-    let data: Vec<serde_json::Value> = gw
-        .pool
-        .routable()
-        .into_iter()
-        .map(|(id, parent)| {
-            serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": "brix", "parent": parent})
-        })
-        .collect();
-    axum::Json(serde_json::json!({"object": "list", "data": data})).into_response()
 }
 
 async fn render_metrics(State(gw): State<Arc<Gateway>>) -> Response {
