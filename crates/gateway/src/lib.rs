@@ -23,7 +23,7 @@ mod sse;
 mod upstream;
 
 use std::collections::{HashMap, HashSet};
-use std::future::IntoFuture;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -94,6 +94,7 @@ pub(crate) struct Gateway {
     metrics: Arc<Metrics>,
     catalog: Catalog,
     retry_budget: RetryBudget,
+    accounting: Arc<Accounting>,
     admission: Arc<Admission>,
     tokenizer: Option<tiktoken_rs::CoreBPE>,
     vtc: Mutex<TokenWindow>,
@@ -168,11 +169,48 @@ impl Gateway {
     }
 }
 
+/// Admission settlements and refunds still running: each request's accounting finishes in
+/// a task of its own after the answer, so a draining process waits for them
+/// ([`GatewayHandle::accounting_settled`]) before it exits.
+#[derive(Debug, Default)]
+pub(crate) struct Accounting {
+    pending: AtomicU64,
+    idle: tokio::sync::Notify,
+}
+
+impl Accounting {
+    /// Runs `fut` (a settlement or refund) on the current runtime, counted until it ends.
+    pub(crate) fn spawn(self: &Arc<Self>, fut: impl Future<Output = ()> + Send + 'static) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let this = self.clone();
+        rt.spawn(async move {
+            fut.await;
+            if this.pending.fetch_sub(1, Ordering::SeqCst) == 1 {
+                this.idle.notify_waiters();
+            }
+        });
+    }
+
+    async fn settled(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.pending.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// A view into a running gateway for the code that runs beside it (`brix up`'s controllers
 /// and status): what it knows about each pod.
 #[derive(Clone)]
 pub struct GatewayHandle {
     pool: Arc<Pool>,
+    accounting: Arc<Accounting>,
 }
 
 /// One pod as the gateway sees it now.
@@ -196,6 +234,13 @@ impl GatewayHandle {
     /// Requests in flight to `address`, including a pod discovery already removed.
     pub fn in_flight(&self, address: &str) -> u32 {
         self.pool.in_flight_at(address)
+    }
+
+    /// Resolves once no admission settlement or refund is running: a draining gateway awaits
+    /// it after its server stopped (every in-flight request booked its end), so TPM counters
+    /// in a shared store are right when the process exits.
+    pub async fn accounting_settled(&self) {
+        self.accounting.settled().await;
     }
 
     /// Every pod discovery lists now.
@@ -249,6 +294,7 @@ pub async fn app_with_handle(
         client,
         metrics: Arc::new(Metrics::new()?),
         catalog: Catalog::default(),
+        accounting: Arc::default(),
         retry_budget: RetryBudget::new(
             cfg.proxy.retry_budget_ratio,
             cfg.proxy.retry_budget_min_per_s,
@@ -264,6 +310,7 @@ pub async fn app_with_handle(
     watch_discovery(&gw, discovery).await;
     let handle = GatewayHandle {
         pool: gw.pool.clone(),
+        accounting: gw.accounting.clone(),
     };
     let mut routes = Router::new();
     for &(path, e) in endpoint::PATHS {

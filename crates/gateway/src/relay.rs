@@ -86,7 +86,7 @@ impl Finish {
         self.done = true;
         if let Some(t) = self.ticket.take() {
             let adm = self.gw.admission.clone();
-            tokio::spawn(async move { adm.refund(t).await });
+            self.gw.accounting.spawn(async move { adm.refund(t).await });
         }
     }
 
@@ -133,9 +133,9 @@ impl Finish {
         };
         if let Some(t) = self.ticket.take() {
             let adm = self.gw.admission.clone();
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move { adm.settle(t, used).await });
-            }
+            self.gw
+                .accounting
+                .spawn(async move { adm.settle(t, used).await });
         }
         // Releases the pod's in-flight slot and gauge.
         self.slot = None;
@@ -248,6 +248,7 @@ pub(crate) async fn respond(
             dialect,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
+            waiting: false,
         };
         return Response::from_parts(head, Body::new(body));
     }
@@ -309,6 +310,9 @@ struct Relay {
     dialect: Dialect,
     idle: Duration,
     timer: Pin<Box<tokio::time::Sleep>>,
+    /// Whether the timer runs: it counts only time spent waiting on the engine, never time
+    /// the client took to read (a slow reader is not a stalled engine).
+    waiting: bool,
 }
 
 impl Relay {
@@ -352,6 +356,11 @@ impl http_body::Body for Relay {
             let (Some(finish), Some(inner)) = (this.finish.as_mut(), this.inner.as_mut()) else {
                 return Poll::Ready(None);
             };
+            if !this.waiting {
+                this.waiting = true;
+                let deadline = tokio::time::Instant::now() + this.idle;
+                this.timer.as_mut().reset(deadline);
+            }
             let polled = Pin::new(inner).poll_frame(cx);
             let Poll::Ready(polled) = polled else {
                 if this.timer.as_mut().poll(cx).is_ready() {
@@ -372,11 +381,15 @@ impl http_body::Body for Relay {
                         continue;
                     };
                     finish.first_byte();
-                    let deadline = tokio::time::Instant::now() + this.idle;
-                    this.timer.as_mut().reset(deadline);
                     match this.tap.on_chunk(data) {
-                        Ok(out) if out.is_empty() => {}
-                        Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
+                        Ok(out) if out.is_empty() => {
+                            // Bytes came: the engine is alive; wait afresh.
+                            this.waiting = false;
+                        }
+                        Ok(out) => {
+                            this.waiting = false;
+                            return Poll::Ready(Some(Ok(Frame::data(out))));
+                        }
                         Err(e) => {
                             tracing::warn!(pod = %this.pod.name, error = %e, "engine stream line too long; ending it");
                             let ev = this.error_event(
