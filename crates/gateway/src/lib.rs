@@ -142,8 +142,13 @@ impl Gateway {
             .view(user, now)
     }
 
-    /// Adds a finished request's tokens to the fairness window.
+    /// Adds a finished request's tokens to the fairness window. A name longer than any
+    /// stored user's ([`brix_admission::MAX_USER_NAME_BYTES`]) is not kept: a client must not
+    /// fill the window's map with huge keys.
     pub(crate) fn vtc_add(&self, user: &str, input: u64, output: u64) {
+        if user.len() > brix_admission::MAX_USER_NAME_BYTES {
+            return;
+        }
         let now = self.now();
         self.vtc
             .lock()

@@ -104,6 +104,10 @@ pub struct SseTap {
     pub usage: Option<Usage>,
     /// Whether the `data: [DONE]` terminator went by: a stream that ends without it was cut.
     pub done: bool,
+    /// Strip mode: a content chunk carried usage although the gateway asked for none per
+    /// chunk, so the engine forces usage (vLLM's `--enable-force-include-usage`) and would
+    /// have sent the final usage chunk to this client too: it is kept.
+    forced: bool,
 }
 
 const USAGE: &[u8] = b"\"usage\"";
@@ -118,6 +122,7 @@ impl SseTap {
             pending: BytesMut::new(),
             usage: None,
             done: false,
+            forced: false,
         }
     }
 
@@ -212,7 +217,9 @@ impl SseTap {
                 if let Some(u) = c.usage {
                     self.usage = Some(u.over(self.usage));
                 }
-                c.usage.is_some() && c.choices.is_some_and(|ch| ch.is_empty())
+                let content = c.choices.is_some_and(|ch| !ch.is_empty());
+                self.forced |= c.usage.is_some() && content;
+                c.usage.is_some() && !content && !self.forced
             }
             Err(_) => false,
         }
@@ -344,5 +351,17 @@ mod tests {
                 completion_tokens: 1
             })
         );
+    }
+
+    /// An engine that forces usage on every chunk would have sent the final usage chunk to a
+    /// direct client too: strip mode keeps it then.
+    #[test]
+    fn forced_usage_is_not_stripped() {
+        let with_usage = "data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"text\":\"hi\"}],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":1}}\n\n";
+        let s = format!("{with_usage}{USAGE_EVENT}data: [DONE]\n\n");
+        let mut tap = SseTap::new(true, 1 << 20);
+        let out = tap.on_chunk(Bytes::from(s.clone())).expect("small");
+        assert_eq!(String::from_utf8_lossy(&out), s);
+        assert_eq!(tap.usage.map(|u| u.completion_tokens), Some(3));
     }
 }
