@@ -5,7 +5,7 @@
 use brix_testkit::sse_events;
 use serde_json::{Value, json};
 
-use crate::support::{MODEL, header, plain};
+use crate::support::{MODEL, Misbehave, gateway_config, gateway_over, header, plain, raw_engine};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_model_addressed_path_is_routed() {
@@ -203,4 +203,37 @@ async fn streams_carry_the_usage_vllm_would_send() {
         .counter("brix_gateway_tokens_total", &[("kind", "completion")])
         .await;
     assert_eq!(counted, 6.0 * 4.0, "the gateway counted every stream");
+}
+
+/// An Anthropic stream ends at `message_stop` (no `[DONE]`): it passes through untouched,
+/// is counted as a success, and its usage (`input_tokens`, `output_tokens`) is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_streams_pass_and_are_counted() {
+    let engine = raw_engine(Misbehave::AnthropicStream).await;
+    let f = gateway_over(gateway_config(), &[engine.addr]).await;
+    let body = json!({"model": MODEL, "max_tokens": 8, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let r = f.post("/v1/messages", &body, &[]).await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.trim_end()
+            .ends_with(r#"data: {"type":"message_stop"}"#),
+        "{text}"
+    );
+    assert!(!text.contains("error"), "{text}");
+    crate::support::eventually(
+        "the stream is booked as a success with its usage",
+        || async {
+            f.counter("brix_gateway_requests_total", &[("status", "200")])
+                .await
+                == 1.0
+                && f.counter("brix_gateway_tokens_total", &[("kind", "prompt")])
+                    .await
+                    == 5.0
+                && f.counter("brix_gateway_tokens_total", &[("kind", "completion")])
+                    .await
+                    == 4.0
+        },
+    )
+    .await;
 }

@@ -153,6 +153,8 @@ pub enum Misbehave {
     StallAfterFirstEvent,
     /// Headers, then one endless SSE line with no delimiter.
     EndlessLine,
+    /// Not a fault: an Anthropic Messages stream as vLLM sends it (no `[DONE]`).
+    AnthropicStream,
 }
 
 /// A tiny HTTP/1.1 engine over raw TCP, for misbehaviour `brix sim` cannot produce.
@@ -241,6 +243,24 @@ pub async fn raw_engine(how: Misbehave) -> RawEngine {
                             while matches!(sock.read(&mut sink).await, Ok(n) if n > 0) {}
                             flag.store(true, Ordering::SeqCst);
                             return;
+                        }
+                        Misbehave::AnthropicStream => {
+                            let events = [
+                                r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","content":[],"model":"sim","usage":{"input_tokens":5,"output_tokens":0}}}"#,
+                                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}"#,
+                                r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":4}}"#,
+                                r#"{"type":"message_stop"}"#,
+                            ];
+                            for e in events {
+                                let name = e.split('"').nth(3).unwrap();
+                                let ev = format!("event: {name}\ndata: {e}\n\n");
+                                if sock.write_all(&chunk(ev.as_bytes())).await.is_err() {
+                                    return;
+                                }
+                            }
+                            if sock.write_all(b"0\r\n\r\n").await.is_err() {
+                                return;
+                            }
                         }
                         Misbehave::EndlessLine => {
                             let _ = sock.write_all(&chunk(b"data: {\"x\":\"")).await;
