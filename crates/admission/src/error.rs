@@ -9,9 +9,13 @@ pub enum Reject {
     /// Keys are configured and the `Authorization: Bearer` key is missing or wrong.
     #[error("Incorrect API key provided")]
     InvalidApiKey,
-    /// The `user` header names no stored user while `require_known_user` is set.
+    /// The `user` header names no stored user while `require_known_user` is set (the name
+    /// is cut to [`crate::MAX_USER_NAME_BYTES`]: no stored user has a longer one).
     #[error("user {0:?} does not exist")]
     UnknownUser(String),
+    /// No `user` header (or one that is not UTF-8) while `require_known_user` is set.
+    #[error("a `user` header naming a known user is required")]
+    MissingUser,
     /// The user's requests-per-minute window is full.
     #[error("requests per minute limit exceeded for this user; retry after {retry_after_s} s")]
     RpmExceeded {
@@ -39,7 +43,7 @@ impl Reject {
     /// HTTP status: 401 for identity, 429 for limits, 503 when the store is down.
     pub fn status(&self) -> u16 {
         match self {
-            Reject::InvalidApiKey | Reject::UnknownUser(_) => 401,
+            Reject::InvalidApiKey | Reject::UnknownUser(_) | Reject::MissingUser => 401,
             Reject::RpmExceeded { .. }
             | Reject::TpmExceeded { .. }
             | Reject::ModelRpsExceeded { .. } => 429,
@@ -60,7 +64,7 @@ impl Reject {
     pub fn code(&self) -> &'static str {
         match self {
             Reject::InvalidApiKey => "invalid_api_key",
-            Reject::UnknownUser(_) => "invalid_user",
+            Reject::UnknownUser(_) | Reject::MissingUser => "invalid_user",
             Reject::RpmExceeded { .. }
             | Reject::TpmExceeded { .. }
             | Reject::ModelRpsExceeded { .. } => "rate_limit_exceeded",
@@ -80,7 +84,7 @@ impl Reject {
     /// it keep working.
     pub fn debug_header(&self) -> Option<(&'static str, &'static str)> {
         match self {
-            Reject::UnknownUser(_) => Some(("x-error-user", "true")),
+            Reject::UnknownUser(_) | Reject::MissingUser => Some(("x-error-user", "true")),
             Reject::RpmExceeded { .. } => Some(("x-error-rpm-exceeded", "true")),
             Reject::TpmExceeded { .. } => Some(("x-error-tpm-exceeded", "true")),
             Reject::ModelRpsExceeded { .. } => Some(("x-error-model-rps-exceeded", "true")),
@@ -103,6 +107,7 @@ impl Reject {
         match self {
             Reject::InvalidApiKey => "invalid_api_key",
             Reject::UnknownUser(_) => "unknown_user",
+            Reject::MissingUser => "missing_user",
             Reject::RpmExceeded { .. } => "rpm_exceeded",
             Reject::TpmExceeded { .. } => "tpm_exceeded",
             Reject::ModelRpsExceeded { .. } => "model_rps_exceeded",

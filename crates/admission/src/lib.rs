@@ -98,7 +98,9 @@ impl Admission {
     /// 1 request against the model's RPS, in that order, all or nothing.
     ///
     /// A user with no stored record has no per-user limit unless `require_known_user` is set,
-    /// in which case it is refused. A reservation larger than the user's whole TPM is refused.
+    /// in which case it is refused, and so is a request without a user (the gateway passes a
+    /// `user` header that is not UTF-8 as none). A reservation larger than the user's whole
+    /// TPM is refused.
     pub async fn admit(
         &self,
         user: Option<&str>,
@@ -182,8 +184,14 @@ impl Admission {
         user: Option<&'u str>,
     ) -> Result<Option<(&'u str, User)>, Reject> {
         let Some(name) = user.filter(|u| !u.is_empty()) else {
-            return Ok(None);
+            return match self.require_known_user {
+                true => Err(Reject::MissingUser),
+                false => Ok(None),
+            };
         };
+        if self.require_known_user && User::validate_name(name).is_err() {
+            return Err(Reject::UnknownUser(cut(name, MAX_USER_NAME_BYTES)));
+        }
         match self.store.get_user(name).await {
             Ok(Some(record)) => Ok(Some((name, record))),
             Ok(None) if self.require_known_user => Err(Reject::UnknownUser(name.to_owned())),
@@ -247,6 +255,15 @@ impl fmt::Debug for Admission {
             .field("backend", &self.backend())
             .finish()
     }
+}
+
+/// `s` cut to at most `max` bytes on a character boundary (for echoing client text).
+fn cut(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
 }
 
 /// A booking of `cost` against `limit` in the window of `kind` containing `now_unix_s`.

@@ -274,10 +274,19 @@ async fn users_without_limits_and_unknown_users(b: Backend) {
         .admit(Some("alice"), "m", 0, T0)
         .await
         .expect("known");
-    let _ = strict
-        .admit(None, "m", 0, T0)
+    // Without a user (no header, an empty one, or one the gateway could not read as UTF-8)
+    // a gateway that requires known users refuses: limits cannot be dodged by omission.
+    for none in [None, Some("")] {
+        let err = strict.admit(none, "m", 0, T0).await.expect_err("no user");
+        assert_eq!(err, Reject::MissingUser);
+        assert_eq!((err.status(), err.code()), (401, "invalid_user"));
+    }
+    let long = "m".repeat(100_000);
+    let err = strict
+        .admit(Some(&long), "m", 0, T0)
         .await
-        .expect("no user header is not checked");
+        .expect_err("unknown");
+    assert!(err.to_string().len() < 300, "the echoed name is bounded");
     let err = strict
         .admit(Some("mallory"), "m", 0, T0)
         .await

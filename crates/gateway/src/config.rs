@@ -136,14 +136,31 @@ impl Default for ScrapeConfig {
 pub struct ProxyConfig {
     /// Largest request body accepted (413 above).
     pub max_body_bytes: usize,
-    /// Extra pods tried when connecting to one fails before any response byte.
+    /// Most extra attempts (each on another pod) for a request that failed before any byte
+    /// reached the client: a 5xx answer, a connect failure, a first-byte timeout.
     pub retries: u32,
+    /// Retries may add at most this fraction of the requests of the last 10 s...
+    pub retry_budget_ratio: f64,
+    /// ...plus this many retries a second (the floor that lets a quiet gateway retry).
+    pub retry_budget_min_per_s: f64,
     /// Milliseconds to establish an upstream connection.
     pub connect_timeout_ms: u64,
-    /// Seconds to wait for an upstream's response headers.
+    /// Milliseconds a streaming request waits for the engine's response headers.
+    pub first_byte_timeout_ms: u64,
+    /// Milliseconds a stream may go without a byte from the engine before it is ended with
+    /// an error event.
+    pub stream_idle_timeout_ms: u64,
+    /// Seconds a non-streaming request waits for the whole answer (vLLM sends its headers
+    /// only with the finished body).
     pub response_timeout_s: u64,
     /// Largest non-streaming response body buffered (to read usage and normalise errors).
     pub max_response_bytes: usize,
+    /// Largest SSE event (or line) buffered from an engine; a stream with a longer one is
+    /// ended with an error event and its connection dropped.
+    pub max_event_bytes: usize,
+    /// Context length assumed for a model whose engines do not report `max_model_len`
+    /// (TPM reserves up to it when a request omits `max_tokens`).
+    pub default_max_model_len: u32,
 }
 
 impl Default for ProxyConfig {
@@ -151,9 +168,15 @@ impl Default for ProxyConfig {
         Self {
             max_body_bytes: 4 << 20,
             retries: 2,
+            retry_budget_ratio: 0.2,
+            retry_budget_min_per_s: 10.0,
             connect_timeout_ms: 2000,
+            first_byte_timeout_ms: 60_000,
+            stream_idle_timeout_ms: 60_000,
             response_timeout_s: 600,
             max_response_bytes: 64 << 20,
+            max_event_bytes: 8 << 20,
+            default_max_model_len: 8192,
         }
     }
 }
@@ -162,6 +185,15 @@ impl ProxyConfig {
     /// Connect timeout as a duration.
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// How long a request waits for response headers: the first byte of a stream, or the
+    /// whole answer of anything else.
+    pub fn headers_timeout(&self, stream: bool) -> Duration {
+        match stream {
+            true => Duration::from_millis(self.first_byte_timeout_ms),
+            false => Duration::from_secs(self.response_timeout_s),
+        }
     }
 }
 
@@ -229,8 +261,27 @@ impl GatewayConfig {
         if self.scrape.unhealthy_after == 0 || self.scrape.models_every == 0 {
             return bad("scrape.unhealthy_after and scrape.models_every must be at least 1");
         }
-        if self.proxy.max_body_bytes == 0 {
-            return bad("proxy.max_body_bytes must be positive");
+        let p = &self.proxy;
+        if p.max_body_bytes == 0 || p.max_response_bytes == 0 || p.max_event_bytes == 0 {
+            return bad(
+                "proxy.max_body_bytes, max_response_bytes and max_event_bytes must be positive",
+            );
+        }
+        if p.first_byte_timeout_ms == 0
+            || p.stream_idle_timeout_ms == 0
+            || p.response_timeout_s == 0
+        {
+            return bad("proxy timeouts must be positive");
+        }
+        if !(0.0..=10.0).contains(&p.retry_budget_ratio)
+            || !(0.0..=1e6).contains(&p.retry_budget_min_per_s)
+        {
+            return bad(
+                "proxy.retry_budget_ratio must be in 0..=10 and retry_budget_min_per_s in 0..=1e6",
+            );
+        }
+        if p.default_max_model_len == 0 {
+            return bad("proxy.default_max_model_len must be positive");
         }
         self.admission.validate()?;
         Ok(strategy)

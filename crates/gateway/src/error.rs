@@ -7,7 +7,24 @@ use axum::response::{IntoResponse, Response};
 use brix_admission::Reject;
 use brix_router::StrategyParseError;
 
+use crate::endpoint::Dialect;
 use crate::parse::ParseError;
+
+/// Longest client-chosen text (a model name) echoed into a message or header.
+pub const MAX_ECHO_BYTES: usize = 128;
+
+/// `s` cut to [`MAX_ECHO_BYTES`] on a character boundary, marked with `…` when cut: a client
+/// must not be able to make the gateway echo unbounded text.
+pub fn bounded(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.len() <= MAX_ECHO_BYTES {
+        return s.into();
+    }
+    let mut end = MAX_ECHO_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end]).into()
+}
 
 /// Why the gateway answered instead of an engine.
 #[derive(Debug, thiserror::Error)]
@@ -33,11 +50,11 @@ pub enum GatewayError {
     /// The `routing-strategy` header does not parse.
     #[error("incorrect routing strategy: {0}")]
     Strategy(#[from] StrategyParseError),
-    /// No pod serves this model or adapter.
-    #[error("model {0} does not exist")]
+    /// No pod serves this model or adapter (the name is kept bounded, see [`bounded`]).
+    #[error("The model `{}` does not exist.", bounded(.0))]
     ModelNotFound(String),
     /// The model exists but no pod is ready.
-    #[error("no ready pod serves model {0}")]
+    #[error("no ready pod serves model {}", bounded(.0))]
     NoReadyPod(String),
     /// Every pod tried refused the connection or failed before answering.
     #[error("upstream {pod} failed: {reason}")]
@@ -116,7 +133,7 @@ impl GatewayError {
         match self {
             Self::Admission(r) => r.debug_header().map(|(k, v)| (k, v.to_string())),
             Self::Strategy(_) => Some(("x-error-routing", "true".into())),
-            Self::ModelNotFound(m) => Some(("x-error-no-model-backends", m.clone())),
+            Self::ModelNotFound(m) => Some(("x-error-no-model-backends", bounded(m).into_owned())),
             Self::NoReadyPod(_) => Some(("x-error-no-model-backends", "true".into())),
             Self::Parse(_) | Self::BodyRead(_) | Self::BodyTooLarge(_) => {
                 Some(("x-error-request-body-processing", "true".into()))
@@ -137,6 +154,38 @@ pub fn error_type(status: StatusCode) -> &'static str {
     }
 }
 
+/// The Anthropic error `type` for a status, as Anthropic's API documents them.
+pub fn anthropic_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 405 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        504 => "timeout_error",
+        _ => "api_error",
+    }
+}
+
+/// An error body in `dialect`: the OpenAI envelope, or Anthropic's
+/// `{"type":"error","error":{"type","message"}}` (what vLLM answers on `/v1/messages`).
+pub fn dialect_envelope(
+    dialect: Dialect,
+    status: StatusCode,
+    message: &str,
+    code: Option<&str>,
+) -> serde_json::Value {
+    match dialect {
+        Dialect::OpenAi => envelope(message, error_type(status), code, None),
+        Dialect::Anthropic => serde_json::json!({
+            "type": "error",
+            "error": {"type": anthropic_type(status), "message": message},
+        }),
+    }
+}
+
 /// The envelope as JSON bytes.
 pub fn envelope(
     message: &str,
@@ -147,14 +196,22 @@ pub fn envelope(
     serde_json::json!({"error": {"message": message, "type": kind, "code": code, "param": param}})
 }
 
-impl IntoResponse for GatewayError {
-    fn into_response(self) -> Response {
+impl GatewayError {
+    /// The answer in the error shape `dialect`'s clients parse.
+    pub fn respond(self, dialect: Dialect) -> Response {
         let status = self.status();
-        let kind = match &self {
-            Self::Admission(r) => r.error_type(),
+        let kind = match (&self, dialect) {
+            (_, Dialect::Anthropic) => anthropic_type(status),
+            (Self::Admission(r), _) => r.error_type(),
             _ => error_type(status),
         };
-        let body = envelope(&self.to_string(), kind, self.code(), self.param());
+        let body = match dialect {
+            Dialect::OpenAi => envelope(&self.to_string(), kind, self.code(), self.param()),
+            Dialect::Anthropic => serde_json::json!({
+                "type": "error",
+                "error": {"type": kind, "message": self.to_string()},
+            }),
+        };
         let mut resp = (status, axum::Json(body)).into_response();
         let headers = resp.headers_mut();
         if let Some((name, value)) = self.debug_header()
@@ -168,5 +225,11 @@ impl IntoResponse for GatewayError {
             headers.insert(http::header::RETRY_AFTER, HeaderValue::from(s));
         }
         resp
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        self.respond(Dialect::OpenAi)
     }
 }

@@ -14,27 +14,40 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tracing::Instrument;
 
 use crate::Gateway;
+use crate::catalog;
 use crate::error::GatewayError;
-use crate::parse::{self, Endpoint, Parsed};
+use crate::metrics::{model_label, strategy_label};
+use crate::parse::{self, Endpoint, ParseError, Parsed};
 use crate::relay::Finish;
 use crate::upstream;
 
 /// What later stages need to know about the request.
 pub(crate) struct Ctx {
     pub(crate) endpoint: Endpoint,
+    /// The path the client called (forwarded as is: aliases stay aliases).
+    pub(crate) path: &'static str,
     pub(crate) request_id: String,
     pub(crate) start: Instant,
     pub(crate) parsed: Parsed,
+    /// The model as metrics label it (a known model; see [`crate::metrics`]).
+    pub(crate) model_label: String,
     pub(crate) strategy: Weighted,
-    /// `strategy` as the header and metric label spell it.
+    /// `strategy` as the `routing-strategy` response header spells it.
     pub(crate) strategy_label: String,
+    /// `strategy` as metrics label it (canonical names, no weights).
+    pub(crate) strategy_metric: String,
     pub(crate) user: Option<String>,
     /// The gateway added `include_usage`; the client did not ask for the usage chunk.
     pub(crate) strip_usage: bool,
 }
 
-/// Axum entry point for the three proxied OpenAI paths.
-pub(crate) async fn proxy(gw: Arc<Gateway>, endpoint: Endpoint, req: Request<Body>) -> Response {
+/// Axum entry point for every proxied path.
+pub(crate) async fn proxy(
+    gw: Arc<Gateway>,
+    endpoint: Endpoint,
+    path: &'static str,
+    req: Request<Body>,
+) -> Response {
     let start = Instant::now();
     let request_id = req
         .headers()
@@ -42,24 +55,29 @@ pub(crate) async fn proxy(gw: Arc<Gateway>, endpoint: Endpoint, req: Request<Bod
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .map_or_else(new_request_id, str::to_string);
-    let span = tracing::debug_span!("request", id = %request_id, path = endpoint.path());
-    let served = serve(&gw, endpoint, req, start, request_id.clone())
+    let span = tracing::debug_span!("request", id = %request_id, path);
+    let served = serve(&gw, endpoint, path, req, start, request_id.clone())
         .instrument(span)
         .await;
     let mut resp = match served {
         Ok(r) => r,
         Err((model, e)) => {
             tracing::debug!(error = %e, "request refused");
+            let model = model_label(&model, gw.pool.knows(&model));
             gw.metrics
                 .errors
                 .with_label_values(&[&model, e.as_label()])
                 .inc();
             let status = e.status();
+            let strategy = match e {
+                GatewayError::Strategy(_) => "invalid",
+                _ => "none",
+            };
             gw.metrics
                 .requests
-                .with_label_values(&[&model, status.as_str(), "none"])
+                .with_label_values(&[&model, status.as_str(), strategy])
                 .inc();
-            e.into_response()
+            e.respond(endpoint.dialect())
         }
     };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -73,6 +91,7 @@ type Refusal = (String, GatewayError);
 async fn serve(
     gw: &Arc<Gateway>,
     endpoint: Endpoint,
+    path: &'static str,
     req: Request<Body>,
     start: Instant,
     request_id: String,
@@ -87,7 +106,12 @@ async fn serve(
     let bytes = read_body(body, gw.cfg.proxy.max_body_bytes)
         .await
         .map_err(unknown)?;
-    let parsed = parse::parse(endpoint, &bytes).map_err(|e| unknown(e.into()))?;
+    let mut parsed = parse::parse(endpoint, &bytes).map_err(|e| unknown(e.into()))?;
+    if parsed.model.is_empty() {
+        // As vLLM: a request without a model goes to the only model served, if one.
+        parsed.model =
+            only_model(gw).ok_or_else(|| unknown(ParseError::Missing("model").into()))?;
+    }
     let model = parsed.model.clone();
     let refuse = |e: GatewayError| (model.clone(), e);
     let strategy = match header(&head.headers, "routing-strategy") {
@@ -100,19 +124,24 @@ async fn serve(
         return Err(refuse(GatewayError::ModelNotFound(model.clone())));
     }
     let candidates = gw.pool.candidates(&model);
-    if candidates.is_empty() {
+    let Some(first) = candidates.first() else {
         return Err(refuse(GatewayError::NoReadyPod(model.clone())));
-    }
+    };
     // Upstream body: streaming requests always ask for usage so tokens can be counted.
-    let strip_usage = parsed.stream && !parsed.include_usage && endpoint != Endpoint::Embeddings;
+    let strip_usage = parsed.stream && !parsed.include_usage && endpoint.has_stream_options();
     let body = if strip_usage {
         parse::with_include_usage(&bytes).map_err(|e| refuse(e.into()))?
     } else {
         bytes
     };
-    // Admit: RPM, TPM (reserving the prompt's estimated tokens plus max_tokens) and model RPS.
-    let user = header(&head.headers, "user").map(str::to_string);
-    let reserve = (parsed.key.len() as u64).div_ceil(4) + u64::from(parsed.max_tokens.unwrap_or(0));
+    // Admit: RPM, TPM (reserving what the request may use) and model RPS. A `user` header
+    // that is not UTF-8 names no user (refused when users are required).
+    let user = head
+        .headers
+        .get("user")
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+        .map(str::to_string);
+    let reserve = reservation(gw, endpoint, &parsed, &first.address).await;
     let ticket = gw
         .admission
         .admit(user.as_deref(), &model, reserve, unix_now())
@@ -136,10 +165,13 @@ async fn serve(
     };
     let cx = Ctx {
         endpoint,
+        path,
         request_id,
         start,
         parsed,
+        model_label: model.clone(),
         strategy_label: strategy.to_string(),
+        strategy_metric: strategy_label(&strategy),
         strategy,
         user: user.clone(),
         strip_usage,
@@ -153,6 +185,38 @@ async fn serve(
             Err(refuse(e))
         }
     }
+}
+
+/// The one base model the gateway serves, when there is exactly one.
+fn only_model(gw: &Gateway) -> Option<String> {
+    let mut bases = gw
+        .pool
+        .routable()
+        .into_iter()
+        .filter(|(_, parent)| parent.is_none());
+    match (bases.next(), bases.next()) {
+        (Some((m, _)), None) => Some(m),
+        _ => None,
+    }
+}
+
+/// Tokens TPM books before the request runs: the prompt's estimate (4 bytes a token) plus,
+/// for a generating request, `n` × what it may generate — its `max_tokens`, or when it sends
+/// none, the rest of the model's context (the engine's `max_model_len`), as vLLM allows.
+async fn reservation(gw: &Gateway, endpoint: Endpoint, p: &Parsed, address: &str) -> u64 {
+    if !endpoint.consumes_tokens() {
+        return 0;
+    }
+    let prompt = (p.key.len() as u64).div_ceil(4);
+    if !endpoint.generates() {
+        return prompt;
+    }
+    let room = |ctx: u32| u64::from(ctx).saturating_sub(prompt).max(1);
+    let each = match p.max_tokens {
+        Some(m) => u64::from(m),
+        None => room(catalog::max_model_len(gw, &p.model, address).await),
+    };
+    prompt + u64::from(p.n) * each
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {

@@ -7,8 +7,10 @@
 //! in-process [`Registry`]); [`pool`] keeps their state and `probe` their health and engine
 //! metrics. Failures become the OpenAI error envelope in one place, [`error`].
 
+mod catalog;
 mod config;
 mod discovery;
+mod endpoint;
 mod error;
 mod handler;
 mod metrics;
@@ -16,11 +18,12 @@ mod parse;
 mod pool;
 mod probe;
 mod relay;
+mod retry;
 mod sse;
 mod upstream;
 
 use std::collections::{HashMap, HashSet};
-use std::future::IntoFuture;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -48,10 +51,11 @@ pub use discovery::{
 };
 pub use error::GatewayError;
 
+use catalog::Catalog;
 use metrics::Metrics;
-use parse::Endpoint;
 use pool::Pool;
 use probe::Client;
+use retry::RetryBudget;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +92,9 @@ pub(crate) struct Gateway {
     pool: Arc<Pool>,
     client: Client,
     metrics: Arc<Metrics>,
+    catalog: Catalog,
+    retry_budget: RetryBudget,
+    accounting: Arc<Accounting>,
     admission: Arc<Admission>,
     tokenizer: Option<tiktoken_rs::CoreBPE>,
     vtc: Mutex<TokenWindow>,
@@ -135,8 +142,13 @@ impl Gateway {
             .view(user, now)
     }
 
-    /// Adds a finished request's tokens to the fairness window.
+    /// Adds a finished request's tokens to the fairness window. A name longer than any
+    /// stored user's ([`brix_admission::MAX_USER_NAME_BYTES`]) is not kept: a client must not
+    /// fill the window's map with huge keys.
     pub(crate) fn vtc_add(&self, user: &str, input: u64, output: u64) {
+        if user.len() > brix_admission::MAX_USER_NAME_BYTES {
+            return;
+        }
         let now = self.now();
         self.vtc
             .lock()
@@ -162,11 +174,48 @@ impl Gateway {
     }
 }
 
+/// Admission settlements and refunds still running: each request's accounting finishes in
+/// a task of its own after the answer, so a draining process waits for them
+/// ([`GatewayHandle::accounting_settled`]) before it exits.
+#[derive(Debug, Default)]
+pub(crate) struct Accounting {
+    pending: AtomicU64,
+    idle: tokio::sync::Notify,
+}
+
+impl Accounting {
+    /// Runs `fut` (a settlement or refund) on the current runtime, counted until it ends.
+    pub(crate) fn spawn(self: &Arc<Self>, fut: impl Future<Output = ()> + Send + 'static) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let this = self.clone();
+        rt.spawn(async move {
+            fut.await;
+            if this.pending.fetch_sub(1, Ordering::SeqCst) == 1 {
+                this.idle.notify_waiters();
+            }
+        });
+    }
+
+    async fn settled(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.pending.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// A view into a running gateway for the code that runs beside it (`brix up`'s controllers
 /// and status): what it knows about each pod.
 #[derive(Clone)]
 pub struct GatewayHandle {
     pool: Arc<Pool>,
+    accounting: Arc<Accounting>,
 }
 
 /// One pod as the gateway sees it now.
@@ -190,6 +239,13 @@ impl GatewayHandle {
     /// Requests in flight to `address`, including a pod discovery already removed.
     pub fn in_flight(&self, address: &str) -> u32 {
         self.pool.in_flight_at(address)
+    }
+
+    /// Resolves once no admission settlement or refund is running: a draining gateway awaits
+    /// it after its server stopped (every in-flight request booked its end), so TPM counters
+    /// in a shared store are right when the process exits.
+    pub async fn accounting_settled(&self) {
+        self.accounting.settled().await;
     }
 
     /// Every pod discovery lists now.
@@ -242,6 +298,12 @@ pub async fn app_with_handle(
         pool: Arc::new(Pool::new(cfg.routing.prefix())),
         client,
         metrics: Arc::new(Metrics::new()?),
+        catalog: Catalog::default(),
+        accounting: Arc::default(),
+        retry_budget: RetryBudget::new(
+            cfg.proxy.retry_budget_ratio,
+            cfg.proxy.retry_budget_min_per_s,
+        ),
         admission: admission.clone(),
         tokenizer,
         vtc: Mutex::new(TokenWindow::new(brix_router::DEFAULT_WINDOW_S)),
@@ -253,16 +315,23 @@ pub async fn app_with_handle(
     watch_discovery(&gw, discovery).await;
     let handle = GatewayHandle {
         pool: gw.pool.clone(),
+        accounting: gw.accounting.clone(),
     };
-    let proxied = |e: Endpoint| {
-        post(move |State(gw): State<Arc<Gateway>>, req: Request<Body>| handler::proxy(gw, e, req))
-            .fallback(handler::wrong_method)
-    };
-    let routes = Router::new()
-        .route("/v1/chat/completions", proxied(Endpoint::Chat))
-        .route("/v1/completions", proxied(Endpoint::Completions))
-        .route("/v1/embeddings", proxied(Endpoint::Embeddings))
-        .route("/v1/models", get(models).fallback(handler::wrong_method))
+    let mut routes = Router::new();
+    for &(path, e) in endpoint::PATHS {
+        routes = routes.route(
+            path,
+            post(move |State(gw): State<Arc<Gateway>>, req: Request<Body>| {
+                handler::proxy(gw, e, path, req)
+            })
+            .fallback(handler::wrong_method),
+        );
+    }
+    let routes = routes
+        .route(
+            "/v1/models",
+            get(catalog::models).fallback(handler::wrong_method),
+        )
         .route("/metrics", get(render_metrics))
         .route("/health", get(|| async { "ok" }))
         .route("/ready", get(ready))
@@ -316,6 +385,7 @@ async fn watch_discovery(gw: &Arc<Gateway>, discovery: &dyn Discovery) {
                 if let Some(h) = probes.remove(&pod.address) {
                     h.abort();
                 }
+                gw.metrics.forget_pod(&pod.name);
                 tracing::info!(pod = %pod.name, address = %pod.address, "pod left");
             }
             for pod in change.added {
@@ -344,19 +414,6 @@ async fn watch_discovery(gw: &Arc<Gateway>, discovery: &dyn Discovery) {
     while Instant::now() < deadline && gw.pool.all().iter().any(|p| !p.is_healthy()) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-/// `GET /v1/models`: base models and adapters with a healthy pod now.
-async fn models(State(gw): State<Arc<Gateway>>) -> Response {
-    let data: Vec<serde_json::Value> = gw
-        .pool
-        .routable()
-        .into_iter()
-        .map(|(id, parent)| {
-            serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": "brix", "parent": parent})
-        })
-        .collect();
-    axum::Json(serde_json::json!({"object": "list", "data": data})).into_response()
 }
 
 async fn render_metrics(State(gw): State<Arc<Gateway>>) -> Response {

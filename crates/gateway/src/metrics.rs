@@ -1,5 +1,15 @@
 //! The gateway's own Prometheus metrics (text format 0.0.4 on `/metrics`): what clients got,
 //! as the gateway saw it, and why routing decided as it did.
+//!
+//! Label policy: every label value comes from a bounded set, never from what a client sent.
+//! `model` is a model some pod serves, else `unknown`; `strategy` is a canonical strategy
+//! name (a mix: its names sorted, joined by `+`, weights dropped), else `invalid`; `pod` is a
+//! pod discovery lists, and its series are removed when it leaves ([`Metrics::forget_pod`]).
+
+use std::collections::HashMap;
+
+use brix_router::Weighted;
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 
 use prometheus::{
     HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
@@ -35,8 +45,47 @@ pub struct Metrics {
     pub decisions: IntCounterVec,
     /// Upstream attempts retried on another pod.
     pub retries: IntCounterVec,
+    /// Retries refused because the retry budget was spent.
+    pub retry_budget_exhausted: IntCounterVec,
+    /// Engine failures reported to passive health, by pod and kind.
+    pub upstream_failures: IntCounterVec,
     /// 1 while a pod is in the candidate set.
     pub pod_healthy: IntGaugeVec,
+}
+
+/// The metric label of a model: itself when known, else `unknown`.
+pub fn model_label(model: &str, known: bool) -> String {
+    if known {
+        model.to_string()
+    } else {
+        "unknown".to_string()
+    }
+}
+
+/// The metric label of a strategy: canonical names only (a mix's names sorted and joined by
+/// `+`, weights dropped), so client-chosen weights cannot mint new series.
+pub fn strategy_label(w: &Weighted) -> String {
+    let mut names: Vec<&str> = w.0.iter().map(|(s, _)| s.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    names.join("+")
+}
+
+/// Removes every series of `vec` whose `label` is `value`.
+fn remove_where<B: MetricVecBuilder>(vec: &MetricVec<B>, label: &str, value: &str) {
+    for family in vec.collect() {
+        for m in family.get_metric() {
+            let pairs = m.get_label();
+            if !pairs
+                .iter()
+                .any(|p| p.name() == label && p.value() == value)
+            {
+                continue;
+            }
+            let labels: HashMap<&str, &str> = pairs.iter().map(|p| (p.name(), p.value())).collect();
+            let _ = vec.remove(&labels);
+        }
+    }
 }
 
 impl Metrics {
@@ -107,6 +156,16 @@ impl Metrics {
                 "Upstream attempts that failed before any response byte and were retried on another pod.",
                 &["model"],
             )?,
+            retry_budget_exhausted: counter(
+                "brix_gateway_retry_budget_exhausted_total",
+                "Failed attempts not retried because the retry budget was spent.",
+                &["model"],
+            )?,
+            upstream_failures: counter(
+                "brix_gateway_upstream_failures_total",
+                "Engine failures reported to passive health: connect, status_5xx, first_byte_timeout, stream_stalled.",
+                &["pod", "kind"],
+            )?,
             pod_healthy: gauge(
                 "brix_gateway_pod_healthy",
                 "1 while the pod is in the candidate set, 0 while it is out.",
@@ -121,6 +180,14 @@ impl Metrics {
         let g = self.in_flight.with_label_values(&[model, pod]);
         g.inc();
         GaugeGuard(g)
+    }
+
+    /// Drops every series of a pod that left, so `/metrics` lists live pods only.
+    pub fn forget_pod(&self, pod: &str) {
+        remove_where(&self.decisions, "pod", pod);
+        remove_where(&self.in_flight, "pod", pod);
+        remove_where(&self.upstream_failures, "pod", pod);
+        remove_where(&self.pod_healthy, "pod", pod);
     }
 
     /// The exposition text.

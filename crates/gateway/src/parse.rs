@@ -13,27 +13,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// The OpenAI paths the gateway proxies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `/v1/chat/completions`.
-    Chat,
-    /// `/v1/completions`.
-    Completions,
-    /// `/v1/embeddings`.
-    Embeddings,
-}
-
-impl Endpoint {
-    /// The upstream path.
-    pub fn path(self) -> &'static str {
-        match self {
-            Self::Chat => "/v1/chat/completions",
-            Self::Completions => "/v1/completions",
-            Self::Embeddings => "/v1/embeddings",
-        }
-    }
-}
+pub use crate::endpoint::Endpoint;
 
 /// What the gateway read from one request body.
 #[derive(Debug, PartialEq)]
@@ -42,10 +22,15 @@ pub struct Parsed {
     pub model: String,
     /// `stream`.
     pub stream: bool,
-    /// `stream_options.include_usage` as the client sent it.
+    /// Whether the client gets usage from vLLM: `stream_options` sent, with `include_usage`
+    /// absent (vLLM's default is true) or true.
     pub include_usage: bool,
-    /// `max_completion_tokens` or `max_tokens`.
+    /// `stream_options.continuous_usage_stats` as the client sent it.
+    pub continuous_usage: bool,
+    /// `max_completion_tokens`, `max_tokens` or `max_output_tokens` (Responses).
     pub max_tokens: Option<u32>,
+    /// `n`: choices generated per prompt (1 when absent).
+    pub n: u32,
     /// The routing key: every message (role and content) in order, or the prompt.
     pub key: String,
 }
@@ -98,12 +83,28 @@ struct Body<'a> {
     max_tokens: Option<u32>,
     #[serde(default)]
     max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    max_output_tokens: Option<u32>,
+    #[serde(default)]
+    n: Option<u32>,
+    #[serde(borrow, default)]
+    system: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    instructions: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    query: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    text_1: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    queries: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
 struct StreamOptions {
     #[serde(default)]
     include_usage: Option<bool>,
+    #[serde(default)]
+    continuous_usage_stats: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -114,61 +115,118 @@ struct Message<'a> {
     content: Option<&'a RawValue>,
 }
 
-/// Parses `body` for `endpoint`.
+/// Parses `body` for `endpoint`. A missing `model` parses as empty: the handler then uses
+/// the gateway's only model, as vLLM does, or refuses.
 pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Parsed, ParseError> {
     let b: Body<'_> = serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
     let model = b
         .model
-        .filter(|m| !m.trim().is_empty())
-        .ok_or(ParseError::Missing("model"))?
-        .into_owned();
-    let stream = b.stream.unwrap_or(false);
-    let key = match endpoint {
-        Endpoint::Chat => {
-            let messages = b
-                .messages
-                .filter(|m| !m.is_empty())
-                .ok_or(ParseError::Missing("messages"))?;
-            conversation_text(&messages)?
-        }
-        Endpoint::Completions => prompt_text(b.prompt.ok_or(ParseError::Missing("prompt"))?)?,
-        Endpoint::Embeddings => {
-            if stream {
-                return Err(ParseError::Invalid {
-                    param: "stream",
-                    message: "embeddings cannot be streamed".into(),
-                });
-            }
-            prompt_text(b.input.ok_or(ParseError::Missing("input"))?)?
-        }
-    };
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_string();
+    let stream = b.stream.unwrap_or(false) && endpoint.generates();
+    if b.stream == Some(true) && endpoint == Endpoint::Embeddings {
+        return Err(ParseError::Invalid {
+            param: "stream",
+            message: "embeddings cannot be streamed".into(),
+        });
+    }
+    let key = key_text(endpoint, &b)?;
+    // vLLM's `StreamOptions` defaults `include_usage` to true once `stream_options` is sent.
+    let (include_usage, continuous_usage) = b.stream_options.map_or((false, false), |o| {
+        (
+            o.include_usage.unwrap_or(true),
+            o.continuous_usage_stats.unwrap_or(false),
+        )
+    });
     Ok(Parsed {
         model,
         stream,
-        include_usage: b
-            .stream_options
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false),
-        max_tokens: b.max_completion_tokens.or(b.max_tokens),
+        include_usage,
+        continuous_usage,
+        max_tokens: b
+            .max_completion_tokens
+            .or(b.max_tokens)
+            .or(b.max_output_tokens),
+        n: b.n.unwrap_or(1).max(1),
         key,
     })
 }
 
+/// The routing key text of each kind of body.
+fn key_text(endpoint: Endpoint, b: &Body<'_>) -> Result<String, ParseError> {
+    let opt_text = |raw: Option<&RawValue>| raw.map_or(Ok(String::new()), prompt_text);
+    Ok(match endpoint {
+        Endpoint::Chat => {
+            let messages = b
+                .messages
+                .as_deref()
+                .filter(|m| !m.is_empty())
+                .ok_or(ParseError::Missing("messages"))?;
+            conversation_text(messages, false)?
+        }
+        Endpoint::Completions => prompt_text(b.prompt.ok_or(ParseError::Missing("prompt"))?)?,
+        Endpoint::Messages | Endpoint::CountTokens => {
+            let messages = b
+                .messages
+                .as_deref()
+                .ok_or(ParseError::Missing("messages"))?;
+            let mut out = String::new();
+            if let Some(system) = b.system {
+                out.push_str("system\n");
+                push_content(&mut out, system, true)?;
+                out.push('\n');
+            }
+            out.push_str(&conversation_text(messages, true)?);
+            out
+        }
+        Endpoint::Responses => {
+            let input = b.input.ok_or(ParseError::Missing("input"))?;
+            let mut out = String::new();
+            if let Some(i) = &b.instructions {
+                out.push_str("system\n");
+                out.push_str(i);
+                out.push('\n');
+            }
+            match serde_json::from_str::<Vec<Message<'_>>>(input.get()) {
+                Ok(items) => out.push_str(&conversation_text(&items, true)?),
+                Err(_) => push_content(&mut out, input, true)?,
+            }
+            out
+        }
+        Endpoint::Tokenize => match (&b.messages, b.prompt) {
+            (Some(m), _) => conversation_text(m, true)?,
+            (None, p) => opt_text(p)?,
+        },
+        Endpoint::Detokenize => String::new(),
+        Endpoint::Embeddings => match (b.input, &b.messages) {
+            (Some(i), _) => prompt_text(i)?,
+            (None, Some(m)) => conversation_text(m, true)?,
+            (None, None) => return Err(ParseError::Missing("input")),
+        },
+        Endpoint::Score => opt_text(b.text_1.or(b.queries)).unwrap_or_default(),
+        Endpoint::Rerank => opt_text(b.query).unwrap_or_default(),
+    })
+}
+
 /// `role\ncontent\n` per message, in order; non-text content parts keep their JSON.
-fn conversation_text(messages: &[Message<'_>]) -> Result<String, ParseError> {
+fn conversation_text(messages: &[Message<'_>], lenient: bool) -> Result<String, ParseError> {
     let mut out = String::new();
     for m in messages {
         out.push_str(m.role.as_deref().unwrap_or(""));
         out.push('\n');
         if let Some(c) = m.content {
-            push_content(&mut out, c)?;
+            push_content(&mut out, c, lenient)?;
         }
         out.push('\n');
     }
     Ok(out)
 }
 
-fn push_content(out: &mut String, raw: &RawValue) -> Result<(), ParseError> {
+/// Appends a content value's text; `lenient` keeps any other JSON as it is (Anthropic and
+/// Responses bodies carry typed blocks the gateway need not understand).
+fn push_content(out: &mut String, raw: &RawValue, lenient: bool) -> Result<(), ParseError> {
     #[derive(Deserialize)]
     struct Part<'a> {
         #[serde(borrow, default)]
@@ -184,13 +242,16 @@ fn push_content(out: &mut String, raw: &RawValue) -> Result<(), ParseError> {
         Some(b'[') => {
             let parts: Vec<&RawValue> = serde_json::from_str(json).map_err(bad)?;
             for p in parts {
-                match serde_json::from_str::<Part<'_>>(p.get()).map_err(bad)?.text {
-                    Some(t) => out.push_str(&t),
-                    None => out.push_str(p.get()),
+                match serde_json::from_str::<Part<'_>>(p.get()).map(|p| p.text) {
+                    Ok(Some(t)) => out.push_str(&t),
+                    Ok(None) => out.push_str(p.get()),
+                    Err(_) if lenient => out.push_str(p.get()),
+                    Err(e) => return Err(bad(e)),
                 }
             }
         }
         Some(b'n') => {}
+        _ if lenient => out.push_str(json),
         _ => {
             return Err(bad(serde::de::Error::custom("found another type")));
         }
@@ -224,8 +285,11 @@ fn prompt_text(raw: &RawValue) -> Result<String, ParseError> {
     Ok(text)
 }
 
-/// The body with `stream_options.include_usage` set to true (other fields untouched), so the
-/// engine reports usage at the end of a stream.
+/// The body with `stream_options.include_usage` set to true, so the engine reports usage at
+/// the end of a stream. Called only for a client that gets no usage from vLLM (no
+/// `stream_options`, or `include_usage: false`); a `continuous_usage_stats: true` it sent is
+/// turned off, since vLLM sends per-chunk usage only with `include_usage`, so the one usage
+/// event left to strip is the final usage-only chunk.
 pub fn with_include_usage(body: &[u8]) -> Result<Bytes, ParseError> {
     let mut v: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
@@ -235,6 +299,9 @@ pub fn with_include_usage(body: &[u8]) -> Result<Bytes, ParseError> {
     match opts {
         serde_json::Value::Object(o) => {
             o.insert("include_usage".into(), serde_json::Value::Bool(true));
+            if let Some(c) = o.get_mut("continuous_usage_stats") {
+                *c = serde_json::Value::Bool(false);
+            }
         }
         _ => {
             return Err(ParseError::Invalid {

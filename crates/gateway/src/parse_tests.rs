@@ -58,14 +58,19 @@ fn prompts_in_every_openai_form() {
 
 #[test]
 fn bad_bodies_name_the_field() {
+    // A missing model is the handler's call (the only model, or 400), not the parser's.
+    assert_eq!(
+        ok(Endpoint::Chat, r#"{"messages":[{"role":"user"}]}"#).model,
+        ""
+    );
+    assert_eq!(
+        ok(Endpoint::Tokenize, r#"{"model":" ","prompt":"x"}"#).model,
+        ""
+    );
     let cases: [(Endpoint, &str, Option<&str>); 8] = [
         (Endpoint::Chat, "not json", None),
-        (Endpoint::Chat, r#"{"messages":[]}"#, Some("model")),
-        (
-            Endpoint::Chat,
-            r#"{"model":" ","messages":[]}"#,
-            Some("model"),
-        ),
+        (Endpoint::Messages, r#"{"model":"m"}"#, Some("messages")),
+        (Endpoint::Responses, r#"{"model":"m"}"#, Some("input")),
         (
             Endpoint::Chat,
             r#"{"model":"m","messages":[]}"#,
@@ -103,4 +108,92 @@ fn include_usage_is_injected_without_touching_other_fields() {
     assert_eq!(v["stream_options"]["x"], 1);
     assert_eq!(v["n"], 2);
     assert!(with_include_usage(br#"{"stream_options":3}"#).is_err());
+}
+
+/// vLLM defaults `include_usage` to true inside `stream_options` and sends per-chunk usage
+/// only with it: a client that turned `include_usage` off gets none, so the engine is asked
+/// for the final chunk only.
+#[test]
+fn continuous_usage_without_include_usage_is_turned_off() {
+    let chat = |opts: &str| {
+        let body = format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"x"}}],"stream":true,"stream_options":{opts}}}"#
+        );
+        ok(Endpoint::Chat, &body)
+    };
+    assert!(chat("{}").include_usage, "vLLM's default");
+    assert!(!chat("null").include_usage);
+    let p = chat(r#"{"continuous_usage_stats":true}"#);
+    assert!(p.continuous_usage && p.include_usage);
+    let p = chat(r#"{"continuous_usage_stats":true,"include_usage":false}"#);
+    assert!(p.continuous_usage && !p.include_usage);
+    let body = br#"{"model":"m","stream":true,"stream_options":{"continuous_usage_stats":true,"include_usage":false}}"#;
+    let v: serde_json::Value =
+        serde_json::from_slice(&with_include_usage(body).expect("valid")).expect("json");
+    assert_eq!(v["stream_options"]["include_usage"], true);
+    assert_eq!(v["stream_options"]["continuous_usage_stats"], false);
+}
+
+#[test]
+fn every_vllm_path_yields_model_and_key() {
+    let cases = [
+        (
+            Endpoint::Messages,
+            r#"{"model":"m","max_tokens":5,"system":"be brief","messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}]}"#,
+            "system\nbe brief\nuser\nhi\n",
+        ),
+        (
+            Endpoint::Responses,
+            r#"{"model":"m","instructions":"sys","input":"hello","max_output_tokens":9}"#,
+            "system\nsys\nhello",
+        ),
+        (
+            Endpoint::Responses,
+            r#"{"model":"m","input":[{"role":"user","content":[{"type":"input_text","text":"q"}]},{"type":"function_call_output","output":{"a":1}}]}"#,
+            "user\nq\n\n\n",
+        ),
+        (Endpoint::Tokenize, r#"{"model":"m","prompt":"abc"}"#, "abc"),
+        (
+            Endpoint::Tokenize,
+            r#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#,
+            "user\nx\n",
+        ),
+        (Endpoint::Detokenize, r#"{"model":"m","tokens":[1,2]}"#, ""),
+        (
+            Endpoint::Score,
+            r#"{"model":"m","text_1":"a","text_2":["b"]}"#,
+            "a",
+        ),
+        (
+            Endpoint::Rerank,
+            r#"{"model":"m","query":"q","documents":["d"]}"#,
+            "q",
+        ),
+        (
+            Endpoint::Embeddings,
+            r#"{"model":"m","messages":[{"role":"user","content":"e"}]}"#,
+            "user\ne\n",
+        ),
+    ];
+    for (endpoint, body, key) in cases {
+        let p = ok(endpoint, body);
+        assert_eq!((p.model.as_str(), p.key.as_str()), ("m", key), "{body}");
+    }
+    let p = ok(
+        Endpoint::Responses,
+        r#"{"model":"m","input":"x","max_output_tokens":9}"#,
+    );
+    assert_eq!(p.max_tokens, Some(9));
+    let p = ok(
+        Endpoint::Chat,
+        r#"{"model":"m","messages":[{"role":"user"}],"n":3}"#,
+    );
+    assert_eq!(p.n, 3);
+    assert!(
+        !ok(
+            Endpoint::Rerank,
+            r#"{"model":"m","query":"q","stream":true}"#
+        )
+        .stream
+    );
 }

@@ -1,15 +1,18 @@
 //! Stage account, and the way back: the engine's answer goes to the client (SSE chunk by chunk
 //! as it arrives, a plain body whole), while the gateway reads usage for accounting.
 //!
-//! Under failure: an engine error status is passed on with its body normalised to the OpenAI
-//! envelope; an engine that dies mid-stream ends the client's stream with an SSE error event;
-//! a client that goes away drops the relay, which drops the upstream body (closing the engine
+//! Under failure: an engine error status is passed on with its body normalised to the error
+//! envelope of the path's dialect (OpenAI, or Anthropic on `/v1/messages`); an engine that
+//! dies mid-stream, goes silent for `proxy.stream_idle_timeout_ms` (reported as an engine
+//! failure), or sends an event over `proxy.max_event_bytes` ends the client's stream with an
+//! SSE error event and loses its connection; a client that goes away drops the relay, which drops the upstream body (closing the engine
 //! connection, so the engine aborts the request) and releases the pod's slot. Every request is
 //! accounted exactly once, by [`Finish`], whichever way it ends.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -24,12 +27,13 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use crate::Gateway;
-use crate::error::{GatewayError, envelope, error_type};
+use crate::endpoint::Dialect;
+use crate::error::{GatewayError, bounded, dialect_envelope};
 use crate::handler::{Ctx, encode_session};
 use crate::metrics::GaugeGuard;
-use crate::pool::InFlight;
+use crate::pool::{InFlight, PodState};
 use crate::sse::{SseTap, Usage, usage_of};
-use crate::upstream::Sent;
+use crate::upstream::{FailureKind, Sent, report_upstream_failure};
 
 /// How a proxied request ended.
 #[derive(Clone, Copy, Debug)]
@@ -40,6 +44,8 @@ enum Outcome {
     EngineError(StatusCode),
     /// The engine connection broke after the response started.
     UpstreamBroke,
+    /// The engine went silent mid-stream for longer than the idle timeout.
+    Stalled,
     /// The client went away first.
     ClientGone,
 }
@@ -63,8 +69,8 @@ impl Finish {
     pub(crate) fn new(gw: Arc<Gateway>, cx: &Ctx, ticket: Ticket) -> Self {
         Self {
             gw,
-            model: cx.parsed.model.clone(),
-            strategy: cx.strategy_label.clone(),
+            model: cx.model_label.clone(),
+            strategy: cx.strategy_metric.clone(),
             user: cx.user.clone(),
             start: cx.start,
             stream: cx.parsed.stream,
@@ -80,7 +86,7 @@ impl Finish {
         self.done = true;
         if let Some(t) = self.ticket.take() {
             let adm = self.gw.admission.clone();
-            tokio::spawn(async move { adm.refund(t).await });
+            self.gw.accounting.spawn(async move { adm.refund(t).await });
         }
     }
 
@@ -100,6 +106,7 @@ impl Finish {
             Outcome::Done(_) => "200".to_string(),
             Outcome::EngineError(s) => s.as_str().to_string(),
             Outcome::UpstreamBroke => "502".to_string(),
+            Outcome::Stalled => "504".to_string(),
             Outcome::ClientGone => "499".to_string(),
         };
         m.requests
@@ -114,11 +121,11 @@ impl Finish {
             }
             Outcome::Done(None) => reserved,
             Outcome::EngineError(_) => 0,
-            Outcome::UpstreamBroke | Outcome::ClientGone => {
-                let reason = if matches!(outcome, Outcome::ClientGone) {
-                    "client_disconnected"
-                } else {
-                    "upstream_broke_mid_response"
+            Outcome::UpstreamBroke | Outcome::ClientGone | Outcome::Stalled => {
+                let reason = match outcome {
+                    Outcome::ClientGone => "client_disconnected",
+                    Outcome::Stalled => "upstream_stalled",
+                    _ => "upstream_broke_mid_response",
                 };
                 m.errors.with_label_values(&[&self.model, reason]).inc();
                 reserved
@@ -126,9 +133,9 @@ impl Finish {
         };
         if let Some(t) = self.ticket.take() {
             let adm = self.gw.admission.clone();
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move { adm.settle(t, used).await });
-            }
+            self.gw
+                .accounting
+                .spawn(async move { adm.settle(t, used).await });
         }
         // Releases the pod's in-flight slot and gauge.
         self.slot = None;
@@ -224,17 +231,24 @@ pub(crate) async fn respond(
     }
     let limit = gw.cfg.proxy.max_response_bytes;
     let timeout = Duration::from_secs(gw.cfg.proxy.response_timeout_s);
+    let dialect = cx.endpoint.dialect();
     let is_sse = head
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     if head.status.is_success() && is_sse {
+        let idle = Duration::from_millis(gw.cfg.proxy.stream_idle_timeout_ms);
         let body = Relay {
-            inner: body,
-            tap: SseTap::new(cx.strip_usage),
+            inner: Some(body),
+            tap: SseTap::new(cx.strip_usage, gw.cfg.proxy.max_event_bytes),
             finish: Some(finish),
-            pod: pod.name.clone(),
+            gw: gw.clone(),
+            pod,
+            dialect,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+            waiting: false,
         };
         return Response::from_parts(head, Body::new(body));
     }
@@ -242,20 +256,22 @@ pub(crate) async fn respond(
         Ok(Ok(c)) => c.to_bytes(),
         Ok(Err(e)) => {
             finish.complete(Outcome::UpstreamBroke);
-            return error_response(GatewayError::Upstream {
+            return GatewayError::Upstream {
                 pod: pod.name.clone(),
                 reason: format!("reading the response: {e}"),
-            });
+            }
+            .respond(dialect);
         }
         Err(_) => {
             finish.complete(Outcome::UpstreamBroke);
-            return error_response(GatewayError::UpstreamTimeout(pod.name.clone()));
+            report_upstream_failure(gw, &pod, FailureKind::FirstByteTimeout);
+            return GatewayError::UpstreamTimeout(pod.name.clone()).respond(dialect);
         }
     };
     finish.first_byte();
     if !head.status.is_success() {
         finish.complete(Outcome::EngineError(head.status));
-        let body = normalise_error(head.status, bytes);
+        let body = normalise_error(head.status, bytes, dialect);
         head.headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -266,13 +282,9 @@ pub(crate) async fn respond(
     Response::from_parts(head, Body::from(bytes))
 }
 
-fn error_response(e: GatewayError) -> Response {
-    axum::response::IntoResponse::into_response(e)
-}
-
-/// An engine's error body in the OpenAI envelope: kept when it already is one, wrapped
-/// otherwise (vLLM's plain-text and `{"detail":..}` answers included).
-fn normalise_error(status: StatusCode, body: Bytes) -> Bytes {
+/// An engine's error body in the dialect's envelope: kept when it already is one (has an
+/// `error` object), wrapped otherwise (vLLM's plain-text and `{"detail":..}` answers included).
+fn normalise_error(status: StatusCode, body: Bytes, dialect: Dialect) -> Bytes {
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
         && v.get("error").is_some_and(serde_json::Value::is_object)
     {
@@ -283,28 +295,51 @@ fn normalise_error(status: StatusCode, body: Bytes) -> Bytes {
         .ok()
         .and_then(|v| v.get("detail").or(v.get("message")).map(|m| m.to_string()))
         .unwrap_or_else(|| text.trim().to_string());
-    let e = envelope(&message, error_type(status), None, None);
-    Bytes::from(e.to_string())
+    Bytes::from(dialect_envelope(dialect, status, &message, None).to_string())
 }
 
-/// The SSE body on its way to the client: forwards chunks as they come, taps usage, and
-/// books the end exactly once.
+/// The SSE body on its way to the client: forwards chunks as they come, taps usage, ends a
+/// silent stream after the idle timeout, and books the end exactly once.
 struct Relay {
-    inner: Incoming,
+    /// The engine's body; `None` once dropped (the connection closes with it).
+    inner: Option<Incoming>,
     tap: SseTap,
     finish: Option<Finish>,
-    pod: String,
+    gw: Arc<Gateway>,
+    pod: Arc<PodState>,
+    dialect: Dialect,
+    idle: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// Whether the timer runs: it counts only time spent waiting on the engine, never time
+    /// the client took to read (a slow reader is not a stalled engine).
+    waiting: bool,
 }
 
 impl Relay {
-    fn error_event(&self, why: &str) -> Bytes {
-        let e = envelope(
-            &format!("upstream pod {} {why}", self.pod),
-            "api_error",
-            Some("upstream_disconnected"),
-            None,
-        );
-        Bytes::from(format!("data: {e}\n\n"))
+    /// An SSE error event in the path's dialect.
+    fn error_event(&self, status: StatusCode, code: &str, why: &str) -> Bytes {
+        let message = format!("upstream pod {} {why}", bounded(&self.pod.name));
+        let e = dialect_envelope(self.dialect, status, &message, Some(code));
+        Bytes::from(match self.dialect {
+            Dialect::OpenAi => format!("data: {e}\n\n"),
+            Dialect::Anthropic => format!("event: error\ndata: {e}\n\n"),
+        })
+    }
+
+    /// Ends the stream: books `outcome`, drops the engine connection, returns the last bytes.
+    fn end(
+        &mut self,
+        outcome: Outcome,
+        mut out: BytesMut,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::convert::Infallible>>> {
+        self.inner = None;
+        if let Some(mut f) = self.finish.take() {
+            f.complete(outcome);
+        }
+        if out.is_empty() {
+            return Poll::Ready(None);
+        }
+        Poll::Ready(Some(Ok(Frame::data(std::mem::take(&mut out).freeze()))))
     }
 }
 
@@ -318,18 +353,52 @@ impl http_body::Body for Relay {
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         loop {
-            let Some(finish) = this.finish.as_mut() else {
+            let (Some(finish), Some(inner)) = (this.finish.as_mut(), this.inner.as_mut()) else {
                 return Poll::Ready(None);
             };
-            match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+            if !this.waiting {
+                this.waiting = true;
+                let deadline = tokio::time::Instant::now() + this.idle;
+                this.timer.as_mut().reset(deadline);
+            }
+            let polled = Pin::new(inner).poll_frame(cx);
+            let Poll::Ready(polled) = polled else {
+                if this.timer.as_mut().poll(cx).is_ready() {
+                    tracing::warn!(pod = %this.pod.name, "engine stream went silent; ending it");
+                    report_upstream_failure(&this.gw, &this.pod, FailureKind::StreamStalled);
+                    let e = this.error_event(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "upstream_timeout",
+                        &format!("sent nothing for {} ms", this.idle.as_millis()),
+                    );
+                    return this.end(Outcome::Stalled, BytesMut::from(&e[..]));
+                }
+                return Poll::Pending;
+            };
+            match polled {
                 Some(Ok(frame)) => {
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
                     finish.first_byte();
-                    let out = this.tap.on_chunk(data);
-                    if !out.is_empty() {
-                        return Poll::Ready(Some(Ok(Frame::data(out))));
+                    match this.tap.on_chunk(data) {
+                        Ok(out) if out.is_empty() => {
+                            // Bytes came: the engine is alive; wait afresh.
+                            this.waiting = false;
+                        }
+                        Ok(out) => {
+                            this.waiting = false;
+                            return Poll::Ready(Some(Ok(Frame::data(out))));
+                        }
+                        Err(e) => {
+                            tracing::warn!(pod = %this.pod.name, error = %e, "engine stream line too long; ending it");
+                            let ev = this.error_event(
+                                StatusCode::BAD_GATEWAY,
+                                "upstream_event_too_large",
+                                &e.to_string(),
+                            );
+                            return this.end(Outcome::UpstreamBroke, BytesMut::from(&ev[..]));
+                        }
                     }
                 }
                 end => {
@@ -337,23 +406,27 @@ impl http_body::Body for Relay {
                     let outcome = match end {
                         None if this.tap.done => Outcome::Done(this.tap.usage),
                         None => {
-                            out.extend_from_slice(&this.error_event("ended the stream early"));
+                            let e = this.error_event(
+                                StatusCode::BAD_GATEWAY,
+                                "upstream_disconnected",
+                                "ended the stream early",
+                            );
+                            out.extend_from_slice(&e);
                             Outcome::UpstreamBroke
                         }
                         Some(Err(e)) => {
-                            tracing::warn!(pod = %this.pod, error = %e, "engine died mid-stream");
-                            out.extend_from_slice(&this.error_event("failed mid-stream"));
+                            tracing::warn!(pod = %this.pod.name, error = %e, "engine died mid-stream");
+                            let e = this.error_event(
+                                StatusCode::BAD_GATEWAY,
+                                "upstream_disconnected",
+                                "failed mid-stream",
+                            );
+                            out.extend_from_slice(&e);
                             Outcome::UpstreamBroke
                         }
                         Some(Ok(_)) => continue,
                     };
-                    if let Some(mut f) = this.finish.take() {
-                        f.complete(outcome);
-                    }
-                    if out.is_empty() {
-                        return Poll::Ready(None);
-                    }
-                    return Poll::Ready(Some(Ok(Frame::data(out.freeze()))));
+                    return this.end(outcome, out);
                 }
             }
         }

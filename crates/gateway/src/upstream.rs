@@ -1,18 +1,20 @@
 //! Stages route and proxy: pick a pod with the pure policy, take its in-flight slot, send.
 //!
-//! Under failure: a pod that fails before any response byte (refused connection, reset before
-//! the status line) is dropped from this request's candidates and the request is routed again
-//! over the rest, at most `proxy.retries` times; a refused connection also takes the pod out of
-//! rotation until its probe succeeds again. A pod that does not send response headers within
-//! `proxy.response_timeout_s` is not retried (the engine may be working on it): 504.
+//! Under failure: an attempt that fails before any byte reached the client — a 5xx answer
+//! (500, 502, 503, 504), a refused or failed connection, no response headers within the
+//! first-byte timeout (streams) or the response timeout (plain answers) — is reported
+//! ([`report_upstream_failure`]) and the request is routed again over the pods not yet
+//! tried, at most `proxy.retries` times and only while the retry budget
+//! ([`crate::retry::RetryBudget`]) has room. A 4xx is the client's error and never retried.
+//! When no retry is left, a 5xx answer goes to the client as the engine sent it, a failed
+//! connection becomes 502 and a timeout 504.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::http::HeaderMap;
 use brix_router::{Pod, RouteRequest, route};
 use bytes::Bytes;
-use http::header;
+use http::{StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
@@ -32,6 +34,49 @@ pub(crate) struct Sent {
     pub(crate) gauge: GaugeGuard,
 }
 
+/// How an engine failed a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FailureKind {
+    /// The connection was refused or could not be made.
+    Connect,
+    /// The engine answered 500, 502, 503 or 504.
+    Status(StatusCode),
+    /// No response headers in time.
+    FirstByteTimeout,
+    /// A stream went silent for longer than `proxy.stream_idle_timeout_ms`.
+    StreamStalled,
+}
+
+impl FailureKind {
+    /// Metric label (a bounded set).
+    pub(crate) fn as_label(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Status(_) => "status_5xx",
+            Self::FirstByteTimeout => "first_byte_timeout",
+            Self::StreamStalled => "stream_stalled",
+        }
+    }
+}
+
+/// The one place an engine failure is reported to the pod table (passive health). Today it
+/// takes the pod out of rotation until its probe succeeds again; the outlier-ejection core
+/// (consecutive failures → out, probe to rejoin) plugs in here.
+pub(crate) fn report_upstream_failure(gw: &Gateway, pod: &PodState, kind: FailureKind) {
+    gw.metrics
+        .upstream_failures
+        .with_label_values(&[&pod.name, kind.as_label()])
+        .inc();
+    if pod.set_healthy(false) {
+        tracing::warn!(pod = %pod.name, kind = kind.as_label(), "engine failed a request; out of rotation until its probe succeeds");
+    }
+}
+
+/// Statuses worth another pod: the engine (or a proxy before it) failed, not the request.
+fn retryable(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 500 | 502 | 503 | 504)
+}
+
 /// Routes and sends, retrying on another pod when one fails before any response byte.
 pub(crate) async fn send(
     gw: &Arc<Gateway>,
@@ -41,37 +86,64 @@ pub(crate) async fn send(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Sent, GatewayError> {
-    let model = &cx.parsed.model;
-    let timeout = Duration::from_secs(gw.cfg.proxy.response_timeout_s);
-    let mut last = GatewayError::NoReadyPod(model.clone());
-    for attempt in 0..=gw.cfg.proxy.retries {
-        if candidates.is_empty() {
-            break;
+    let model = &cx.model_label;
+    let timeout = gw.cfg.proxy.headers_timeout(cx.parsed.stream);
+    gw.retry_budget.deposit(gw.now());
+    let mut attempt = 0;
+    // Whether another attempt may go: attempts left, a pod left, room in the budget.
+    let may_retry = |attempt: u32, left: usize| {
+        if attempt >= gw.cfg.proxy.retries || left == 0 {
+            return false;
         }
-        if attempt > 0 {
-            gw.metrics.retries.with_label_values(&[model]).inc();
+        let ok = gw.retry_budget.try_withdraw(gw.now());
+        let counter = if ok {
+            &gw.metrics.retries
+        } else {
+            &gw.metrics.retry_budget_exhausted
+        };
+        counter.with_label_values(&[model]).inc();
+        ok
+    };
+    loop {
+        if candidates.is_empty() {
+            return Err(GatewayError::NoReadyPod(cx.parsed.model.clone()));
         }
         let i = choose(gw, cx, req, &candidates)?;
         let pod = candidates.swap_remove(i);
         let slot = pod.acquire();
         let gauge = gw.metrics.in_flight_guard(model, &pod.name);
         let request = build(&pod.address, cx, headers, body.clone(), gw.strips_auth())?;
-        match tokio::time::timeout(timeout, gw.client.request(request)).await {
-            Ok(Ok(resp)) => return Ok(Sent { resp, slot, gauge }),
+        let last = match tokio::time::timeout(timeout, gw.client.request(request)).await {
+            Ok(Ok(resp)) if !retryable(resp.status()) => return Ok(Sent { resp, slot, gauge }),
+            Ok(Ok(resp)) => {
+                report_upstream_failure(gw, &pod, FailureKind::Status(resp.status()));
+                if !may_retry(attempt, candidates.len()) {
+                    return Ok(Sent { resp, slot, gauge });
+                }
+                tracing::debug!(pod = %pod.name, status = %resp.status(), attempt, "engine failed; retrying");
+                attempt += 1;
+                continue;
+            }
             Ok(Err(e)) => {
-                if e.is_connect() && pod.set_healthy(false) {
-                    tracing::warn!(request_id = %cx.request_id, pod = %pod.name, error = %e, "pod refused a connection; out of rotation until its probe succeeds");
+                if e.is_connect() {
+                    report_upstream_failure(gw, &pod, FailureKind::Connect);
                 }
                 tracing::debug!(pod = %pod.name, error = %e, attempt, "upstream failed before responding");
-                last = GatewayError::Upstream {
+                GatewayError::Upstream {
                     pod: pod.name.clone(),
                     reason: e.to_string(),
-                };
+                }
             }
-            Err(_) => return Err(GatewayError::UpstreamTimeout(pod.name.clone())),
+            Err(_) => {
+                report_upstream_failure(gw, &pod, FailureKind::FirstByteTimeout);
+                GatewayError::UpstreamTimeout(pod.name.clone())
+            }
+        };
+        if !may_retry(attempt, candidates.len()) {
+            return Err(last);
         }
+        attempt += 1;
     }
-    Err(last)
 }
 
 /// Runs the routing policy over the candidates' snapshots and books the prompt's blocks.
@@ -93,7 +165,7 @@ fn choose(
         index.insert(req.blocks, &pods[d.pod].address, now);
     }
     drop(index);
-    let strategy = &cx.strategy_label;
+    let strategy = &cx.strategy_metric;
     let fallback = d.fallback.map_or("none", |f| f.as_str());
     gw.metrics
         .decisions
@@ -124,7 +196,7 @@ fn build(
     body: Bytes,
     strip_auth: bool,
 ) -> Result<http::Request<Full<Bytes>>, GatewayError> {
-    let mut b = http::Request::post(format!("http://{address}{}", cx.endpoint.path()));
+    let mut b = http::Request::post(format!("http://{address}{}", cx.path));
     if let Some(h) = b.headers_mut() {
         for (k, v) in headers {
             if DROPPED.contains(k)

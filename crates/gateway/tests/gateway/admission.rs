@@ -72,3 +72,63 @@ async fn keys_users_and_exact_rpm_under_concurrency() {
     }
     assert_eq!(ok, 5, "exactly the RPM limit is admitted");
 }
+
+/// `require_known_user` admits no anonymous request: no `user` header, or one that is not
+/// UTF-8, is 401 like an unknown user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_users_cannot_be_dodged() {
+    let mut cfg = gateway_config();
+    cfg.admission.require_known_user = true;
+    let f = fleet(1, cfg, |_| brix_testkit::sim_config(MODEL)).await;
+    let bad = reqwest::header::HeaderValue::from_bytes(&[0xff, b'a', 0xfe]).unwrap();
+    for user in [None, Some(bad)] {
+        let mut r = f.http.post(f.url("/v1/chat/completions")).json(&chat("x"));
+        if let Some(u) = user.clone() {
+            r = r.header("user", u);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{user:?}");
+        assert_eq!(header(&r, "x-error-user"), "true");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "invalid_user");
+    }
+}
+
+/// TPM with `max_tokens` omitted reserves what the request may really generate (the rest of
+/// the engine's 2048-token context), so concurrent requests cannot overrun the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tpm_reserves_the_context_when_max_tokens_is_omitted() {
+    let mut cfg = gateway_config();
+    cfg.admission.admin_key = Some("admin".into());
+    let f = fleet(1, cfg, |_| {
+        let mut c = brix_testkit::sim_config(MODEL);
+        c.engine.output_len = brix_sim::OutputLen::Fixed(400);
+        c
+    })
+    .await;
+    let r = f
+        .http
+        .put(f.url("/admin/users/bob"))
+        .bearer_auth("admin")
+        .json(&json!({"tpm": 4096}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    // Streams held open: every admission happens while the others are still running.
+    let mut open = Vec::new();
+    let mut refused = 0;
+    for _ in 0..8 {
+        let body =
+            json!({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "stream": true});
+        let r = f
+            .post("/v1/chat/completions", &body, &[("user", "bob")])
+            .await;
+        match r.status().as_u16() {
+            200 => open.push(r),
+            429 => refused += 1,
+            s => panic!("status {s}"),
+        }
+    }
+    assert_eq!((open.len(), refused), (2, 6), "2 × 2048 fit in 4096");
+}

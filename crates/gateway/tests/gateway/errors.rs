@@ -82,7 +82,7 @@ async fn request_errors_table() {
         Case::new(json!({"messages": []}), &[], 400).envelope(
             "invalid_request_error",
             None,
-            Some("model"),
+            Some("messages"),
         ),
         // The engine's own refusal (context too long), passed on in the envelope.
         Case::new(
@@ -104,6 +104,16 @@ async fn request_errors_table() {
             None => assert!(v["error"]["type"].is_string(), "{v}"),
         }
     }
+
+    // As vLLM: no model means the only model served.
+    let r = f
+        .post(
+            "/v1/chat/completions",
+            &json!({"messages": [{"role": "user", "content": "x"}]}),
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
 
     let r = f
         .http

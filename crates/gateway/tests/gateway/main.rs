@@ -7,6 +7,8 @@
 
 mod admission;
 mod errors;
+mod faults;
+mod paths;
 mod proxy;
 mod resilience;
 mod routing;
