@@ -266,7 +266,7 @@ mod tests {
             idle_timeout_s: 0.0,
             ..ServeConfig::default()
         };
-        assert!(bad.validate().unwrap_err().contains("idle_timeout_s"));
+        assert!(matches!(bad.validate(), Err(e) if e.contains("idle_timeout_s")));
         let bad = ServeConfig {
             shutdown_grace_s: f64::NAN,
             ..ServeConfig::default()
