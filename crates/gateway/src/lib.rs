@@ -20,7 +20,6 @@ mod sse;
 mod upstream;
 
 use std::collections::{HashMap, HashSet};
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,6 +40,7 @@ use rand::rngs::SmallRng;
 use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
 
+pub use brix_net::ServeConfig;
 pub use brix_router::BlockUnit;
 pub use config::{ConfigError, GatewayConfig, ProxyConfig, RoutingConfig, ScrapeConfig};
 pub use discovery::{
@@ -273,33 +273,31 @@ pub async fn app_with_handle(
     Ok((routes, handle))
 }
 
-/// Serves on an already-bound listener until the process ends.
+/// Serves on an already-bound listener until the future is dropped (tests run it in a task).
 pub async fn run(
     cfg: GatewayConfig,
     discovery: &dyn Discovery,
     listener: TcpListener,
 ) -> Result<(), StartError> {
+    let server = cfg.server.clone();
     let routes = app(cfg, discovery).await?;
-    axum::serve(listener, routes)
-        .into_future()
-        .await
-        .map_err(StartError::Serve)
+    brix_net::serve_router(listener, routes, server, std::future::pending()).await;
+    Ok(())
 }
 
 /// Binds `cfg.listen`, prints `brix gateway listening on http://ADDR` on stdout once ready
-/// (the line callers wait for), and serves.
+/// (the line callers wait for), and serves until Ctrl-C or SIGTERM, then drains.
 pub async fn serve(cfg: GatewayConfig, discovery: &dyn Discovery) -> Result<(), StartError> {
     let addr = cfg.listen;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Bind { addr, source })?;
+    let server = cfg.server.clone();
     let routes = app(cfg, discovery).await?;
     let local = listener.local_addr().map_err(StartError::Serve)?;
     println!("brix gateway listening on http://{local}");
-    axum::serve(listener, routes)
-        .into_future()
-        .await
-        .map_err(StartError::Serve)
+    brix_net::serve_router(listener, routes, server, brix_net::shutdown_signal()).await;
+    Ok(())
 }
 
 /// Applies the current targets, then every change, starting and stopping probes; returns once

@@ -7,6 +7,7 @@
 
 mod admission;
 mod errors;
+mod keepalive;
 mod proxy;
 mod resilience;
 mod routing;
