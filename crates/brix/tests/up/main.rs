@@ -7,5 +7,6 @@
 
 mod admin;
 mod binary;
+mod listener;
 mod platform;
 mod support;
