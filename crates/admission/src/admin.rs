@@ -9,7 +9,6 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::StatusCode;
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,7 +18,7 @@ use serde_json::json;
 
 use crate::store::WriteMode;
 use crate::user::User;
-use crate::{Admission, StoreError, UserError};
+use crate::{AdminDenied, Admission, StoreError, UserError};
 
 type Shared = Arc<Admission>;
 
@@ -41,10 +40,8 @@ pub(crate) fn router(admission: Shared) -> Router {
 /// Why an admin call failed; rendered once, as the OpenAI envelope.
 #[derive(Debug, thiserror::Error)]
 enum AdminError {
-    #[error("the admin API is disabled; configure admin_key to enable it")]
-    Disabled,
-    #[error("Incorrect admin key provided")]
-    Unauthorized,
+    #[error(transparent)]
+    Denied(#[from] AdminDenied),
     #[error("User: {0} does not exist")]
     NotFound(String),
     #[error("{0}")]
@@ -65,16 +62,7 @@ impl From<UserError> for AdminError {
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
         let (status, kind, code) = match &self {
-            AdminError::Disabled => (
-                StatusCode::FORBIDDEN,
-                "permission_error",
-                Some("admin_api_disabled"),
-            ),
-            AdminError::Unauthorized => (
-                StatusCode::UNAUTHORIZED,
-                "authentication_error",
-                Some("invalid_api_key"),
-            ),
+            AdminError::Denied(denied) => return denied.into_response(),
             AdminError::NotFound(_) => (
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
@@ -104,18 +92,8 @@ impl FromRequestParts<Shared> for AdminAuth {
     type Rejection = AdminError;
 
     async fn from_request_parts(parts: &mut Parts, state: &Shared) -> Result<Self, AdminError> {
-        let Some(admin_key) = &state.admin_key else {
-            return Err(AdminError::Disabled);
-        };
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        if admin_key.accepts(header) {
-            Ok(AdminAuth)
-        } else {
-            Err(AdminError::Unauthorized)
-        }
+        state.admin.check_headers(&parts.headers)?;
+        Ok(AdminAuth)
     }
 }
 

@@ -47,6 +47,81 @@ fn bearer_token(value: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+/// The one admin-key check of every admin API on the gateway's port (the users API, `brix
+/// up`'s fleet API): with no key configured the APIs are off (403), otherwise the caller must
+/// present `Authorization: Bearer <key>` (scheme in any case, compared in constant time).
+#[derive(Clone, Default)]
+pub struct AdminGuard {
+    key: Option<Keys>,
+}
+
+/// Why an admin call was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AdminDenied {
+    /// No admin key is configured: the admin APIs are off.
+    #[error("the admin API is disabled; configure admin_key to enable it")]
+    Disabled,
+    /// The key is missing or wrong.
+    #[error("Incorrect admin key provided")]
+    Unauthorized,
+}
+
+impl AdminGuard {
+    /// A guard for `key`; `None` (or an empty key) refuses every call.
+    pub fn new(key: Option<&str>) -> Self {
+        Self {
+            key: key.filter(|k| !k.is_empty()).map(|k| Keys::new([k])),
+        }
+    }
+
+    /// Whether an admin key is configured.
+    pub fn enabled(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// Checks an `Authorization` header value.
+    pub fn check(&self, authorization: Option<&str>) -> Result<(), AdminDenied> {
+        match &self.key {
+            None => Err(AdminDenied::Disabled),
+            Some(k) if k.accepts(authorization) => Ok(()),
+            Some(_) => Err(AdminDenied::Unauthorized),
+        }
+    }
+
+    /// [`check`](Self::check) on a request's headers.
+    pub fn check_headers(&self, headers: &axum::http::HeaderMap) -> Result<(), AdminDenied> {
+        self.check(
+            headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        )
+    }
+}
+
+impl AdminDenied {
+    /// The HTTP status: 403 when the API is off, 401 for a bad key.
+    pub fn status(self) -> axum::http::StatusCode {
+        match self {
+            Self::Disabled => axum::http::StatusCode::FORBIDDEN,
+            Self::Unauthorized => axum::http::StatusCode::UNAUTHORIZED,
+        }
+    }
+}
+
+impl axum::response::IntoResponse for AdminDenied {
+    /// The OpenAI error envelope.
+    fn into_response(self) -> axum::response::Response {
+        let (kind, code) = match self {
+            Self::Disabled => ("permission_error", "admin_api_disabled"),
+            Self::Unauthorized => ("authentication_error", "invalid_api_key"),
+        };
+        let body = serde_json::json!({"error": {
+            "message": self.to_string(), "type": kind, "code": code, "param": null,
+        }});
+        (self.status(), axum::Json(body)).into_response()
+    }
+}
+
 fn digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
@@ -73,5 +148,21 @@ mod tests {
             assert_eq!(keys.accepts(header), want, "{header:?}");
         }
         assert!(Keys::new([]).is_empty());
+    }
+
+    #[test]
+    fn admin_guard() {
+        assert_eq!(
+            AdminGuard::new(None).check(Some("Bearer x")),
+            Err(AdminDenied::Disabled)
+        );
+        assert_eq!(
+            AdminGuard::new(Some("")).check(Some("Bearer ")),
+            Err(AdminDenied::Disabled)
+        );
+        let g = AdminGuard::new(Some("adm"));
+        assert_eq!(g.check(None), Err(AdminDenied::Unauthorized));
+        assert_eq!(g.check(Some("Bearer nope")), Err(AdminDenied::Unauthorized));
+        assert_eq!(g.check(Some("bearer adm")), Ok(()));
     }
 }

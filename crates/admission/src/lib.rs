@@ -25,6 +25,7 @@ mod ticket;
 mod user;
 mod window;
 
+pub use auth::{AdminDenied, AdminGuard};
 pub use config::AdmissionConfig;
 pub use error::{AdmissionError, Reject, StoreError, UserError};
 pub use ticket::Ticket;
@@ -44,7 +45,7 @@ use crate::window::{Kind, MAX_COUNT};
 /// in an `Arc`).
 pub struct Admission {
     api_keys: Keys,
-    admin_key: Option<Keys>,
+    admin: AdminGuard,
     model_rps: BTreeMap<String, u64>,
     require_known_user: bool,
     store: Store,
@@ -61,7 +62,7 @@ impl Admission {
         };
         Ok(Self {
             api_keys: Keys::new(cfg.api_keys.iter().map(String::as_str)),
-            admin_key: cfg.admin_key.as_deref().map(|k| Keys::new([k])),
+            admin: AdminGuard::new(cfg.admin_key.as_deref()),
             model_rps: cfg.model_rps,
             require_known_user: cfg.require_known_user,
             store,
@@ -81,6 +82,11 @@ impl Admission {
     /// gateway merges it into its own router.
     pub fn admin_router(self: Arc<Self>) -> axum::Router {
         admin::router(self)
+    }
+
+    /// The admin-key check, for other admin APIs served beside the gateway (one check for all).
+    pub fn admin_guard(&self) -> AdminGuard {
+        self.admin.clone()
     }
 
     /// Checks `Authorization: Bearer <key>` against the configured keys (constant time); with
@@ -249,7 +255,7 @@ impl fmt::Debug for Admission {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Admission")
             .field("api_keys", &(!self.api_keys.is_empty()))
-            .field("admin_api", &self.admin_key.is_some())
+            .field("admin_api", &self.admin.enabled())
             .field("model_rps", &self.model_rps)
             .field("require_known_user", &self.require_known_user)
             .field("backend", &self.backend())

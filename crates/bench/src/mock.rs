@@ -11,9 +11,9 @@
 //! number of generations in flight; the others are zero). A counter of generations served,
 //! `brix_bench_mock_generations_total`, lets a benchmark see how a router spread its load.
 //!
-//! Under failure: a connection that errors is logged at debug and dropped; an `accept` error
-//! (say, out of file descriptors) is logged and retried after a short pause, so a burst of
-//! connections cannot stop the server.
+//! Under failure: it listens through [`brix_net`], like every Brix server: a connection that
+//! errors is dropped; an `accept` error (say, out of file descriptors) is logged once per burst
+//! and retried after a growing pause, so a burst of connections cannot stop the server.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -21,16 +21,15 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use brix_net::RequestBody;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::server::conn::http1;
+use hyper::body::{Body, Frame, SizeHint};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -119,32 +118,19 @@ impl MockServer {
         MockHandle(self.state.clone())
     }
 
-    /// Serves HTTP/1.1 connections until the task is dropped.
+    /// Serves HTTP/1.1 connections (through [`brix_net`]: TCP_NODELAY, accept errors
+    /// survived, client timeouts) until the task is dropped.
     pub async fn run(self) -> Result<(), MockError> {
-        loop {
-            let stream = match self.listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            };
-            // Small replies on keep-alive connections: Nagle would add tens of milliseconds.
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!(error = %e, "set_nodelay");
-            }
-            let state = self.state.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req| handle(state.clone(), req));
-                if let Err(e) = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await
-                {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-            });
-        }
+        let state = self.state;
+        let svc = service_fn(move |req| handle(state.clone(), req));
+        brix_net::serve(
+            self.listener,
+            svc,
+            brix_net::ServeConfig::default(),
+            std::future::pending(),
+        )
+        .await;
+        Ok(())
     }
 }
 
@@ -323,7 +309,7 @@ fn wants_stream(body: &[u8]) -> bool {
 
 async fn handle(
     state: Arc<State>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<Response<MockBody>, Infallible> {
     let json = |bytes: &Bytes| respond(StatusCode::OK, JSON, vec![bytes.clone()], None);
     let resp = match (req.method(), req.uri().path()) {
@@ -346,7 +332,7 @@ async fn handle(
     Ok(resp)
 }
 
-async fn generate(state: &State, req: Request<Incoming>, api: Api) -> Response<MockBody> {
+async fn generate(state: &State, req: Request<RequestBody>, api: Api) -> Response<MockBody> {
     let body = match req.into_body().collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {

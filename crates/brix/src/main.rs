@@ -1,5 +1,6 @@
 //! The one Brix binary: each subcommand is a module that parses its flags and calls a library.
 
+mod admin_key;
 mod bench;
 mod gateway;
 mod sim;
@@ -35,6 +36,21 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// Raises the soft open-files limit to the hard one: every connection is a descriptor, and
+/// the common soft limit of 1,024 is below what one gateway or fleet holds under a burst.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::debug!(soft, hard, error = %e, "could not raise the open-files limit");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "reading the open-files limit"),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Logs go to stderr so stdout carries only what callers parse (the listening line).
@@ -45,6 +61,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    raise_open_files_limit();
     let result = match cli.command {
         Command::Sim(args) => sim::run(args).map_err(|e| e.to_string()),
         Command::Gateway(args) => gateway::run(args).map_err(|e| e.to_string()),

@@ -1,17 +1,18 @@
 //! `brix up`, `brix status`, `brix scale`: the whole system on one machine from one file, and
 //! the two commands that look at it and resize it while it runs.
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use brix_gateway::Registry;
-use brix_platform::admin::{ModelStatus, ScaleRequest};
+use brix_platform::admin::{AdminGuard, ModelStatus, ScaleRequest};
 use brix_platform::{FleetError, FleetFile, LocalConfig, LocalPlatform, PlatformError};
 use clap::Args;
 use tokio::net::TcpListener;
+
+use crate::admin_key;
 
 /// The fleet `brix up` serves without a file.
 const DEFAULT_FLEET: &str = include_str!("../default-fleet.yaml");
@@ -30,6 +31,10 @@ pub(crate) struct UpArgs {
     /// Seconds to wait for every replica to answer `/health` at start.
     #[arg(long, default_value_t = 600)]
     ready_timeout_s: u64,
+    /// Directory for the generated admin key (when the file sets no
+    /// `gateway.admission.admin_key`); default `$XDG_STATE_HOME/brix` or `~/.local/state/brix`.
+    #[arg(long, env = "BRIX_STATE_DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 /// Where `brix status` and `brix scale` find a running `brix up`.
@@ -38,9 +43,13 @@ pub(crate) struct Endpoint {
     /// The `brix up` gateway address.
     #[arg(long, default_value = "http://127.0.0.1:8888", env = "BRIX_ENDPOINT")]
     endpoint: String,
-    /// Admin key, when the fleet file sets `gateway.admission.admin_key`.
+    /// Admin key, when the fleet file sets `gateway.admission.admin_key`; otherwise the key
+    /// `brix up` generated is read from the state directory.
     #[arg(long, env = "BRIX_ADMIN_KEY")]
     admin_key: Option<String>,
+    /// Where `brix up` wrote its generated admin key.
+    #[arg(long, env = "BRIX_STATE_DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 /// Flags of `brix status`.
@@ -92,6 +101,14 @@ pub(crate) enum UpError {
     /// The runtime could not start.
     #[error("starting the runtime: {0}")]
     Runtime(std::io::Error),
+    /// The generated admin key could not be written.
+    #[error("writing the admin key {path}: {source}")]
+    AdminKey {
+        /// The key file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// Talking to a running `brix up`.
     #[error("{endpoint}: {why}")]
     Remote {
@@ -124,15 +141,39 @@ pub(crate) fn up(args: UpArgs) -> Result<(), UpError> {
     runtime()?.block_on(serve(file, &args))
 }
 
-async fn serve(file: FleetFile, args: &UpArgs) -> Result<(), UpError> {
+async fn serve(mut file: FleetFile, args: &UpArgs) -> Result<(), UpError> {
     let addr = file.gateway.listen;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| UpError::Bind { addr, source })?;
     let local = listener.local_addr().map_err(UpError::Serve)?;
+    // The admin APIs are never open: without a configured key, one is generated for the
+    // local user (kept until `brix up` stops).
+    let _key_file = match file.gateway.admission.admin_key {
+        Some(_) => None,
+        None => {
+            let path = admin_key::path(
+                &admin_key::state_dir(args.state_dir.as_deref()),
+                local.port(),
+            );
+            let written = admin_key::generate().and_then(|key| {
+                let f = admin_key::KeyFile::write(path.clone(), &key)?;
+                file.gateway.admission.admin_key = Some(key);
+                Ok(f)
+            });
+            let f = written.map_err(|source| UpError::AdminKey { path, source })?;
+            eprintln!(
+                "brix up: admin key written to {} (brix status and brix scale read it)",
+                f.path().display()
+            );
+            Some(f)
+        }
+    };
     let registry = Arc::new(Registry::new());
-    let admin_key = file.gateway.admission.admin_key.clone();
+    let guard = AdminGuard::new(file.gateway.admission.admin_key.as_deref());
+    let server = file.gateway.server.clone();
     let (routes, gateway) = brix_gateway::app_with_handle(file.gateway, registry.as_ref()).await?;
+    let settled = gateway.clone();
     let in_flight = {
         let gateway = gateway.clone();
         Arc::new(move |address: &str| gateway.in_flight(address))
@@ -168,33 +209,18 @@ async fn serve(file: FleetFile, args: &UpArgs) -> Result<(), UpError> {
     let app = routes.merge(brix_platform::admin::router(
         platform.clone(),
         gateway,
-        admin_key,
+        guard,
     ));
     println!("brix gateway listening on http://{local}");
     println!("brix up: OpenAI endpoint http://{local}/v1 (Ctrl-C stops everything)");
-    let served = tokio::select! {
-        r = axum::serve(listener, app).into_future() => r.map_err(UpError::Serve),
-        () = shutdown_signal() => Ok(()),
-    };
+    // On Ctrl-C or SIGTERM the gateway stops accepting and lets requests in flight finish
+    // (within `gateway.server.shutdown_grace_s`) before the replicas are stopped.
+    let grace = std::time::Duration::from_secs_f64(server.shutdown_grace_s);
+    brix_net::serve_router(listener, app, server, brix_net::shutdown_signal()).await;
+    settled.settle_within(grace).await;
     eprintln!("brix up: stopping replicas");
     platform.shutdown().await;
-    served
-}
-
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = ctrl_c.await;
-        }
-    }
+    Ok(())
 }
 
 fn request(
@@ -205,10 +231,24 @@ fn request(
 ) -> reqwest::RequestBuilder {
     let url = format!("{}{path}", endpoint.endpoint.trim_end_matches('/'));
     let r = client.request(method, url);
-    match &endpoint.admin_key {
+    match endpoint_key(endpoint) {
         Some(k) => r.bearer_auth(k),
         None => r,
     }
+}
+
+/// The admin key: the flag, else the one `brix up` generated for the endpoint's port.
+fn endpoint_key(endpoint: &Endpoint) -> Option<String> {
+    if let Some(k) = &endpoint.admin_key {
+        return Some(k.clone());
+    }
+    let port = reqwest::Url::parse(&endpoint.endpoint)
+        .ok()?
+        .port_or_known_default()?;
+    admin_key::read(&admin_key::path(
+        &admin_key::state_dir(endpoint.state_dir.as_deref()),
+        port,
+    ))
 }
 
 async fn send<T: serde::de::DeserializeOwned>(

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use brix_admission::AdmissionConfig;
+use brix_net::ServeConfig;
 use brix_router::{BlockUnit, PrefixConfig, Weighted};
 use serde::Deserialize;
 
@@ -24,6 +25,8 @@ pub struct GatewayConfig {
     pub proxy: ProxyConfig,
     /// API keys, per-user RPM/TPM, per-model RPS, the users API.
     pub admission: AdmissionConfig,
+    /// Client connections: header-read and idle timeouts, shutdown grace (docs/gateway.md).
+    pub server: ServeConfig,
 }
 
 impl Default for GatewayConfig {
@@ -35,6 +38,7 @@ impl Default for GatewayConfig {
             scrape: ScrapeConfig::default(),
             proxy: ProxyConfig::default(),
             admission: AdmissionConfig::default(),
+            server: ServeConfig::default(),
         }
     }
 }
@@ -282,6 +286,9 @@ impl GatewayConfig {
         }
         if p.default_max_model_len == 0 {
             return bad("proxy.default_max_model_len must be positive");
+        }
+        if let Err(why) = self.server.validate() {
+            return Err(ConfigError::Invalid(format!("server.{why}")));
         }
         self.admission.validate()?;
         Ok(strategy)

@@ -23,7 +23,7 @@ mod sse;
 mod upstream;
 
 use std::collections::{HashMap, HashSet};
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,6 +44,7 @@ use rand::rngs::SmallRng;
 use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
 
+pub use brix_net::ServeConfig;
 pub use brix_router::BlockUnit;
 pub use config::{ConfigError, GatewayConfig, ProxyConfig, RoutingConfig, ScrapeConfig};
 pub use discovery::{
@@ -248,6 +249,14 @@ impl GatewayHandle {
         self.accounting.settled().await;
     }
 
+    /// [`Self::accounting_settled`], waiting at most `limit` (a shared store that stopped
+    /// answering must not hold the exit forever); logs when it gives up.
+    pub async fn settle_within(&self, limit: Duration) {
+        if tokio::time::timeout(limit, self.accounting_settled()).await.is_err() {
+            tracing::warn!("admission settlements still running at exit; counters may be off");
+        }
+    }
+
     /// Every pod discovery lists now.
     pub fn pods(&self) -> Vec<PodView> {
         self.pool
@@ -291,7 +300,9 @@ pub async fn app_with_handle(
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(cfg.proxy.connect_timeout()));
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
+        // Below every engine's keep-alive (vLLM's uvicorn closes idle connections after 5 s,
+        // `brix sim` after 90 s), so a pooled connection is not reused as the engine closes it.
+        .pool_idle_timeout(Duration::from_secs(4))
         .build(connector);
     let gw = Arc::new(Gateway {
         default_strategy,
@@ -342,33 +353,33 @@ pub async fn app_with_handle(
     Ok((routes, handle))
 }
 
-/// Serves on an already-bound listener until the process ends.
+/// Serves on an already-bound listener until the future is dropped (tests run it in a task).
 pub async fn run(
     cfg: GatewayConfig,
     discovery: &dyn Discovery,
     listener: TcpListener,
 ) -> Result<(), StartError> {
+    let server = cfg.server.clone();
     let routes = app(cfg, discovery).await?;
-    axum::serve(listener, routes)
-        .into_future()
-        .await
-        .map_err(StartError::Serve)
+    brix_net::serve_router(listener, routes, server, std::future::pending()).await;
+    Ok(())
 }
 
 /// Binds `cfg.listen`, prints `brix gateway listening on http://ADDR` on stdout once ready
-/// (the line callers wait for), and serves.
+/// (the line callers wait for), and serves until Ctrl-C or SIGTERM, then drains.
 pub async fn serve(cfg: GatewayConfig, discovery: &dyn Discovery) -> Result<(), StartError> {
     let addr = cfg.listen;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| StartError::Bind { addr, source })?;
-    let routes = app(cfg, discovery).await?;
+    let server = cfg.server.clone();
+    let (routes, handle) = app_with_handle(cfg, discovery).await?;
     let local = listener.local_addr().map_err(StartError::Serve)?;
     println!("brix gateway listening on http://{local}");
-    axum::serve(listener, routes)
-        .into_future()
-        .await
-        .map_err(StartError::Serve)
+    let grace = Duration::from_secs_f64(server.shutdown_grace_s);
+    brix_net::serve_router(listener, routes, server, brix_net::shutdown_signal()).await;
+    handle.settle_within(grace).await;
+    Ok(())
 }
 
 /// Applies the current targets, then every change, starting and stopping probes; returns once

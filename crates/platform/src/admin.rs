@@ -1,5 +1,7 @@
 //! The fleet's admin API, served beside the gateway by `brix up`, read by `brix status` and
 //! `brix scale`: `GET /brix/fleet` and `POST /brix/fleet/scale {"model", "replicas"}`.
+//! Guarded by the same admin-key check as the users API ([`AdminGuard`]): with no admin key
+//! every call is refused (403), never served anonymously.
 
 use std::sync::Arc;
 
@@ -8,6 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+pub use brix_admission::AdminGuard;
 use brix_gateway::GatewayHandle;
 use serde::{Deserialize, Serialize};
 
@@ -55,15 +58,16 @@ pub struct ScaleRequest {
 struct Admin<P> {
     platform: P,
     gateway: GatewayHandle,
-    key: Option<String>,
+    guard: AdminGuard,
 }
 
-/// The routes; with `key`, every call needs `Authorization: Bearer <key>`.
-pub fn router<P: Platform>(platform: P, gateway: GatewayHandle, key: Option<String>) -> Router {
+/// The routes; every call needs `Authorization: Bearer <admin key>` (refused when `guard` has
+/// no key).
+pub fn router<P: Platform>(platform: P, gateway: GatewayHandle, guard: AdminGuard) -> Router {
     let state = Arc::new(Admin {
         platform,
         gateway,
-        key,
+        guard,
     });
     Router::new()
         .route("/brix/fleet", get(status::<P>))
@@ -72,36 +76,16 @@ pub fn router<P: Platform>(platform: P, gateway: GatewayHandle, key: Option<Stri
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
-    let kind = match status {
-        StatusCode::UNAUTHORIZED => "authentication_error",
-        _ => "invalid_request_error",
-    };
     (
         status,
-        axum::Json(serde_json::json!({"error": {"message": message, "type": kind, "code": null, "param": null}})),
+        axum::Json(serde_json::json!({"error": {"message": message, "type": "invalid_request_error", "code": null, "param": null}})),
     )
         .into_response()
 }
 
-fn authorised<P>(admin: &Admin<P>, headers: &HeaderMap) -> bool {
-    let Some(key) = &admin.key else { return true };
-    headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| {
-            given.len() == key.len()
-                && given
-                    .bytes()
-                    .zip(key.bytes())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                    == 0
-        })
-}
-
 async fn status<P: Platform>(State(admin): State<Arc<Admin<P>>>, headers: HeaderMap) -> Response {
-    if !authorised(&admin, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "admin key required");
+    if let Err(denied) = admin.guard.check_headers(&headers) {
+        return denied.into_response();
     }
     let pods = admin.gateway.pods();
     let mut out = Vec::new();
@@ -135,8 +119,8 @@ async fn scale<P: Platform>(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if !authorised(&admin, &headers) {
-        return error(StatusCode::UNAUTHORIZED, "admin key required");
+    if let Err(denied) = admin.guard.check_headers(&headers) {
+        return denied.into_response();
     }
     let req: ScaleRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,

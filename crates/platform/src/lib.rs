@@ -8,6 +8,7 @@ mod local;
 mod platform;
 pub mod process;
 mod runner;
+mod supervisor;
 
 pub use fleet::{FleetError, FleetFile};
 pub use local::{InFlightFn, LocalConfig, LocalPlatform, MAX_REPLICAS};

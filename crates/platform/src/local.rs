@@ -8,12 +8,12 @@
 //! for the gateway's requests in flight to it to finish, then stops it (SIGTERM, then SIGKILL
 //! after the engine's grace period).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use brix_api::{EngineSpec, ModelSpec};
+use brix_api::ModelSpec;
 use brix_gateway::{Registry, Target};
 use bytes::Bytes;
 use http_body_util::Empty;
@@ -24,19 +24,19 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::platform::{Platform, PlatformError, Replica, ReplicaState};
-use crate::runner::Runner;
+use crate::supervisor::keep_supervised;
 
 /// Most replicas one model may have.
 pub const MAX_REPLICAS: u32 = 64;
-const BACKOFF_MIN: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+pub(crate) const BACKOFF_MIN: Duration = Duration::from_secs(1);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Crashes within [`CRASH_WINDOW`] that make a crash loop.
-const CRASH_LOOP: usize = 5;
-const CRASH_WINDOW: Duration = Duration::from_secs(120);
+pub(crate) const CRASH_LOOP: usize = 5;
+pub(crate) const CRASH_WINDOW: Duration = Duration::from_secs(120);
 /// A run this long resets the back-off.
-const STABLE_RUN: Duration = Duration::from_secs(60);
+pub(crate) const STABLE_RUN: Duration = Duration::from_secs(60);
 /// `/health` failures in a row that take a ready replica out of rotation.
-const UNREADY_AFTER: u32 = 3;
+pub(crate) const UNREADY_AFTER: u32 = 3;
 
 /// Counts the gateway's requests in flight to an address (for draining).
 pub type InFlightFn = Arc<dyn Fn(&str) -> u32 + Send + Sync>;
@@ -71,55 +71,55 @@ pub struct LocalPlatform {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    cfg: LocalConfig,
-    registry: Arc<Registry>,
-    in_flight: InFlightFn,
-    client: Client<HttpConnector, Empty<Bytes>>,
-    models: Mutex<BTreeMap<String, ModelRt>>,
-    tasks: Mutex<JoinSet<()>>,
-    shutting_down: std::sync::atomic::AtomicBool,
+pub(crate) struct Inner {
+    pub(crate) cfg: LocalConfig,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) in_flight: InFlightFn,
+    pub(crate) client: Client<HttpConnector, Empty<Bytes>>,
+    pub(crate) models: Mutex<BTreeMap<String, ModelRt>>,
+    pub(crate) tasks: Mutex<JoinSet<()>>,
+    pub(crate) shutting_down: std::sync::atomic::AtomicBool,
 }
 
-struct ModelRt {
-    spec: ModelSpec,
-    desired: u32,
-    next_index: u32,
-    slots: BTreeMap<u32, Arc<Slot>>,
-    published: Option<Vec<Target>>,
+pub(crate) struct ModelRt {
+    pub(crate) spec: ModelSpec,
+    pub(crate) desired: u32,
+    pub(crate) next_index: u32,
+    pub(crate) slots: BTreeMap<u32, Arc<Slot>>,
+    pub(crate) published: Option<Vec<Target>>,
 }
 
 /// One replica's shared state; its supervisor owns the engine.
-struct Slot {
-    id: String,
-    index: u32,
-    model: String,
-    status: Mutex<Status>,
-    stop: watch::Sender<bool>,
+pub(crate) struct Slot {
+    pub(crate) id: String,
+    pub(crate) index: u32,
+    pub(crate) model: String,
+    pub(crate) status: Mutex<Status>,
+    pub(crate) stop: watch::Sender<bool>,
 }
 
 #[derive(Clone, Debug)]
-struct Status {
-    port: u16,
-    state: ReplicaState,
-    restarts: u32,
-    pid: Option<u32>,
-    last_exit: Option<String>,
-    ever_ready: bool,
+pub(crate) struct Status {
+    pub(crate) port: u16,
+    pub(crate) state: ReplicaState,
+    pub(crate) restarts: u32,
+    pub(crate) pid: Option<u32>,
+    pub(crate) last_exit: Option<String>,
+    pub(crate) ever_ready: bool,
     /// Its first start ended before it was ever ready (reported by `wait_ready`).
-    failed_at_start: bool,
+    pub(crate) failed_at_start: bool,
 }
 
 impl Slot {
-    fn status(&self) -> MutexGuard<'_, Status> {
+    pub(crate) fn status(&self) -> MutexGuard<'_, Status> {
         self.status.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn address(&self) -> String {
+    pub(crate) fn address(&self) -> String {
         format!("127.0.0.1:{}", self.status().port)
     }
 
-    fn stopping(&self) -> bool {
+    pub(crate) fn stopping(&self) -> bool {
         *self.stop.borrow()
     }
 }
@@ -135,6 +135,7 @@ impl LocalPlatform {
         cfg: LocalConfig,
     ) -> Self {
         let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(1)));
         let inner = Arc::new(Inner {
             cfg,
@@ -221,16 +222,16 @@ impl LocalPlatform {
 }
 
 impl Inner {
-    fn models(&self) -> MutexGuard<'_, BTreeMap<String, ModelRt>> {
+    pub(crate) fn models(&self) -> MutexGuard<'_, BTreeMap<String, ModelRt>> {
         self.models.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn tasks(&self) -> MutexGuard<'_, JoinSet<()>> {
+    pub(crate) fn tasks(&self) -> MutexGuard<'_, JoinSet<()>> {
         self.tasks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Starts or stops replicas until the model's live count is its desired count.
-    fn converge(self: &Arc<Self>, model: &str) {
+    pub(crate) fn converge(self: &Arc<Self>, model: &str) {
         if self.shutting_down.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
@@ -281,12 +282,12 @@ impl Inner {
             rt.slots.insert(index, slot.clone());
             let (inner, engine) = (self.clone(), rt.spec.engine.clone());
             self.tasks()
-                .spawn(async move { supervise(inner, slot, engine).await });
+                .spawn(async move { keep_supervised(inner, slot, engine).await });
         }
     }
 
     /// Puts the model's ready replicas in the registry (only when that set changed).
-    fn publish(&self, model: &str) {
+    pub(crate) fn publish(&self, model: &str) {
         let mut models = self.models();
         let Some(rt) = models.get_mut(model) else {
             return;
@@ -306,7 +307,7 @@ impl Inner {
         }
     }
 
-    fn set_state(&self, slot: &Slot, state: ReplicaState) {
+    pub(crate) fn set_state(&self, slot: &Slot, state: ReplicaState) {
         let changed = {
             let mut s = slot.status();
             let changed = s.state != state;
@@ -322,7 +323,7 @@ impl Inner {
         }
     }
 
-    async fn healthy(&self, address: &str) -> bool {
+    pub(crate) async fn healthy(&self, address: &str) -> bool {
         let Ok(uri) = format!("http://{address}/health").parse::<http::Uri>() else {
             return false;
         };
@@ -332,175 +333,8 @@ impl Inner {
         )
     }
 
-    fn log_path(&self, slot: &Slot) -> PathBuf {
+    pub(crate) fn log_path(&self, slot: &Slot) -> PathBuf {
         self.cfg.logs_dir.join(format!("{}.log", slot.id))
-    }
-}
-
-/// How one run of an engine ended.
-enum Ended {
-    Exited(String),
-    Stopped,
-}
-
-/// Owns one replica for its whole life: start, gate on health, restart on exit, drain on stop.
-async fn supervise(inner: Arc<Inner>, slot: Arc<Slot>, engine: EngineSpec) {
-    let mut stop = slot.stop.subscribe();
-    let mut backoff = BACKOFF_MIN;
-    let mut crashes: VecDeque<Instant> = VecDeque::new();
-    let (ready_timeout, grace) = match &engine {
-        EngineSpec::Command(c) => (
-            Duration::from_secs(c.ready_timeout_s),
-            Duration::from_secs(c.stop_grace_s),
-        ),
-        EngineSpec::Sim(_) => (Duration::from_secs(30), Duration::ZERO),
-    };
-    let log = inner.log_path(&slot);
-    loop {
-        inner.set_state(&slot, ReplicaState::Starting);
-        let port = slot.status().port;
-        let started = Instant::now();
-        let ended = match Runner::start(&slot.model, &engine, port, &log).await {
-            Ok((mut runner, port)) => {
-                {
-                    let mut s = slot.status();
-                    s.port = port;
-                    s.pid = runner.pid();
-                }
-                let ended = run(&inner, &slot, &mut runner, &mut stop, ready_timeout).await;
-                if matches!(ended, Ended::Stopped) {
-                    drain(&inner, &slot).await;
-                }
-                runner.stop(grace).await;
-                ended
-            }
-            Err(why) => Ended::Exited(format!("could not start: {why}")),
-        };
-        let why = match ended {
-            Ended::Stopped => break,
-            Ended::Exited(why) => why,
-        };
-        // A crash: out of rotation, then back after the back-off.
-        if started.elapsed() >= STABLE_RUN {
-            backoff = BACKOFF_MIN;
-        }
-        let now = Instant::now();
-        crashes.push_back(now);
-        while crashes
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > CRASH_WINDOW)
-        {
-            crashes.pop_front();
-        }
-        let looping = crashes.len() >= CRASH_LOOP;
-        {
-            let mut s = slot.status();
-            s.restarts += 1;
-            s.failed_at_start |= !s.ever_ready && s.restarts == 1;
-            s.last_exit = Some(why.clone());
-            s.pid = None;
-        }
-        if looping {
-            tracing::error!(replica = %slot.id, crashes = crashes.len(), window_s = CRASH_WINDOW.as_secs(), last_exit = %why, "replica is in a crash loop");
-        } else {
-            tracing::warn!(replica = %slot.id, backoff_s = backoff.as_secs(), last_exit = %why, "replica exited; restarting");
-        }
-        inner.set_state(
-            &slot,
-            if looping {
-                ReplicaState::CrashLoop
-            } else {
-                ReplicaState::Restarting
-            },
-        );
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = stop.wait_for(|s| *s) => break,
-        }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
-    }
-    // Gone: out of the table and the registry.
-    let model = slot.model.clone();
-    if let Some(rt) = inner.models().get_mut(&model) {
-        rt.slots.remove(&slot.index);
-    }
-    inner.publish(&model);
-    inner.converge(&model);
-    tracing::info!(replica = %slot.id, "replica stopped");
-}
-
-/// Runs one start of the engine until it exits or the replica is stopped, moving it in and
-/// out of rotation on `/health`.
-async fn run(
-    inner: &Inner,
-    slot: &Slot,
-    runner: &mut Runner,
-    stop: &mut watch::Receiver<bool>,
-    ready_timeout: Duration,
-) -> Ended {
-    let address = slot.address();
-    let started = Instant::now();
-    let mut failures = 0u32;
-    loop {
-        let state = slot.status().state;
-        let period = if state == ReplicaState::Starting {
-            inner.cfg.startup_poll
-        } else {
-            inner.cfg.health_interval
-        };
-        tokio::select! {
-            why = runner.exited() => return Ended::Exited(why),
-            _ = stop.wait_for(|s| *s) => return Ended::Stopped,
-            _ = tokio::time::sleep(period) => {}
-        }
-        let ok = inner.healthy(&address).await;
-        match (state, ok) {
-            (ReplicaState::Ready, true) => failures = 0,
-            (_, true) => {
-                failures = 0;
-                inner.set_state(slot, ReplicaState::Ready);
-            }
-            (ReplicaState::Ready, false) => {
-                failures += 1;
-                if failures >= UNREADY_AFTER {
-                    inner.set_state(slot, ReplicaState::Unready);
-                }
-            }
-            (ReplicaState::Starting, false) if started.elapsed() > ready_timeout => {
-                return Ended::Exited(format!(
-                    "/health did not answer within {} s",
-                    ready_timeout.as_secs()
-                ));
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Takes the replica out of rotation and waits for the gateway's requests to it to finish.
-async fn drain(inner: &Inner, slot: &Slot) {
-    inner.set_state(slot, ReplicaState::Draining);
-    if inner
-        .shutting_down
-        .load(std::sync::atomic::Ordering::SeqCst)
-    {
-        return;
-    }
-    inner.publish(&slot.model);
-    let address = slot.address();
-    // Let the gateway apply the registry change before counting.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let deadline = Instant::now() + inner.cfg.drain_timeout;
-    loop {
-        let n = (inner.in_flight)(&address);
-        if n == 0 {
-            return;
-        }
-        if Instant::now() >= deadline {
-            tracing::warn!(replica = %slot.id, in_flight = n, "drain timed out; stopping anyway");
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

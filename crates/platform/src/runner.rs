@@ -15,8 +15,9 @@ use crate::process::{Process, ProcessSpec};
 
 /// A running engine.
 pub(crate) enum Runner {
-    /// `brix sim` in this process; its task owns every connection.
-    Sim(JoinHandle<()>),
+    /// `brix sim` in this process; its task owns every connection. `None` once the task has
+    /// ended and been reaped (a finished `JoinHandle` must not be polled again).
+    Sim(Option<JoinHandle<()>>),
     /// An engine command in its own process group.
     Command(Box<Process>),
 }
@@ -37,7 +38,7 @@ impl Runner {
                     .map_err(|e| format!("binding 127.0.0.1:{port}: {e}"))?;
                 let port = listener.local_addr().map_err(|e| e.to_string())?.port();
                 let task = brix_sim_http::spawn_owned(&cfg, listener).map_err(|e| e.to_string())?;
-                Ok((Self::Sim(task), port))
+                Ok((Self::Sim(Some(task)), port))
             }
             EngineSpec::Command(cmd) => {
                 let port = match port {
@@ -62,10 +63,17 @@ impl Runner {
     /// Resolves when the engine exits on its own, saying how (cancel-safe).
     pub(crate) async fn exited(&mut self) -> String {
         match self {
-            Self::Sim(task) => match task.await {
-                Ok(()) => "the simulated engine stopped serving".into(),
-                Err(e) => format!("the simulated engine failed: {e}"),
-            },
+            Self::Sim(slot) => {
+                let Some(task) = slot.as_mut() else {
+                    return std::future::pending().await;
+                };
+                let ended = task.await;
+                *slot = None;
+                match ended {
+                    Ok(()) => "the simulated engine stopped serving".into(),
+                    Err(e) => format!("the simulated engine failed: {e}"),
+                }
+            }
             Self::Command(p) => {
                 let status = match p.exited().await {
                     Ok(s) => s.to_string(),
@@ -77,18 +85,32 @@ impl Runner {
         }
     }
 
-    /// Stops the engine: aborts a simulated one, SIGTERM then SIGKILL for a command.
+    /// Stops the engine: aborts a simulated one, SIGTERM then SIGKILL for a command. Safe
+    /// after [`Runner::exited`] returned.
     pub(crate) async fn stop(mut self, grace: Duration) {
         match &mut self {
-            Self::Sim(task) => {
-                task.abort();
-                let _ = task.await;
+            Self::Sim(slot) => {
+                if let Some(task) = slot.take() {
+                    task.abort();
+                    let _ = task.await;
+                }
             }
             Self::Command(p) => {
                 if let Err(e) = p.stop(grace).await {
                     tracing::warn!(pid = p.pid(), error = %e, "stopping an engine command");
                 }
             }
+        }
+    }
+}
+
+impl Drop for Runner {
+    /// A runner dropped without [`Runner::stop`] (its supervisor panicked) still takes its
+    /// simulated engine down, so the port is free for the restart. Commands kill their own
+    /// process group on drop.
+    fn drop(&mut self) {
+        if let Self::Sim(Some(task)) = self {
+            task.abort();
         }
     }
 }
@@ -140,4 +162,25 @@ pub fn sim_config(model: &str, sim: &SimEngine) -> Result<SimConfig, String> {
         e.output_len = s.parse::<OutputLen>().map_err(|e| e.to_string())?;
     }
     Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The supervisor's sequence after a simulated engine ends on its own: `exited`, then
+    /// `stop`. Awaiting the finished task twice panicked and killed the supervisor.
+    #[tokio::test]
+    async fn a_finished_sim_task_is_reaped_once() {
+        let mut runner = Runner::Sim(Some(tokio::spawn(async {})));
+        let why = runner.exited().await;
+        assert!(why.contains("stopped serving"), "{why}");
+        // A second wait does not resolve (nothing left to end) and does not panic.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), runner.exited())
+                .await
+                .is_err()
+        );
+        runner.stop(Duration::ZERO).await;
+    }
 }

@@ -18,17 +18,14 @@ mod metrics;
 mod routes;
 mod tokenizer;
 
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use brix_net::ServeConfig;
 use brix_sim::Engine;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 pub use config::{FaultConfig, LoraModule, LoraModuleParseError, SimConfig, SimError};
 
@@ -85,37 +82,37 @@ pub fn router(config: &SimConfig) -> Result<Router, SimError> {
     Ok(routes::router(Arc::new(App::new(config, parts))))
 }
 
-/// Serves `config` on an already-bound listener until the process ends (tests bind
+/// Serves `config` on an already-bound listener until the future is dropped (tests bind
 /// `127.0.0.1:0` themselves and read the port from the listener).
 pub async fn run(config: SimConfig, listener: TcpListener) -> Result<(), SimError> {
     let app = router(&config)?;
-    axum::serve(listener, app)
-        .into_future()
-        .await
-        .map_err(SimError::Serve)
+    brix_net::serve_router(
+        listener,
+        app,
+        ServeConfig::default(),
+        std::future::pending(),
+    )
+    .await;
+    Ok(())
 }
 
 /// Serves `config` on `listener` in a task that owns every connection it accepts, so aborting
 /// the task is a crash: the port closes and open connections (kept-alive ones included) are
 /// cut at once. `brix up` runs simulated replicas this way, and tests kill engines with it.
+/// Accept errors (out of file descriptors) do not end it.
 pub fn spawn_owned(config: &SimConfig, listener: TcpListener) -> Result<JoinHandle<()>, SimError> {
     let app = router(config)?;
-    Ok(tokio::spawn(async move {
-        let mut conns = JoinSet::new();
-        while let Ok((stream, _)) = listener.accept().await {
-            let svc = TowerToHyperService::new(app.clone());
-            conns.spawn(async move {
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-            while conns.try_join_next().is_some() {}
-        }
-    }))
+    Ok(tokio::spawn(brix_net::serve_router(
+        listener,
+        app,
+        ServeConfig::default(),
+        std::future::pending(),
+    )))
 }
 
 /// Binds `addr`, prints `brix sim listening on http://HOST:PORT` on stdout once ready (the
-/// line callers wait for, with the real port when `addr` asked for port 0), and serves.
+/// line callers wait for, with the real port when `addr` asked for port 0), and serves until
+/// Ctrl-C or SIGTERM, then drains the requests in flight.
 pub async fn serve(config: SimConfig, addr: SocketAddr) -> Result<(), SimError> {
     let app = router(&config)?;
     let listener = TcpListener::bind(addr)
@@ -123,8 +120,12 @@ pub async fn serve(config: SimConfig, addr: SocketAddr) -> Result<(), SimError> 
         .map_err(|source| SimError::Bind { addr, source })?;
     let local = listener.local_addr().map_err(SimError::Serve)?;
     println!("brix sim listening on http://{local}");
-    axum::serve(listener, app)
-        .into_future()
-        .await
-        .map_err(SimError::Serve)
+    brix_net::serve_router(
+        listener,
+        app,
+        ServeConfig::default(),
+        brix_net::shutdown_signal(),
+    )
+    .await;
+    Ok(())
 }

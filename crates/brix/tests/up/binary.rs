@@ -79,8 +79,15 @@ fn up_serves_status_shows_scale_resizes_and_ctrl_c_leaves_no_orphan() {
     );
     let path = write(&dir, "fleet.yaml", &file);
     let logs = dir.0.join("logs").display().to_string();
+    // Where `brix up` writes the admin key it generates and `brix status` / `scale` read it.
+    let state = dir.0.join("state");
+    let brix = || {
+        let mut c = Command::new(BRIX);
+        c.env("BRIX_STATE_DIR", &state);
+        c
+    };
     let mut child = Child(
-        Command::new(BRIX)
+        brix()
             .args(["up", &path, "--logs-dir", &logs])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -100,7 +107,7 @@ fn up_serves_status_shows_scale_resizes_and_ctrl_c_leaves_no_orphan() {
     };
 
     let status = || {
-        let out = Command::new(BRIX)
+        let out = brix()
             .args(["status", "--json", "--endpoint", &endpoint])
             .output()
             .unwrap();
@@ -131,7 +138,7 @@ fn up_serves_status_shows_scale_resizes_and_ctrl_c_leaves_no_orphan() {
     assert!(pids.iter().all(|p| alive(*p)));
 
     // The table form names every replica.
-    let out = Command::new(BRIX)
+    let out = brix()
         .args(["status", "--endpoint", &endpoint])
         .output()
         .unwrap();
@@ -140,7 +147,26 @@ fn up_serves_status_shows_scale_resizes_and_ctrl_c_leaves_no_orphan() {
         assert!(table.contains(id), "{table}");
     }
 
+    // No admin key in the file: the fleet API is not anonymous; `brix scale` uses the key
+    // `brix up` wrote (owner-only) for this port.
+    let port = endpoint.rsplit(':').next().unwrap();
+    let key_file = state.join(format!("admin-{port}.key"));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&key_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let anonymous = raw_http(
+        endpoint.trim_start_matches("http://"),
+        "POST /brix/fleet/scale HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 31\r\nConnection: close\r\n\r\n{\"model\":\"insim\",\"replicas\":64}",
+    );
+    assert!(anonymous.starts_with("HTTP/1.1 401"), "{anonymous}");
     let out = Command::new(BRIX)
+        .env("BRIX_STATE_DIR", dir.0.join("elsewhere"))
+        .args(["status", "--endpoint", &endpoint])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "status without the key succeeded");
+    let out = brix()
         .args(["scale", "insim", "2", "--endpoint", &endpoint])
         .output()
         .unwrap();
@@ -171,7 +197,7 @@ fn up_serves_status_shows_scale_resizes_and_ctrl_c_leaves_no_orphan() {
         assert!(Instant::now() < deadline, "never scaled: {insim}");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let out = Command::new(BRIX)
+    let out = brix()
         .args(["scale", "nope", "2", "--endpoint", &endpoint])
         .output()
         .unwrap();
@@ -185,4 +211,16 @@ fn up_serves_status_shows_scale_resizes_and_ctrl_c_leaves_no_orphan() {
     for p in pids {
         assert!(!alive(p), "replica pid {p} outlived brix up");
     }
+    assert!(!key_file.exists(), "the admin key outlived brix up");
+}
+
+/// Sends `request` as is and returns the whole answer.
+fn raw_http(addr: &str, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
 }

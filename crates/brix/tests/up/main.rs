@@ -5,6 +5,8 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod admin;
 mod binary;
+mod listener;
 mod platform;
 mod support;

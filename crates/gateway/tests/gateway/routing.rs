@@ -73,8 +73,8 @@ async fn prefix_cache_keeps_a_repeated_prompt_and_a_growing_conversation_on_one_
 async fn prefix_cache_moves_off_an_overloaded_pod() {
     let mut cfg = gateway_config();
     cfg.routing.imbalance_abs = 4;
-    // Long generations, so the held streams are still running when the next request routes
-    // (4-token streams could end first on a busy machine).
+    // Long answers: the held streams stay in flight at the engine for seconds (with
+    // TCP_NODELAY a 4-token stream is over before the next request is routed).
     let f = fleet(3, cfg, |_| {
         let mut c = brix_testkit::sim_config(MODEL);
         c.engine.output_len = brix_sim::OutputLen::Fixed(1000);
@@ -91,9 +91,9 @@ async fn prefix_cache_moves_off_an_overloaded_pod() {
     }
     let hot = header(&held[0], "target-pod");
     assert!(held.iter().all(|r| header(r, "target-pod") == hot));
-    let mut short = chat(&long_prompt("hot"));
-    short["max_tokens"] = json!(4);
-    let (status, pod, _) = f.call("/v1/chat/completions", &short, &h).await;
+    let mut probe = chat(&long_prompt("hot"));
+    probe["max_tokens"] = json!(4);
+    let (status, pod, _) = f.call("/v1/chat/completions", &probe, &h).await;
     assert_eq!(status, 200);
     assert_ne!(pod, hot, "an overloaded pod keeps taking its prefix");
     let m = f.metrics().await;
