@@ -76,10 +76,10 @@ def test_bad_input_raises_bad_request(client):
 
 
 def test_lora_load_use_unload(sim, client):
-    load = httpx.post(f"{sim.url}/v1/load_lora_adapter", json={"lora_name": "sql", "lora_path": "/adapters/sql"})
+    load = httpx.post(f"{sim.url}/v1/load_lora_adapter", json={"lora_name": "sql", "lora_path": "adapters/sql"})
     assert (load.status_code, load.text) == (200, "Success: LoRA adapter 'sql' added successfully.")
     adapter = [m for m in client.models.list().data if m.id == "sql"]
-    assert len(adapter) == 1 and adapter[0].parent == "sim" and adapter[0].root == "/adapters/sql"
+    assert len(adapter) == 1 and adapter[0].parent == "sim" and adapter[0].root == "adapters/sql"
 
     r = client.completions.create(model="sql", prompt="SELECT", max_tokens=2)
     assert r.model == "sql"

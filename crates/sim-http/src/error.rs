@@ -17,35 +17,127 @@ use serde::de::DeserializeOwned;
 
 use crate::driver::DriverError;
 
-/// Request parameters vLLM's sampling-parameter checks refuse.
+/// Request parameters refused by checks that are not vLLM validation errors proper.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub(crate) enum ParamError {
-    /// `max_tokens` (or `max_completion_tokens`) below 1.
-    #[error("max_tokens must be at least 1, got {0}.")]
-    MaxTokens(i64),
-    /// Negative `min_tokens`.
-    #[error("min_tokens must be greater than or equal to 0, got {0}.")]
-    MinTokens(i64),
-    /// `n` below 1.
-    #[error("n must be at least 1, got {0}.")]
-    NTooSmall(i64),
-    /// `n` above 1: the simulator generates one choice per request.
-    #[error("n must be 1 for brix sim (one choice per request), got {0}.")]
-    NUnsupported(i64),
-    /// A batch of prompts in one completions request.
-    #[error(
-        "brix sim serves one prompt per request, got {0}; send each prompt as its own request."
-    )]
-    PromptBatch(usize),
-    /// `stream_options` on a non-streaming request.
-    #[error("Stream options can only be defined when `stream=True`.")]
-    StreamOptionsWithoutStream,
     /// A token id the tokenizer does not know.
     #[error("Token id {0} is out of vocabulary")]
     TokenOutOfVocab(u32),
     /// `/tokenize` with neither `prompt` nor `messages`.
     #[error("Either `prompt` or `messages` must be provided.")]
     NothingToTokenize,
+}
+
+/// Where vLLM refuses a request, which decides the reply's `type` and message layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// A pydantic model validator of the request body: FastAPI's `RequestValidationError`,
+    /// type `Bad Request`, the message a one-entry dump of pydantic's error list.
+    Schema,
+    /// Serving, rendering or `SamplingParams`: a `VLLMValidationError`, type
+    /// `BadRequestError`, the message with its `(parameter=X, value=Y)` suffix.
+    Serving,
+}
+
+/// One of vLLM's request validation errors: its text, the parameter it names and the value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Invalid {
+    pub(crate) stage: Stage,
+    pub(crate) message: String,
+    pub(crate) param: Option<&'static str>,
+    pub(crate) value: Option<String>,
+    /// Top-level keys of the request body (pydantic echoes the input as `<dict of N items>`).
+    pub(crate) body_keys: usize,
+}
+
+impl Invalid {
+    /// A serving-stage error.
+    pub(crate) fn serving(message: impl Into<String>) -> Self {
+        Self {
+            stage: Stage::Serving,
+            message: message.into(),
+            param: None,
+            value: None,
+            body_keys: 0,
+        }
+    }
+    /// A schema-stage error over a body with `body_keys` keys.
+    pub(crate) fn schema(message: impl Into<String>, body_keys: usize) -> Self {
+        Self {
+            stage: Stage::Schema,
+            body_keys,
+            ..Self::serving(message)
+        }
+    }
+    /// Names the parameter.
+    pub(crate) fn param(mut self, param: &'static str) -> Self {
+        self.param = Some(param);
+        self
+    }
+    /// Names the value, as Python's `str()` prints it.
+    pub(crate) fn value(mut self, value: impl std::fmt::Display) -> Self {
+        self.value = Some(value.to_string());
+        self
+    }
+
+    /// `str(VLLMValidationError)`: the message and `(parameter=X, value=Y)` when known.
+    fn with_suffix(&self) -> String {
+        let mut extras = Vec::new();
+        if let Some(p) = self.param {
+            extras.push(format!("parameter={p}"));
+        }
+        if let Some(v) = &self.value {
+            extras.push(format!("value={v}"));
+        }
+        match extras.is_empty() {
+            true => self.message.clone(),
+            false => format!("{} ({})", self.message, extras.join(", ")),
+        }
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.stage {
+            Stage::Serving => f.write_str(&self.with_suffix()),
+            Stage::Schema => write!(
+                f,
+                "1 validation error:\n  {{'type': 'value_error', 'loc': 'body', 'msg': {}, 'input': '<dict of {} items>', 'ctx': {{'error': VLLMValidationError({})}}}}",
+                py_repr(&format!("Value error, {}", self.with_suffix())),
+                self.body_keys,
+                py_repr(&self.message),
+            ),
+        }
+    }
+}
+
+/// Python's `repr()` of a string: single quotes unless it holds one and no double quote.
+pub(crate) fn py_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
 }
 
 /// A request that could not be served, named for the stage that refused it.
@@ -57,20 +149,39 @@ pub(crate) enum ApiError {
     /// The body is not valid JSON for this endpoint.
     #[error("{0}")]
     Json(serde_json::Error),
-    /// A parameter outside its domain.
+    /// A parameter outside its domain (tokenizer routes).
     #[error(transparent)]
     Param(#[from] ParamError),
-    /// The engine refused the request (too long, empty, unknown adapter).
+    /// One of vLLM's request validation errors.
+    #[error("{0}")]
+    Invalid(Invalid),
+    /// The engine refused the request (a bug once the handlers checked it first).
     #[error(transparent)]
     Add(AddError),
     /// A `model` that is neither the served model nor a loaded adapter.
-    #[error("The model `{0}` does not exist.")]
-    UnknownModel(String),
+    #[error("The model `{model}` does not exist. Valid aliases: {served}.")]
+    UnknownModel {
+        /// What the client asked for.
+        model: String,
+        /// The served model name.
+        served: String,
+    },
+    /// `/v1/load_lora_adapter` naming a local path that does not exist.
+    #[error("Loading lora {name} failed: No adapter found for {path}")]
+    LoraNotFound {
+        /// The adapter's name.
+        name: String,
+        /// The path asked for.
+        path: String,
+    },
+    /// `/v1/load_lora_adapter` naming the base model.
+    #[error("The lora adapter '{0}' conflicts with a served base model.")]
+    LoraNameConflict(String),
     /// `/v1/load_lora_adapter` without a name or a path.
     #[error("Both 'lora_name' and 'lora_path' must be provided.")]
     LoraFieldsMissing,
     /// `/v1/unload_lora_adapter` without a name.
-    #[error("either 'lora_name' and 'lora_int_id' needs to be provided.")]
+    #[error("'lora_name' needs to be provided to unload a LoRA adapter.")]
     LoraNameMissing,
     /// The adapter registry refused a load or unload.
     #[error(transparent)]
@@ -98,14 +209,31 @@ pub(crate) enum ApiError {
 impl From<DriverError> for ApiError {
     fn from(e: DriverError) -> Self {
         match e {
-            DriverError::Rejected(AddError::UnknownLora(name)) => Self::UnknownModel(name),
+            DriverError::Rejected(AddError::EmptyPrompt) => {
+                Self::Invalid(Invalid::serving("The decoder prompt cannot be empty"))
+            }
             DriverError::Rejected(e) => Self::Add(e),
             DriverError::Gone => Self::EngineDead,
         }
     }
 }
 
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> Self {
+        Self::Invalid(e)
+    }
+}
+
 impl ApiError {
+    /// The parameter vLLM names in the error body.
+    fn param(&self) -> Option<&'static str> {
+        match self {
+            Self::Invalid(i) => i.param,
+            Self::UnknownModel { .. } => Some("model"),
+            _ => None,
+        }
+    }
+
     /// The HTTP status and vLLM's error `type` for this failure.
     fn status_and_type(&self) -> (StatusCode, &'static str) {
         const BAD: (StatusCode, &str) = (StatusCode::BAD_REQUEST, "BadRequestError");
@@ -115,12 +243,19 @@ impl ApiError {
             Self::Body(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 (r.status(), "PayloadTooLargeError")
             }
-            Self::Body(_) | Self::Json(_) | Self::Param(_) | Self::Add(_) => BAD,
-            Self::UnknownModel(_) | Self::NoRoute => NOT_FOUND,
-            Self::LoraFieldsMissing | Self::LoraNameMissing => USER,
+            Self::Invalid(Invalid {
+                stage: Stage::Schema,
+                ..
+            }) => (StatusCode::BAD_REQUEST, "Bad Request"),
+            Self::Body(_) | Self::Json(_) | Self::Param(_) | Self::Add(_) | Self::Invalid(_) => BAD,
+            Self::UnknownModel { .. } | Self::NoRoute | Self::LoraNotFound { .. } => NOT_FOUND,
+            Self::LoraFieldsMissing | Self::LoraNameMissing | Self::LoraNameConflict(_) => USER,
             Self::Lora(LoraError::AlreadyLoaded(_)) => USER,
             Self::Lora(LoraError::NotFound(_)) => NOT_FOUND,
             Self::Lora(LoraError::Disabled) => BAD,
+            Self::Lora(LoraError::RankTooLarge { .. }) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError")
+            }
             Self::Starting => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailableError"),
             Self::InjectedFailure | Self::EngineDead | Self::Encode(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError")
@@ -168,7 +303,7 @@ impl IntoResponse for ApiError {
             error: ErrorInfo {
                 message: self.to_string(),
                 kind,
-                param: None,
+                param: self.param(),
                 code: status.as_u16(),
             },
         };
@@ -205,12 +340,28 @@ mod tests {
     fn each_failure_gets_vllms_status_and_type() {
         let cases: Vec<(ApiError, u16, &str)> = vec![
             (
-                ApiError::Param(ParamError::MaxTokens(-1)),
+                ApiError::Invalid(Invalid::serving("x").param("max_tokens")),
                 400,
                 "BadRequestError",
             ),
-            (ApiError::Add(AddError::EmptyPrompt), 400, "BadRequestError"),
-            (ApiError::UnknownModel("x".into()), 404, "NotFoundError"),
+            (
+                ApiError::Invalid(Invalid::schema("x", 2)),
+                400,
+                "Bad Request",
+            ),
+            (
+                ApiError::UnknownModel {
+                    model: "x".into(),
+                    served: "m".into(),
+                },
+                404,
+                "NotFoundError",
+            ),
+            (
+                ApiError::Lora(LoraError::RankTooLarge { rank: 16, max: 8 }),
+                500,
+                "InternalServerError",
+            ),
             (ApiError::LoraFieldsMissing, 400, "InvalidUserInput"),
             (
                 ApiError::Lora(LoraError::AlreadyLoaded("a".into())),
@@ -233,9 +384,21 @@ mod tests {
     }
 
     #[test]
-    fn unknown_adapters_read_as_unknown_models() {
-        let e = ApiError::from(DriverError::Rejected(AddError::UnknownLora("m".into())));
-        assert_eq!(e.to_string(), "The model `m` does not exist.");
-        assert_eq!(e.status_and_type().0, StatusCode::NOT_FOUND);
+    fn validation_errors_read_as_vllms() {
+        let e = Invalid::serving("temperature must be non-negative, got -1.0.")
+            .param("temperature")
+            .value("-1.0");
+        assert_eq!(
+            e.to_string(),
+            "temperature must be non-negative, got -1.0. (parameter=temperature, value=-1.0)"
+        );
+        let e = Invalid::schema("Stream options can only be defined when `stream=True`.", 3)
+            .param("stream_options");
+        assert_eq!(
+            e.to_string(),
+            "1 validation error:\n  {'type': 'value_error', 'loc': 'body', 'msg': 'Value error, Stream options can only be defined when `stream=True`. (parameter=stream_options)', 'input': '<dict of 3 items>', 'ctx': {'error': VLLMValidationError('Stream options can only be defined when `stream=True`.')}}"
+        );
+        assert_eq!(py_repr("it's"), "\"it's\"");
+        assert_eq!(py_repr("a'\"b\n"), "'a\\'\"b\\n'");
     }
 }
