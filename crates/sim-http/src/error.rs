@@ -186,6 +186,11 @@ pub(crate) enum ApiError {
     /// The adapter registry refused a load or unload.
     #[error(transparent)]
     Lora(#[from] LoraError),
+    /// The engine's worker refused to load the adapter (its rank), as vLLM relays it.
+    #[error(
+        "Call to add_lora method failed: Worker failed with error '{0}', please check the stack trace above for the root cause"
+    )]
+    LoraWorker(LoraError),
     /// `--startup-delay` has not elapsed.
     #[error("The server is starting up; try again shortly.")]
     Starting,
@@ -253,7 +258,7 @@ impl ApiError {
             Self::Lora(LoraError::AlreadyLoaded(_)) => USER,
             Self::Lora(LoraError::NotFound(_)) => NOT_FOUND,
             Self::Lora(LoraError::Disabled) => BAD,
-            Self::Lora(LoraError::RankTooLarge { .. }) => {
+            Self::Lora(LoraError::RankTooLarge { .. }) | Self::LoraWorker(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError")
             }
             Self::Starting => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailableError"),

@@ -170,5 +170,6 @@ impl Metrics {
     }
 }
 
-/// The content type of [`Metrics::render`]'s output, spelled as Python's client spells it.
-pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The content type vLLM 0.32's `/metrics` answers with (its Python client's
+/// `CONTENT_TYPE_LATEST`); the body is the classic text format either way.
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=1.0.0; charset=utf-8";

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
-use brix_sim::LoraWeights;
+use brix_sim::{LoraError, LoraWeights};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -77,9 +77,15 @@ pub(crate) async fn load(
             }
         }
     };
-    app.engine
+    match app
+        .engine
         .load_lora(name.clone(), path, weights, inplace)
-        .await??;
+        .await?
+    {
+        Ok(()) => {}
+        Err(e @ LoraError::RankTooLarge { .. }) => return Err(ApiError::LoraWorker(e)),
+        Err(e) => return Err(e.into()),
+    }
     tracing::info!(adapter = %name, rank = ?weights.rank, bytes = ?weights.bytes, "loaded LoRA adapter");
     Ok(plain(format!(
         "Success: LoRA adapter '{name}' added successfully."

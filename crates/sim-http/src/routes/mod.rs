@@ -46,6 +46,8 @@ pub(crate) struct App {
     ids: ResponseIds,
     /// The distinct filler tokens, which logprob alternatives are drawn from.
     vocab: Arc<[u32]>,
+    /// `system_fingerprint` of every response, fixed per configuration.
+    fingerprint: String,
     /// `/get_server_info` and `/get_model_info` bodies, fixed at start-up.
     server_info: Value,
     model_info: Value,
@@ -67,6 +69,7 @@ impl App {
         vocab.dedup();
         Self {
             vocab: vocab.into(),
+            fingerprint: fingerprint(cfg),
             served_model_name: cfg.served_model_name.clone(),
             model_root: cfg.model.hf_id.clone(),
             max_model_len: cfg.engine.max_model_len,
@@ -188,6 +191,23 @@ impl ResponseIds {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         format!("{prefix}-{:016x}", z ^ (z >> 31))
     }
+}
+
+/// vLLM's default (`full`) fingerprint: `vllm-<version>[-tp<N>]-<8 hex of the config hash>`.
+fn fingerprint(cfg: &SimConfig) -> String {
+    // FNV-1a over the settings that make the engine what it is: stable across runs.
+    let text = format!(
+        "{}|{}|{}|{:?}",
+        cfg.served_model_name, cfg.model.hf_id, cfg.gpu.name, cfg.engine
+    );
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let tp = match cfg.model.tensor_parallel_size {
+        n if n > 1 => format!("tp{n}-"),
+        _ => String::new(),
+    };
+    format!("vllm-{}-{tp}{:08x}", info::VERSION, hash as u32)
 }
 
 /// Seconds since the Unix epoch, for `created` fields.

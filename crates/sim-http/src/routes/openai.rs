@@ -136,8 +136,10 @@ pub(crate) async fn chat(
     };
     validate::max_output(requested, param, app.max_model_len)?;
     if req.messages.is_empty() {
-        // transformers' apply_chat_template indexes conversation[0]; vLLM relays the error.
-        return Err(Invalid::serving("list index out of range").into());
+        return Err(Invalid::serving(
+            "Cannot apply chat template to an empty conversation. Provide at least one message.",
+        )
+        .into());
     }
     let tok = &app.tokenizer;
     let messages = req.messages.iter().map(|m| (m.role.as_str(), m.text()));
@@ -282,6 +284,7 @@ async fn generate(
         include_usage: c.include_usage,
         continuous_usage: c.continuous_usage,
         metrics: app.metrics.clone(),
+        fingerprint: app.fingerprint.clone(),
     };
     let die_after = app.faults.die_after();
     if c.stream {

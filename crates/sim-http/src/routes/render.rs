@@ -19,12 +19,15 @@ pub(crate) struct Usage {
     pub(crate) completion_tokens_details: Option<()>,
 }
 
-/// `usage` in stream chunks (no `None` fields).
+/// `usage` in stream chunks: chat's per-chunk usage sets `completion_tokens_details` (to
+/// `None`), the closing usage chunk drops every `None`.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub(crate) struct StreamUsage {
     pub(crate) prompt_tokens: u32,
     pub(crate) total_tokens: u32,
     pub(crate) completion_tokens: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) completion_tokens_details: Option<Option<()>>,
 }
 
 impl Usage {
@@ -45,6 +48,15 @@ impl StreamUsage {
             prompt_tokens,
             total_tokens: prompt_tokens.saturating_add(completion_tokens),
             completion_tokens,
+            completion_tokens_details: None,
+        }
+    }
+
+    /// Chat's continuous usage, which names `completion_tokens_details` as `null`.
+    pub(crate) fn chat(prompt_tokens: u32, completion_tokens: u32) -> Self {
+        Self {
+            completion_tokens_details: Some(None),
+            ..Self::new(prompt_tokens, completion_tokens)
         }
     }
 }
@@ -130,7 +142,7 @@ pub(crate) struct FullBody<'a, C> {
     pub(crate) model: &'a str,
     pub(crate) choices: Vec<C>,
     pub(crate) service_tier: Option<()>,
-    pub(crate) system_fingerprint: Option<()>,
+    pub(crate) system_fingerprint: Option<&'a str>,
     pub(crate) usage: Usage,
     /// Chat only: `prompt_logprobs`, `prompt_token_ids`, `prompt_text`.
     #[serde(flatten)]
@@ -158,6 +170,9 @@ pub(crate) struct ChunkBody<'a, C> {
     pub(crate) choices: Vec<C>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) usage: Option<StreamUsage>,
+    /// On the closing chunk: each choice's last one, or the usage chunk when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) system_fingerprint: Option<&'a str>,
     /// The chat role chunk also carries these two, explicitly `None`.
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub(crate) first: Option<FirstChunkExtra>,

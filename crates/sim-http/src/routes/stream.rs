@@ -70,6 +70,8 @@ pub(crate) struct Reply {
     pub(crate) include_usage: bool,
     pub(crate) continuous_usage: bool,
     pub(crate) metrics: Arc<Metrics>,
+    /// `system_fingerprint`: `vllm-<version>-<config hash>`.
+    pub(crate) fingerprint: String,
 }
 
 /// One choice: its generation and its text.
@@ -129,8 +131,9 @@ impl Reply {
         &self,
         choices: Vec<C>,
         usage: Option<StreamUsage>,
+        last: bool,
     ) -> Result<Bytes, serde_json::Error> {
-        self.chunk_with(choices, usage, None)
+        self.chunk_with(choices, usage, None, last)
     }
 
     fn chunk_with<C: Serialize>(
@@ -138,6 +141,7 @@ impl Reply {
         choices: Vec<C>,
         usage: Option<StreamUsage>,
         first: Option<FirstChunkExtra>,
+        last: bool,
     ) -> Result<Bytes, serde_json::Error> {
         sse(&ChunkBody {
             id: &self.id,
@@ -146,8 +150,18 @@ impl Reply {
             model: &self.model,
             choices,
             usage,
+            system_fingerprint: last.then_some(self.fingerprint.as_str()),
             first,
         })
+    }
+
+    /// Per-chunk usage (`continuous_usage_stats`), in each API's shape.
+    fn continuous(&self, prompt: u32, completion: u32) -> Option<StreamUsage> {
+        match (self.continuous_usage, self.api) {
+            (false, _) => None,
+            (true, Api::Completions) => Some(StreamUsage::new(prompt, completion)),
+            (true, Api::Chat) => Some(StreamUsage::chat(prompt, completion)),
+        }
     }
 
     /// The chunk for one choice's delta.
@@ -158,10 +172,10 @@ impl Reply {
         d: &Delta,
     ) -> Result<Bytes, serde_json::Error> {
         let k = self.logprobs.unwrap_or(0);
-        let usage = self
-            .continuous_usage
-            .then(|| StreamUsage::new(self.prompt_of(index).tokens, sub.text.tokens()));
+        let usage = self.continuous(self.prompt_of(index).tokens, sub.text.tokens());
         let stop_reason = d.finish.as_ref().and_then(|f| f.stop_reason.as_deref());
+        // The fingerprint goes on each choice's closing chunk unless a usage chunk follows.
+        let last = d.finish.is_some() && !self.include_usage;
         match self.api {
             Api::Completions => {
                 let mut text = String::new();
@@ -188,7 +202,7 @@ impl Reply {
                     prompt_token_ids: None,
                     token_ids: None,
                 };
-                self.chunk(vec![choice], usage)
+                self.chunk(vec![choice], usage, last)
             }
             Api::Chat => {
                 let logprobs = self.logprobs.map(|k| {
@@ -207,7 +221,7 @@ impl Reply {
                     stop_reason: d.finish.as_ref().map(|_| stop_reason),
                     token_ids: Some(None),
                 };
-                self.chunk(vec![choice], usage)
+                self.chunk(vec![choice], usage, last)
             }
         }
     }
@@ -218,8 +232,7 @@ impl Reply {
         if self.api != Api::Chat {
             return Ok(out);
         }
-        let tokens = self.prompt_tokens();
-        let usage = self.continuous_usage.then(|| StreamUsage::new(tokens, 0));
+        let usage = self.continuous(self.prompt_tokens(), 0);
         for i in 0..choices {
             let choice = ChatStreamChoice {
                 index: i as u32,
@@ -232,7 +245,12 @@ impl Reply {
                 stop_reason: None,
                 token_ids: None,
             };
-            out.push(self.chunk_with(vec![choice], usage, Some(FirstChunkExtra::default()))?);
+            out.push(self.chunk_with(
+                vec![choice],
+                usage,
+                Some(FirstChunkExtra::default()),
+                false,
+            )?);
         }
         if let Some((echo, _)) = self.prompts.first().and_then(|p| p.echo.as_ref()) {
             for i in 0..choices {
@@ -247,7 +265,7 @@ impl Reply {
                     stop_reason: None,
                     token_ids: None,
                 };
-                out.push(self.chunk(vec![choice], usage)?);
+                out.push(self.chunk(vec![choice], usage, false)?);
             }
         }
         Ok(out)
@@ -256,7 +274,7 @@ impl Reply {
     /// The `include_usage` chunk: no choices, the request's usage.
     fn usage_chunk(&self, completion_tokens: u32) -> Result<Bytes, serde_json::Error> {
         let usage = StreamUsage::new(self.prompt_tokens(), completion_tokens);
-        self.chunk::<()>(Vec::new(), Some(usage))
+        self.chunk::<()>(Vec::new(), Some(usage), true)
     }
 
     /// Books vLLM's per-request (parent) histograms: `n` and the longest choice, per prompt.
@@ -482,7 +500,7 @@ fn full<'a, C>(
         model: &reply.model,
         choices,
         service_tier: None,
-        system_fingerprint: None,
+        system_fingerprint: Some(&reply.fingerprint),
         usage,
         chat_extra,
         kv_transfer_params: None,

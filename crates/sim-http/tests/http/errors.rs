@@ -167,7 +167,7 @@ async fn bad_input_is_a_400_bad_request_error() {
             json!({"model": MODEL, "messages": []}),
             "BadRequestError",
             None,
-            "list index out of range",
+            "Cannot apply chat template to an empty conversation. Provide at least one message.",
         ),
         (
             chat(json!({"temperature": -1})),

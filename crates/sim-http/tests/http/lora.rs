@@ -67,7 +67,7 @@ async fn load_and_unload_reply_as_vllm_does() {
         post_text(&s, "/v1/load_lora_adapter", big).await,
         (
             500,
-            r#"{"error":{"message":"LoRA rank 16 is greater than max_lora_rank 8.","type":"InternalServerError","param":null,"code":500}}"#.into()
+            r#"{"error":{"message":"Call to add_lora method failed: Worker failed with error 'LoRA rank 16 is greater than max_lora_rank 8.', please check the stack trace above for the root cause","type":"InternalServerError","param":null,"code":500}}"#.into()
         )
     );
     let base = json!({"lora_name": MODEL, "lora_path": adapter_dir("base", 4, 1)});

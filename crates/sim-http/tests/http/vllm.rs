@@ -250,6 +250,11 @@ async fn bodies_and_chunks_carry_exactly_vllms_fields() {
         .unwrap();
     let r: Value = r.json().await.unwrap();
     assert_eq!(r["id"], "chatcmpl-trace-7");
+    let fingerprint = r["system_fingerprint"].as_str().unwrap();
+    assert!(
+        fingerprint.starts_with("vllm-0.32.0-") && fingerprint.len() == "vllm-0.32.0-".len() + 8,
+        "{fingerprint}"
+    );
     assert_eq!(
         keys(&r),
         set(&[
@@ -361,7 +366,7 @@ async fn bodies_and_chunks_carry_exactly_vllms_fields() {
         "stop_reason on the last chat chunk"
     );
     let mut usage = top.clone();
-    usage.insert("usage");
+    usage.extend(["usage", "system_fingerprint"]);
     assert_eq!(keys(&cs[3]), usage);
     assert_eq!(
         keys(&cs[3]["usage"]),
