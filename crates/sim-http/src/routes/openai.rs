@@ -20,6 +20,9 @@ use super::validate::{self, COMPLETIONS_DEFAULT_MAX_TOKENS, Checked};
 use super::{App, LoadGuard, unix_now};
 use crate::error::{ApiError, Invalid, JsonBody};
 
+/// Tokens in cl100k_base, what `logprobs: -1` asks for.
+const CL100K_VOCAB: u32 = 100_277;
+
 /// The longest `x-request-id` taken as the response id; longer ones get a generated id.
 const MAX_REQUEST_ID: usize = 256;
 
@@ -92,6 +95,7 @@ pub(crate) async fn completions(
     };
     let echo = req.sampling.echo.unwrap_or(false);
     let plan = plan(&app, &req.sampling, requested, &prompts)?;
+    let logprobs = validate::logprobs_allowed(logprobs, CL100K_VOCAB)?;
     let outs = prompts
         .iter()
         .map(|p| PromptOut {
@@ -153,6 +157,7 @@ pub(crate) async fn chat(
         from_text: true,
     }];
     let plan = plan(&app, &req.sampling, requested, &prompts)?;
+    let logprobs = validate::logprobs_allowed(logprobs, CL100K_VOCAB)?;
     let outs = vec![PromptOut {
         tokens: prompts[0].tokens.len() as u32,
         echo: echo.filter(|e| !e.is_empty()).map(|e| (e, Vec::new())),

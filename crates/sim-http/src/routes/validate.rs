@@ -66,7 +66,7 @@ pub(crate) fn chat_logprobs(
     logprobs: Option<bool>,
     top: Option<i64>,
     keys: usize,
-) -> Result<Option<u32>, Invalid> {
+) -> Result<Option<i64>, Invalid> {
     if let Some(t) = top {
         if t < 0 && t != -1 {
             return Err(
@@ -84,13 +84,13 @@ pub(crate) fn chat_logprobs(
         }
     }
     Ok(match logprobs {
-        Some(true) => Some(top.unwrap_or(0).clamp(0, 20) as u32),
+        Some(true) => Some(top.unwrap_or(0)),
         _ => None,
     })
 }
 
 /// Completions' `check_logprobs` for the integer `logprobs`.
-pub(crate) fn completion_logprobs(lp: Option<i64>, keys: usize) -> Result<Option<u32>, Invalid> {
+pub(crate) fn completion_logprobs(lp: Option<i64>, keys: usize) -> Result<Option<i64>, Invalid> {
     match lp {
         Some(l) if l < 0 && l != -1 => Err(Invalid::schema(
             "`logprobs` must be a positive value or -1.",
@@ -98,9 +98,24 @@ pub(crate) fn completion_logprobs(lp: Option<i64>, keys: usize) -> Result<Option
         )
         .param("logprobs")
         .value(l)),
-        Some(l) => Ok(Some(l.clamp(0, 20) as u32)),
-        None => Ok(None),
+        other => Ok(other),
     }
+}
+
+/// `SamplingParams._validate_logprobs` with vLLM's default `max_logprobs` of 20; -1 asks for
+/// the whole vocabulary.
+pub(crate) fn logprobs_allowed(lp: Option<i64>, vocab: u32) -> Result<Option<u32>, Invalid> {
+    const MAX_LOGPROBS: i64 = 20;
+    let Some(n) = lp else { return Ok(None) };
+    let n = if n == -1 { i64::from(vocab) } else { n };
+    if n > MAX_LOGPROBS {
+        return Err(Invalid::serving(format!(
+            "Requested sample logprobs of {n}, which is greater than max allowed: {MAX_LOGPROBS}"
+        ))
+        .param("logprobs")
+        .value(n));
+    }
+    Ok(Some(n.max(0) as u32))
 }
 
 /// Chat's `check_tool_usage`; returns the effective `tool_choice` (`"auto"` when tools are

@@ -110,6 +110,11 @@ async fn bad_input_is_a_400_bad_request_error() {
             "The decoder prompt cannot be empty".into(),
             None,
         ),
+        (
+            json!({"model": MODEL, "prompt": "x", "logprobs": 21}),
+            "Requested sample logprobs of 21, which is greater than max allowed: 20 (parameter=logprobs, value=21)".into(),
+            Some("logprobs"),
+        ),
     ];
     for (body, message, param) in serving {
         let (status, v) = s.post_json("/v1/completions", &body).await;

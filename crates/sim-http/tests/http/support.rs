@@ -17,9 +17,11 @@ pub fn config() -> SimConfig {
 }
 
 /// A PEFT adapter folder under the temp dir (`adapter_config.json` with rank `r`, a
-/// safetensors file declaring `bytes` of weights), unique per test process and `name`.
+/// safetensors file declaring `bytes` of weights), a fresh one per call.
 pub fn adapter_dir(name: &str, r: u32, bytes: u64) -> String {
-    let dir = std::env::temp_dir().join(format!("brix-sim-lora-{}-{name}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("brix-sim-lora-{}-{n}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = serde_json::json!({"r": r, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"], "peft_type": "LORA"});
     std::fs::write(dir.join("adapter_config.json"), config.to_string()).unwrap();
