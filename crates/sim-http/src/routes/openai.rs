@@ -46,10 +46,11 @@ impl Raw {
     }
 }
 
-/// One prompt, tokenized.
+/// One prompt, tokenized; `text` is what the client sent when it sent text.
 struct PromptIn {
     tokens: Vec<u32>,
     from_text: bool,
+    text: Option<String>,
 }
 
 /// `POST /v1/completions`.
@@ -87,13 +88,13 @@ pub(crate) async fn completions(
     };
     validate::max_output(requested, "max_tokens", app.max_model_len)?;
     let tok = &app.tokenizer;
+    let echo = req.sampling.echo.unwrap_or(false);
     let prompts: Vec<PromptIn> = match prompt {
-        Prompt::Text(s) => vec![text_prompt(tok, &s)],
-        Prompt::Texts(v) => v.iter().map(|s| text_prompt(tok, s)).collect(),
+        Prompt::Text(s) => vec![text_prompt(tok, s, echo)],
+        Prompt::Texts(v) => v.into_iter().map(|s| text_prompt(tok, s, echo)).collect(),
         Prompt::Tokens(ids) => vec![ids_prompt(ids)],
         Prompt::TokenBatches(v) => v.into_iter().map(ids_prompt).collect(),
     };
-    let echo = req.sampling.echo.unwrap_or(false);
     let plan = plan(&app, &req.sampling, requested, &prompts)?;
     let logprobs = validate::logprobs_allowed(logprobs, CL100K_VOCAB)?;
     let outs = prompts
@@ -102,7 +103,12 @@ pub(crate) async fn completions(
             tokens: p.tokens.len() as u32,
             echo: echo.then(|| {
                 let pieces: Vec<String> = p.tokens.iter().map(|&t| tok.decode_one(t)).collect();
-                (tok.decode(&p.tokens).unwrap_or_default(), pieces)
+                // vLLM echoes the prompt as sent; token prompts as their decoded text.
+                let text = p
+                    .text
+                    .clone()
+                    .unwrap_or_else(|| tok.decode(&p.tokens).unwrap_or_default());
+                (text, pieces)
             }),
         })
         .collect();
@@ -155,6 +161,7 @@ pub(crate) async fn chat(
     let prompts = vec![PromptIn {
         tokens: prompt,
         from_text: true,
+        text: None,
     }];
     let plan = plan(&app, &req.sampling, requested, &prompts)?;
     let logprobs = validate::logprobs_allowed(logprobs, CL100K_VOCAB)?;
@@ -173,10 +180,12 @@ pub(crate) async fn chat(
     generate(&app, target, prompts, outs, plan, load).await
 }
 
-fn text_prompt(tok: &crate::tokenizer::Tokenizer, s: &str) -> PromptIn {
+/// A text prompt; its text is kept only when it will be echoed.
+fn text_prompt(tok: &crate::tokenizer::Tokenizer, s: String, keep: bool) -> PromptIn {
     PromptIn {
-        tokens: tok.encode(s),
+        tokens: tok.encode(&s),
         from_text: true,
+        text: keep.then_some(s),
     }
 }
 
@@ -184,6 +193,7 @@ fn ids_prompt(tokens: Vec<u32>) -> PromptIn {
     PromptIn {
         tokens,
         from_text: false,
+        text: None,
     }
 }
 
