@@ -122,7 +122,7 @@ def test_metrics_parse_with_prometheus_client(sim, client):
         assert name in families, name
         assert families[name].type == kind, name
     success = {s.labels["finished_reason"]: s.value for s in families["vllm:request_success"].samples}
-    assert set(success) == {"stop", "length", "abort"}
+    assert set(success) == {"stop", "length", "abort", "error", "repetition"}
     assert sum(success.values()) >= 1
     generated = families["vllm:generation_tokens"].samples[0]
     assert generated.labels == {"model_name": "sim", "engine": "0"}
