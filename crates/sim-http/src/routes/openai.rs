@@ -269,8 +269,14 @@ async fn generate(
     });
     let mut subs = Vec::with_capacity(prompts.len() * c.n as usize);
     for (p, max_tokens) in prompts.into_iter().zip(plan.max_tokens) {
+        // As with a model, the answer to a seed depends on the prompt too.
+        let prompt_hash = p.tokens.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &t| {
+            (h ^ u64::from(t)).wrapping_mul(0x0100_0000_01b3)
+        });
         for j in 0..c.n {
-            let seed = c.seed.map(|s| s.wrapping_add(u64::from(j)));
+            let seed = c
+                .seed
+                .map(|s| s.wrapping_add(u64::from(j)) ^ prompt_hash.rotate_left(1));
             let req = NewRequest {
                 id: 0,
                 prompt: p.tokens.clone(),

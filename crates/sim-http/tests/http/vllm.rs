@@ -208,6 +208,12 @@ async fn echo_logprobs_and_seed_behave_as_vllm() {
             Some(l)
         );
     }
+    let two = json!({"model": MODEL, "prompt": ["Hello there", "Something else"], "max_tokens": 8, "seed": 42});
+    let (_, t) = s.post_json("/v1/completions", &two).await;
+    assert_ne!(
+        t["choices"][0]["text"], t["choices"][1]["text"],
+        "a seed answers each prompt its own way"
+    );
     let other = json!({"model": MODEL, "prompt": "Hello there", "max_tokens": 4, "seed": 43});
     let (_, c) = s.post_json("/v1/completions", &other).await;
     assert_ne!(
