@@ -14,8 +14,10 @@ use axum::response::{IntoResponse, Response};
 use brix_sim::{AddError, LoraError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::error::Category;
 
 use crate::driver::DriverError;
+use crate::pydantic::Pydantic;
 
 /// Request parameters refused by checks that are not vLLM validation errors proper.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -28,45 +30,22 @@ pub(crate) enum ParamError {
     NothingToTokenize,
 }
 
-/// Where vLLM refuses a request, which decides the reply's `type` and message layout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Stage {
-    /// A pydantic model validator of the request body: FastAPI's `RequestValidationError`,
-    /// type `Bad Request`, the message a one-entry dump of pydantic's error list.
-    Schema,
-    /// Serving, rendering or `SamplingParams`: a `VLLMValidationError`, type
-    /// `BadRequestError`, the message with its `(parameter=X, value=Y)` suffix.
-    Serving,
-}
-
-/// One of vLLM's request validation errors: its text, the parameter it names and the value.
+/// One of vLLM's `VLLMValidationError`s: its text, the parameter it names and the value. It
+/// answers `BadRequestError` whether a body validator, serving or `SamplingParams` raised it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Invalid {
-    pub(crate) stage: Stage,
     pub(crate) message: String,
     pub(crate) param: Option<&'static str>,
     pub(crate) value: Option<String>,
-    /// Top-level keys of the request body (pydantic echoes the input as `<dict of N items>`).
-    pub(crate) body_keys: usize,
 }
 
 impl Invalid {
-    /// A serving-stage error.
+    /// An error with this message and no parameter.
     pub(crate) fn serving(message: impl Into<String>) -> Self {
         Self {
-            stage: Stage::Serving,
             message: message.into(),
             param: None,
             value: None,
-            body_keys: 0,
-        }
-    }
-    /// A schema-stage error over a body with `body_keys` keys.
-    pub(crate) fn schema(message: impl Into<String>, body_keys: usize) -> Self {
-        Self {
-            stage: Stage::Schema,
-            body_keys,
-            ..Self::serving(message)
         }
     }
     /// Names the parameter.
@@ -79,9 +58,11 @@ impl Invalid {
         self.value = Some(value.to_string());
         self
     }
+}
 
+impl std::fmt::Display for Invalid {
     /// `str(VLLMValidationError)`: the message and `(parameter=X, value=Y)` when known.
-    fn with_suffix(&self) -> String {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut extras = Vec::new();
         if let Some(p) = self.param {
             extras.push(format!("parameter={p}"));
@@ -90,54 +71,10 @@ impl Invalid {
             extras.push(format!("value={v}"));
         }
         match extras.is_empty() {
-            true => self.message.clone(),
-            false => format!("{} ({})", self.message, extras.join(", ")),
+            true => f.write_str(&self.message),
+            false => write!(f, "{} ({})", self.message, extras.join(", ")),
         }
     }
-}
-
-impl std::fmt::Display for Invalid {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.stage {
-            Stage::Serving => f.write_str(&self.with_suffix()),
-            Stage::Schema => write!(
-                f,
-                "1 validation error:\n  {{'type': 'value_error', 'loc': 'body', 'msg': {}, 'input': '<dict of {} items>', 'ctx': {{'error': VLLMValidationError({})}}}}",
-                py_repr(&format!("Value error, {}", self.with_suffix())),
-                self.body_keys,
-                py_repr(&self.message),
-            ),
-        }
-    }
-}
-
-/// Python's `repr()` of a string: single quotes unless it holds one and no double quote.
-pub(crate) fn py_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 /// A request that could not be served, named for the stage that refused it.
@@ -146,9 +83,12 @@ pub(crate) enum ApiError {
     /// The body could not be read (too large, broken connection).
     #[error("{}", .0.body_text())]
     Body(BytesRejection),
-    /// The body is not valid JSON for this endpoint.
+    /// The body is not valid JSON for this endpoint (a shape serde reports).
     #[error("{0}")]
     Json(serde_json::Error),
+    /// The body is not JSON, lacks a field or has a wrongly typed one, as pydantic reports.
+    #[error("{0}")]
+    Pydantic(Pydantic),
     /// A parameter outside its domain (tokenizer routes).
     #[error(transparent)]
     Param(#[from] ParamError),
@@ -231,9 +171,10 @@ impl From<Invalid> for ApiError {
 
 impl ApiError {
     /// The parameter vLLM names in the error body.
-    fn param(&self) -> Option<&'static str> {
+    fn param(&self) -> Option<&str> {
         match self {
             Self::Invalid(i) => i.param,
+            Self::Pydantic(p) => Some(p.loc()),
             Self::UnknownModel { .. } => Some("model"),
             _ => None,
         }
@@ -248,10 +189,7 @@ impl ApiError {
             Self::Body(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 (r.status(), "PayloadTooLargeError")
             }
-            Self::Invalid(Invalid {
-                stage: Stage::Schema,
-                ..
-            }) => (StatusCode::BAD_REQUEST, "Bad Request"),
+            Self::Pydantic(_) => (StatusCode::BAD_REQUEST, "Bad Request"),
             Self::Body(_) | Self::Json(_) | Self::Param(_) | Self::Add(_) | Self::Invalid(_) => BAD,
             Self::UnknownModel { .. } | Self::NoRoute | Self::LoraNotFound { .. } => NOT_FOUND,
             Self::LoraFieldsMissing | Self::LoraNameMissing | Self::LoraNameConflict(_) => USER,
@@ -280,7 +218,7 @@ struct ErrorInfo<'a> {
     message: String,
     #[serde(rename = "type")]
     kind: &'a str,
-    param: Option<&'a str>,
+    param: Option<String>,
     code: u16,
 }
 
@@ -308,7 +246,7 @@ impl IntoResponse for ApiError {
             error: ErrorInfo {
                 message: self.to_string(),
                 kind,
-                param: self.param(),
+                param: self.param().map(str::to_string),
                 code: status.as_u16(),
             },
         };
@@ -333,7 +271,10 @@ where
             .map_err(ApiError::Body)?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
-            .map_err(ApiError::Json)
+            .map_err(|e| match e.classify() {
+                Category::Syntax | Category::Eof => ApiError::Pydantic(Pydantic::json(&e)),
+                Category::Data | Category::Io => ApiError::Json(e),
+            })
     }
 }
 
@@ -350,7 +291,7 @@ mod tests {
                 "BadRequestError",
             ),
             (
-                ApiError::Invalid(Invalid::schema("x", 2)),
+                ApiError::Pydantic(Pydantic::missing("messages", 1)),
                 400,
                 "Bad Request",
             ),
@@ -397,13 +338,11 @@ mod tests {
             e.to_string(),
             "temperature must be non-negative, got -1.0. (parameter=temperature, value=-1.0)"
         );
-        let e = Invalid::schema("Stream options can only be defined when `stream=True`.", 3)
+        let e = Invalid::serving("Stream options can only be defined when `stream=True`.")
             .param("stream_options");
         assert_eq!(
             e.to_string(),
-            "1 validation error:\n  {'type': 'value_error', 'loc': 'body', 'msg': 'Value error, Stream options can only be defined when `stream=True`. (parameter=stream_options)', 'input': '<dict of 3 items>', 'ctx': {'error': VLLMValidationError('Stream options can only be defined when `stream=True`.')}}"
+            "Stream options can only be defined when `stream=True`. (parameter=stream_options)"
         );
-        assert_eq!(py_repr("it's"), "\"it's\"");
-        assert_eq!(py_repr("a'\"b\n"), "'a\\'\"b\\n'");
     }
 }

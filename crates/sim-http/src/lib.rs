@@ -15,6 +15,7 @@ mod driver;
 mod error;
 mod faults;
 mod metrics;
+mod pydantic;
 mod routes;
 mod tokenizer;
 

@@ -19,6 +19,19 @@ use super::stream::{Api, PromptOut, Reply, SseBody, Sub, collect};
 use super::validate::{self, COMPLETIONS_DEFAULT_MAX_TOKENS, Checked};
 use super::{App, LoadGuard, unix_now};
 use crate::error::{ApiError, Invalid, JsonBody};
+use crate::pydantic::Pydantic;
+
+/// Float fields both APIs declare, type-checked as pydantic checks them.
+const FLOATS: &[&str] = &[
+    "temperature",
+    "top_p",
+    "min_p",
+    "presence_penalty",
+    "frequency_penalty",
+    "repetition_penalty",
+];
+/// Integer fields both APIs declare.
+const INTS: &[&str] = &["max_tokens", "n", "min_tokens", "seed", "top_k"];
 
 /// Tokens in cl100k_base, what `logprobs: -1` asks for.
 const CL100K_VOCAB: u32 = 100_277;
@@ -62,20 +75,20 @@ pub(crate) async fn completions(
     let load = app.load.track();
     app.faults.check_ready()?;
     let shape = Raw::of(&raw);
+    Pydantic::check_types(&raw, FLOATS, &[INTS, &["logprobs"]].concat(), &[])
+        .map_err(ApiError::Pydantic)?;
     let req: CompletionRequest = serde_json::from_value(raw).map_err(ApiError::Json)?;
-    let keys = shape.keys;
-    let json = validate::response_format(req.sampling.response_format.as_ref(), keys)?;
-    let logprobs = validate::completion_logprobs(req.logprobs, keys)?;
-    validate::stream_options(&req.sampling, shape.stream_options_empty, keys)?;
+    let json = validate::response_format(req.sampling.response_format.as_ref())?;
+    let logprobs = validate::completion_logprobs(req.logprobs)?;
+    validate::stream_options(&req.sampling, shape.stream_options_empty)?;
     let prompt = match req.prompt {
         None => None,
         Some(Prompt::Text(t)) if t.is_empty() => None,
         Some(p) => Some(p),
     };
     let Some(prompt) = prompt else {
-        return Err(Invalid::schema(
+        return Err(Invalid::serving(
             "Either prompt or prompt_embeds must be provided and non-empty.",
-            keys,
         )
         .param("prompt")
         .into());
@@ -132,12 +145,18 @@ pub(crate) async fn chat(
     let load = app.load.track();
     app.faults.check_ready()?;
     let shape = Raw::of(&raw);
+    if raw.get("messages").is_none() {
+        return Err(ApiError::Pydantic(Pydantic::missing(
+            "messages", shape.keys,
+        )));
+    }
+    let ints = [INTS, &["max_completion_tokens", "top_logprobs"]].concat();
+    Pydantic::check_types(&raw, FLOATS, &ints, &["messages"]).map_err(ApiError::Pydantic)?;
     let req: ChatRequest = serde_json::from_value(raw).map_err(ApiError::Json)?;
-    let keys = shape.keys;
-    let json = validate::response_format(req.sampling.response_format.as_ref(), keys)?;
-    validate::stream_options(&req.sampling, shape.stream_options_empty, keys)?;
-    let logprobs = validate::chat_logprobs(req.logprobs, req.top_logprobs, keys)?;
-    let tool_choice = validate::tool_usage(req.tools.as_ref(), req.tool_choice.as_ref(), keys)?;
+    let json = validate::response_format(req.sampling.response_format.as_ref())?;
+    validate::stream_options(&req.sampling, shape.stream_options_empty)?;
+    let logprobs = validate::chat_logprobs(req.logprobs, req.top_logprobs)?;
+    let tool_choice = validate::tool_usage(req.tools.as_ref(), req.tool_choice.as_ref())?;
     let (model, lora) = app.check_model(req.model).await?;
     validate::tool_choice_served(tool_choice.as_ref())?;
     let (requested, param) = match req.max_completion_tokens {

@@ -1,6 +1,8 @@
-//! vLLM 0.32's request checks, in its order and with its texts: the body's model validators
-//! (a `Bad Request` reply), then serving (model, tools, lengths: `BadRequestError`), then
-//! `SamplingParams`. Each check names the vLLM source it follows.
+//! vLLM 0.32's request checks, in its order and with its texts: the body's model validators,
+//! then serving (model, tools, lengths), then `SamplingParams`. All raise vLLM's
+//! `VLLMValidationError`, which is not a `ValueError`: it passes through pydantic and FastAPI
+//! answers it as `BadRequestError` with the `(parameter=X, value=Y)` suffix. Each check names
+//! the vLLM source it follows. Type errors in the body are pydantic's (see `pydantic`).
 
 use serde_json::Value;
 
@@ -33,15 +35,14 @@ pub(crate) fn py_float(x: f64) -> String {
 }
 
 /// The `response_format` check every generation API shares (`validate_response_format`).
-pub(crate) fn response_format(rf: Option<&Value>, keys: usize) -> Result<bool, Invalid> {
+pub(crate) fn response_format(rf: Option<&Value>) -> Result<bool, Invalid> {
     let Some(rf) = rf.filter(|v| !v.is_null()) else {
         return Ok(false);
     };
     let kind = rf.get("type").and_then(Value::as_str);
     if kind == Some("json_schema") && rf.get("json_schema").is_none_or(Value::is_null) {
-        return Err(Invalid::schema(
+        return Err(Invalid::serving(
             "When response_format type is 'json_schema', the 'json_schema' field must be provided.",
-            keys,
         )
         .param("response_format"));
     }
@@ -50,13 +51,12 @@ pub(crate) fn response_format(rf: Option<&Value>, keys: usize) -> Result<bool, I
 
 /// `validate_stream_options`: options only with `stream=True` (an empty object passes, as
 /// Python's truthiness lets it).
-pub(crate) fn stream_options(s: &Sampling, raw_empty: bool, keys: usize) -> Result<(), Invalid> {
+pub(crate) fn stream_options(s: &Sampling, raw_empty: bool) -> Result<(), Invalid> {
     if s.stream_options.is_some() && !raw_empty && !s.stream.unwrap_or(false) {
-        return Err(Invalid::schema(
-            "Stream options can only be defined when `stream=True`.",
-            keys,
-        )
-        .param("stream_options"));
+        return Err(
+            Invalid::serving("Stream options can only be defined when `stream=True`.")
+                .param("stream_options"),
+        );
     }
     Ok(())
 }
@@ -65,20 +65,18 @@ pub(crate) fn stream_options(s: &Sampling, raw_empty: bool, keys: usize) -> Resu
 pub(crate) fn chat_logprobs(
     logprobs: Option<bool>,
     top: Option<i64>,
-    keys: usize,
 ) -> Result<Option<i64>, Invalid> {
     if let Some(t) = top {
         if t < 0 && t != -1 {
             return Err(
-                Invalid::schema("`top_logprobs` must be a positive value or -1.", keys)
+                Invalid::serving("`top_logprobs` must be a positive value or -1.")
                     .param("top_logprobs")
                     .value(t),
             );
         }
         if (t == -1 || t > 0) && !logprobs.unwrap_or(false) {
-            return Err(Invalid::schema(
+            return Err(Invalid::serving(
                 "when using `top_logprobs`, `logprobs` must be set to true.",
-                keys,
             )
             .param("top_logprobs"));
         }
@@ -90,11 +88,10 @@ pub(crate) fn chat_logprobs(
 }
 
 /// Completions' `check_logprobs` for the integer `logprobs`.
-pub(crate) fn completion_logprobs(lp: Option<i64>, keys: usize) -> Result<Option<i64>, Invalid> {
+pub(crate) fn completion_logprobs(lp: Option<i64>) -> Result<Option<i64>, Invalid> {
     match lp {
-        Some(l) if l < 0 && l != -1 => Err(Invalid::schema(
+        Some(l) if l < 0 && l != -1 => Err(Invalid::serving(
             "`logprobs` must be a positive value or -1.",
-            keys,
         )
         .param("logprobs")
         .value(l)),
@@ -123,14 +120,11 @@ pub(crate) fn logprobs_allowed(lp: Option<i64>, vocab: u32) -> Result<Option<u32
 pub(crate) fn tool_usage(
     tools: Option<&Value>,
     choice: Option<&Value>,
-    keys: usize,
 ) -> Result<Option<Value>, Invalid> {
     let tools = tools.filter(|t| !t.is_null());
     if tools.and_then(Value::as_array).is_some_and(Vec::is_empty) {
-        return Err(Invalid::schema(
-            "`tools` must not be an empty array. Either provide at least one tool or omit the field entirely.",
-            keys,
-        )
+        return Err(Invalid::serving(
+            "`tools` must not be an empty array. Either provide at least one tool or omit the field entirely.")
         .param("tools"));
     }
     let choice = match choice.filter(|c| !c.is_null()) {
@@ -143,8 +137,7 @@ pub(crate) fn tool_usage(
     }
     let Some(tools) = tools else {
         return Err(
-            Invalid::schema("When using `tool_choice`, `tools` must be set.", keys)
-                .param("tool_choice"),
+            Invalid::serving("When using `tool_choice`, `tools` must be set.").param("tool_choice"),
         );
     };
     if choice == "auto" || choice == "required" {
@@ -154,31 +147,27 @@ pub(crate) fn tool_usage(
         let shown = choice
             .as_str()
             .map_or_else(|| choice.to_string(), str::to_string);
-        return Err(Invalid::schema(
+        return Err(Invalid::serving(
             format!(
                 "Invalid value for `tool_choice`: {shown}! Only named tools, \"none\", \"auto\" or \"required\" are supported."
-            ),
-            keys,
-        )
+            ))
         .param("tool_choice"));
     };
     const USAGE: &str =
         "Correct usage: `{\"type\": \"function\", \"function\": {\"name\": \"my_function\"}}`";
     let name = match obj.get("function").and_then(Value::as_object) {
         None => {
-            return Err(Invalid::schema(
-                format!("Invalid value for `function`: `None` in `tool_choice`! {USAGE}"),
-                keys,
-            )
+            return Err(Invalid::serving(format!(
+                "Invalid value for `function`: `None` in `tool_choice`! {USAGE}"
+            ))
             .param("tool_choice.function"));
         }
         Some(f) => match f.get("name").and_then(Value::as_str) {
             Some(n) if !n.is_empty() => n,
             _ => {
-                return Err(Invalid::schema(
-                    format!("Expected field `name` in `function` in `tool_choice`! {USAGE}"),
-                    keys,
-                )
+                return Err(Invalid::serving(format!(
+                    "Expected field `name` in `function` in `tool_choice`! {USAGE}"
+                ))
                 .param("tool_choice.function.name"));
             }
         },
@@ -188,9 +177,8 @@ pub(crate) fn tool_usage(
             .any(|t| t.pointer("/function/name").and_then(Value::as_str) == Some(name))
     });
     if !known {
-        return Err(Invalid::schema(
+        return Err(Invalid::serving(
             "The tool specified in `tool_choice` does not match any of the specified `tools`",
-            keys,
         )
         .param("tool_choice"));
     }
@@ -494,7 +482,7 @@ mod tests {
         assert_eq!(clamp_max_tokens(None, 500, 512), 12);
         let tools: Value = serde_json::json!([{"type": "function", "function": {"name": "f"}}]);
         assert_eq!(
-            tool_usage(Some(&tools), None, 2),
+            tool_usage(Some(&tools), None),
             Ok(Some(Value::from("auto")))
         );
         assert!(
@@ -504,14 +492,12 @@ mod tests {
         assert!(tool_choice_served(Some(&Value::from("none"))).is_ok());
         let named = serde_json::json!({"type": "function", "function": {"name": "g"}});
         assert!(
-            tool_usage(Some(&tools), Some(&named), 2)
-                .is_err_and(|e| e.param == Some("tool_choice"))
+            tool_usage(Some(&tools), Some(&named)).is_err_and(|e| e.param == Some("tool_choice"))
         );
         assert!(
-            tool_usage(Some(&Value::Array(vec![])), None, 2)
-                .is_err_and(|e| e.param == Some("tools"))
+            tool_usage(Some(&Value::Array(vec![])), None).is_err_and(|e| e.param == Some("tools"))
         );
-        assert!(tool_usage(None, Some(&Value::from("auto")), 2).is_err());
+        assert!(tool_usage(None, Some(&Value::from("auto"))).is_err());
         assert_eq!(py_float(-1.0), "-1.0");
         assert_eq!(py_float(0.25), "0.25");
     }
