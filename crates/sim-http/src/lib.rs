@@ -56,7 +56,7 @@ pub fn router(config: &SimConfig) -> Result<Router, SimError> {
         // A local folder is read as a runtime load reads it; a missing one is refused.
         let weights = match routes::lora_is_local(&m.path) {
             false => LoraWeights::default(),
-            true => routes::read_adapter(std::path::Path::new(&m.path)).ok_or_else(|| {
+            true => routes::read_adapter(&routes::expand_home(&m.path)).ok_or_else(|| {
                 SimError::LoraModule {
                     name: m.name.clone(),
                     source: LoraError::NotFound(m.path.clone()),

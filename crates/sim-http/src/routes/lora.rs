@@ -70,7 +70,7 @@ pub(crate) async fn load(
         false => LoraWeights::default(),
         true => {
             let p = path.clone();
-            let read = tokio::task::spawn_blocking(move || read_adapter(Path::new(&p))).await;
+            let read = tokio::task::spawn_blocking(move || read_adapter(&expand_home(&p))).await;
             match read {
                 Ok(Some(w)) => w,
                 _ => return Err(ApiError::LoraNotFound { name, path }),
@@ -105,9 +105,21 @@ pub(crate) async fn unload(
     )))
 }
 
-/// Whether vLLM would read `path` from the local disk (rather than resolve it on the hub).
+/// Whether vLLM would read `path` from the local disk (rather than resolve it on the hub):
+/// absolute or home-relative paths, explicit relative ones, and relative paths that exist.
 pub(crate) fn is_local(path: &str) -> bool {
-    path.starts_with('/') || path.starts_with('.') || path.starts_with('~')
+    path.starts_with('/')
+        || path.starts_with('.')
+        || path.starts_with('~')
+        || Path::new(path).exists()
+}
+
+/// `path` with a leading `~/` expanded from `$HOME`, as vLLM's `os.path.expanduser`.
+pub(crate) fn expand_home(path: &str) -> std::path::PathBuf {
+    match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => Path::new(&home).join(rest),
+        _ => path.into(),
+    }
 }
 
 /// Rank and size of the adapter in `dir`; None when it is not a PEFT adapter folder (vLLM's

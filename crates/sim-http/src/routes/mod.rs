@@ -26,7 +26,7 @@ use crate::faults::Faults;
 use crate::metrics::Metrics;
 use crate::tokenizer::Tokenizer;
 
-pub(crate) use lora::{is_local as lora_is_local, read_adapter};
+pub(crate) use lora::{expand_home, is_local as lora_is_local, read_adapter};
 
 /// Bodies up to this size are read; long-context prompts are megabytes of JSON.
 const BODY_LIMIT: usize = 64 << 20;
