@@ -76,10 +76,10 @@ def test_bad_input_raises_bad_request(client):
 
 
 def test_lora_load_use_unload(sim, client):
-    load = httpx.post(f"{sim.url}/v1/load_lora_adapter", json={"lora_name": "sql", "lora_path": "/adapters/sql"})
+    load = httpx.post(f"{sim.url}/v1/load_lora_adapter", json={"lora_name": "sql", "lora_path": "adapters/sql"})
     assert (load.status_code, load.text) == (200, "Success: LoRA adapter 'sql' added successfully.")
     adapter = [m for m in client.models.list().data if m.id == "sql"]
-    assert len(adapter) == 1 and adapter[0].parent == "sim" and adapter[0].root == "/adapters/sql"
+    assert len(adapter) == 1 and adapter[0].parent == "sim" and adapter[0].root == "adapters/sql"
 
     r = client.completions.create(model="sql", prompt="SELECT", max_tokens=2)
     assert r.model == "sql"
@@ -122,7 +122,7 @@ def test_metrics_parse_with_prometheus_client(sim, client):
         assert name in families, name
         assert families[name].type == kind, name
     success = {s.labels["finished_reason"]: s.value for s in families["vllm:request_success"].samples}
-    assert set(success) == {"stop", "length", "abort"}
+    assert set(success) == {"stop", "length", "abort", "error", "repetition"}
     assert sum(success.values()) >= 1
     generated = families["vllm:generation_tokens"].samples[0]
     assert generated.labels == {"model_name": "sim", "engine": "0"}

@@ -34,7 +34,9 @@ pub(crate) struct SimArgs {
     profiles_dir: Option<PathBuf>,
     #[command(flatten)]
     engine: EngineArgs,
-    /// Adapters to load at start, as `name=path` (needs --enable-lora).
+    /// Adapters to load at start, as `name=path` (needs --enable-lora). A local path (starting
+    /// with `/`, `.` or `~`) must be a PEFT adapter folder, whose rank and size are read; any
+    /// other path stands for a hub adapter of --max-lora-rank.
     #[arg(long, num_args = 1..)]
     lora_modules: Vec<LoraModule>,
     /// Expose metrics vLLM hid in this version (e.g. `vllm:gpu_cache_usage_perc`).

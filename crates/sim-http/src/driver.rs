@@ -22,8 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use brix_sim::{
-    AddError, Engine, EngineSnapshot, EngineStats, Finished, LoraError, NewRequest, RequestId,
-    StepOutput,
+    AddError, Engine, EngineSnapshot, EngineStats, FinishReason, Finished, LoraError, LoraWeights,
+    NewRequest, RequestId, StepOutput,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Duration, Instant};
@@ -98,9 +98,13 @@ enum Command {
         reply: Reply<Result<(), AddError>>,
     },
     Abort(RequestId),
+    /// The front end ended the request (a stop string): it finishes as `stop`.
+    Finish(RequestId),
     LoadLora {
         name: String,
         path: String,
+        weights: LoraWeights,
+        inplace: bool,
         reply: Reply<Result<(), LoraError>>,
     },
     UnloadLora {
@@ -148,7 +152,6 @@ impl EngineHandle {
     pub(crate) async fn submit(&self, mut req: NewRequest) -> Result<Generation, DriverError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         req.id = id;
-        let prompt_tokens = u32::try_from(req.prompt.len()).unwrap_or(u32::MAX);
         let (events, rx) = mpsc::unbounded_channel();
         let (reply, answer) = oneshot::channel();
         // Armed before sending: if this future is dropped while the engine is mid-step, the
@@ -166,21 +169,25 @@ impl EngineHandle {
             reply,
         })?;
         answer.await.map_err(|_| DriverError::Gone)??;
-        Ok(Generation {
-            prompt_tokens,
-            rx,
-            guard,
-        })
+        Ok(Generation { rx, guard })
     }
 
-    /// Registers an adapter (applied between steps).
+    /// Registers (or with `inplace` reloads) an adapter (applied between steps).
     pub(crate) async fn load_lora(
         &self,
         name: String,
         path: String,
+        weights: LoraWeights,
+        inplace: bool,
     ) -> Result<Result<(), LoraError>, DriverError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::LoadLora { name, path, reply })?;
+        self.send(Command::LoadLora {
+            name,
+            path,
+            weights,
+            inplace,
+            reply,
+        })?;
         answer.await.map_err(|_| DriverError::Gone)
     }
 
@@ -226,16 +233,28 @@ impl Drop for AbortGuard {
 /// One admitted request's output; dropping it before `Done` aborts the request.
 #[derive(Debug)]
 pub(crate) struct Generation {
-    /// Its prompt length in tokens.
-    pub(crate) prompt_tokens: u32,
     rx: mpsc::UnboundedReceiver<Event>,
     guard: AbortGuard,
 }
 
 impl Generation {
+    /// The engine request's id (unique in this server run).
+    pub(crate) fn id(&self) -> RequestId {
+        self.guard.id
+    }
+
     /// The next event; None only if the driver stopped mid-request.
     pub(crate) async fn recv(&mut self) -> Option<Event> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Ends the request as finished by the front end (a stop string matched): the engine
+    /// books it as `stop`, not as an abort.
+    pub(crate) fn finish(&mut self) {
+        if self.guard.armed {
+            self.guard.armed = false;
+            let _ = self.guard.tx.send(Command::Finish(self.guard.id));
+        }
     }
 
     /// Polls for the next event, disarming the abort once the request is done.
@@ -337,8 +356,15 @@ impl Driver {
                 let _ = reply.send(result);
             }
             Command::Abort(id) => self.abort(id, start),
-            Command::LoadLora { name, path, reply } => {
-                let _ = reply.send(self.engine.load_lora(&name, &path));
+            Command::Finish(id) => self.finish(id, start),
+            Command::LoadLora {
+                name,
+                path,
+                weights,
+                inplace,
+                reply,
+            } => {
+                let _ = reply.send(self.engine.load_lora_with(&name, &path, weights, inplace));
             }
             Command::UnloadLora { name, reply } => {
                 let _ = reply.send(self.engine.unload_lora(&name));
@@ -349,10 +375,19 @@ impl Driver {
         }
     }
 
+    /// A client that left: the request is dropped and, as in vLLM, not booked as finished.
     fn abort(&mut self, id: RequestId, now: f64) {
         if let Some(finished) = self.engine.abort(id, now) {
-            self.metrics.record_finished(&finished);
             self.notify_done(id, None, finished);
+        }
+    }
+
+    /// A request the front end ended (stop string): booked as finished with `stop`.
+    fn finish(&mut self, id: RequestId, now: f64) {
+        if let Some(mut finished) = self.engine.abort(id, now) {
+            finished.reason = FinishReason::Stop;
+            self.metrics.record_finished(&finished);
+            self.subscribers.remove(&id);
         }
     }
 
@@ -366,10 +401,24 @@ impl Driver {
     /// Books the step in the metrics and hands each request its token or its end.
     fn deliver(&mut self, out: StepOutput) {
         let stats = self.engine.stats().clone();
-        self.metrics.record_step(&out, &self.last_stats, &stats);
-        self.last_stats = stats;
         let mut finished: HashMap<RequestId, Finished> =
-            out.finished.into_iter().map(|f| (f.id, f)).collect();
+            out.finished.iter().map(|f| (f.id, f.clone())).collect();
+        // Prompt tokens are booked when a request's first token appears, split by source.
+        let cached: u64 = out
+            .tokens
+            .iter()
+            .filter(|t| t.first)
+            .map(|t| {
+                let c = finished
+                    .get(&t.id)
+                    .map(|f| f.cached_tokens)
+                    .or_else(|| self.engine.cached_tokens_of(t.id));
+                u64::from(c.unwrap_or(0))
+            })
+            .sum();
+        self.metrics
+            .record_step(&out, &self.last_stats, &stats, cached);
+        self.last_stats = stats;
         for t in &out.tokens {
             match finished.remove(&t.id) {
                 Some(f) => {

@@ -14,32 +14,14 @@ use axum::response::{IntoResponse, Response};
 use brix_sim::{AddError, LoraError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::error::Category;
 
 use crate::driver::DriverError;
+use crate::pydantic::Pydantic;
 
-/// Request parameters vLLM's sampling-parameter checks refuse.
+/// Request parameters refused by checks that are not vLLM validation errors proper.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub(crate) enum ParamError {
-    /// `max_tokens` (or `max_completion_tokens`) below 1.
-    #[error("max_tokens must be at least 1, got {0}.")]
-    MaxTokens(i64),
-    /// Negative `min_tokens`.
-    #[error("min_tokens must be greater than or equal to 0, got {0}.")]
-    MinTokens(i64),
-    /// `n` below 1.
-    #[error("n must be at least 1, got {0}.")]
-    NTooSmall(i64),
-    /// `n` above 1: the simulator generates one choice per request.
-    #[error("n must be 1 for brix sim (one choice per request), got {0}.")]
-    NUnsupported(i64),
-    /// A batch of prompts in one completions request.
-    #[error(
-        "brix sim serves one prompt per request, got {0}; send each prompt as its own request."
-    )]
-    PromptBatch(usize),
-    /// `stream_options` on a non-streaming request.
-    #[error("Stream options can only be defined when `stream=True`.")]
-    StreamOptionsWithoutStream,
     /// A token id the tokenizer does not know.
     #[error("Token id {0} is out of vocabulary")]
     TokenOutOfVocab(u32),
@@ -48,33 +30,107 @@ pub(crate) enum ParamError {
     NothingToTokenize,
 }
 
+/// One of vLLM's `VLLMValidationError`s: its text, the parameter it names and the value. It
+/// answers `BadRequestError` whether a body validator, serving or `SamplingParams` raised it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Invalid {
+    pub(crate) message: String,
+    pub(crate) param: Option<&'static str>,
+    pub(crate) value: Option<String>,
+}
+
+impl Invalid {
+    /// An error with this message and no parameter.
+    pub(crate) fn serving(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            param: None,
+            value: None,
+        }
+    }
+    /// Names the parameter.
+    pub(crate) fn param(mut self, param: &'static str) -> Self {
+        self.param = Some(param);
+        self
+    }
+    /// Names the value, as Python's `str()` prints it.
+    pub(crate) fn value(mut self, value: impl std::fmt::Display) -> Self {
+        self.value = Some(value.to_string());
+        self
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    /// `str(VLLMValidationError)`: the message and `(parameter=X, value=Y)` when known.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut extras = Vec::new();
+        if let Some(p) = self.param {
+            extras.push(format!("parameter={p}"));
+        }
+        if let Some(v) = &self.value {
+            extras.push(format!("value={v}"));
+        }
+        match extras.is_empty() {
+            true => f.write_str(&self.message),
+            false => write!(f, "{} ({})", self.message, extras.join(", ")),
+        }
+    }
+}
+
 /// A request that could not be served, named for the stage that refused it.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ApiError {
     /// The body could not be read (too large, broken connection).
     #[error("{}", .0.body_text())]
     Body(BytesRejection),
-    /// The body is not valid JSON for this endpoint.
+    /// The body is not valid JSON for this endpoint (a shape serde reports).
     #[error("{0}")]
     Json(serde_json::Error),
-    /// A parameter outside its domain.
+    /// The body is not JSON, lacks a field or has a wrongly typed one, as pydantic reports.
+    #[error("{0}")]
+    Pydantic(Pydantic),
+    /// A parameter outside its domain (tokenizer routes).
     #[error(transparent)]
     Param(#[from] ParamError),
-    /// The engine refused the request (too long, empty, unknown adapter).
+    /// One of vLLM's request validation errors.
+    #[error("{0}")]
+    Invalid(Invalid),
+    /// The engine refused the request (a bug once the handlers checked it first).
     #[error(transparent)]
     Add(AddError),
     /// A `model` that is neither the served model nor a loaded adapter.
-    #[error("The model `{0}` does not exist.")]
-    UnknownModel(String),
+    #[error("The model `{model}` does not exist. Valid aliases: {served}.")]
+    UnknownModel {
+        /// What the client asked for.
+        model: String,
+        /// The served model name.
+        served: String,
+    },
+    /// `/v1/load_lora_adapter` naming a local path that does not exist.
+    #[error("Loading lora {name} failed: No adapter found for {path}")]
+    LoraNotFound {
+        /// The adapter's name.
+        name: String,
+        /// The path asked for.
+        path: String,
+    },
+    /// `/v1/load_lora_adapter` naming the base model.
+    #[error("The lora adapter '{0}' conflicts with a served base model.")]
+    LoraNameConflict(String),
     /// `/v1/load_lora_adapter` without a name or a path.
     #[error("Both 'lora_name' and 'lora_path' must be provided.")]
     LoraFieldsMissing,
     /// `/v1/unload_lora_adapter` without a name.
-    #[error("either 'lora_name' and 'lora_int_id' needs to be provided.")]
+    #[error("'lora_name' needs to be provided to unload a LoRA adapter.")]
     LoraNameMissing,
     /// The adapter registry refused a load or unload.
     #[error(transparent)]
     Lora(#[from] LoraError),
+    /// The engine's worker refused to load the adapter (its rank), as vLLM relays it.
+    #[error(
+        "Call to add_lora method failed: Worker failed with error '{0}', please check the stack trace above for the root cause"
+    )]
+    LoraWorker(LoraError),
     /// `--startup-delay` has not elapsed.
     #[error("The server is starting up; try again shortly.")]
     Starting,
@@ -98,14 +154,32 @@ pub(crate) enum ApiError {
 impl From<DriverError> for ApiError {
     fn from(e: DriverError) -> Self {
         match e {
-            DriverError::Rejected(AddError::UnknownLora(name)) => Self::UnknownModel(name),
+            DriverError::Rejected(AddError::EmptyPrompt) => {
+                Self::Invalid(Invalid::serving("The decoder prompt cannot be empty"))
+            }
             DriverError::Rejected(e) => Self::Add(e),
             DriverError::Gone => Self::EngineDead,
         }
     }
 }
 
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> Self {
+        Self::Invalid(e)
+    }
+}
+
 impl ApiError {
+    /// The parameter vLLM names in the error body.
+    fn param(&self) -> Option<&str> {
+        match self {
+            Self::Invalid(i) => i.param,
+            Self::Pydantic(p) => Some(p.loc()),
+            Self::UnknownModel { .. } => Some("model"),
+            _ => None,
+        }
+    }
+
     /// The HTTP status and vLLM's error `type` for this failure.
     fn status_and_type(&self) -> (StatusCode, &'static str) {
         const BAD: (StatusCode, &str) = (StatusCode::BAD_REQUEST, "BadRequestError");
@@ -115,12 +189,16 @@ impl ApiError {
             Self::Body(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 (r.status(), "PayloadTooLargeError")
             }
-            Self::Body(_) | Self::Json(_) | Self::Param(_) | Self::Add(_) => BAD,
-            Self::UnknownModel(_) | Self::NoRoute => NOT_FOUND,
-            Self::LoraFieldsMissing | Self::LoraNameMissing => USER,
+            Self::Pydantic(_) => (StatusCode::BAD_REQUEST, "Bad Request"),
+            Self::Body(_) | Self::Json(_) | Self::Param(_) | Self::Add(_) | Self::Invalid(_) => BAD,
+            Self::UnknownModel { .. } | Self::NoRoute | Self::LoraNotFound { .. } => NOT_FOUND,
+            Self::LoraFieldsMissing | Self::LoraNameMissing | Self::LoraNameConflict(_) => USER,
             Self::Lora(LoraError::AlreadyLoaded(_)) => USER,
             Self::Lora(LoraError::NotFound(_)) => NOT_FOUND,
             Self::Lora(LoraError::Disabled) => BAD,
+            Self::Lora(LoraError::RankTooLarge { .. }) | Self::LoraWorker(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError")
+            }
             Self::Starting => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailableError"),
             Self::InjectedFailure | Self::EngineDead | Self::Encode(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError")
@@ -140,7 +218,7 @@ struct ErrorInfo<'a> {
     message: String,
     #[serde(rename = "type")]
     kind: &'a str,
-    param: Option<&'a str>,
+    param: Option<String>,
     code: u16,
 }
 
@@ -168,7 +246,7 @@ impl IntoResponse for ApiError {
             error: ErrorInfo {
                 message: self.to_string(),
                 kind,
-                param: None,
+                param: self.param().map(str::to_string),
                 code: status.as_u16(),
             },
         };
@@ -193,7 +271,10 @@ where
             .map_err(ApiError::Body)?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
-            .map_err(ApiError::Json)
+            .map_err(|e| match e.classify() {
+                Category::Syntax | Category::Eof => ApiError::Pydantic(Pydantic::json(&e)),
+                Category::Data | Category::Io => ApiError::Json(e),
+            })
     }
 }
 
@@ -205,12 +286,28 @@ mod tests {
     fn each_failure_gets_vllms_status_and_type() {
         let cases: Vec<(ApiError, u16, &str)> = vec![
             (
-                ApiError::Param(ParamError::MaxTokens(-1)),
+                ApiError::Invalid(Invalid::serving("x").param("max_tokens")),
                 400,
                 "BadRequestError",
             ),
-            (ApiError::Add(AddError::EmptyPrompt), 400, "BadRequestError"),
-            (ApiError::UnknownModel("x".into()), 404, "NotFoundError"),
+            (
+                ApiError::Pydantic(Pydantic::missing("messages", 1)),
+                400,
+                "Bad Request",
+            ),
+            (
+                ApiError::UnknownModel {
+                    model: "x".into(),
+                    served: "m".into(),
+                },
+                404,
+                "NotFoundError",
+            ),
+            (
+                ApiError::Lora(LoraError::RankTooLarge { rank: 16, max: 8 }),
+                500,
+                "InternalServerError",
+            ),
             (ApiError::LoraFieldsMissing, 400, "InvalidUserInput"),
             (
                 ApiError::Lora(LoraError::AlreadyLoaded("a".into())),
@@ -233,9 +330,19 @@ mod tests {
     }
 
     #[test]
-    fn unknown_adapters_read_as_unknown_models() {
-        let e = ApiError::from(DriverError::Rejected(AddError::UnknownLora("m".into())));
-        assert_eq!(e.to_string(), "The model `m` does not exist.");
-        assert_eq!(e.status_and_type().0, StatusCode::NOT_FOUND);
+    fn validation_errors_read_as_vllms() {
+        let e = Invalid::serving("temperature must be non-negative, got -1.0.")
+            .param("temperature")
+            .value("-1.0");
+        assert_eq!(
+            e.to_string(),
+            "temperature must be non-negative, got -1.0. (parameter=temperature, value=-1.0)"
+        );
+        let e = Invalid::serving("Stream options can only be defined when `stream=True`.")
+            .param("stream_options");
+        assert_eq!(
+            e.to_string(),
+            "Stream options can only be defined when `stream=True`. (parameter=stream_options)"
+        );
     }
 }

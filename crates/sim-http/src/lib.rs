@@ -15,6 +15,7 @@ mod driver;
 mod error;
 mod faults;
 mod metrics;
+mod pydantic;
 mod routes;
 mod tokenizer;
 
@@ -23,7 +24,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use brix_net::ServeConfig;
-use brix_sim::Engine;
+use brix_sim::{Engine, LoraError, LoraWeights};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -49,8 +50,18 @@ pub fn router(config: &SimConfig) -> Result<Router, SimError> {
     )?
     .with_filler(tokenizer.filler());
     for m in &config.lora_modules {
+        // A local folder is read as a runtime load reads it; a missing one is refused.
+        let weights = match routes::lora_is_local(&m.path) {
+            false => LoraWeights::default(),
+            true => routes::read_adapter(&routes::expand_home(&m.path)).ok_or_else(|| {
+                SimError::LoraModule {
+                    name: m.name.clone(),
+                    source: LoraError::NotFound(m.path.clone()),
+                }
+            })?,
+        };
         engine
-            .load_lora(&m.name, &m.path)
+            .load_lora_with(&m.name, &m.path, weights, false)
             .map_err(|source| SimError::LoraModule {
                 name: m.name.clone(),
                 source,

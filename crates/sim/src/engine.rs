@@ -18,7 +18,7 @@ use crate::config::{ConfigError, EngineConfig};
 use crate::hash::{block_hash, extend_hashes};
 use crate::kv::BlockPool;
 use crate::latency::{BatchItem, StepCost};
-use crate::lora::{LoraError, LoraManager};
+use crate::lora::{LoraError, LoraManager, LoraWeights};
 use crate::profile::{GpuProfile, ModelProfile};
 use crate::request::{NewRequest, Request, RequestId, Status};
 
@@ -349,9 +349,29 @@ impl Engine {
         (hits * bs).min(u32::MAX as usize) as u32
     }
 
+    /// Prompt tokens a live request got from the prefix cache when first scheduled (None when
+    /// it is unknown or finished); vLLM's prompt-token-by-source counters book this split at
+    /// the first token.
+    pub fn cached_tokens_of(&self, id: RequestId) -> Option<u32> {
+        self.reqs.get(&id).map(|r| r.cached_tokens)
+    }
+
     /// Registers a LoRA adapter (`/v1/load_lora_adapter`).
     pub fn load_lora(&mut self, name: &str, path: &str) -> Result<(), LoraError> {
         self.lora.load(name, path).map(|_| ())
+    }
+    /// Registers an adapter whose rank and size were read from its files; `inplace` reloads
+    /// one already registered under `name` (`load_inplace`).
+    pub fn load_lora_with(
+        &mut self,
+        name: &str,
+        path: &str,
+        weights: LoraWeights,
+        inplace: bool,
+    ) -> Result<(), LoraError> {
+        self.lora
+            .load_with(name, path, weights, inplace)
+            .map(|_| ())
     }
     /// Removes a LoRA adapter (`/v1/unload_lora_adapter`).
     pub fn unload_lora(&mut self, name: &str) -> Result<(), LoraError> {
@@ -408,8 +428,10 @@ impl Engine {
                 max_model_len: max_len,
             });
         }
-        let mut rng =
-            SmallRng::seed_from_u64(self.cfg.seed ^ req.id.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut rng = SmallRng::seed_from_u64(match req.seed {
+            Some(seed) => seed,
+            None => self.cfg.seed ^ req.id.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        });
         let natural = self.cfg.output_len.sample(&mut rng);
         let target_output = if req.ignore_eos {
             max_tokens
@@ -487,7 +509,7 @@ impl Engine {
         batch_loras.sort_unstable();
         batch_loras.dedup();
         let swap = self.lora.activate(&batch_loras);
-        let lora_bytes = batch_loras.len() as f64 * self.lora.adapter_bytes;
+        let lora_bytes = self.lora.batch_bytes(&batch_loras);
         let duration = self
             .cost
             .step_time(sched.iter().map(|(_, it)| *it), lora_bytes)

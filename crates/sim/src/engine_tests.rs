@@ -453,3 +453,41 @@ fn an_idle_engine_charges_intake_once_per_request() {
         assert!((queued - intake).abs() < 1e-9, "{queued}");
     }
 }
+
+#[test]
+fn a_client_seed_fixes_length_and_text_whatever_the_id() {
+    let mut e = engine_with("A100-80GB", |c| {
+        c.output_len = OutputLen::Uniform { lo: 5, hi: 50 };
+    });
+    let seeded = |id, seed| NewRequest {
+        id,
+        prompt: tokens(20, id as u32),
+        max_tokens: Some(100),
+        seed,
+        ..NewRequest::default()
+    };
+    let answers = |e: &mut Engine, reqs: Vec<NewRequest>| -> Vec<Vec<u32>> {
+        let ids: Vec<u64> = reqs.iter().map(|r| r.id).collect();
+        for r in reqs {
+            e.add_request(r, 0.0).unwrap_or_else(|x| panic!("{x}"));
+        }
+        let outs = drain(e, 0.0);
+        ids.iter()
+            .map(|id| {
+                outs.iter()
+                    .flat_map(|o| &o.tokens)
+                    .filter(|t| t.id == *id)
+                    .map(|t| t.token)
+                    .collect()
+            })
+            .collect()
+    };
+    let a = answers(
+        &mut e,
+        vec![seeded(1, Some(7)), seeded(2, Some(7)), seeded(3, Some(8))],
+    );
+    assert_eq!(a[0], a[1]);
+    assert_ne!(a[0], a[2]);
+    let again = answers(&mut e, vec![seeded(9, Some(7))]);
+    assert_eq!(again[0], a[0]);
+}

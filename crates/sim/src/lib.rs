@@ -28,7 +28,7 @@ pub use engine::{
 };
 pub use kv::BlockPool;
 pub use latency::{BatchItem, StepCost};
-pub use lora::LoraError;
+pub use lora::{LoraError, LoraWeights};
 pub use outlen::{OutputLen, OutputLenParseError};
 pub use profile::{Catalog, GpuProfile, ModelProfile, ProfileError};
 pub use request::{NewRequest, RequestId};

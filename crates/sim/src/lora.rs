@@ -11,9 +11,19 @@ pub enum LoraError {
     /// The engine was started without `--enable-lora`.
     #[error("LoRA is not enabled. Use --enable-lora to enable LoRA.")]
     Disabled,
-    /// An adapter with this name is already loaded.
-    #[error("The lora adapter '{0}' has already been loaded.")]
+    /// An adapter with this name is already loaded (and `load_inplace` was not asked for).
+    #[error(
+        "The lora adapter '{0}' has already been loaded. If you want to load the adapter in place, set 'load_inplace' to True."
+    )]
     AlreadyLoaded(String),
+    /// The adapter's rank exceeds `--max-lora-rank`.
+    #[error("LoRA rank {rank} is greater than max_lora_rank {max}.")]
+    RankTooLarge {
+        /// The adapter's rank (`r` in its `adapter_config.json`).
+        rank: u32,
+        /// The engine's `--max-lora-rank`.
+        max: u32,
+    },
     /// No adapter with this name is loaded.
     #[error("The lora adapter '{0}' cannot be found.")]
     NotFound(String),
@@ -23,6 +33,18 @@ pub enum LoraError {
 struct Adapter {
     id: u32,
     path: String,
+    /// Bytes of its weights: what a load from disk or a move to the GPU costs.
+    bytes: f64,
+}
+
+/// What is known of an adapter's weights when it is loaded; unknown parts are taken at the
+/// engine's `--max-lora-rank`, as vLLM sizes its slots.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LoraWeights {
+    /// `r` from `adapter_config.json`.
+    pub rank: Option<u32>,
+    /// Bytes of the weights file (from its safetensors header).
+    pub bytes: Option<u64>,
 }
 
 /// Registered adapters and where their weights currently are.
@@ -38,6 +60,7 @@ pub(crate) struct LoraManager {
     max_cpu: usize,
     max_gpu: usize,
     enabled: bool,
+    max_rank: u32,
     /// Bytes of one adapter at the configured rank.
     pub(crate) adapter_bytes: f64,
 }
@@ -75,17 +98,50 @@ impl LoraManager {
             max_cpu: max_cpu_loras as usize,
             max_gpu: max_loras as usize,
             enabled,
+            max_rank: rank,
             adapter_bytes,
         }
     }
 
     /// Registers an adapter and reads it into host memory, evicting the least recent.
     pub(crate) fn load(&mut self, name: &str, path: &str) -> Result<u32, LoraError> {
+        self.load_with(name, path, LoraWeights::default(), false)
+    }
+
+    /// Registers an adapter of known size; `inplace` replaces one of the same name (its
+    /// weights are read again, so it leaves host and GPU memory until next used).
+    pub(crate) fn load_with(
+        &mut self,
+        name: &str,
+        path: &str,
+        weights: LoraWeights,
+        inplace: bool,
+    ) -> Result<u32, LoraError> {
         if !self.enabled {
             return Err(LoraError::Disabled);
         }
-        if self.by_name.contains_key(name) {
-            return Err(LoraError::AlreadyLoaded(name.to_string()));
+        if let Some(rank) = weights.rank.filter(|&r| r > self.max_rank) {
+            return Err(LoraError::RankTooLarge {
+                rank,
+                max: self.max_rank,
+            });
+        }
+        let bytes = match (weights.bytes, weights.rank) {
+            (Some(b), _) => b as f64,
+            (None, Some(r)) => self.adapter_bytes * f64::from(r) / f64::from(self.max_rank.max(1)),
+            (None, None) => self.adapter_bytes,
+        };
+        if let Some(old) = self.by_name.get_mut(name) {
+            if !inplace {
+                return Err(LoraError::AlreadyLoaded(name.to_string()));
+            }
+            old.path = path.to_string();
+            old.bytes = bytes;
+            let id = old.id;
+            self.cpu.retain(|&x| x != id);
+            self.gpu.retain(|&x| x != id);
+            touch(&mut self.cpu, id, self.max_cpu);
+            return Ok(id);
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -94,11 +150,24 @@ impl LoraManager {
             Adapter {
                 id,
                 path: path.to_string(),
+                bytes,
             },
         );
         self.names.insert(id, name.to_string());
         touch(&mut self.cpu, id, self.max_cpu);
         Ok(id)
+    }
+
+    /// Bytes of the adapters in a batch (each counted once).
+    pub(crate) fn batch_bytes(&self, batch: &[u32]) -> f64 {
+        batch.iter().map(|id| self.bytes(*id)).sum()
+    }
+
+    fn bytes(&self, id: u32) -> f64 {
+        self.names
+            .get(&id)
+            .and_then(|n| self.by_name.get(n))
+            .map_or(self.adapter_bytes, |a| a.bytes)
     }
 
     pub(crate) fn unload(&mut self, name: &str) -> Result<(), LoraError> {
@@ -139,9 +208,10 @@ impl LoraManager {
         let mut swap = Swap::default();
         for &id in batch {
             if !self.gpu.contains(&id) {
-                swap.to_gpu += self.adapter_bytes;
+                let bytes = self.bytes(id);
+                swap.to_gpu += bytes;
                 if !self.cpu.contains(&id) {
-                    swap.from_disk += self.adapter_bytes;
+                    swap.from_disk += bytes;
                 }
             }
             touch(&mut self.cpu, id, self.max_cpu);
@@ -213,5 +283,38 @@ mod tests {
         assert_eq!((s.from_disk > 0.0, s.to_gpu > 0.0), (false, true));
         assert_eq!(l.list().len(), 3);
         let _ = b;
+    }
+
+    #[test]
+    fn rank_and_size_price_the_load_and_inplace_reloads() {
+        let mut l = manager(2, 2);
+        let big = LoraWeights {
+            rank: Some(32),
+            bytes: None,
+        };
+        assert_eq!(
+            l.load_with("x", "p", big, false),
+            Err(LoraError::RankTooLarge { rank: 32, max: 16 })
+        );
+        let small = LoraWeights {
+            rank: Some(8),
+            bytes: None,
+        };
+        let a = l.load_with("a", "p", small, false).unwrap_or(0);
+        let s = l.activate(&[a]);
+        assert!((s.to_gpu / l.adapter_bytes - 0.5).abs() < 1e-9, "{s:?}");
+        let sized = LoraWeights {
+            rank: Some(8),
+            bytes: Some(1_000),
+        };
+        assert_eq!(
+            l.load_with("a", "q", sized, false),
+            Err(LoraError::AlreadyLoaded("a".into()))
+        );
+        assert_eq!(l.load_with("a", "q", sized, true), Ok(a));
+        // Reloaded in place: read again, at its new size, on next use.
+        assert_eq!(l.activate(&[a]).to_gpu, 1_000.0);
+        assert_eq!(l.batch_bytes(&[a]), 1_000.0);
+        assert_eq!(l.list(), vec![("a".to_string(), "q".to_string())]);
     }
 }

@@ -20,6 +20,9 @@ pub struct NewRequest {
     pub ignore_eos: bool,
     /// Adapter name, when the request targets a LoRA.
     pub lora: Option<String>,
+    /// The client's `seed`: when set, the answer's length and text depend only on it (not on
+    /// the engine seed or the request id), so equal seeds give equal answers, as in vLLM.
+    pub seed: Option<u64>,
 }
 
 /// Where a request is in its life.

@@ -295,6 +295,7 @@ impl<'a> Sim<'a> {
             min_tokens: 0,
             ignore_eos: true,
             lora: None,
+            seed: None,
         };
         if self.slots[e].step.is_some() {
             self.slots[e].pending.push((new, now));

@@ -138,7 +138,7 @@ async fn adapters_route_to_the_pods_that_hold_them() {
         c
     })
     .await;
-    let load = json!({"lora_name": "sql", "lora_path": "/adapters/sql"});
+    let load = json!({"lora_name": "sql", "lora_path": "adapters/sql"});
     let r = f
         .http
         .post(format!("http://{}/v1/load_lora_adapter", f.sims[1].addr))

@@ -16,8 +16,9 @@ use crate::config::SimConfig;
 use crate::error::{ApiError, JsonBody, ParamError};
 use crate::metrics::CONTENT_TYPE;
 
-/// What `/version` reports: the vLLM release whose API this mirrors, tagged as the simulator.
-const VERSION: &str = concat!("0.10.1+brix.sim.", env!("CARGO_PKG_VERSION"));
+/// What `/version` reports: the vLLM release whose API, validation and metrics this mirrors
+/// (clients and routers branch on it; the simulator's own version is in `brix --version`).
+pub(crate) const VERSION: &str = "0.32.0";
 
 /// `GET /health` and `/ping`: 200 when serving, 503 during `--startup-delay`, 500 when the
 /// engine loop is gone.
@@ -88,14 +89,7 @@ pub(crate) async fn models(State(app): State<Arc<App>>) -> Result<Json<Value>, A
 
 /// Refuses a `model` that is neither the served model nor a loaded adapter.
 async fn check_model(app: &App, model: Option<&str>) -> Result<(), ApiError> {
-    let Some(m) = model.filter(|m| !m.is_empty() && *m != app.served_model_name) else {
-        return Ok(());
-    };
-    let snap = app.engine.snapshot().await?;
-    match snap.loras.iter().any(|(name, _)| name == m) {
-        true => Ok(()),
-        false => Err(ApiError::UnknownModel(m.to_string())),
-    }
+    app.check_model(model.map(str::to_string)).await.map(|_| ())
 }
 
 /// vLLM's `TokenizeCompletionRequest` or `TokenizeChatRequest`.

@@ -1,11 +1,14 @@
 //! The HTTP surface: vLLM's OpenAI server routes plus the two sglang-router discovery routes,
 //! over shared state that holds the engine handle, metrics, tokenizer and faults.
 
+mod choice;
 mod info;
 mod lora;
 mod openai;
 mod protocol;
+mod render;
 mod stream;
+mod validate;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -23,6 +26,8 @@ use crate::faults::Faults;
 use crate::metrics::Metrics;
 use crate::tokenizer::Tokenizer;
 
+pub(crate) use lora::{expand_home, is_local as lora_is_local, read_adapter};
+
 /// Bodies up to this size are read; long-context prompts are megabytes of JSON.
 const BODY_LIMIT: usize = 64 << 20;
 
@@ -39,6 +44,10 @@ pub(crate) struct App {
     faults: Faults,
     load: LoadTracker,
     ids: ResponseIds,
+    /// The distinct filler tokens, which logprob alternatives are drawn from.
+    vocab: Arc<[u32]>,
+    /// `system_fingerprint` of every response, fixed per configuration.
+    fingerprint: String,
     /// `/get_server_info` and `/get_model_info` bodies, fixed at start-up.
     server_info: Value,
     model_info: Value,
@@ -55,7 +64,12 @@ pub(crate) struct AppParts {
 
 impl App {
     pub(crate) fn new(cfg: &SimConfig, parts: AppParts) -> Self {
+        let mut vocab = parts.tokenizer.filler();
+        vocab.sort_unstable();
+        vocab.dedup();
         Self {
+            vocab: vocab.into(),
+            fingerprint: fingerprint(cfg),
             served_model_name: cfg.served_model_name.clone(),
             model_root: cfg.model.hf_id.clone(),
             max_model_len: cfg.engine.max_model_len,
@@ -72,12 +86,23 @@ impl App {
     }
 
     /// The name a response reports and the adapter to use: no `model`, an empty one or the
-    /// served name mean the base model; anything else names an adapter (which the engine
-    /// checks, answering 404 for an unknown one).
-    fn resolve(&self, model: Option<String>) -> (String, Option<String>) {
-        match model {
-            Some(m) if !m.is_empty() && m != self.served_model_name => (m.clone(), Some(m)),
-            _ => (self.served_model_name.clone(), None),
+    /// served name mean the base model; anything else must be a loaded adapter (404 as
+    /// vLLM's `_check_model` otherwise).
+    async fn check_model(
+        &self,
+        model: Option<String>,
+    ) -> Result<(String, Option<String>), ApiError> {
+        let m = match model {
+            Some(m) if !m.is_empty() && m != self.served_model_name => m,
+            _ => return Ok((self.served_model_name.clone(), None)),
+        };
+        let snap = self.engine.snapshot().await?;
+        match snap.loras.iter().any(|(name, _)| *name == m) {
+            true => Ok((m.clone(), Some(m))),
+            false => Err(ApiError::UnknownModel {
+                model: m,
+                served: self.served_model_name.clone(),
+            }),
         }
     }
 }
@@ -137,7 +162,8 @@ impl Drop for LoadGuard {
     }
 }
 
-/// Response ids in vLLM's shape (`cmpl-<32 hex>`), unique per process run.
+/// Response ids in vLLM's shape (`cmpl-<16 hex>`, as its `random_uuid`), unique per process
+/// run.
 #[derive(Debug)]
 struct ResponseIds {
     nonce: u64,
@@ -155,12 +181,33 @@ impl ResponseIds {
         }
     }
     fn next(&self, prefix: &str) -> String {
-        format!(
-            "{prefix}-{:016x}{:016x}",
-            self.nonce,
-            self.next.fetch_add(1, Ordering::Relaxed)
-        )
+        // SplitMix64 over a per-run counter: distinct for 2^64 ids, random-looking like a uuid.
+        let mut z = self.nonce.wrapping_add(
+            self.next
+                .fetch_add(1, Ordering::Relaxed)
+                .wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        );
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        format!("{prefix}-{:016x}", z ^ (z >> 31))
     }
+}
+
+/// vLLM's default (`full`) fingerprint: `vllm-<version>[-tp<N>]-<8 hex of the config hash>`.
+fn fingerprint(cfg: &SimConfig) -> String {
+    // FNV-1a over the settings that make the engine what it is: stable across runs.
+    let text = format!(
+        "{}|{}|{}|{:?}",
+        cfg.served_model_name, cfg.model.hf_id, cfg.gpu.name, cfg.engine
+    );
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let tp = match cfg.model.tensor_parallel_size {
+        n if n > 1 => format!("tp{n}-"),
+        _ => String::new(),
+    };
+    format!("vllm-{}-{tp}{:08x}", info::VERSION, hash as u32)
 }
 
 /// Seconds since the Unix epoch, for `created` fields.

@@ -3,16 +3,17 @@
 use brix_sim_http::LoraModule;
 use serde_json::{Value, json};
 
-use crate::support::{MODEL, Server, config, start};
+use crate::support::{MODEL, Server, adapter_dir, config, start};
 
 async fn lora_server() -> Server {
     let mut cfg = config();
     cfg.engine.enable_lora = true;
     cfg.engine.max_loras = 2;
     cfg.engine.max_cpu_loras = 2;
+    cfg.engine.max_lora_rank = 8;
     cfg.lora_modules = vec![LoraModule {
         name: "pre".into(),
-        path: "/adapters/pre".into(),
+        path: adapter_dir("pre", 8, 1 << 20),
     }];
     start(cfg).await
 }
@@ -25,21 +26,55 @@ async fn post_text(s: &Server, path: &str, body: Value) -> (u16, String) {
 #[tokio::test]
 async fn load_and_unload_reply_as_vllm_does() {
     let s = lora_server().await;
-    let load = json!({"lora_name": "sql", "lora_path": "/adapters/sql"});
+    let path = adapter_dir("sql", 4, 1 << 20);
+    let load = json!({"lora_name": "sql", "lora_path": path});
+    let r = s.post("/v1/load_lora_adapter", &load).await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers().get("content-type").is_none(),
+        "vLLM's reply has no media type"
+    );
+    assert_eq!(
+        r.text().await.unwrap(),
+        "Success: LoRA adapter 'sql' added successfully."
+    );
     assert_eq!(
         post_text(&s, "/v1/load_lora_adapter", load.clone()).await,
+        (
+            400,
+            r#"{"error":{"message":"The lora adapter 'sql' has already been loaded. If you want to load the adapter in place, set 'load_inplace' to True.","type":"InvalidUserInput","param":null,"code":400}}"#.into()
+        )
+    );
+    let mut inplace = load;
+    inplace["load_inplace"] = json!(true);
+    assert_eq!(
+        post_text(&s, "/v1/load_lora_adapter", inplace).await,
         (
             200,
             "Success: LoRA adapter 'sql' added successfully.".into()
         )
     );
+    let missing = json!({"lora_name": "gone", "lora_path": "/no/such/adapter"});
     assert_eq!(
-        post_text(&s, "/v1/load_lora_adapter", load).await,
+        post_text(&s, "/v1/load_lora_adapter", missing).await,
         (
-            400,
-            r#"{"error":{"message":"The lora adapter 'sql' has already been loaded.","type":"InvalidUserInput","param":null,"code":400}}"#.into()
+            404,
+            r#"{"error":{"message":"Loading lora gone failed: No adapter found for /no/such/adapter","type":"NotFoundError","param":null,"code":404}}"#.into()
         )
     );
+    let big = json!({"lora_name": "big", "lora_path": adapter_dir("big", 16, 1 << 20)});
+    assert_eq!(
+        post_text(&s, "/v1/load_lora_adapter", big).await,
+        (
+            500,
+            r#"{"error":{"message":"Call to add_lora method failed: Worker failed with error 'LoRA rank 16 is greater than max_lora_rank 8.', please check the stack trace above for the root cause","type":"InternalServerError","param":null,"code":500}}"#.into()
+        )
+    );
+    let base = json!({"lora_name": MODEL, "lora_path": adapter_dir("base", 4, 1)});
+    assert_eq!(post_text(&s, "/v1/load_lora_adapter", base).await.0, 400);
+    // A hub id is not a local path: the simulator stands in for the download.
+    let hub = json!({"lora_name": "hub", "lora_path": "org/some-adapter"});
+    assert_eq!(post_text(&s, "/v1/load_lora_adapter", hub).await.0, 200);
     assert_eq!(
         post_text(&s, "/v1/load_lora_adapter", json!({"lora_name": "x"})).await,
         (
@@ -61,15 +96,23 @@ async fn load_and_unload_reply_as_vllm_does() {
             r#"{"error":{"message":"The lora adapter 'sql' cannot be found.","type":"NotFoundError","param":null,"code":404}}"#.into()
         )
     );
+    assert_eq!(
+        post_text(&s, "/v1/unload_lora_adapter", json!({})).await,
+        (
+            400,
+            r#"{"error":{"message":"'lora_name' needs to be provided to unload a LoRA adapter.","type":"InvalidUserInput","param":null,"code":400}}"#.into()
+        )
+    );
 }
 
 #[tokio::test]
 async fn adapters_are_models_with_the_base_as_parent() {
     let s = lora_server().await;
+    let path = adapter_dir("sql-models", 8, 1 << 20);
     let (status, _) = post_text(
         &s,
         "/v1/load_lora_adapter",
-        json!({"lora_name": "sql", "lora_path": "/adapters/sql"}),
+        json!({"lora_name": "sql", "lora_path": path}),
     )
     .await;
     assert_eq!(status, 200);
@@ -79,7 +122,7 @@ async fn adapters_are_models_with_the_base_as_parent() {
     assert_eq!(ids, [MODEL, "pre", "sql"]);
     assert_eq!(
         (data[2]["root"].as_str(), data[2]["parent"].as_str()),
-        (Some("/adapters/sql"), Some(MODEL))
+        (Some(path.as_str()), Some(MODEL))
     );
 
     let (status, r) = s

@@ -10,3 +10,4 @@ mod lora;
 mod metrics;
 mod openai;
 mod support;
+mod vllm;

@@ -16,6 +16,23 @@ pub fn config() -> SimConfig {
     brix_testkit::sim_config(MODEL)
 }
 
+/// A PEFT adapter folder under the temp dir (`adapter_config.json` with rank `r`, a
+/// safetensors file declaring `bytes` of weights), a fresh one per call.
+pub fn adapter_dir(name: &str, r: u32, bytes: u64) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("brix-sim-lora-{}-{n}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = serde_json::json!({"r": r, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"], "peft_type": "LORA"});
+    std::fs::write(dir.join("adapter_config.json"), config.to_string()).unwrap();
+    let header =
+        format!(r#"{{"w":{{"dtype":"BF16","shape":[{r},8],"data_offsets":[0,{bytes}]}}}}"#);
+    let mut st = (header.len() as u64).to_le_bytes().to_vec();
+    st.extend_from_slice(header.as_bytes());
+    std::fs::write(dir.join("adapter_model.safetensors"), st).unwrap();
+    dir.to_string_lossy().into_owned()
+}
+
 /// A running server and a client for it.
 pub struct Server {
     pub base: String,

@@ -1,20 +1,15 @@
-//! vLLM's Prometheus metrics (V1 names, labels and buckets), fed by the driver and rendered in
-//! text format 0.0.4 at scrape time.
-//!
-//! Counters carry the `_total` suffix in their names because that is how vLLM's Python client
-//! exposes them. Every series has the labels `model_name` (the served name) and `engine="0"`,
-//! except the two info gauges, which follow vLLM's own label sets. Gauges are set from an
-//! engine snapshot when scraped; counters and histograms grow as steps are delivered.
+//! Every family `brix sim` exports, registered once with vLLM's names, help texts, labels
+//! and buckets (vLLM 0.32, `vllm/v1/metrics/loggers.py` and `buckets.py`).
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use brix_sim::{EngineConfig, EngineSnapshot, EngineStats, FinishReason, Finished, StepOutput};
+use brix_sim::FinishReason;
 use prometheus::core::Collector;
 use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry,
-    TextEncoder,
 };
+
+use super::MetricsSpec;
 
 const TTFT_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
@@ -28,6 +23,20 @@ const REQUEST_LATENCY_BUCKETS: &[f64] = &[
     0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0,
     480.0, 960.0, 1920.0, 7680.0,
 ];
+/// `REQUEST_PARAMS_N_BUCKETS`.
+const PARAMS_N_BUCKETS: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0];
+/// `REQUEST_NUM_PREEMPTIONS_BUCKETS`.
+const PREEMPTION_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0];
+/// `PromptTokenStats.ALL_SOURCES`.
+pub(super) const PROMPT_SOURCES: [&str; 3] =
+    ["local_compute", "local_cache_hit", "external_kv_transfer"];
+/// `CacheHitSource`, in its declaration order.
+const CACHE_SOURCES: [&str; 5] = ["device", "host", "p2p", "disk", "external_unspecified"];
+/// vLLM's `FinishReason` members (the simulator produces the first three).
+const FINISH_REASONS: [&str; 5] = ["stop", "length", "abort", "error", "repetition"];
+/// `ADMISSION_REASONS`.
+const ADMISSION_REASONS: [&str; 2] = ["max_num_queued_reqs", "max_num_queued_tokens"];
+
 const ITERATION_TOKEN_BUCKETS: &[f64] = &[
     1.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0,
 ];
@@ -49,71 +58,62 @@ fn buckets_1_2_5(max: u32) -> Vec<f64> {
     }
 }
 
-/// What the metric set depends on besides the engine's running state.
-#[derive(Clone, Debug)]
-pub(crate) struct MetricsSpec<'a> {
-    pub(crate) served_model_name: &'a str,
-    pub(crate) engine: &'a EngineConfig,
-    pub(crate) num_gpu_blocks: u32,
-    pub(crate) show_hidden: bool,
-}
-
 /// The histograms, grouped so `record_*` reads like vLLM's logger.
 #[derive(Clone)]
-struct Histograms {
-    ttft: Histogram,
-    itl: Histogram,
-    e2e: Histogram,
-    queue: Histogram,
-    inference: Histogram,
-    prefill: Histogram,
-    decode: Histogram,
-    iteration_tokens: Histogram,
-    prompt_tokens: Histogram,
-    generation_tokens: Histogram,
+pub(super) struct Histograms {
+    pub(super) tpot: Histogram,
+    pub(super) preemptions: Histogram,
+    pub(super) prefill_kv_computed: Histogram,
+    pub(super) params_max_tokens: Histogram,
+    pub(super) params_n: Histogram,
+    pub(super) max_generation_tokens: Histogram,
+    pub(super) ttft: Histogram,
+    pub(super) itl: Histogram,
+    pub(super) e2e: Histogram,
+    pub(super) queue: Histogram,
+    pub(super) inference: Histogram,
+    pub(super) prefill: Histogram,
+    pub(super) decode: Histogram,
+    pub(super) iteration_tokens: Histogram,
+    pub(super) prompt_tokens: Histogram,
+    pub(super) generation_tokens: Histogram,
 }
 
 /// Gauges set from a snapshot at scrape time.
 #[derive(Clone)]
-struct Gauges {
-    running: Gauge,
-    waiting: Gauge,
-    kv_usage: Gauge,
+pub(super) struct Gauges {
+    pub(super) running: Gauge,
+    pub(super) waiting: Gauge,
+    /// `vllm:num_requests_waiting_by_reason` for `capacity` and `deferred`.
+    pub(super) waiting_capacity: Gauge,
+    pub(super) waiting_deferred: Gauge,
+    pub(super) kv_usage: Gauge,
     /// The deprecated `vllm:gpu_cache_usage_perc`, only with `--show-hidden-metrics-for-version`.
-    gpu_cache_usage: Option<Gauge>,
+    pub(super) gpu_cache_usage: Option<Gauge>,
     /// `vllm:lora_requests_info` and the `max_lora` label value; only with LoRA enabled.
-    lora_info: Option<(GaugeVec, String)>,
+    pub(super) lora_info: Option<(GaugeVec, String)>,
 }
 
 /// Counters fed from the engine's cumulative stats and finished requests.
 #[derive(Clone)]
-struct Counters {
-    prefix_queries: IntCounter,
-    prefix_hits: IntCounter,
-    prompt_tokens: IntCounter,
-    generation_tokens: IntCounter,
-    preemptions: IntCounter,
-    success: IntCounterVec,
-}
-
-/// The registry and typed handles to every series.
-pub(crate) struct Metrics {
-    registry: Registry,
-    gauges: Gauges,
-    counters: Counters,
-    hist: Histograms,
-}
-
-impl std::fmt::Debug for Metrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metrics").finish_non_exhaustive()
-    }
+pub(super) struct Counters {
+    pub(super) prefix_queries: IntCounter,
+    pub(super) prefix_hits: IntCounter,
+    pub(super) prompt_tokens: IntCounter,
+    pub(super) generation_tokens: IntCounter,
+    pub(super) preemptions: IntCounter,
+    pub(super) success: IntCounterVec,
+    pub(super) prompt_tokens_cached: IntCounter,
+    /// `vllm:prompt_tokens_by_source`, one handle per [`PROMPT_SOURCES`] entry.
+    pub(super) prompt_by_source: [IntCounter; 3],
+    /// `vllm:prompt_tokens_cached_by_source{source="device"}`: local prefix-cache hits.
+    pub(super) cached_on_device: IntCounter,
 }
 
 /// Registers metrics on one registry with the common labels.
-struct Builder {
-    registry: Registry,
-    labels: HashMap<String, String>,
+pub(super) struct Builder {
+    pub(super) registry: Registry,
+    pub(super) labels: HashMap<String, String>,
 }
 
 impl Builder {
@@ -142,10 +142,40 @@ impl Builder {
         self.add(Histogram::with_opts(opts)?)
     }
 
-    fn histograms(&self, max_model_len: u32) -> Result<Histograms, prometheus::Error> {
+    pub(super) fn histograms(&self, max_model_len: u32) -> Result<Histograms, prometheus::Error> {
         let lat = REQUEST_LATENCY_BUCKETS;
         let tokens = buckets_1_2_5(max_model_len);
         Ok(Histograms {
+            tpot: self.histogram(
+                "vllm:request_time_per_output_token_seconds",
+                "Histogram of time_per_output_token_seconds per request.",
+                ITL_BUCKETS,
+            )?,
+            preemptions: self.histogram(
+                "vllm:request_num_preemptions",
+                "Histogram of the number of times a request was preempted.",
+                PREEMPTION_BUCKETS,
+            )?,
+            prefill_kv_computed: self.histogram(
+                "vllm:request_prefill_kv_computed_tokens",
+                "Histogram of new KV tokens computed during prefill (excluding cached tokens).",
+                &tokens,
+            )?,
+            params_max_tokens: self.histogram(
+                "vllm:request_params_max_tokens",
+                "Histogram of the max_tokens request parameter.",
+                &tokens,
+            )?,
+            params_n: self.histogram(
+                "vllm:request_params_n",
+                "Histogram of the n request parameter.",
+                PARAMS_N_BUCKETS,
+            )?,
+            max_generation_tokens: self.histogram(
+                "vllm:request_max_num_generation_tokens",
+                "Histogram of maximum number of requested generation tokens.",
+                &tokens,
+            )?,
             ttft: self.histogram(
                 "vllm:time_to_first_token_seconds",
                 "Histogram of time to first token in seconds.",
@@ -199,7 +229,7 @@ impl Builder {
         })
     }
 
-    fn gauges(&self, spec: &MetricsSpec<'_>) -> Result<Gauges, prometheus::Error> {
+    pub(super) fn gauges(&self, spec: &MetricsSpec<'_>) -> Result<Gauges, prometheus::Error> {
         let gpu_cache_usage = match spec.show_hidden {
             true => Some(self.gauge(
                 "vllm:gpu_cache_usage_perc",
@@ -217,7 +247,30 @@ impl Builder {
             }
             false => None,
         };
+        let by_reason = self.add(GaugeVec::new(
+            self.opts(
+                "vllm:num_requests_waiting_by_reason",
+                "Number of waiting requests by reason. Reason labels: 'capacity' = waiting for scheduling capacity; 'deferred' = deferred by transient constraints (LoRA budget, KV transfer, blocked status). Sum of all reasons equals vllm:num_requests_waiting.",
+            ),
+            &["reason"],
+        )?)?;
+        let sleep = self.add(GaugeVec::new(
+            self.opts(
+                "vllm:engine_sleep_state",
+                "Engine sleep state; awake = 0 means engine is sleeping; awake = 1 means engine is awake; weights_offloaded = 1 means sleep level 1; discard_all = 1 means sleep level 2.",
+            ),
+            &["sleep_state"],
+        )?)?;
+        for (state, v) in [
+            ("awake", 1.0),
+            ("weights_offloaded", 0.0),
+            ("discard_all", 0.0),
+        ] {
+            sleep.with_label_values(&[state]).set(v);
+        }
         Ok(Gauges {
+            waiting_capacity: by_reason.with_label_values(&["capacity"]),
+            waiting_deferred: by_reason.with_label_values(&["deferred"]),
             running: self.gauge(
                 "vllm:num_requests_running",
                 "Number of requests in model execution batches.",
@@ -235,7 +288,7 @@ impl Builder {
         })
     }
 
-    fn counters(&self) -> Result<Counters, prometheus::Error> {
+    pub(super) fn counters(&self) -> Result<Counters, prometheus::Error> {
         let success = self.add(IntCounterVec::new(
             self.opts(
                 "vllm:request_success_total",
@@ -244,12 +297,54 @@ impl Builder {
             &["finished_reason"],
         )?)?;
         // vLLM creates every reason's series up front, so they read 0 before the first one.
-        for reason in [
-            FinishReason::Stop,
-            FinishReason::Length,
-            FinishReason::Abort,
-        ] {
-            success.with_label_values(&[reason.as_str()]);
+        for reason in FINISH_REASONS {
+            success.with_label_values(&[reason]);
+        }
+        debug_assert!(
+            [
+                FinishReason::Stop,
+                FinishReason::Length,
+                FinishReason::Abort
+            ]
+            .iter()
+            .all(|r| FINISH_REASONS.contains(&r.as_str()))
+        );
+        let by_source = self.add(IntCounterVec::new(
+            self.opts(
+                "vllm:prompt_tokens_by_source_total",
+                "Number of prompt tokens by source.",
+            ),
+            &["source"],
+        )?)?;
+        let cached_by_source = self.add(IntCounterVec::new(
+            self.opts(
+                "vllm:prompt_tokens_cached_by_source_total",
+                "Prefix-cache hit tokens by the cache tier that supplied them: device (local HBM), host (offloaded to DRAM), disk, p2p (transferred from another vLLM instance) or external_unspecified. Counted at admission; sums to vllm:prefix_cache_hits + vllm:external_prefix_cache_hits.",
+            ),
+            &["source"],
+        )?)?;
+        for source in CACHE_SOURCES {
+            cached_by_source.with_label_values(&[source]);
+        }
+        self.counter(
+            "vllm:external_prefix_cache_queries_total",
+            "External prefix cache queries from KV connector cross-instance cache sharing, in terms of number of queried tokens.",
+        )?;
+        self.counter(
+            "vllm:external_prefix_cache_hits_total",
+            "External prefix cache hits from KV connector cross-instance cache sharing, in terms of number of cached tokens.",
+        )?;
+        // vLLM's label set for this one: model_name and reason, no engine.
+        let model = self.labels.get("model_name").cloned().unwrap_or_default();
+        let rejections = self.add(IntCounterVec::new(
+            Opts::new(
+                "vllm:admission_rejections_total",
+                "Number of admission attempts rejected by a queue limit, by reason.",
+            ),
+            &["model_name", "reason"],
+        )?)?;
+        for reason in ADMISSION_REASONS {
+            rejections.with_label_values(&[model.as_str(), reason]);
         }
         Ok(Counters {
             prefix_queries: self.counter(
@@ -273,11 +368,20 @@ impl Builder {
                 "Cumulative number of preemption from the engine.",
             )?,
             success,
+            prompt_tokens_cached: self.counter(
+                "vllm:prompt_tokens_cached_total",
+                "Number of cached prompt tokens (local + external).",
+            )?,
+            prompt_by_source: PROMPT_SOURCES.map(|s| by_source.with_label_values(&[s])),
+            cached_on_device: cached_by_source.with_label_values(&["device"]),
         })
     }
 
     /// `vllm:cache_config_info`: vLLM's CacheConfig fields as labels (Python spellings), value 1.
-    fn cache_config_info(&self, spec: &MetricsSpec<'_>) -> Result<(), prometheus::Error> {
+    pub(super) fn cache_config_info(
+        &self,
+        spec: &MetricsSpec<'_>,
+    ) -> Result<(), prometheus::Error> {
         let py_bool = |b: bool| if b { "True" } else { "False" }.to_string();
         let e = spec.engine;
         let labels: HashMap<String, String> = [
@@ -314,100 +418,6 @@ impl Builder {
         Ok(())
     }
 }
-
-impl Metrics {
-    /// Registers every series vLLM would expose for this configuration.
-    pub(crate) fn new(spec: &MetricsSpec<'_>) -> Result<Self, prometheus::Error> {
-        let labels = [("model_name", spec.served_model_name), ("engine", "0")];
-        let b = Builder {
-            registry: Registry::new(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        };
-        b.cache_config_info(spec)?;
-        Ok(Self {
-            gauges: b.gauges(spec)?,
-            counters: b.counters()?,
-            hist: b.histograms(spec.engine.max_model_len)?,
-            registry: b.registry,
-        })
-    }
-
-    /// Books one delivered step: its size, its tokens' latencies, and the counter deltas.
-    pub(crate) fn record_step(&self, out: &StepOutput, before: &EngineStats, after: &EngineStats) {
-        self.hist
-            .iteration_tokens
-            .observe(f64::from(out.num_tokens));
-        for t in &out.tokens {
-            match t.first {
-                true => self.hist.ttft.observe(t.latency),
-                false => self.hist.itl.observe(t.latency),
-            }
-        }
-        let c = &self.counters;
-        let delta = |a: u64, b: u64| a.saturating_sub(b);
-        c.prompt_tokens
-            .inc_by(delta(after.prompt_tokens, before.prompt_tokens));
-        c.generation_tokens
-            .inc_by(delta(after.generation_tokens, before.generation_tokens));
-        c.prefix_queries
-            .inc_by(delta(after.prefix_queries, before.prefix_queries));
-        c.prefix_hits
-            .inc_by(delta(after.prefix_hits, before.prefix_hits));
-        c.preemptions
-            .inc_by(delta(after.preemptions, before.preemptions));
-    }
-
-    /// Books one request that left the engine, aborted ones included.
-    pub(crate) fn record_finished(&self, f: &Finished) {
-        self.counters
-            .success
-            .with_label_values(&[f.reason.as_str()])
-            .inc();
-        let h = &self.hist;
-        h.e2e.observe(f.e2e());
-        let optional = [
-            (&h.queue, f.queue_time()),
-            (&h.inference, f.inference_time()),
-            (&h.prefill, f.prefill_time()),
-            (&h.decode, f.decode_time()),
-        ];
-        for (hist, value) in optional {
-            if let Some(v) = value {
-                hist.observe(v);
-            }
-        }
-        h.prompt_tokens.observe(f64::from(f.prompt_tokens));
-        h.generation_tokens.observe(f64::from(f.output_tokens));
-    }
-
-    /// Sets the gauges from `snap` and renders the registry in Prometheus text format 0.0.4.
-    pub(crate) fn render(&self, snap: &EngineSnapshot) -> Result<String, prometheus::Error> {
-        self.gauges.running.set(snap.num_running as f64);
-        self.gauges.waiting.set(snap.num_waiting as f64);
-        self.gauges.kv_usage.set(snap.kv_usage);
-        if let Some(g) = &self.gauges.gpu_cache_usage {
-            g.set(snap.kv_usage);
-        }
-        if let Some((info, max_lora)) = &self.gauges.lora_info {
-            // vLLM stamps the series with the time of the update; readers take the newest.
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64());
-            let waiting = snap.waiting_loras.join(",");
-            let running = snap.running_loras.join(",");
-            info.reset();
-            info.with_label_values(&[max_lora.as_str(), &waiting, &running])
-                .set(now);
-        }
-        TextEncoder::new().encode_to_string(&self.registry.gather())
-    }
-}
-
-/// The content type of [`Metrics::render`]'s output, spelled as Python's client spells it.
-pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[cfg(test)]
 mod tests {
