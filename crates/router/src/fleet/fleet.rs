@@ -89,15 +89,26 @@ impl Fleet {
         now: f64,
         rng: &mut impl Rng,
     ) -> Result<Decision, NoRoute> {
-        self.candidates.clear();
-        self.scratch.clear();
-        for (i, core) in self.cores.iter().enumerate() {
-            if core.in_rotation() {
-                let mut p = self.views[i].clone();
-                core.fill(&mut p, now, &self.cfg);
-                self.candidates.push(i);
-                self.scratch.push(p);
-            }
+        let same = self
+            .cores
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.in_rotation())
+            .map(|(i, _)| i)
+            .eq(self.candidates.iter().copied());
+        if !same {
+            // The set in rotation changed: rebuild the views (names cloned once per change).
+            self.candidates = (0..self.cores.len())
+                .filter(|&i| self.cores[i].in_rotation())
+                .collect();
+            self.scratch = self
+                .candidates
+                .iter()
+                .map(|&i| self.views[i].clone())
+                .collect();
+        }
+        for (p, &i) in self.scratch.iter_mut().zip(&self.candidates) {
+            self.cores[i].fill(p, now, &self.cfg);
         }
         let d = route(strategy, req, &self.scratch, &self.index, now, rng)?;
         Ok(Decision {
