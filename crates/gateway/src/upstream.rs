@@ -2,15 +2,18 @@
 //!
 //! Under failure: a pod that fails before any response byte (refused connection, reset before
 //! the status line) is dropped from this request's candidates and the request is routed again
-//! over the rest, at most `proxy.retries` times; a refused connection also takes the pod out of
-//! rotation until its probe succeeds again. A pod that does not send response headers within
-//! `proxy.response_timeout_s` is not retried (the engine may be working on it): 504.
+//! over the rest, at most `proxy.retries` times. Refused connections, 5xx answers and timeouts
+//! count towards the pod's outlier ejection (`PodState::record_failure`); a 2xx answer ends
+//! its failure streak and books the prompt in the prefix index (the engine accepted it). A pod
+//! that does not send response headers within `proxy.response_timeout_s` is not retried (the
+//! engine may be working on it): 504.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderMap;
-use brix_router::{Pod, RouteRequest, route};
+use brix_router::RouteRequest;
+use brix_router::fleet::FailureKind;
 use bytes::Bytes;
 use http::header;
 use http_body_util::Full;
@@ -57,10 +60,20 @@ pub(crate) async fn send(
         let gauge = gw.metrics.in_flight_guard(model, &pod.name);
         let request = build(&pod.address, cx, headers, body.clone(), gw.strips_auth())?;
         match tokio::time::timeout(timeout, gw.client.request(request)).await {
-            Ok(Ok(resp)) => return Ok(Sent { resp, slot, gauge }),
+            Ok(Ok(resp)) => {
+                if resp.status().is_server_error() {
+                    pod.record_failure(FailureKind::Status5xx);
+                } else {
+                    pod.record_success();
+                }
+                if resp.status().is_success() {
+                    gw.pool.accepted(model, req.blocks, &pod.address, gw.now());
+                }
+                return Ok(Sent { resp, slot, gauge });
+            }
             Ok(Err(e)) => {
-                if e.is_connect() && pod.set_healthy(false) {
-                    tracing::warn!(request_id = %cx.request_id, pod = %pod.name, error = %e, "pod refused a connection; out of rotation until its probe succeeds");
+                if pod.record_failure(FailureKind::Connect) {
+                    tracing::warn!(request_id = %cx.request_id, pod = %pod.name, error = %e, "pod ejected after failures in a row");
                 }
                 tracing::debug!(pod = %pod.name, error = %e, attempt, "upstream failed before responding");
                 last = GatewayError::Upstream {
@@ -68,36 +81,40 @@ pub(crate) async fn send(
                     reason: e.to_string(),
                 };
             }
-            Err(_) => return Err(GatewayError::UpstreamTimeout(pod.name.clone())),
+            Err(_) => {
+                pod.record_failure(FailureKind::Timeout);
+                return Err(GatewayError::UpstreamTimeout(pod.name.clone()));
+            }
         }
     }
     Err(last)
 }
 
-/// Runs the routing policy over the candidates' snapshots and books the prompt's blocks.
+/// Runs the routing policy over the candidates' snapshots (the prompt is booked in the prefix
+/// index only once the engine accepts it).
 fn choose(
     gw: &Gateway,
     cx: &Ctx,
     req: &RouteRequest<'_>,
     candidates: &[Arc<PodState>],
 ) -> Result<usize, GatewayError> {
-    let now = gw.now();
-    let pods: Vec<Pod> = candidates.iter().map(|p| p.snapshot(now)).collect();
-    let index = gw.pool.index(&cx.parsed.model);
-    let mut index = index.lock().unwrap_or_else(|p| p.into_inner());
     let mut rng = gw.rng();
-    let d = route(&cx.strategy, req, &pods, &index, now, &mut rng)
+    let d = gw
+        .pool
+        .decide(
+            &cx.parsed.model,
+            candidates,
+            &cx.strategy,
+            req,
+            gw.now(),
+            &mut rng,
+        )
         .map_err(|_| GatewayError::NoReadyPod(cx.parsed.model.clone()))?;
-    // The engine will cache this prompt whatever the strategy: record it for prefix routing.
-    if !req.blocks.is_empty() {
-        index.insert(req.blocks, &pods[d.pod].address, now);
-    }
-    drop(index);
     let strategy = &cx.strategy_label;
     let fallback = d.fallback.map_or("none", |f| f.as_str());
     gw.metrics
         .decisions
-        .with_label_values(&[strategy, &pods[d.pod].name, fallback])
+        .with_label_values(&[strategy, &candidates[d.pod].name, fallback])
         .inc();
     if let Some(f) = d.fallback {
         gw.warn_once(strategy, f.as_str());

@@ -14,6 +14,7 @@ mod decision;
 pub mod fleet;
 mod pod;
 mod prefix;
+pub mod prom;
 mod score;
 mod select;
 mod strategies;

@@ -7,6 +7,7 @@
 
 mod admission;
 mod errors;
+mod health;
 mod proxy;
 mod resilience;
 mod routing;
