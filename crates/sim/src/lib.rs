@@ -18,6 +18,7 @@ mod lora;
 mod outlen;
 mod profile;
 mod request;
+mod settings;
 
 pub use calibration::{CalibrationRow, calibration_table};
 pub use config::{ConfigError, EngineConfig};
@@ -31,3 +32,4 @@ pub use lora::LoraError;
 pub use outlen::{OutputLen, OutputLenParseError};
 pub use profile::{Catalog, GpuProfile, ModelProfile, ProfileError};
 pub use request::{NewRequest, RequestId};
+pub use settings::EngineSettings;
