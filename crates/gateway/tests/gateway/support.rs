@@ -132,16 +132,10 @@ pub fn header(r: &reqwest::Response, name: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Polls `check` every 20 ms for up to 5 s, then fails with `what`.
+/// Polls `check` for up to 5 s (testkit's `eventually`), then fails with `what`.
 pub async fn eventually<F: std::future::Future<Output = bool>>(
     what: &str,
-    mut check: impl FnMut() -> F,
+    check: impl FnMut() -> F,
 ) {
-    for _ in 0..250 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("never happened: {what}");
+    brix_testkit::eventually(what, Duration::from_secs(5), check).await;
 }
