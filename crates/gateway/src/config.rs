@@ -288,11 +288,12 @@ impl GatewayConfig {
             return bad("scrape.fresh_s must be ≥ 0 and scrape.stale_s finite and above it");
         }
         let o = &self.outlier;
-        if o.consecutive_failures == 0
-            || !(o.base_ejection_s >= 0.0 && o.max_ejection_s >= o.base_ejection_s)
-            || !o.max_ejection_s.is_finite()
-            || !(0.0..=1.0).contains(&o.max_ejection_fraction)
-        {
+        let outlier_ok = o.consecutive_failures > 0
+            && o.base_ejection_s >= 0.0
+            && o.max_ejection_s >= o.base_ejection_s
+            && o.max_ejection_s.is_finite()
+            && (0.0..=1.0).contains(&o.max_ejection_fraction);
+        if !outlier_ok {
             return bad(
                 "outlier: consecutive_failures ≥ 1, 0 ≤ base_ejection_s ≤ max_ejection_s (finite), max_ejection_fraction in 0..1",
             );
