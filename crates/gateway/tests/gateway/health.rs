@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use brix_testkit::sim_config;
 
-use crate::support::{MODEL, chat, fleet, gateway_config};
+use crate::support::{MODEL, fleet, gateway_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_still_starting_is_not_in_rotation() {
@@ -26,13 +26,7 @@ async fn a_pod_still_starting_is_not_in_rotation() {
         .unwrap();
     assert_eq!(metrics.status(), 200, "the starting pod's /metrics answers");
     for _ in 0..20 {
-        let (status, pod, _) = f
-            .call(
-                "/v1/chat/completions",
-                &chat("x"),
-                &[("routing-strategy", "random")],
-            )
-            .await;
+        let (status, pod) = f.chat_via("random").await;
         assert_eq!((status, pod.as_str()), (200, "pod-0"));
     }
 }
@@ -51,13 +45,7 @@ async fn a_replica_answering_500_is_ejected() {
     let mut failed = 0;
     let mut last = Vec::new();
     for n in 0..40 {
-        let (status, pod, _) = f
-            .call(
-                "/v1/chat/completions",
-                &chat("x"),
-                &[("routing-strategy", "least-request")],
-            )
-            .await;
+        let (status, pod) = f.chat_via("least-request").await;
         if status != 200 {
             failed += 1;
         }

@@ -102,6 +102,18 @@ impl Fleet {
         (status, pod, r.json().await.unwrap())
     }
 
+    /// One chat request with `strategy`; returns (status, target-pod).
+    pub async fn chat_via(&self, strategy: &str) -> (u16, String) {
+        let (status, pod, _) = self
+            .call(
+                "/v1/chat/completions",
+                &chat("x"),
+                &[("routing-strategy", strategy)],
+            )
+            .await;
+        (status, pod)
+    }
+
     pub async fn metrics(&self) -> Exposition {
         let text = self
             .http
