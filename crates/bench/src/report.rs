@@ -76,10 +76,10 @@ impl Dist {
 }
 
 /// Nearest-rank percentile of sorted values: the smallest value with at least `p` % of the
-/// values at or below it.
-pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// values at or below it (the default, 0, when there are none). The crate's one percentile.
+pub fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
     if sorted.is_empty() {
-        return 0.0;
+        return T::default();
     }
     let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
@@ -241,7 +241,7 @@ mod tests {
             assert_eq!(percentile(&v, p), want, "p{p}");
         }
         assert_eq!(percentile(&[7.0], 99.0), 7.0);
-        assert_eq!(percentile(&[], 50.0), 0.0);
+        assert_eq!(percentile::<f64>(&[], 50.0), 0.0);
         let mut odd = vec![5.0, 1.0, 3.0];
         assert_eq!(
             Dist::of(&mut odd),

@@ -20,24 +20,63 @@ impl SseSummary {
     }
 }
 
-/// Scans `body` line by line (LF or CRLF); comments, `event:`/`id:` fields and blank lines are
-/// skipped. A `data:` event after `[DONE]` clears `done`, since clients stop reading there.
+/// Scans `body` line by line (LF or CRLF) with [`SseSplitter`]; comments, `event:`/`id:`
+/// fields and blank lines are skipped. A `data:` event after `[DONE]` clears `done`, since
+/// clients stop reading there.
 pub fn summarize(body: &[u8]) -> SseSummary {
     let mut summary = SseSummary::default();
-    for line in body.split(|b| *b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(payload) = line.strip_prefix(b"data:") else {
-            continue;
-        };
-        let payload = payload.strip_prefix(b" ").unwrap_or(payload);
+    let mut on_data = |payload: &[u8]| {
         if payload == b"[DONE]" {
             summary.done = true;
         } else {
             summary.data_events += 1;
             summary.done = false;
         }
-    }
+    };
+    let mut s = SseSplitter::default();
+    s.push(body, &mut on_data);
+    s.finish(&mut on_data);
     summary
+}
+
+/// Splits SSE bytes into `data:` payloads, keeping a partial line between pushes: the one SSE
+/// reader of this crate (whole bodies here, network reads in the live client).
+#[derive(Debug, Default)]
+pub struct SseSplitter {
+    partial: Vec<u8>,
+}
+
+impl SseSplitter {
+    /// Feeds bytes; calls `on_data` with each complete `data:` payload (LF or CRLF line ends;
+    /// other fields, comments and blank lines are skipped).
+    pub fn push(&mut self, bytes: &[u8], mut on_data: impl FnMut(&[u8])) {
+        let mut rest = bytes;
+        while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
+            let (head, tail) = rest.split_at(nl);
+            rest = &tail[1..];
+            if self.partial.is_empty() {
+                emit(head, &mut on_data);
+            } else {
+                self.partial.extend_from_slice(head);
+                let line = std::mem::take(&mut self.partial);
+                emit(&line, &mut on_data);
+            }
+        }
+        self.partial.extend_from_slice(rest);
+    }
+
+    /// The body ended: a last line without its line end still counts.
+    pub fn finish(&mut self, mut on_data: impl FnMut(&[u8])) {
+        let line = std::mem::take(&mut self.partial);
+        emit(&line, &mut on_data);
+    }
+}
+
+fn emit(line: &[u8], on_data: &mut impl FnMut(&[u8])) {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if let Some(payload) = line.strip_prefix(b"data:") {
+        on_data(payload.strip_prefix(b" ").unwrap_or(payload));
+    }
 }
 
 #[cfg(test)]

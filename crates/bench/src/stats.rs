@@ -46,13 +46,8 @@ fn ms(nanos: u64) -> f64 {
     nanos as f64 / 1e6
 }
 
-/// Nearest-rank percentile of a sorted, non-empty slice: the smallest value with at least
-/// `p` percent of the samples at or below it.
-pub fn percentile(sorted: &[u64], p: f64) -> u64 {
-    let n = sorted.len();
-    let rank = ((p / 100.0) * n as f64).ceil() as usize;
-    sorted[rank.clamp(1, n) - 1]
-}
+/// Nearest-rank percentile (the crate's one, in [`crate::report`]).
+pub use crate::report::percentile;
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,7 @@ use std::time::Instant;
 use brix_bench::report::{RequestRecord, Slo, Summary};
 use brix_bench::vsim::{self, Release, SimConfig, SimRun, SimStrategy};
 use brix_bench::workload::{self, Arrival};
-use brix_sim::{Catalog, ProfileError};
+use brix_sim::{Catalog, EngineSettings, ProfileError};
 use clap::Args;
 use serde::Serialize;
 
@@ -257,17 +257,14 @@ fn fleet(a: &SimArgs) -> Result<SimConfig, SimCliError> {
     let model = catalog.model(&a.model_profile)?.clone();
     let gpu = catalog.gpu(&a.gpu)?.clone();
     let mut cfg = SimConfig::new(a.engines, model, gpu);
-    let e = &mut cfg.engine;
-    if let Some(v) = a.max_num_seqs {
-        e.max_num_seqs = v;
+    cfg.engine = EngineSettings {
+        max_num_seqs: a.max_num_seqs,
+        max_num_batched_tokens: a.max_num_batched_tokens,
+        max_model_len: a.max_model_len,
+        num_gpu_blocks_override: a.num_gpu_blocks_override,
+        ..EngineSettings::default()
     }
-    if let Some(v) = a.max_num_batched_tokens {
-        e.max_num_batched_tokens = v;
-    }
-    if let Some(v) = a.max_model_len {
-        e.max_model_len = v;
-    }
-    e.num_gpu_blocks_override = a.num_gpu_blocks_override;
+    .apply(cfg.engine);
     cfg.prefix.block_units = a.block_size;
     cfg.prefix.load_units_per_request = a.load_units_per_request;
     cfg.scrape_interval_s = a.scrape_interval_ms as f64 / 1000.0;

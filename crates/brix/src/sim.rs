@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use brix_sim::{Catalog, EngineConfig, OutputLen, ProfileError};
+use brix_sim::{Catalog, EngineConfig, EngineSettings, OutputLen, ProfileError};
 use brix_sim_http::{FaultConfig, LoraModule, SimConfig, SimError};
 use clap::Args;
 
@@ -129,32 +129,25 @@ pub(crate) enum SimCliError {
 
 impl EngineArgs {
     /// vLLM's defaults for this model and GPU, overridden by the flags given.
-    fn apply(&self, mut e: EngineConfig) -> EngineConfig {
-        let set = |dst: &mut u32, src: Option<u32>| {
-            if let Some(v) = src {
-                *dst = v;
-            }
-        };
-        set(&mut e.max_num_seqs, self.max_num_seqs);
-        set(&mut e.max_num_batched_tokens, self.max_num_batched_tokens);
-        set(&mut e.block_size, self.block_size);
-        set(&mut e.max_model_len, self.max_model_len);
-        set(&mut e.max_loras, self.max_loras);
-        set(&mut e.max_lora_rank, self.max_lora_rank);
-        // vLLM: max_cpu_loras defaults to max_loras.
-        e.max_cpu_loras = self.max_cpu_loras.unwrap_or(e.max_loras);
-        if let Some(u) = self.gpu_memory_utilization {
-            e.gpu_memory_utilization = u;
-        }
-        e.enable_lora |= self.enable_lora;
-        if self.enable_prefix_caching || self.no_enable_prefix_caching {
+    fn apply(&self, e: EngineConfig) -> EngineConfig {
+        EngineSettings {
+            max_num_seqs: self.max_num_seqs,
+            max_num_batched_tokens: self.max_num_batched_tokens,
+            block_size: self.block_size,
+            gpu_memory_utilization: self.gpu_memory_utilization,
+            max_model_len: self.max_model_len,
             // The two flags override each other, so at most one is set: the last given.
-            e.enable_prefix_caching = self.enable_prefix_caching;
+            enable_prefix_caching: (self.enable_prefix_caching || self.no_enable_prefix_caching)
+                .then_some(self.enable_prefix_caching),
+            enable_lora: self.enable_lora,
+            max_loras: self.max_loras,
+            max_lora_rank: self.max_lora_rank,
+            max_cpu_loras: self.max_cpu_loras,
+            num_gpu_blocks_override: self.num_gpu_blocks_override,
+            seed: self.seed,
+            output_len: self.output_len,
         }
-        e.num_gpu_blocks_override = self.num_gpu_blocks_override.or(e.num_gpu_blocks_override);
-        e.seed = self.seed.unwrap_or(e.seed);
-        e.output_len = self.output_len.unwrap_or(e.output_len);
-        e
+        .apply(e)
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use brix_admission::AdmissionConfig;
 use brix_net::ServeConfig;
+use brix_router::fleet::{CoreConfig, EjectionConfig};
 use brix_router::{BlockUnit, PrefixConfig, Weighted};
 use serde::Deserialize;
 
@@ -23,6 +24,8 @@ pub struct GatewayConfig {
     pub scrape: ScrapeConfig,
     /// Upstream connection behaviour and request limits.
     pub proxy: ProxyConfig,
+    /// Outlier ejection: upstream failures in a row that take a pod out, and for how long.
+    pub outlier: OutlierConfig,
     /// API keys, per-user RPM/TPM, per-model RPS, the users API.
     pub admission: AdmissionConfig,
     /// Client connections: header-read and idle timeouts, shutdown grace (docs/gateway.md).
@@ -37,6 +40,7 @@ impl Default for GatewayConfig {
             routing: RoutingConfig::default(),
             scrape: ScrapeConfig::default(),
             proxy: ProxyConfig::default(),
+            outlier: OutlierConfig::default(),
             admission: AdmissionConfig::default(),
             server: ServeConfig::default(),
         }
@@ -117,10 +121,15 @@ pub struct ScrapeConfig {
     pub interval_ms: u64,
     /// Milliseconds a scrape or health check may take.
     pub timeout_ms: u64,
-    /// Consecutive failed probes that take a pod out of rotation.
+    /// Consecutive failed `/health` probes that take a pod out of rotation.
     pub unhealthy_after: u32,
     /// Refresh a pod's model list (`/v1/models`, for adapters) every this many scrapes.
     pub models_every: u32,
+    /// Gauges younger than this many seconds are trusted in full.
+    pub fresh_s: f64,
+    /// Gauges older than this are dropped (strategies fall back); in between, queue gauges
+    /// count less and less (see docs/router.md, "Stale gauges").
+    pub stale_s: f64,
 }
 
 impl Default for ScrapeConfig {
@@ -130,6 +139,51 @@ impl Default for ScrapeConfig {
             timeout_ms: 1000,
             unhealthy_after: 2,
             models_every: 4,
+            fresh_s: 2.0,
+            stale_s: 10.0,
+        }
+    }
+}
+
+/// Passive health (Envoy's outlier detection), fed by proxied requests.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutlierConfig {
+    /// Upstream failures in a row (5xx, refused connection, timeout) that eject a pod.
+    pub consecutive_failures: u32,
+    /// First ejection's length, seconds; the n-th lasts n times as long.
+    pub base_ejection_s: f64,
+    /// Longest ejection, seconds.
+    pub max_ejection_s: f64,
+    /// Largest share of the pods ejected at once (one may always go; never the last in rotation).
+    pub max_ejection_fraction: f64,
+}
+
+impl Default for OutlierConfig {
+    fn default() -> Self {
+        let e = EjectionConfig::default();
+        Self {
+            consecutive_failures: e.consecutive_failures,
+            base_ejection_s: e.base_ejection_s,
+            max_ejection_s: e.max_ejection_s,
+            max_ejection_fraction: e.max_ejection_fraction,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// The routing core's settings.
+    pub fn core(&self) -> CoreConfig {
+        CoreConfig {
+            fresh_s: self.scrape.fresh_s,
+            stale_s: self.scrape.stale_s,
+            ejection: EjectionConfig {
+                unhealthy_after: self.scrape.unhealthy_after,
+                consecutive_failures: self.outlier.consecutive_failures,
+                base_ejection_s: self.outlier.base_ejection_s,
+                max_ejection_s: self.outlier.max_ejection_s,
+                max_ejection_fraction: self.outlier.max_ejection_fraction,
+            },
         }
     }
 }
@@ -264,6 +318,21 @@ impl GatewayConfig {
         }
         if self.scrape.unhealthy_after == 0 || self.scrape.models_every == 0 {
             return bad("scrape.unhealthy_after and scrape.models_every must be at least 1");
+        }
+        let s = &self.scrape;
+        if !(s.fresh_s >= 0.0 && s.stale_s > s.fresh_s && s.stale_s.is_finite()) {
+            return bad("scrape.fresh_s must be ≥ 0 and scrape.stale_s finite and above it");
+        }
+        let o = &self.outlier;
+        let outlier_ok = o.consecutive_failures > 0
+            && o.base_ejection_s >= 0.0
+            && o.max_ejection_s >= o.base_ejection_s
+            && o.max_ejection_s.is_finite()
+            && (0.0..=1.0).contains(&o.max_ejection_fraction);
+        if !outlier_ok {
+            return bad(
+                "outlier: consecutive_failures ≥ 1, 0 ≤ base_ejection_s ≤ max_ejection_s (finite), max_ejection_fraction in 0..1",
+            );
         }
         let p = &self.proxy;
         if p.max_body_bytes == 0 || p.max_response_bytes == 0 || p.max_event_bytes == 0 {

@@ -46,7 +46,9 @@ use tokio::task::AbortHandle;
 
 pub use brix_net::ServeConfig;
 pub use brix_router::BlockUnit;
-pub use config::{ConfigError, GatewayConfig, ProxyConfig, RoutingConfig, ScrapeConfig};
+pub use config::{
+    ConfigError, GatewayConfig, OutlierConfig, ProxyConfig, RoutingConfig, ScrapeConfig,
+};
 pub use discovery::{
     Discovery, EndpointsError, Registry, StaticFile, Target, Targets, parse_endpoints,
 };
@@ -234,6 +236,9 @@ pub struct PodView {
     pub kv_usage: Option<f64>,
     /// Last scraped `vllm:num_requests_waiting`.
     pub waiting: Option<f64>,
+    /// Seconds since the last good scrape (None before any): a slow or failed scrape keeps
+    /// the last gauges, older.
+    pub metrics_age_s: Option<f64>,
 }
 
 impl GatewayHandle {
@@ -264,11 +269,13 @@ impl GatewayHandle {
             .into_iter()
             .map(|p| {
                 let s = p.snapshot(0.0);
+                let age = p.metrics_age();
                 PodView {
                     healthy: p.is_healthy(),
                     in_flight: s.in_flight,
                     kv_usage: s.metrics.kv_usage,
                     waiting: s.metrics.waiting,
+                    metrics_age_s: age,
                     name: s.name,
                     address: s.address,
                 }
@@ -304,9 +311,10 @@ pub async fn app_with_handle(
         // `brix sim` after 90 s), so a pooled connection is not reused as the engine closes it.
         .pool_idle_timeout(Duration::from_secs(4))
         .build(connector);
+    let epoch = Instant::now();
     let gw = Arc::new(Gateway {
         default_strategy,
-        pool: Arc::new(Pool::new(cfg.routing.prefix())),
+        pool: Arc::new(Pool::new(cfg.routing.prefix(), cfg.core(), epoch)),
         client,
         metrics: Arc::new(Metrics::new()?),
         catalog: Catalog::default(),
@@ -318,7 +326,7 @@ pub async fn app_with_handle(
         admission: admission.clone(),
         tokenizer,
         vtc: Mutex::new(TokenWindow::new(brix_router::DEFAULT_WINDOW_S)),
-        epoch: Instant::now(),
+        epoch,
         rng_seq: AtomicU64::new(0),
         warned: Mutex::default(),
         cfg,

@@ -1,23 +1,29 @@
-//! The live pod table: which pods serve which models and adapters, whether they are healthy,
-//! and the load signals routing reads (in-flight counts kept here, exact; engine metrics
-//! scraped; latencies and token rates measured on proxied responses).
+//! The live pod table: which pods serve which models and adapters, and, per pod, the routing
+//! core's state ([`brix_router::fleet::PodCore`]: in-flight count, gauges with their age,
+//! latency EWMAs, token rates, health and outlier ejection). This module is the core's live
+//! driver: it owns the locks and the clock; every rule is the core's, the same code the
+//! virtual-time simulator drives.
 //!
 //! Discovery changes are applied by [`Pool::apply`], which keeps the state of pods that stay
 //! (counts in flight, metrics) and returns the ones that appeared or left so the caller can
-//! start or stop their probes.
+//! start or stop their probes. A pod that leaves, leaves rotation or restarts loses its claims
+//! in the prefix indexes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::time::Instant;
 
-use brix_router::{EngineMetrics, Observed, Pod, PrefixConfig, PrefixIndex};
+use brix_router::fleet::{CoreConfig, FailureKind, PodCore, Scrape, Transition, may_eject};
+use brix_router::{
+    Decision, NoRoute, Pod, PrefixConfig, PrefixIndex, RouteRequest, Weighted, route,
+};
+use rand::Rng;
 
 use crate::discovery::Targets;
 
-/// Smoothing of the measured TTFT and TPOT (weight of the newest sample).
-const EWMA_ALPHA: f64 = 0.2;
-/// Seconds of history behind the token-rate signals.
-const RATE_WINDOW_S: usize = 10;
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// One engine endpoint and everything known about it.
 #[derive(Debug)]
@@ -26,114 +32,147 @@ pub struct PodState {
     pub name: String,
     /// `host:port` (`target-pod-ip`).
     pub address: String,
-    in_flight: AtomicU32,
-    healthy: AtomicBool,
-    inner: Mutex<PodInner>,
-}
-
-#[derive(Debug, Default)]
-struct PodInner {
-    metrics: EngineMetrics,
+    core: Mutex<PodCore>,
     /// Adapters the pod's `/v1/models` lists besides its base models.
-    adapters: Vec<String>,
-    ttft_s: Option<f64>,
-    tpot_s: Option<f64>,
-    rates: RateWindow,
-}
-
-/// Tokens per one-second bucket over the last [`RATE_WINDOW_S`] seconds.
-#[derive(Debug, Default)]
-struct RateWindow {
-    /// (second, prompt tokens, output tokens) per slot.
-    slots: [(u64, f64, f64); RATE_WINDOW_S],
-}
-
-impl RateWindow {
-    fn add(&mut self, now: f64, prompt: f64, output: f64) {
-        let sec = now.max(0.0) as u64;
-        let slot = &mut self.slots[sec as usize % RATE_WINDOW_S];
-        if slot.0 != sec {
-            *slot = (sec, 0.0, 0.0);
-        }
-        slot.1 += prompt;
-        slot.2 += output;
-    }
-
-    /// (prompt, output) tokens per second over the window ending at `now`.
-    fn rates(&self, now: f64) -> (f64, f64) {
-        let sec = now.max(0.0) as u64;
-        let live = self
-            .slots
-            .iter()
-            .filter(|s| s.0 + RATE_WINDOW_S as u64 > sec && s.0 <= sec);
-        let (p, o) = live.fold((0.0, 0.0), |(p, o), s| (p + s.1, o + s.2));
-        let w = RATE_WINDOW_S as f64;
-        (p / w, o / w)
-    }
-}
-
-fn ewma(old: Option<f64>, sample: f64) -> Option<f64> {
-    Some(match old {
-        Some(x) => x + EWMA_ALPHA * (sample - x),
-        None => sample,
-    })
+    adapters: Mutex<Vec<String>>,
+    /// The pool's table and indexes (weak: the table holds the pod).
+    shared: Weak<Shared>,
+    epoch: Instant,
 }
 
 impl PodState {
-    fn new(name: &str, address: &str) -> Self {
+    fn new(name: &str, address: &str, shared: Weak<Shared>, epoch: Instant) -> Self {
         Self {
             name: name.to_string(),
             address: address.to_string(),
-            in_flight: AtomicU32::new(0),
-            // A new pod joins after its first successful probe.
-            healthy: AtomicBool::new(false),
-            inner: Mutex::default(),
+            // A new pod joins after its first good `/health` probe.
+            core: Mutex::default(),
+            adapters: Mutex::default(),
+            shared,
+            epoch,
         }
     }
 
-    fn inner(&self) -> MutexGuard<'_, PodInner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn core(&self) -> MutexGuard<'_, PodCore> {
+        lock(&self.core)
+    }
+
+    /// Seconds on the gateway's clock (the same epoch as `Gateway::now`).
+    fn now(&self) -> f64 {
+        self.epoch.elapsed().as_secs_f64()
     }
 
     /// Requests this gateway has in flight on the pod.
     pub fn in_flight(&self) -> u32 {
-        self.in_flight.load(Ordering::Relaxed)
+        self.core().in_flight()
     }
 
     /// Whether the pod is in the candidate set.
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
-    }
-
-    /// Moves the pod in or out of rotation; returns whether that changed anything.
-    pub fn set_healthy(&self, healthy: bool) -> bool {
-        self.healthy.swap(healthy, Ordering::Relaxed) != healthy
+        self.core().in_rotation()
     }
 
     /// Takes an in-flight slot, released when the guard drops (also on cancellation).
     pub fn acquire(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.core().begin();
         InFlight { pod: self.clone() }
     }
 
-    /// Stores the latest scrape.
-    pub fn set_metrics(&self, metrics: EngineMetrics) {
-        self.inner().metrics = metrics;
+    /// Stores a good scrape; an engine that restarted loses its prefix claims.
+    pub fn set_scrape(&self, scrape: Scrape) {
+        self.set_scrape_at(scrape, self.now());
+    }
+
+    pub(crate) fn set_scrape_at(&self, scrape: Scrape, now: f64) {
+        let t = self.core().scraped(now, scrape);
+        self.after(t);
+    }
+
+    /// A `/health` probe answered; returns whether the pod moved in or out of rotation.
+    pub fn probe_health(&self, ok: bool) -> bool {
+        self.probe_health_at(ok, self.now())
+    }
+
+    pub(crate) fn probe_health_at(&self, ok: bool, now: f64) -> bool {
+        let cfg = self.config();
+        let t = self.core().probe(ok, now, &cfg);
+        self.after(t);
+        t.is_some()
+    }
+
+    /// An upstream attempt on the pod failed (passive health): enough in a row eject it, unless
+    /// that would eject too much of the fleet. Returns whether it was ejected now.
+    pub fn record_failure(&self, kind: FailureKind) -> bool {
+        self.record_failure_at(kind, self.now())
+    }
+
+    pub(crate) fn record_failure_at(&self, kind: FailureKind, now: f64) -> bool {
+        let cfg = self.config();
+        let Some(shared) = self.shared.upgrade() else {
+            self.core().failure(kind, now, false, &cfg);
+            return false;
+        };
+        // One ejection decision at a time, so two pods cannot both take the last slot.
+        let _one = lock(&shared.eject);
+        let allowed = self.core().health().would_eject(&cfg.ejection) && {
+            let pods = shared
+                .table()
+                .by_address
+                .values()
+                .cloned()
+                .collect::<Vec<_>>();
+            let ejected = pods
+                .iter()
+                .filter(|p| p.core().health().is_ejected())
+                .count();
+            let in_rotation = pods.iter().filter(|p| p.is_healthy()).count();
+            may_eject(ejected, in_rotation, pods.len(), &cfg.ejection)
+        };
+        let t = self.core().failure(kind, now, allowed, &cfg);
+        self.after(t);
+        t.is_some()
+    }
+
+    /// An upstream attempt on the pod succeeded: its failure streak ends.
+    pub fn record_success(&self) {
+        self.core().success();
+    }
+
+    fn config(&self) -> CoreConfig {
+        self.shared
+            .upgrade()
+            .map_or_else(CoreConfig::default, |s| s.cfg.clone())
+    }
+
+    /// Acts on a core transition: a pod that left rotation or restarted loses its claims.
+    fn after(&self, t: Option<Transition>) {
+        match t {
+            Some(Transition::Left | Transition::Restarted) => {
+                if let Some(shared) = self.shared.upgrade() {
+                    shared.purge(&self.address);
+                }
+                tracing::info!(pod = %self.name, address = %self.address, transition = ?t, "pod out of rotation or restarted; its prefix claims dropped");
+            }
+            Some(Transition::Joined) => {
+                tracing::info!(pod = %self.name, address = %self.address, "pod in rotation");
+            }
+            None => {}
+        }
     }
 
     /// Stores the adapters the pod lists.
     pub fn set_adapters(&self, adapters: Vec<String>) {
-        self.inner().adapters = adapters;
+        *lock(&self.adapters) = adapters;
     }
 
     /// Whether the pod lists `adapter`.
     pub fn has_adapter(&self, adapter: &str) -> bool {
-        self.inner().adapters.iter().any(|a| a == adapter)
+        lock(&self.adapters).iter().any(|a| a == adapter)
     }
 
     /// Adapters the pod lists.
     pub fn adapters(&self) -> Vec<String> {
-        self.inner().adapters.clone()
+        lock(&self.adapters).clone()
     }
 
     /// Records one finished response as this gateway saw it.
@@ -145,34 +184,19 @@ impl PodState {
         ttft_s: Option<f64>,
         tpot_s: Option<f64>,
     ) {
-        let mut inner = self.inner();
-        inner
-            .rates
-            .add(now, prompt_tokens as f64, output_tokens as f64);
-        if let Some(t) = ttft_s {
-            inner.ttft_s = ewma(inner.ttft_s, t);
-        }
-        if let Some(t) = tpot_s {
-            inner.tpot_s = ewma(inner.tpot_s, t);
-        }
+        self.core()
+            .response(now, prompt_tokens, output_tokens, ttft_s, tpot_s);
+    }
+
+    /// Seconds since the last good scrape, None before any.
+    pub fn metrics_age(&self) -> Option<f64> {
+        self.core().metrics_age(self.now())
     }
 
     /// The routing view of this pod at `now`.
     pub fn snapshot(&self, now: f64) -> Pod {
-        let inner = self.inner();
-        let (prompt_tps, output_tps) = inner.rates.rates(now);
-        Pod {
-            name: self.name.clone(),
-            address: self.address.clone(),
-            in_flight: self.in_flight(),
-            metrics: inner.metrics.clone(),
-            observed: Observed {
-                prompt_tps,
-                output_tps,
-                ttft_s: inner.ttft_s,
-                tpot_s: inner.tpot_s,
-            },
-        }
+        let cfg = self.config();
+        self.core().snapshot(&self.name, &self.address, now, &cfg)
     }
 }
 
@@ -191,7 +215,7 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.pod.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.pod.core().end();
     }
 }
 
@@ -210,34 +234,62 @@ struct Table {
     by_model: BTreeMap<String, Vec<Arc<PodState>>>,
 }
 
+/// What pods reach through a weak link: the table (for the ejection census) and the indexes.
+#[derive(Debug)]
+struct Shared {
+    table: RwLock<Table>,
+    indexes: Mutex<HashMap<String, Arc<Mutex<PrefixIndex>>>>,
+    eject: Mutex<()>,
+    cfg: CoreConfig,
+}
+
+impl Shared {
+    fn table(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        self.table.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Drops `address`'s claims from every model's prefix index.
+    fn purge(&self, address: &str) {
+        let all: Vec<_> = lock(&self.indexes).values().cloned().collect();
+        for i in all {
+            lock(&i).purge(address);
+        }
+    }
+}
+
 /// All pods, by model, plus each model's prefix index.
 #[derive(Debug)]
 pub struct Pool {
-    table: RwLock<Table>,
+    shared: Arc<Shared>,
     /// Pods discovery removed; alive while a request still holds their slot (for draining).
     retired: Mutex<Vec<Weak<PodState>>>,
-    indexes: Mutex<HashMap<String, Arc<Mutex<PrefixIndex>>>>,
     prefix: PrefixConfig,
+    epoch: Instant,
 }
 
 impl Pool {
-    /// An empty pool whose prefix indexes use `prefix`.
-    pub fn new(prefix: PrefixConfig) -> Self {
+    /// An empty pool whose prefix indexes use `prefix`, on the clock that starts at `epoch`.
+    pub fn new(prefix: PrefixConfig, core: CoreConfig, epoch: Instant) -> Self {
         Self {
-            table: RwLock::default(),
+            shared: Arc::new(Shared {
+                table: RwLock::default(),
+                indexes: Mutex::default(),
+                eject: Mutex::default(),
+                cfg: core,
+            }),
             retired: Mutex::default(),
-            indexes: Mutex::default(),
             prefix,
+            epoch,
         }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
-        self.table.read().unwrap_or_else(|p| p.into_inner())
+        self.shared.table()
     }
 
     /// Replaces the model → pods map, keeping the state of pods that stay.
     pub fn apply(&self, targets: &Targets) -> Change {
-        let mut table = self.table.write().unwrap_or_else(|p| p.into_inner());
+        let mut table = self.shared.table.write().unwrap_or_else(|p| p.into_inner());
         let mut change = Change::default();
         let mut by_address = HashMap::new();
         let mut by_model = BTreeMap::new();
@@ -249,7 +301,12 @@ impl Pool {
                     .or_insert_with(|| match table.by_address.get(&t.address) {
                         Some(p) if p.name == t.name => p.clone(),
                         _ => {
-                            let p = Arc::new(PodState::new(&t.name, &t.address));
+                            let p = Arc::new(PodState::new(
+                                &t.name,
+                                &t.address,
+                                Arc::downgrade(&self.shared),
+                                self.epoch,
+                            ));
                             change.added.push(p.clone());
                             p
                         }
@@ -268,6 +325,10 @@ impl Pool {
             by_address,
             by_model,
         };
+        drop(table);
+        for p in &change.removed {
+            self.shared.purge(&p.address);
+        }
         let mut retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
         retired.retain(|w| w.strong_count() > 0);
         retired.extend(change.removed.iter().map(Arc::downgrade));
@@ -334,7 +395,7 @@ impl Pool {
 
     /// The prefix index of `model`, made on first use.
     pub fn index(&self, model: &str) -> Arc<Mutex<PrefixIndex>> {
-        let mut all = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = lock(&self.shared.indexes);
         if let Some(i) = all.get(model) {
             return i.clone();
         }
@@ -342,7 +403,36 @@ impl Pool {
         all.insert(model.to_string(), i.clone());
         i
     }
+
+    /// Runs `strategy` over the candidates' snapshots at `now`; the decision's `pod` indexes
+    /// `candidates`. Nothing is booked: take the slot, then [`Self::accepted`].
+    pub fn decide(
+        &self,
+        model: &str,
+        candidates: &[Arc<PodState>],
+        strategy: &Weighted,
+        req: &RouteRequest<'_>,
+        now: f64,
+        rng: &mut impl Rng,
+    ) -> Result<Decision, NoRoute> {
+        let pods: Vec<Pod> = candidates.iter().map(|p| p.snapshot(now)).collect();
+        let index = self.index(model);
+        let index = lock(&index);
+        route(strategy, req, &pods, &index, now, rng)
+    }
+
+    /// The engine at `address` accepted (2xx headers) a prompt of `blocks` for `model` at
+    /// `now`: it will cache it whatever the strategy, so prefix routing books it now.
+    pub fn accepted(&self, model: &str, blocks: &[u64], address: &str, now: f64) {
+        if !blocks.is_empty() {
+            lock(&self.index(model)).insert(blocks, address, now);
+        }
+    }
 }
+
+#[cfg(test)]
+#[path = "pool_tests.rs"]
+mod core_tests;
 
 #[cfg(test)]
 mod tests {
@@ -366,12 +456,16 @@ mod tests {
 
     #[test]
     fn apply_keeps_state_of_pods_that_stay() {
-        let pool = Pool::new(PrefixConfig::default());
+        let pool = Pool::new(
+            PrefixConfig::default(),
+            CoreConfig::default(),
+            Instant::now(),
+        );
         let c = pool.apply(&targets(&[("m", &["a:1", "b:1"])]));
         assert_eq!((c.added.len(), c.removed.len()), (2, 0));
         assert!(pool.candidates("m").is_empty(), "unprobed pods wait");
         for p in pool.all() {
-            p.set_healthy(true);
+            p.probe_health(true);
         }
         let a = pool
             .candidates("m")
@@ -402,10 +496,14 @@ mod tests {
 
     #[test]
     fn adapters_route_to_the_pods_that_list_them() {
-        let pool = Pool::new(PrefixConfig::default());
+        let pool = Pool::new(
+            PrefixConfig::default(),
+            CoreConfig::default(),
+            Instant::now(),
+        );
         pool.apply(&targets(&[("base", &["a:1", "b:1"])]));
         for p in pool.all() {
-            p.set_healthy(true);
+            p.probe_health(true);
             if p.address == "b:1" {
                 p.set_adapters(vec!["sql".into()]);
             }
@@ -419,15 +517,5 @@ mod tests {
             pool.routable(),
             vec![("base".into(), None), ("sql".into(), Some("base".into()))]
         );
-    }
-
-    #[test]
-    fn rates_cover_the_last_ten_seconds() {
-        let mut w = RateWindow::default();
-        w.add(1.2, 100.0, 10.0);
-        w.add(5.0, 100.0, 10.0);
-        assert_eq!(w.rates(5.5), (20.0, 2.0));
-        assert_eq!(w.rates(11.5), (10.0, 1.0));
-        assert_eq!(w.rates(30.0), (0.0, 0.0));
     }
 }

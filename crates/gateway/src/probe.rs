@@ -1,16 +1,19 @@
 //! Health checks and engine metric scrapes, one loop per pod.
 //!
 //! Each round (every `scrape.interval_ms`, ±10 % jitter so pods are not hit in lockstep; one
-//! request at a time per pod, so a slow pod never has overlapping scrapes) reads `/metrics`.
-//! An engine without `/metrics` stays in rotation if `/health` answers; its metric-driven
-//! strategies then fall back visibly. `unhealthy_after` failed rounds in a row take the pod
-//! out; one good round brings it back. Every `models_every` rounds `/v1/models` refreshes the
-//! adapters the pod serves.
+//! request at a time per pod, so a slow pod never has overlapping probes) asks `/health`, which
+//! alone decides rotation (a pod still starting answers 503 there while its `/metrics` may
+//! already answer), then reads `/metrics`. A slow or failed scrape changes nothing but the
+//! age of the gauges the router already has (the core weighs and finally drops old gauges).
+//! The rules (`unhealthy_after` failed probes in a row take the pod out; one good probe brings
+//! it back, after any ejection time) are the routing core's, `brix_router::fleet`. Every
+//! `models_every` rounds `/v1/models` refreshes the adapters the pod serves.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use brix_router::EngineMetrics;
+use brix_router::fleet::Scrape;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use rand::Rng;
@@ -58,20 +61,22 @@ pub async fn run(pod: Arc<PodState>, client: Client, cfg: ScrapeConfig, metrics:
     let healthy_gauge = metrics
         .pod_healthy
         .with_label_values(&[&pod.name, &pod.address]);
-    let mut failures = 0u32;
     let mut round = 0u64;
     loop {
-        let ok = match get(&client, &pod.address, "/metrics", timeout).await {
-            Ok(text) => {
-                pod.set_metrics(parse_metrics(&String::from_utf8_lossy(&text)));
-                true
-            }
+        let ok = match get(&client, &pod.address, "/health", timeout).await {
+            Ok(_) => true,
             Err(e) => {
-                tracing::debug!(pod = %pod.name, error = %e, "metrics scrape failed");
-                pod.set_metrics(EngineMetrics::default());
-                get(&client, &pod.address, "/health", timeout).await.is_ok()
+                tracing::debug!(pod = %pod.name, error = %e, "health check failed");
+                false
             }
         };
+        pod.probe_health(ok);
+        match get(&client, &pod.address, "/metrics", timeout).await {
+            Ok(text) => pod.set_scrape(parse_scrape(&String::from_utf8_lossy(&text))),
+            Err(e) => {
+                tracing::debug!(pod = %pod.name, error = %e, age_s = ?pod.metrics_age(), "metrics scrape failed; keeping the last gauges");
+            }
+        }
         if ok && round.is_multiple_of(u64::from(cfg.models_every)) {
             match get(&client, &pod.address, "/v1/models", timeout).await {
                 Ok(body) => pod.set_adapters(adapters(&body)),
@@ -79,15 +84,42 @@ pub async fn run(pod: Arc<PodState>, client: Client, cfg: ScrapeConfig, metrics:
             }
         }
         round += 1;
-        failures = if ok { 0 } else { failures + 1 };
-        let healthy = ok || (failures < cfg.unhealthy_after && pod.is_healthy());
-        if pod.set_healthy(healthy) {
-            tracing::info!(pod = %pod.name, address = %pod.address, healthy, "pod health changed");
-        }
-        healthy_gauge.set(i64::from(healthy));
+        healthy_gauge.set(i64::from(pod.is_healthy()));
         let jitter = rand::rng().random_range(0.9..1.1);
         tokio::time::sleep(Duration::from_millis(cfg.interval_ms).mul_f64(jitter)).await;
     }
+}
+
+/// Reads a scrape: the load gauges, and the signals of an engine restart (its process start
+/// time, its token counters).
+pub fn parse_scrape(text: &str) -> Scrape {
+    let mut tokens: Option<f64> = None;
+    let mut start: Option<f64> = None;
+    for line in text.lines() {
+        let (name, value) = match sample(line) {
+            Some(s) => s,
+            None => continue,
+        };
+        match name {
+            "vllm:prompt_tokens_total" | "vllm:generation_tokens_total" => {
+                tokens = Some(tokens.unwrap_or(0.0) + value);
+            }
+            "process_start_time_seconds" => start = Some(value),
+            _ => {}
+        }
+    }
+    Scrape {
+        metrics: parse_metrics(text),
+        start_time: start,
+        tokens_total: tokens,
+    }
+}
+
+/// A sample line's series name and finite value (brix-router's one Prometheus reader).
+fn sample(line: &str) -> Option<(&str, f64)> {
+    brix_router::prom::sample(line)
+        .filter(|s| s.value.is_finite())
+        .map(|s| (s.name, s.value))
 }
 
 /// Reads the load signals from a Prometheus text exposition (vLLM names; series summed over
@@ -96,17 +128,7 @@ pub fn parse_metrics(text: &str) -> EngineMetrics {
     let mut m = EngineMetrics::default();
     let add = |slot: &mut Option<f64>, v: f64| *slot = Some(slot.unwrap_or(0.0) + v);
     for line in text.lines() {
-        if line.starts_with('#') || !line.starts_with("vllm:") {
-            continue;
-        }
-        let name_end = line.find(['{', ' ']).unwrap_or(line.len());
-        let name = &line[..name_end];
-        let Some(value) = line
-            .rsplit(' ')
-            .next()
-            .and_then(|v| v.parse::<f64>().ok())
-            .filter(|v| v.is_finite())
-        else {
+        let Some((name, value)) = sample(line) else {
             continue;
         };
         match name {
@@ -163,6 +185,16 @@ mod tests {
         assert_eq!(m.waiting, Some(7.0));
         assert_eq!(m.kv_usage, Some(0.5));
         assert_eq!(parse_metrics("other_metric 1\n"), EngineMetrics::default());
+    }
+
+    #[test]
+    fn scrape_reads_restart_signals() {
+        let text = "vllm:prompt_tokens_total{model_name=\"m\"} 100\n\
+            vllm:generation_tokens_total{model_name=\"m\"} 20\n\
+            process_start_time_seconds 1.7e9\n";
+        let s = parse_scrape(text);
+        assert_eq!((s.tokens_total, s.start_time), (Some(120.0), Some(1.7e9)));
+        assert_eq!(parse_scrape("").tokens_total, None);
     }
 
     #[test]

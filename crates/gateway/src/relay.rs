@@ -33,7 +33,7 @@ use crate::handler::{Ctx, encode_session};
 use crate::metrics::GaugeGuard;
 use crate::pool::{InFlight, PodState};
 use crate::sse::{SseTap, Usage, usage_of};
-use crate::upstream::{FailureKind, Sent, report_upstream_failure};
+use crate::upstream::{Failure, Sent, report_upstream_failure};
 
 /// How a proxied request ended.
 #[derive(Clone, Copy, Debug)]
@@ -264,7 +264,7 @@ pub(crate) async fn respond(
         }
         Err(_) => {
             finish.complete(Outcome::UpstreamBroke);
-            report_upstream_failure(gw, &pod, FailureKind::FirstByteTimeout);
+            report_upstream_failure(gw, &pod, Failure::FirstByteTimeout);
             return GatewayError::UpstreamTimeout(pod.name.clone()).respond(dialect);
         }
     };
@@ -365,7 +365,7 @@ impl http_body::Body for Relay {
             let Poll::Ready(polled) = polled else {
                 if this.timer.as_mut().poll(cx).is_ready() {
                     tracing::warn!(pod = %this.pod.name, "engine stream went silent; ending it");
-                    report_upstream_failure(&this.gw, &this.pod, FailureKind::StreamStalled);
+                    report_upstream_failure(&this.gw, &this.pod, Failure::StreamStalled);
                     let e = this.error_event(
                         StatusCode::GATEWAY_TIMEOUT,
                         "upstream_timeout",

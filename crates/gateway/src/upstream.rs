@@ -3,16 +3,19 @@
 //! Under failure: an attempt that fails before any byte reached the client — a 5xx answer
 //! (500, 502, 503, 504), a refused or failed connection, no response headers within the
 //! first-byte timeout (streams) or the response timeout (plain answers) — is reported
-//! ([`report_upstream_failure`]) and the request is routed again over the pods not yet
-//! tried, at most `proxy.retries` times and only while the retry budget
+//! ([`report_upstream_failure`]: the pod's outlier ejection) and the request is routed again
+//! over the pods not yet tried, at most `proxy.retries` times and only while the retry budget
 //! ([`crate::retry::RetryBudget`]) has room. A 4xx is the client's error and never retried.
 //! When no retry is left, a 5xx answer goes to the client as the engine sent it, a failed
 //! connection becomes 502 and a timeout 504.
+//! A 2xx answer (response headers) ends the pod's failure streak and books the prompt in the
+//! prefix index: the engine accepted it.
 
 use std::sync::Arc;
 
 use axum::http::HeaderMap;
-use brix_router::{Pod, RouteRequest, route};
+use brix_router::RouteRequest;
+use brix_router::fleet::FailureKind;
 use bytes::Bytes;
 use http::{StatusCode, header};
 use http_body_util::Full;
@@ -36,7 +39,7 @@ pub(crate) struct Sent {
 
 /// How an engine failed a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum FailureKind {
+pub(crate) enum Failure {
     /// The connection was refused or could not be made.
     Connect,
     /// The engine answered 500, 502, 503 or 504.
@@ -47,7 +50,7 @@ pub(crate) enum FailureKind {
     StreamStalled,
 }
 
-impl FailureKind {
+impl Failure {
     /// Metric label (a bounded set).
     pub(crate) fn as_label(self) -> &'static str {
         match self {
@@ -57,18 +60,26 @@ impl FailureKind {
             Self::StreamStalled => "stream_stalled",
         }
     }
+
+    /// The routing core's kind of failure.
+    fn core(self) -> FailureKind {
+        match self {
+            Self::Connect => FailureKind::Connect,
+            Self::Status(_) => FailureKind::Status5xx,
+            Self::FirstByteTimeout | Self::StreamStalled => FailureKind::Timeout,
+        }
+    }
 }
 
-/// The one place an engine failure is reported to the pod table (passive health). Today it
-/// takes the pod out of rotation until its probe succeeds again; the outlier-ejection core
-/// (consecutive failures → out, probe to rejoin) plugs in here.
-pub(crate) fn report_upstream_failure(gw: &Gateway, pod: &PodState, kind: FailureKind) {
+/// The one place an engine failure is reported: counted by kind, and fed to the pod's outlier
+/// ejection (`brix_router::fleet`: failures in a row take it out until a good probe).
+pub(crate) fn report_upstream_failure(gw: &Gateway, pod: &PodState, kind: Failure) {
     gw.metrics
         .upstream_failures
         .with_label_values(&[&pod.name, kind.as_label()])
         .inc();
-    if pod.set_healthy(false) {
-        tracing::warn!(pod = %pod.name, kind = kind.as_label(), "engine failed a request; out of rotation until its probe succeeds");
+    if pod.record_failure(kind.core()) {
+        tracing::warn!(pod = %pod.name, kind = kind.as_label(), "pod ejected after engine failures in a row");
     }
 }
 
@@ -114,9 +125,15 @@ pub(crate) async fn send(
         let gauge = gw.metrics.in_flight_guard(model, &pod.name);
         let request = build(&pod.address, cx, headers, body.clone(), gw.strips_auth())?;
         let last = match tokio::time::timeout(timeout, gw.client.request(request)).await {
-            Ok(Ok(resp)) if !retryable(resp.status()) => return Ok(Sent { resp, slot, gauge }),
+            Ok(Ok(resp)) if !retryable(resp.status()) => {
+                pod.record_success();
+                if resp.status().is_success() {
+                    gw.pool.accepted(&cx.parsed.model, req.blocks, &pod.address, gw.now());
+                }
+                return Ok(Sent { resp, slot, gauge });
+            }
             Ok(Ok(resp)) => {
-                report_upstream_failure(gw, &pod, FailureKind::Status(resp.status()));
+                report_upstream_failure(gw, &pod, Failure::Status(resp.status()));
                 if !may_retry(attempt, candidates.len()) {
                     return Ok(Sent { resp, slot, gauge });
                 }
@@ -126,7 +143,7 @@ pub(crate) async fn send(
             }
             Ok(Err(e)) => {
                 if e.is_connect() {
-                    report_upstream_failure(gw, &pod, FailureKind::Connect);
+                    report_upstream_failure(gw, &pod, Failure::Connect);
                 }
                 tracing::debug!(pod = %pod.name, error = %e, attempt, "upstream failed before responding");
                 GatewayError::Upstream {
@@ -135,7 +152,7 @@ pub(crate) async fn send(
                 }
             }
             Err(_) => {
-                report_upstream_failure(gw, &pod, FailureKind::FirstByteTimeout);
+                report_upstream_failure(gw, &pod, Failure::FirstByteTimeout);
                 GatewayError::UpstreamTimeout(pod.name.clone())
             }
         };
@@ -146,30 +163,31 @@ pub(crate) async fn send(
     }
 }
 
-/// Runs the routing policy over the candidates' snapshots and books the prompt's blocks.
+/// Runs the routing policy over the candidates' snapshots (the prompt is booked in the prefix
+/// index only once the engine accepts it).
 fn choose(
     gw: &Gateway,
     cx: &Ctx,
     req: &RouteRequest<'_>,
     candidates: &[Arc<PodState>],
 ) -> Result<usize, GatewayError> {
-    let now = gw.now();
-    let pods: Vec<Pod> = candidates.iter().map(|p| p.snapshot(now)).collect();
-    let index = gw.pool.index(&cx.parsed.model);
-    let mut index = index.lock().unwrap_or_else(|p| p.into_inner());
     let mut rng = gw.rng();
-    let d = route(&cx.strategy, req, &pods, &index, now, &mut rng)
+    let d = gw
+        .pool
+        .decide(
+            &cx.parsed.model,
+            candidates,
+            &cx.strategy,
+            req,
+            gw.now(),
+            &mut rng,
+        )
         .map_err(|_| GatewayError::NoReadyPod(cx.parsed.model.clone()))?;
-    // The engine will cache this prompt whatever the strategy: record it for prefix routing.
-    if !req.blocks.is_empty() {
-        index.insert(req.blocks, &pods[d.pod].address, now);
-    }
-    drop(index);
     let strategy = &cx.strategy_metric;
     let fallback = d.fallback.map_or("none", |f| f.as_str());
     gw.metrics
         .decisions
-        .with_label_values(&[strategy, &pods[d.pod].name, fallback])
+        .with_label_values(&[strategy, &candidates[d.pod].name, fallback])
         .inc();
     if let Some(f) = d.fallback {
         gw.warn_once(strategy, f.as_str());

@@ -46,19 +46,9 @@ impl Drop for Scratch {
     }
 }
 
-/// Polls `check` until it returns `Some`, failing the test after [`GUARD`].
+/// Polls `check` until it returns `Some`, failing the test after [`GUARD`] (testkit's).
 async fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let give_up = tokio::time::Instant::now() + GUARD;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < give_up,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    brix_testkit::eventually_some(what, GUARD, || std::future::ready(check())).await
 }
 
 /// The pid a test command wrote to `file` once it had forked its grandchild.

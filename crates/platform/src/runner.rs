@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use brix_api::{CommandEngine, EngineSpec, SimEngine};
-use brix_sim::{Catalog, OutputLen};
+use brix_sim::{Catalog, EngineSettings, OutputLen};
 use brix_sim_http::SimConfig;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -142,25 +142,21 @@ pub fn sim_config(model: &str, sim: &SimEngine) -> Result<SimConfig, String> {
     let gpu = catalog.gpu(&sim.gpu).map_err(|e| e.to_string())?;
     let mut cfg = SimConfig::new(profile.clone(), gpu.clone());
     cfg.served_model_name = model.to_string();
-    let e = &mut cfg.engine;
-    if let Some(v) = sim.max_num_seqs {
-        e.max_num_seqs = v;
+    let output_len = match &sim.output_len {
+        Some(s) => Some(s.parse::<OutputLen>().map_err(|e| e.to_string())?),
+        None => None,
+    };
+    cfg.engine = EngineSettings {
+        max_num_seqs: sim.max_num_seqs,
+        max_model_len: sim.max_model_len,
+        max_loras: sim.max_loras,
+        enable_lora: sim.enable_lora,
+        num_gpu_blocks_override: sim.num_gpu_blocks_override,
+        seed: sim.seed,
+        output_len,
+        ..EngineSettings::default()
     }
-    if let Some(v) = sim.max_model_len {
-        e.max_model_len = v;
-    }
-    if let Some(v) = sim.max_loras {
-        e.max_loras = v;
-        e.max_cpu_loras = v;
-    }
-    e.enable_lora = sim.enable_lora;
-    e.num_gpu_blocks_override = sim.num_gpu_blocks_override.or(e.num_gpu_blocks_override);
-    if let Some(v) = sim.seed {
-        e.seed = v;
-    }
-    if let Some(s) = &sim.output_len {
-        e.output_len = s.parse::<OutputLen>().map_err(|e| e.to_string())?;
-    }
+    .apply(cfg.engine);
     Ok(cfg)
 }
 

@@ -6,12 +6,15 @@
 //! strategy is one type behind a narrow scorer trait; weighted mixes are filter → score →
 //! pick: every strategy scores all pods, scores are min-max normalised, and the weighted sum
 //! picks. The caller (gateway, fleet simulator) books the in-flight slot and updates the prefix
-//! index and the token window after the call.
+//! index and the token window after the call. [`fleet`] holds what routing knows about each pod
+//! and the rules that update it, driven alike by the gateway and the virtual-time simulator.
 
 mod blocks;
 mod decision;
+pub mod fleet;
 mod pod;
 mod prefix;
+pub mod prom;
 mod score;
 mod select;
 mod strategies;

@@ -131,6 +131,19 @@ impl PrefixIndex {
             self.map.remove(&h);
         }
     }
+
+    /// Drops every claim of `address` (its pod left, or its engine restarted with an empty
+    /// cache); blocks no pod claims any more go too.
+    pub fn purge(&mut self, address: &str) {
+        let order = &mut self.order;
+        self.map.retain(|_, e| {
+            e.pods.retain(|(a, _)| a != address);
+            if e.pods.is_empty() {
+                order.remove(&e.tick);
+            }
+            !e.pods.is_empty()
+        });
+    }
 }
 
 #[cfg(test)]

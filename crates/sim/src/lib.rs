@@ -19,6 +19,7 @@ mod lora;
 mod outlen;
 mod profile;
 mod request;
+mod settings;
 
 pub use calibration::{BurstMetrics, CalibrationRow, calibration_table, sharegpt_burst};
 pub use config::{ConfigError, EngineConfig};
@@ -32,3 +33,4 @@ pub use lora::{LoraError, LoraWeights};
 pub use outlen::{OutputLen, OutputLenParseError};
 pub use profile::{Catalog, GpuProfile, ModelProfile, ProfileError};
 pub use request::{NewRequest, RequestId};
+pub use settings::EngineSettings;

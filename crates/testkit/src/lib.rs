@@ -1,6 +1,7 @@
 //! Test support shared by Brix's integration tests: simulated engines on `127.0.0.1:0`,
-//! and readers for what servers answer (SSE bodies, Prometheus text). Tests use the engine
-//! simulator itself as their fake engine, never a second mock.
+//! readers for what servers answer (SSE bodies, Prometheus text), and the one `eventually`
+//! every test waits with. Tests use the engine simulator itself as their fake engine, never a
+//! second mock.
 #![expect(
     clippy::unwrap_used,
     clippy::panic,
@@ -8,7 +9,9 @@
 )]
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use brix_sim::{Catalog, OutputLen};
 use brix_sim_http::SimConfig;
@@ -56,6 +59,39 @@ pub async fn start_sim_at(cfg: &SimConfig, addr: SocketAddr) -> SimServer {
 /// Serves `cfg` on a free loopback port.
 pub async fn start_sim(cfg: &SimConfig) -> SimServer {
     start_sim_at(cfg, SocketAddr::from(([127, 0, 0, 1], 0))).await
+}
+
+/// Polls `check` every 10 ms until it yields a value; fails the test naming `what` after
+/// `within`. Tests wait on conditions with this, never on sleeps.
+pub async fn eventually_some<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    within: Duration,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let give_up = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "never happened within {within:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// [`eventually_some`] for a yes/no condition.
+pub async fn eventually<F: Future<Output = bool>>(
+    what: &str,
+    within: Duration,
+    mut check: impl FnMut() -> F,
+) {
+    eventually_some(what, within, || {
+        let f = check();
+        async move { f.await.then_some(()) }
+    })
+    .await;
 }
 
 /// The `data:` payloads of an SSE body, in order; panics on any other line.
@@ -149,53 +185,12 @@ impl Exposition {
 }
 
 fn parse_sample(line: &str) -> Sample {
-    let (series, value) = line.rsplit_once(' ').unwrap();
-    let value: f64 = match value {
-        "+Inf" => f64::INFINITY,
-        v => v.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
-    };
-    let Some((name, rest)) = series.split_once('{') else {
-        return Sample {
-            name: series.into(),
-            labels: BTreeMap::new(),
-            value,
-        };
-    };
-    let body = rest
-        .strip_suffix('}')
-        .unwrap_or_else(|| panic!("unclosed labels in {line}"));
+    let s = brix_router::prom::sample(line).unwrap_or_else(|| panic!("bad sample line {line}"));
+    let labels =
+        brix_router::prom::labels(s.labels).unwrap_or_else(|| panic!("bad labels in {line}"));
     Sample {
-        name: name.into(),
-        labels: parse_labels(body),
-        value,
-    }
-}
-
-/// `k="v",k2="v2"` with `\"`, `\\` and `\n` escapes inside values.
-fn parse_labels(body: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut chars = body.chars().peekable();
-    loop {
-        let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
-        if key.is_empty() {
-            return out;
-        }
-        assert_eq!(chars.next(), Some('"'), "label {key} value must be quoted");
-        let mut value = String::new();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' => match chars.next() {
-                    Some('n') => value.push('\n'),
-                    Some(other) => value.push(other),
-                    None => panic!("dangling escape"),
-                },
-                '"' => break,
-                c => value.push(c),
-            }
-        }
-        out.insert(key.trim_start_matches(',').to_string(), value);
-        if chars.peek() == Some(&',') {
-            chars.next();
-        }
+        name: s.name.into(),
+        labels: labels.into_iter().collect(),
+        value: s.value,
     }
 }

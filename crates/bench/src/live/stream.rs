@@ -1,44 +1,12 @@
 //! Reading an OpenAI completion stream as it arrives: bytes → `data:` payloads → what each
 //! chunk means for timing (a token arrived, usage, the end, an error). Pure; no I/O.
 //!
-//! [`crate::sse`] checks a whole body after the fact; the live client needs each event at the
-//! moment its bytes arrive, so this splitter is incremental: it keeps a partial line between
-//! network reads and hands out every complete `data:` line at once.
+//! The bytes are split by [`crate::sse::SseSplitter`], the crate's one SSE reader, which is
+//! incremental: the live client needs each event at the moment its bytes arrive.
 
 use serde::Deserialize;
 
-/// Splits SSE bytes into `data:` payloads, keeping a partial line between pushes.
-#[derive(Debug, Default)]
-pub(crate) struct SseSplitter {
-    partial: Vec<u8>,
-}
-
-impl SseSplitter {
-    /// Feeds one network read; calls `on_data` with each complete `data:` payload (LF or CRLF
-    /// line ends; other fields, comments and blank lines are skipped).
-    pub(crate) fn push(&mut self, bytes: &[u8], mut on_data: impl FnMut(&[u8])) {
-        let mut rest = bytes;
-        while let Some(nl) = rest.iter().position(|b| *b == b'\n') {
-            let (head, tail) = rest.split_at(nl);
-            rest = &tail[1..];
-            if self.partial.is_empty() {
-                emit(head, &mut on_data);
-            } else {
-                self.partial.extend_from_slice(head);
-                let line = std::mem::take(&mut self.partial);
-                emit(&line, &mut on_data);
-            }
-        }
-        self.partial.extend_from_slice(rest);
-    }
-}
-
-fn emit(line: &[u8], on_data: &mut impl FnMut(&[u8])) {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    if let Some(payload) = line.strip_prefix(b"data:") {
-        on_data(payload.strip_prefix(b" ").unwrap_or(payload));
-    }
-}
+pub(crate) use crate::sse::SseSplitter;
 
 /// What one `data:` payload says.
 #[derive(Debug, Clone, PartialEq)]

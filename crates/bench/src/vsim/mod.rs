@@ -16,7 +16,6 @@
 mod oracle;
 mod release;
 mod sim;
-mod view;
 
 #[cfg(test)]
 mod tests;

@@ -4,12 +4,17 @@
 //! step starts at once; one sent to a busy engine waits, as in `brix sim`'s driver, until the
 //! running step ends, then joins the next step's scheduling with its own arrival time. A step's
 //! tokens and finished requests become visible at its end. A scrape copies the engine's gauges
-//! (as `brix sim` reports them mid-step) into the gateway's view.
+//! (as `brix sim` reports them mid-step) into the routing core.
+//!
+//! What the gateway knows about each engine is `brix_router::fleet`, the type the live gateway
+//! drives too: this loop feeds it the same events (send, end, finished response, scrape, first
+//! good probe at t = 0) and routes with its `decide`; nothing of the gateway is copied here.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap};
 
-use brix_router::{Pod, PrefixIndex, RouteRequest, Strategy, route};
+use brix_router::fleet::{CoreConfig, Fleet, Scrape};
+use brix_router::{RouteRequest, Strategy};
 use brix_sim::{Engine, Finished, NewRequest, StepCost, StepOutput};
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
@@ -17,7 +22,6 @@ use rand::{Rng, SeedableRng};
 
 use super::oracle::{self, EngineLoad};
 use super::release::{Action, Releaser};
-use super::view::GatewayView;
 use super::{EngineReport, Release, RouteKey, SimConfig, SimError, SimRun, SimStrategy};
 use crate::report::RequestRecord;
 use crate::workload::Workload;
@@ -69,7 +73,6 @@ struct Slot {
     pending: Vec<(NewRequest, f64)>,
     /// The running step; its outputs are visible at its end.
     step: Option<StepOutput>,
-    view: GatewayView,
     requests: u64,
     // The oracle's bookkeeping (exact from the events; see `oracle`).
     queued_prefill: u64,
@@ -96,8 +99,8 @@ pub(crate) struct Sim<'a> {
     cfg: &'a SimConfig,
     strategy: &'a SimStrategy,
     slots: Vec<Slot>,
-    pods: Vec<Pod>,
-    index: PrefixIndex,
+    /// What the gateway knows of each engine, and the prefix index.
+    fleet: Fleet,
     /// Whether the strategy reads the prefix index. The gateway feeds it after every decision
     /// whatever the strategy; for strategies that never read it, skipping the inserts changes
     /// no decision and saves most of a run's time.
@@ -138,7 +141,6 @@ impl<'a> Sim<'a> {
             return Err(SimError::ScrapeInterval(cfg.scrape_interval_s));
         }
         let mut slots = Vec::with_capacity(cfg.engines);
-        let mut pods = Vec::with_capacity(cfg.engines);
         for i in 0..cfg.engines {
             let mut ec = cfg.engine.clone();
             ec.seed ^= i as u64;
@@ -146,18 +148,19 @@ impl<'a> Sim<'a> {
                 engine: Engine::new(ec, cfg.model.clone(), cfg.gpu.clone())?,
                 pending: Vec::new(),
                 step: None,
-                view: GatewayView::default(),
                 requests: 0,
                 queued_prefill: 0,
                 decoding: 0,
                 decode_context: 0,
             });
-            let name = format!("engine-{i}");
-            pods.push(Pod {
-                address: name.clone(),
-                name,
-                ..Pod::default()
-            });
+        }
+        let names: Vec<(String, String)> = (0..cfg.engines)
+            .map(|i| (format!("engine-{i}"), format!("engine-{i}")))
+            .collect();
+        let mut fleet = Fleet::new(&names, cfg.prefix.clone(), CoreConfig::default());
+        for i in 0..cfg.engines {
+            // The engines are up from the start: their first probe succeeds.
+            fleet.probe(i, true, 0.0);
         }
         let mut sim = Self {
             w,
@@ -165,8 +168,7 @@ impl<'a> Sim<'a> {
             cfg,
             strategy,
             slots,
-            pods,
-            index: PrefixIndex::new(cfg.prefix.clone()),
+            fleet,
             feeds_index: match strategy {
                 SimStrategy::Router(w) => {
                     w.0.iter()
@@ -240,11 +242,11 @@ impl<'a> Sim<'a> {
         let engines = self
             .slots
             .iter()
-            .zip(&self.pods)
-            .map(|(s, p)| {
+            .enumerate()
+            .map(|(i, s)| {
                 let st = s.engine.stats();
                 EngineReport {
-                    name: p.name.clone(),
+                    name: self.fleet.name(i).to_string(),
                     requests: s.requests,
                     prefix_queries: st.prefix_queries,
                     prefix_hits: st.prefix_hits,
@@ -276,8 +278,8 @@ impl<'a> Sim<'a> {
             SimStrategy::Router(strategy) => (self.route(strategy, i, now), 0),
             SimStrategy::Oracle => self.oracle(i),
         };
+        self.fleet.begin(e);
         let slot = &mut self.slots[e];
-        slot.view.in_flight += 1;
         slot.requests += 1;
         slot.queued_prefill += u64::from(prefill);
         self.live[i] = Some(Live {
@@ -305,11 +307,9 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// The gateway's decision: the router over the pods' snapshots, then the index update.
+    /// The gateway's decision: the routing core over the pods in rotation, then the index
+    /// booking (the engine accepts at once in virtual time: no network between them).
     fn route(&mut self, strategy: &brix_router::Weighted, i: usize, now: f64) -> usize {
-        for (pod, slot) in self.pods.iter_mut().zip(&self.slots) {
-            slot.view.fill(pod, now);
-        }
         let key = &self.keys[i];
         let req = RouteRequest {
             blocks: &key.blocks,
@@ -320,18 +320,18 @@ impl<'a> Sim<'a> {
         let mut rng = SmallRng::seed_from_u64(self.cfg.seed ^ self.decisions.wrapping_mul(GOLDEN));
         self.decisions += 1;
         // `route` fails only without pods, and a fleet has at least one engine.
-        let d = route(strategy, &req, &self.pods, &self.index, now, &mut rng).unwrap_or(
-            brix_router::Decision {
+        let d = self
+            .fleet
+            .decide(strategy, &req, now, &mut rng)
+            .unwrap_or(brix_router::Decision {
                 pod: 0,
                 fallback: None,
-            },
-        );
+            });
         if let Some(f) = d.fallback {
             *self.fallbacks.entry(f.as_str().to_string()).or_default() += 1;
         }
-        if self.feeds_index && !key.blocks.is_empty() {
-            self.index
-                .insert(&key.blocks, &self.pods[d.pod].address, now);
+        if self.feeds_index {
+            self.fleet.accepted(d.pod, &key.blocks, now);
         }
         d.pod
     }
@@ -418,8 +418,8 @@ impl<'a> Sim<'a> {
         let Some(l) = self.live.get_mut(i).and_then(Option::take) else {
             return;
         };
+        self.fleet.end(e);
         let slot = &mut self.slots[e];
-        slot.view.in_flight = slot.view.in_flight.saturating_sub(1);
         if l.first.is_some() {
             slot.decoding = slot.decoding.saturating_sub(1);
             let ctx = u64::from(f.prompt_tokens) + u64::from(f.output_tokens);
@@ -432,8 +432,14 @@ impl<'a> Sim<'a> {
             }
             _ => None,
         };
-        slot.view
-            .observe(now, f.prompt_tokens, f.output_tokens, ttft, tpot);
+        self.fleet.response(
+            e,
+            now,
+            u64::from(f.prompt_tokens),
+            u64::from(f.output_tokens),
+            ttft,
+            tpot,
+        );
         let w = self.w;
         let r = &w.requests[i];
         self.records[i] = Some(RequestRecord {
@@ -449,7 +455,7 @@ impl<'a> Sim<'a> {
             prompt_tokens: f.prompt_tokens,
             output_tokens: f.output_tokens,
             status: 200,
-            target_pod: Some(self.pods[e].name.clone()),
+            target_pod: Some(self.fleet.name(e).to_string()),
             error: None,
         });
         self.done += 1;
@@ -461,8 +467,8 @@ impl<'a> Sim<'a> {
         let Some(l) = self.live.get_mut(i).and_then(Option::take) else {
             return;
         };
+        self.fleet.end(l.engine);
         let slot = &mut self.slots[l.engine];
-        slot.view.in_flight = slot.view.in_flight.saturating_sub(1);
         slot.queued_prefill = slot.queued_prefill.saturating_sub(u64::from(l.prefill));
         let r = &self.w.requests[i];
         self.records[i] = Some(RequestRecord {
@@ -473,7 +479,7 @@ impl<'a> Sim<'a> {
             sent_s: l.scheduled,
             prompt_tokens: u32::try_from(r.prompt.len()).unwrap_or(u32::MAX),
             status: 400,
-            target_pod: Some(self.pods[l.engine].name.clone()),
+            target_pod: Some(self.fleet.name(l.engine).to_string()),
             error: Some(error.to_string()),
             ..RequestRecord::default()
         });
@@ -497,14 +503,22 @@ impl<'a> Sim<'a> {
         }
     }
 
-    /// Copies the engine's gauges into the gateway's view; schedules the next scrape.
+    /// Feeds the engine's gauges to the routing core; schedules the next scrape.
     fn scrape(&mut self, e: usize, now: f64) {
         let s = self.slots[e].engine.snapshot();
-        self.slots[e].view.metrics = brix_router::EngineMetrics {
+        let metrics = brix_router::EngineMetrics {
             running: Some(s.num_running as f64),
             waiting: Some(s.num_waiting as f64),
             kv_usage: Some(s.kv_usage),
         };
+        self.fleet.scraped(
+            e,
+            now,
+            Scrape {
+                metrics,
+                ..Scrape::default()
+            },
+        );
         if self.live_events > 0 {
             let next = now + self.cfg.scrape_interval_s * self.jitter.random_range(0.9..1.1);
             self.push(next, Event::Scrape(e));

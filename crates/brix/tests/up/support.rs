@@ -126,18 +126,12 @@ impl Up {
     }
 }
 
-/// Polls `check` every 50 ms for up to 30 s, then fails with `what`.
+/// Polls `check` for up to 30 s (testkit's `eventually`), then fails with `what`.
 pub async fn eventually<F: std::future::Future<Output = bool>>(
     what: &str,
-    mut check: impl FnMut() -> F,
+    check: impl FnMut() -> F,
 ) {
-    for _ in 0..600 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("never happened: {what}");
+    brix_testkit::eventually(what, Duration::from_secs(30), check).await;
 }
 
 /// Whether a process with this pid exists (zombies included until reaped).

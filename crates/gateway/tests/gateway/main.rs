@@ -8,6 +8,7 @@
 mod admission;
 mod errors;
 mod faults;
+mod health;
 mod keepalive;
 mod paths;
 mod proxy;

@@ -11,6 +11,7 @@ use crate::support::{MODEL, chat, eventually, fleet, gateway_config, header, pla
 async fn a_refused_connection_is_retried_on_another_pod() {
     let mut cfg = gateway_config();
     cfg.scrape.interval_ms = 60_000; // the probe will not notice: the proxy path must
+    cfg.outlier.consecutive_failures = 1; // one refused connection ejects
     let f = fleet(2, cfg, |_| sim_config(MODEL)).await;
     f.sims[0].kill();
     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -102,6 +102,18 @@ impl Fleet {
         (status, pod, r.json().await.unwrap())
     }
 
+    /// One chat request with `strategy`; returns (status, target-pod).
+    pub async fn chat_via(&self, strategy: &str) -> (u16, String) {
+        let (status, pod, _) = self
+            .call(
+                "/v1/chat/completions",
+                &chat("x"),
+                &[("routing-strategy", strategy)],
+            )
+            .await;
+        (status, pod)
+    }
+
     pub async fn metrics(&self) -> Exposition {
         let text = self
             .http
@@ -132,18 +144,12 @@ pub fn header(r: &reqwest::Response, name: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Polls `check` every 20 ms for up to 5 s, then fails with `what`.
+/// Polls `check` for up to 5 s (testkit's `eventually`), then fails with `what`.
 pub async fn eventually<F: std::future::Future<Output = bool>>(
     what: &str,
-    mut check: impl FnMut() -> F,
+    check: impl FnMut() -> F,
 ) {
-    for _ in 0..250 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("never happened: {what}");
+    brix_testkit::eventually(what, Duration::from_secs(5), check).await;
 }
 
 /// How a [`RawEngine`] answers generation requests (probes always get a healthy answer).

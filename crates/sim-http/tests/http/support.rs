@@ -82,19 +82,16 @@ impl Server {
         Exposition::parse(&r.text().await.unwrap())
     }
 
-    /// Polls /metrics until `check` holds, at most 200 times 20 ms apart (4 s), then fails.
+    /// Polls /metrics until `check` holds (testkit's `eventually`, 4 s), then fails.
     pub async fn metrics_eventually(
         &self,
         what: &str,
         check: impl Fn(&Exposition) -> bool,
     ) -> Exposition {
-        for _ in 0..200 {
+        brix_testkit::eventually_some(what, Duration::from_secs(4), || async {
             let m = self.metrics().await;
-            if check(&m) {
-                return m;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("metrics never showed: {what}");
+            check(&m).then_some(m)
+        })
+        .await
     }
 }

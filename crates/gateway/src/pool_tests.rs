@@ -1,0 +1,240 @@
+//! The gateway's pool and the virtual-time simulator's [`Fleet`] are two drivers of one routing
+//! core: fed one scripted event list, they make the same decisions.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use brix_router::fleet::{CoreConfig, EjectionConfig, FailureKind, Fleet, Scrape};
+use brix_router::{EngineMetrics, PrefixConfig, RouteRequest, Weighted};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::{InFlight, Pool};
+use crate::discovery::Target;
+
+const PODS: usize = 4;
+
+#[derive(Clone, Debug)]
+enum Ev {
+    Probe(usize, bool),
+    Route(Vec<u64>, u32),
+    End(usize),
+    Response(usize, u64, u64, f64, f64),
+    Scrape(usize, f64, f64, f64),
+    Fail(usize, FailureKind),
+    Success(usize),
+}
+
+fn script(seed: u64) -> Vec<(f64, Ev)> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut now = 0.0;
+    let mut out: Vec<(f64, Ev)> = (0..PODS).map(|i| (0.0, Ev::Probe(i, true))).collect();
+    let kinds = [
+        FailureKind::Connect,
+        FailureKind::Status5xx,
+        FailureKind::Timeout,
+    ];
+    for _ in 0..600 {
+        now += rng.random_range(0.0..0.8);
+        let p = rng.random_range(0..PODS);
+        let ev = match rng.random_range(0..20) {
+            0..=7 => {
+                let conv = rng.random_range(0..5u64);
+                let len = rng.random_range(0..6u64);
+                Ev::Route(
+                    (0..len).map(|i| conv * 100 + i).collect(),
+                    rng.random_range(1..300),
+                )
+            }
+            8..=9 => Ev::End(p),
+            10..=11 => Ev::Response(
+                p,
+                rng.random_range(1..2000),
+                rng.random_range(1..300),
+                rng.random_range(0.01..2.0),
+                rng.random_range(0.005..0.1),
+            ),
+            12..=14 => Ev::Scrape(
+                p,
+                rng.random_range(0.0..20.0),
+                rng.random_range(0.0..1.0),
+                // A counter that sometimes goes back: an engine restart.
+                rng.random_range(0.0..1e6),
+            ),
+            15..=16 => Ev::Fail(p, kinds[rng.random_range(0..3)]),
+            17 => Ev::Success(p),
+            _ => Ev::Probe(p, rng.random_range(0..4) > 0),
+        };
+        out.push((now, ev));
+    }
+    out
+}
+
+fn core_cfg() -> CoreConfig {
+    CoreConfig {
+        ejection: EjectionConfig {
+            consecutive_failures: 2,
+            base_ejection_s: 5.0,
+            ..EjectionConfig::default()
+        },
+        ..CoreConfig::default()
+    }
+}
+
+fn scrape(waiting: f64, kv: f64, total: f64) -> Scrape {
+    Scrape {
+        metrics: EngineMetrics {
+            running: Some(1.0),
+            waiting: Some(waiting),
+            kv_usage: Some(kv),
+        },
+        tokens_total: Some(total),
+        ..Scrape::default()
+    }
+}
+
+fn request(blocks: &[u64], max_tokens: u32) -> RouteRequest<'_> {
+    RouteRequest {
+        blocks,
+        prompt_units: blocks.len() as u32 * 128,
+        max_tokens: Some(max_tokens),
+        ..RouteRequest::default()
+    }
+}
+
+/// Decisions (pod names, or "none") the gateway's pool makes on `events`.
+fn through_pool(strategy: &Weighted, events: &[(f64, Ev)], seed: u64) -> Vec<String> {
+    let pool = Pool::new(PrefixConfig::default(), core_cfg(), Instant::now());
+    let targets = [(
+        "m".to_string(),
+        (0..PODS)
+            .map(|i| Target {
+                name: format!("p{i}"),
+                address: format!("p{i}"),
+            })
+            .collect(),
+    )]
+    .into_iter()
+    .collect();
+    pool.apply(&targets);
+    let pod = |i: usize| {
+        pool.all()
+            .into_iter()
+            .find(|p| p.address == format!("p{i}"))
+            .unwrap_or_else(|| panic!("pod {i}"))
+    };
+    let mut slots: Vec<Vec<InFlight>> = (0..PODS).map(|_| Vec::new()).collect();
+    let mut out = Vec::new();
+    for (n, (now, ev)) in events.iter().enumerate() {
+        match ev {
+            Ev::Probe(i, ok) => {
+                pod(*i).probe_health_at(*ok, *now);
+            }
+            Ev::Route(blocks, max_tokens) => {
+                let candidates = pool.candidates("m");
+                let req = request(blocks, *max_tokens);
+                let mut rng = SmallRng::seed_from_u64(seed ^ n as u64);
+                match pool.decide("m", &candidates, strategy, &req, *now, &mut rng) {
+                    Ok(d) => {
+                        let chosen: &Arc<_> = &candidates[d.pod];
+                        let i: usize = chosen.address[1..].parse().unwrap_or(0);
+                        slots[i].push(chosen.acquire());
+                        pool.accepted("m", blocks, &chosen.address, *now);
+                        out.push(chosen.name.clone());
+                    }
+                    Err(_) => out.push("none".into()),
+                }
+            }
+            Ev::End(i) => {
+                slots[*i].pop();
+            }
+            Ev::Response(i, p, o, ttft, tpot) => {
+                pod(*i).observe(*now, *p, *o, Some(*ttft), Some(*tpot))
+            }
+            Ev::Scrape(i, w, kv, total) => pod(*i).set_scrape_at(scrape(*w, *kv, *total), *now),
+            Ev::Fail(i, kind) => {
+                pod(*i).record_failure_at(*kind, *now);
+            }
+            Ev::Success(i) => pod(*i).record_success(),
+        }
+    }
+    out
+}
+
+/// The same through the simulator's driver type.
+fn through_fleet(strategy: &Weighted, events: &[(f64, Ev)], seed: u64) -> Vec<String> {
+    let names: Vec<(String, String)> = (0..PODS)
+        .map(|i| (format!("p{i}"), format!("p{i}")))
+        .collect();
+    let mut f = Fleet::new(&names, PrefixConfig::default(), core_cfg());
+    let mut open = [0u32; PODS];
+    let mut out = Vec::new();
+    for (n, (now, ev)) in events.iter().enumerate() {
+        match ev {
+            Ev::Probe(i, ok) => {
+                f.probe(*i, *ok, *now);
+            }
+            Ev::Route(blocks, max_tokens) => {
+                let req = request(blocks, *max_tokens);
+                let mut rng = SmallRng::seed_from_u64(seed ^ n as u64);
+                match f.decide(strategy, &req, *now, &mut rng) {
+                    Ok(d) => {
+                        f.begin(d.pod);
+                        open[d.pod] += 1;
+                        f.accepted(d.pod, blocks, *now);
+                        out.push(f.name(d.pod).to_string());
+                    }
+                    Err(_) => out.push("none".into()),
+                }
+            }
+            Ev::End(i) => {
+                if open[*i] > 0 {
+                    open[*i] -= 1;
+                    f.end(*i);
+                }
+            }
+            Ev::Response(i, p, o, ttft, tpot) => {
+                f.response(*i, *now, *p, *o, Some(*ttft), Some(*tpot))
+            }
+            Ev::Scrape(i, w, kv, total) => {
+                f.scraped(*i, *now, scrape(*w, *kv, *total));
+            }
+            Ev::Fail(i, kind) => {
+                f.failure(*i, *kind, *now);
+            }
+            Ev::Success(i) => f.success(*i),
+        }
+    }
+    out
+}
+
+#[test]
+fn the_gateway_and_the_simulator_decide_alike() {
+    for strategy in [
+        "least-request",
+        "prefix-cache",
+        "kv-cost",
+        "least-kv-cache",
+        "least-latency",
+        "throughput",
+        "random",
+        "power-of-two",
+        "prefix-cache:2,least-request:1",
+    ] {
+        let s: Weighted = strategy.parse().unwrap_or_else(|e| panic!("{e}"));
+        for seed in 0..4 {
+            let events = script(seed);
+            let live = through_pool(&s, &events, seed);
+            let virt = through_fleet(&s, &events, seed);
+            assert!(live.len() > 200, "{strategy}: the script routes");
+            let mut used = live.clone();
+            used.sort();
+            used.dedup();
+            assert!(
+                used.len() > 2,
+                "{strategy}: decisions spread over pods: {used:?}"
+            );
+            assert_eq!(live, virt, "{strategy}, seed {seed}");
+        }
+    }
+}

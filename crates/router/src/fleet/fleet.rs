@@ -1,0 +1,188 @@
+//! The pods of one model and their prefix index, for a driver that owns them all (the
+//! virtual-time simulator; the gateway keeps one [`PodCore`] per pod behind its own locks and
+//! applies the same rules, pinned by a test that drives both with one event list).
+
+use rand::Rng;
+
+use super::CoreConfig;
+use super::health::{FailureKind, may_eject};
+use super::pod::{PodCore, Scrape, Transition};
+use crate::decision::{Decision, NoRoute};
+use crate::pod::{Pod, RouteRequest};
+use crate::prefix::{PrefixConfig, PrefixIndex};
+use crate::select::route;
+use crate::strategy::Weighted;
+
+/// Pods (by position), their cores, and the prefix index.
+#[derive(Clone, Debug)]
+pub struct Fleet {
+    cfg: CoreConfig,
+    /// Each pod's name and address; the rest is refreshed from its core at every decision.
+    views: Vec<Pod>,
+    cores: Vec<PodCore>,
+    index: PrefixIndex,
+    /// Positions of the pods in rotation at the last decision.
+    candidates: Vec<usize>,
+    /// Their views, in that order.
+    scratch: Vec<Pod>,
+}
+
+impl Fleet {
+    /// `pods` as (name, address), none in rotation until its first good probe.
+    pub fn new(pods: &[(String, String)], prefix: PrefixConfig, cfg: CoreConfig) -> Self {
+        Self {
+            cfg,
+            views: pods
+                .iter()
+                .map(|(name, address)| Pod {
+                    name: name.clone(),
+                    address: address.clone(),
+                    ..Pod::default()
+                })
+                .collect(),
+            cores: vec![PodCore::default(); pods.len()],
+            index: PrefixIndex::new(prefix),
+            candidates: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Pods in the fleet.
+    pub fn len(&self) -> usize {
+        self.cores.len()
+    }
+
+    /// Whether the fleet has no pod.
+    pub fn is_empty(&self) -> bool {
+        self.cores.is_empty()
+    }
+
+    /// Pod `i`'s name.
+    pub fn name(&self, i: usize) -> &str {
+        &self.views[i].name
+    }
+
+    /// Pod `i`'s state.
+    pub fn core(&self, i: usize) -> &PodCore {
+        &self.cores[i]
+    }
+
+    /// The prefix index.
+    pub fn index(&self) -> &PrefixIndex {
+        &self.index
+    }
+
+    /// Pod `i`'s routing view at `now`.
+    pub fn snapshot(&self, i: usize, now: f64) -> Pod {
+        let mut p = self.views[i].clone();
+        self.cores[i].fill(&mut p, now, &self.cfg);
+        p
+    }
+
+    /// Routes `req` over the pods in rotation at `now`; the decision's `pod` is a fleet
+    /// position. Book the request with [`Self::begin`] and, once the engine accepted it,
+    /// [`Self::accepted`].
+    pub fn decide(
+        &mut self,
+        strategy: &Weighted,
+        req: &RouteRequest<'_>,
+        now: f64,
+        rng: &mut impl Rng,
+    ) -> Result<Decision, NoRoute> {
+        let same = self
+            .cores
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.in_rotation())
+            .map(|(i, _)| i)
+            .eq(self.candidates.iter().copied());
+        if !same {
+            // The set in rotation changed: rebuild the views (names cloned once per change).
+            self.candidates = (0..self.cores.len())
+                .filter(|&i| self.cores[i].in_rotation())
+                .collect();
+            self.scratch = self
+                .candidates
+                .iter()
+                .map(|&i| self.views[i].clone())
+                .collect();
+        }
+        for (p, &i) in self.scratch.iter_mut().zip(&self.candidates) {
+            self.cores[i].fill(p, now, &self.cfg);
+        }
+        let d = route(strategy, req, &self.scratch, &self.index, now, rng)?;
+        Ok(Decision {
+            pod: self.candidates[d.pod],
+            fallback: d.fallback,
+        })
+    }
+
+    /// A request was sent to pod `i`.
+    pub fn begin(&mut self, i: usize) {
+        self.cores[i].begin();
+    }
+
+    /// A request to pod `i` ended.
+    pub fn end(&mut self, i: usize) {
+        self.cores[i].end();
+    }
+
+    /// The engine of pod `i` accepted a prompt of `blocks` at `now` (2xx response headers):
+    /// it will cache it whatever the strategy, so the prefix index books it now, not before.
+    pub fn accepted(&mut self, i: usize, blocks: &[u64], now: f64) {
+        if !blocks.is_empty() {
+            self.index.insert(blocks, &self.views[i].address, now);
+        }
+    }
+
+    /// A response from pod `i` finished at `now`.
+    pub fn response(
+        &mut self,
+        i: usize,
+        now: f64,
+        prompt_tokens: u64,
+        output_tokens: u64,
+        ttft_s: Option<f64>,
+        tpot_s: Option<f64>,
+    ) {
+        self.cores[i].response(now, prompt_tokens, output_tokens, ttft_s, tpot_s);
+    }
+
+    /// Pod `i` was scraped at `now`.
+    pub fn scraped(&mut self, i: usize, now: f64, scrape: Scrape) -> Option<Transition> {
+        let t = self.cores[i].scraped(now, scrape);
+        self.apply(i, t)
+    }
+
+    /// Pod `i`'s `/health` answered at `now`.
+    pub fn probe(&mut self, i: usize, ok: bool, now: f64) -> Option<Transition> {
+        let t = self.cores[i].probe(ok, now, &self.cfg);
+        self.apply(i, t)
+    }
+
+    /// An upstream attempt on pod `i` failed at `now`.
+    pub fn failure(&mut self, i: usize, kind: FailureKind, now: f64) -> Option<Transition> {
+        let ejected = self
+            .cores
+            .iter()
+            .filter(|c| c.health().is_ejected())
+            .count();
+        let in_rotation = self.cores.iter().filter(|c| c.in_rotation()).count();
+        let allowed = may_eject(ejected, in_rotation, self.cores.len(), &self.cfg.ejection);
+        let t = self.cores[i].failure(kind, now, allowed, &self.cfg);
+        self.apply(i, t)
+    }
+
+    /// An upstream attempt on pod `i` succeeded.
+    pub fn success(&mut self, i: usize) {
+        self.cores[i].success();
+    }
+
+    /// A pod whose engine left rotation or restarted loses its prefix claims.
+    fn apply(&mut self, i: usize, t: Option<Transition>) -> Option<Transition> {
+        if matches!(t, Some(Transition::Left | Transition::Restarted)) {
+            self.index.purge(&self.views[i].address);
+        }
+        t
+    }
+}

@@ -1,0 +1,220 @@
+//! One pod's routing state and its update rules.
+
+use super::CoreConfig;
+use super::health::{FailureKind, Health};
+use crate::pod::{EngineMetrics, Observed, Pod};
+
+/// Smoothing of the measured TTFT and TPOT (weight of the newest sample).
+pub const EWMA_ALPHA: f64 = 0.2;
+/// Seconds of history behind the token-rate signals.
+pub const RATE_WINDOW_S: usize = 10;
+
+/// What one good `/metrics` scrape read.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Scrape {
+    /// The load gauges.
+    pub metrics: EngineMetrics,
+    /// `process_start_time_seconds`, when exported: a change means the engine restarted.
+    pub start_time: Option<f64>,
+    /// Prompt plus generation tokens served so far (`vllm:*_tokens_total`): a counter that
+    /// goes down means the engine restarted.
+    pub tokens_total: Option<f64>,
+}
+
+/// A change in what the pod can be trusted with, for the driver to act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transition {
+    /// The pod entered rotation.
+    Joined,
+    /// The pod left rotation (failed `/health` period or ejection): its engine may have lost
+    /// its cache, so the driver purges its prefix-index claims.
+    Left,
+    /// The engine restarted (start time changed or counters went back): purge its claims.
+    Restarted,
+}
+
+/// Tokens per one-second bucket over the last [`RATE_WINDOW_S`] seconds.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct RateWindow {
+    /// (second, prompt tokens, output tokens) per slot.
+    slots: [(u64, f64, f64); RATE_WINDOW_S],
+}
+
+impl RateWindow {
+    fn add(&mut self, now: f64, prompt: f64, output: f64) {
+        let sec = now.max(0.0) as u64;
+        let slot = &mut self.slots[sec as usize % RATE_WINDOW_S];
+        if slot.0 != sec {
+            *slot = (sec, 0.0, 0.0);
+        }
+        slot.1 += prompt;
+        slot.2 += output;
+    }
+
+    /// (prompt, output) tokens per second over the window ending at `now`.
+    fn rates(&self, now: f64) -> (f64, f64) {
+        let sec = now.max(0.0) as u64;
+        let (p, o) = self
+            .slots
+            .iter()
+            .filter(|s| s.0 + RATE_WINDOW_S as u64 > sec && s.0 <= sec)
+            .fold((0.0, 0.0), |(p, o), s| (p + s.1, o + s.2));
+        let w = RATE_WINDOW_S as f64;
+        (p / w, o / w)
+    }
+}
+
+fn ewma(old: Option<f64>, sample: f64) -> Option<f64> {
+    Some(match old {
+        Some(x) => x + EWMA_ALPHA * (sample - x),
+        None => sample,
+    })
+}
+
+/// Everything a router knows about one pod: its own in-flight count (exact), the engine's
+/// gauges as of the last good scrape and when that was, TTFT/TPOT EWMAs and token rates
+/// measured on finished responses, and its health.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PodCore {
+    in_flight: u32,
+    metrics: EngineMetrics,
+    scraped_at: Option<f64>,
+    start_time: Option<f64>,
+    tokens_total: Option<f64>,
+    ttft_s: Option<f64>,
+    tpot_s: Option<f64>,
+    rates: RateWindow,
+    health: Health,
+}
+
+impl PodCore {
+    /// Requests routed to the pod and not yet ended.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight
+    }
+
+    /// A request was sent to the pod (book it right after the decision, before the next one).
+    pub fn begin(&mut self) {
+        self.in_flight = self.in_flight.saturating_add(1);
+    }
+
+    /// A request to the pod ended, however it ended.
+    pub fn end(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
+    /// A response finished at `now` with these token counts and measured latencies.
+    pub fn response(
+        &mut self,
+        now: f64,
+        prompt_tokens: u64,
+        output_tokens: u64,
+        ttft_s: Option<f64>,
+        tpot_s: Option<f64>,
+    ) {
+        self.rates
+            .add(now, prompt_tokens as f64, output_tokens as f64);
+        if let Some(t) = ttft_s {
+            self.ttft_s = ewma(self.ttft_s, t);
+        }
+        if let Some(t) = tpot_s {
+            self.tpot_s = ewma(self.tpot_s, t);
+        }
+    }
+
+    /// A scrape succeeded at `now`; returns [`Transition::Restarted`] when it shows the engine
+    /// restarted since the last one.
+    pub fn scraped(&mut self, now: f64, scrape: Scrape) -> Option<Transition> {
+        let restarted = matches!((self.start_time, scrape.start_time), (Some(a), Some(b)) if a != b)
+            || matches!((self.tokens_total, scrape.tokens_total), (Some(a), Some(b)) if b < a);
+        self.metrics = scrape.metrics;
+        self.scraped_at = Some(now);
+        self.start_time = scrape.start_time.or(self.start_time);
+        self.tokens_total = scrape.tokens_total.or(self.tokens_total);
+        restarted.then_some(Transition::Restarted)
+    }
+
+    /// Seconds since the last good scrape; None before any. A failed or slow scrape changes
+    /// nothing: the gauges stay, older.
+    pub fn metrics_age(&self, now: f64) -> Option<f64> {
+        self.scraped_at.map(|t| (now - t).max(0.0))
+    }
+
+    /// The pod's health.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Whether requests may go to the pod.
+    pub fn in_rotation(&self) -> bool {
+        self.health.in_rotation()
+    }
+
+    /// A `/health` probe answered at `now`.
+    pub fn probe(&mut self, ok: bool, now: f64, cfg: &CoreConfig) -> Option<Transition> {
+        self.health
+            .probe(ok, now, &cfg.ejection)
+            .then(|| self.rotation_transition())
+    }
+
+    /// An upstream attempt failed at `now`; `allowed` is [`super::may_eject`]'s answer for
+    /// this fleet now.
+    pub fn failure(
+        &mut self,
+        kind: FailureKind,
+        now: f64,
+        allowed: bool,
+        cfg: &CoreConfig,
+    ) -> Option<Transition> {
+        self.health
+            .failure(kind, now, allowed, &cfg.ejection)
+            .then_some(Transition::Left)
+    }
+
+    /// An upstream attempt succeeded (response headers, not 5xx).
+    pub fn success(&mut self) {
+        self.health.success();
+    }
+
+    fn rotation_transition(&self) -> Transition {
+        if self.in_rotation() {
+            Transition::Joined
+        } else {
+            Transition::Left
+        }
+    }
+
+    /// Writes the routing view at `now` into `pod` (whose name and address stay): gauges
+    /// weighed by their age ([`CoreConfig::trust`]), dropped once stale.
+    pub fn fill(&self, pod: &mut Pod, now: f64, cfg: &CoreConfig) {
+        let (prompt_tps, output_tps) = self.rates.rates(now);
+        pod.in_flight = self.in_flight;
+        pod.metrics = match self.metrics_age(now).map(|a| cfg.trust(a)) {
+            None => EngineMetrics::default(),
+            Some(t) if t <= 0.0 => EngineMetrics::default(),
+            Some(t) if t >= 1.0 => self.metrics.clone(),
+            Some(t) => EngineMetrics {
+                running: self.metrics.running.map(|x| x * t),
+                waiting: self.metrics.waiting.map(|x| x * t),
+                kv_usage: self.metrics.kv_usage,
+            },
+        };
+        pod.observed = Observed {
+            prompt_tps,
+            output_tps,
+            ttft_s: self.ttft_s,
+            tpot_s: self.tpot_s,
+        };
+    }
+
+    /// The routing view of the pod at `now`.
+    pub fn snapshot(&self, name: &str, address: &str, now: f64, cfg: &CoreConfig) -> Pod {
+        let mut pod = Pod {
+            name: name.to_string(),
+            address: address.to_string(),
+            ..Pod::default()
+        };
+        self.fill(&mut pod, now, cfg);
+        pod
+    }
+}

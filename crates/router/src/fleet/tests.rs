@@ -1,0 +1,344 @@
+use std::collections::HashMap;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+use crate::pod::{EngineMetrics, Pod};
+use crate::prefix::{PrefixConfig, PrefixIndex};
+
+fn cfg() -> EjectionConfig {
+    EjectionConfig::default()
+}
+
+#[test]
+fn rates_and_ewmas() {
+    let mut c = PodCore::default();
+    c.response(0.5, 100, 10, Some(1.0), Some(0.1));
+    c.response(5.0, 100, 10, Some(2.0), None);
+    let cc = CoreConfig::default();
+    let p = c.snapshot("a", "a", 5.5, &cc);
+    assert_eq!((p.observed.prompt_tps, p.observed.output_tps), (20.0, 2.0));
+    assert_eq!(p.observed.ttft_s, Some(1.2));
+    assert_eq!(p.observed.tpot_s, Some(0.1));
+    let p = c.snapshot("a", "a", 10.5, &cc);
+    assert_eq!(p.observed.prompt_tps, 10.0, "second 0 left the window");
+    assert_eq!(c.snapshot("a", "a", 30.0, &cc).observed.prompt_tps, 0.0);
+}
+
+#[test]
+fn in_flight_counts_begin_and_end() {
+    let mut c = PodCore::default();
+    c.begin();
+    c.begin();
+    c.end();
+    assert_eq!(c.in_flight(), 1);
+    c.end();
+    c.end();
+    assert_eq!(c.in_flight(), 0, "never below zero");
+}
+
+fn gauges(waiting: f64) -> Scrape {
+    Scrape {
+        metrics: EngineMetrics {
+            running: Some(2.0),
+            waiting: Some(waiting),
+            kv_usage: Some(0.5),
+        },
+        ..Scrape::default()
+    }
+}
+
+#[test]
+fn gauges_age_decay_then_drop() {
+    let cc = CoreConfig::default();
+    let mut c = PodCore::default();
+    assert_eq!(
+        c.snapshot("a", "a", 0.0, &cc).metrics,
+        EngineMetrics::default()
+    );
+    c.scraped(10.0, gauges(8.0));
+    // (age, waiting seen, kv seen)
+    let table = [
+        (10.0, Some(8.0), Some(0.5)),
+        (12.0, Some(8.0), Some(0.5)),
+        (16.0, Some(4.0), Some(0.5)),
+        (20.0, None, None),
+        (40.0, None, None),
+    ];
+    for (now, waiting, kv) in table {
+        let m = c.snapshot("a", "a", now, &cc).metrics;
+        assert_eq!((m.waiting, m.kv_usage), (waiting, kv), "at {now}");
+    }
+    assert_eq!(c.metrics_age(16.0), Some(6.0));
+    // A failed scrape is no event: a good one later refreshes the age.
+    c.scraped(30.0, gauges(1.0));
+    assert_eq!(c.snapshot("a", "a", 30.5, &cc).metrics.waiting, Some(1.0));
+}
+
+#[test]
+fn restarts_are_detected_by_start_time_or_counters() {
+    let mut c = PodCore::default();
+    let s = |start: Option<f64>, total: Option<f64>| Scrape {
+        start_time: start,
+        tokens_total: total,
+        ..Scrape::default()
+    };
+    assert_eq!(c.scraped(1.0, s(Some(100.0), Some(50.0))), None);
+    assert_eq!(c.scraped(2.0, s(Some(100.0), Some(80.0))), None);
+    assert_eq!(
+        c.scraped(3.0, s(Some(100.0), Some(10.0))),
+        Some(Transition::Restarted),
+        "counters went back"
+    );
+    assert_eq!(
+        c.scraped(4.0, s(Some(200.0), Some(20.0))),
+        Some(Transition::Restarted),
+        "new start time"
+    );
+    assert_eq!(
+        c.scraped(5.0, s(None, None)),
+        None,
+        "missing series say nothing"
+    );
+    assert_eq!(c.scraped(6.0, s(None, Some(30.0))), None);
+}
+
+/// One step of a health table: an event and the state after it.
+enum Ev {
+    Probe(bool),
+    Fail(bool),
+    Ok,
+}
+
+#[test]
+fn health_table() {
+    use HealthState::*;
+    let c = cfg();
+    // (time, event, expected state after)
+    let table: &[(f64, Ev, HealthState)] = &[
+        (0.0, Ev::Probe(false), Starting),
+        (0.5, Ev::Fail(true), Starting),
+        (1.0, Ev::Probe(true), Up),
+        (2.0, Ev::Fail(true), Up),
+        (2.0, Ev::Fail(true), Up),
+        (2.0, Ev::Ok, Up),
+        (3.0, Ev::Fail(true), Up),
+        (3.0, Ev::Fail(true), Up),
+        (3.0, Ev::Fail(true), Up),
+        (3.0, Ev::Fail(true), Up),
+        (3.0, Ev::Fail(false), Up),
+        (3.0, Ev::Fail(true), Ejected { until: 33.0 }),
+        (10.0, Ev::Probe(true), Ejected { until: 33.0 }),
+        (33.0, Ev::Probe(true), Up),
+        (34.0, Ev::Fail(true), Up),
+        (34.0, Ev::Fail(true), Up),
+        (34.0, Ev::Fail(true), Up),
+        (34.0, Ev::Fail(true), Up),
+        (34.0, Ev::Fail(true), Ejected { until: 94.0 }),
+        (94.0, Ev::Probe(false), Ejected { until: 94.0 }),
+        (95.0, Ev::Probe(true), Up),
+        (96.0, Ev::Probe(false), Up),
+        (97.0, Ev::Probe(false), Down),
+        (98.0, Ev::Probe(false), Down),
+        (99.0, Ev::Probe(true), Up),
+    ];
+    let mut h = Health::default();
+    for (i, (now, ev, want)) in table.iter().enumerate() {
+        match ev {
+            Ev::Probe(ok) => {
+                h.probe(*ok, *now, &c);
+            }
+            Ev::Fail(allowed) => {
+                h.failure(FailureKind::Status5xx, *now, *allowed, &c);
+            }
+            Ev::Ok => h.success(),
+        }
+        assert_eq!(h.state(), *want, "row {i}");
+    }
+    assert_eq!(h.ejections(), 2);
+    // Calm time earns the multiplier back, one base period at a time.
+    h.probe(true, 130.0, &c);
+    assert_eq!(h.ejections(), 1);
+    h.probe(true, 140.0, &c);
+    assert_eq!(h.ejections(), 1);
+    h.probe(true, 160.0, &c);
+    assert_eq!(h.ejections(), 0);
+}
+
+#[test]
+fn ejection_time_is_capped() {
+    let c = EjectionConfig {
+        consecutive_failures: 1,
+        ..cfg()
+    };
+    let mut h = Health::default();
+    h.probe(true, 0.0, &c);
+    let mut now = 0.0;
+    for _ in 0..20 {
+        assert!(h.failure(FailureKind::Connect, now, true, &c));
+        let HealthState::Ejected { until } = h.state() else {
+            panic!("ejected")
+        };
+        assert!(until - now <= c.max_ejection_s);
+        now = until;
+        h.probe(true, now, &c);
+    }
+}
+
+#[test]
+fn never_the_whole_fleet() {
+    let c = cfg();
+    // (ejected, in rotation, pods) → may eject one more
+    let table = [
+        (0, 1, 1, false),
+        (0, 2, 2, true),
+        (1, 1, 2, false),
+        (0, 1, 2, false),
+        (0, 4, 4, true),
+        (1, 3, 4, true),
+        (2, 2, 4, false),
+        (0, 10, 10, true),
+        (5, 5, 10, false),
+    ];
+    for (ejected, rot, pods, want) in table {
+        assert_eq!(
+            may_eject(ejected, rot, pods, &c),
+            want,
+            "{ejected}/{rot}/{pods}"
+        );
+    }
+}
+
+fn fleet(n: usize) -> Fleet {
+    let pods: Vec<(String, String)> = (0..n).map(|i| (format!("p{i}"), format!("p{i}"))).collect();
+    Fleet::new(&pods, PrefixConfig::default(), CoreConfig::default())
+}
+
+#[test]
+fn a_fleet_routes_only_to_pods_in_rotation_and_purges_claims_of_leavers() {
+    let mut f = fleet(2);
+    let s: crate::Weighted = "prefix-cache".parse().unwrap_or_else(|e| panic!("{e}"));
+    let mut rng = SmallRng::seed_from_u64(1);
+    let req = crate::RouteRequest {
+        blocks: &[1, 2, 3],
+        prompt_units: 384,
+        ..crate::RouteRequest::default()
+    };
+    assert!(
+        f.decide(&s, &req, 0.0, &mut rng).is_err(),
+        "nobody probed yet"
+    );
+    f.probe(1, true, 0.0);
+    assert_eq!(f.decide(&s, &req, 0.0, &mut rng).map(|d| d.pod), Ok(1));
+    f.probe(0, true, 0.0);
+    f.accepted(1, &[1, 2, 3], 0.0);
+    let p: Vec<Pod> = (0..2).map(|i| f.snapshot(i, 1.0)).collect();
+    assert_eq!(f.index().matched(&[1, 2, 3], &p, 1.0), vec![0, 3]);
+    for _ in 0..5 {
+        f.failure(1, FailureKind::Status5xx, 2.0);
+    }
+    assert!(f.core(1).health().is_ejected());
+    assert_eq!(f.index().matched(&[1, 2, 3], &p, 2.0), vec![0, 0], "purged");
+    assert!(f.index().is_empty());
+    for _ in 0..5 {
+        f.failure(0, FailureKind::Timeout, 2.0);
+    }
+    assert!(f.core(0).in_rotation(), "the last pod in rotation stays");
+}
+
+/// The prefix index against a naive model: a list of claims with a touch tick per block.
+#[derive(Default)]
+struct Naive {
+    blocks: HashMap<u64, (u64, Vec<(String, f64)>)>,
+    tick: u64,
+}
+
+impl Naive {
+    fn insert(&mut self, blocks: &[u64], addr: &str, now: f64, cap: usize, ttl: f64) {
+        for &h in blocks {
+            self.tick += 1;
+            let e = self.blocks.entry(h).or_default();
+            e.0 = self.tick;
+            e.1.retain(|(a, t)| a != addr && now - t <= ttl);
+            e.1.push((addr.to_string(), now));
+        }
+        while self.blocks.len() > cap {
+            let oldest = self.blocks.iter().min_by_key(|(_, e)| e.0).map(|(h, _)| *h);
+            if let Some(h) = oldest {
+                self.blocks.remove(&h);
+            }
+        }
+    }
+
+    fn purge(&mut self, addr: &str) {
+        for e in self.blocks.values_mut() {
+            e.1.retain(|(a, _)| a != addr);
+        }
+        self.blocks.retain(|_, e| !e.1.is_empty());
+    }
+
+    fn matched(&self, blocks: &[u64], pods: &[&str], now: f64, ttl: f64) -> Vec<usize> {
+        pods.iter()
+            .map(|p| {
+                blocks
+                    .iter()
+                    .take_while(|h| {
+                        self.blocks
+                            .get(h)
+                            .is_some_and(|e| e.1.iter().any(|(a, t)| a == p && now - t <= ttl))
+                    })
+                    .count()
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn prefix_index_matches_a_naive_model() {
+    let names = ["a", "b", "c"];
+    let pods: Vec<Pod> = names
+        .iter()
+        .map(|a| Pod {
+            name: a.to_string(),
+            address: a.to_string(),
+            ..Pod::default()
+        })
+        .collect();
+    for seed in 0..20u64 {
+        let cfg = PrefixConfig {
+            capacity_blocks: 24,
+            ttl_s: 30.0,
+            ..PrefixConfig::default()
+        };
+        let mut idx = PrefixIndex::new(cfg.clone());
+        let mut naive = Naive::default();
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let mut now = 0.0;
+        for step in 0..400 {
+            now += rng.random_range(0.0..2.0);
+            // Prompts share prefixes: block i of conversation c is c * 100 + i.
+            let conv = rng.random_range(0..6u64);
+            let len = rng.random_range(0..8u64);
+            let blocks: Vec<u64> = (0..len).map(|i| conv * 100 + i).collect();
+            let pod = names[rng.random_range(0..names.len())];
+            match rng.random_range(0..10) {
+                0 => {
+                    idx.purge(pod);
+                    naive.purge(pod);
+                }
+                1..=5 => {
+                    idx.insert(&blocks, pod, now);
+                    naive.insert(&blocks, pod, now, cfg.capacity_blocks, cfg.ttl_s);
+                }
+                _ => {}
+            }
+            assert_eq!(idx.len(), naive.blocks.len(), "seed {seed} step {step}");
+            assert_eq!(
+                idx.matched(&blocks, &pods, now),
+                naive.matched(&blocks, &names, now, cfg.ttl_s),
+                "seed {seed} step {step}"
+            );
+        }
+    }
+}
