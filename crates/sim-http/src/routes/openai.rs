@@ -39,7 +39,7 @@ pub(crate) async fn chat(
     let messages = req.messages.iter().map(|m| (m.role.as_str(), m.text()));
     let prompt = app
         .tokenizer
-        .encode(&app.tokenizer.render_chat(messages, true));
+        .encode_chat(&app.tokenizer.render_chat(messages, true));
     generate(&app, Api::Chat, req.model, prompt, params, load).await
 }
 
