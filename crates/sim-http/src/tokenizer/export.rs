@@ -97,10 +97,10 @@ pub(crate) fn tokenizer_json(bpe: &CoreBPE) -> Value {
     let mut merges = Vec::new();
     for (rank, token) in (0..).zip(&tokens) {
         vocab.insert(show(token), json!(rank));
-        if token.len() > 1 {
-            if let Some((a, b)) = merge_of(token, rank, &ranks) {
-                merges.push(json!(format!("{} {}", show(a), show(b))));
-            }
+        if token.len() > 1
+            && let Some((a, b)) = merge_of(token, rank, &ranks)
+        {
+            merges.push(json!(format!("{} {}", show(a), show(b))));
         }
     }
     let added: Vec<Value> = SPECIALS
