@@ -54,6 +54,10 @@ def diff(a, b, path="$", values=True):
     ka, kb = kind(a), kind(b)
     if ka != kb:
         return [(path, f"{ka} {short(a)}", f"{kb} {short(b)}")]
+    if ka == "object" and path == "$" and ("error" in a) != ("error" in b):
+        # An error answered where the other side served (or the reverse): one difference,
+        # not one per field.
+        return [(path, short(a, 240), short(b, 240))]
     if ka == "object":
         for k in sorted(set(a) | set(b)):
             p = f"{path}.{k}"

@@ -144,7 +144,7 @@ def start_sim() -> Server:
 def start_sim_builtin() -> Server:
     """A `brix sim` with its built-in tokenizer (no --tokenizer)."""
     port = free_port()
-    argv = [BRIX_BIN, "sim", "--port", str(port), "--gpu", "H200", "--num-gpu-blocks-override", "64"]
+    argv = [BRIX_BIN, "sim", "--port", str(port), "--gpu", "H200", "--num-gpu-blocks-override", "1024"]
     return Server("sim-builtin", argv, dict(os.environ), port, SIM_START_TIMEOUT_S)
 
 

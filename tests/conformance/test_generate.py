@@ -52,13 +52,13 @@ def test_chat_basic(pair):
 
 
 def test_completions_default_is_16_tokens(pair):
-    a, b = both_json(pair, "completions.default_max_tokens", "/v1/completions", cmpl(seed=3))
+    a, b = both_json(pair, "completions.default_max_tokens", "/v1/completions", cmpl(seed=3, ignore_eos=True))
     same("completions.default_max_tokens", a, b)
     assert a["usage"]["completion_tokens"] <= 16
 
 
 def test_chat_default_is_what_fits(pair):
-    a, b = both_json(pair, "chat.default_max_tokens", "/v1/chat/completions", chat(seed=3))
+    a, b = both_json(pair, "chat.default_max_tokens", "/v1/chat/completions", chat(seed=3, ignore_eos=True))
     same("chat.default_max_tokens", a, b, values=False)
 
     def fills(reply):
@@ -71,7 +71,7 @@ def test_chat_default_is_what_fits(pair):
 
 
 def test_prompt_plus_max_tokens_is_clamped(pair):
-    a, b = both_json(pair, "completions.clamp", "/v1/completions", cmpl(max_tokens=500, seed=5))
+    a, b = both_json(pair, "completions.clamp", "/v1/completions", cmpl(max_tokens=500, seed=5, ignore_eos=True))
     same("completions.clamp", a, b)
     u = a["usage"]
     assert a["choices"][0]["finish_reason"] == "length"
@@ -79,7 +79,7 @@ def test_prompt_plus_max_tokens_is_clamped(pair):
 
 
 def test_chat_max_completion_tokens_clamped(pair):
-    a, b = both_json(pair, "chat.clamp", "/v1/chat/completions", chat(max_completion_tokens=500, seed=5))
+    a, b = both_json(pair, "chat.clamp", "/v1/chat/completions", chat(max_completion_tokens=500, seed=5, ignore_eos=True))
     same("chat.clamp", a, b)
 
 
@@ -101,15 +101,15 @@ def test_prompt_alone_too_long_is_400(pair):
 
 
 def test_n_choices(pair):
-    a, b = both_json(pair, "completions.n2", "/v1/completions", cmpl(max_tokens=4, n=2))
+    a, b = both_json(pair, "completions.n2", "/v1/completions", cmpl(max_tokens=4, n=2, ignore_eos=True))
     same("completions.n2", a, b)
-    a, b = both_json(pair, "chat.n2", "/v1/chat/completions", chat(max_tokens=4, n=2))
+    a, b = both_json(pair, "chat.n2", "/v1/chat/completions", chat(max_tokens=4, n=2, ignore_eos=True))
     same("chat.n2", a, b)
 
 
 def test_prompt_list(pair):
-    body = {"model": "tiny", "prompt": ["hello world", PROMPT], "max_tokens": 3}
-    a, b = both_json(pair, "completions.prompt_list", "/v1/completions", body)
+    req = {"model": "tiny", "prompt": ["hello world", PROMPT], "max_tokens": 3, "ignore_eos": True}
+    a, b = both_json(pair, "completions.prompt_list", "/v1/completions", req)
     same("completions.prompt_list", a, b)
 
 
@@ -161,8 +161,8 @@ def test_bad_sampling_params_are_400(pair):
         "n_zero": cmpl(max_tokens=2, n=0),
         "logprobs_too_many": cmpl(max_tokens=2, logprobs=50),
     }
-    for name, body in cases.items():
-        a, b = pair.both("POST", "/v1/completions", json=body)
+    for name, req in cases.items():
+        a, b = pair.both("POST", "/v1/completions", json=req)
         expect(f"completions.{name}", "status", a.status_code, b.status_code)
         same(f"completions.{name}", body(a), body(b))
 
@@ -200,9 +200,9 @@ def test_response_format(pair):
 
 def test_request_id_header(pair):
     hdr = {"x-request-id": "conformance-7"}
-    for path, body, check in (("/v1/chat/completions", chat(max_tokens=2), "chat.x_request_id"),
+    for path, req, check in (("/v1/chat/completions", chat(max_tokens=2), "chat.x_request_id"),
                               ("/v1/completions", cmpl(max_tokens=2), "completions.x_request_id")):
-        a, b = pair.both("POST", path, json=body, headers=hdr)
+        a, b = pair.both("POST", path, json=req, headers=hdr)
         expect(check, "id", get(body(a), "id"), get(body(b), "id"))
         expect(check, "x-request-id response header", a.headers.get("x-request-id"), b.headers.get("x-request-id"))
 
@@ -222,8 +222,8 @@ def sse(resp):
     return events, done
 
 
-def compare_stream(pair, check, path, body):
-    a, b = pair.both("POST", path, json=body)
+def compare_stream(pair, check, path, req):
+    a, b = pair.both("POST", path, json=req)
     expect(check, "status", a.status_code, b.status_code)
     expect(check, "content-type", a.headers.get("content-type"), b.headers.get("content-type"))
     (ea, da), (eb, db) = sse(a), sse(b)

@@ -26,8 +26,8 @@ def test_unknown_route(pair):
     same("unknown_route", body(a), body(b))
 
 
-def lora(pair, check, path, body):
-    a, b = pair.both("POST", path, json=body)
+def lora(pair, check, path, req):
+    a, b = pair.both("POST", path, json=req)
     expect(check, "status", a.status_code, b.status_code)
     expect(check, "content-type", a.headers.get("content-type"), b.headers.get("content-type"))
     if a.headers.get("content-type", "").startswith("application/json"):
@@ -126,11 +126,11 @@ def test_disconnect_is_not_a_success(pair):
     for who, server in (("vllm", pair.vllm), ("sim", pair.sim)):
         before = wait_idle(pair, who)
         port = int(server.url.rsplit(":", 1)[1])
-        body = ('{"model":"tiny","prompt":"hello","max_tokens":400,"stream":true,'
+        req = ('{"model":"tiny","prompt":"hello","max_tokens":400,"stream":true,'
                 '"ignore_eos":true}').encode()
         with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
             s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                      + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+                      + f"Content-Length: {len(req)}\r\n\r\n".encode() + req)
             got = b""
             while b"data: " not in got:
                 chunk = s.recv(4096)
