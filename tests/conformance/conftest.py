@@ -45,10 +45,11 @@ _unavailable = None
 
 
 def banner(text: str) -> None:
-    """A message nobody reading CI output can miss."""
+    """A message nobody reading CI output can miss (past pytest's capture; repeated in the
+    end-of-run summary)."""
     line = "!" * 78
-    sys.stderr.write(f"\n{line}\n!! {text}\n{line}\n")
-    sys.stderr.flush()
+    sys.__stderr__.write(f"\n{line}\n!! {text}\n{line}\n")
+    sys.__stderr__.flush()
 
 
 def free_port() -> int:
@@ -197,6 +198,19 @@ def pair():
     vllm.stop()
 
 
+@pytest.fixture
+def builtin_sim():
+    """A `brix sim` with its built-in tokenizer, for one test."""
+    server = start_sim_builtin()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def brix_bin():
+    return BRIX_BIN
+
+
 @pytest.fixture(scope="session")
 def model_dir():
     return MODEL
@@ -221,4 +235,8 @@ def pytest_runtest_call(item):
 
 
 def pytest_terminal_summary(terminalreporter):
+    if _unavailable:
+        terminalreporter.write_sep("!", "vLLM CONFORMANCE SUITE SKIPPED", red=True, bold=True)
+        terminalreporter.write_line(f"!! {_unavailable}", red=True, bold=True)
+        terminalreporter.write_sep("!", red=True, bold=True)
     compare.print_report(terminalreporter)

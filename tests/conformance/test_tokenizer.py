@@ -5,7 +5,9 @@ transformers' AutoTokenizer as benchmark tools read it."""
 import json
 import subprocess
 
-import conftest
+import httpx
+import pytest
+
 from compare import body, expect, get, same
 
 TEXTS = [
@@ -55,27 +57,21 @@ print(json.dumps({
 """
 
 
-def test_exported_tokenizer_counts_as_the_sim(tmp_path, vllm_python):
+def test_exported_tokenizer_counts_as_the_sim(tmp_path, vllm_python, brix_bin, request):
     """Needs transformers (from .venv-vllm) but no running vLLM."""
-    import pytest
-
     if not vllm_python.exists():
         pytest.skip(f"no {vllm_python} (scripts/vllm-cpu installs transformers with vLLM)")
     out = tmp_path / "tok"
-    subprocess.run([conftest.BRIX_BIN, "sim", "tokenizer", "export", str(out)], check=True, timeout=300)
+    subprocess.run([brix_bin, "sim", "tokenizer", "export", str(out)], check=True, timeout=300)
     for name in ("tokenizer.json", "tokenizer_config.json", "config.json"):
         assert (out / name).exists(), name
     hf = subprocess.run([str(vllm_python), "-c", COUNT, str(out)], input=json.dumps({"texts": TEXTS, "chats": CHATS}),
                         capture_output=True, text=True, check=True, timeout=300)
     hf = json.loads(hf.stdout.strip().splitlines()[-1])
-    sim = conftest.start_sim_builtin()
-    try:
-        import httpx
-        for text, ids in zip(TEXTS, hf["texts"]):
-            r = httpx.post(sim.url + "/tokenize", json={"prompt": text}, timeout=30).json()
-            assert r["tokens"] == ids, text
-        for messages, ids in zip(CHATS, hf["chats"]):
-            r = httpx.post(sim.url + "/tokenize", json={"messages": messages}, timeout=30).json()
-            assert r["tokens"] == ids, messages
-    finally:
-        sim.stop()
+    sim = request.getfixturevalue("builtin_sim")
+    for text, ids in zip(TEXTS, hf["texts"]):
+        r = httpx.post(sim.url + "/tokenize", json={"prompt": text}, timeout=30).json()
+        assert r["tokens"] == ids, text
+    for messages, ids in zip(CHATS, hf["chats"]):
+        r = httpx.post(sim.url + "/tokenize", json={"messages": messages}, timeout=30).json()
+        assert r["tokens"] == ids, messages
