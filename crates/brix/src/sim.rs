@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use brix_sim::{Catalog, EngineConfig, EngineSettings, OutputLen, ProfileError};
 use brix_sim_http::{FaultConfig, LoraModule, SimConfig, SimError};
-use clap::Args;
+use clap::{Args, Subcommand};
 
 /// Flags of `brix sim`.
 #[derive(Debug, Args)]
@@ -44,6 +44,33 @@ pub(crate) struct SimArgs {
     show_hidden_metrics_for_version: Option<String>,
     #[command(flatten)]
     faults: FaultArgs,
+    /// A Hugging Face `tokenizer.json`, or a folder with one (and its `tokenizer_config.json`
+    /// chat template), to count prompt tokens as the model imitated does (default: the
+    /// built-in cl100k_base with a fixed chat template).
+    #[arg(long, value_name = "PATH_OR_DIR")]
+    tokenizer: Option<PathBuf>,
+    #[command(subcommand)]
+    action: Option<SimAction>,
+}
+
+/// What `brix sim` does besides serving.
+#[derive(Debug, Subcommand)]
+enum SimAction {
+    /// The built-in tokenizer as a Hugging Face folder, for tools that count tokens themselves.
+    #[command(subcommand)]
+    Tokenizer(TokenizerAction),
+}
+
+/// `brix sim tokenizer ...`.
+#[derive(Debug, Subcommand)]
+enum TokenizerAction {
+    /// Write tokenizer.json, tokenizer_config.json (with the chat template), config.json and
+    /// special_tokens_map.json into DIR: `AutoTokenizer.from_pretrained(DIR)` then counts
+    /// tokens exactly as `brix sim` does (without --tokenizer).
+    Export {
+        /// Folder to write (created if missing).
+        dir: PathBuf,
+    },
 }
 
 /// vLLM's engine arguments; unset ones keep vLLM's defaults.
@@ -168,6 +195,7 @@ impl SimArgs {
             cfg.served_model_name = name;
         }
         cfg.lora_modules = self.lora_modules;
+        cfg.tokenizer = self.tokenizer;
         cfg.show_hidden_metrics_for_version = self.show_hidden_metrics_for_version;
         cfg.faults = FaultConfig {
             fail_rate: self.faults.fail_rate,
@@ -180,8 +208,14 @@ impl SimArgs {
 }
 
 /// Builds the configuration, then serves it until the process is stopped.
-pub(crate) fn run(args: SimArgs) -> Result<(), SimCliError> {
+pub(crate) fn run(mut args: SimArgs) -> Result<(), SimCliError> {
+    let action = args.action.take();
     let (config, addr) = args.config()?;
+    if let Some(SimAction::Tokenizer(TokenizerAction::Export { dir })) = action {
+        brix_sim_http::export_tokenizer(&dir, config.engine.max_model_len)?;
+        println!("wrote the brix sim tokenizer to {}", dir.display());
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -238,6 +272,27 @@ mod tests {
         assert_eq!(c.engine.output_len, OutputLen::Fixed(7));
         assert_eq!(c.lora_modules.len(), 2);
         assert_eq!(c.engine.seed, 3);
+    }
+
+    #[test]
+    fn tokenizer_flag_and_export_subcommand_parse() {
+        let c = parse(&["--tokenizer", "/models/llama"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.tokenizer, Some(PathBuf::from("/models/llama")));
+        assert_eq!(parse(&[]).map(|c| c.tokenizer), Ok(None));
+        let argv = [
+            "brix-sim",
+            "--max-model-len",
+            "4096",
+            "tokenizer",
+            "export",
+            "/tmp/t",
+        ];
+        let w = Wrap::try_parse_from(argv).unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            w.args.action,
+            Some(SimAction::Tokenizer(TokenizerAction::Export { ref dir })) if dir.as_os_str() == "/tmp/t"
+        ));
+        assert!(Wrap::try_parse_from(["brix-sim", "tokenizer", "export"]).is_err());
     }
 
     #[test]

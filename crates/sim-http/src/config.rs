@@ -2,6 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -27,6 +28,9 @@ pub struct SimConfig {
     pub show_hidden_metrics_for_version: Option<String>,
     /// Failures to inject, for resilience tests of whatever sits in front.
     pub faults: FaultConfig,
+    /// A Hugging Face `tokenizer.json` (or its folder) to count tokens with, as the model
+    /// imitated does (`--tokenizer`); `None`: the built-in `cl100k_base`.
+    pub tokenizer: Option<PathBuf>,
 }
 
 impl SimConfig {
@@ -40,6 +44,7 @@ impl SimConfig {
             lora_modules: Vec::new(),
             show_hidden_metrics_for_version: None,
             faults: FaultConfig::default(),
+            tokenizer: None,
         }
     }
 
@@ -134,8 +139,8 @@ pub enum SimError {
         /// The engine's reason.
         source: LoraError,
     },
-    /// The tokenizer tables could not be built.
-    #[error("loading the cl100k_base tokenizer: {0}")]
+    /// The tokenizer could not be loaded (or exported).
+    #[error("tokenizer: {0}")]
     Tokenizer(String),
     /// A metric could not be registered (a bug: names are fixed).
     #[error("registering metrics: {0}")]

@@ -35,6 +35,7 @@ use faults::Faults;
 use metrics::{Metrics, MetricsSpec};
 use routes::{App, AppParts};
 use tokenizer::Tokenizer;
+pub use tokenizer::export_tokenizer;
 
 /// Checks `config`, builds the engine (preloading `lora_modules`), starts the driver task on
 /// the current tokio runtime and returns the routes. Everything that can fail at start-up
@@ -42,7 +43,7 @@ use tokenizer::Tokenizer;
 /// routes in-process) use this instead of [`run`].
 pub fn router(config: &SimConfig) -> Result<Router, SimError> {
     config.validate()?;
-    let tokenizer = Tokenizer::cl100k()?;
+    let tokenizer = Tokenizer::load(config.tokenizer.as_deref())?;
     let mut engine = Engine::new(
         config.engine.clone(),
         config.model.clone(),

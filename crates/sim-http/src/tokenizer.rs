@@ -1,10 +1,17 @@
-//! Text to token ids and back with tiktoken's `cl100k_base` (built in, works offline), the chat
-//! template, and the filler text generated answers are made of.
+//! Text to token ids and back, the chat template, and the filler text generated answers are
+//! made of. Built in: tiktoken's `cl100k_base` (works offline) with a fixed chat template;
+//! with the `hf-tokenizer` feature, `--tokenizer` loads a real Hugging Face `tokenizer.json`
+//! and its chat template instead, so prompt token counts match the model imitated.
 //!
 //! Token ids only need to be stable, not the simulated model's own: equal prompts give equal
 //! ids, so the engine's prefix cache hits exactly where vLLM's would.
 
+mod export;
+#[cfg(feature = "hf-tokenizer")]
+mod hf;
+
 use std::fmt;
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use tiktoken_rs::CoreBPE;
@@ -21,41 +28,92 @@ const FILLER: &str = "The simulated engine answers every request with this parag
 /// The tables are large and immutable; every server in a process shares one copy.
 static CL100K: OnceLock<Arc<CoreBPE>> = OnceLock::new();
 
-/// A cheap handle to the shared `cl100k_base` tables.
+fn cl100k_tables() -> Result<Arc<CoreBPE>, SimError> {
+    if let Some(bpe) = CL100K.get() {
+        return Ok(bpe.clone());
+    }
+    let bpe = Arc::new(tiktoken_rs::cl100k_base().map_err(|e| SimError::Tokenizer(e.to_string()))?);
+    Ok(CL100K.get_or_init(|| bpe).clone())
+}
+
+#[derive(Clone)]
+enum Inner {
+    Cl100k(Arc<CoreBPE>),
+    #[cfg(feature = "hf-tokenizer")]
+    Hf(Arc<hf::HfTokenizer>),
+}
+
+/// A cheap handle to the shared tokenizer tables.
 #[derive(Clone)]
 pub(crate) struct Tokenizer {
-    bpe: Arc<CoreBPE>,
+    inner: Inner,
 }
 
 impl fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Tokenizer(cl100k_base)")
+        match &self.inner {
+            Inner::Cl100k(_) => f.write_str("Tokenizer(cl100k_base)"),
+            #[cfg(feature = "hf-tokenizer")]
+            Inner::Hf(t) => write!(f, "Tokenizer({})", t.source.display()),
+        }
     }
 }
 
 impl Tokenizer {
     /// Loads (once per process) the `cl100k_base` tables.
     pub(crate) fn cl100k() -> Result<Self, SimError> {
-        if let Some(bpe) = CL100K.get() {
-            return Ok(Self { bpe: bpe.clone() });
-        }
-        let bpe =
-            Arc::new(tiktoken_rs::cl100k_base().map_err(|e| SimError::Tokenizer(e.to_string()))?);
         Ok(Self {
-            bpe: CL100K.get_or_init(|| bpe).clone(),
+            inner: Inner::Cl100k(cl100k_tables()?),
         })
     }
 
-    /// Token ids of `text`; special-token spellings are treated as plain text.
+    /// The tokenizer `--tokenizer` names (a folder with `tokenizer.json`, or the file), or the
+    /// built-in one when `None`.
+    pub(crate) fn load(path: Option<&Path>) -> Result<Self, SimError> {
+        match path {
+            None => Self::cl100k(),
+            #[cfg(feature = "hf-tokenizer")]
+            Some(p) => Ok(Self {
+                inner: Inner::Hf(Arc::new(hf::HfTokenizer::load(p)?)),
+            }),
+            #[cfg(not(feature = "hf-tokenizer"))]
+            Some(p) => Err(SimError::Tokenizer(format!(
+                "{}: this build has no Hugging Face tokenizer support (feature hf-tokenizer)",
+                p.display()
+            ))),
+        }
+    }
+
+    /// Token ids of a completions prompt, as vLLM encodes it: with the special tokens the
+    /// tokenizer adds (a BOS for most models; none for `cl100k_base`, whose special-token
+    /// spellings are treated as plain text).
     pub(crate) fn encode(&self, text: &str) -> Vec<u32> {
-        self.bpe.encode_ordinary(text)
+        match &self.inner {
+            Inner::Cl100k(bpe) => bpe.encode_ordinary(text),
+            #[cfg(feature = "hf-tokenizer")]
+            Inner::Hf(t) => t.encode(text, true),
+        }
+    }
+
+    /// Token ids of a chat rendered by [`Tokenizer::render_chat`]: no special tokens added, as
+    /// vLLM does for chat (the template writes its own BOS).
+    pub(crate) fn encode_chat(&self, rendered: &str) -> Vec<u32> {
+        match &self.inner {
+            Inner::Cl100k(bpe) => bpe.encode_ordinary(rendered),
+            #[cfg(feature = "hf-tokenizer")]
+            Inner::Hf(t) => t.encode(rendered, false),
+        }
     }
 
     /// The text of `tokens` (invalid UTF-8 replaced), or the first id the vocabulary lacks.
     pub(crate) fn decode(&self, tokens: &[u32]) -> Result<String, u32> {
-        match self.bpe.decode_bytes(tokens) {
-            Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-            Err(e) => Err(e.token),
+        match &self.inner {
+            Inner::Cl100k(bpe) => match bpe.decode_bytes(tokens) {
+                Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+                Err(e) => Err(e.token),
+            },
+            #[cfg(feature = "hf-tokenizer")]
+            Inner::Hf(t) => t.decode(tokens),
         }
     }
 
@@ -66,16 +124,27 @@ impl Tokenizer {
 
     /// Token ids of the filler paragraph, for [`brix_sim::Engine::with_filler`].
     pub(crate) fn filler(&self) -> Vec<u32> {
-        self.encode(FILLER)
+        self.encode_chat(FILLER)
     }
 
-    /// Renders a conversation with a fixed template, `<|role|>\ncontent\n` per message, then
-    /// the assistant header when a reply is wanted; equal conversations render equally.
+    /// Renders a conversation with the loaded chat template, or else the fixed one:
+    /// `<|role|>\ncontent\n` per message, then the assistant header when a reply is wanted.
+    /// Equal conversations render equally. A template that fails on this conversation (its
+    /// `raise_exception`) falls back to the fixed rendering.
     pub(crate) fn render_chat<'a>(
         &self,
         messages: impl IntoIterator<Item = (&'a str, String)>,
         add_generation_prompt: bool,
     ) -> String {
+        let messages: Vec<(&str, String)> = messages.into_iter().collect();
+        #[cfg(feature = "hf-tokenizer")]
+        if let Inner::Hf(t) = &self.inner {
+            match t.render_chat(&messages, add_generation_prompt) {
+                Ok(Some(text)) => return text,
+                Ok(None) => {}
+                Err(e) => tracing::debug!(error = %e, "chat template failed; fixed template used"),
+            }
+        }
         let mut out = String::new();
         for (role, content) in messages {
             out.push_str("<|");
@@ -89,6 +158,16 @@ impl Tokenizer {
         }
         out
     }
+}
+
+/// Writes the built-in tokenizer (`cl100k_base` and the fixed chat template) as a Hugging Face
+/// tokenizer folder (`tokenizer.json`, `tokenizer_config.json`, `special_tokens_map.json`,
+/// `config.json`) that `AutoTokenizer.from_pretrained(dir)` loads and that counts tokens as
+/// `brix sim` does; for benchmark tools that tokenize client-side.
+pub fn export_tokenizer(dir: &Path, max_model_len: u32) -> Result<(), SimError> {
+    let bpe = cl100k_tables()?;
+    export::write(&bpe, dir, max_model_len)
+        .map_err(|e| SimError::Tokenizer(format!("writing {}: {e}", dir.display())))
 }
 
 #[cfg(test)]

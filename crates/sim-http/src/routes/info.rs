@@ -118,7 +118,7 @@ pub(crate) async fn tokenize(
             let text = app
                 .tokenizer
                 .render_chat(msgs.iter().map(|m| (m.role.as_str(), m.text())), add);
-            app.tokenizer.encode(&text)
+            app.tokenizer.encode_chat(&text)
         }
         (None, None) => return Err(ParamError::NothingToTokenize.into()),
     };

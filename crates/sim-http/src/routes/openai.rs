@@ -172,7 +172,7 @@ pub(crate) async fn chat(
     }
     let tok = &app.tokenizer;
     let messages = req.messages.iter().map(|m| (m.role.as_str(), m.text()));
-    let prompt = tok.encode(&tok.render_chat(messages, true));
+    let prompt = tok.encode_chat(&tok.render_chat(messages, true));
     let echo = match (req.sampling.echo, req.messages.last()) {
         (Some(true), Some(last)) if last.role == "assistant" => Some(last.text()),
         _ => None,
