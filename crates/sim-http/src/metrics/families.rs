@@ -384,28 +384,57 @@ impl Builder {
     ) -> Result<(), prometheus::Error> {
         let py_bool = |b: bool| if b { "True" } else { "False" }.to_string();
         let e = spec.engine;
+        let none = || "None".to_string();
+        let block = e.block_size.to_string();
+        let kv_tokens = u64::from(spec.num_gpu_blocks) * u64::from(e.block_size);
+        let concurrency = kv_tokens as f64 / f64::from(e.max_model_len.max(1));
+        // vLLM 0.32's `CacheConfig.metrics_info()`: every field, Python spellings; the values
+        // a dense attention model without offloading has once its KV cache is sized.
         let labels: HashMap<String, String> = [
-            ("block_size", e.block_size.to_string()),
+            ("_block_size_resolved", py_bool(true)),
+            ("block_size", block.clone()),
             ("cache_dtype", "auto".into()),
-            ("calculate_kv_scales", py_bool(false)),
-            ("cpu_offload_gb", "0".into()),
+            ("cache_hit_alignment_tokens", block.clone()),
+            ("effective_attention_block_size", block.clone()),
+            ("enable_mamba_shared_prefix_checkpoint", py_bool(false)),
             ("enable_prefix_caching", py_bool(e.enable_prefix_caching)),
             ("engine", "0".into()),
             (
                 "gpu_memory_utilization",
                 e.gpu_memory_utilization.to_string(),
             ),
+            ("hash_block_size", block),
             ("is_attention_free", py_bool(false)),
-            ("num_cpu_blocks", "None".into()),
+            ("kv_cache_dtype_skip_layers", "[]".into()),
+            ("kv_cache_layout", none()),
+            ("kv_cache_max_concurrency", concurrency.to_string()),
+            ("kv_cache_memory_bytes", none()),
+            ("kv_cache_size_tokens", kv_tokens.to_string()),
+            ("kv_offloading_backend", "native".into()),
+            ("kv_offloading_size", none()),
+            ("kv_sharing_fast_prefill", py_bool(false)),
+            ("mamba_block_size", none()),
+            ("mamba_cache_dtype", "auto".into()),
+            ("mamba_cache_mode", "none".into()),
+            ("mamba_page_size_padded", none()),
+            ("mamba_ssm_cache_dtype", "auto".into()),
+            ("num_cpu_blocks", none()),
             ("num_gpu_blocks", spec.num_gpu_blocks.to_string()),
             (
                 "num_gpu_blocks_override",
                 e.num_gpu_blocks_override
-                    .map_or("None".into(), |n| n.to_string()),
+                    .map_or_else(none, |n| n.to_string()),
             ),
+            ("prefix_cache_retention_interval", "0".into()),
             ("prefix_caching_hash_algo", "sha256".into()),
-            ("sliding_window", "None".into()),
-            ("swap_space", "4".into()),
+            ("prefix_match_unit", none()),
+            ("replayssm_buffer_len", "16".into()),
+            ("skip_page_size_padded", none()),
+            ("sliding_window", none()),
+            ("swa_bounded_replay", py_bool(true)),
+            ("use_kda_recoverssm", py_bool(false)),
+            ("use_replayssm", py_bool(false)),
+            ("user_specified_block_size", py_bool(false)),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
