@@ -283,3 +283,11 @@ def test_stream_continuous_usage(pair):
     compare_stream(pair, "chat.stream_continuous_usage", "/v1/chat/completions",
                    chat(max_tokens=3, stream=True,
                         stream_options={"include_usage": True, "continuous_usage_stats": True}))
+
+
+def test_stream_continuous_usage_alone(pair):
+    # vLLM 0.32: `include_usage` defaults to false, so this stream carries no usage at all.
+    ea, eb = compare_stream(pair, "chat.stream_continuous_usage_alone", "/v1/chat/completions",
+                            chat(max_tokens=3, stream=True, stream_options={"continuous_usage_stats": True}))
+    expect("chat.stream_continuous_usage_alone", "events with usage",
+           sum(1 for e in ea if e.get("usage")), sum(1 for e in eb if e.get("usage")))

@@ -22,8 +22,8 @@ pub struct Parsed {
     pub model: String,
     /// `stream`.
     pub stream: bool,
-    /// Whether the client gets usage from vLLM: `stream_options` sent, with `include_usage`
-    /// absent (vLLM's default is true) or true.
+    /// Whether the client gets usage from vLLM: `stream_options.include_usage: true` (vLLM
+    /// 0.32's default is false).
     pub include_usage: bool,
     /// `stream_options.continuous_usage_stats` as the client sent it.
     pub continuous_usage: bool,
@@ -133,10 +133,10 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Parsed, ParseError> {
         });
     }
     let key = key_text(endpoint, &b)?;
-    // vLLM's `StreamOptions` defaults `include_usage` to true once `stream_options` is sent.
+    // vLLM 0.32's `StreamOptions` defaults `include_usage` to false (`should_include_usage`).
     let (include_usage, continuous_usage) = b.stream_options.map_or((false, false), |o| {
         (
-            o.include_usage.unwrap_or(true),
+            o.include_usage.unwrap_or(false),
             o.continuous_usage_stats.unwrap_or(false),
         )
     });
@@ -287,7 +287,7 @@ fn prompt_text(raw: &RawValue) -> Result<String, ParseError> {
 
 /// The body with `stream_options.include_usage` set to true, so the engine reports usage at
 /// the end of a stream. Called only for a client that gets no usage from vLLM (no
-/// `stream_options`, or `include_usage: false`); a `continuous_usage_stats: true` it sent is
+/// `stream_options`, or `include_usage` absent or false); a `continuous_usage_stats: true` it sent is
 /// turned off, since vLLM sends per-chunk usage only with `include_usage`, so the one usage
 /// event left to strip is the final usage-only chunk.
 pub fn with_include_usage(body: &[u8]) -> Result<Bytes, ParseError> {

@@ -110,9 +110,9 @@ fn include_usage_is_injected_without_touching_other_fields() {
     assert!(with_include_usage(br#"{"stream_options":3}"#).is_err());
 }
 
-/// vLLM defaults `include_usage` to true inside `stream_options` and sends per-chunk usage
-/// only with it: a client that turned `include_usage` off gets none, so the engine is asked
-/// for the final chunk only.
+/// vLLM 0.32 defaults `include_usage` to false and sends per-chunk usage only with it: a
+/// client without `include_usage: true` gets none, so the engine is asked for the final chunk
+/// only.
 #[test]
 fn continuous_usage_without_include_usage_is_turned_off() {
     let chat = |opts: &str| {
@@ -121,10 +121,11 @@ fn continuous_usage_without_include_usage_is_turned_off() {
         );
         ok(Endpoint::Chat, &body)
     };
-    assert!(chat("{}").include_usage, "vLLM's default");
+    assert!(!chat("{}").include_usage, "vLLM's default");
     assert!(!chat("null").include_usage);
+    assert!(chat(r#"{"include_usage":true}"#).include_usage);
     let p = chat(r#"{"continuous_usage_stats":true}"#);
-    assert!(p.continuous_usage && p.include_usage);
+    assert!(p.continuous_usage && !p.include_usage);
     let p = chat(r#"{"continuous_usage_stats":true,"include_usage":false}"#);
     assert!(p.continuous_usage && !p.include_usage);
     let body = br#"{"model":"m","stream":true,"stream_options":{"continuous_usage_stats":true,"include_usage":false}}"#;

@@ -373,7 +373,9 @@ pub(crate) fn sampling(s: &Sampling, max_tokens: i64) -> Result<Checked, Invalid
     }
     let stream = s.stream.unwrap_or(false);
     let opts: StreamOptions = s.stream_options.unwrap_or_default();
-    let usage_on = s.stream_options.is_some();
+    // vLLM 0.32 (`should_include_usage`): `include_usage` defaults to false, and per-chunk
+    // usage needs both flags.
+    let include_usage = s.stream_options.is_some() && opts.include_usage.unwrap_or(false);
     Ok(Checked {
         n: n as u32,
         min_tokens: min_tokens as u32,
@@ -383,8 +385,8 @@ pub(crate) fn sampling(s: &Sampling, max_tokens: i64) -> Result<Checked, Invalid
         include_stop: s.include_stop_str_in_output.unwrap_or(false),
         ignore_eos: s.ignore_eos.unwrap_or(false),
         stream,
-        include_usage: usage_on && opts.include_usage.unwrap_or(true),
-        continuous_usage: usage_on && opts.continuous_usage_stats.unwrap_or(false),
+        include_usage,
+        continuous_usage: include_usage && opts.continuous_usage_stats.unwrap_or(false),
     })
 }
 
@@ -459,9 +461,10 @@ mod tests {
             5,
         );
         let ok = ok.unwrap_or_else(|e| panic!("{e}"));
+        // `include_usage` defaults to false in vLLM 0.32, even inside `stream_options`.
         assert_eq!(
             (ok.n, ok.seed, ok.stop.len(), ok.include_usage),
-            (3, None, 1, true)
+            (3, None, 1, false)
         );
     }
 
