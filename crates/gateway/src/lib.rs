@@ -257,7 +257,10 @@ impl GatewayHandle {
     /// [`Self::accounting_settled`], waiting at most `limit` (a shared store that stopped
     /// answering must not hold the exit forever); logs when it gives up.
     pub async fn settle_within(&self, limit: Duration) {
-        if tokio::time::timeout(limit, self.accounting_settled()).await.is_err() {
+        if tokio::time::timeout(limit, self.accounting_settled())
+            .await
+            .is_err()
+        {
             tracing::warn!("admission settlements still running at exit; counters may be off");
         }
     }

@@ -128,7 +128,8 @@ pub(crate) async fn send(
             Ok(Ok(resp)) if !retryable(resp.status()) => {
                 pod.record_success();
                 if resp.status().is_success() {
-                    gw.pool.accepted(&cx.parsed.model, req.blocks, &pod.address, gw.now());
+                    gw.pool
+                        .accepted(&cx.parsed.model, req.blocks, &pod.address, gw.now());
                 }
                 return Ok(Sent { resp, slot, gauge });
             }
