@@ -1,5 +1,5 @@
 //! The one place a failure becomes an HTTP answer: the OpenAI error envelope
-//! `{"error":{"message","type","code","param"}}` with AIBrix's statuses, codes and debug
+//! `{"error":{"message","type","param","code"}}` with AIBrix's statuses, codes and debug
 //! headers. Each variant is named for the stage that failed and doubles as a metric label.
 
 use axum::http::{HeaderName, HeaderValue, StatusCode};
