@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use brix_api::openai::ErrorEnvelope;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -78,9 +79,7 @@ impl IntoResponse for AdminError {
                 )
             }
         };
-        let body = json!({"error": {
-            "message": self.to_string(), "type": kind, "code": code, "param": null,
-        }});
+        let body = ErrorEnvelope::new(self.to_string(), kind).with_code(code.map(Into::into));
         (status, Json(body)).into_response()
     }
 }

@@ -115,9 +115,8 @@ impl axum::response::IntoResponse for AdminDenied {
             Self::Disabled => ("permission_error", "admin_api_disabled"),
             Self::Unauthorized => ("authentication_error", "invalid_api_key"),
         };
-        let body = serde_json::json!({"error": {
-            "message": self.to_string(), "type": kind, "code": code, "param": null,
-        }});
+        let body = brix_api::openai::ErrorEnvelope::new(self.to_string(), kind)
+            .with_code(Some(code.into()));
         (self.status(), axum::Json(body)).into_response()
     }
 }

@@ -1,10 +1,12 @@
-//! The fleet file's types (models, engines, AIBrix resource documents); pure: no I/O.
+//! The fleet file's types (models, engines, AIBrix resource documents) and the error bodies
+//! every Brix server answers with; pure: no I/O.
 //!
 //! `brix up` reads one YAML file describing what the fleet is. This crate owns the parts that
 //! are not the gateway's: the [`ModelSpec`] list (what each model is and how its replicas run)
 //! and the [`Resource`] documents in AIBrix's own schema ([`ModelAdapter`],
 //! `model.aibrix.ai/v1alpha1`; [`PodAutoscaler`], `autoscaling.aibrix.ai/v1alpha1`), so a team
-//! can bring its AIBrix manifests unchanged.
+//! can bring its AIBrix manifests unchanged. The OpenAI error envelope (and Anthropic's) that
+//! the gateway, `brix sim`, the admin APIs and the bench mock send is built in [`openai`] only.
 //!
 //! Parsing is `serde` (with `serde_yaml_ng` the errors already carry the field path and the
 //! line); checks that need more than one field, or more than one document, run once in
@@ -41,6 +43,7 @@ mod knobs;
 mod meta;
 mod model;
 mod names;
+pub mod openai;
 mod resource;
 
 pub use adapter::{ADAPTER_API_VERSION, Artifact, ModelAdapter, ModelAdapterSpec, SCHEDULER_NAMES};

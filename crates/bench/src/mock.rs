@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use brix_api::openai::{ErrorCode, ErrorEnvelope};
 use brix_net::RequestBody;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue};
@@ -198,9 +199,11 @@ impl State {
                 "has_image_understanding": false,
                 "has_audio_understanding": false,
             })),
-            not_found: to_bytes(&json!({"error": {
-                "message": "no such route", "type": "NotFoundError", "param": null, "code": 404,
-            }})),
+            not_found: Bytes::from(
+                ErrorEnvelope::new("no such route", "NotFoundError")
+                    .with_code(Some(ErrorCode::Status(404)))
+                    .to_json(),
+            ),
             generations: AtomicU64::new(0),
             running: Arc::new(AtomicI64::new(0)),
         }

@@ -267,10 +267,8 @@ async fn send<T: serde::de::DeserializeOwned>(
     let status = resp.status();
     let body = resp.text().await.map_err(|e| remote(e.to_string()))?;
     if !status.is_success() {
-        let message = serde_json::from_str::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-            .unwrap_or(body);
+        let message =
+            brix_api::openai::ErrorEnvelope::parse(body.as_bytes()).map_or(body, |e| e.message);
         return Err(remote(format!("{status}: {message}")));
     }
     serde_json::from_str(&body).map_err(|e| remote(format!("unexpected reply: {e}")))

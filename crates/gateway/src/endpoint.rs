@@ -49,7 +49,7 @@ pub const PATHS: &[(&str, Endpoint)] = &[
 /// How refusals are shaped for a path's clients.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
-    /// `{"error":{"message","type","code","param"}}`.
+    /// `{"error":{"message","type","param","code"}}`.
     OpenAi,
     /// `{"type":"error","error":{"type","message"}}`, as vLLM answers on `/v1/messages`.
     Anthropic,

@@ -1,10 +1,11 @@
 //! The one place a failure becomes an HTTP answer: the OpenAI error envelope
-//! `{"error":{"message","type","code","param"}}` with AIBrix's statuses, codes and debug
+//! `{"error":{"message","type","param","code"}}` with AIBrix's statuses, codes and debug
 //! headers. Each variant is named for the stage that failed and doubles as a metric label.
 
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use brix_admission::Reject;
+use brix_api::openai::{AnthropicError, ErrorEnvelope};
 use brix_router::StrategyParseError;
 
 use crate::endpoint::Dialect;
@@ -169,31 +170,50 @@ pub fn anthropic_type(status: StatusCode) -> &'static str {
     }
 }
 
-/// An error body in `dialect`: the OpenAI envelope, or Anthropic's
-/// `{"type":"error","error":{"type","message"}}` (what vLLM answers on `/v1/messages`).
-pub fn dialect_envelope(
-    dialect: Dialect,
-    status: StatusCode,
-    message: &str,
-    code: Option<&str>,
-) -> serde_json::Value {
-    match dialect {
-        Dialect::OpenAi => envelope(message, error_type(status), code, None),
-        Dialect::Anthropic => serde_json::json!({
-            "type": "error",
-            "error": {"type": anthropic_type(status), "message": message},
-        }),
-    }
+/// An error body in the shape one dialect's clients parse; both shapes are built by `brix-api`.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+pub enum ErrorBody {
+    /// The OpenAI envelope `{"error":{"message","type","param","code"}}`.
+    OpenAi(ErrorEnvelope),
+    /// Anthropic's `{"type":"error","error":{"type","message"}}` (what vLLM answers on
+    /// `/v1/messages`).
+    Anthropic(AnthropicError),
 }
 
-/// The envelope as JSON bytes.
-pub fn envelope(
-    message: &str,
-    kind: &str,
-    code: Option<&str>,
-    param: Option<&str>,
-) -> serde_json::Value {
-    serde_json::json!({"error": {"message": message, "type": kind, "code": code, "param": param}})
+impl ErrorBody {
+    /// The body for a failure with this status, message and code (Anthropic's shape has no code).
+    pub fn for_status(
+        dialect: Dialect,
+        status: StatusCode,
+        message: &str,
+        code: Option<&str>,
+    ) -> Self {
+        match dialect {
+            Dialect::OpenAi => Self::OpenAi(
+                ErrorEnvelope::new(message, error_type(status)).with_code(code.map(Into::into)),
+            ),
+            Dialect::Anthropic => {
+                Self::Anthropic(AnthropicError::new(anthropic_type(status), message))
+            }
+        }
+    }
+
+    /// The body as JSON text.
+    pub fn to_json(&self) -> String {
+        match self {
+            Self::OpenAi(e) => e.to_json(),
+            Self::Anthropic(e) => e.to_json(),
+        }
+    }
+
+    /// The body as the server-sent event that ends a failed stream in this dialect.
+    pub fn to_sse(&self) -> String {
+        match self {
+            Self::OpenAi(e) => e.to_sse(),
+            Self::Anthropic(e) => e.to_sse(),
+        }
+    }
 }
 
 impl GatewayError {
@@ -206,11 +226,12 @@ impl GatewayError {
             _ => error_type(status),
         };
         let body = match dialect {
-            Dialect::OpenAi => envelope(&self.to_string(), kind, self.code(), self.param()),
-            Dialect::Anthropic => serde_json::json!({
-                "type": "error",
-                "error": {"type": kind, "message": self.to_string()},
-            }),
+            Dialect::OpenAi => ErrorBody::OpenAi(
+                ErrorEnvelope::new(self.to_string(), kind)
+                    .with_param(self.param())
+                    .with_code(self.code().map(Into::into)),
+            ),
+            Dialect::Anthropic => ErrorBody::Anthropic(AnthropicError::new(kind, self.to_string())),
         };
         let mut resp = (status, axum::Json(body)).into_response();
         let headers = resp.headers_mut();

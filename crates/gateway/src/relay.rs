@@ -28,7 +28,7 @@ use hyper::body::Incoming;
 
 use crate::Gateway;
 use crate::endpoint::Dialect;
-use crate::error::{GatewayError, bounded, dialect_envelope};
+use crate::error::{ErrorBody, GatewayError, bounded};
 use crate::handler::{Ctx, encode_session};
 use crate::metrics::GaugeGuard;
 use crate::pool::{InFlight, PodState};
@@ -293,9 +293,12 @@ fn normalise_error(status: StatusCode, body: Bytes, dialect: Dialect) -> Bytes {
     let text = String::from_utf8_lossy(&body);
     let message = serde_json::from_str::<serde_json::Value>(&text)
         .ok()
-        .and_then(|v| v.get("detail").or(v.get("message")).map(|m| m.to_string()))
+        .and_then(|v| {
+            let m = v.get("detail").or(v.get("message"))?;
+            Some(m.as_str().map_or_else(|| m.to_string(), str::to_owned))
+        })
         .unwrap_or_else(|| text.trim().to_string());
-    Bytes::from(dialect_envelope(dialect, status, &message, None).to_string())
+    Bytes::from(ErrorBody::for_status(dialect, status, &message, None).to_json())
 }
 
 /// The SSE body on its way to the client: forwards chunks as they come, taps usage, ends a
@@ -319,11 +322,7 @@ impl Relay {
     /// An SSE error event in the path's dialect.
     fn error_event(&self, status: StatusCode, code: &str, why: &str) -> Bytes {
         let message = format!("upstream pod {} {why}", bounded(&self.pod.name));
-        let e = dialect_envelope(self.dialect, status, &message, Some(code));
-        Bytes::from(match self.dialect {
-            Dialect::OpenAi => format!("data: {e}\n\n"),
-            Dialect::Anthropic => format!("event: error\ndata: {e}\n\n"),
-        })
+        Bytes::from(ErrorBody::for_status(self.dialect, status, &message, Some(code)).to_sse())
     }
 
     /// Ends the stream: books `outcome`, drops the engine connection, returns the last bytes.
@@ -430,5 +429,39 @@ impl http_body::Body for Relay {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_errors_become_the_dialects_envelope() {
+        let kept = Bytes::from_static(
+            br#"{"error":{"message":"m","type":"BadRequestError","param":null,"code":400}}"#,
+        );
+        assert_eq!(
+            normalise_error(StatusCode::BAD_REQUEST, kept.clone(), Dialect::OpenAi),
+            kept
+        );
+        let detail = normalise_error(
+            StatusCode::NOT_FOUND,
+            Bytes::from_static(br#"{"detail":"Not Found"}"#),
+            Dialect::OpenAi,
+        );
+        assert_eq!(
+            &detail[..],
+            br#"{"error":{"message":"Not Found","type":"invalid_request_error","param":null,"code":null}}"#
+        );
+        let text = normalise_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Bytes::from_static(b"  busy\n"),
+            Dialect::Anthropic,
+        );
+        assert_eq!(
+            &text[..],
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"busy"}}"#
+        );
     }
 }

@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 pub use brix_admission::AdminGuard;
+use brix_api::openai::ErrorEnvelope;
 use brix_gateway::GatewayHandle;
 use serde::{Deserialize, Serialize};
 
@@ -76,11 +77,8 @@ pub fn router<P: Platform>(platform: P, gateway: GatewayHandle, guard: AdminGuar
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
-    (
-        status,
-        axum::Json(serde_json::json!({"error": {"message": message, "type": "invalid_request_error", "code": null, "param": null}})),
-    )
-        .into_response()
+    let body = ErrorEnvelope::new(message, "invalid_request_error");
+    (status, axum::Json(body)).into_response()
 }
 
 async fn status<P: Platform>(State(admin): State<Arc<Admin<P>>>, headers: HeaderMap) -> Response {

@@ -11,6 +11,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use brix_api::openai::{ErrorCode, ErrorEnvelope};
 use brix_sim::{AddError, LoraError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -209,20 +210,6 @@ impl ApiError {
 }
 
 #[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorInfo<'a>,
-}
-
-#[derive(Serialize)]
-struct ErrorInfo<'a> {
-    message: String,
-    #[serde(rename = "type")]
-    kind: &'a str,
-    param: Option<String>,
-    code: u16,
-}
-
-#[derive(Serialize)]
 struct Detail {
     detail: String,
 }
@@ -242,14 +229,9 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(%status, error = %self, "request failed");
         }
-        let body = ErrorBody {
-            error: ErrorInfo {
-                message: self.to_string(),
-                kind,
-                param: self.param().map(str::to_string),
-                code: status.as_u16(),
-            },
-        };
+        let body = ErrorEnvelope::new(self.to_string(), kind)
+            .with_param(self.param())
+            .with_code(Some(ErrorCode::Status(status.as_u16())));
         (status, Json(body)).into_response()
     }
 }

@@ -4,6 +4,7 @@
 //! The bytes are split by [`crate::sse::SseSplitter`], the crate's one SSE reader, which is
 //! incremental: the live client needs each event at the moment its bytes arrive.
 
+use brix_api::openai::ErrorEnvelope;
 use serde::Deserialize;
 
 pub(crate) use crate::sse::SseSplitter;
@@ -56,10 +57,8 @@ pub(crate) fn parse(payload: &[u8]) -> Result<Event, serde_json::Error> {
     }
     let raw: RawChunk = serde_json::from_slice(payload)?;
     if let Some(e) = raw.error {
-        let message = e
-            .get("message")
-            .and_then(|m| m.as_str())
-            .map_or_else(|| e.to_string(), str::to_owned);
+        let message =
+            ErrorEnvelope::parse(payload).map_or_else(|| e.to_string(), |env| env.message);
         return Ok(Event::Error(message));
     }
     let text = raw.choices.iter().any(|c| {

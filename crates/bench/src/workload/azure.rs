@@ -7,7 +7,7 @@
 //! published files), computed in integer nanoseconds so a day's offset loses no precision.
 //! Columns are found by header name, in any order; fields are plain (no quoting).
 
-use super::error::{FileError, LineError};
+use super::error::{FileError, LineError, numbered_lines};
 use super::seed::{Stream, push_words, rng};
 use super::{WorkRequest, Workload, sort_by_arrival};
 
@@ -25,17 +25,9 @@ pub(super) fn is_header(line: &str) -> bool {
 
 /// The requests of an Azure trace, in time order.
 pub(super) fn parse(text: &str, seed: u64) -> Result<Workload, FileError> {
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty());
-    let Some((header_index, header)) = lines.next() else {
-        return Err(FileError::Empty);
-    };
-    let header_at = |kind| FileError::Line {
-        line: header_index + 1,
-        kind,
-    };
+    let mut lines = numbered_lines(text);
+    let (header_line, header) = lines.next().ok_or(FileError::Empty)?;
+    let header_at = |kind| FileError::at(header_line, kind);
     let columns: Vec<&str> = header
         .trim_start_matches('\u{feff}')
         .split(',')
@@ -51,11 +43,8 @@ pub(super) fn parse(text: &str, seed: u64) -> Result<Workload, FileError> {
         (find(TIMESTAMP)?, find(CONTEXT)?, find(GENERATED)?);
 
     let mut rows: Vec<(i128, u32, u32)> = Vec::new();
-    for (index, line) in lines {
-        let at = |kind| FileError::Line {
-            line: index + 1,
-            kind,
-        };
+    for (number, line) in lines {
+        let at = |kind| FileError::at(number, kind);
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
         if fields.len() != columns.len() {
             return Err(at(LineError::Columns {

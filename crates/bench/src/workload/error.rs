@@ -69,6 +69,21 @@ pub enum FileError {
     },
 }
 
+impl FileError {
+    /// Line `line` (1-based) is wrong in this way.
+    pub(super) fn at(line: usize, kind: LineError) -> Self {
+        Self::Line { line, kind }
+    }
+}
+
+/// The non-blank lines of a line-based file, each with its 1-based number, as errors cite them.
+pub(super) fn numbered_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .map(|(index, line)| (index + 1, line))
+        .filter(|(_, line)| !line.trim().is_empty())
+}
+
 /// What is wrong with one line of a workload or trace file.
 #[derive(Debug, Error)]
 pub enum LineError {

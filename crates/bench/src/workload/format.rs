@@ -16,7 +16,9 @@ use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{FieldCheck, FileError, JsonError, LineError, is_u32, json_error};
+use super::error::{
+    FieldCheck, FileError, JsonError, LineError, is_u32, json_error, numbered_lines,
+};
 use super::{Turn, WorkRequest, Workload};
 
 /// The `format` value in the header line.
@@ -108,17 +110,9 @@ pub(super) fn is_header(line: &str) -> bool {
 
 /// Reads a brix-workload file back, checking the header and every line.
 pub(super) fn parse(text: &str) -> Result<Workload, FileError> {
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty());
-    let Some((header_index, header)) = lines.next() else {
-        return Err(FileError::Empty);
-    };
-    let header_at = |kind| FileError::Line {
-        line: header_index + 1,
-        kind,
-    };
+    let mut lines = numbered_lines(text);
+    let (header_line, header) = lines.next().ok_or(FileError::Empty)?;
+    let header_at = |kind| FileError::at(header_line, kind);
     let header: Header = serde_json::from_str(header).map_err(|error| header_at(json(error)))?;
     if header.format != FORMAT_NAME {
         return Err(header_at(LineError::Invalid {
@@ -135,11 +129,8 @@ pub(super) fn parse(text: &str) -> Result<Workload, FileError> {
         }));
     }
     let mut requests = Vec::new();
-    for (index, line) in lines {
-        let at = |kind| FileError::Line {
-            line: index + 1,
-            kind,
-        };
+    for (number, line) in lines {
+        let at = |kind| FileError::at(number, kind);
         let record: LineIn = serde_json::from_str(line)
             .map_err(|error| at(json_error(FORMAT_NAME, line, error, FIELDS)))?;
         requests.push(request(record).map_err(at)?);

@@ -14,7 +14,7 @@ use std::collections::hash_map::Entry;
 
 use serde::Deserialize;
 
-use super::error::{FieldCheck, FileError, LineError, is_u32, json_error};
+use super::error::{FieldCheck, FileError, LineError, is_u32, json_error, numbered_lines};
 use super::seed::{Stream, push_words, rng};
 use super::{WorkRequest, Workload, sort_by_arrival};
 
@@ -50,14 +50,8 @@ type Blocks = HashMap<u64, (usize, usize)>;
 pub(super) fn parse(text: &str, seed: u64) -> Result<Workload, FileError> {
     let mut requests: Vec<WorkRequest> = Vec::new();
     let mut blocks = Blocks::new();
-    for (index, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at = |kind| FileError::Line {
-            line: index + 1,
-            kind,
-        };
+    for (number, line) in numbered_lines(text) {
+        let at = |kind| FileError::at(number, kind);
         let record: Record = serde_json::from_str(line)
             .map_err(|error| at(json_error("Mooncake", line, error, FIELDS)))?;
         check(&record).map_err(at)?;

@@ -216,15 +216,7 @@ async fn labels_come_from_bounded_sets() {
             .await;
         assert_eq!(status, 200);
     }
-    let text = f
-        .http
-        .get(f.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = f.get_text("/metrics").await;
     assert!(text.len() < 64 << 10, "/metrics is {} bytes", text.len());
     let m = f.metrics().await;
     assert_eq!(
@@ -251,15 +243,7 @@ async fn labels_come_from_bounded_sets() {
     };
     f.registry.set(MODEL, vec![pod1]);
     eventually("pod-0's series are gone", || async {
-        let text = f
-            .http
-            .get(f.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = f.get_text("/metrics").await;
         !text.contains("pod=\"pod-0\"")
     })
     .await;

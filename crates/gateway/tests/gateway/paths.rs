@@ -116,15 +116,7 @@ async fn models_pass_the_engines_fields_through() {
         .json()
         .await
         .unwrap();
-    let ours: Value = f
-        .http
-        .get(f.url("/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ours: Value = f.get_json("/v1/models").await;
     let (e, o) = (&engine["data"][0], &ours["data"][0]);
     assert_eq!(o["id"], MODEL);
     for field in ["root", "max_model_len", "parent", "permission", "owned_by"] {

@@ -148,15 +148,7 @@ async fn adapters_route_to_the_pods_that_hold_them() {
         .unwrap();
     assert_eq!(r.status(), 200);
     crate::support::eventually("the adapter is listed", || async {
-        let v: serde_json::Value = f
-            .http
-            .get(f.url("/v1/models"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v: serde_json::Value = f.get_json("/v1/models").await;
         v["data"]
             .as_array()
             .is_some_and(|d| d.iter().any(|m| m["id"] == "sql" && m["parent"] == MODEL))

@@ -114,17 +114,20 @@ impl Fleet {
         (status, pod)
     }
 
+    /// The body of `GET path` on the gateway, as text.
+    pub async fn get_text(&self, path: &str) -> String {
+        let r = self.http.get(self.url(path)).send().await.unwrap();
+        r.text().await.unwrap()
+    }
+
+    /// The body of `GET path` on the gateway, as JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let r = self.http.get(self.url(path)).send().await.unwrap();
+        r.json().await.unwrap()
+    }
+
     pub async fn metrics(&self) -> Exposition {
-        let text = self
-            .http
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        Exposition::parse(&text)
+        Exposition::parse(&self.get_text("/metrics").await)
     }
 
     /// Sum of a gateway counter over the samples matching `labels`.
