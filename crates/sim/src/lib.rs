@@ -16,6 +16,7 @@ mod hash;
 mod kv;
 mod latency;
 mod lora;
+mod outcome;
 mod outlen;
 mod profile;
 mod request;
