@@ -229,7 +229,8 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(%status, error = %self, "request failed");
         }
-        let body = ErrorEnvelope::new(self.to_string(), kind)
+        // As vLLM's `create_error_response`: file paths in the message become `<path>`.
+        let body = ErrorEnvelope::new(crate::sanitize::sanitize_message(&self.to_string()), kind)
             .with_param(self.param())
             .with_code(Some(ErrorCode::Status(status.as_u16())));
         (status, Json(body)).into_response()

@@ -17,6 +17,7 @@ mod faults;
 mod metrics;
 mod pydantic;
 mod routes;
+mod sanitize;
 mod tokenizer;
 
 use std::net::SocketAddr;
