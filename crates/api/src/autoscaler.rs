@@ -81,6 +81,10 @@ pub enum ScalingStrategy {
     /// AIBrix's tolerance-band proportional scaler.
     #[serde(rename = "APA")]
     Apa,
+    /// Brix's SLO-capacity policy: token demand against what a replica serves at the SLO
+    /// (not an AIBrix strategy; docs/autoscaling.md).
+    #[serde(rename = "SLO")]
+    Slo,
 }
 
 /// One metric feed for the autoscaler.
@@ -230,6 +234,7 @@ impl fmt::Display for ScalingStrategy {
             Self::Hpa => "HPA",
             Self::Kpa => "KPA",
             Self::Apa => "APA",
+            Self::Slo => "SLO",
         })
     }
 }

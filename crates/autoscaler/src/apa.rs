@@ -1,0 +1,1 @@
+//! apa (to be written).

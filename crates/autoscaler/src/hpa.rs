@@ -1,0 +1,1 @@
+//! hpa (to be written).

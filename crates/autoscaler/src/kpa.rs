@@ -1,0 +1,1 @@
+//! kpa (to be written).

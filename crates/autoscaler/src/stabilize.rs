@@ -1,0 +1,1 @@
+//! Kubernetes HPA stabilization and rate policies (helper-owned; see tests).

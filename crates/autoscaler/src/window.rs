@@ -1,0 +1,1 @@
+//! Metric windows (to be written).
