@@ -2,12 +2,14 @@
 //! state, recent decisions; `decide` runs the algorithm and applies stabilization and bounds.
 
 use crate::decision::Decision;
+use crate::slo::SloState;
 use crate::{FleetState, Load, Policy, Reading};
 
 /// One PodAutoscaler's state.
 #[derive(Clone, Debug)]
 pub struct Autoscaler {
     policy: Policy,
+    slo: SloState,
     history: Vec<Decision>,
 }
 
@@ -15,6 +17,7 @@ impl Autoscaler {
     /// A fresh autoscaler for `policy`.
     pub fn new(policy: Policy) -> Self {
         Self {
+            slo: SloState::new(&policy),
             policy,
             history: Vec::new(),
         }
@@ -32,7 +35,7 @@ impl Autoscaler {
 
     /// Records the gateway's view of the model at `now`.
     pub fn observe_load(&mut self, load: &Load, now: f64) {
-        let _ = (load, now);
+        self.slo.observe_load(load, now);
     }
 
     /// A replica took `seconds` from being asked for to ready.
@@ -42,6 +45,7 @@ impl Autoscaler {
 
     /// The replica count for `fleet` at `now`, with its reasons.
     pub fn decide(&mut self, fleet: &FleetState, now: f64) -> Decision {
+        let _ = self.slo.recommend(&self.policy, fleet, 0.0, now);
         let d = Decision {
             at: now,
             current: fleet.desired,
