@@ -58,9 +58,9 @@ pub fn timeline_png(path: &Path, run: &SimRun, title: &str) -> Result<(), String
         "replicas",
         end,
         &[
-            ("desired", ORANGE, line(&|s| s.desired)),
-            ("ready", GREEN, line(&|s| s.ready)),
             ("billed", RED, line(&|s| s.ready + s.starting + s.draining)),
+            ("ready", GREEN, line(&|s| s.ready)),
+            ("desired", ORANGE, line(&|s| s.desired)),
         ],
     )?;
     let ttft: Vec<(f64, f64)> = rows
@@ -95,13 +95,14 @@ fn panel<DB: DrawingBackend>(
         .y_desc(y_desc)
         .draw()
         .map_err(|e| e.to_string())?;
-    for (label, c, points) in lines {
-        let c = *c;
+    // Earlier lines drawn wider, so equal values stay visible under later ones.
+    for (i, (label, c, points)) in lines.iter().enumerate() {
+        let c = c.stroke_width(2 * (lines.len() - i) as u32);
         chart
-            .draw_series(LineSeries::new(points.iter().copied(), c.stroke_width(2)))
+            .draw_series(LineSeries::new(points.iter().copied(), c))
             .map_err(|e| e.to_string())?
             .label(*label)
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c.stroke_width(2)));
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], c));
     }
     chart
         .configure_series_labels()

@@ -319,7 +319,7 @@ impl Sim<'_> {
             .slots
             .iter()
             .map(|s| (s.stopped_at.unwrap_or(end) - s.requested_at).max(0.0))
-            .sum();
+            .fold(0.0, |a, b| a + b);
         let gpu_seconds = replica_seconds * f64::from(self.cfg.model.tensor_parallel_size);
         let (mut min, mut max, mut area) = (u32::MAX, 0, 0.0);
         for (k, &(t, n)) in self.billed.iter().enumerate() {
