@@ -11,18 +11,20 @@
 //! good probe at t = 0) and routes with its `decide`; nothing of the gateway is copied here.
 
 mod scale;
+mod slot;
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
 use brix_router::fleet::{CoreConfig, Fleet, Scrape};
 use brix_router::{RouteRequest, Strategy};
-use brix_sim::{Engine, Finished, NewRequest, StepCost, StepOutput};
+use brix_sim::{Finished, NewRequest, StepCost};
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use self::scale::ScaleState;
+use self::slot::{Event, Life, Slot, Timed};
 use super::autoscale::Decide;
 use super::oracle::{self, EngineLoad};
 use super::release::{Action, Releaser};
@@ -32,116 +34,6 @@ use crate::workload::Workload;
 
 /// The gateway's per-request RNG stream: `seed ^ n · golden` (`brix-gateway`'s `Gateway::rng`).
 const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Event {
-    /// Request (by position) is sent.
-    Arrival(usize),
-    /// The engine's running step ends.
-    StepEnd(usize),
-    /// The gateway scrapes the engine.
-    Scrape(usize),
-    /// Closed loop: a released turn's think time is over.
-    Wake,
-    /// The autoscaler's metrics are read (and the timeline sampled).
-    Observe,
-    /// The autoscaler decides; `tick`: the periodic one (else one triggered by a held request).
-    Decide { tick: bool },
-    /// An engine asked for is up: its first probe succeeds.
-    Ready(usize),
-    /// A held request's wait is over.
-    HoldTimeout(usize),
-}
-
-impl Event {
-    /// Whether the event keeps the run going (ticks, probes and timeouts do not).
-    fn live(self) -> bool {
-        matches!(self, Self::Arrival(_) | Self::StepEnd(_) | Self::Wake)
-    }
-}
-
-/// Where an engine is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Life {
-    /// Asked for, loading: billed, not routable.
-    Starting,
-    /// In rotation.
-    Ready,
-    /// Scaled down: no new requests, stops when its last one ends.
-    Draining,
-    /// Stopped: no longer billed.
-    Stopped,
-}
-
-/// A heap entry: earliest time first, then the order it was scheduled in.
-#[derive(Clone, Copy, Debug)]
-struct Timed {
-    at: f64,
-    seq: u64,
-    event: Event,
-}
-
-impl PartialEq for Timed {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Timed {}
-impl PartialOrd for Timed {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Timed {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.at.total_cmp(&other.at).then(self.seq.cmp(&other.seq))
-    }
-}
-
-/// One engine, its pending arrivals, and what the gateway and the oracle know of it.
-struct Slot {
-    engine: Engine,
-    /// Sent while a step was running: (request, arrival), added when it ends.
-    pending: Vec<(NewRequest, f64)>,
-    /// The running step; its outputs are visible at its end.
-    step: Option<StepOutput>,
-    requests: u64,
-    // The oracle's bookkeeping (exact from the events; see `oracle`).
-    queued_prefill: u64,
-    decoding: u32,
-    decode_context: u64,
-    life: Life,
-    /// When it was asked for (billed from then).
-    requested_at: f64,
-    /// When it stopped (billed until then).
-    stopped_at: Option<f64>,
-    /// The last scrape's (waiting, KV usage).
-    gauges: Option<(f64, f64)>,
-    /// Prompt and generation token counters at the last observe tick.
-    counted: (u64, u64),
-}
-
-impl Slot {
-    /// Engine `i` of `cfg` (seeded `seed ^ i`), asked for at `now`.
-    fn new(cfg: &SimConfig, i: usize, life: Life, now: f64) -> Result<Self, SimError> {
-        let mut ec = cfg.engine.clone();
-        ec.seed ^= i as u64;
-        Ok(Self {
-            engine: Engine::new(ec, cfg.model.clone(), cfg.gpu.clone())?,
-            pending: Vec::new(),
-            step: None,
-            requests: 0,
-            queued_prefill: 0,
-            decoding: 0,
-            decode_context: 0,
-            life,
-            requested_at: now,
-            stopped_at: None,
-            gauges: None,
-            counted: (0, 0),
-        })
-    }
-}
 
 /// A request between its send and its end.
 #[derive(Clone, Debug)]

@@ -9,7 +9,8 @@ use std::collections::VecDeque;
 
 use brix_autoscaler::{Decision, FleetState, Reading, SourceKind};
 
-use super::{Event, Life, Sim, Slot};
+use super::Sim;
+use super::slot::{Event, Life, Slot};
 use crate::report::{FleetSummary, RequestRecord};
 use crate::vsim::TimelineSample;
 use crate::vsim::autoscale::{Decide, PodMetric, ScaleConfig};
