@@ -6,6 +6,7 @@ use brix_sim::{Engine, NewRequest, StepOutput};
 
 use crate::vsim::{SimConfig, SimError};
 
+/// What the loop processes, each at its time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Event {
     /// Request (by position) is sent.
