@@ -383,3 +383,55 @@ fn a_static_fleet_is_billed_for_the_whole_run() {
         "1 s rows count every arrival"
     );
 }
+
+/// Light load, a burst, light load again: `(from, to, rate)` phases of 600-token requests.
+fn phases(parts: &[(f64, f64, f64)]) -> Workload {
+    let mut requests = Vec::new();
+    for &(from, to, rate) in parts {
+        let n = ((to - from) * rate) as usize;
+        for mut r in steady(n, rate, from) {
+            r.id = requests.len() as u64;
+            r.output_tokens = 120;
+            requests.push(r);
+        }
+    }
+    Workload { requests }
+}
+
+#[test]
+#[ignore = "needs h/core's policies on main (the skeleton holds the count)"]
+fn a_burst_scales_up_and_back_down_with_the_real_policies() {
+    let w = phases(&[(0.0, 20.0, 2.0), (20.0, 60.0, 40.0), (60.0, 200.0, 2.0)]);
+    let keys = route_keys(&w, 128);
+    let s: SimStrategy = "least-request".parse().unwrap_or_else(|e| panic!("{e}"));
+    for strategy in ["KPA", "APA", "HPA"] {
+        let doc = document(strategy, 1, 6, "num_requests_running", "8");
+        let mut p = Policy::from_document(&doc, None).unwrap_or_else(|e| panic!("{e}"));
+        p.knobs.stable_window = std::time::Duration::from_secs(10);
+        p.knobs.panic_window = std::time::Duration::from_secs(4);
+        p.knobs.scale_down_cooldown = std::time::Duration::from_secs(10);
+        p.sync_s = p.sync_s.min(2.0);
+        let mut cfg = config(1, p.clone(), 5.0);
+        if let Some(sc) = cfg.autoscaler.as_mut() {
+            // `config` sets a 1 s period for the scripted tests; keep the policy's, shortened.
+            sc.policy.sync_s = p.sync_s;
+        }
+        let r = run(&w, &keys, Release::Open, &cfg, &s).unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.records.iter().all(RequestRecord::ok), "{strategy}");
+        let peak = r
+            .timeline
+            .iter()
+            .filter(|t| t.t < 70.0)
+            .map(|t| t.ready)
+            .max()
+            .unwrap_or(0);
+        assert!(peak >= 2, "{strategy} scaled up in the burst: {peak}");
+        let last = r.timeline.last().copied().unwrap_or_default();
+        assert!(
+            last.desired < peak,
+            "{strategy} back down after it: {last:?}"
+        );
+        assert!(r.fleet.scale_events >= 2, "{strategy}: {:?}", r.fleet);
+        assert!(r.fleet.replica_seconds < f64::from(peak) * r.end_s);
+    }
+}
