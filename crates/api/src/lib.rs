@@ -48,7 +48,7 @@ mod resource;
 
 pub use adapter::{ADAPTER_API_VERSION, Artifact, ModelAdapter, ModelAdapterSpec, SCHEDULER_NAMES};
 pub use autoscaler::{
-    AUTOSCALER_API_VERSION, DayOfWeek, MetricSource, MetricSourceType, PodAutoscaler,
+    AUTOSCALER_API_VERSION, DayOfWeek, GATEWAY_METRICS, MetricSource, MetricSourceType, PodAutoscaler,
     PodAutoscalerSpec, PredictiveMode, PredictiveSpec, ProtocolType, ScalingStrategy, Schedule,
     SubTargetSelector,
 };
