@@ -21,6 +21,7 @@ mod kpa;
 mod policy;
 mod scaler;
 mod slo;
+mod sources;
 mod stabilize;
 pub mod window;
 

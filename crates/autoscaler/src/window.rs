@@ -57,14 +57,15 @@ impl Buckets {
         }
     }
 
-    /// Buckets overlapping `[now - window_s, now]`.
+    /// The buckets of the seconds in `(now - window_s, now]`: a window of `w` seconds
+    /// holds `w` buckets.
     fn within(&self, now: f64, window_s: f64) -> impl Iterator<Item = &Bucket> {
         let from = now - window_s;
         self.buckets
             .iter()
             .rev()
             .skip_while(move |b| b.second as f64 > now)
-            .take_while(move |b| b.second as f64 + 1.0 > from)
+            .take_while(move |b| b.second as f64 > from)
     }
 }
 
@@ -102,7 +103,9 @@ impl Window {
         let (sum, n) = self
             .buckets
             .within(now, window_s)
-            .fold((0.0, 0u32), |(s, n), b| (s + b.sum / f64::from(b.count), n + 1));
+            .fold((0.0, 0u32), |(s, n), b| {
+                (s + b.sum / f64::from(b.count), n + 1)
+            });
         (n > 0).then(|| sum / f64::from(n))
     }
 
@@ -148,7 +151,11 @@ impl CounterWindow {
         let (total, same_second) = match (self.points.back(), self.last_raw) {
             (Some(&(t, _)), _) if now < t => return,
             (Some(&(t, total)), Some(prev)) => {
-                let increase = if counter >= prev { counter - prev } else { counter };
+                let increase = if counter >= prev {
+                    counter - prev
+                } else {
+                    counter
+                };
                 (total + increase, t.floor() == now.floor())
             }
             _ => (0.0, false),
@@ -200,7 +207,8 @@ mod tests {
         // A gap at second 2 is not read as zero.
         w.record(3.1, 6.0);
         assert_eq!(w.average(3.5, 10.0), Some(4.0));
-        assert_eq!(w.average(3.5, 2.0), Some(5.0));
+        assert_eq!(w.average(3.5, 2.0), Some(6.0));
+        assert_eq!(w.average(3.5, 3.0), Some(5.0));
         assert_eq!(w.latest(), Some(6.0));
         assert_eq!(w.age(4.0), Some(4.0 - 3.1));
         // Nothing in the last second once time moves on.

@@ -1,0 +1,1 @@
+//! Steps every strategy shares.
