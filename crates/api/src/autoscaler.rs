@@ -508,10 +508,7 @@ fn validate_target(spec: &PodAutoscalerSpec, model_names: &[&str]) -> Result<(),
 
 /// At least one source (none is fine for the SLO policy, which reads the gateway's load),
 /// each valid, each metric once.
-fn validate_sources(
-    sources: &[MetricSource],
-    strategy: ScalingStrategy,
-) -> Result<(), FieldError> {
+fn validate_sources(sources: &[MetricSource], strategy: ScalingStrategy) -> Result<(), FieldError> {
     if sources.is_empty() && strategy != ScalingStrategy::Slo {
         return fail(
             "spec.metricsSources",

@@ -451,9 +451,7 @@ fn pod_autoscaler_rules() {
             sources(
                 "      - {metricSourceType: external, targetMetric: gateway_in_flight, path: /m, targetValue: \"8\"}\n",
             ),
-            Err(
-                "resources[0].spec.metricsSources[0].path: not used by a gateway source",
-            ),
+            Err("resources[0].spec.metricsSources[0].path: not used by a gateway source"),
         ),
         (
             sources(

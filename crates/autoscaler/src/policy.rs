@@ -1,9 +1,7 @@
 //! A PodAutoscaler document resolved into what the algorithms read: strategy, bounds, sources
 //! with their targets, the knobs with defaults filled in, and the decision period.
 
-use brix_api::{
-    GATEWAY_METRICS, MetricSourceType, PodAutoscaler, ScalingKnobs, ScalingStrategy,
-};
+use brix_api::{GATEWAY_METRICS, MetricSourceType, PodAutoscaler, ScalingKnobs, ScalingStrategy};
 
 use crate::capacity::{ReplicaProfile, SloTarget};
 
