@@ -20,6 +20,7 @@ mod hpa;
 mod kpa;
 mod policy;
 mod scaler;
+mod schedule;
 mod slo;
 mod sources;
 mod stabilize;
@@ -32,6 +33,7 @@ pub use capacity::{ReplicaProfile, SloTarget};
 pub use decision::{Decision, Limit};
 pub use policy::{Policy, PolicyError, Source, SourceKind, Strategy};
 pub use scaler::Autoscaler;
+pub use schedule::Schedules;
 
 /// One reading of one metric source at one moment.
 #[derive(Clone, Debug, PartialEq)]

@@ -9,6 +9,7 @@
 use crate::decision::{Decision, Limit, Recommendation};
 use crate::hpa::SourceRecommendation;
 use crate::kpa::PanicState;
+use crate::schedule::Schedules;
 use crate::slo::SloState;
 use crate::sources::{Signal, SourceState};
 use crate::stabilize::{RatePolicy, Stabilizer};
@@ -32,6 +33,7 @@ pub struct Autoscaler {
     startup_ewma: Option<f64>,
     last_at: Option<f64>,
     history: Vec<Decision>,
+    schedules: Schedules,
 }
 
 impl Autoscaler {
@@ -51,8 +53,17 @@ impl Autoscaler {
             startup_ewma: None,
             last_at: None,
             history: Vec::new(),
+            schedules: Schedules::default(),
             policy,
         }
+    }
+
+    /// Applies the document's `spec.schedules` (those in UTC; see [`Schedules::new`], which
+    /// takes the Unix time of the driver's clock zero). Without this call schedules are not
+    /// applied (virtual time has no date unless the driver gives it one).
+    pub fn with_schedules(mut self, schedules: Schedules) -> Self {
+        self.schedules = schedules;
+        self
     }
 
     /// The policy it runs.
@@ -154,7 +165,7 @@ impl Autoscaler {
                 self.rate_limit(now, current, stable, &mut limits)
             }
         };
-        desired = self.bounds(desired, &mut limits);
+        desired = self.bounds(desired, now, &mut limits);
         desired =
             self.zero_and_activation(fleet, desired, rec.replicas.is_some(), now, &mut limits);
         self.rates.record(now, current, desired);
@@ -237,14 +248,19 @@ impl Autoscaler {
         limited
     }
 
-    /// `desired` clamped to `[minReplicas, maxReplicas]`.
-    fn bounds(&self, desired: u32, limits: &mut Vec<Limit>) -> u32 {
-        if desired < self.policy.min_replicas {
+    /// `desired` clamped to `[minReplicas, maxReplicas]`, or to the active schedule's.
+    fn bounds(&self, desired: u32, now: f64, limits: &mut Vec<Limit>) -> u32 {
+        let (mut min, mut max) = (self.policy.min_replicas, self.policy.max_replicas);
+        if let Some((_, smin, smax)) = self.schedules.active(now) {
+            max = smax.unwrap_or(max);
+            min = smin.unwrap_or(min).min(max);
+        }
+        if desired < min {
             limits.push(Limit::MinReplicas);
-            self.policy.min_replicas
-        } else if desired > self.policy.max_replicas {
+            min
+        } else if desired > max {
             limits.push(Limit::MaxReplicas);
-            self.policy.max_replicas
+            max
         } else {
             desired
         }

@@ -28,6 +28,27 @@ fn bounds_clamp_and_say_so() {
 }
 
 #[test]
+fn an_active_utc_schedule_sets_the_bounds() {
+    let business = brix_api::Schedule {
+        name: "business".into(),
+        timezone: None,
+        days_of_week: Vec::new(),
+        start_time: "09:00".into(),
+        end_time: "17:00".into(),
+        min_replicas: Some(4),
+        max_replicas: None,
+    };
+    // The driver's clock zero is 08:59:00 UTC on 2026-11-30.
+    let epoch = 1_795_996_800.0 + 8.0 * 3600.0 + 59.0 * 60.0;
+    let schedules = crate::Schedules::new(&[business], epoch);
+    let mut a = Autoscaler::new(pod_policy(Strategy::Kpa, 10.0, 1, 6)).with_schedules(schedules);
+    assert_eq!(a.decide(&fleet(1), 0.0).desired, 1);
+    let d = a.decide(&fleet(1), 60.0);
+    assert_eq!(d.desired, 4, "{}", d.reason());
+    assert!(limited(&d, &Limit::MinReplicas));
+}
+
+#[test]
 fn history_keeps_the_last_twenty_and_timing() {
     let mut a = Autoscaler::new(pod_policy(Strategy::Kpa, 10.0, 1, 6));
     assert_eq!(a.next_decision_at(), f64::NEG_INFINITY);
