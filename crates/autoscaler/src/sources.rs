@@ -102,6 +102,9 @@ impl SourceState {
 
     /// Records a driver's reading; a failure records nothing (never a zero) and keeps its
     /// text for the reason.
+    ///
+    /// AIBrix defect fixed here: a failed scrape of an external source yields 0 in AIBrix,
+    /// so an unreachable optimizer reads as "no load" and scales down (aibrix.md §2.3).
     pub(crate) fn observe(&mut self, reading: Reading, now: f64) {
         match reading {
             Reading::Failed(why) => self.failed = Some(why),
