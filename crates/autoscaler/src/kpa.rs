@@ -80,12 +80,6 @@ pub(crate) fn recommend(
     let max_down = (ready_f / knobs.max_scale_down_rate).floor();
     let clamp = |v: f64| v.max(max_down).min(max_up);
     let (stable_pods, panic_pods) = (ceil_u32(clamp(dspc)), ceil_u32(clamp(dppc)));
-    let mut limit = None;
-    if clamp(dspc) < dspc {
-        limit = Some(Limit::ScaleUpRate);
-    } else if clamp(dspc) > dspc {
-        limit = Some(Limit::ScaleDownRate);
-    }
 
     let over = dppc / ready_f >= knobs.panic_threshold;
     let stable_window = knobs.stable_window.as_secs_f64();
@@ -94,9 +88,19 @@ pub(crate) fn recommend(
         Some(since) if now - since > stable_window => *state = PanicState::default(),
         _ => {}
     }
+    let panicking = state.since.is_some();
+    // What the windows ask for, before the rate clamp.
+    let wanted = if panicking { dspc.max(dppc) } else { dspc };
     let mut desired = stable_pods;
-    if state.since.is_some() {
+    if panicking {
         desired = desired.max(panic_pods);
+    }
+    let mut limit = match f64::from(desired) {
+        d if d < wanted => Some(Limit::ScaleUpRate),
+        d if d > wanted => Some(Limit::ScaleDownRate),
+        _ => None,
+    };
+    if panicking {
         if desired > state.max_pods {
             state.max_pods = desired;
         } else if desired < state.max_pods {
@@ -117,6 +121,6 @@ pub(crate) fn recommend(
             ("max_down", max_down),
         ],
         limit,
-        panic: state.since.is_some(),
+        panic: panicking,
     }
 }

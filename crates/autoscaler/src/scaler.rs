@@ -277,17 +277,18 @@ impl Autoscaler {
         now: f64,
         limits: &mut Vec<Limit>,
     ) -> u32 {
-        if desired == 0 && fleet.desired > 0 {
+        if desired > 0 {
+            self.zero_since = None;
+        } else if fleet.desired > 0 {
             let since = *self.zero_since.get_or_insert(now);
             if !measured || now - since < self.policy.scale_to_zero_grace_s {
                 limits.push(Limit::ScaleToZeroGrace);
                 desired = 1;
             }
-        } else if desired > 0 {
-            self.zero_since = None;
         }
         if desired == 0 && fleet.held > 0 {
             limits.push(Limit::Activation);
+            self.zero_since = None;
             desired = 1;
         }
         desired

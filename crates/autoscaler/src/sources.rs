@@ -115,8 +115,13 @@ impl SourceState {
                 }
             }
             Reading::Pods(values) => {
+                // A value that is not a number is a pod whose value is missing.
+                let values: Vec<Option<f64>> = values
+                    .into_iter()
+                    .map(|v| v.filter(|v| v.is_finite()))
+                    .collect();
                 let present: Vec<f64> = values.iter().flatten().copied().collect();
-                if !present.is_empty() && present.iter().all(|v| v.is_finite()) {
+                if !present.is_empty() {
                     let mean = present.iter().sum::<f64>() / present.len() as f64;
                     self.gauge.record(now, mean);
                     self.totals.record(now, mean * values.len() as f64);

@@ -11,6 +11,10 @@
 
 use std::collections::VecDeque;
 
+/// Most entries either history keeps, whatever the driver's clock does (a driver deciding
+/// many times at one instant must not grow memory).
+const MAX_ENTRIES: usize = 4096;
+
 /// Past recommendations, newest last.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Stabilizer {
@@ -40,6 +44,9 @@ impl Stabilizer {
             }
         }
         self.recommendations.push_back((now, recommended));
+        if self.recommendations.len() > MAX_ENTRIES {
+            self.recommendations.pop_front();
+        }
         let keep = up_s.max(down_s);
         while self
             .recommendations
@@ -107,6 +114,9 @@ impl RatePolicy {
         if desired != current {
             self.events
                 .push_back((now, i64::from(desired) - i64::from(current)));
+            if self.events.len() > MAX_ENTRIES {
+                self.events.pop_front();
+            }
         }
         while self
             .events

@@ -189,3 +189,34 @@ fn gateway_in_flight_is_a_total() {
     // 24 in flight / 4 per replica = 6 (= 2 × 3: at the panic threshold, so panicking too).
     assert_eq!(d.desired, 6, "{}", d.reason());
 }
+
+#[test]
+fn the_grace_period_restarts_after_activation() {
+    let mut p = policy(Strategy::Kpa, &[(SourceKind::Gateway, 4.0)], 0, 4);
+    p.knobs.scale_down_cooldown = secs(0);
+    let mut a = Autoscaler::new(p);
+    let idle = crate::Load::default();
+    let mut current = 1;
+    for t in 0..=100 {
+        a.observe_load(&idle, f64::from(t));
+        if t % 2 == 0 {
+            current = a.decide(&fleet(current), f64::from(t)).desired;
+        }
+    }
+    assert_eq!(current, 0);
+    // A request is held: one replica; once it serves and the load is gone, the last replica
+    // stays for a whole grace period again.
+    let held = FleetState {
+        held: 1,
+        ..fleet(0)
+    };
+    assert_eq!(a.decide(&held, 102.0).desired, 1);
+    for t in [104.0, 120.0, 132.0] {
+        a.observe_load(&idle, t);
+        let d = a.decide(&fleet(1), t);
+        assert_eq!(d.desired, 1, "t={t}: {}", d.reason());
+        assert!(limited(&d, &Limit::ScaleToZeroGrace));
+    }
+    a.observe_load(&idle, 134.0);
+    assert_eq!(a.decide(&fleet(1), 134.0).desired, 0);
+}
