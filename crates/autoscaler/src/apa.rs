@@ -14,6 +14,11 @@
 //! over pods (as KPA) ÷ the ready pods now, which equals AIBrix's value while the count is
 //! steady and follows a count change at once. A total source is divided the same way (as
 //! Kubernetes' `AverageValue`).
+//!
+//! Brix fix: the scale-up cap `ceil(N·upRate)` counts ready pods only, so while replicas are
+//! starting a cap below the current count would cancel them although the load asks for
+//! them; the cap never goes below the current count while `ceil(N·r)` asks for at least
+//! that many.
 
 use crate::FleetState;
 use crate::decision::Limit;
@@ -38,7 +43,7 @@ pub(crate) fn recommend(
     ];
     let (replicas, limit) = if r > 1.0 + knobs.scale_up_tolerance {
         let want = ceil(n * r);
-        let cap = ceil(n * knobs.max_scale_up_rate);
+        let cap = ceil(n * knobs.max_scale_up_rate).max(want.min(f64::from(fleet.desired)));
         if want > cap {
             (ceil_u32(cap), Some(Limit::ScaleUpRate))
         } else {

@@ -12,7 +12,13 @@
 //!   Brix) panic when the panic-window pod count reaches `threshold × ready`.
 //! - AIBrix's "no scale-down while panicking" reads `MaxPanicPods` from a context that always
 //!   returns 0, so it never holds; Brix keeps the panic start and the episode's maximum here.
+//!
+//! Brix fix to both: the scale-up cap `ceil(upRate × ready)` counts ready pods only, so while
+//! replicas are starting (minutes for an LLM) a cap below the current count would cancel
+//! them although the load asks for them. The cap never goes below the current count while
+//! the windows ask for at least that many.
 
+use crate::FleetState;
 use crate::decision::{Limit, Recommendation};
 use crate::hpa::{ceil, ceil_u32};
 use crate::sources::Signal;
@@ -49,10 +55,10 @@ fn desired(signal: &Signal) -> Option<Desired> {
 }
 
 /// KPA's recommendation over `signals` (the largest desired count over the sources that have
-/// one); `ready` pods take traffic now.
+/// one); `fleet.ready` pods take traffic now.
 pub(crate) fn recommend(
     signals: &[&Signal],
-    ready: u32,
+    fleet: &FleetState,
     knobs: &ScalingKnobs,
     state: &mut PanicState,
     now: f64,
@@ -74,10 +80,15 @@ pub(crate) fn recommend(
     let dspc = top.dspc;
     let dppc = per_source.iter().map(|(_, d)| d.dppc).fold(0.0, f64::max);
 
+    let ready = fleet.ready;
     // Knative: use 1 if there are no ready pods.
     let ready_f = f64::from(ready.max(1));
-    let max_up = ceil(knobs.max_scale_up_rate * ready_f);
     let max_down = (ready_f / knobs.max_scale_down_rate).floor();
+    // What the windows ask for, before the rate clamp.
+    let asked = dspc.max(dppc);
+    let max_up = ceil(knobs.max_scale_up_rate * ready_f)
+        .max(asked.min(f64::from(fleet.desired)))
+        .max(max_down);
     let clamp = |v: f64| v.max(max_down).min(max_up);
     let (stable_pods, panic_pods) = (ceil_u32(clamp(dspc)), ceil_u32(clamp(dppc)));
 

@@ -213,7 +213,7 @@ impl Autoscaler {
             Strategy::Kpa => {
                 let present: Vec<&Signal> =
                     signals.iter().filter(|s| s.missing.is_none()).collect();
-                let rec = kpa::recommend(&present, fleet.ready, knobs, &mut self.panic, now);
+                let rec = kpa::recommend(&present, fleet, knobs, &mut self.panic, now);
                 (rec, None)
             }
             Strategy::Slo => {

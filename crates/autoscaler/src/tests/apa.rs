@@ -107,3 +107,18 @@ fn scale_down_is_stabilized_with_kubernetes_semantics() {
     feed(&mut a, fed, 102, |_| pods(8, 0.25));
     assert_eq!(a.decide(&fleet(8), 101.0).desired, 4);
 }
+
+#[test]
+fn the_rate_cap_does_not_cancel_starting_replicas() {
+    let mut a = Autoscaler::new(apa(0.5));
+    feed(&mut a, 0, 30, |_| pods(1, 1.75)); // r = 3.5 on one ready pod: ceil(3.5) = 4
+    let starting = FleetState {
+        desired: 4,
+        ready: 1,
+        starting: 3,
+        held: 0,
+    };
+    assert_eq!(a.decide(&starting, 30.0).desired, 4);
+    let d = a.decide(&fleet(1), 31.0);
+    assert_eq!(d.desired, 2, "{}", d.reason());
+}

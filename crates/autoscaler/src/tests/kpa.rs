@@ -220,3 +220,27 @@ fn the_grace_period_restarts_after_activation() {
     a.observe_load(&idle, 134.0);
     assert_eq!(a.decide(&fleet(1), 134.0).desired, 0);
 }
+
+#[test]
+fn the_rate_cap_does_not_cancel_starting_replicas() {
+    // One ready replica carries 3.5 × the target; three more are starting. Knative's cap
+    // (2 × ready = 2 with AIBrix's rate) would cut the count to 2; Brix keeps the 4 asked for.
+    let mut p = pod_policy(Strategy::Kpa, 10.0, 1, 8);
+    p.knobs.scale_down_cooldown = secs(0);
+    let mut a = Autoscaler::new(p.clone());
+    feed(&mut a, 0, 180, |_| pods(1, 35.0));
+    let starting = FleetState {
+        desired: 4,
+        ready: 1,
+        starting: 3,
+        held: 0,
+    };
+    let d = a.decide(&starting, 180.0);
+    assert_eq!(d.desired, 4, "{}", d.reason());
+    // From a converged fleet of one, the cap applies as in Knative.
+    let mut a = Autoscaler::new(p);
+    feed(&mut a, 0, 180, |_| pods(1, 35.0));
+    let d = a.decide(&fleet(1), 180.0);
+    assert_eq!(d.desired, 2, "{}", d.reason());
+    assert!(limited(&d, &Limit::ScaleUpRate));
+}
