@@ -38,9 +38,15 @@ impl Sim {
 
     /// Runs `seconds` of `total` load; returns the desired count after each decision.
     fn run(&mut self, from: u32, seconds: u32, total: f64) -> Vec<(u32, u32)> {
+        self.run_with(from, seconds, |_| total)
+    }
+
+    /// Runs `seconds` of the load `total(t)`.
+    fn run_with(&mut self, from: u32, seconds: u32, total: impl Fn(f64) -> f64) -> Vec<(u32, u32)> {
         let mut out = Vec::new();
         for t in from..from + seconds {
             let now = f64::from(t);
+            let total = total(now);
             let before = self.starting.len();
             self.starting.retain(|at| *at > now);
             self.ready += (before - self.starting.len()) as u32;
@@ -124,6 +130,30 @@ proptest! {
         }
         let changes: Vec<_> = settling.windows(2).filter(|w| w[0].1 != w[1].1).take(20).collect();
         prop_assert!(reversals <= 1, "{s:?}: {reversals} reversals, first changes {changes:?}");
+    }
+
+    #[test]
+    fn rising_load_never_scales_down(
+        s in strategy(),
+        base in 0.0f64..20.0,
+        slope in 0.001f64..0.2,
+        target in 1.0f64..10.0,
+        startup in prop_oneof![Just(0.0), Just(60.0), Just(180.0)],
+    ) {
+        // No scale-down window: the algorithms alone must not step down. (KPA legitimately
+        // steps down when a panic episode ends under a ramp, to its lagging stable count, so
+        // its panic mode is kept out here; tests/kpa.rs covers it.)
+        let mut p = pod_policy(s, target, 1, 64);
+        p.knobs.scale_down_cooldown = secs(0);
+        p.knobs.panic_threshold = 1e9;
+        let mut sim = Sim::new(p, 1, startup);
+        let decisions = sim.run_with(0, 1800, |t| base + slope * t);
+        for w in decisions.windows(2) {
+            prop_assert!(
+                w[1].1 >= w[0].1,
+                "{s:?}: {:?} -> {:?} under a rising load", w[0], w[1]
+            );
+        }
     }
 
     #[test]
