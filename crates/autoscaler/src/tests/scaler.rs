@@ -159,3 +159,42 @@ fn documents_resolve_source_kinds() {
         Err(PolicyError::NoProfile)
     );
 }
+
+#[test]
+fn aibrix_benchmark_kpa_document_holds_scale_down_for_its_legacy_delay() {
+    // AIBrix's benchmark KPA: the legacy label `kpa.autoscaling.aibrix.ai/scale-down-delay: 3m`
+    // (which AIBrix ignores) is read as the 180 s scale-down window.
+    let yaml = "apiVersion: autoscaling.aibrix.ai/v1alpha1\nkind: PodAutoscaler\nmetadata:\n  name: kpa\n  labels: {kpa.autoscaling.aibrix.ai/scale-down-delay: 3m}\nspec:\n  scaleTargetRef: {name: m}\n  minReplicas: 1\n  maxReplicas: 8\n  scalingStrategy: KPA\n  metricsSources:\n    - {metricSourceType: pod, protocolType: http, port: '8000', path: metrics, targetMetric: gpu_cache_usage_perc, targetValue: '0.5'}\n";
+    let doc = match serde_yaml_ng::from_str::<brix_api::Resource>(yaml) {
+        Ok(brix_api::Resource::PodAutoscaler(p)) => p,
+        other => panic!("{other:?}"),
+    };
+    let p = Policy::from_document(&doc, None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.knobs.scale_down_cooldown, secs(180));
+    let mut a = Autoscaler::new(p);
+    // Four pods at 0.75 KV usage: a total of 3 needs 6 pods at 0.5.
+    let mut current = 4;
+    let mut first_drop = None;
+    for t in 0..900u32 {
+        let total = if t < 180 { 3.0 } else { 1.0 };
+        a.observe(0, pods(current, total / f64::from(current)), f64::from(t));
+        if t >= 178 && t % 2 == 0 {
+            let d = a.decide(&fleet(current), f64::from(t));
+            if t == 178 {
+                assert_eq!(d.desired, 6, "{}", d.reason());
+            }
+            if d.desired < current && current == 6 {
+                first_drop.get_or_insert(t);
+            }
+            current = d.desired;
+        }
+    }
+    // The stable window falls below 6 pods' worth about 45 s after the load does; the last
+    // recommendation of 6 is then held for 180 s (not AIBrix's default 300 s).
+    let first_drop = first_drop.unwrap_or_else(|| panic!("never scaled down"));
+    assert!(
+        (360..480).contains(&first_drop),
+        "first drop at {first_drop}"
+    );
+    assert_eq!(current, 2);
+}
