@@ -84,7 +84,8 @@ pub(crate) fn recommend(
     // Knative: use 1 if there are no ready pods.
     let ready_f = f64::from(ready.max(1));
     let max_down = (ready_f / knobs.max_scale_down_rate).floor();
-    // What the windows ask for, before the rate clamp.
+    // The cap never cancels replicas already asked for (starting ones included) while the
+    // windows still ask for them.
     let asked = dspc.max(dppc);
     let max_up = ceil(knobs.max_scale_up_rate * ready_f)
         .max(asked.min(f64::from(fleet.desired)))
@@ -100,7 +101,7 @@ pub(crate) fn recommend(
         _ => {}
     }
     let panicking = state.since.is_some();
-    // What the windows ask for, before the rate clamp.
+    // What the windows ask for, before the rate clamp (to name the clamp that applied).
     let wanted = if panicking { dspc.max(dppc) } else { dspc };
     let mut desired = stable_pods;
     if panicking {

@@ -107,7 +107,7 @@ impl SourceState {
     /// so an unreachable optimizer reads as "no load" and scales down (aibrix.md §2.3).
     pub(crate) fn observe(&mut self, reading: Reading, now: f64) {
         match reading {
-            Reading::Failed(why) => self.failed = Some(why),
+            Reading::Failed(why) => self.failed = Some(bounded(why)),
             Reading::Total(v) => {
                 if v.is_finite() {
                     self.gauge.record(now, v);
@@ -210,6 +210,23 @@ impl SourceState {
             signal.missing = Some(format!("{}: not enough samples", source.metric));
         }
         signal
+    }
+}
+
+/// Longest failure text kept (it comes from a remote endpoint and goes into every reason).
+const MAX_FAILURE_CHARS: usize = 200;
+
+/// `why`, cut to [`MAX_FAILURE_CHARS`] characters on one line.
+fn bounded(why: String) -> String {
+    let one_line: String = why
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX_FAILURE_CHARS)
+        .collect();
+    if why.chars().count() > MAX_FAILURE_CHARS {
+        format!("{one_line}…")
+    } else {
+        one_line
     }
 }
 

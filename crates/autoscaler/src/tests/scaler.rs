@@ -111,6 +111,14 @@ fn failed_readings_hold_and_say_why() {
         "{}",
         d.reason()
     );
+    // A long, multi-line failure is cut to one bounded line.
+    a.observe(
+        0,
+        Reading::Failed(format!("bad\n{}", "x".repeat(10_000))),
+        0.5,
+    );
+    let reason = a.decide(&fleet(3), 0.5).reason();
+    assert!(!reason.contains('\n') && reason.len() < 600, "{reason}");
     // Pods whose values are all missing are no reading either.
     a.observe(0, Reading::Pods(vec![None, None]), 1.0);
     assert_eq!(a.decide(&fleet(3), 1.0).desired, 3);
