@@ -135,8 +135,10 @@ impl Autoscaler {
             .collect();
         let (rec, named) = self.recommend(&signals, fleet, now);
         let mut limits = Vec::new();
+        // The SLO policy reads the gateway's load, not the sources: theirs do not hold it.
         let missing: Vec<&str> = signals
             .iter()
+            .filter(|_| self.policy.strategy != Strategy::Slo)
             .filter_map(|s| s.missing.as_deref())
             .collect();
         let mut desired = match rec.replicas {
