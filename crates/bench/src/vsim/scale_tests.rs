@@ -399,7 +399,6 @@ fn phases(parts: &[(f64, f64, f64)]) -> Workload {
 }
 
 #[test]
-#[ignore = "needs h/core's policies on main (the skeleton holds the count)"]
 fn a_burst_scales_up_and_back_down_with_the_real_policies() {
     let w = phases(&[(0.0, 20.0, 2.0), (20.0, 60.0, 40.0), (60.0, 200.0, 2.0)]);
     let keys = route_keys(&w, 128);
