@@ -85,7 +85,7 @@ fn panel<DB: DrawingBackend>(
     let mut chart = ChartBuilder::on(area)
         .margin(10)
         .x_label_area_size(36)
-        .y_label_area_size(60)
+        .y_label_area_size(80)
         .build_cartesian_2d(0.0..end, 0.0..top)
         .map_err(|e| e.to_string())?;
     chart
@@ -93,6 +93,13 @@ fn panel<DB: DrawingBackend>(
         .light_line_style(RGBColor(238, 238, 238))
         .x_desc("virtual time (s)")
         .y_desc(y_desc)
+        .y_label_formatter(&|v| {
+            if top > 20.0 {
+                format!("{v:.0}")
+            } else {
+                format!("{v:.1}")
+            }
+        })
         .draw()
         .map_err(|e| e.to_string())?;
     // Earlier lines drawn wider, so equal values stay visible under later ones.

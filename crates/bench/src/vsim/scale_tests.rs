@@ -434,3 +434,32 @@ fn a_burst_scales_up_and_back_down_with_the_real_policies() {
         assert!(r.fleet.replica_seconds < f64::from(peak) * r.end_s);
     }
 }
+
+#[test]
+fn a_real_kpa_at_zero_activates_on_the_first_request_and_serves_it() {
+    let w = phases(&[(3.0, 13.0, 2.0)]);
+    let keys = route_keys(&w, 128);
+    let s: SimStrategy = "least-request".parse().unwrap_or_else(|e| panic!("{e}"));
+    let doc = document("KPA", 0, 4, "num_requests_running", "8");
+    let p = Policy::from_document(&doc, None).unwrap_or_else(|e| panic!("{e}"));
+    let mut cfg = config(0, p, 5.0);
+    if let Some(sc) = cfg.autoscaler.as_mut() {
+        sc.policy.sync_s = 2.0;
+    }
+    let r = run(&w, &keys, Release::Open, &cfg, &s).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        r.records.iter().all(RequestRecord::ok),
+        "no client sees an error"
+    );
+    let first = r.decisions.iter().find(|d| d.desired > 0);
+    assert!(
+        first.is_some_and(|d| d.at == 3.0 && d.current == 0),
+        "activated at the first arrival: {first:?}"
+    );
+    let ttft = r.records[0].ttft_ms.unwrap_or(0.0);
+    assert!(
+        ttft >= 5000.0,
+        "the first request waited for the cold start: {ttft}"
+    );
+    assert_eq!(r.fleet.replicas_min, 0);
+}
