@@ -1,0 +1,512 @@
+//! The SLO-capacity policy against a small fluid model of a fleet: replicas that take the
+//! profile's start-up time to become ready, a queue that grows when arrivals exceed what the
+//! ready replicas serve at the SLO, and the caller's clamp and scale-down stabilization.
+
+use std::collections::VecDeque;
+
+use brix_api::ScalingKnobs;
+
+use super::*;
+use crate::Strategy;
+use crate::capacity::capacity;
+use crate::capacity::tests::profile;
+
+fn policy(min: u32, max: u32) -> Policy {
+    let p = profile("llama-3-8b", "A100-80GB");
+    Policy {
+        name: "slo".into(),
+        target: "m".into(),
+        strategy: Strategy::Slo,
+        min_replicas: min,
+        max_replicas: max,
+        sources: Vec::new(),
+        knobs: ScalingKnobs::default(),
+        sync_s: 5.0,
+        stale_after_s: 30.0,
+        scale_to_zero_grace_s: 30.0,
+        slo: SloTarget::default(),
+        profile: Some(p),
+    }
+}
+
+/// Deterministic xorshift uniform in (0, 1).
+fn uniform(s: &mut u64) -> f64 {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    ((*s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+}
+
+/// Poisson draw (Knuth; λ per draw stays small here).
+fn poisson(s: &mut u64, mean: f64) -> u64 {
+    let (limit, mut k, mut p) = ((-mean).exp(), 0, 1.0);
+    loop {
+        p *= uniform(s);
+        if p <= limit {
+            return k;
+        }
+        k += 1;
+    }
+}
+
+/// One replica-set and its load, second by second.
+struct World {
+    policy: Policy,
+    state: SloState,
+    /// Arrival rate at a time.
+    rate: Box<dyn Fn(f64) -> f64>,
+    mean_in: f64,
+    mean_out: f64,
+    /// Measured TPOT = model step time × this.
+    tpot_factor: f64,
+    /// Seconds a request stays in flight.
+    service_s: f64,
+    startup_s: f64,
+    /// Passed to `recommend` (0 disables the look-ahead).
+    lookahead_s: f64,
+    /// Report engine queue and KV usage.
+    gauges: bool,
+    kv: Option<f64>,
+    rng: u64,
+    t: f64,
+    load: Load,
+    fleet: FleetState,
+    ready_at: Vec<f64>,
+    in_flight: VecDeque<(f64, u64, u64)>,
+    queue: f64,
+    recs: VecDeque<(f64, u32)>,
+    /// (time, desired) after each decision.
+    desired: Vec<(f64, u32)>,
+    /// Largest queue seen, requests, and when.
+    peak_queue: f64,
+    peak_at: f64,
+    /// Request-seconds spent queued.
+    queue_s: f64,
+    last: Recommendation,
+}
+
+impl World {
+    fn new(replicas: u32, rate: impl Fn(f64) -> f64 + 'static) -> Self {
+        let policy = policy(0, 64);
+        let startup_s = policy.profile.as_ref().map_or(0.0, |p| p.startup_s);
+        Self {
+            state: SloState::new(&policy),
+            policy,
+            rate: Box::new(rate),
+            mean_in: 1024.0,
+            mean_out: 43.0,
+            tpot_factor: 1.0,
+            service_s: 5.0,
+            startup_s,
+            lookahead_s: startup_s,
+            gauges: true,
+            kv: None,
+            rng: 0x2545_F491_4F6C_DD1D,
+            t: 0.0,
+            load: Load::default(),
+            fleet: FleetState {
+                desired: replicas,
+                ready: replicas,
+                ..FleetState::default()
+            },
+            ready_at: Vec::new(),
+            in_flight: VecDeque::new(),
+            queue: 0.0,
+            recs: VecDeque::new(),
+            desired: Vec::new(),
+            peak_queue: 0.0,
+            peak_at: 0.0,
+            queue_s: 0.0,
+            last: Recommendation::default(),
+        }
+    }
+
+    /// λ_max of one replica at the SLO for this world's shape (what it truly serves).
+    fn lambda_max(&self) -> f64 {
+        let p = self
+            .policy
+            .profile
+            .as_ref()
+            .unwrap_or_else(|| panic!("no profile"));
+        capacity(p, &self.policy.slo, self.mean_in, self.mean_out).lambda_max
+    }
+
+    fn second(&mut self) {
+        self.t += 1.0;
+        let t = self.t;
+        let started = self.ready_at.iter().filter(|r| **r <= t).count() as u32;
+        self.ready_at.retain(|r| *r > t);
+        self.fleet.ready += started;
+        self.fleet.starting -= started;
+        let k = poisson(&mut self.rng, (self.rate)(t).max(0.0));
+        let prompt: u64 = (0..k)
+            .map(|_| (self.mean_in * (0.5 + uniform(&mut self.rng))).round() as u64)
+            .sum();
+        self.load.requests += k;
+        self.load.prompt_tokens += prompt;
+        self.in_flight.push_back((t, k, prompt));
+        let lmax = self.lambda_max();
+        let serve = f64::from(self.fleet.ready) * lmax;
+        self.queue = (self.queue + k as f64 - serve).max(0.0);
+        self.queue_s += self.queue;
+        if self.queue > self.peak_queue {
+            (self.peak_queue, self.peak_at) = (self.queue, t);
+        }
+        while let Some(&(at, n, _)) = self.in_flight.front() {
+            if at + self.service_s > t {
+                break;
+            }
+            self.in_flight.pop_front();
+            self.load.completed += n;
+            self.load.output_tokens += (self.mean_out * n as f64).round() as u64;
+            // Its TPOT: the model's at the load it arrived into; an overloaded engine runs a
+            // full batch at about the SLO's step time and queues the rest.
+            let per = (self.rate)(at) / f64::from(self.fleet.ready.max(1));
+            let p = self
+                .policy
+                .profile
+                .as_ref()
+                .unwrap_or_else(|| panic!("no profile"));
+            let step = steady_state(p, per.min(lmax), self.mean_in, self.mean_out)
+                .map_or(self.policy.slo.tpot_s, |s| s.step_s);
+            self.load.tpot_sum_s += n as f64 * step * self.tpot_factor;
+            self.load.tpot_count += n;
+        }
+        self.load.in_flight = self.in_flight.iter().map(|f| f.1 as u32).sum();
+        if self.gauges {
+            self.load.waiting = Some(self.queue.round());
+            self.load.kv_usage = self.kv;
+        }
+        self.state.observe_load(&self.load, t);
+        if (t as u64).is_multiple_of(5) {
+            self.decide();
+        }
+    }
+
+    /// What the core does around `recommend`: hold on None, clamp, and the K8s scale-down
+    /// stabilization (the max recommendation inside the 300 s window).
+    fn decide(&mut self) {
+        let t = self.t;
+        let rec = self
+            .state
+            .recommend(&self.policy, &self.fleet, self.lookahead_s, t);
+        let cur = self.fleet.desired;
+        let r = rec
+            .replicas
+            .unwrap_or(cur)
+            .clamp(self.policy.min_replicas, self.policy.max_replicas);
+        self.recs.push_back((t, r));
+        let window = self.policy.knobs.scale_down_cooldown.as_secs_f64();
+        while self.recs.front().is_some_and(|(at, _)| *at <= t - window) {
+            self.recs.pop_front();
+        }
+        let new = if r < cur {
+            self.recs.iter().map(|x| x.1).max().unwrap_or(r).min(cur)
+        } else {
+            r
+        };
+        if new > cur {
+            self.fleet.starting += new - cur;
+            self.ready_at.extend((cur..new).map(|_| t + self.startup_s));
+        } else if new < cur {
+            let drop = cur - new;
+            let from_ready = drop.min(self.fleet.ready);
+            self.fleet.ready -= from_ready;
+            let rest = drop - from_ready;
+            self.fleet.starting -= rest;
+            self.ready_at.truncate(self.ready_at.len() - rest as usize);
+        }
+        self.fleet.desired = new;
+        self.desired.push((t, new));
+        self.last = rec;
+    }
+
+    fn run(&mut self, seconds: u32) {
+        for _ in 0..seconds {
+            self.second();
+        }
+    }
+
+    /// Changes of the desired count after `from` seconds.
+    fn changes_after(&self, from: f64) -> usize {
+        let d: Vec<u32> = self
+            .desired
+            .iter()
+            .filter(|(t, _)| *t >= from)
+            .map(|x| x.1)
+            .collect();
+        d.windows(2).filter(|w| w[0] != w[1]).count()
+    }
+
+    fn input(&self, name: &str) -> Option<f64> {
+        self.last
+            .inputs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|x| x.1)
+    }
+}
+
+#[test]
+fn missing_or_stale_load_holds() {
+    let p = policy(0, 10);
+    let fleet = FleetState {
+        desired: 3,
+        ready: 3,
+        ..FleetState::default()
+    };
+    let mut s = SloState::new(&p);
+    let held = |r: &Recommendation| {
+        r.replicas.is_none() && matches!(r.limit, Some(Limit::MissingMetrics(_)))
+    };
+    assert!(held(&s.recommend(&p, &fleet, 60.0, 100.0)));
+    s.observe_load(&Load::default(), 100.0);
+    // One snapshot is no window.
+    assert!(held(&s.recommend(&p, &fleet, 60.0, 100.0)));
+    // Zero arrivals over less than the stable window: not a reason for zero.
+    s.observe_load(&Load::default(), 160.0);
+    assert!(held(&s.recommend(&p, &fleet, 60.0, 160.0)));
+    // A load far in the past is stale.
+    let busy = Load {
+        requests: 100,
+        prompt_tokens: 100_000,
+        ..Load::default()
+    };
+    s.observe_load(&busy, 170.0);
+    assert!(s.recommend(&p, &fleet, 60.0, 171.0).replicas.is_some());
+    assert!(held(&s.recommend(&p, &fleet, 60.0, 201.0)));
+    // No profile, no policy.
+    let mut np = p.clone();
+    np.profile = None;
+    assert!(held(&s.recommend(&np, &fleet, 60.0, 171.0)));
+    // NaN and backwards time are ignored, a counter reset starts over.
+    s.observe_load(&busy, f64::NAN);
+    s.observe_load(&busy, 150.0);
+    assert_eq!(s.snaps.len(), 3);
+    s.observe_load(&Load::default(), 175.0);
+    assert_eq!(s.snaps.len(), 1);
+    assert!(held(&s.recommend(&p, &fleet, 60.0, 175.0)));
+}
+
+#[test]
+fn zero_demand_for_a_whole_window_recommends_zero_but_in_flight_work_keeps_one() {
+    let mut w = World::new(2, |_| 0.0);
+    w.run(185);
+    assert_eq!(w.last.replicas, Some(0), "{:?}", w.last);
+    // Nothing arrives, but a request is still in flight: one replica stays.
+    let mut w = World::new(2, |_| 0.0);
+    w.load.in_flight = 1;
+    w.in_flight.push_back((1e9, 1, 10));
+    w.run(185);
+    assert_eq!(w.last.replicas, Some(1), "{:?}", w.last);
+}
+
+#[test]
+fn constant_loads_settle_without_oscillating() {
+    // Table over loads from a fraction of a replica to many; two hours each after warm-up.
+    for (rate, seed) in [
+        (0.5, 1),
+        (6.0, 2),
+        (11.0, 3),
+        (23.0, 4),
+        (47.0, 5),
+        (90.0, 6),
+    ] {
+        let mut w = World::new(1, move |_| rate);
+        w.rng ^= seed;
+        w.run(600);
+        let settled = w.fleet.desired;
+        // The first start-up (from one replica) queues; what counts is after it.
+        w.peak_queue = 0.0;
+        w.run(7200);
+        let lmax = w.lambda_max();
+        let changes = w.changes_after(600.0);
+        eprintln!(
+            "{rate}: {settled} -> {} peak queue {} at {}",
+            w.fleet.desired, w.peak_queue, w.peak_at
+        );
+        assert!(
+            changes <= 1,
+            "{rate} req/s: {changes} changes, {settled} -> {}",
+            w.fleet.desired
+        );
+        let n = f64::from(w.fleet.desired);
+        // Enough to keep the SLO, no more than the headroom and the tolerance band ask.
+        assert!(n * lmax >= rate, "{rate}: {n} × {lmax}");
+        assert!(
+            n <= (rate / (lmax * 0.8 * 0.9)).ceil() + 1.0,
+            "{rate}: {n} replicas for λ_max {lmax}"
+        );
+        // Poisson seconds above one replica's rate make a little queue; no more.
+        assert!(
+            w.peak_queue < 2.0 * rate + 10.0,
+            "{rate}: queue {} at {}",
+            w.peak_queue,
+            w.peak_at
+        );
+    }
+}
+
+/// A ramp from 20 to `top` req/s over `ramp_s` starting at 900 s, then flat.
+fn ramp(top: f64, ramp_s: f64) -> impl Fn(f64) -> f64 {
+    move |t: f64| 20.0 + (top - 20.0) * ((t - 900.0) / ramp_s).clamp(0.0, 1.0)
+}
+
+#[test]
+fn a_ramp_is_met_ahead_of_time() {
+    let run = |lookahead: bool| {
+        let mut w = World::new(3, ramp(80.0, 600.0));
+        if !lookahead {
+            w.lookahead_s = 0.0;
+        }
+        w.run(900);
+        w.peak_queue = 0.0;
+        w.queue_s = 0.0;
+        w.run(1200);
+        w
+    };
+    let (ahead, late) = (run(true), run(false));
+    eprintln!(
+        "peak queue with look-ahead {:.1}, without {:.1}; request-seconds queued {:.0} / {:.0}; \
+         replicas {} / {}",
+        ahead.peak_queue,
+        late.peak_queue,
+        ahead.queue_s,
+        late.queue_s,
+        ahead.fleet.desired,
+        late.fleet.desired
+    );
+    // Each replica is asked for no later than without the look-ahead...
+    for k in 4..=ahead.fleet.desired.min(late.fleet.desired) {
+        let when = |w: &World| w.desired.iter().find(|(_, d)| *d >= k).map(|x| x.0);
+        assert!(when(&ahead) <= when(&late), "replica {k}");
+    }
+    // ... and the queue stays a fraction of what builds without it.
+    assert!(
+        ahead.queue_s < 0.25 * late.queue_s.max(1.0),
+        "{} {}",
+        ahead.queue_s,
+        late.queue_s
+    );
+    assert!(ahead.peak_queue < 0.5 * late.peak_queue.max(1.0));
+}
+
+#[test]
+fn starting_replicas_are_counted() {
+    // A step from 3 to 45 req/s: one jump to what is needed, nothing more while they start.
+    let mut w = World::new(1, |t| if t < 400.0 { 3.0 } else { 45.0 });
+    w.run(400);
+    let before = w.fleet.desired;
+    w.run(200);
+    let asks: Vec<(f64, u32)> = w
+        .desired
+        .windows(2)
+        .filter(|p| p[1].1 > p[0].1)
+        .map(|p| p[1])
+        .collect();
+    let lmax = w.lambda_max();
+    let need = (45.0 / (lmax * 0.8)).ceil() as u32;
+    eprintln!("{before} -> asks {asks:?}, need {need}, last {:?}", w.last);
+    assert!(
+        w.fleet.desired <= need + 1,
+        "{} > {need} + 1",
+        w.fleet.desired
+    );
+    // At most two asks (the fast window climbs over a few decisions), and none after the
+    // first replicas became ready means no double ask... unless the window still climbs.
+    let first = asks.first().map_or(0.0, |a| a.0);
+    assert!(
+        asks.iter().all(|a| a.0 <= first + 60.0),
+        "late asks while starting: {asks:?}"
+    );
+    assert!(w.last.limit.is_none() || w.last.limit == Some(Limit::Tolerance));
+}
+
+#[test]
+fn measured_tpot_corrects_the_model() {
+    let run = |factor: f64| {
+        let mut w = World::new(2, |_| 20.0);
+        w.tpot_factor = factor;
+        w.run(900);
+        w
+    };
+    let (exact, slow, fast) = (run(1.0), run(1.6), run(0.7));
+    let c = |w: &World| w.input("correction").unwrap_or(f64::NAN);
+    eprintln!("corrections {} {} {}", c(&exact), c(&slow), c(&fast));
+    eprintln!("{:?}\n{:?}", exact.last, slow.last);
+    assert!((c(&exact) - 1.0).abs() < 0.1, "{}", c(&exact));
+    assert!((c(&slow) - 1.6).abs() < 0.15, "{}", c(&slow));
+    assert!(c(&fast) < 0.85, "{}", c(&fast));
+    let cap = |w: &World| w.input("capacity_rps").unwrap_or(f64::NAN);
+    assert!(cap(&slow) < cap(&exact) && cap(&exact) < cap(&fast));
+    assert!(slow.fleet.desired > exact.fleet.desired);
+    // Too few finished requests: no correction.
+    let mut few = World::new(1, |_| 0.02);
+    few.tpot_factor = 2.0;
+    few.run(300);
+    assert_eq!(few.input("correction"), Some(1.0));
+}
+
+#[test]
+fn kv_pressure_and_queues_add_replicas_once() {
+    let mut w = World::new(2, |_| 2.0);
+    w.kv = Some(0.95);
+    w.run(30);
+    assert_eq!(w.fleet.desired, 3, "{:?}", w.last);
+    // The third is starting: KV pressure alone asks for no fourth.
+    w.run(30);
+    assert_eq!(w.fleet.desired, 3, "{:?}", w.last);
+    assert_eq!(w.last.limit, Some(Limit::Starting));
+    // A backlog adds what drains it within the start-up time.
+    let mut q = World::new(1, |_| 2.0);
+    q.run(200);
+    assert_eq!(q.fleet.desired, 1);
+    q.queue = 5000.0;
+    q.run(5);
+    // One replica drains (λ_max − 2)/s for a start-up time; more drain the rest in another.
+    let lmax = q.lambda_max();
+    let rest = 5000.0 - (lmax - 2.0) * q.startup_s;
+    let want = ((2.0 + rest / q.startup_s) / lmax).ceil() as u32;
+    assert!(
+        q.fleet.desired.abs_diff(want) <= 1 && q.fleet.desired > 2,
+        "{} vs {want}",
+        q.fleet.desired
+    );
+}
+
+#[test]
+fn the_reason_names_its_inputs() {
+    let mut w = World::new(1, |_| 8.0);
+    w.run(120);
+    let names: Vec<&str> = w.last.inputs.iter().map(|x| x.0).collect();
+    for n in [
+        "lambda",
+        "lambda_forecast",
+        "mean_in",
+        "mean_out",
+        "capacity_rps",
+        "correction",
+        "waiting",
+        "needed",
+    ] {
+        assert!(names.contains(&n), "{n} missing from {names:?}");
+    }
+    assert!(w.last.inputs.iter().all(|x| x.1.is_finite()));
+    let mean_in = w.input("mean_in").unwrap_or(0.0);
+    assert!((mean_in - 1024.0).abs() < 60.0, "{mean_in}");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+
+    /// Any constant load and seed: after warm-up at most one change, and never down after up.
+    #[test]
+    fn constant_load_never_oscillates(rate in 0.2..80.0_f64, seed in 1u64..1_000_000) {
+        let mut w = World::new(1, move |_| rate);
+        w.rng ^= seed;
+        w.run(3600);
+        proptest::prop_assert!(w.changes_after(600.0) <= 1, "{:?}", &w.desired[100..]);
+        let lmax = w.lambda_max();
+        proptest::prop_assert!(f64::from(w.fleet.desired) * lmax >= rate);
+    }
+}
