@@ -30,6 +30,10 @@ pub const DEFAULT_STORAGE_GBPS: f64 = 2.0;
 /// start-up.
 pub const DEFAULT_ENGINE_START_S: f64 = 60.0;
 
+/// When no load meets the SLO, the latency to plan for instead, as a multiple of an idle
+/// replica's.
+const RELAX: f64 = 1.5;
+
 /// Longest prompt or output the model considers (tokens); beyond it nothing fits anyway, and
 /// the cap keeps every product finite.
 const MAX_TOKENS: f64 = 1e8;
@@ -170,7 +174,8 @@ pub enum Bound {
     /// `max_num_seqs`, the KV cache or the token budget runs out first (throughput-bound).
     Engine,
     /// Not even a trickle of load meets the SLO (a single prompt's prefill exceeds the TTFT
-    /// target, say): the capacity is the engine's throughput limit instead.
+    /// target, say): the capacity is the load that keeps latencies within 1.5× an idle
+    /// replica's instead.
     Unattainable,
 }
 
@@ -370,8 +375,22 @@ pub fn capacity_corrected(
     let (i, o, c) = (tokens(mean_in), tokens(mean_out), scale_of(correction));
     let at_slo = largest(profile, i, o, c, |s| s.is_some_and(|s| meets(&s, slo)));
     if at_slo <= 0.0 {
+        // Not even an idle replica meets it: plan for latencies within RELAX × the idle
+        // replica's instead (or the engine's limit, if even one request does not fit).
+        let idle = steady_state_corrected(profile, 0.0, i, o, c);
+        let lambda_max = match idle {
+            Some(idle) => {
+                let relaxed = SloTarget {
+                    ttft_s: slo.ttft_s.max(RELAX * idle.ttft_s),
+                    tpot_s: slo.tpot_s.max(RELAX * idle.step_s),
+                    utilization: slo.utilization,
+                };
+                largest(profile, i, o, c, |s| s.is_some_and(|s| meets(&s, &relaxed)))
+            }
+            None => 0.0,
+        };
         return Capacity {
-            lambda_max: largest(profile, i, o, c, |s| s.is_some()),
+            lambda_max,
             bound: Bound::Unattainable,
         };
     }

@@ -158,10 +158,18 @@ fn extremes_terminate_finite() {
     }
     // Nothing fits in the KV cache: no capacity at all.
     assert_eq!(cap(&a100, &s, 1e9, 1e9), 0.0);
-    // An SLO no load meets (a 10 µs TPOT): scale on the engine's limit instead.
+    // An SLO no load meets (a 10 µs TPOT): plan for 1.5× an idle replica's latency instead.
     let c = capacity(&a100, &slo(1.0, 1e-5), 1024.0, 43.0);
     assert_eq!(c.bound, Bound::Unattainable);
     assert!(c.lambda_max > 0.0 && c.lambda_max.is_finite(), "{c:?}");
+    let idle = steady_state(&a100, 0.0, 1024.0, 43.0).unwrap_or_else(|| panic!("idle"));
+    let at = steady_state(&a100, c.lambda_max, 1024.0, 43.0).unwrap_or_else(|| panic!("edge"));
+    assert!(at.step_s <= 1.5 * idle.step_s + 1e-12, "{at:?} {idle:?}");
+    assert!(at.step_s > 1.4 * idle.step_s, "{at:?} {idle:?}");
+    // A prompt whose prefill alone exceeds the TTFT target: the same relaxation.
+    let long = capacity(&a100, &slo(0.2, 0.1), 6000.0, 43.0);
+    assert_eq!(long.bound, Bound::Unattainable);
+    assert!(long.lambda_max > 0.0, "{long:?}");
     for l in [f64::NAN, -1.0, 0.0, 1e300, f64::INFINITY] {
         if let Some(st) = steady_state(&a100, l, 1024.0, 43.0) {
             assert!(st.step_s.is_finite() && st.ttft_s.is_finite(), "{l}");
@@ -237,7 +245,12 @@ fn the_model_tracks_the_simulated_engine() {
 }
 
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 48,
+        // Fixed: the same cases every run (a failure found once stays in the regressions file).
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x5107_cafe),
+        ..proptest::prelude::ProptestConfig::default()
+    })]
 
     /// Any shape and SLO: the search ends with a finite λ_max that keeps the SLO, and a
     /// longer prompt or output never serves more.
@@ -257,7 +270,13 @@ proptest::proptest! {
             let st = steady_state(&p, c.lambda_max, i, o);
             proptest::prop_assert!(st.is_some_and(|st| meets(&st, &s)), "{:?} {:?}", c, st);
         }
-        proptest::prop_assert!(cap(&p, &s, i * 1.5, o) <= c.lambda_max * 1.0002);
-        proptest::prop_assert!(cap(&p, &s, i, o * 1.5) <= c.lambda_max * 1.0002);
+        // Longer prompts or outputs never serve more (while the SLO stays attainable: past
+        // that, the relaxed target is a different one).
+        for (i2, o2) in [(i * 1.5, o), (i, o * 1.5)] {
+            let c2 = capacity(&p, &s, i2, o2);
+            if c.bound != Bound::Unattainable && c2.bound != Bound::Unattainable {
+                proptest::prop_assert!(c2.lambda_max <= c.lambda_max * 1.0002, "{:?} {:?}", c, c2);
+            }
+        }
     }
 }

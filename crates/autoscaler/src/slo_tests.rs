@@ -83,6 +83,8 @@ struct World {
     /// Request-seconds spent queued.
     queue_s: f64,
     last: Recommendation,
+    /// λ_max cached for (mean_in, mean_out).
+    lmax: Option<((f64, f64), f64)>,
 }
 
 impl World {
@@ -118,17 +120,26 @@ impl World {
             peak_at: 0.0,
             queue_s: 0.0,
             last: Recommendation::default(),
+            lmax: None,
         }
     }
 
     /// λ_max of one replica at the SLO for this world's shape (what it truly serves).
-    fn lambda_max(&self) -> f64 {
+    fn lambda_max(&mut self) -> f64 {
+        let key = (self.mean_in, self.mean_out);
+        if let Some((k, v)) = self.lmax
+            && k == key
+        {
+            return v;
+        }
         let p = self
             .policy
             .profile
             .as_ref()
             .unwrap_or_else(|| panic!("no profile"));
-        capacity(p, &self.policy.slo, self.mean_in, self.mean_out).lambda_max
+        let v = capacity(p, &self.policy.slo, key.0, key.1).lambda_max;
+        self.lmax = Some((key, v));
+        v
     }
 
     fn second(&mut self) {
@@ -158,7 +169,11 @@ impl World {
             }
             self.in_flight.pop_front();
             self.load.completed += n;
-            self.load.output_tokens += (self.mean_out * n as f64).round() as u64;
+            // Outputs spread over [0.2, 1.8] × the mean (AIBrix's 43 ± 34 is that wide).
+            let out: f64 = (0..n)
+                .map(|_| self.mean_out * (0.2 + 1.6 * uniform(&mut self.rng)))
+                .sum();
+            self.load.output_tokens += out.round() as u64;
             // Its TPOT: the model's at the load it arrived into; an overloaded engine runs a
             // full batch at about the SLO's step time and queues the rest.
             let per = (self.rate)(at) / f64::from(self.fleet.ready.max(1));
@@ -354,41 +369,46 @@ fn ramp(top: f64, ramp_s: f64) -> impl Fn(f64) -> f64 {
 
 #[test]
 fn a_ramp_is_met_ahead_of_time() {
-    let run = |lookahead: bool| {
-        let mut w = World::new(3, ramp(80.0, 600.0));
-        if !lookahead {
-            w.lookahead_s = 0.0;
+    // Three seeds of the same ramp (20 -> 80 req/s over 10 minutes), with the look-ahead and
+    // without it (start-up 0 given to the policy).
+    for seed in [0, 7, 99] {
+        let run = |lookahead: bool| {
+            let mut w = World::new(3, ramp(80.0, 600.0));
+            w.rng ^= seed;
+            if !lookahead {
+                w.lookahead_s = 0.0;
+            }
+            w.run(900);
+            w.peak_queue = 0.0;
+            w.queue_s = 0.0;
+            w.run(1200);
+            w
+        };
+        let (ahead, late) = (run(true), run(false));
+        eprintln!(
+            "seed {seed}: peak queue with look-ahead {:.1}, without {:.1}; request-seconds \
+             queued {:.0} / {:.0}; replicas {} / {}",
+            ahead.peak_queue,
+            late.peak_queue,
+            ahead.queue_s,
+            late.queue_s,
+            ahead.fleet.desired,
+            late.fleet.desired
+        );
+        // Each replica is asked for no later than without the look-ahead...
+        for k in 4..=ahead.fleet.desired.min(late.fleet.desired) {
+            let when = |w: &World| w.desired.iter().find(|(_, d)| *d >= k).map(|x| x.0);
+            assert!(when(&ahead) <= when(&late), "seed {seed}: replica {k}");
         }
-        w.run(900);
-        w.peak_queue = 0.0;
-        w.queue_s = 0.0;
-        w.run(1200);
-        w
-    };
-    let (ahead, late) = (run(true), run(false));
-    eprintln!(
-        "peak queue with look-ahead {:.1}, without {:.1}; request-seconds queued {:.0} / {:.0}; \
-         replicas {} / {}",
-        ahead.peak_queue,
-        late.peak_queue,
-        ahead.queue_s,
-        late.queue_s,
-        ahead.fleet.desired,
-        late.fleet.desired
-    );
-    // Each replica is asked for no later than without the look-ahead...
-    for k in 4..=ahead.fleet.desired.min(late.fleet.desired) {
-        let when = |w: &World| w.desired.iter().find(|(_, d)| *d >= k).map(|x| x.0);
-        assert!(when(&ahead) <= when(&late), "replica {k}");
+        // ... and much less queues than without it.
+        assert!(
+            ahead.queue_s < 0.5 * late.queue_s.max(1.0),
+            "seed {seed}: {} {}",
+            ahead.queue_s,
+            late.queue_s
+        );
+        assert!(ahead.peak_queue <= late.peak_queue, "seed {seed}");
     }
-    // ... and the queue stays a fraction of what builds without it.
-    assert!(
-        ahead.queue_s < 0.25 * late.queue_s.max(1.0),
-        "{} {}",
-        ahead.queue_s,
-        late.queue_s
-    );
-    assert!(ahead.peak_queue < 0.5 * late.peak_queue.max(1.0));
 }
 
 #[test]
@@ -497,7 +517,12 @@ fn the_reason_names_its_inputs() {
 }
 
 proptest::proptest! {
-    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 12,
+        // Fixed: the same cases every run (a failure found once stays in the regressions file).
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x5107_5107),
+        ..proptest::prelude::ProptestConfig::default()
+    })]
 
     /// Any constant load and seed: after warm-up at most one change, and never down after up.
     #[test]
@@ -509,4 +534,60 @@ proptest::proptest! {
         let lmax = w.lambda_max();
         proptest::prop_assert!(f64::from(w.fleet.desired) * lmax >= rate);
     }
+}
+
+/// Replica-seconds (GPU time) the world paid for, from its decisions.
+fn replica_seconds(w: &World) -> f64 {
+    w.desired
+        .windows(2)
+        .map(|p| f64::from(p[0].1) * (p[1].0 - p[0].0))
+        .sum()
+}
+
+#[test]
+fn aibrix_sinusoid_and_on_off_bursts() {
+    // AIBrix's autoscaling harness: 12 ± 3.6 req/s, period 120 s, 25 minutes, 1–8 replicas.
+    let mut w = World::new(1, |t| {
+        12.0 + 3.6 * (t * std::f64::consts::TAU / 120.0).sin()
+    });
+    w.policy.max_replicas = 8;
+    w.run(300);
+    w.peak_queue = 0.0;
+    w.run(1200);
+    let lmax = w.lambda_max();
+    eprintln!(
+        "sinusoid: λ_max {lmax:.2}, replicas {} after warm-up, {} changes, peak queue {:.1}, \
+         {:.0} replica-s; last {:?}",
+        w.fleet.desired,
+        w.changes_after(300.0),
+        w.peak_queue,
+        replica_seconds(&w),
+        w.last.inputs
+    );
+    // It provisions for the peak (15.6 req/s) and then holds.
+    assert!(f64::from(w.fleet.desired) * lmax >= 15.6);
+    assert!(w.changes_after(300.0) <= 1);
+    assert!(w.peak_queue < 20.0, "{}", w.peak_queue);
+
+    // On/off: 40 req/s for 2 minutes, 4 for 6, five times.
+    let on = |t: f64| {
+        if t.rem_euclid(480.0) < 120.0 {
+            40.0
+        } else {
+            4.0
+        }
+    };
+    let mut b = World::new(1, on);
+    b.run(2400);
+    let ups = b.desired.windows(2).filter(|p| p[1].1 > p[0].1).count();
+    let downs = b.desired.windows(2).filter(|p| p[1].1 < p[0].1).count();
+    let peak = b.desired.iter().map(|x| x.1).max().unwrap_or(0);
+    let static_peak = f64::from(peak) * 2400.0;
+    eprintln!(
+        "on/off: peak {peak} replicas, {ups} ups, {downs} downs, {:.0} replica-s vs {static_peak:.0} \
+         static at peak, queued {:.0} request-s",
+        replica_seconds(&b),
+        b.queue_s
+    );
+    assert!(replica_seconds(&b) < static_peak);
 }
