@@ -203,15 +203,8 @@ fn as_u32(x: f64) -> u32 {
 }
 
 /// Step time of `prefill` chunked-prefill tokens (prompt length `prompt`) and `decodes`
-/// decode items at context `ctx`, times `scale`.
-fn step(
-    profile: &ReplicaProfile,
-    scale: f64,
-    prefill: f64,
-    prompt: f64,
-    decodes: f64,
-    ctx: f64,
-) -> f64 {
+/// decode items at context `ctx`.
+fn step(profile: &ReplicaProfile, prefill: f64, prompt: f64, decodes: f64, ctx: f64) -> f64 {
     let d = BatchItem {
         new_tokens: 1,
         context: as_u32(ctx),
@@ -223,19 +216,9 @@ fn step(
         new_tokens: as_u32(p),
         context: as_u32(((prompt - p) / 2.0).max(0.0)),
     });
-    scale
-        * profile
-            .cost
-            .step_time(std::iter::repeat_n(d, n).chain(chunk), 0.0)
-}
-
-/// A correction factor as a step-time scale: finite and within [0.1, 10], else 1.
-fn scale_of(correction: f64) -> f64 {
-    if correction.is_finite() {
-        correction.clamp(0.1, 10.0)
-    } else {
-        1.0
-    }
+    profile
+        .cost
+        .step_time(std::iter::repeat_n(d, n).chain(chunk), 0.0)
 }
 
 /// The steady state of one replica at `lambda` req/s, or `None` when the engine cannot keep
@@ -246,19 +229,6 @@ pub fn steady_state(
     mean_in: f64,
     mean_out: f64,
 ) -> Option<Steady> {
-    steady_state_corrected(profile, lambda, mean_in, mean_out, 1.0)
-}
-
-/// [`steady_state`] with every step time × `correction` (what the fleet measured against
-/// what the model predicts).
-pub fn steady_state_corrected(
-    profile: &ReplicaProfile,
-    lambda: f64,
-    mean_in: f64,
-    mean_out: f64,
-    correction: f64,
-) -> Option<Steady> {
-    let scale = scale_of(correction);
     let (i, o) = (tokens(mean_in), tokens(mean_out));
     let lambda = if lambda.is_nan() {
         0.0
@@ -280,8 +250,8 @@ pub fn steady_state_corrected(
         }
         let chunks = (i / room).ceil();
         let chunk = i / chunks;
-        let decode_s = step(profile, scale, 0.0, i, n, ctx);
-        let prefill_s = chunks * step(profile, scale, chunk, i, n, ctx);
+        let decode_s = step(profile, 0.0, i, n, ctx);
+        let prefill_s = chunks * step(profile, chunk, i, n, ctx);
         let rho = lambda * prefill_s;
         if rho >= 1.0 {
             return None;
@@ -318,14 +288,8 @@ fn meets(s: &Steady, slo: &SloTarget) -> bool {
 
 /// The largest λ for which `ok(steady_state(λ))` holds, by doubling then bisection (relative
 /// precision 1e-4); 0 when even a trickle fails.
-fn largest(
-    profile: &ReplicaProfile,
-    i: f64,
-    o: f64,
-    corr: f64,
-    ok: impl Fn(Option<Steady>) -> bool,
-) -> f64 {
-    let feasible = |l: f64| ok(steady_state_corrected(profile, l, i, o, corr));
+fn largest(profile: &ReplicaProfile, i: f64, o: f64, ok: impl Fn(Option<Steady>) -> bool) -> f64 {
+    let feasible = |l: f64| ok(steady_state(profile, l, i, o));
     let mut lo = 0.0;
     let mut hi = 1e-3;
     while feasible(hi) {
@@ -360,24 +324,12 @@ pub fn capacity(
     mean_in: f64,
     mean_out: f64,
 ) -> Capacity {
-    capacity_corrected(profile, slo, mean_in, mean_out, 1.0)
-}
-
-/// [`capacity`] with every step time × `correction`: the online correction of the Brix
-/// SLO-capacity policy (Dynamo's planner scales its profile the same way).
-pub fn capacity_corrected(
-    profile: &ReplicaProfile,
-    slo: &SloTarget,
-    mean_in: f64,
-    mean_out: f64,
-    correction: f64,
-) -> Capacity {
-    let (i, o, c) = (tokens(mean_in), tokens(mean_out), scale_of(correction));
-    let at_slo = largest(profile, i, o, c, |s| s.is_some_and(|s| meets(&s, slo)));
+    let (i, o) = (tokens(mean_in), tokens(mean_out));
+    let at_slo = largest(profile, i, o, |s| s.is_some_and(|s| meets(&s, slo)));
     if at_slo <= 0.0 {
         // Not even an idle replica meets it: plan for latencies within RELAX × the idle
         // replica's instead (or the engine's limit, if even one request does not fit).
-        let idle = steady_state_corrected(profile, 0.0, i, o, c);
+        let idle = steady_state(profile, 0.0, i, o);
         let lambda_max = match idle {
             Some(idle) => {
                 let relaxed = SloTarget {
@@ -385,7 +337,7 @@ pub fn capacity_corrected(
                     tpot_s: slo.tpot_s.max(RELAX * idle.step_s),
                     utilization: slo.utilization,
                 };
-                largest(profile, i, o, c, |s| s.is_some_and(|s| meets(&s, &relaxed)))
+                largest(profile, i, o, |s| s.is_some_and(|s| meets(&s, &relaxed)))
             }
             None => 0.0,
         };
@@ -395,7 +347,7 @@ pub fn capacity_corrected(
         };
     }
     // What stopped it: look just past the edge.
-    let bound = match steady_state_corrected(profile, at_slo * 1.001 + 1e-9, i, o, c) {
+    let bound = match steady_state(profile, at_slo * 1.001 + 1e-9, i, o) {
         None => Bound::Engine,
         Some(s) if s.step_s > slo.tpot_s => Bound::Tpot,
         Some(_) => Bound::Ttft,

@@ -29,7 +29,7 @@ mod tests;
 
 pub use capacity::{
     Bound, Capacity, DEFAULT_ENGINE_START_S, DEFAULT_STORAGE_GBPS, ReplicaProfile, SloTarget,
-    Steady, capacity, capacity_corrected, startup_estimate, steady_state, steady_state_corrected,
+    Steady, capacity, startup_estimate, steady_state,
 };
 pub use decision::{Decision, Limit};
 pub use policy::{Policy, PolicyError, Source, SourceKind, Strategy};

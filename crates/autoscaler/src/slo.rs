@@ -5,16 +5,16 @@
 //!    (slow, 180 s) windows: arrival rate λ, mean prompt `I` (arrivals) and output `O`
 //!    (finished) tokens, and the engines' queue and KV usage over the fast window.
 //! 2. Capacity of one replica at the SLO ([`capacity`]) for that `I`/`O`, cached per
-//!    log-spaced (I, O, correction) bucket, times `target-utilization`.
-//! 3. Online correction (as Dynamo's planner): measured mean TPOT over the stable window
-//!    against the model's step time at the measured per-replica load, clamped to [0.5, 3] and
-//!    smoothed (EWMA 0.3 per decision), once ≥ 20 requests finished in the window, and only
-//!    in steady state: the ready count unchanged for a window, none starting, and the fast
-//!    rate within 15 % (plus 3σ of Poisson noise) of the slow one. A correction
-//!    `c` scales every step time of the model (prefill and decode) and λ_max is searched
-//!    again, rather than dividing λ_max by `c`: the step time is what the model gets wrong,
-//!    and capacity is far from linear in it (TPOT-bound shapes lose more than 1/c when
-//!    decode is memory-bound, prefill-bound ones about 1/c).
+//!    log-spaced (I, O, corrections) bucket, times `target-utilization`.
+//! 3. Online corrections, as Dynamo's planner: `d = measured TPOT / model T` and
+//!    `p = measured TTFT / model TTFT`, means over the stable window against the model at the
+//!    measured per-replica load, each clamped to [0.5, 3] and smoothed (EWMA 0.3 per
+//!    decision), once ≥ 20 requests finished in the window, and only in steady state: the
+//!    ready count unchanged for a window, none starting, and the fast rate within 15 % (plus
+//!    3σ of Poisson noise) of the slow one. The model must then meet `tpot/d` and `ttft/p`
+//!    (Dynamo's `itl* = ITL_SLA / d_corr`): λ_max is searched again rather than divided by
+//!    the factor, since capacity is far from linear in latency, and the two errors differ
+//!    (against brix-sim the model's TPOT is 15–35 % low while its TTFT is within 20 %).
 //! 4. Look-ahead: least-squares trends of λ in 5 s buckets over the stable window, the fast
 //!    window and the stable window's older part; when all rise (t ≥ 2 for the stable window,
 //!    t ≥ 1 for its two parts), the smallest slope carries the fast mean forward by half a fast
@@ -44,7 +44,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::capacity::{Capacity, ReplicaProfile, SloTarget, capacity_corrected, steady_state};
+use crate::capacity::{Capacity, ReplicaProfile, SloTarget, capacity, steady_state};
 use crate::decision::{Limit, Recommendation};
 use crate::{FleetState, Load, Policy};
 
@@ -87,6 +87,8 @@ struct Delta {
     output: f64,
     tpot_sum: f64,
     tpot_count: u64,
+    ttft_sum: f64,
+    ttft_count: u64,
 }
 
 impl Delta {
@@ -95,11 +97,11 @@ impl Delta {
     }
 }
 
-/// λ_max per (I, O, correction) bucket, for one SLO and profile.
+/// λ_max per (I, O, TPOT correction, TTFT correction) bucket, for one SLO and profile.
 #[derive(Clone, Debug, Default)]
 struct CapacityCache {
     slo: Option<SloTarget>,
-    map: HashMap<(i32, i32, i32), Capacity>,
+    map: HashMap<(i32, i32, i32, i32), Capacity>,
 }
 
 /// A value's log-spaced bucket.
@@ -113,17 +115,38 @@ fn unbucket(k: i32) -> f64 {
 }
 
 impl CapacityCache {
-    /// λ_max at `slo` corrected by `correction`, for prompts `i` and outputs `o`.
-    fn get(&mut self, p: &ReplicaProfile, slo: &SloTarget, i: f64, o: f64, corr: f64) -> f64 {
+    /// λ_max at `slo` with the targets divided by the corrections, for prompts `i` and
+    /// outputs `o`.
+    fn get(&mut self, p: &ReplicaProfile, slo: &SloTarget, i: f64, o: f64, c: Corr) -> f64 {
         if self.slo.as_ref() != Some(slo) || self.map.len() >= CACHE_MAX {
             self.map.clear();
             self.slo = Some(slo.clone());
         }
-        let key = (bucket(i), bucket(o), bucket(corr));
+        let key = (bucket(i), bucket(o), bucket(c.tpot), bucket(c.ttft));
         let c = self.map.entry(key).or_insert_with(|| {
-            capacity_corrected(p, slo, unbucket(key.0), unbucket(key.1), unbucket(key.2))
+            let tight = SloTarget {
+                ttft_s: slo.ttft_s / unbucket(key.3),
+                tpot_s: slo.tpot_s / unbucket(key.2),
+                utilization: slo.utilization,
+            };
+            capacity(p, &tight, unbucket(key.0), unbucket(key.1))
         });
         c.lambda_max
+    }
+}
+
+/// Measured / modelled latency.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Corr {
+    tpot: f64,
+    ttft: f64,
+}
+
+/// Moves `corr` towards `measured / model` (clamped), if both are usable.
+fn ewma(corr: &mut f64, measured: f64, model: f64) {
+    if measured.is_finite() && measured > 0.0 && model > 0.0 {
+        let raw = (measured / model).clamp(CORRECTION_RANGE.0, CORRECTION_RANGE.1);
+        *corr += CORRECTION_ALPHA * (raw - *corr);
     }
 }
 
@@ -131,7 +154,7 @@ impl CapacityCache {
 #[derive(Clone, Debug)]
 pub(crate) struct SloState {
     snaps: VecDeque<Snap>,
-    correction: f64,
+    corr: Corr,
     last_in: Option<f64>,
     last_out: Option<f64>,
     /// Ready replicas at the last decision, and since when.
@@ -143,7 +166,10 @@ impl SloState {
     pub(crate) fn new(_policy: &Policy) -> Self {
         Self {
             snaps: VecDeque::new(),
-            correction: 1.0,
+            corr: Corr {
+                tpot: 1.0,
+                ttft: 1.0,
+            },
             last_in: None,
             last_out: None,
             ready: (0, f64::NEG_INFINITY),
@@ -217,6 +243,8 @@ impl SloState {
             output: d(a.output_tokens, b.output_tokens),
             tpot_sum: (b.tpot_sum_s - a.tpot_sum_s).max(0.0),
             tpot_count: b.tpot_count.saturating_sub(a.tpot_count),
+            ttft_sum: (b.ttft_sum_s - a.ttft_sum_s).max(0.0),
+            ttft_count: b.ttft_count.saturating_sub(a.ttft_count),
         })
     }
 
@@ -308,22 +336,24 @@ impl SloState {
         lambda_fast + slope * (fast_w / 2.0 + ahead)
     }
 
-    /// Moves the correction towards measured TPOT / the model's step time at the measured
-    /// per-replica load.
+    /// Moves the corrections towards measured TPOT / the model's step time and measured
+    /// TTFT / the model's, at the measured per-replica load.
     fn correct(&mut self, profile: &ReplicaProfile, slow: &Delta, ready: u32, i: f64, o: f64) {
-        if slow.tpot_count < MIN_CORRECTION_SAMPLES || ready == 0 {
+        if ready == 0 {
             return;
         }
-        let measured = slow.tpot_sum / slow.tpot_count as f64;
         let per_replica = slow.rate() / f64::from(ready);
         let Some(model) = steady_state(profile, per_replica, i, o) else {
             return;
         };
-        if !(measured.is_finite() && measured > 0.0 && model.step_s > 0.0) {
-            return;
+        if slow.tpot_count >= MIN_CORRECTION_SAMPLES {
+            let measured = slow.tpot_sum / slow.tpot_count as f64;
+            ewma(&mut self.corr.tpot, measured, model.step_s);
         }
-        let raw = (measured / model.step_s).clamp(CORRECTION_RANGE.0, CORRECTION_RANGE.1);
-        self.correction += CORRECTION_ALPHA * (raw - self.correction);
+        if slow.ttft_count >= MIN_CORRECTION_SAMPLES {
+            let measured = slow.ttft_sum / slow.ttft_count as f64;
+            ewma(&mut self.corr.ttft, measured, model.ttft_s);
+        }
     }
 
     pub(crate) fn recommend(
@@ -398,7 +428,7 @@ impl SloState {
             self.correct(profile, &slow, fleet.ready, i, o);
         }
         let slo = &policy.slo;
-        let lambda_max = self.cache.get(profile, slo, i, o, self.correction);
+        let lambda_max = self.cache.get(profile, slo, i, o, self.corr);
         let cap = lambda_max * slo.utilization;
         let (lambda_slow, lambda_fast) = (slow.rate(), fast.rate());
         let forecast = self.forecast(stable_w, fast_w, lambda_fast, startup);
@@ -410,7 +440,8 @@ impl SloState {
             ("mean_in", i),
             ("mean_out", o),
             ("capacity_rps", cap),
-            ("correction", self.correction),
+            ("correction", self.corr.tpot),
+            ("correction_ttft", self.corr.ttft),
         ];
         inputs.extend(waiting.map(|w| ("waiting", w)));
         inputs.extend(kv.map(|k| ("kv_usage", k)));

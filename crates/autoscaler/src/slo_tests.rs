@@ -8,8 +8,8 @@ use brix_api::ScalingKnobs;
 
 use super::*;
 use crate::Strategy;
-use crate::capacity::capacity;
 use crate::capacity::tests::profile;
+use crate::capacity::{Bound, capacity};
 
 fn policy(min: u32, max: u32) -> Policy {
     let p = profile("llama-3-8b", "A100-80GB");
@@ -59,6 +59,8 @@ struct World {
     mean_out: f64,
     /// Measured TPOT = model step time × this.
     tpot_factor: f64,
+    /// Measured TTFT = model TTFT × this; `None` reports no TTFT.
+    ttft_factor: Option<f64>,
     /// Seconds a request stays in flight.
     service_s: f64,
     startup_s: f64,
@@ -98,6 +100,7 @@ impl World {
             mean_in: 1024.0,
             mean_out: 43.0,
             tpot_factor: 1.0,
+            ttft_factor: None,
             service_s: 5.0,
             startup_s,
             lookahead_s: startup_s,
@@ -174,18 +177,24 @@ impl World {
                 .map(|_| self.mean_out * (0.2 + 1.6 * uniform(&mut self.rng)))
                 .sum();
             self.load.output_tokens += out.round() as u64;
-            // Its TPOT: the model's at the load it arrived into; an overloaded engine runs a
-            // full batch at about the SLO's step time and queues the rest.
+            // Its TPOT and TTFT: the model's at the load it arrived into; an overloaded engine
+            // runs a full batch at about the SLO's step time and queues the rest.
             let per = (self.rate)(at) / f64::from(self.fleet.ready.max(1));
             let p = self
                 .policy
                 .profile
                 .as_ref()
                 .unwrap_or_else(|| panic!("no profile"));
-            let step = steady_state(p, per.min(lmax), self.mean_in, self.mean_out)
-                .map_or(self.policy.slo.tpot_s, |s| s.step_s);
+            let (step, ttft) = steady_state(p, per.min(lmax), self.mean_in, self.mean_out)
+                .map_or((self.policy.slo.tpot_s, self.policy.slo.ttft_s), |s| {
+                    (s.step_s, s.ttft_s)
+                });
             self.load.tpot_sum_s += n as f64 * step * self.tpot_factor;
             self.load.tpot_count += n;
+            if let Some(f) = self.ttft_factor {
+                self.load.ttft_sum_s += n as f64 * ttft * f;
+                self.load.ttft_count += n;
+            }
         }
         self.load.in_flight = self.in_flight.iter().map(|f| f.1 as u32).sum();
         if self.gauges {
@@ -443,23 +452,63 @@ fn starting_replicas_are_counted() {
 }
 
 #[test]
-fn measured_tpot_corrects_the_model() {
-    let run = |factor: f64| {
-        let mut w = World::new(2, |_| 20.0);
-        w.tpot_factor = factor;
+fn measured_latency_corrects_the_model() {
+    // (mean in, mean out, TPOT factor, TTFT factor): a decode-heavy shape, where TPOT bounds
+    // the capacity, and AIBrix's shape, where TTFT does.
+    let run = |i: f64, o: f64, tpot: f64, ttft: Option<f64>| {
+        let mut w = World::new(2, |_| 12.0);
+        (w.mean_in, w.mean_out, w.tpot_factor, w.ttft_factor) = (i, o, tpot, ttft);
+        // A 25 ms TPOT target for the decode-heavy shape: TPOT-bound.
+        if o > i {
+            w.policy.slo.tpot_s = 0.025;
+        }
+        let p = w
+            .policy
+            .profile
+            .as_ref()
+            .unwrap_or_else(|| panic!("profile"));
+        let bound = capacity(p, &w.policy.slo, i, o).bound;
+        assert_eq!(
+            bound,
+            if o > i { Bound::Tpot } else { Bound::Ttft },
+            "{i}/{o}"
+        );
         w.run(900);
         w
     };
-    let (exact, slow, fast) = (run(1.0), run(1.6), run(0.7));
-    let c = |w: &World| w.input("correction").unwrap_or(f64::NAN);
-    eprintln!("corrections {} {} {}", c(&exact), c(&slow), c(&fast));
-    eprintln!("{:?}\n{:?}", exact.last, slow.last);
-    assert!((c(&exact) - 1.0).abs() < 0.1, "{}", c(&exact));
-    assert!((c(&slow) - 1.6).abs() < 0.15, "{}", c(&slow));
-    assert!(c(&fast) < 0.85, "{}", c(&fast));
-    let cap = |w: &World| w.input("capacity_rps").unwrap_or(f64::NAN);
-    assert!(cap(&slow) < cap(&exact) && cap(&exact) < cap(&fast));
-    assert!(slow.fleet.desired > exact.fleet.desired);
+    let get = |w: &World, k: &str| w.input(k).unwrap_or(f64::NAN);
+    let decode: Vec<World> = [1.0, 1.6, 0.7]
+        .iter()
+        .map(|f| run(512.0, 1024.0, *f, None))
+        .collect();
+    let c: Vec<f64> = decode.iter().map(|w| get(w, "correction")).collect();
+    let cap: Vec<f64> = decode.iter().map(|w| get(w, "capacity_rps")).collect();
+    eprintln!("decode-heavy: corrections {c:?}, capacities {cap:?}");
+    assert!(
+        (c[0] - 1.0).abs() < 0.1 && (c[1] - 1.6).abs() < 0.15 && c[2] < 0.85,
+        "{c:?}"
+    );
+    assert!(cap[1] < cap[0] && cap[0] < cap[2], "{cap:?}");
+    assert!(decode[1].fleet.desired > decode[0].fleet.desired);
+    // TTFT measured 1.5x the model's on the prefill-heavy shape.
+    let (exact, slow) = (
+        run(1024.0, 43.0, 1.0, Some(1.0)),
+        run(1024.0, 43.0, 1.0, Some(1.5)),
+    );
+    let (ce, cs) = (
+        get(&exact, "correction_ttft"),
+        get(&slow, "correction_ttft"),
+    );
+    eprintln!(
+        "prefill-heavy: TTFT corrections {ce} {cs}, capacities {} {}",
+        get(&exact, "capacity_rps"),
+        get(&slow, "capacity_rps")
+    );
+    assert!(
+        (ce - 1.0).abs() < 0.1 && (cs - 1.5).abs() < 0.15,
+        "{ce} {cs}"
+    );
+    assert!(get(&slow, "capacity_rps") < get(&exact, "capacity_rps"));
     // Too few finished requests: no correction.
     let mut few = World::new(1, |_| 0.02);
     few.tpot_factor = 2.0;
