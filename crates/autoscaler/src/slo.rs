@@ -17,10 +17,15 @@
 //!    (against brix-sim the model's TPOT is 15–35 % low while its TTFT is within 20 %).
 //! 4. Look-ahead: least-squares trends of λ in 5 s buckets over the stable window, the fast
 //!    window and the stable window's older part; when all rise (t ≥ 2 for the stable window,
-//!    t ≥ 1 for its two parts), the smallest slope carries the fast mean forward by half a fast
+//!    t ≥ 1 and at least half its slope for its two parts), the smallest slope less one
+//!    standard error carries the fast mean forward by half a fast
 //!    window plus the start-up time: `λ_up = max(λ_fast, λ_slow, λ_fast + slope·(fast/2 +
 //!    startup_s))`. (A step reads as a ramp to one long least-squares fit; requiring the
 //!    trend in both parts keeps a step from being extrapolated.)
+//!    A burst counts at once: when the last 10 s of arrivals exceed what the replicas asked
+//!    for serve by more than 4 Poisson standard deviations, `λ_up` is at least their rate
+//!    (the 60 s fast window would take most of a minute to show a step; Knative's panic
+//!    window is 6 s for the same reason).
 //! 5. Replicas, with `current` the replicas already asked for (ready + starting):
 //!    `up = ⌈λ_up / cap⌉`, taken only when `λ_up` exceeds
 //!    `current·cap·(1 + scale-up-tolerance)` (at least one while anything is in flight; at
@@ -50,6 +55,10 @@ use crate::{FleetState, Load, Policy};
 
 /// Load snapshots closer than this are merged (the newest replaces the last).
 const BUCKET_S: f64 = 1.0;
+/// The burst view: arrivals over the last this many seconds...
+const BURST_S: f64 = 10.0;
+/// ... count when this many standard deviations above the capacity asked for.
+const BURST_Z: f64 = 4.0;
 /// Bucket of the trend's least-squares fit.
 const TREND_BUCKET_S: f64 = 5.0;
 /// Finished requests in the stable window before the correction moves.
@@ -314,9 +323,9 @@ impl SloState {
 
     /// The arrival rate expected `ahead` seconds from now: the fast window's mean (centred
     /// half a window ago) carried forward by a rising trend. The trend must hold over the
-    /// whole stable window: the slope used is the smallest of the stable window's, rising at
-    /// t ≥ 2, and those of its two parts (the fast window, and the older part before it),
-    /// rising at t ≥ 1. A ramp rises in all three; a step rises in the older part
+    /// whole stable window: the stable window's slope rising at t ≥ 2, those of its two parts
+    /// (the fast window, and the older part before it) rising at t ≥ 1 and at least half as
+    /// steep; the slope used is the smallest of the three, each less one standard error. A ramp rises in all three; a step rises in the older part
     /// only once the fast window is past it, when the fast one is flat again, so a step is
     /// not extrapolated into a ramp.
     fn forecast(&self, stable_w: f64, fast_w: f64, lambda_fast: f64, ahead: f64) -> f64 {
@@ -327,9 +336,12 @@ impl SloState {
         );
         let slope = match slopes {
             (Some((s, ts)), Some((f, tf)), Some((o, to)))
-                if ts >= 2.0 && to >= 1.0 && tf >= 1.0 =>
+                if ts >= 2.0 && to >= 1.0 && tf >= 1.0 && f.min(o) >= 0.5 * s =>
             {
-                s.min(f).min(o)
+                // Each slope less one standard error: a noisy fit that just passes its test
+                // adds little.
+                let low = |x: f64, t: f64| x * (1.0 - 1.0 / t);
+                low(s, ts).min(low(f, tf)).min(low(o, to))
             }
             _ => 0.0,
         };
@@ -432,7 +444,18 @@ impl SloState {
         let cap = lambda_max * slo.utilization;
         let (lambda_slow, lambda_fast) = (slow.rate(), fast.rate());
         let forecast = self.forecast(stable_w, fast_w, lambda_fast, startup);
-        let lambda_up = lambda_fast.max(lambda_slow).max(forecast);
+        let mut lambda_up = lambda_fast.max(lambda_slow).max(forecast);
+        let current = fleet.desired;
+        // A burst: the last few seconds' arrivals far above what the replicas asked for serve
+        // (z > 4 against a Poisson count at that capacity) count at once, not when the fast
+        // window's mean has caught up with them.
+        let burst = self.delta(BURST_S.min(fast_w)).filter(|d| {
+            let expected = f64::from(current) * cap * d.span;
+            (d.requests - expected) > BURST_Z * expected.max(1.0).sqrt()
+        });
+        if let Some(b) = burst {
+            lambda_up = lambda_up.max(b.rate());
+        }
         let mut inputs = vec![
             ("lambda", lambda_slow),
             ("lambda_fast", lambda_fast),
@@ -445,7 +468,7 @@ impl SloState {
         ];
         inputs.extend(waiting.map(|w| ("waiting", w)));
         inputs.extend(kv.map(|k| ("kv_usage", k)));
-        let current = fleet.desired;
+        inputs.extend(burst.map(|b| ("lambda_burst", b.rate())));
         if !(cap > 0.0 && cap.is_finite()) {
             // No replica can hold one such request (it outgrows the KV cache): more replicas
             // would not help; keep what there is.
@@ -510,3 +533,7 @@ impl SloState {
 #[cfg(test)]
 #[path = "slo_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "slo_sim_tests.rs"]
+mod sim_tests;
