@@ -531,6 +531,10 @@ impl SloState {
 }
 
 #[cfg(test)]
+#[path = "slo_world.rs"]
+mod world;
+
+#[cfg(test)]
 #[path = "slo_tests.rs"]
 mod tests;
 

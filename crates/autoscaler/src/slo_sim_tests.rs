@@ -52,7 +52,7 @@ fn run(rate: impl Fn(f64) -> f64, peak: f64, seconds: f64, warmup: f64) -> Outco
         (Ok(m), Ok(g)) => (m.clone(), g.clone()),
         _ => panic!("profiles"),
     };
-    let mut policy = super::tests::policy(1, 8);
+    let mut policy = super::world::policy(1, 8);
     policy.profile = Some(profile("llama-3-8b", "A100-80GB"));
     let startup = policy.profile.as_ref().map_or(0.0, |p| p.startup_s);
     let mut state = SloState::new(&policy);
