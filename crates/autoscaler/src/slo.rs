@@ -43,7 +43,7 @@
 //!    `H = max(startup_s, 30 s)`: at least `⌈(λ_up + rest/H) / λ_max⌉` replicas. A queue
 //!    that builds while replicas start, and that they will drain, asks for nothing more.
 //!
-//! No load yet, or none for `stale_after_s`: hold (no recommendation). Zero arrivals over a
+//! No load yet, under 10 s of it, or none for `stale_after_s`: hold (no recommendation). Zero arrivals over a
 //! whole stable window with nothing in flight or queued: 0 (the caller applies `minReplicas`
 //! and the scale-to-zero grace period).
 
@@ -399,6 +399,10 @@ impl SloState {
         let (Some(slow), Some(fast)) = (self.delta(stable_w), self.delta(fast_w)) else {
             return hold("load window not filled yet");
         };
+        if slow.span < BURST_S.min(fast_w) {
+            // A rate over a second or two (just started, or counters reset) is noise.
+            return hold("load window under 10 s");
+        }
         let startup = if startup_s.is_finite() {
             startup_s.max(0.0)
         } else {

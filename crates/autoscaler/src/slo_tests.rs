@@ -375,3 +375,115 @@ fn aibrix_sinusoid_and_on_off_bursts() {
     );
     assert!(replica_seconds(&b) < static_peak);
 }
+
+/// An SLO PodAutoscaler document with `annotations` (indented lines).
+fn slo_document(annotations: &str) -> brix_api::PodAutoscaler {
+    let yaml = format!(
+        "apiVersion: autoscaling.aibrix.ai/v1alpha1
+kind: PodAutoscaler
+metadata:
+  name: llama-slo
+  annotations:
+{annotations}spec:
+  scalingStrategy: SLO
+  minReplicas: 1
+  maxReplicas: 8
+  scaleTargetRef: {{name: llama-3-8b}}
+"
+    );
+    match serde_yaml_ng::from_str::<brix_api::Resource>(&yaml) {
+        Ok(brix_api::Resource::PodAutoscaler(pa)) => pa,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_document_drives_decide_up_under_a_burst_and_down_after() {
+    let doc = slo_document("    autoscaling.brix.dev/tpot-slo-ms: \"50\"\n");
+    let p = crate::capacity::tests::profile("llama-3-8b", "A100-80GB");
+    let policy = Policy::from_document(&doc, Some(p)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(policy.slo.tpot_s, 0.05);
+    assert_eq!((policy.slo.ttft_s, policy.slo.utilization), (1.0, 0.8));
+    // The driver's loop: load every second, a decision every sync_s, replicas ready after
+    // the start-up time; 4 req/s, then 40 for five minutes, then 4 again.
+    let mut a = crate::Autoscaler::new(policy);
+    let startup = a.startup_s();
+    let rate = |t: f64| {
+        if (300.0..600.0).contains(&t) {
+            40.0
+        } else {
+            4.0
+        }
+    };
+    let (mut load, mut fleet) = (
+        Load::default(),
+        FleetState {
+            desired: 1,
+            ready: 1,
+            ..FleetState::default()
+        },
+    );
+    let mut ready_at: Vec<f64> = Vec::new();
+    let mut decisions = Vec::new();
+    let mut arrived = Vec::new();
+    for s in 1..=1500 {
+        let t = f64::from(s);
+        load.requests += rate(t) as u64;
+        load.prompt_tokens += 1024 * rate(t) as u64;
+        // Requests finish 3 s after they arrive.
+        arrived.push(load.requests);
+        load.completed = arrived[arrived.len().saturating_sub(4)];
+        load.output_tokens = 43 * load.completed;
+        a.observe_load(&load, t);
+        let now_ready = ready_at.iter().filter(|r| **r <= t).count() as u32;
+        ready_at.retain(|r| *r > t);
+        fleet.ready += now_ready;
+        fleet.starting -= now_ready;
+        if t >= a.next_decision_at() {
+            let d = a.decide(&fleet, t);
+            if d.desired > fleet.desired {
+                fleet.starting += d.desired - fleet.desired;
+                ready_at.extend((fleet.desired..d.desired).map(|_| t + startup));
+            } else if d.desired < fleet.desired {
+                fleet.ready -= fleet.desired - d.desired;
+            }
+            fleet.desired = d.desired;
+            decisions.push(d);
+        }
+    }
+    let at = |t: f64| {
+        decisions
+            .iter()
+            .rev()
+            .find(|d| d.at <= t)
+            .map_or(0, |d| d.desired)
+    };
+    let top = decisions.iter().map(|d| d.desired).max().unwrap_or(0);
+    eprintln!(
+        "before {} burst {} (top {top}) after {}; {}",
+        at(299.0),
+        at(400.0),
+        at(1500.0),
+        decisions
+            .iter()
+            .find(|d| d.at >= 310.0)
+            .map(|d| d.reason())
+            .unwrap_or_default()
+    );
+    assert_eq!(at(299.0), 1);
+    // Up within the burst view's 10 s, to what 40 req/s needs at a 50 ms TPOT.
+    assert!(at(315.0) >= 4, "{}", at(315.0));
+    // Down only after the burst left the 300 s scale-down window (and the stable window).
+    assert!(at(899.0) >= at(599.0).min(top));
+    assert_eq!(at(1500.0), 1);
+    // The burst view said so in the reason of the decision that jumped.
+    let jump = decisions
+        .iter()
+        .find(|d| d.at >= 300.0 && d.desired > d.current)
+        .map(|d| d.reason())
+        .unwrap_or_default();
+    assert!(
+        jump.contains("capacity_rps=") && jump.contains("lambda_burst="),
+        "{jump}"
+    );
+}
