@@ -44,10 +44,10 @@ pub(crate) struct SimArgs {
     autoscaler: Option<PathBuf>,
     /// Storage bandwidth, GB/s, that an engine asked for by the autoscaler loads its weights
     /// at (per GPU).
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = brix_autoscaler::DEFAULT_STORAGE_GBPS)]
     storage_gbps: f64,
     /// Seconds an engine takes to start once its weights are loaded (CUDA graphs, warm-up).
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = brix_autoscaler::DEFAULT_ENGINE_START_S)]
     engine_start_s: f64,
     /// GPU profile of every engine.
     #[arg(long, default_value = "A100-80GB")]
@@ -184,7 +184,8 @@ pub(crate) fn run(a: SimArgs) -> Result<(), SimCliError> {
                     "--engine-start-s must be 0 or more seconds".into(),
                 ));
             }
-            let startup = vsim::startup_s(&cfg.model, a.storage_gbps, a.engine_start_s);
+            let startup =
+                brix_autoscaler::startup_estimate(&cfg.model, a.storage_gbps, a.engine_start_s);
             scale::load(path, &cfg, startup)?
                 .into_iter()
                 .map(Some)

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use brix_api::{PodAutoscaler, Resource};
-use brix_autoscaler::Policy;
+use brix_autoscaler::{Policy, ReplicaProfile};
 use brix_bench::vsim::{self, ScaleConfig, SimConfig, SimRun};
 use serde::Deserialize;
 
@@ -60,7 +60,8 @@ pub(super) fn load(
 ) -> Result<Vec<ScaleConfig>, SimCliError> {
     let bad = |why: String| SimCliError::Flag(format!("--autoscaler {}: {why}", path.display()));
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let profile = vsim::replica_profile(&cfg.engine, &cfg.model, &cfg.gpu, startup_s)?;
+    let profile = ReplicaProfile::from_engine(&cfg.model, &cfg.gpu, &cfg.engine, startup_s)
+        .map_err(vsim::SimError::from)?;
     parse(&text)
         .map_err(bad)?
         .iter()

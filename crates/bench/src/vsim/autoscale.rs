@@ -2,17 +2,15 @@
 //! (`brix_autoscaler::Policy`, built from a PodAutoscaler document) and the driver's knobs. The
 //! decisions are the policy crate's; this driver only feeds it readings and applies its counts.
 
-use brix_autoscaler::{Autoscaler, Decision, FleetState, Load, Policy, Reading, ReplicaProfile};
-use brix_sim::{Engine, EngineConfig, GpuProfile, ModelProfile};
-
-use super::SimError;
+use brix_autoscaler::{Autoscaler, Decision, FleetState, Load, Policy, Reading};
 
 /// The autoscaler of a run and how the driver runs it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ScaleConfig {
     /// The policy (its `sync_s` is the decision period; tests shorten its windows).
     pub policy: Policy,
-    /// Seconds from asking for an engine to its first good probe ([`startup_s`]).
+    /// Seconds from asking for an engine to its first good probe
+    /// (`brix_autoscaler::startup_estimate`).
     pub startup_s: f64,
     /// Seconds between metric readings (1, as `brix up` scrapes).
     pub observe_s: f64,
@@ -33,32 +31,6 @@ impl ScaleConfig {
             hold_timeout_s: 120.0,
         }
     }
-}
-
-/// Start-up of one replica: its weights (per GPU, loaded in parallel) from storage at
-/// `storage_gbps` GB/s, plus `engine_start_s` of engine start (CUDA graphs, warm-up).
-pub fn startup_s(model: &ModelProfile, storage_gbps: f64, engine_start_s: f64) -> f64 {
-    model.weight_bytes_per_gpu() / (storage_gbps * 1e9) + engine_start_s
-}
-
-/// One replica as the policy sees it: the engine's roofline, vLLM's limits, its KV cache and
-/// start-up time, its price.
-pub fn replica_profile(
-    engine: &EngineConfig,
-    model: &ModelProfile,
-    gpu: &GpuProfile,
-    startup_s: f64,
-) -> Result<ReplicaProfile, SimError> {
-    let e = Engine::new(engine.clone(), model.clone(), gpu.clone())?;
-    let kv_tokens = u64::from(e.num_gpu_blocks()) * u64::from(engine.block_size);
-    Ok(ReplicaProfile::new(
-        model,
-        gpu,
-        engine.max_num_batched_tokens,
-        engine.max_num_seqs,
-        kv_tokens,
-        startup_s,
-    ))
 }
 
 /// The policy as the event loop drives it: `brix_autoscaler::Autoscaler`, or in tests a

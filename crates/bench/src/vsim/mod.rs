@@ -25,7 +25,7 @@ mod scale_tests;
 #[cfg(test)]
 mod tests;
 
-pub use autoscale::{ScaleConfig, replica_profile, startup_s};
+pub use autoscale::ScaleConfig;
 pub use fleet_report::{TimelineSample, decisions_jsonl, timeline_csv};
 pub use plot::timeline_png;
 

@@ -399,13 +399,17 @@ fn phases(parts: &[(f64, f64, f64)]) -> Workload {
 }
 
 #[test]
-fn a_burst_scales_up_and_back_down_with_the_real_policies() {
+fn a_burst_scales_up_and_back_down_with_each_real_policy() {
     let w = phases(&[(0.0, 20.0, 2.0), (20.0, 60.0, 40.0), (60.0, 200.0, 2.0)]);
     let keys = route_keys(&w, 128);
     let s: SimStrategy = "least-request".parse().unwrap_or_else(|e| panic!("{e}"));
-    for strategy in ["KPA", "APA", "HPA"] {
+    let c = config(1, policy(), 5.0);
+    let profile = brix_autoscaler::ReplicaProfile::from_engine(&c.model, &c.gpu, &c.engine, 5.0)
+        .unwrap_or_else(|e| panic!("{e}"));
+    for strategy in ["KPA", "APA", "HPA", "SLO"] {
         let doc = document(strategy, 1, 6, "num_requests_running", "8");
-        let mut p = Policy::from_document(&doc, None).unwrap_or_else(|e| panic!("{e}"));
+        let mut p =
+            Policy::from_document(&doc, Some(profile.clone())).unwrap_or_else(|e| panic!("{e}"));
         p.knobs.stable_window = std::time::Duration::from_secs(10);
         p.knobs.panic_window = std::time::Duration::from_secs(4);
         p.knobs.scale_down_cooldown = std::time::Duration::from_secs(10);
