@@ -149,12 +149,14 @@ impl Autoscaler {
                     (_, true) => "no sample in the window".into(),
                 };
                 limits.push(Limit::MissingMetrics(why));
+                self.stabilizer.note_hold(now, current);
                 current
             }
             // Kubernetes: with some metrics missing, never scale down on the others.
             Some(r) if r < current && !missing.is_empty() => {
                 limits.extend(rec.limit.clone());
                 limits.push(Limit::MissingMetrics(missing.join("; ")));
+                self.stabilizer.note_hold(now, current);
                 current
             }
             Some(r) => {

@@ -22,6 +22,17 @@ pub(crate) struct Stabilizer {
 }
 
 impl Stabilizer {
+    /// Records a decision that held `current` (no usable recommendation) as a recommendation
+    /// of `current`: what the autoscaler did not know must not license a scale-down later in
+    /// the window. Brix's choice; Kubernetes records nothing for a failed computation, so an
+    /// autoscaler that starts (or recovers its metrics) with a low reading scales down at once.
+    pub(crate) fn note_hold(&mut self, now: f64, current: u32) {
+        self.recommendations.push_back((now, current));
+        if self.recommendations.len() > MAX_ENTRIES {
+            self.recommendations.pop_front();
+        }
+    }
+
     /// Records `recommended` at `now` and returns it held between the lowest recommendation
     /// in the last `up_s` seconds and the highest in the last `down_s` seconds, relative to
     /// `current`: `clamp(current, up, down)` as Kubernetes does.

@@ -206,3 +206,29 @@ fn aibrix_benchmark_kpa_document_holds_scale_down_for_its_legacy_delay() {
     );
     assert_eq!(current, 2);
 }
+
+#[test]
+fn a_hold_counts_as_keeping_the_count_in_the_scale_down_window() {
+    // Metrics missing at first (a new autoscaler, a restart): the held count is remembered,
+    // so the first low reading cannot scale down before a whole scale-down window.
+    let mut a = Autoscaler::new(pod_policy(Strategy::Hpa, 10.0, 1, 8));
+    let d = a.decide(&fleet(5), 0.0);
+    assert_eq!(d.desired, 5);
+    assert!(
+        d.limits
+            .iter()
+            .any(|l| matches!(l, Limit::MissingMetrics(_)))
+    );
+    a.observe(0, pods(5, 1.0), 15.0);
+    let d = a.decide(&fleet(5), 15.0);
+    assert_eq!(d.recommendation, Some(1));
+    assert_eq!(d.desired, 5, "{}", d.reason());
+    assert!(limited(&d, &Limit::Stabilization));
+    // Past the 300 s window, the low readings have the last word.
+    for t in (30..=330).step_by(15) {
+        a.observe(0, pods(5, 1.0), f64::from(t));
+        a.decide(&fleet(5), f64::from(t));
+    }
+    a.observe(0, pods(5, 1.0), 345.0);
+    assert_eq!(a.decide(&fleet(5), 345.0).desired, 1);
+}
