@@ -1,5 +1,6 @@
 //! The fleet's admin API, served beside the gateway by `brix up`, read by `brix status` and
-//! `brix scale`: `GET /brix/fleet` and `POST /brix/fleet/scale {"model", "replicas"}`.
+//! `brix scale`: `GET /brix/fleet`, `POST /brix/fleet/scale {"model", "replicas"}` and
+//! `GET /brix/autoscalers`.
 //! Guarded by the same admin-key check as the users API ([`AdminGuard`]): with no admin key
 //! every call is refused (403), never served anonymously.
 
@@ -15,6 +16,7 @@ use brix_api::openai::ErrorEnvelope;
 use brix_gateway::GatewayHandle;
 use serde::{Deserialize, Serialize};
 
+use crate::autoscale::Autoscalers;
 use crate::platform::{Platform, PlatformError};
 
 /// One replica as `brix status` shows it: the platform's view joined with the gateway's.
@@ -73,6 +75,25 @@ pub fn router<P: Platform>(platform: P, gateway: GatewayHandle, guard: AdminGuar
     Router::new()
         .route("/brix/fleet", get(status::<P>))
         .route("/brix/fleet/scale", post(scale::<P>))
+        .with_state(state)
+}
+
+/// `GET /brix/autoscalers`: each autoscaler's counts and last decisions, behind the same
+/// admin-key check.
+pub fn autoscaler_router(autoscalers: Autoscalers, guard: AdminGuard) -> Router {
+    let state = Arc::new((autoscalers, guard));
+    Router::new()
+        .route(
+            "/brix/autoscalers",
+            get(
+                |State(s): State<Arc<(Autoscalers, AdminGuard)>>, headers: HeaderMap| async move {
+                    if let Err(denied) = s.1.check_headers(&headers) {
+                        return denied.into_response();
+                    }
+                    axum::Json(s.0.status()).into_response()
+                },
+            ),
+        )
         .with_state(state)
 }
 

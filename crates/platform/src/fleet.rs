@@ -17,8 +17,8 @@ pub struct FleetFile {
     pub gateway: GatewayConfig,
     /// The models to serve.
     pub models: Vec<ModelSpec>,
-    /// AIBrix resource documents (`ModelAdapter`, `PodAutoscaler`): validated now, acted on
-    /// as their controllers land.
+    /// AIBrix resource documents: `PodAutoscaler`s run in `brix up` (see
+    /// [`crate::autoscale`]); `ModelAdapter`s are validated.
     #[serde(default)]
     pub resources: Vec<Resource>,
 }
@@ -50,6 +50,14 @@ pub enum FleetError {
         path: String,
         /// The field and why.
         source: brix_api::FieldError,
+    },
+    /// A PodAutoscaler this fleet cannot run (the message names the field).
+    #[error("{path}: {why}")]
+    Autoscaler {
+        /// The file.
+        path: String,
+        /// The field and why.
+        why: String,
     },
     /// The gateway settings are inconsistent.
     #[error("{path}: gateway: {source}")]
@@ -89,6 +97,7 @@ impl FleetFile {
                 source,
             }
         })?;
+        crate::autoscale::plan(&file, name)?;
         file.gateway
             .validate()
             .map_err(|source| FleetError::Gateway {
