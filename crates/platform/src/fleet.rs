@@ -151,4 +151,32 @@ mod tests {
             assert!(e.contains(needle), "{needle:?} not in {e:?}");
         }
     }
+
+    /// A PodAutoscaler the local fleet cannot run is refused at load, naming the field.
+    #[test]
+    fn autoscalers_this_fleet_cannot_run_name_the_field() {
+        let file = |engine: &str, strategy: &str, extra: &str| {
+            format!(
+                "models:\n  - name: a\n    engine: {engine}\nresources:\n  - apiVersion: autoscaling.aibrix.ai/v1alpha1\n    kind: PodAutoscaler\n    metadata:\n      name: a-scaler\n{extra}    spec:\n      scaleTargetRef: {{name: a}}\n      maxReplicas: 4\n      scalingStrategy: {strategy}\n      metricsSources: [{{metricSourceType: pod, targetMetric: num_requests_running, targetValue: '8'}}]\n"
+            )
+        };
+        let sim = "{sim: {gpu: H100}}";
+        let annotated =
+            "      annotations:\n        autoscaling.brix.dev/sync-period-seconds: soon\n";
+        let e = err(&file(sim, "KPA", annotated));
+        assert!(
+            e.contains(
+                "resources[0].metadata.annotations[autoscaling.brix.dev/sync-period-seconds]"
+            ),
+            "{e}"
+        );
+        let ok = "      annotations:\n        autoscaling.brix.dev/sync-period-seconds: '1'\n";
+        let f = FleetFile::parse("f.yaml", &file(sim, "KPA", ok)).expect("valid");
+        let plan = crate::autoscale::plan(&f, "f.yaml").expect("plans");
+        assert_eq!(plan[0].policy.sync_s, 1.0);
+        assert!(
+            plan[0].policy.profile.is_some(),
+            "sim engines have a profile"
+        );
+    }
 }
