@@ -313,7 +313,7 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), UpError> {
     runtime()?.block_on(async {
         let client = reqwest::Client::new();
         let r = request(&client, &args.endpoint, reqwest::Method::GET, "/brix/fleet");
-        let models: Vec<ModelStatus> = send(&args.endpoint, r).await?;
+        let mut models: Vec<ModelStatus> = send(&args.endpoint, r).await?;
         let r = request(
             &client,
             &args.endpoint,
@@ -321,9 +321,14 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), UpError> {
             "/brix/autoscalers",
         );
         let autoscalers: Vec<AutoscalerStatus> = send(&args.endpoint, r).await?;
+        for m in &mut models {
+            m.autoscaler = autoscalers.iter().find(|a| a.model == m.name).cloned();
+        }
         if args.json {
-            let all = serde_json::json!({"models": models, "autoscalers": autoscalers});
-            println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&models).unwrap_or_default()
+            );
             return Ok(());
         }
         println!(

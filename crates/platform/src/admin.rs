@@ -47,6 +47,10 @@ pub struct ModelStatus {
     pub name: String,
     /// Replicas, in id order.
     pub replicas: Vec<ReplicaStatus>,
+    /// The model's autoscaler, if one scales it (`brix status` joins it from
+    /// `GET /brix/autoscalers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaler: Option<crate::autoscale::AutoscalerStatus>,
 }
 
 /// `POST /brix/fleet/scale` body.
@@ -128,7 +132,11 @@ async fn status<P: Platform>(State(admin): State<Arc<Admin<P>>>, headers: Header
                 }
             })
             .collect();
-        out.push(ModelStatus { name, replicas });
+        out.push(ModelStatus {
+            name,
+            replicas,
+            autoscaler: None,
+        });
     }
     axum::Json(out).into_response()
 }

@@ -251,10 +251,12 @@ impl Inner {
             .collect();
         let desired = rt.desired as usize;
         if live.len() > desired {
-            // Never a replica that is starting (capacity on its way: the autoscaler counts
-            // it); surplus ones are trimmed once ready. Broken replicas go first, then ready
-            // ones with the fewest requests in flight, then the newest.
-            let extra = live.len() - desired;
+            // Never a replica that is starting (capacity on its way, which the autoscaler
+            // counts): only replicas past their start are stopped, as many as exceed the
+            // desired count, so a scale-down never leaves fewer ready than asked for while a
+            // surplus replica starts; that one is trimmed once ready (see `set_state`).
+            // Broken replicas go first, then ready ones with the fewest requests in flight,
+            // then the newest.
             let mut victims: Vec<(bool, u32, std::cmp::Reverse<u32>, Arc<Slot>)> = live
                 .into_iter()
                 .filter_map(|s| {
@@ -270,6 +272,7 @@ impl Inner {
                     })
                 })
                 .collect();
+            let extra = victims.len().saturating_sub(desired);
             victims.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
             for (.., s) in victims.into_iter().take(extra) {
                 s.stop.send_replace(true);
