@@ -6,7 +6,7 @@
 //! Every second: the target's replicas from the platform (a replica newly ready reports its
 //! start-up time, fed to `observe_startup`), one reading per metric source ([`source`]), and
 //! the gateway's per-model load (`observe_load`). Every `sync_s` (or at once when the
-//! gateway's activator holds a request for the model): a decision over [`FleetState`]
+//! gateway's activator holds a request for a model at zero): a decision over [`FleetState`]
 //! (`desired` as last set, `ready`, `starting`, `held`); a changed count is applied with
 //! [`Platform::scale`], which drains what it removes and never removes a starting replica.
 
@@ -298,8 +298,14 @@ impl<P: Platform> Driver<P> {
                 .filter(|r| r.state != ReplicaState::Draining)
                 .count() as u32;
             let held = self.activation.as_ref().map_or(0, Activation::held);
-            // A held request is answered first: decide before reading anything.
-            if !poked {
+            // Held requests for a model at zero: decide at once, before reading anything.
+            // The doorbell rings per held request; once replicas are asked for, the
+            // regular ticks carry on.
+            let activate = poked && held > 0 && self.desired == 0;
+            if poked && !activate {
+                continue;
+            }
+            if !activate {
                 self.read(&replicas, now).await;
             }
             self.series
@@ -310,7 +316,8 @@ impl<P: Platform> Driver<P> {
                 let mut st = self.entry.status();
                 (st.current, st.ready, st.starting, st.held) = (current, ready, starting, held);
             }
-            if now < next_decision && !(poked && held > 0) {
+            // Half a tick of slack: a decision due at the tick is not put off by a jitter.
+            if now + TICK.as_secs_f64() / 2.0 < next_decision && !activate {
                 continue;
             }
             next_decision = now + self.scaler.policy().sync_s;
