@@ -273,7 +273,7 @@ impl Inner {
                 })
                 .collect();
             let extra = victims.len().saturating_sub(desired);
-            victims.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+            victims.sort_by_key(|a| (a.0, a.1, a.2));
             for (.., s) in victims.into_iter().take(extra) {
                 s.stop.send_replace(true);
             }
