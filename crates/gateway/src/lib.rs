@@ -296,7 +296,8 @@ impl GatewayHandle {
             .get(model)
             .map_or_else(ModelLoad::default, |c| c.read());
         let pods = self.pool.candidates(model);
-        let metrics: Vec<_> = pods.iter().map(|p| p.snapshot(0.0).metrics).collect();
+        // On the pods' own clock, so gauges too old to trust are left out.
+        let metrics: Vec<_> = pods.iter().map(|p| p.snapshot_now().metrics).collect();
         let waiting: Vec<f64> = metrics.iter().filter_map(|m| m.waiting).collect();
         let kv: Vec<f64> = metrics.iter().filter_map(|m| m.kv_usage).collect();
         load.waiting = (!waiting.is_empty()).then(|| waiting.iter().sum());

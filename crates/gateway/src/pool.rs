@@ -196,6 +196,11 @@ impl PodState {
         self.core().metrics_age(self.now())
     }
 
+    /// The routing view of this pod now.
+    pub fn snapshot_now(&self) -> Pod {
+        self.snapshot(self.now())
+    }
+
     /// The routing view of this pod at `now`.
     pub fn snapshot(&self, now: f64) -> Pod {
         let cfg = self.config();

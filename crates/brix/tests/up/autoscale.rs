@@ -422,7 +422,7 @@ async fn an_external_prometheus_source_drives_the_count_and_a_dead_one_holds_it(
 }
 
 #[tokio::test]
-async fn the_autoscalers_api_needs_the_admin_key() {
+async fn the_autoscalers_api_needs_the_admin_key_and_the_autoscaler_owns_the_count() {
     let sources =
         "[{metricSourceType: pod, targetMetric: gpu_cache_usage_perc, targetValue: '0.5'}]";
     let yaml = format!(
@@ -449,6 +449,26 @@ async fn the_autoscalers_api_needs_the_admin_key() {
             && !all[0].decisions.is_empty()
     })
     .await;
+    // `brix scale` on an autoscaled model: the autoscaler sets its own count again (as an
+    // HPA does with its Deployment's), once the extra replica is up.
+    let r = f
+        .http
+        .post(format!("{}/brix/fleet/scale", f.base))
+        .bearer_auth(ADMIN)
+        .json(&json!({"model": "k", "replicas": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    within("the manual replica came up", 30, || async {
+        f.counts("k").await.0 == 2
+    })
+    .await;
+    within("the autoscaler restored its count", 30, || async {
+        f.counts("k").await.2 == 1
+    })
+    .await;
+    assert_eq!(f.status("k-kpa").desired, 1);
     f.autoscalers.stop();
     f.platform.shutdown().await;
 }

@@ -327,7 +327,10 @@ impl<P: Platform> Driver<P> {
                 starting,
                 held,
             };
-            self.decide(&fleet, now, &labels).await;
+            // Someone else set the count (`brix scale`): the autoscaler owns it, as an HPA
+            // owns its Deployment's, so the next decision sets it again.
+            let drifted = starting == 0 && current != self.desired;
+            self.decide(&fleet, now, &labels, drifted).await;
         }
     }
 
@@ -353,7 +356,7 @@ impl<P: Platform> Driver<P> {
         self.entry.status().last_error = failure;
     }
 
-    async fn decide(&mut self, fleet: &FleetState, now: f64, labels: &[&str; 2]) {
+    async fn decide(&mut self, fleet: &FleetState, now: f64, labels: &[&str; 2], drifted: bool) {
         let d = self.scaler.decide(fleet, now);
         self.series.decisions.with_label_values(labels).inc();
         self.series
@@ -361,9 +364,10 @@ impl<P: Platform> Driver<P> {
             .with_label_values(labels)
             .set(i64::from(d.panic));
         let reason = d.reason();
-        if d.desired != self.desired {
+        let changed = d.desired != self.desired;
+        if changed || drifted {
             match self.platform.scale(&self.model, d.desired).await {
-                Ok(()) => {
+                Ok(()) if changed => {
                     tracing::info!(autoscaler = %labels[0], model = %self.model, from = self.desired, to = d.desired, reason, "scaling");
                     self.desired = d.desired;
                     self.series.scale_events.with_label_values(labels).inc();
@@ -372,6 +376,9 @@ impl<P: Platform> Driver<P> {
                         .with_label_values(labels)
                         .set(i64::from(self.desired));
                     self.entry.status().scale_events += 1;
+                }
+                Ok(()) => {
+                    tracing::info!(autoscaler = %labels[0], model = %self.model, to = d.desired, "count set elsewhere; restored");
                 }
                 Err(e) => {
                     tracing::warn!(autoscaler = %labels[0], error = %e, "scaling failed");
