@@ -87,6 +87,16 @@ pub enum ScalingStrategy {
     Slo,
 }
 
+/// What an `external` source without an `endpoint` may read: the gateway's own measures of
+/// the target model (a total for the model, not per pod), which Brix serves in place of
+/// Kubernetes' external metrics API.
+pub const GATEWAY_METRICS: [&str; 4] = [
+    "gateway_in_flight",
+    "gateway_requests_per_second",
+    "gateway_prompt_tokens_per_second",
+    "gateway_output_tokens_per_second",
+];
+
 /// One metric feed for the autoscaler.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -293,23 +303,24 @@ impl MetricSource {
             return fail("port", format!("'{port}' is not a port number"));
         }
         match self.source_type() {
-            MetricSourceType::Resource => {
-                if !matches!(self.target_metric.as_str(), "cpu" | "memory") {
-                    return fail("targetMetric", "a resource source reads cpu or memory only");
-                }
-                for (field, set) in [
-                    ("port", self.port.is_some()),
-                    ("endpoint", self.endpoint.is_some()),
-                    ("path", self.path.is_some()),
-                    ("protocolType", self.protocol_type.is_some()),
-                ] {
-                    if set {
-                        return fail(field, "not allowed for metricSourceType resource");
-                    }
-                }
+            // AIBrix reads these through the Kubernetes metrics APIs (metrics.k8s.io,
+            // custom.metrics.k8s.io), which Brix does not have outside Kubernetes.
+            MetricSourceType::Resource | MetricSourceType::Custom => {
+                let kind = if self.metric_source_type == MetricSourceType::Resource {
+                    "resource"
+                } else {
+                    "custom"
+                };
+                return fail(
+                    "metricSourceType",
+                    format!(
+                        "'{kind}' reads the Kubernetes metrics API, which Brix does not have \
+                         outside Kubernetes; use pod (the engines' /metrics) or external"
+                    ),
+                );
             }
-            MetricSourceType::External => {
-                if let Some(endpoint) = &self.endpoint {
+            MetricSourceType::External => match &self.endpoint {
+                Some(endpoint) => {
                     if endpoint.trim().is_empty() || endpoint.contains("://") {
                         return fail(
                             "endpoint",
@@ -320,8 +331,36 @@ impl MetricSource {
                         return fail("path", "required for an external source with an endpoint");
                     }
                 }
-            }
-            MetricSourceType::Pod | MetricSourceType::Custom | MetricSourceType::Domain => {}
+                // Without an endpoint AIBrix asks external.metrics.k8s.io; Brix answers the
+                // gateway's own measures of the model instead.
+                None => {
+                    if !GATEWAY_METRICS.contains(&self.target_metric.as_str()) {
+                        return fail(
+                            "targetMetric",
+                            format!(
+                                "'{}': an external source without an endpoint reads the \
+                                 gateway's own measure of the model, one of {}",
+                                self.target_metric,
+                                GATEWAY_METRICS.join(", ")
+                            ),
+                        );
+                    }
+                    for (field, set) in [
+                        ("path", self.path.is_some()),
+                        ("port", self.port.is_some()),
+                        ("protocolType", self.protocol_type.is_some()),
+                    ] {
+                        if set {
+                            return fail(
+                                field,
+                                "not used by a gateway source (an external source without an \
+                                 endpoint); remove it",
+                            );
+                        }
+                    }
+                }
+            },
+            MetricSourceType::Pod | MetricSourceType::Domain => {}
         }
         Ok(())
     }
@@ -363,7 +402,7 @@ impl PodAutoscaler {
         let spec = &self.spec;
         validate_target(spec, model_names)?;
         validate_bounds("spec", spec.min_replicas, spec.max_replicas)?;
-        validate_sources(&spec.metrics_sources)?;
+        validate_sources(&spec.metrics_sources, spec.scaling_strategy)?;
         for (field, value) in [
             ("spec.observeWindowSeconds", spec.observe_window_seconds),
             ("spec.panicWindowSeconds", spec.panic_window_seconds),
@@ -467,12 +506,13 @@ fn validate_target(spec: &PodAutoscalerSpec, model_names: &[&str]) -> Result<(),
     Ok(())
 }
 
-/// At least one source, each valid, each metric once.
-fn validate_sources(sources: &[MetricSource]) -> Result<(), FieldError> {
-    if sources.is_empty() {
+/// At least one source (none is fine for the SLO policy, which reads the gateway's load),
+/// each valid, each metric once.
+fn validate_sources(sources: &[MetricSource], strategy: ScalingStrategy) -> Result<(), FieldError> {
+    if sources.is_empty() && strategy != ScalingStrategy::Slo {
         return fail(
             "spec.metricsSources",
-            "at least one metric source is required",
+            "at least one metric source is required (only scalingStrategy SLO may have none)",
         );
     }
     let mut metrics = BTreeSet::new();

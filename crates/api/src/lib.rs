@@ -48,9 +48,9 @@ mod resource;
 
 pub use adapter::{ADAPTER_API_VERSION, Artifact, ModelAdapter, ModelAdapterSpec, SCHEDULER_NAMES};
 pub use autoscaler::{
-    AUTOSCALER_API_VERSION, DayOfWeek, MetricSource, MetricSourceType, PodAutoscaler,
-    PodAutoscalerSpec, PredictiveMode, PredictiveSpec, ProtocolType, ScalingStrategy, Schedule,
-    SubTargetSelector,
+    AUTOSCALER_API_VERSION, DayOfWeek, GATEWAY_METRICS, MetricSource, MetricSourceType,
+    PodAutoscaler, PodAutoscalerSpec, PredictiveMode, PredictiveSpec, ProtocolType,
+    ScalingStrategy, Schedule, SubTargetSelector,
 };
 pub use error::{Deprecation, FieldError};
 pub use knobs::{ANNOTATION_PREFIX, GoDurationError, ScalingKnobs, parse_go_duration};

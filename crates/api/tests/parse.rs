@@ -110,7 +110,7 @@ fn resource_errors_name_the_field_and_line() {
         ),
         (
             pa("      scaleTargetRef: {name: m}\n      maxReplicas: 3\n      scalingStrategy: XPA\n"),
-            "resources[0].spec.scalingStrategy: unknown variant `XPA`, expected one of `HPA`, `KPA`, `APA` at line 11 column 24".into(),
+            "resources[0].spec.scalingStrategy: unknown variant `XPA`, expected one of `HPA`, `KPA`, `APA`, `SLO` at line 11 column 24".into(),
         ),
         (
             pa("      scaleTargetRef: {name: m}\n      maxReplica: 3\n"),

@@ -362,6 +362,23 @@ fn pod_autoscaler_rules() {
             Err("resources[0].spec.metricsSources: at least one metric source is required"),
         ),
         (
+            p(&[
+                (
+                    &format!("    metricsSources:\n{source}"),
+                    "    metricsSources: []\n",
+                ),
+                ("scalingStrategy: KPA", "scalingStrategy: SLO"),
+            ]),
+            Ok(()),
+        ),
+        (
+            p(&[
+                (&format!("    metricsSources:\n{source}"), ""),
+                ("scalingStrategy: KPA", "scalingStrategy: SLO"),
+            ]),
+            Ok(()),
+        ),
+        (
             p(&[("targetValue: \"0.5\"", "targetValue: \"0\"")]),
             Err(
                 "resources[0].spec.metricsSources[0].targetValue: '0' is not a positive decimal number",
@@ -399,23 +416,42 @@ fn pod_autoscaler_rules() {
             sources(
                 "      - {metricSourceType: resource, targetMetric: cpu, targetValue: \"80\"}\n",
             ),
+            Err(
+                "resources[0].spec.metricsSources[0].metricSourceType: 'resource' reads the Kubernetes metrics API, which Brix does not have outside Kubernetes",
+            ),
+        ),
+        (
+            sources("      - {metricSourceType: custom, targetMetric: qps, targetValue: \"10\"}\n"),
+            Err(
+                "resources[0].spec.metricsSources[0].metricSourceType: 'custom' reads the Kubernetes metrics API",
+            ),
+        ),
+        // external without an endpoint: the gateway's own measures
+        (
+            sources(
+                "      - {metricSourceType: external, targetMetric: gateway_in_flight, targetValue: \"8\"}\n",
+            ),
             Ok(()),
         ),
         (
             sources(
-                "      - {metricSourceType: resource, targetMetric: gpu, targetValue: \"80\"}\n",
+                "      - {metricSourceType: external, targetMetric: gateway_output_tokens_per_second, targetValue: \"2000\"}\n      - {metricSourceType: external, targetMetric: gateway_requests_per_second, targetValue: \"4\"}\n",
+            ),
+            Ok(()),
+        ),
+        (
+            sources(
+                "      - {metricSourceType: external, targetMetric: qps, targetValue: \"10\"}\n",
             ),
             Err(
-                "resources[0].spec.metricsSources[0].targetMetric: a resource source reads cpu or memory only",
+                "resources[0].spec.metricsSources[0].targetMetric: 'qps': an external source without an endpoint reads the gateway's own measure of the model, one of gateway_in_flight, gateway_requests_per_second, gateway_prompt_tokens_per_second, gateway_output_tokens_per_second",
             ),
         ),
         (
             sources(
-                "      - {metricSourceType: resource, targetMetric: cpu, targetValue: \"80\", port: \"80\"}\n",
+                "      - {metricSourceType: external, targetMetric: gateway_in_flight, path: /m, targetValue: \"8\"}\n",
             ),
-            Err(
-                "resources[0].spec.metricsSources[0].port: not allowed for metricSourceType resource",
-            ),
+            Err("resources[0].spec.metricsSources[0].path: not used by a gateway source"),
         ),
         (
             sources(
@@ -438,10 +474,6 @@ fn pod_autoscaler_rules() {
             Err(
                 "resources[0].spec.metricsSources[0].endpoint: 'http://optimizer:8080' should be host:port",
             ),
-        ),
-        (
-            sources("      - {metricSourceType: custom, targetMetric: qps, targetValue: \"10\"}\n"),
-            Ok(()),
         ),
         // windows
         (
@@ -556,6 +588,8 @@ fn deprecations_are_reported_with_their_paths() {
                 "    name: qwen-kpa\n    labels:\n      kpa.autoscaling.aibrix.ai/scale-down-delay: 3m\n",
             ),
             ("metricSourceType: pod", "metricSourceType: domain"),
+            // A domain (external) source reads an endpoint (the GPU optimizer).
+            ("port: \"8000\"", "endpoint: optimizer:8080"),
         ],
     );
     let resources = parse(&format!("{ADAPTER}{doc}"));

@@ -2,13 +2,24 @@
 //! no I/O, no clock, no threads.
 //!
 //! One [`Autoscaler`] per PodAutoscaler document. A driver feeds it what it measured, with the
-//! time it measured it ([`Autoscaler::observe`] per metric source, [`Autoscaler::observe_load`]
-//! for the gateway's view of the model, [`Autoscaler::observe_startup`] when a replica became
-//! ready), and every [`Policy::sync_s`] asks [`Autoscaler::decide`] for the replica count, given
-//! the fleet as it is ([`FleetState`]). Each [`Decision`] carries its inputs, the raw
+//! time it measured it ([`Autoscaler::observe`] per metric source, about once a second;
+//! [`Autoscaler::observe_load`] for the gateway's view of the model, which also feeds the
+//! gateway sources (`external` without an `endpoint`, [`SourceKind::Gateway`]);
+//! [`Autoscaler::observe_startup`] when a replica became ready), and asks
+//! [`Autoscaler::decide`] for the replica count, given the fleet as it is ([`FleetState`]),
+//! whenever `now` reaches [`Autoscaler::next_decision_at`] (every [`Policy::sync_s`]: HPA
+//! 15 s, KPA 2 s, APA 10 s, SLO 5 s). Each [`Decision`] carries its inputs, the raw
 //! recommendation and what limited it. `brix up` (tokio timers, HTTP scrapes, the platform
 //! trait) and `brix bench sim` (the event heap) are the two drivers; nothing here is copied
 //! into either.
+//!
+//! A decision: the strategy's recommendation (the largest over the sources that have one);
+//! then, for every strategy, missing metrics hold the count (all sources missing, or some
+//! missing and the rest asking for fewer: never a scale-down, never to zero); stabilization
+//! with Kubernetes semantics (the lowest recommendation in the scale-up window, the highest in
+//! the scale-down window); HPA's rate policies; the bounds (or an active UTC schedule's, see
+//! [`Autoscaler::with_schedules`]); zero only after [`Policy::scale_to_zero_grace_s`] of zero;
+//! and one replica when requests are held for a model with none (activation).
 //!
 //! Time is `f64` seconds on the driver's clock (virtual or since start), as in
 //! `brix_router::fleet`.
@@ -20,7 +31,9 @@ mod hpa;
 mod kpa;
 mod policy;
 mod scaler;
+mod schedule;
 mod slo;
+mod sources;
 mod stabilize;
 pub mod window;
 
@@ -31,6 +44,7 @@ pub use capacity::{ReplicaProfile, SloTarget};
 pub use decision::{Decision, Limit};
 pub use policy::{Policy, PolicyError, Source, SourceKind, Strategy};
 pub use scaler::Autoscaler;
+pub use schedule::Schedules;
 
 /// One reading of one metric source at one moment.
 #[derive(Clone, Debug, PartialEq)]

@@ -1,7 +1,7 @@
 //! A PodAutoscaler document resolved into what the algorithms read: strategy, bounds, sources
 //! with their targets, the knobs with defaults filled in, and the decision period.
 
-use brix_api::{MetricSourceType, PodAutoscaler, ScalingKnobs, ScalingStrategy};
+use brix_api::{GATEWAY_METRICS, MetricSourceType, PodAutoscaler, ScalingKnobs, ScalingStrategy};
 
 use crate::capacity::{ReplicaProfile, SloTarget};
 
@@ -48,6 +48,10 @@ pub enum SourceKind {
     PerPod,
     /// One value for the target ([`crate::Reading::Total`]): an external endpoint.
     Total,
+    /// The gateway's own measure of the model (an `external` source with no `endpoint`,
+    /// `targetMetric` one of [`brix_api::GATEWAY_METRICS`]): a total the autoscaler derives
+    /// from [`crate::Autoscaler::observe_load`]; the driver reads nothing for it.
+    Gateway,
 }
 
 /// One metric source, resolved.
@@ -98,7 +102,7 @@ pub enum PolicyError {
     /// The knobs do not parse.
     #[error(transparent)]
     Field(#[from] brix_api::FieldError),
-    /// A metric source this build cannot read.
+    /// A metric source this build cannot read (validation refuses these first).
     #[error("spec.metricsSources[{0}]: metricSourceType {1} is not available outside Kubernetes")]
     Unsupported(usize, String),
     /// The SLO policy needs a replica profile.
@@ -123,7 +127,12 @@ impl Policy {
         for (i, s) in doc.spec.metrics_sources.iter().enumerate() {
             let kind = match s.source_type() {
                 MetricSourceType::Pod => SourceKind::PerPod,
-                MetricSourceType::External => SourceKind::Total,
+                MetricSourceType::External if s.endpoint.is_some() => SourceKind::Total,
+                MetricSourceType::External
+                    if GATEWAY_METRICS.contains(&s.target_metric.as_str()) =>
+                {
+                    SourceKind::Gateway
+                }
                 other => {
                     return Err(PolicyError::Unsupported(
                         i,

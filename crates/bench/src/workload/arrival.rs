@@ -10,14 +10,15 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
+use rand::Rng;
 use rand::rngs::SmallRng;
 use thiserror::Error;
 
 use super::Workload;
 use super::seed::{Stream, exponential, rng};
 
-/// How requests arrive; parsed from `poisson:5`, `constant:2`, `trace:0.5` (or `trace`) and
-/// `closed:16`.
+/// How requests arrive; parsed from `poisson:5`, `constant:2`, `sine:12,3.6,120`,
+/// `onoff:20,2,60,120`, `trace:0.5` (or `trace`) and `closed:16`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Arrival {
     /// A Poisson process of `rate` starts per second: exponential gaps with mean `1/rate`,
@@ -30,6 +31,29 @@ pub enum Arrival {
     Constant {
         /// Starts per second (> 0).
         rate: f64,
+    },
+    /// A Poisson process whose rate follows a sinusoid, `mean + amplitude·sin(2πt / period)`,
+    /// starting at the mean and rising: AIBrix's autoscaling harness (12 ± 3.6 req/s, period
+    /// 120 s). Drawn by thinning a Poisson process at the peak rate.
+    Sine {
+        /// Mean starts per second (> 0).
+        mean: f64,
+        /// Swing around the mean (0 ≤ amplitude ≤ mean).
+        amplitude: f64,
+        /// Seconds per cycle (> 0).
+        period_s: f64,
+    },
+    /// Bursts: a Poisson process at `peak` starts per second for `on_s` seconds, then at
+    /// `base` for `off_s`, repeating from a burst at 0.
+    OnOff {
+        /// Starts per second during a burst (> 0).
+        peak: f64,
+        /// Starts per second between bursts (≥ 0).
+        base: f64,
+        /// Burst length, seconds (> 0).
+        on_s: f64,
+        /// Quiet length, seconds (> 0).
+        off_s: f64,
     },
     /// The workload's own times (a trace's timestamps, a saved file's `at_s`) times `scale`:
     /// 0.5 replays twice as fast. Generated workloads have every `at_s` at 0, so this sends
@@ -68,9 +92,10 @@ impl Arrival {
 /// Why an arrival spec does not parse, naming the field.
 #[derive(Debug, Error, PartialEq)]
 pub enum ArrivalError {
-    /// The kind before `:` is not one of the four.
+    /// The kind before `:` is not one of the six.
     #[error(
-        "unknown arrival `{kind}` (known: poisson:RATE, constant:RATE, trace:SCALE, closed:USERS)"
+        "unknown arrival `{kind}` (known: poisson:RATE, constant:RATE, sine:MEAN,AMPLITUDE,PERIOD_S, \
+         onoff:PEAK,BASE,ON_S,OFF_S, trace:SCALE, closed:USERS)"
     )]
     UnknownKind {
         /// The kind given.
@@ -117,6 +142,8 @@ impl FromStr for Arrival {
             "constant" => Ok(Self::Constant {
                 rate: rate("constant")?,
             }),
+            "sine" => sine(value),
+            "onoff" => on_off(value),
             "trace" if value.is_empty() => Ok(Self::Trace { scale: 1.0 }),
             "trace" => finite
                 .filter(|v| *v >= 0.0)
@@ -135,11 +162,141 @@ impl FromStr for Arrival {
     }
 }
 
+/// One positional field: its name, what it must be, and the check.
+type Field = (&'static str, &'static str, fn(f64) -> bool);
+
+/// `value` split at commas into exactly `N` finite numbers, each checked by its field; the
+/// error names the first bad field.
+fn fields<const N: usize>(
+    kind: &'static str,
+    value: &str,
+    names: [Field; N],
+) -> Result<[f64; N], ArrivalError> {
+    let parts: Vec<&str> = value.split(',').map(str::trim).collect();
+    let mut out = [0.0; N];
+    for (i, (field, expected, ok)) in names.into_iter().enumerate() {
+        let raw = parts.get(i).copied().unwrap_or("");
+        out[i] = raw
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && ok(*v))
+            .ok_or_else(|| ArrivalError::BadValue {
+                kind,
+                field,
+                value: raw.to_owned(),
+                expected,
+            })?;
+    }
+    if parts.len() > N {
+        return Err(ArrivalError::BadValue {
+            kind,
+            field: "fields",
+            value: value.to_owned(),
+            expected: if N == 3 {
+                "3 comma-separated numbers"
+            } else {
+                "4 comma-separated numbers"
+            },
+        });
+    }
+    Ok(out)
+}
+
+fn sine(value: &str) -> Result<Arrival, ArrivalError> {
+    let [mean, amplitude, period_s] = fields(
+        "sine",
+        value,
+        [
+            ("mean", "requests/s > 0", |v| v > 0.0),
+            ("amplitude", "requests/s ≥ 0", |v| v >= 0.0),
+            ("period", "seconds > 0", |v| v > 0.0),
+        ],
+    )?;
+    if amplitude > mean {
+        return Err(ArrivalError::BadValue {
+            kind: "sine",
+            field: "amplitude",
+            value: amplitude.to_string(),
+            expected: "at most the mean (a rate cannot go below 0)",
+        });
+    }
+    Ok(Arrival::Sine {
+        mean,
+        amplitude,
+        period_s,
+    })
+}
+
+fn on_off(value: &str) -> Result<Arrival, ArrivalError> {
+    let [peak, base, on_s, off_s] = fields(
+        "onoff",
+        value,
+        [
+            ("peak", "requests/s > 0", |v| v > 0.0),
+            ("base", "requests/s ≥ 0", |v| v >= 0.0),
+            ("on", "seconds > 0", |v| v > 0.0),
+            ("off", "seconds > 0", |v| v > 0.0),
+        ],
+    )?;
+    Ok(Arrival::OnOff {
+        peak,
+        base,
+        on_s,
+        off_s,
+    })
+}
+
+impl Arrival {
+    /// Starts per second at time `t` for the time-varying kinds; `None` for the others.
+    pub fn rate_at(&self, t: f64) -> Option<f64> {
+        match *self {
+            Self::Sine {
+                mean,
+                amplitude,
+                period_s,
+            } => Some(mean + amplitude * (std::f64::consts::TAU * t / period_s).sin()),
+            Self::OnOff {
+                peak,
+                base,
+                on_s,
+                off_s,
+            } => Some(if t.rem_euclid(on_s + off_s) < on_s {
+                peak
+            } else {
+                base
+            }),
+            _ => None,
+        }
+    }
+
+    /// The highest rate a time-varying kind reaches (the thinning envelope).
+    fn peak_rate(&self) -> f64 {
+        match *self {
+            Self::Sine {
+                mean, amplitude, ..
+            } => mean + amplitude,
+            Self::OnOff { peak, base, .. } => peak.max(base),
+            _ => 0.0,
+        }
+    }
+}
+
 impl fmt::Display for Arrival {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Poisson { rate } => write!(f, "poisson:{rate}"),
             Self::Constant { rate } => write!(f, "constant:{rate}"),
+            Self::Sine {
+                mean,
+                amplitude,
+                period_s,
+            } => write!(f, "sine:{mean},{amplitude},{period_s}"),
+            Self::OnOff {
+                peak,
+                base,
+                on_s,
+                off_s,
+            } => write!(f, "onoff:{peak},{base},{on_s},{off_s}"),
             Self::Trace { scale } => write!(f, "trace:{scale}"),
             Self::ClosedLoop { users } => write!(f, "closed:{users}"),
         }
@@ -193,12 +350,29 @@ impl Starts {
         let at = match self.arrival {
             Arrival::Poisson { rate } => self.last + exponential(&mut self.rng, 1.0 / rate),
             Arrival::Constant { rate } => self.count as f64 / rate,
+            Arrival::Sine { .. } | Arrival::OnOff { .. } => self.thinned(),
             Arrival::Trace { scale } => own * scale,
             Arrival::ClosedLoop { .. } => 0.0,
         };
         self.count += 1;
         self.last = at;
         at
+    }
+}
+
+impl Starts {
+    /// The next start of a time-varying Poisson process (Lewis and Shedler's thinning):
+    /// candidates at the peak rate, each kept with probability rate(t) / peak.
+    fn thinned(&mut self) -> f64 {
+        let peak = self.arrival.peak_rate();
+        let mut t = self.last;
+        loop {
+            t += exponential(&mut self.rng, 1.0 / peak);
+            let keep: f64 = self.rng.random();
+            if keep * peak < self.arrival.rate_at(t).unwrap_or(peak) {
+                return t;
+            }
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use rand::Rng;
 
-use super::seed::{Stream, exponential, push_words, rng};
+use super::seed::{Stream, exponential, normal, push_words, rng};
 use super::{Turn, WorkRequest, Workload};
 
 /// `shared-prefix`: `groups` random prefixes of `prefix` words; each request picks a group
@@ -153,6 +153,74 @@ impl MultiTurn {
                 });
             }
         }
+        Workload { requests }
+    }
+}
+
+/// `synthetic`: independent requests with normally distributed prompt and output lengths
+/// (rounded, at least 1 token) and prompts of fresh random words, so no two share a prefix:
+/// AIBrix's autoscaling harness (prompts 1024 ± 696, outputs 43 ± 34 tokens).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Synthetic {
+    /// Requests in all (≥ 1).
+    pub requests: u32,
+    /// Mean prompt length, tokens.
+    pub prompt: u32,
+    /// Standard deviation of the prompt length.
+    pub prompt_std: u32,
+    /// Mean output length, tokens (≥ 1).
+    pub output: u32,
+    /// Standard deviation of the output length.
+    pub output_std: u32,
+    /// Longest prompt + output kept (lengths are cut to fit; 0 = no cap).
+    pub max_len: u32,
+}
+
+impl Default for Synthetic {
+    fn default() -> Self {
+        Self {
+            requests: 1000,
+            prompt: 1024,
+            prompt_std: 696,
+            output: 43,
+            output_std: 34,
+            max_len: 0,
+        }
+    }
+}
+
+impl Synthetic {
+    /// The requests, in order; request `i` is the same for any `requests > i`.
+    pub fn generate(&self, seed: u64) -> Workload {
+        let requests = (0..u64::from(self.requests))
+            .map(|i| {
+                let mut lens = rng(seed, Stream::SyntheticLen, &[i]);
+                let draw = |rng: &mut _, mean: u32, std: u32| {
+                    normal(rng, f64::from(mean), f64::from(std))
+                        .round()
+                        .max(1.0) as u32
+                };
+                let mut prompt_len = draw(&mut lens, self.prompt, self.prompt_std);
+                let mut output = draw(&mut lens, self.output, self.output_std);
+                if self.max_len >= 2 && prompt_len + output > self.max_len {
+                    output = output.min(self.max_len / 2);
+                    prompt_len = prompt_len.min(self.max_len - output);
+                }
+                let mut prompt = Vec::with_capacity(prompt_len as usize);
+                push_words(
+                    &mut rng(seed, Stream::SyntheticPrompt, &[i]),
+                    prompt_len as usize,
+                    &mut prompt,
+                );
+                WorkRequest {
+                    id: i,
+                    at_s: 0.0,
+                    session: None,
+                    prompt,
+                    output_tokens: output,
+                }
+            })
+            .collect();
         Workload { requests }
     }
 }

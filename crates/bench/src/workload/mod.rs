@@ -8,12 +8,13 @@
 //!
 //! A workload comes from [`load`]: a generator spec ([`GeneratorSpec`], e.g.
 //! `shared-prefix:groups=8,prefix=1024,suffix=64,output=128,requests=400`,
-//! `multi-turn:sessions=40,turns=5,system=512,user=64,output=64,think=1.0`, `sharegpt:PATH`)
+//! `multi-turn:sessions=40,turns=5,system=512,user=64,output=64,think=1.0`,
+//! `synthetic:requests=1000,prompt=1024,prompt_std=696,output=43,output_std=34`, `sharegpt:PATH`)
 //! or a file told apart by its content ([`detect`]): Brix's own JSONL ([`save`] writes it, and
 //! it replays exactly), a Mooncake JSONL trace (prompts synthesised from `hash_ids`: equal ids
 //! are equal 512-token blocks), an Azure LLM CSV trace, or a ShareGPT JSON array. [`schedule`]
 //! then sets when each request is sent ([`Arrival`]: `poisson:RATE`, `constant:RATE`,
-//! `trace:SCALE`, `closed:USERS`) and trims by duration and request cap. Everything is seeded:
+//! `sine:MEAN,AMPLITUDE,PERIOD_S`, `onoff:PEAK,BASE,ON_S,OFF_S`, `trace:SCALE`, `closed:USERS`) and trims by duration and request cap. Everything is seeded:
 //! the same spec, arrival and seeds give the same workload. Only [`load`] and [`save`] touch
 //! files; the rest is pure.
 
@@ -69,7 +70,7 @@ mod tests;
 pub use arrival::{Arrival, ArrivalError, ArrivalSpec, is_closed_loop, schedule};
 pub use error::{FileError, JsonError, LineError, SpecError, WorkloadError};
 pub use format::{FORMAT_NAME, FORMAT_VERSION, write_jsonl};
-pub use generate::{MultiTurn, SharedPrefix};
+pub use generate::{MultiTurn, SharedPrefix, Synthetic};
 pub use mooncake::BLOCK_TOKENS;
 pub use sharegpt::ShareGpt;
 pub use source::{Format, detect, load, parse, save};

@@ -32,6 +32,10 @@ pub(super) enum Stream {
     Arrival,
     /// ShareGPT word hashing.
     Word,
+    /// A synthetic request's prompt words.
+    SyntheticPrompt,
+    /// A synthetic request's lengths.
+    SyntheticLen,
 }
 
 /// SplitMix64's finaliser: a cheap, well-mixed bijection on u64.
@@ -66,4 +70,11 @@ pub(super) fn exponential(rng: &mut SmallRng, mean: f64) -> f64 {
     }
     let u: f64 = rng.random();
     -(1.0 - u).ln() * mean
+}
+
+/// A normal draw (Box-Muller) with this mean and standard deviation.
+pub(super) fn normal(rng: &mut SmallRng, mean: f64, std: f64) -> f64 {
+    let u1: f64 = 1.0 - rng.random::<f64>();
+    let u2: f64 = rng.random();
+    mean + std * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }

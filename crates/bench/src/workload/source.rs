@@ -92,6 +92,7 @@ pub fn load(spec: &str, seed: u64) -> Result<Workload, WorkloadError> {
         return match generator {
             GeneratorSpec::SharedPrefix(g) => Ok(g.generate(seed)),
             GeneratorSpec::MultiTurn(g) => Ok(g.generate(seed)),
+            GeneratorSpec::Synthetic(g) => Ok(g.generate(seed)),
             GeneratorSpec::ShareGpt(g) => {
                 let text = read(&g.path)?;
                 g.build(&text, seed)

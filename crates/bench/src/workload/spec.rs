@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `shared-prefix` | `groups` (8), `prefix` (1024), `suffix` (64), `output` (128), `requests` (400) |
 //! | `multi-turn` | `sessions` (40), `turns` (5), `system` (512), `systems` (1), `user` (64), `output` (64), `think` (1.0 s) |
+//! | `synthetic` | `requests` (1000), `prompt` (1024), `prompt_std` (696), `output` (43), `output_std` (34), `max_len` (0: no cap) |
 //! | `sharegpt` | `sharegpt:PATH`, or `path` (required), `conversations` (all), `turns` (`first`/`all`), `think` (1.0 s) |
 //!
 //! Lengths are in words, which are tokens (see [`super::vocab`]). A field may appear once;
@@ -13,7 +14,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use super::error::SpecError;
-use super::generate::{MultiTurn, SharedPrefix};
+use super::generate::{MultiTurn, SharedPrefix, Synthetic};
 use super::sharegpt::ShareGpt;
 
 /// A parsed generator spec.
@@ -25,10 +26,12 @@ pub enum GeneratorSpec {
     MultiTurn(MultiTurn),
     /// `sharegpt:...` (reads a file when built).
     ShareGpt(ShareGpt),
+    /// `synthetic:...`
+    Synthetic(Synthetic),
 }
 
 /// The generator names, so a caller can tell a spec from a file path before parsing.
-pub const GENERATORS: &[&str] = &["shared-prefix", "multi-turn", "sharegpt"];
+pub const GENERATORS: &[&str] = &["shared-prefix", "multi-turn", "sharegpt", "synthetic"];
 
 impl GeneratorSpec {
     /// Whether `spec` names a generator (`NAME` or `NAME:...` with a known name), as opposed
@@ -48,6 +51,7 @@ impl FromStr for GeneratorSpec {
             "shared-prefix" => shared_prefix(body).map(Self::SharedPrefix),
             "multi-turn" => multi_turn(body).map(Self::MultiTurn),
             "sharegpt" => sharegpt(body).map(Self::ShareGpt),
+            "synthetic" => synthetic(body).map(Self::Synthetic),
             _ => Err(SpecError::UnknownGenerator {
                 name: name.to_owned(),
             }),
@@ -162,6 +166,28 @@ fn multi_turn(body: &str) -> Result<MultiTurn, SpecError> {
                     "multi-turn",
                     field,
                     "sessions, turns, system, systems, user, output, think",
+                ));
+            }
+        }
+    }
+    Ok(spec)
+}
+
+fn synthetic(body: &str) -> Result<Synthetic, SpecError> {
+    let mut spec = Synthetic::default();
+    for (field, value) in pairs(body)? {
+        match field {
+            "requests" => spec.requests = number("requests", value, 1)?,
+            "prompt" => spec.prompt = number("prompt", value, 1)?,
+            "prompt_std" => spec.prompt_std = number("prompt_std", value, 0)?,
+            "output" => spec.output = number("output", value, 1)?,
+            "output_std" => spec.output_std = number("output_std", value, 0)?,
+            "max_len" => spec.max_len = number("max_len", value, 0)?,
+            _ => {
+                return Err(unknown(
+                    "synthetic",
+                    field,
+                    "requests, prompt, prompt_std, output, output_std, max_len",
                 ));
             }
         }

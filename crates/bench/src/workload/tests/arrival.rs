@@ -203,3 +203,90 @@ fn sessions_get_one_start_and_are_trimmed_whole() {
     );
     assert_eq!(times(&closed), [0.0; 5]);
 }
+
+#[test]
+fn time_varying_arrivals_parse_and_refuse_bad_fields() {
+    let sine = Arrival::Sine {
+        mean: 12.0,
+        amplitude: 3.6,
+        period_s: 120.0,
+    };
+    assert_eq!("sine:12,3.6,120".parse::<Arrival>(), Ok(sine));
+    assert_eq!(sine.to_string().parse::<Arrival>(), Ok(sine));
+    let onoff = Arrival::OnOff {
+        peak: 20.0,
+        base: 0.0,
+        on_s: 60.0,
+        off_s: 120.0,
+    };
+    assert_eq!("onoff:20,0,60,120".parse::<Arrival>(), Ok(onoff));
+    assert_eq!(onoff.to_string().parse::<Arrival>(), Ok(onoff));
+    for (text, field) in [
+        ("sine:12,3.6", "period"),
+        ("sine:12,13,120", "amplitude"),
+        ("sine:0,0,120", "mean"),
+        ("sine:12,3.6,120,4", "fields"),
+        ("onoff:20,2,x,120", "on"),
+        ("onoff:20,-1,60,120", "base"),
+    ] {
+        match text.parse::<Arrival>() {
+            Err(ArrivalError::BadValue { field: f, .. }) => assert_eq!(f, field, "{text}"),
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+}
+
+/// Starts in [from, to) per second.
+fn rate_between(t: &[f64], from: f64, to: f64) -> f64 {
+    t.iter().filter(|x| **x >= from && **x < to).count() as f64 / (to - from)
+}
+
+#[test]
+fn sine_arrivals_follow_the_rate_curve() {
+    let arrival = Arrival::Sine {
+        mean: 20.0,
+        amplitude: 10.0,
+        period_s: 100.0,
+    };
+    let w = schedule(singles(20_000), &arrival, 7, Some(1000.0), None);
+    let t = times(&w);
+    assert!(t.windows(2).all(|p| p[0] <= p[1]));
+    // Over whole periods the mean rate; around the crest (t = 25 mod 100) near 30/s, around
+    // the trough (t = 75 mod 100) near 10/s.
+    let mean = rate_between(&t, 0.0, 1000.0);
+    assert!((mean - 20.0).abs() < 1.0, "mean {mean}");
+    let crest: f64 = (0..10)
+        .map(|k| rate_between(&t, 100.0 * f64::from(k) + 20.0, 100.0 * f64::from(k) + 30.0))
+        .sum::<f64>()
+        / 10.0;
+    let trough: f64 = (0..10)
+        .map(|k| rate_between(&t, 100.0 * f64::from(k) + 70.0, 100.0 * f64::from(k) + 80.0))
+        .sum::<f64>()
+        / 10.0;
+    assert!(crest > 2.5 * trough, "crest {crest} trough {trough}");
+    assert_eq!(
+        schedule(singles(500), &arrival, 7, None, None),
+        schedule(singles(500), &arrival, 7, None, None)
+    );
+}
+
+#[test]
+fn onoff_arrivals_burst_and_rest() {
+    let arrival = Arrival::OnOff {
+        peak: 30.0,
+        base: 1.0,
+        on_s: 10.0,
+        off_s: 30.0,
+    };
+    let w = schedule(singles(5_000), &arrival, 3, Some(400.0), None);
+    let t = times(&w);
+    let on: f64 = (0..10)
+        .map(|k| rate_between(&t, 40.0 * f64::from(k), 40.0 * f64::from(k) + 10.0))
+        .sum::<f64>()
+        / 10.0;
+    let off: f64 = (0..10)
+        .map(|k| rate_between(&t, 40.0 * f64::from(k) + 10.0, 40.0 * f64::from(k) + 40.0))
+        .sum::<f64>()
+        / 10.0;
+    assert!((on - 30.0).abs() < 3.0 && off < 2.0, "on {on} off {off}");
+}

@@ -212,3 +212,54 @@ fn sharegpt_errors_name_the_line() {
     let error = sharegpt(false).build(broken, 1).expect_err("broken JSON");
     assert!(error.to_string().starts_with("line 3:"), "{error}");
 }
+
+#[test]
+fn synthetic_lengths_have_the_asked_moments_and_are_stable() {
+    use crate::workload::Synthetic;
+    let g = Synthetic {
+        requests: 4000,
+        ..Synthetic::default()
+    };
+    let w = g.generate(5);
+    let n = w.requests.len() as f64;
+    let mean_in = w
+        .requests
+        .iter()
+        .map(|r| r.prompt.len() as f64)
+        .sum::<f64>()
+        / n;
+    let mean_out = w
+        .requests
+        .iter()
+        .map(|r| f64::from(r.output_tokens))
+        .sum::<f64>()
+        / n;
+    // Clipping at 1 token lifts the means a little above 1024 and 43.
+    assert!((1000.0..1120.0).contains(&mean_in), "{mean_in}");
+    assert!((42.0..52.0).contains(&mean_out), "{mean_out}");
+    assert!(
+        w.requests
+            .iter()
+            .all(|r| !r.prompt.is_empty() && r.output_tokens >= 1)
+    );
+    // Prefix stability: the first requests do not depend on how many there are.
+    let small = Synthetic {
+        requests: 10,
+        ..g.clone()
+    }
+    .generate(5);
+    assert_eq!(small.requests[..], w.requests[..10]);
+    let capped = Synthetic { max_len: 512, ..g }.generate(5);
+    assert!(
+        capped
+            .requests
+            .iter()
+            .all(|r| r.prompt.len() as u32 + r.output_tokens <= 512)
+    );
+    assert_eq!(
+        "synthetic:requests=3,prompt=8,prompt_std=0,output=2,output_std=0"
+            .parse::<crate::workload::GeneratorSpec>()
+            .map(|_| ()),
+        Ok(())
+    );
+}
