@@ -160,7 +160,16 @@ mod tests {
                 "models:\n  - name: a\n    engine: {engine}\nresources:\n  - apiVersion: autoscaling.aibrix.ai/v1alpha1\n    kind: PodAutoscaler\n    metadata:\n      name: a-scaler\n{extra}    spec:\n      scaleTargetRef: {{name: a}}\n      maxReplicas: 4\n      scalingStrategy: {strategy}\n      metricsSources: [{{metricSourceType: pod, targetMetric: num_requests_running, targetValue: '8'}}]\n"
             )
         };
+        let command = "{command: {command: 'serve --port {port}'}}";
         let sim = "{sim: {gpu: H100}}";
+        assert!(FleetFile::parse("f.yaml", &file(sim, "SLO", "")).is_ok());
+        let e = err(&file(command, "SLO", ""));
+        assert!(
+            e.starts_with("f.yaml: resources[0].spec.scalingStrategy: SLO needs"),
+            "{e}"
+        );
+        assert!(e.contains("engine command"), "{e}");
+        assert!(FleetFile::parse("f.yaml", &file(command, "KPA", "")).is_ok());
         let annotated =
             "      annotations:\n        autoscaling.brix.dev/sync-period-seconds: soon\n";
         let e = err(&file(sim, "KPA", annotated));

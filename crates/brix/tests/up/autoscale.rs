@@ -184,7 +184,6 @@ fn sim_model(name: &str, replicas: u32, extra: &str) -> String {
     )
 }
 
-#[ignore = "needs the policies from h/core (merged through main)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_scales_a_model_up_and_it_comes_back_down_after() {
     let sources = "[{metricSourceType: pod, targetMetric: num_requests_running, targetValue: '2'}]";
@@ -276,7 +275,6 @@ async fn a_burst_scales_a_model_up_and_it_comes_back_down_after() {
     f.platform.shutdown().await;
 }
 
-#[ignore = "needs the policies from h/core (merged through main)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_model_at_zero_serves_its_first_requests_after_a_cold_start() {
     let sources = "[{metricSourceType: pod, targetMetric: num_requests_running, targetValue: '4'}]";
@@ -370,7 +368,6 @@ async fn prometheus(value: Arc<Mutex<f64>>) -> (String, tokio::task::JoinHandle<
     (addr, task)
 }
 
-#[ignore = "needs the policies from h/core (merged through main)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_external_prometheus_source_drives_the_count_and_a_dead_one_holds_it() {
     let value = Arc::new(Mutex::new(10.0));

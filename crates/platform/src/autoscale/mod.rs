@@ -17,8 +17,10 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use brix_api::{EngineSpec, ModelSpec, PodAutoscaler, Resource};
-use brix_autoscaler::{Autoscaler, FleetState, Load, Policy, PolicyError, ReplicaProfile};
+use brix_api::{EngineSpec, ModelSpec, PodAutoscaler, Resource, Schedule};
+use brix_autoscaler::{
+    Autoscaler, FleetState, Load, Policy, PolicyError, ReplicaProfile, Schedules,
+};
 use brix_gateway::{Activation, GatewayHandle, ModelLoad};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -48,6 +50,8 @@ pub struct Planned {
     /// The policy (strategy, bounds, sources, knobs, decision period).
     pub policy: Policy,
     feeds: Vec<Feed>,
+    /// `spec.schedules` (applied in UTC by the policy).
+    schedules: Vec<Schedule>,
     /// The model's replica count in the file (the count before any decision).
     initial: u32,
     /// Whether the gateway holds requests for the model while it has no replica.
@@ -100,6 +104,7 @@ pub fn plan(file: &FleetFile, name: &str) -> Result<Vec<Planned>, FleetError> {
         out.push(Planned {
             activation: policy.min_replicas == 0 || model.replicas == 0,
             initial: model.replicas,
+            schedules: doc.spec.schedules.clone(),
             policy,
             feeds,
         });
@@ -174,6 +179,10 @@ impl Autoscalers {
         connector.set_connect_timeout(Some(source::SCRAPE_TIMEOUT));
         let client: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
         let epoch = Instant::now();
+        // Schedules are daily windows: the policy needs the Unix time of the clock's zero.
+        let epoch_unix_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
         let mut tasks = JoinSet::new();
         let mut entries = Vec::new();
         for p in planned {
@@ -202,6 +211,10 @@ impl Autoscalers {
                     decisions: Vec::new(),
                 }),
             });
+            let schedules = Schedules::new(&p.schedules, epoch_unix_s);
+            for name in schedules.unapplied() {
+                tracing::warn!(autoscaler = %policy.name, schedule = %name, "schedule not applied: only UTC schedules are (no time-zone database)");
+            }
             let activation = p
                 .activation
                 .then(|| gateway.enable_activation(&policy.target));
@@ -210,7 +223,7 @@ impl Autoscalers {
                 model: policy.target.clone(),
                 labels: [policy.name.clone(), policy.target.clone()],
                 desired: p.initial,
-                scaler: Autoscaler::new(p.policy),
+                scaler: Autoscaler::new(p.policy).with_schedules(schedules),
                 feeds: p.feeds,
                 platform: platform.clone(),
                 gateway: gateway.clone(),
