@@ -278,11 +278,14 @@ async fn a_burst_scales_a_model_up_and_it_comes_back_down_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_model_at_zero_serves_its_first_requests_after_a_cold_start() {
     let sources = "[{metricSourceType: pod, targetMetric: num_requests_running, targetValue: '4'}]";
+    // The gateway's own count (held requests included), as Knative counts the activator's.
+    let gateway =
+        "[{metricSourceType: external, targetMetric: gateway_in_flight, targetValue: '4'}]";
     let yaml = format!(
         "gateway:\n  activator: {{max_held: 2, timeout_s: 60}}\nmodels:\n{}{}resources:\n{}{}",
         sim_model("cold", 0, ", startup_delay_s: 1, output_len: 'fixed:8'"),
         sim_model("slow", 0, ", startup_delay_s: 3, output_len: 'fixed:8'"),
-        autoscaler("cold-kpa", "cold", 0, 2, sources),
+        autoscaler("cold-kpa", "cold", 0, 2, gateway),
         autoscaler("slow-kpa", "slow", 0, 2, sources),
     );
     let f = scaled("as-zero", &yaml).await;
@@ -309,6 +312,14 @@ async fn a_model_at_zero_serves_its_first_requests_after_a_cold_start() {
             .any(|d| d.current == 0 && d.desired >= 1),
         "{cold:?}"
     );
+    // The gateway's in-flight count feeds the policy (a recommendation, not a hold).
+    within("a decision on the gateway's count", 10, || async {
+        f.status("cold-kpa")
+            .decisions
+            .iter()
+            .any(|d| d.reason.contains("(recommended"))
+    })
+    .await;
     let replicas = f.platform.replicas("cold").await.unwrap();
     assert!(
         replicas.iter().any(|r| r.startup_ms.is_some()),
