@@ -24,7 +24,7 @@ resources:
     metadata:
       name: m-kpa
       annotations:
-        autoscaling.brix.dev/sync-period-seconds: '1'
+        brix.dev/sync-period-seconds: '1'
         autoscaling.aibrix.ai/scale-down-cooldown-window: 2s
     spec:
       scaleTargetRef: {{name: m}}

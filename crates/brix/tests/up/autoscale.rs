@@ -159,7 +159,7 @@ fn autoscaler(name: &str, model: &str, min: u32, max: u32, sources: &str) -> Str
     metadata:
       name: {name}
       annotations:
-        autoscaling.brix.dev/sync-period-seconds: '1'
+        brix.dev/sync-period-seconds: '1'
         autoscaling.aibrix.ai/scale-down-cooldown-window: 3s
         autoscaling.aibrix.ai/scale-to-zero: 'true'
     spec:

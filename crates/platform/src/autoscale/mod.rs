@@ -39,10 +39,11 @@ use status::Series;
 const TICK: Duration = Duration::from_secs(1);
 /// Decisions `brix status` shows per autoscaler.
 const SHOWN: usize = 10;
-/// Brix's own annotation: seconds between decisions (the strategy's default otherwise).
-pub const SYNC_ANNOTATION: &str = "autoscaling.brix.dev/sync-period-seconds";
-/// Brix's own annotation: how long a zero recommendation must last before scaling to zero.
-pub const GRACE_ANNOTATION: &str = "autoscaling.brix.dev/scale-to-zero-grace-seconds";
+/// The driver's annotation: seconds between decisions (the strategy's default otherwise).
+/// Not under `autoscaling.brix.dev/`, whose keys are the policy's knobs (unknown ones refused).
+pub const SYNC_ANNOTATION: &str = "brix.dev/sync-period-seconds";
+/// The driver's annotation: how long a zero recommendation must last before scaling to zero.
+pub const GRACE_ANNOTATION: &str = "brix.dev/scale-to-zero-grace-seconds";
 
 /// One PodAutoscaler of a fleet file, resolved: its policy and how to read its sources.
 #[derive(Clone, Debug)]
