@@ -250,8 +250,8 @@ async fn serve(
     // (within `gateway.server.shutdown_grace_s`) before the replicas are stopped.
     let grace = std::time::Duration::from_secs_f64(server.shutdown_grace_s);
     brix_net::serve_router(listener, app, server, brix_net::shutdown_signal()).await;
-    settled.settle_within(grace).await;
     autoscalers.stop();
+    settled.settle_within(grace).await;
     eprintln!("brix up: stopping replicas");
     platform.shutdown().await;
     Ok(())
