@@ -480,3 +480,80 @@ async fn the_autoscalers_api_needs_the_admin_key_and_the_autoscaler_owns_the_cou
     f.autoscalers.stop();
     f.platform.shutdown().await;
 }
+
+#[ignore = "needs the SLO policy from h/slo (merged through main)"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_slo_policy_scales_a_sim_model_on_its_capacity_live() {
+    // An L4 replica running at most 2 requests at once: a small capacity at the SLO, so a
+    // few clients looping are more than one replica serves.
+    let yaml = format!(
+        "models:\n{}resources:\n  - apiVersion: autoscaling.aibrix.ai/v1alpha1
+    kind: PodAutoscaler
+    metadata:
+      name: s-slo
+      annotations:
+        brix.dev/sync-period-seconds: '1'
+        autoscaling.aibrix.ai/scale-down-cooldown-window: 3s
+    spec:
+      scaleTargetRef: {{name: s}}
+      minReplicas: 1
+      maxReplicas: 3
+      observeWindowSeconds: 6
+      panicWindowSeconds: 2
+      scalingStrategy: SLO
+",
+        "  - name: s\n    replicas: 1\n    engine:\n      sim: {gpu: L4, max_num_seqs: 2, num_gpu_blocks_override: 2048, max_model_len: 4096, output_len: 'fixed:50'}\n"
+    );
+    let f = scaled("as-slo", &yaml).await;
+    within("the first replica is ready", 30, || async {
+        f.counts("s").await.0 == 1
+    })
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (stop, http, url) = (
+            stop.clone(),
+            f.http.clone(),
+            format!("{}/v1/chat/completions", f.base),
+        );
+        clients.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let r = http
+                    .post(&url)
+                    .json(&json!({"model": "s", "max_tokens": 50, "stream": true,
+                        "messages": [{"role": "user", "content": "demand"}]}))
+                    .send()
+                    .await
+                    .unwrap();
+                statuses.push(r.status().as_u16());
+                let _ = r.bytes().await;
+            }
+            statuses
+        }));
+    }
+    within("the SLO policy asks for a second replica", 60, || async {
+        f.counts("s").await.0 >= 2
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        let statuses = c.await.unwrap();
+        assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    }
+    let up = f.status("s-slo");
+    assert_eq!(up.strategy, "SLO");
+    assert!(
+        up.decisions.iter().any(|d| d.reason.contains("capacity")),
+        "{up:?}"
+    );
+    within(
+        "back to one replica once the demand is gone",
+        90,
+        || async { f.counts("s").await.2 == 1 },
+    )
+    .await;
+    f.autoscalers.stop();
+    f.platform.shutdown().await;
+}
