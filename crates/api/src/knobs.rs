@@ -5,6 +5,9 @@
 //! use (aibrix.md quirk 17). Brix reads the eight keys, reads the legacy names as aliases and
 //! reports each as a [`Deprecation`], accepts the keys under `metadata.labels` too (where
 //! older samples put them), and rejects any other `*autoscaling.aibrix.ai/` key.
+//!
+//! Brix's SLO-capacity policy adds three keys of its own under `autoscaling.brix.dev/`
+//! (latency targets and the utilization to plan for); other keys there are refused too.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -22,6 +25,8 @@ const DEFAULT_STABLE_WINDOW: Duration = Duration::from_secs(180);
 const DEFAULT_PANIC_WINDOW: Duration = Duration::from_secs(60);
 /// Longest window AIBrix's CRD accepts.
 const MAX_WINDOW: Duration = Duration::from_secs(3600);
+/// Longest latency target the SLO policy accepts (an hour: anything longer is a typo).
+const MAX_SLO: Duration = Duration::from_secs(3600);
 
 /// Everything that tunes a PodAutoscaler's algorithm, with AIBrix's defaults filled in.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,6 +53,13 @@ pub struct ScalingKnobs {
     /// Averaging window of KPA's panic signal (`spec.panicWindowSeconds`, default 60 s, or the
     /// stable window if that is shorter).
     pub panic_window: Duration,
+    /// SLO policy: time-to-first-token target (`autoscaling.brix.dev/ttft-slo-ms`, 1000 ms).
+    pub ttft_slo: Duration,
+    /// SLO policy: time-per-output-token target (`autoscaling.brix.dev/tpot-slo-ms`, 100 ms).
+    pub tpot_slo: Duration,
+    /// SLO policy: fraction of a replica's capacity at the SLO to plan for, leaving headroom
+    /// for bursts inside a window (`autoscaling.brix.dev/target-utilization`, 0.8; 0 < x ≤ 1).
+    pub target_utilization: f64,
 }
 
 impl Default for ScalingKnobs {
@@ -64,6 +76,9 @@ impl Default for ScalingKnobs {
             scale_to_zero: false,
             stable_window: DEFAULT_STABLE_WINDOW,
             panic_window: DEFAULT_PANIC_WINDOW,
+            ttft_slo: Duration::from_millis(1000),
+            tpot_slo: Duration::from_millis(100),
+            target_utilization: 0.8,
         }
     }
 }
@@ -80,6 +95,9 @@ enum Knob {
     DownCooldown,
     ScaleToZero,
     StableWindow,
+    TtftSlo,
+    TpotSlo,
+    Utilization,
 }
 
 /// The keys AIBrix reads today.
@@ -107,6 +125,13 @@ const CANONICAL: [(&str, Knob); 8] = [
         Knob::DownCooldown,
     ),
     ("autoscaling.aibrix.ai/scale-to-zero", Knob::ScaleToZero),
+];
+
+/// The keys of Brix's SLO-capacity policy.
+const BRIX: [(&str, Knob); 3] = [
+    ("autoscaling.brix.dev/ttft-slo-ms", Knob::TtftSlo),
+    ("autoscaling.brix.dev/tpot-slo-ms", Knob::TpotSlo),
+    ("autoscaling.brix.dev/target-utilization", Knob::Utilization),
 ];
 
 /// Names older AIBrix versions and its sample manifests use; AIBrix now ignores them.
@@ -152,10 +177,13 @@ struct Setting<'a> {
     raw: &'a str,
 }
 
-/// Whether `key` belongs to the autoscaler (`autoscaling.aibrix.ai/` or `*.autoscaling.aibrix.ai/`).
+/// Whether `key` belongs to the autoscaler (`autoscaling.aibrix.ai/`,
+/// `*.autoscaling.aibrix.ai/`, or Brix's own `autoscaling.brix.dev/`, `*.autoscaling.brix.dev/`).
 fn is_autoscaling_key(key: &str) -> bool {
     key.split_once('/').is_some_and(|(domain, _)| {
-        domain == "autoscaling.aibrix.ai" || domain.ends_with(".autoscaling.aibrix.ai")
+        ["autoscaling.aibrix.ai", "autoscaling.brix.dev"]
+            .iter()
+            .any(|d| domain == *d || domain.strip_suffix(d).is_some_and(|s| s.ends_with('.')))
     })
 }
 
@@ -183,7 +211,7 @@ fn collect(
         for (key, raw) in map.iter().filter(|(key, _)| is_autoscaling_key(key)) {
             let field = format!("metadata.{place}[{key}]");
             let (knob, deprecation) = identify(key, place).ok_or_else(|| {
-                let known: Vec<&str> = CANONICAL.iter().map(|(k, _)| *k).collect();
+                let known: Vec<&str> = CANONICAL.iter().chain(&BRIX).map(|(k, _)| *k).collect();
                 FieldError::new(
                     &field,
                     format!("unknown autoscaling key; known keys: {}", known.join(", ")),
@@ -217,7 +245,7 @@ fn collect(
 
 /// The knob `key` sets and, for a legacy spelling or place, what to say about it.
 fn identify(key: &str, place: &str) -> Option<(Knob, Option<String>)> {
-    if let Some((_, knob)) = CANONICAL.iter().find(|(k, _)| *k == key) {
+    if let Some((_, knob)) = CANONICAL.iter().chain(&BRIX).find(|(k, _)| *k == key) {
         let note = (place == "labels").then(|| {
             "read from labels as older AIBrix did; move it to metadata.annotations".to_string()
         });
@@ -269,6 +297,22 @@ fn apply(knobs: &mut ScalingKnobs, knob: Knob, setting: &Setting<'_>) -> Result<
         Knob::StableWindow => match duration()? {
             d if !d.is_zero() && d <= MAX_WINDOW => knobs.stable_window = d,
             _ => return bad("is not a window: expected 1s to 1h"),
+        },
+        Knob::TtftSlo | Knob::TpotSlo => {
+            let max_ms = MAX_SLO.as_secs_f64() * 1e3;
+            let Some(ms) = parse_float(raw).filter(|v| *v > 0.0 && *v <= max_ms) else {
+                return bad("is not a latency target: expected milliseconds, 0 < x ≤ 3600000");
+            };
+            let d = Duration::from_secs_f64(ms / 1e3);
+            if knob == Knob::TtftSlo {
+                knobs.ttft_slo = d;
+            } else {
+                knobs.tpot_slo = d;
+            }
+        }
+        Knob::Utilization => match parse_float(raw).filter(|v| *v > 0.0 && *v <= 1.0) {
+            Some(v) => knobs.target_utilization = v,
+            None => return bad("is not a utilization: expected 0 < x ≤ 1"),
         },
     }
     Ok(())
@@ -431,5 +475,9 @@ mod tests {
         assert!(!is_autoscaling_key("model.aibrix.ai/name"));
         assert!(!is_autoscaling_key("app.kubernetes.io/name"));
         assert!(!is_autoscaling_key("myautoscaling.aibrix.ai/x"));
+        assert!(is_autoscaling_key("autoscaling.brix.dev/ttft-slo-ms"));
+        assert!(is_autoscaling_key("slo.autoscaling.brix.dev/x"));
+        assert!(!is_autoscaling_key("myautoscaling.brix.dev/x"));
+        assert!(!is_autoscaling_key("brix.dev/x"));
     }
 }

@@ -83,8 +83,57 @@ fn every_annotation_is_read() {
             scale_to_zero: true,
             stable_window: Duration::from_secs(120),
             panic_window: Duration::from_secs(12),
+            ..ScalingKnobs::default()
         }
     );
+}
+
+#[test]
+fn slo_annotations_are_read_and_checked() {
+    let defaults = ScalingKnobs::default();
+    assert_eq!(defaults.ttft_slo, Duration::from_millis(1000));
+    assert_eq!(defaults.tpot_slo, Duration::from_millis(100));
+    assert_eq!(defaults.target_utilization, 0.8);
+    let pa = autoscaler(
+        &annotations(&[
+            ("autoscaling.brix.dev/ttft-slo-ms", "500"),
+            ("autoscaling.brix.dev/tpot-slo-ms", "42.5"),
+            ("autoscaling.brix.dev/target-utilization", "1"),
+        ]),
+        "",
+    );
+    let knobs = pa.knobs().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(knobs.ttft_slo, Duration::from_millis(500));
+    assert_eq!(knobs.tpot_slo, Duration::from_micros(42_500));
+    assert_eq!(knobs.target_utilization, 1.0);
+    let ann = "metadata.annotations";
+    for (key, value, want) in [
+        ("ttft-slo-ms", "0", "is not a latency target"),
+        ("ttft-slo-ms", "1s", "is not a latency target"),
+        ("tpot-slo-ms", "-3", "is not a latency target"),
+        ("tpot-slo-ms", "NaN", "is not a latency target"),
+        ("tpot-slo-ms", "1e12", "is not a latency target"),
+        ("target-utilization", "0", "is not a utilization"),
+        ("target-utilization", "1.01", "is not a utilization"),
+        ("target-utilization", "inf", "is not a utilization"),
+        ("ttft-slo", "5", "unknown autoscaling key"),
+    ] {
+        let key = format!("autoscaling.brix.dev/{key}");
+        let err = autoscaler(&annotations(&[(&key, value)]), "")
+            .knobs()
+            .err()
+            .unwrap_or_else(|| panic!("{key}={value} accepted"))
+            .to_string();
+        assert!(err.starts_with(&format!("{ann}[{key}]: ")), "{err}");
+        assert!(err.contains(want), "{err}");
+    }
+    // The unknown-key message lists Brix's keys among the known ones.
+    let err = autoscaler(&annotations(&[("x.autoscaling.brix.dev/y", "1")]), "")
+        .knobs()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("autoscaling.brix.dev/tpot-slo-ms"), "{err}");
 }
 
 #[test]

@@ -40,7 +40,10 @@ pub mod window;
 #[cfg(test)]
 mod tests;
 
-pub use capacity::{ReplicaProfile, SloTarget};
+pub use capacity::{
+    Bound, Capacity, DEFAULT_ENGINE_START_S, DEFAULT_STORAGE_GBPS, ReplicaProfile, SloTarget,
+    Steady, capacity, startup_estimate, steady_state,
+};
 pub use decision::{Decision, Limit};
 pub use policy::{Policy, PolicyError, Source, SourceKind, Strategy};
 pub use scaler::Autoscaler;

@@ -117,6 +117,7 @@ impl Policy {
         profile: Option<ReplicaProfile>,
     ) -> Result<Self, PolicyError> {
         let knobs = doc.knobs()?;
+        let slo = SloTarget::from_knobs(&knobs);
         let strategy = match doc.spec.scaling_strategy {
             ScalingStrategy::Hpa => Strategy::Hpa,
             ScalingStrategy::Kpa => Strategy::Kpa,
@@ -160,7 +161,7 @@ impl Policy {
             sync_s: strategy.default_sync_s(),
             stale_after_s: 30.0,
             scale_to_zero_grace_s: 30.0,
-            slo: SloTarget::default(),
+            slo,
             profile,
         })
     }

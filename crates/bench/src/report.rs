@@ -136,6 +136,31 @@ pub struct Summary {
     pub client_lag_ms: Dist,
     /// Completed requests per target pod.
     pub per_pod: BTreeMap<String, u64>,
+    /// The fleet's size and cost (virtual-time runs, static or autoscaled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetSummary>,
+}
+
+/// What the fleet cost over a run, so static and autoscaled runs compare.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+pub struct FleetSummary {
+    /// GPU time billed: each engine from its request to its stop (or the run's end), times
+    /// its tensor-parallel GPUs.
+    pub gpu_seconds: f64,
+    /// The same in engine (replica) seconds.
+    pub replica_seconds: f64,
+    /// `gpu_seconds` at the GPU profile's price per GPU-hour.
+    pub cost_usd: f64,
+    /// Fewest engines billed at any time.
+    pub replicas_min: u32,
+    /// Most engines billed at any time.
+    pub replicas_max: u32,
+    /// Engines billed, time-weighted over the run.
+    pub replicas_mean: f64,
+    /// Changes of the desired replica count.
+    pub scale_events: u64,
+    /// Decisions the autoscaler made.
+    pub decisions: u64,
 }
 
 impl Summary {
@@ -190,6 +215,7 @@ impl Summary {
             goodput_per_s: per_s(good as f64),
             client_lag_ms: Dist::of(&mut lag),
             per_pod,
+            fleet: None,
         }
     }
 

@@ -2,7 +2,8 @@
 //! strategy → the same files `brix bench run` writes (`requests.jsonl`, `summary.json`,
 //! `run.json`), one directory per strategy, plus a combined table. This module does the I/O
 //! (reading the workload and profiles, writing the results, timing the runs); the simulation
-//! itself is pure.
+//! itself is pure. With `--autoscaler FILE`, each PodAutoscaler document of FILE is its own run
+//! (times each strategy), the fleet scaled by that policy (`bench_sim_scale.rs`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,9 @@ use brix_bench::workload::{self, Arrival};
 use brix_sim::{Catalog, EngineSettings, ProfileError};
 use clap::Args;
 use serde::Serialize;
+
+#[path = "bench_sim_scale.rs"]
+mod scale;
 
 /// Flags of `brix bench sim`.
 #[derive(Debug, Args)]
@@ -30,9 +34,21 @@ pub(crate) struct SimArgs {
     /// with `+`) and `oracle`.
     #[arg(long, default_value = "least-request")]
     strategy: String,
-    /// Simulated engines (replicas of the one model).
+    /// Simulated engines (replicas of the one model); with --autoscaler, the start count (0
+    /// allowed: the first requests wait for a cold start).
     #[arg(long, default_value_t = 2)]
     engines: usize,
+    /// A YAML file of PodAutoscaler documents (a list, or `---`-separated): each is one run
+    /// (times each strategy), named by its metadata.name, its fleet scaled by that policy.
+    #[arg(long)]
+    autoscaler: Option<PathBuf>,
+    /// Storage bandwidth, GB/s, that an engine asked for by the autoscaler loads its weights
+    /// at (per GPU).
+    #[arg(long, default_value_t = brix_autoscaler::DEFAULT_STORAGE_GBPS)]
+    storage_gbps: f64,
+    /// Seconds an engine takes to start once its weights are loaded (CUDA graphs, warm-up).
+    #[arg(long, default_value_t = brix_autoscaler::DEFAULT_ENGINE_START_S)]
+    engine_start_s: f64,
     /// GPU profile of every engine.
     #[arg(long, default_value = "A100-80GB")]
     gpu: String,
@@ -147,6 +163,9 @@ struct SimInfo<'a> {
     virtual_end_s: f64,
     fallbacks: &'a std::collections::BTreeMap<String, u64>,
     per_engine: &'a [vsim::EngineReport],
+    autoscaler: Option<&'a str>,
+    startup_s: Option<f64>,
+    warnings: &'a [String],
 }
 
 /// Runs `brix bench sim`.
@@ -154,6 +173,25 @@ pub(crate) fn run(a: SimArgs) -> Result<(), SimCliError> {
     let strategies = SimStrategy::parse_list(&a.strategy)?;
     let arrival: Arrival = a.arrival.parse()?;
     let cfg = fleet(&a)?;
+    let autoscalers: Vec<Option<vsim::ScaleConfig>> = match &a.autoscaler {
+        None => vec![None],
+        Some(path) => {
+            if !(a.storage_gbps.is_finite() && a.storage_gbps > 0.0) {
+                return Err(SimCliError::Flag("--storage-gbps must be positive".into()));
+            }
+            if !(a.engine_start_s.is_finite() && a.engine_start_s >= 0.0) {
+                return Err(SimCliError::Flag(
+                    "--engine-start-s must be 0 or more seconds".into(),
+                ));
+            }
+            let startup =
+                brix_autoscaler::startup_estimate(&cfg.model, a.storage_gbps, a.engine_start_s);
+            scale::load(path, &cfg, startup)?
+                .into_iter()
+                .map(Some)
+                .collect()
+        }
+    };
     let release = match arrival.users() {
         Some(users) => Release::Closed {
             users,
@@ -186,18 +224,43 @@ pub(crate) fn run(a: SimArgs) -> Result<(), SimCliError> {
     };
     let command = super::command_line();
     let mut rows: Vec<(Summary, SimRun, f64)> = Vec::new();
-    for strategy in &strategies {
-        let name = strategy.to_string();
+    let runs = autoscalers
+        .iter()
+        .flat_map(|sc| strategies.iter().map(move |s| (s, sc)));
+    for (strategy, sc) in runs {
+        let scaler = sc.as_ref().map(|sc| sc.policy.name.as_str());
+        let name = match scaler {
+            None => strategy.to_string(),
+            Some(n) if strategies.len() == 1 => n.to_string(),
+            Some(n) => format!("{n}.{strategy}"),
+        };
+        let mut cfg = cfg.clone();
+        cfg.autoscaler = sc.clone();
         // Marked as simulated, so `brix bench compare` can put it beside a live run.
         let label = format!("vsim/{name}");
         let t = Instant::now();
         let result = vsim::run(&w, &keys, release, &cfg, strategy)?;
         let wall_s = t.elapsed().as_secs_f64();
-        let summary = Summary::from_records(&label, &result.records, slo);
+        let mut summary = Summary::from_records(&label, &result.records, slo);
+        summary.fleet = Some(result.fleet.clone());
+        for warning in &result.warnings {
+            eprintln!("{name}: {warning}");
+        }
         let dir = a.output.join(&name);
         let info = RunInfo {
             label: label.clone(),
-            endpoint: format!("vsim: {} × {} {}", cfg.engines, a.gpu, a.model_profile),
+            endpoint: match sc {
+                None => format!("vsim: {} × {} {}", cfg.engines, a.gpu, a.model_profile),
+                Some(sc) => format!(
+                    "vsim: {} ({} {}–{}) × {} {}",
+                    sc.policy.name,
+                    sc.policy.strategy.as_str(),
+                    sc.policy.min_replicas,
+                    sc.policy.max_replicas,
+                    a.gpu,
+                    a.model_profile
+                ),
+            },
             model: a.model_profile.clone(),
             workload: a.workload.clone(),
             arrival: arrival.to_string(),
@@ -210,6 +273,7 @@ pub(crate) fn run(a: SimArgs) -> Result<(), SimCliError> {
             command: command.clone(),
         };
         write_run(&dir, &result.records, &summary, &info)?;
+        scale::write_fleet(&dir, &result, scaler)?;
         let sim_info = SimInfo {
             strategy: name.clone(),
             engines: cfg.engines,
@@ -221,6 +285,9 @@ pub(crate) fn run(a: SimArgs) -> Result<(), SimCliError> {
             virtual_end_s: result.end_s,
             fallbacks: &result.fallbacks,
             per_engine: &result.engines,
+            autoscaler: scaler,
+            startup_s: sc.as_ref().map(|sc| sc.startup_s),
+            warnings: &result.warnings,
         };
         let path = dir.join("sim.json");
         write(&path, &json(&path, &sim_info, true)?)?;
@@ -239,7 +306,7 @@ pub(crate) fn run(a: SimArgs) -> Result<(), SimCliError> {
 
 /// The simulated fleet the flags describe.
 fn fleet(a: &SimArgs) -> Result<SimConfig, SimCliError> {
-    if a.engines == 0 {
+    if a.engines == 0 && a.autoscaler.is_none() {
         return Err(SimCliError::Flag("--engines must be at least 1".into()));
     }
     if a.scrape_interval_ms == 0 {
@@ -277,7 +344,7 @@ fn combined(rows: &[(Summary, SimRun, f64)], command: &str, setup_s: f64) -> Str
     let summaries: Vec<&Summary> = rows.iter().map(|(s, _, _)| s).collect();
     let mut out = Summary::table(&summaries);
     out.push_str(
-        "\n| run | prefix hit rate | busiest / idlest engine (requests) | preemptions | fallbacks | virtual s | wall s |\n|---|---|---|---|---|---|---|\n",
+        "\n| run | prefix hit rate | busiest / idlest engine (requests) | preemptions | fallbacks | GPU-s | cost $ | scale events | replicas mean / max | virtual s | wall s |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for (s, r, wall) in rows {
         let counts = r.engines.iter().map(|e| e.requests);
@@ -294,9 +361,14 @@ fn combined(rows: &[(Summary, SimRun, f64)], command: &str, setup_s: f64) -> Str
         };
         let _ = writeln!(
             out,
-            "| {} | {:.1} % | {max} / {min} | {preemptions} | {fallbacks} | {:.0} | {wall:.2} |",
+            "| {} | {:.1} % | {max} / {min} | {preemptions} | {fallbacks} | {:.0} | {:.2} | {} | {:.2} / {} | {:.0} | {wall:.2} |",
             s.label,
             100.0 * r.prefix_hit_rate(),
+            r.fleet.gpu_seconds,
+            r.fleet.cost_usd,
+            r.fleet.scale_events,
+            r.fleet.replicas_mean,
+            r.fleet.replicas_max,
             r.end_s,
         );
     }

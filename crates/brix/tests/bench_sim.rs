@@ -68,10 +68,96 @@ fn writes_a_run_per_strategy_and_the_same_bytes_for_the_same_seed() {
     }
 }
 
+const AUTOSCALERS: &str = "- apiVersion: autoscaling.aibrix.ai/v1alpha1
+  kind: PodAutoscaler
+  metadata:
+    name: NAME
+  spec:
+    scalingStrategy: STRATEGY
+    minReplicas: 1
+    maxReplicas: 4
+    metricsSources:
+      - metricSourceType: pod
+        protocolType: http
+        port: \"8000\"
+        path: metrics
+        targetMetric: num_requests_running
+        targetValue: \"4\"
+    scaleTargetRef:
+      apiVersion: apps/v1
+      kind: Deployment
+      name: any-model
+";
+
+#[test]
+fn autoscaled_runs_are_named_by_their_documents_and_write_the_fleet() {
+    let dir = Dir(std::env::temp_dir().join(format!("brix-bench-sim-as-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let file = dir.0.join("autoscalers.yaml");
+    let docs: String = [("kpa-run", "KPA"), ("apa-run", "APA")]
+        .iter()
+        .map(|(n, s)| AUTOSCALERS.replace("NAME", n).replace("STRATEGY", s))
+        .collect();
+    std::fs::write(&file, docs).unwrap();
+    let args = [
+        "--workload",
+        "shared-prefix:groups=2,prefix=256,suffix=32,output=16,requests=120",
+        "--arrival",
+        "poisson:5",
+        "--engines",
+        "1",
+        "--engine-start-s",
+        "5",
+        "--autoscaler",
+        file.to_str().unwrap(),
+    ];
+    for run in ["a", "b"] {
+        let out = sim(&args, &dir.0.join(run));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let table = std::fs::read_to_string(dir.0.join("a/summary.md")).unwrap();
+    assert!(
+        table.contains("| GPU-s | cost $ | scale events |"),
+        "{table}"
+    );
+    for name in ["kpa-run", "apa-run"] {
+        let files = [
+            "requests.jsonl",
+            "summary.json",
+            "sim.json",
+            "timeline.csv",
+            "decisions.jsonl",
+            "timeline.png",
+        ];
+        for f in files {
+            let read = |run: &str| std::fs::read(dir.0.join(run).join(name).join(f)).unwrap();
+            assert_eq!(read("a"), read("b"), "{name}/{f}");
+        }
+        let text =
+            std::fs::read_to_string(dir.0.join("a").join(name).join("summary.json")).unwrap();
+        let summary: Summary = serde_json::from_str(&text).unwrap();
+        assert_eq!(summary.completed + summary.failed, 120);
+        assert_eq!(summary.label, format!("vsim/{name}"));
+        let fleet = summary.fleet.unwrap();
+        assert!(fleet.decisions > 0 && fleet.gpu_seconds > 0.0, "{fleet:?}");
+        assert!(
+            fleet.replicas_min >= 1 && fleet.replicas_max <= 4,
+            "{fleet:?}"
+        );
+        let decisions =
+            std::fs::read_to_string(dir.0.join("a").join(name).join("decisions.jsonl")).unwrap();
+        assert!(decisions.lines().all(|l| l.contains("\"reason\":")));
+    }
+}
+
 #[test]
 fn bad_flags_are_named() {
     let dir = Dir(std::env::temp_dir().join(format!("brix-bench-sim-bad-{}", std::process::id())));
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 5] = [
         (
             &["--workload", "shared-prefix", "--strategy", "least-busy"],
             "least-busy",
@@ -81,6 +167,26 @@ fn bad_flags_are_named() {
             "--engines",
         ),
         (&["--workload", "shared-prefix", "--gpu", "Z100"], "Z100"),
+        (
+            &[
+                "--workload",
+                "shared-prefix",
+                "--autoscaler",
+                "/no/such.yaml",
+            ],
+            "--autoscaler /no/such.yaml",
+        ),
+        (
+            &[
+                "--workload",
+                "shared-prefix",
+                "--autoscaler",
+                "/dev/null",
+                "--storage-gbps",
+                "0",
+            ],
+            "--storage-gbps",
+        ),
     ];
     for (args, needle) in cases {
         let out = sim(args, &dir.0);

@@ -13,12 +13,21 @@
 //!
 //! Same workload, config, strategy and seed → the same records, bit for bit.
 
+mod autoscale;
+mod fleet_report;
 mod oracle;
+mod plot;
 mod release;
 mod sim;
 
 #[cfg(test)]
+mod scale_tests;
+#[cfg(test)]
 mod tests;
+
+pub use autoscale::ScaleConfig;
+pub use fleet_report::{TimelineSample, decisions_jsonl, timeline_csv};
+pub use plot::timeline_png;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,7 +37,7 @@ use brix_router::{DEFAULT_SEED, PrefixConfig, Weighted};
 use brix_sim::{ConfigError, EngineConfig, GpuProfile, ModelProfile};
 use serde::Serialize;
 
-use crate::report::RequestRecord;
+use crate::report::{FleetSummary, RequestRecord};
 use crate::workload::Workload;
 
 /// Why a strategy list does not parse (the router's own error).
@@ -116,6 +125,9 @@ pub struct SimConfig {
     pub scrape_interval_s: f64,
     /// Seeds routing decisions (as the gateway's `routing.seed`) and the scrape jitter.
     pub seed: u64,
+    /// The autoscaler, if the fleet is autoscaled (`engines` is then the start count, 0
+    /// allowed); `None`: `engines` for the whole run.
+    pub autoscaler: Option<ScaleConfig>,
 }
 
 impl SimConfig {
@@ -129,6 +141,7 @@ impl SimConfig {
             prefix: PrefixConfig::default(),
             scrape_interval_s: 0.5,
             seed: 0,
+            autoscaler: None,
         }
     }
 }
@@ -212,6 +225,14 @@ pub struct SimRun {
     pub fallbacks: BTreeMap<String, u64>,
     /// Virtual time when the last request ended.
     pub end_s: f64,
+    /// Engines billed, their GPU time and cost, scale events.
+    pub fleet: FleetSummary,
+    /// The fleet once per observe period (1 s).
+    pub timeline: Vec<TimelineSample>,
+    /// The autoscaler's decisions, in order.
+    pub decisions: Vec<brix_autoscaler::Decision>,
+    /// What the run could not do as asked (a metric the engine does not export).
+    pub warnings: Vec<String>,
 }
 
 impl SimRun {
@@ -227,7 +248,7 @@ impl SimRun {
 /// Why a run could not start or finish.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SimError {
-    /// A fleet needs at least one engine.
+    /// A static fleet needs at least one engine.
     #[error("the fleet needs at least one engine")]
     NoEngines,
     /// A closed loop needs at least one user.
@@ -265,5 +286,21 @@ pub fn run(
     cfg: &SimConfig,
     strategy: &SimStrategy,
 ) -> Result<SimRun, SimError> {
-    sim::Sim::new(w, keys, release, cfg, strategy)?.run()
+    let decider = cfg.autoscaler.as_ref().map(|sc| {
+        Box::new(brix_autoscaler::Autoscaler::new(sc.policy.clone())) as Box<dyn autoscale::Decide>
+    });
+    sim::Sim::new(w, keys, release, cfg, strategy, decider)?.run()
+}
+
+/// [`run`] with `decider` in place of the policy's autoscaler (tests script decisions).
+#[cfg(test)]
+fn run_with(
+    w: &Workload,
+    keys: &[RouteKey],
+    release: Release,
+    cfg: &SimConfig,
+    strategy: &SimStrategy,
+    decider: Box<dyn autoscale::Decide>,
+) -> Result<SimRun, SimError> {
+    sim::Sim::new(w, keys, release, cfg, strategy, Some(decider))?.run()
 }

@@ -10,16 +10,22 @@
 //! drives too: this loop feeds it the same events (send, end, finished response, scrape, first
 //! good probe at t = 0) and routes with its `decide`; nothing of the gateway is copied here.
 
-use std::cmp::{Ordering, Reverse};
+mod scale;
+mod slot;
+
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
 use brix_router::fleet::{CoreConfig, Fleet, Scrape};
 use brix_router::{RouteRequest, Strategy};
-use brix_sim::{Engine, Finished, NewRequest, StepCost, StepOutput};
+use brix_sim::{Finished, NewRequest, StepCost};
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
+use self::scale::ScaleState;
+use self::slot::{Event, Life, Slot, Timed};
+use super::autoscale::Decide;
 use super::oracle::{self, EngineLoad};
 use super::release::{Action, Releaser};
 use super::{EngineReport, Release, RouteKey, SimConfig, SimError, SimRun, SimStrategy};
@@ -28,57 +34,6 @@ use crate::workload::Workload;
 
 /// The gateway's per-request RNG stream: `seed ^ n · golden` (`brix-gateway`'s `Gateway::rng`).
 const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Event {
-    /// Request (by position) is sent.
-    Arrival(usize),
-    /// The engine's running step ends.
-    StepEnd(usize),
-    /// The gateway scrapes the engine.
-    Scrape(usize),
-    /// Closed loop: a released turn's think time is over.
-    Wake,
-}
-
-/// A heap entry: earliest time first, then the order it was scheduled in.
-#[derive(Clone, Copy, Debug)]
-struct Timed {
-    at: f64,
-    seq: u64,
-    event: Event,
-}
-
-impl PartialEq for Timed {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Timed {}
-impl PartialOrd for Timed {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Timed {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.at.total_cmp(&other.at).then(self.seq.cmp(&other.seq))
-    }
-}
-
-/// One engine, its pending arrivals, and what the gateway and the oracle know of it.
-struct Slot {
-    engine: Engine,
-    /// Sent while a step was running: (request, arrival), added when it ends.
-    pending: Vec<(NewRequest, f64)>,
-    /// The running step; its outputs are visible at its end.
-    step: Option<StepOutput>,
-    requests: u64,
-    // The oracle's bookkeeping (exact from the events; see `oracle`).
-    queued_prefill: u64,
-    decoding: u32,
-    decode_context: u64,
-}
 
 /// A request between its send and its end.
 #[derive(Clone, Debug)]
@@ -118,6 +73,17 @@ pub(crate) struct Sim<'a> {
     fallbacks: BTreeMap<String, u64>,
     done: usize,
     now: f64,
+    /// The gateway's view of the model's load (the autoscaler reads it).
+    load: brix_autoscaler::Load,
+    /// The autoscaler and its activator, in an autoscaled run.
+    scale: Option<ScaleState>,
+    /// The replica count last set (the start count in a static run).
+    desired: u32,
+    /// (time, engines billed from then on).
+    billed: Vec<(f64, u32)>,
+    /// One sample per observe tick.
+    timeline: Vec<super::TimelineSample>,
+    last_observe: f64,
 }
 
 impl<'a> Sim<'a> {
@@ -127,8 +93,9 @@ impl<'a> Sim<'a> {
         release: Release,
         cfg: &'a SimConfig,
         strategy: &'a SimStrategy,
+        decider: Option<Box<dyn Decide>>,
     ) -> Result<Self, SimError> {
-        if cfg.engines == 0 {
+        if cfg.engines == 0 && cfg.autoscaler.is_none() {
             return Err(SimError::NoEngines);
         }
         if keys.len() != w.requests.len() {
@@ -140,20 +107,9 @@ impl<'a> Sim<'a> {
         if !(cfg.scrape_interval_s.is_finite() && cfg.scrape_interval_s > 0.0) {
             return Err(SimError::ScrapeInterval(cfg.scrape_interval_s));
         }
-        let mut slots = Vec::with_capacity(cfg.engines);
-        for i in 0..cfg.engines {
-            let mut ec = cfg.engine.clone();
-            ec.seed ^= i as u64;
-            slots.push(Slot {
-                engine: Engine::new(ec, cfg.model.clone(), cfg.gpu.clone())?,
-                pending: Vec::new(),
-                step: None,
-                requests: 0,
-                queued_prefill: 0,
-                decoding: 0,
-                decode_context: 0,
-            });
-        }
+        let slots = (0..cfg.engines)
+            .map(|i| Slot::new(cfg, i, Life::Ready, 0.0))
+            .collect::<Result<Vec<_>, _>>()?;
         let names: Vec<(String, String)> = (0..cfg.engines)
             .map(|i| (format!("engine-{i}"), format!("engine-{i}")))
             .collect();
@@ -188,6 +144,16 @@ impl<'a> Sim<'a> {
             fallbacks: BTreeMap::new(),
             done: 0,
             now: 0.0,
+            load: brix_autoscaler::Load::default(),
+            scale: cfg
+                .autoscaler
+                .as_ref()
+                .zip(decider)
+                .map(|(sc, d)| ScaleState::new(sc, d)),
+            desired: u32::try_from(cfg.engines).unwrap_or(u32::MAX),
+            billed: vec![(0.0, u32::try_from(cfg.engines).unwrap_or(u32::MAX))],
+            timeline: Vec::new(),
+            last_observe: 0.0,
         };
         if matches!(release, Release::Closed { users: 0, .. }) {
             return Err(SimError::NoUsers);
@@ -197,11 +163,15 @@ impl<'a> Sim<'a> {
         for e in 0..cfg.engines {
             sim.push(0.0, Event::Scrape(e));
         }
+        sim.push(0.0, Event::Observe);
+        if let Some(sc) = &cfg.autoscaler {
+            sim.push(sc.policy.sync_s, Event::Decide { tick: true });
+        }
         Ok(sim)
     }
 
     fn push(&mut self, at: f64, event: Event) {
-        if !matches!(event, Event::Scrape(_)) {
+        if event.live() {
             self.live_events += 1;
         }
         self.seq += 1;
@@ -214,11 +184,11 @@ impl<'a> Sim<'a> {
 
     /// Processes events until every request has ended.
     pub(crate) fn run(mut self) -> Result<SimRun, SimError> {
-        while self.live_events > 0 {
+        while self.alive() {
             let Some(Reverse(Timed { at, event, .. })) = self.heap.pop() else {
                 break;
             };
-            if !matches!(event, Event::Scrape(_)) {
+            if event.live() {
                 self.live_events -= 1;
             }
             self.now = at;
@@ -230,9 +200,13 @@ impl<'a> Sim<'a> {
                     let actions = self.releaser.wake(at);
                     self.act(actions, at);
                 }
+                Event::Observe => self.observe(at),
+                Event::Decide { tick } => self.decide(tick, at),
+                Event::Ready(e) => self.ready(e, at),
+                Event::HoldTimeout(i) => self.hold_timeout(i, at),
             }
         }
-        let stuck = self.live.iter().filter(|l| l.is_some()).count();
+        let stuck = self.live.iter().filter(|l| l.is_some()).count() + self.held();
         if stuck > 0 {
             return Err(SimError::Stalled {
                 stuck,
@@ -262,16 +236,36 @@ impl<'a> Sim<'a> {
             .flatten()
             .map(|r| r.sent_s + r.e2e_ms.unwrap_or(0.0) / 1000.0)
             .fold(0.0, f64::max);
+        let fleet = self.fleet_summary();
+        let (decisions, warnings) = self
+            .scale
+            .map(|s| (s.decisions, s.warnings))
+            .unwrap_or_default();
         Ok(SimRun {
             records: self.records.into_iter().flatten().collect(),
             engines,
             fallbacks: self.fallbacks,
             end_s,
+            fleet,
+            timeline: self.timeline,
+            decisions,
+            warnings,
         })
     }
 
-    /// Routes and sends request `i` at `now`.
+    /// Request `i` reaches the gateway at `now`: sent on, or held while no engine is ready.
     fn arrive(&mut self, i: usize, now: f64) {
+        self.load.requests += 1;
+        self.load.prompt_tokens += self.w.requests[i].prompt.len() as u64;
+        if self.scale.is_some() && self.count(Life::Ready) == 0 {
+            self.hold(i, now);
+        } else {
+            self.send(i, now, now);
+        }
+    }
+
+    /// Routes and sends request `i`, which arrived at `arrived`, at `now`.
+    fn send(&mut self, i: usize, arrived: f64, now: f64) {
         let w = self.w;
         let req = &w.requests[i];
         let (e, prefill) = match self.strategy {
@@ -284,7 +278,7 @@ impl<'a> Sim<'a> {
         slot.queued_prefill += u64::from(prefill);
         self.live[i] = Some(Live {
             engine: e,
-            scheduled: now,
+            scheduled: arrived,
             first: None,
             last: now,
             itl_ms: Vec::new(),
@@ -347,6 +341,10 @@ impl<'a> Sim<'a> {
             .slots
             .iter()
             .map(|s| {
+                if s.life != Life::Ready {
+                    uncached.push(0);
+                    return f64::INFINITY;
+                }
                 let u = len.saturating_sub(s.engine.cached_prefix_tokens(prompt, None));
                 uncached.push(u);
                 let load = EngineLoad {
@@ -360,7 +358,9 @@ impl<'a> Sim<'a> {
             .collect();
         let mut rng = SmallRng::seed_from_u64(self.cfg.seed ^ self.decisions.wrapping_mul(GOLDEN));
         self.decisions += 1;
-        let mut order: Vec<usize> = (0..self.slots.len()).collect();
+        let mut order: Vec<usize> = (0..self.slots.len())
+            .filter(|&e| self.slots[e].life == Life::Ready)
+            .collect();
         order.shuffle(&mut rng);
         let e = oracle::choose(&costs, &order);
         (e, uncached[e])
@@ -432,6 +432,16 @@ impl<'a> Sim<'a> {
             }
             _ => None,
         };
+        self.load.completed += 1;
+        self.load.output_tokens += u64::from(f.output_tokens);
+        if let Some(t) = ttft {
+            self.load.ttft_sum_s += t;
+            self.load.ttft_count += 1;
+        }
+        if let Some(t) = tpot {
+            self.load.tpot_sum_s += t;
+            self.load.tpot_count += 1;
+        }
         self.fleet.response(
             e,
             now,
@@ -459,6 +469,7 @@ impl<'a> Sim<'a> {
             error: None,
         });
         self.done += 1;
+        self.ended_on(e, now);
         self.release_after(i, now);
     }
 
@@ -484,6 +495,7 @@ impl<'a> Sim<'a> {
             ..RequestRecord::default()
         });
         self.done += 1;
+        self.ended_on(l.engine, now);
         self.release_after(i, now);
     }
 
@@ -505,7 +517,11 @@ impl<'a> Sim<'a> {
 
     /// Feeds the engine's gauges to the routing core; schedules the next scrape.
     fn scrape(&mut self, e: usize, now: f64) {
+        if self.slots[e].life == Life::Stopped {
+            return;
+        }
         let s = self.slots[e].engine.snapshot();
+        self.slots[e].gauges = Some((s.num_waiting as f64, s.kv_usage));
         let metrics = brix_router::EngineMetrics {
             running: Some(s.num_running as f64),
             waiting: Some(s.num_waiting as f64),
@@ -519,7 +535,7 @@ impl<'a> Sim<'a> {
                 ..Scrape::default()
             },
         );
-        if self.live_events > 0 {
+        if self.alive() {
             let next = now + self.cfg.scrape_interval_s * self.jitter.random_range(0.9..1.1);
             self.push(next, Event::Scrape(e));
         }

@@ -20,6 +20,8 @@ pub struct Fleet {
     /// Each pod's name and address; the rest is refreshed from its core at every decision.
     views: Vec<Pod>,
     cores: Vec<PodCore>,
+    /// Pods taken out of rotation for good (scaled down: draining, then stopped).
+    retired: Vec<bool>,
     index: PrefixIndex,
     /// Positions of the pods in rotation at the last decision.
     candidates: Vec<usize>,
@@ -41,10 +43,36 @@ impl Fleet {
                 })
                 .collect(),
             cores: vec![PodCore::default(); pods.len()],
+            retired: vec![false; pods.len()],
             index: PrefixIndex::new(prefix),
             candidates: Vec::new(),
             scratch: Vec::new(),
         }
+    }
+
+    /// Adds a pod (a replica the autoscaler asked for) at the next position, which it returns;
+    /// like the others it is out of rotation until its first good probe.
+    pub fn add(&mut self, name: &str, address: &str) -> usize {
+        self.views.push(Pod {
+            name: name.to_string(),
+            address: address.to_string(),
+            ..Pod::default()
+        });
+        self.cores.push(PodCore::default());
+        self.retired.push(false);
+        self.cores.len() - 1
+    }
+
+    /// Takes pod `i` out of rotation for good (scaled down: it drains the requests it has and
+    /// stops), and drops its prefix-index claims; its in-flight count still ends as usual.
+    pub fn retire(&mut self, i: usize) {
+        self.retired[i] = true;
+        self.index.purge(&self.views[i].address);
+    }
+
+    /// Whether pod `i` may take new requests: in rotation and not retired.
+    pub fn routable(&self, i: usize) -> bool {
+        !self.retired[i] && self.cores[i].in_rotation()
     }
 
     /// Pods in the fleet.
@@ -89,17 +117,13 @@ impl Fleet {
         now: f64,
         rng: &mut impl Rng,
     ) -> Result<Decision, NoRoute> {
-        let same = self
-            .cores
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.in_rotation())
-            .map(|(i, _)| i)
+        let same = (0..self.cores.len())
+            .filter(|&i| self.routable(i))
             .eq(self.candidates.iter().copied());
         if !same {
             // The set in rotation changed: rebuild the views (names cloned once per change).
             self.candidates = (0..self.cores.len())
-                .filter(|&i| self.cores[i].in_rotation())
+                .filter(|&i| self.routable(i))
                 .collect();
             self.scratch = self
                 .candidates
@@ -167,8 +191,9 @@ impl Fleet {
             .iter()
             .filter(|c| c.health().is_ejected())
             .count();
-        let in_rotation = self.cores.iter().filter(|c| c.in_rotation()).count();
-        let allowed = may_eject(ejected, in_rotation, self.cores.len(), &self.cfg.ejection);
+        let in_rotation = (0..self.cores.len()).filter(|&i| self.routable(i)).count();
+        let live = self.retired.iter().filter(|r| !**r).count();
+        let allowed = may_eject(ejected, in_rotation, live, &self.cfg.ejection);
         let t = self.cores[i].failure(kind, now, allowed, &self.cfg);
         self.apply(i, t)
     }

@@ -247,6 +247,47 @@ fn a_fleet_routes_only_to_pods_in_rotation_and_purges_claims_of_leavers() {
     assert!(f.core(0).in_rotation(), "the last pod in rotation stays");
 }
 
+#[test]
+fn added_pods_join_on_their_first_probe_and_retired_ones_take_no_new_requests() {
+    let mut f = fleet(1);
+    let s: crate::Weighted = "prefix-cache".parse().unwrap_or_else(|e| panic!("{e}"));
+    let mut rng = SmallRng::seed_from_u64(1);
+    let req = crate::RouteRequest {
+        blocks: &[1, 2, 3],
+        prompt_units: 384,
+        ..crate::RouteRequest::default()
+    };
+    f.probe(0, true, 0.0);
+    assert_eq!(f.add("p1", "p1"), 1);
+    assert_eq!(f.len(), 2);
+    assert!(!f.routable(1), "cold until probed");
+    f.accepted(1, &[1, 2, 3], 0.0);
+    for _ in 0..4 {
+        assert_eq!(f.decide(&s, &req, 0.0, &mut rng).map(|d| d.pod), Ok(0));
+    }
+    f.probe(1, true, 1.0);
+    assert_eq!(
+        f.decide(&s, &req, 1.0, &mut rng).map(|d| d.pod),
+        Ok(1),
+        "prefix hit"
+    );
+    f.begin(1);
+    f.retire(1);
+    assert!(f.index().is_empty(), "a retired pod's claims are purged");
+    assert!(!f.routable(1) && f.core(1).in_rotation());
+    for _ in 0..4 {
+        assert_eq!(f.decide(&s, &req, 2.0, &mut rng).map(|d| d.pod), Ok(0));
+    }
+    assert_eq!(f.core(1).in_flight(), 1, "its request still ends as usual");
+    f.end(1);
+    assert_eq!(f.core(1).in_flight(), 0);
+    f.retire(0);
+    assert!(
+        f.decide(&s, &req, 3.0, &mut rng).is_err(),
+        "nothing routable"
+    );
+}
+
 /// The prefix index against a naive model: a list of claims with a touch tick per block.
 #[derive(Default)]
 struct Naive {

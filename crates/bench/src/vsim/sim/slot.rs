@@ -1,0 +1,118 @@
+//! The event loop's types: events and their heap order, and one engine's slot.
+
+use std::cmp::Ordering;
+
+use brix_sim::{Engine, NewRequest, StepOutput};
+
+use crate::vsim::{SimConfig, SimError};
+
+/// What the loop processes, each at its time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Event {
+    /// Request (by position) is sent.
+    Arrival(usize),
+    /// The engine's running step ends.
+    StepEnd(usize),
+    /// The gateway scrapes the engine.
+    Scrape(usize),
+    /// Closed loop: a released turn's think time is over.
+    Wake,
+    /// The autoscaler's metrics are read (and the timeline sampled).
+    Observe,
+    /// The autoscaler decides; `tick`: the periodic one (else one triggered by a held request).
+    Decide { tick: bool },
+    /// An engine asked for is up: its first probe succeeds.
+    Ready(usize),
+    /// A held request's wait is over.
+    HoldTimeout(usize),
+}
+
+impl Event {
+    /// Whether the event keeps the run going (ticks, probes and timeouts do not).
+    pub(super) fn live(self) -> bool {
+        matches!(self, Self::Arrival(_) | Self::StepEnd(_) | Self::Wake)
+    }
+}
+
+/// Where an engine is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Life {
+    /// Asked for, loading: billed, not routable.
+    Starting,
+    /// In rotation.
+    Ready,
+    /// Scaled down: no new requests, stops when its last one ends.
+    Draining,
+    /// Stopped: no longer billed.
+    Stopped,
+}
+
+/// A heap entry: earliest time first, then the order it was scheduled in.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Timed {
+    pub(super) at: f64,
+    pub(super) seq: u64,
+    pub(super) event: Event,
+}
+
+impl PartialEq for Timed {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Timed {}
+impl PartialOrd for Timed {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Timed {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.at.total_cmp(&other.at).then(self.seq.cmp(&other.seq))
+    }
+}
+
+/// One engine, its pending arrivals, and what the gateway and the oracle know of it.
+pub(super) struct Slot {
+    pub(super) engine: Engine,
+    /// Sent while a step was running: (request, arrival), added when it ends.
+    pub(super) pending: Vec<(NewRequest, f64)>,
+    /// The running step; its outputs are visible at its end.
+    pub(super) step: Option<StepOutput>,
+    pub(super) requests: u64,
+    // The oracle's bookkeeping (exact from the events; see `oracle`).
+    pub(super) queued_prefill: u64,
+    pub(super) decoding: u32,
+    pub(super) decode_context: u64,
+    pub(super) life: Life,
+    /// When it was asked for (billed from then).
+    pub(super) requested_at: f64,
+    /// When it stopped (billed until then).
+    pub(super) stopped_at: Option<f64>,
+    /// The last scrape's (waiting, KV usage).
+    pub(super) gauges: Option<(f64, f64)>,
+    /// Prompt and generation token counters at the last observe tick.
+    pub(super) counted: (u64, u64),
+}
+
+impl Slot {
+    /// Engine `i` of `cfg` (seeded `seed ^ i`), asked for at `now`.
+    pub(super) fn new(cfg: &SimConfig, i: usize, life: Life, now: f64) -> Result<Self, SimError> {
+        let mut ec = cfg.engine.clone();
+        ec.seed ^= i as u64;
+        Ok(Self {
+            engine: Engine::new(ec, cfg.model.clone(), cfg.gpu.clone())?,
+            pending: Vec::new(),
+            step: None,
+            requests: 0,
+            queued_prefill: 0,
+            decoding: 0,
+            decode_context: 0,
+            life,
+            requested_at: now,
+            stopped_at: None,
+            gauges: None,
+            counted: (0, 0),
+        })
+    }
+}
