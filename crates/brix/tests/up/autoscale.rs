@@ -481,7 +481,6 @@ async fn the_autoscalers_api_needs_the_admin_key_and_the_autoscaler_owns_the_cou
     f.platform.shutdown().await;
 }
 
-#[ignore = "needs the SLO policy from h/slo (merged through main)"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_slo_policy_scales_a_sim_model_on_its_capacity_live() {
     // An L4 replica running at most 2 requests at once: a small capacity at the SLO, so a

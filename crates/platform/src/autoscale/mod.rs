@@ -133,15 +133,15 @@ pub fn replica_profile(model: &ModelSpec) -> Option<ReplicaProfile> {
         return None;
     };
     let cfg = sim_config(&model.name, sim).ok()?;
-    let blocks = cfg.engine.validate(&cfg.model, &cfg.gpu).ok()?;
-    Some(ReplicaProfile::new(
+    // A live sim replica loads no weights: its start-up is its `startup_delay_s`
+    // (`observe_startup` then feeds what the platform measures).
+    ReplicaProfile::from_engine(
         &cfg.model,
         &cfg.gpu,
-        cfg.engine.max_num_batched_tokens,
-        cfg.engine.max_num_seqs,
-        u64::from(blocks) * u64::from(cfg.engine.block_size),
+        &cfg.engine,
         sim.startup_delay_s.unwrap_or(0.0),
-    ))
+    )
+    .ok()
 }
 
 /// The running autoscalers: their status, and their tasks (stopped on drop of the last
