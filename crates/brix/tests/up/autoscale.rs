@@ -193,9 +193,11 @@ async fn a_burst_scales_a_model_up_and_it_comes_back_down_after() {
         autoscaler("m-kpa", "m", 1, 4, sources)
     );
     let f = scaled("as-burst", &yaml).await;
-    within("the first replica is ready", 30, || async {
-        f.counts("m").await.0 == 1
-    })
+    within(
+        "the first replica is ready and in the gateway's rotation",
+        30,
+        || async { f.counts("m").await.0 == 1 && f.gateway.pods().iter().any(|p| p.healthy) },
+    )
     .await;
 
     // A burst: 12 clients, each sending long requests back to back.
@@ -504,9 +506,11 @@ async fn the_slo_policy_scales_a_sim_model_on_its_capacity_live() {
         "  - name: s\n    replicas: 1\n    engine:\n      sim: {gpu: L4, max_num_seqs: 2, num_gpu_blocks_override: 2048, max_model_len: 4096, output_len: 'fixed:50'}\n"
     );
     let f = scaled("as-slo", &yaml).await;
-    within("the first replica is ready", 30, || async {
-        f.counts("s").await.0 == 1
-    })
+    within(
+        "the first replica is ready and in the gateway's rotation",
+        30,
+        || async { f.counts("s").await.0 == 1 && f.gateway.pods().iter().any(|p| p.healthy) },
+    )
     .await;
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
