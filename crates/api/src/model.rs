@@ -70,6 +70,10 @@ pub struct SimEngine {
     /// Seed for every random draw, so a run can be repeated.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// Seconds each replica answers `/health` with 503 after it starts (`brix sim
+    /// --startup-delay`): a stand-in for loading weights, so a new replica's start-up is real.
+    #[serde(default)]
+    pub startup_delay_s: Option<f64>,
 }
 
 /// An engine started as a child process, one per replica, on a port Brix picks.
@@ -114,6 +118,7 @@ impl Default for SimEngine {
             max_loras: None,
             output_len: None,
             seed: None,
+            startup_delay_s: None,
         }
     }
 }
@@ -223,6 +228,14 @@ fn validate_sim(sim: &SimEngine) -> Result<(), FieldError> {
         if value == Some(0) {
             return fail(format!("sim.{field}"), "must be at least 1");
         }
+    }
+    if let Some(d) = sim.startup_delay_s
+        && !(d.is_finite() && (0.0..=3600.0).contains(&d))
+    {
+        return fail(
+            "sim.startup_delay_s",
+            "must be a number of seconds in 0..=3600",
+        );
     }
     if sim.max_loras.is_some() && !sim.enable_lora {
         return fail("sim.max_loras", "needs enable_lora: true");

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use brix_gateway::Registry;
 use brix_platform::admin::{AdminGuard, ModelStatus, ScaleRequest};
+use brix_platform::autoscale::{AutoscalerStatus, Autoscalers};
 use brix_platform::{FleetError, FleetFile, LocalConfig, LocalPlatform, PlatformError};
 use clap::Args;
 use tokio::net::TcpListener;
@@ -82,6 +83,9 @@ pub(crate) enum UpError {
     /// The gateway.
     #[error(transparent)]
     Gateway(#[from] brix_gateway::StartError),
+    /// The autoscalers' metrics could not be registered (a bug).
+    #[error("autoscaler metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     /// Replicas.
     #[error(transparent)]
     Platform(#[from] PlatformError),
@@ -138,10 +142,19 @@ pub(crate) fn up(args: UpArgs) -> Result<(), UpError> {
     for d in brix_api::deprecations(&file.resources) {
         eprintln!("brix up: warning: {d}");
     }
-    runtime()?.block_on(serve(file, &args))
+    let name = args.file.as_ref().map_or_else(
+        || "(default fleet)".to_string(),
+        |p| p.display().to_string(),
+    );
+    let planned = brix_platform::autoscale::plan(&file, &name)?;
+    runtime()?.block_on(serve(file, planned, &args))
 }
 
-async fn serve(mut file: FleetFile, args: &UpArgs) -> Result<(), UpError> {
+async fn serve(
+    mut file: FleetFile,
+    planned: Vec<brix_platform::autoscale::Planned>,
+    args: &UpArgs,
+) -> Result<(), UpError> {
     let addr = file.gateway.listen;
     let listener = TcpListener::bind(addr)
         .await
@@ -200,23 +213,44 @@ async fn serve(mut file: FleetFile, args: &UpArgs) -> Result<(), UpError> {
         platform.shutdown().await;
         return Err(e.into());
     }
-    if !file.resources.is_empty() {
-        eprintln!(
-            "brix up: {} resource document(s) validated; they take effect as their controllers land",
-            file.resources.len()
-        );
+    if !planned.is_empty() {
+        let names: Vec<String> = planned
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} ({} on {})",
+                    p.policy.name,
+                    p.policy.strategy.as_str(),
+                    p.policy.target
+                )
+            })
+            .collect();
+        eprintln!("brix up: autoscaling {}", names.join(", "));
     }
-    let app = routes.merge(brix_platform::admin::router(
-        platform.clone(),
-        gateway,
-        guard,
-    ));
+    let autoscalers = match Autoscalers::start(planned, platform.clone(), gateway.clone()) {
+        Ok(a) => a,
+        Err(e) => {
+            platform.shutdown().await;
+            return Err(e.into());
+        }
+    };
+    let app = routes
+        .merge(brix_platform::admin::router(
+            platform.clone(),
+            gateway,
+            guard.clone(),
+        ))
+        .merge(brix_platform::admin::autoscaler_router(
+            autoscalers.clone(),
+            guard,
+        ));
     println!("brix gateway listening on http://{local}");
     println!("brix up: OpenAI endpoint http://{local}/v1 (Ctrl-C stops everything)");
     // On Ctrl-C or SIGTERM the gateway stops accepting and lets requests in flight finish
     // (within `gateway.server.shutdown_grace_s`) before the replicas are stopped.
     let grace = std::time::Duration::from_secs_f64(server.shutdown_grace_s);
     brix_net::serve_router(listener, app, server, brix_net::shutdown_signal()).await;
+    autoscalers.stop();
     settled.settle_within(grace).await;
     eprintln!("brix up: stopping replicas");
     platform.shutdown().await;
@@ -279,7 +313,17 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), UpError> {
     runtime()?.block_on(async {
         let client = reqwest::Client::new();
         let r = request(&client, &args.endpoint, reqwest::Method::GET, "/brix/fleet");
-        let models: Vec<ModelStatus> = send(&args.endpoint, r).await?;
+        let mut models: Vec<ModelStatus> = send(&args.endpoint, r).await?;
+        let r = request(
+            &client,
+            &args.endpoint,
+            reqwest::Method::GET,
+            "/brix/autoscalers",
+        );
+        let autoscalers: Vec<AutoscalerStatus> = send(&args.endpoint, r).await?;
+        for m in &mut models {
+            m.autoscaler = autoscalers.iter().find(|a| a.model == m.name).cloned();
+        }
         if args.json {
             println!(
                 "{}",
@@ -303,8 +347,51 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), UpError> {
                 );
             }
         }
+        print_autoscalers(&autoscalers);
         Ok(())
     })
+}
+
+/// The autoscalers' table, then each one's last decisions (newest last).
+fn print_autoscalers(all: &[AutoscalerStatus]) {
+    if all.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "{:<20} {:<16} {:<8} {:<28} {:>9} {:>9} {:>6} {:>6}",
+        "AUTOSCALER", "MODEL", "STRATEGY", "TARGET", "CUR/DES", "READY/ST", "HELD", "EVENTS"
+    );
+    for a in all {
+        println!(
+            "{:<20} {:<16} {:<8} {:<28} {:>9} {:>9} {:>6} {:>6}",
+            a.name,
+            a.model,
+            if a.panic {
+                format!("{} !", a.strategy)
+            } else {
+                a.strategy.clone()
+            },
+            a.targets.join(","),
+            format!("{}/{}", a.current, a.desired),
+            format!("{}/{}", a.ready, a.starting),
+            a.held,
+            a.scale_events,
+        );
+    }
+    for a in all {
+        println!();
+        println!(
+            "{} (min {}, max {}, every {} s):",
+            a.name, a.min_replicas, a.max_replicas, a.sync_s
+        );
+        if let Some(e) = &a.last_error {
+            println!("  last error: {e}");
+        }
+        for d in a.decisions.iter().rev().take(5).rev() {
+            println!("  {:>9.1}s  {}", d.at_s, d.reason);
+        }
+    }
 }
 
 /// Sets a model's replica count on a running `brix up`.

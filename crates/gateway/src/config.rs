@@ -30,6 +30,9 @@ pub struct GatewayConfig {
     pub admission: AdmissionConfig,
     /// Client connections: header-read and idle timeouts, shutdown grace (docs/gateway.md).
     pub server: ServeConfig,
+    /// Scale from zero: how many requests are held for a model with no ready replica, and
+    /// for how long.
+    pub activator: ActivatorConfig,
 }
 
 impl Default for GatewayConfig {
@@ -43,6 +46,27 @@ impl Default for GatewayConfig {
             outlier: OutlierConfig::default(),
             admission: AdmissionConfig::default(),
             server: ServeConfig::default(),
+            activator: ActivatorConfig::default(),
+        }
+    }
+}
+
+/// Knative's activator: a request for a model that may scale from zero and has no ready
+/// replica is held (not refused) while a replica starts.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActivatorConfig {
+    /// Most requests held per model; one more gets 503 at once.
+    pub max_held: u32,
+    /// Seconds a held request waits for a ready replica before it gets 503.
+    pub timeout_s: f64,
+}
+
+impl Default for ActivatorConfig {
+    fn default() -> Self {
+        Self {
+            max_held: 1000,
+            timeout_s: 60.0,
         }
     }
 }
@@ -355,6 +379,12 @@ impl GatewayConfig {
         }
         if p.default_max_model_len == 0 {
             return bad("proxy.default_max_model_len must be positive");
+        }
+        let a = &self.activator;
+        if a.max_held == 0 || !(a.timeout_s > 0.0 && a.timeout_s <= 3600.0) {
+            return bad(
+                "activator.max_held must be at least 1 and activator.timeout_s in (0, 3600]",
+            );
         }
         if let Err(why) = self.server.validate() {
             return Err(ConfigError::Invalid(format!("server.{why}")));

@@ -57,6 +57,14 @@ pub enum GatewayError {
     /// The model exists but no pod is ready.
     #[error("no ready pod serves model {}", bounded(.0))]
     NoReadyPod(String),
+    /// The model may scale from zero, but as many requests as the activator holds for it
+    /// (`activator.max_held`) are already waiting.
+    #[error("no ready pod serves model {}, and {} requests already wait for one to start", bounded(.0), .1)]
+    ActivatorFull(String, u32),
+    /// The request was held for a replica of a model scaling from zero, and none became ready
+    /// within `activator.timeout_s`.
+    #[error("no replica of model {} became ready within {} s", bounded(.0), .1)]
+    ActivationTimeout(String, f64),
     /// Every pod tried refused the connection or failed before answering.
     #[error("upstream {pod} failed: {reason}")]
     Upstream {
@@ -83,6 +91,8 @@ impl GatewayError {
             Self::Strategy(_) => "bad_strategy",
             Self::ModelNotFound(_) => "model_not_found",
             Self::NoReadyPod(_) => "no_ready_pod",
+            Self::ActivatorFull(..) => "activator_full",
+            Self::ActivationTimeout(..) => "activation_timeout",
             Self::Upstream { .. } => "upstream_failed",
             Self::UpstreamTimeout(_) => "upstream_timeout",
         }
@@ -100,7 +110,9 @@ impl GatewayError {
             Self::Admission(r) => {
                 StatusCode::from_u16(r.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
-            Self::NoReadyPod(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoReadyPod(_) | Self::ActivatorFull(..) | Self::ActivationTimeout(..) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -113,7 +125,9 @@ impl GatewayError {
             Self::Admission(r) => r.code(),
             Self::Strategy(_) => "invalid_routing_strategy",
             Self::ModelNotFound(_) => "model_not_found",
-            Self::NoReadyPod(_) => "service_unavailable",
+            Self::NoReadyPod(_) | Self::ActivatorFull(..) | Self::ActivationTimeout(..) => {
+                "service_unavailable"
+            }
             Self::Upstream { .. } => "upstream_unavailable",
             Self::UpstreamTimeout(_) => "upstream_timeout",
             _ => return None,
@@ -135,7 +149,9 @@ impl GatewayError {
             Self::Admission(r) => r.debug_header().map(|(k, v)| (k, v.to_string())),
             Self::Strategy(_) => Some(("x-error-routing", "true".into())),
             Self::ModelNotFound(m) => Some(("x-error-no-model-backends", bounded(m).into_owned())),
-            Self::NoReadyPod(_) => Some(("x-error-no-model-backends", "true".into())),
+            Self::NoReadyPod(_) | Self::ActivatorFull(..) | Self::ActivationTimeout(..) => {
+                Some(("x-error-no-model-backends", "true".into()))
+            }
             Self::Parse(_) | Self::BodyRead(_) | Self::BodyTooLarge(_) => {
                 Some(("x-error-request-body-processing", "true".into()))
             }

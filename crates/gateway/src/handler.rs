@@ -14,6 +14,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tracing::Instrument;
 
 use crate::Gateway;
+use crate::activator;
 use crate::catalog;
 use crate::error::GatewayError;
 use crate::metrics::{model_label, strategy_label};
@@ -123,7 +124,20 @@ async fn serve(
     if !gw.pool.knows(&model) {
         return Err(refuse(GatewayError::ModelNotFound(model.clone())));
     }
-    let candidates = gw.pool.candidates(&model);
+    // Counted for the autoscaler from here (a known model), in flight until it ends.
+    let arrival = gw
+        .loads
+        .of(&model)
+        .arrived((parsed.key.len() as u64).div_ceil(4));
+    let mut candidates = gw.pool.candidates(&model);
+    if candidates.is_empty()
+        && let Some(gate) = gw.activator.gate(&model)
+    {
+        // Scale from zero: wait for a replica instead of refusing.
+        candidates = activator::hold(gw, gate, &model, &gw.cfg.activator)
+            .await
+            .map_err(refuse)?;
+    }
     let Some(first) = candidates.first() else {
         return Err(refuse(GatewayError::NoReadyPod(model.clone())));
     };
@@ -176,7 +190,7 @@ async fn serve(
         user: user.clone(),
         strip_usage,
     };
-    let finish = Finish::new(gw.clone(), &cx, ticket);
+    let finish = Finish::new(gw.clone(), &cx, ticket, arrival);
     // Route and proxy, retrying on another pod when one fails before any response byte.
     match upstream::send(gw, &cx, &route_req, candidates, &head.headers, body).await {
         Ok(sent) => Ok(crate::relay::respond(gw, cx, sent, finish).await),

@@ -7,12 +7,14 @@
 //! in-process [`Registry`]); [`pool`] keeps their state and `probe` their health and engine
 //! metrics. Failures become the OpenAI error envelope in one place, [`error`].
 
+mod activator;
 mod catalog;
 mod config;
 mod discovery;
 mod endpoint;
 mod error;
 mod handler;
+mod load;
 mod metrics;
 mod parse;
 mod pool;
@@ -44,15 +46,18 @@ use rand::rngs::SmallRng;
 use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
 
+pub use activator::Activation;
 pub use brix_net::ServeConfig;
 pub use brix_router::BlockUnit;
 pub use config::{
-    ConfigError, GatewayConfig, OutlierConfig, ProxyConfig, RoutingConfig, ScrapeConfig,
+    ActivatorConfig, ConfigError, GatewayConfig, OutlierConfig, ProxyConfig, RoutingConfig,
+    ScrapeConfig,
 };
 pub use discovery::{
     Discovery, EndpointsError, Registry, StaticFile, Target, Targets, parse_endpoints,
 };
 pub use error::GatewayError;
+pub use load::ModelLoad;
 
 use catalog::Catalog;
 use metrics::Metrics;
@@ -98,6 +103,8 @@ pub(crate) struct Gateway {
     catalog: Catalog,
     retry_budget: RetryBudget,
     accounting: Arc<Accounting>,
+    activator: Arc<activator::Activator>,
+    loads: Arc<load::Loads>,
     admission: Arc<Admission>,
     tokenizer: Option<tiktoken_rs::CoreBPE>,
     vtc: Mutex<TokenWindow>,
@@ -219,6 +226,9 @@ impl Accounting {
 pub struct GatewayHandle {
     pool: Arc<Pool>,
     accounting: Arc<Accounting>,
+    activator: Arc<activator::Activator>,
+    loads: Arc<load::Loads>,
+    metrics: Arc<Metrics>,
 }
 
 /// One pod as the gateway sees it now.
@@ -263,6 +273,44 @@ impl GatewayHandle {
         {
             tracing::warn!("admission settlements still running at exit; counters may be off");
         }
+    }
+
+    /// Declares `model` scalable from zero: from now on a request for it that finds no ready
+    /// replica is held (see `activator`) instead of refused. Call it for models from the
+    /// fleet file only.
+    pub fn enable_activation(&self, model: &str) -> Activation {
+        let gauge = self.metrics.activator_held.with_label_values(&[model]);
+        Activation(self.activator.enable(model, gauge))
+    }
+
+    /// The activator's view of `model`, if it may scale from zero.
+    pub fn activation(&self, model: &str) -> Option<Activation> {
+        self.activator.gate(model).map(Activation)
+    }
+
+    /// `model`'s load now: the gateway's counters, and the engines' queue and KV gauges from
+    /// the last scrapes of its pods in rotation.
+    pub fn load(&self, model: &str) -> ModelLoad {
+        let mut load = self
+            .loads
+            .get(model)
+            .map_or_else(ModelLoad::default, |c| c.read());
+        let pods = self.pool.candidates(model);
+        // On the pods' own clock, so gauges too old to trust are left out.
+        let metrics: Vec<_> = pods.iter().map(|p| p.snapshot_now().metrics).collect();
+        let waiting: Vec<f64> = metrics.iter().filter_map(|m| m.waiting).collect();
+        let kv: Vec<f64> = metrics.iter().filter_map(|m| m.kv_usage).collect();
+        load.waiting = (!waiting.is_empty()).then(|| waiting.iter().sum());
+        load.kv_usage = (!kv.is_empty()).then(|| kv.iter().sum::<f64>() / kv.len() as f64);
+        load
+    }
+
+    /// Adds a collector (the autoscalers' series) to the gateway's `/metrics`.
+    pub fn register_metrics(
+        &self,
+        collector: Box<dyn prometheus::core::Collector>,
+    ) -> Result<(), prometheus::Error> {
+        self.metrics.register(collector)
     }
 
     /// Every pod discovery lists now.
@@ -322,6 +370,8 @@ pub async fn app_with_handle(
         metrics: Arc::new(Metrics::new()?),
         catalog: Catalog::default(),
         accounting: Arc::default(),
+        activator: Arc::default(),
+        loads: Arc::default(),
         retry_budget: RetryBudget::new(
             cfg.proxy.retry_budget_ratio,
             cfg.proxy.retry_budget_min_per_s,
@@ -338,6 +388,9 @@ pub async fn app_with_handle(
     let handle = GatewayHandle {
         pool: gw.pool.clone(),
         accounting: gw.accounting.clone(),
+        activator: gw.activator.clone(),
+        loads: gw.loads.clone(),
+        metrics: gw.metrics.clone(),
     };
     let mut routes = Router::new();
     for &(path, e) in endpoint::PATHS {

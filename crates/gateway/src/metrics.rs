@@ -51,6 +51,9 @@ pub struct Metrics {
     pub upstream_failures: IntCounterVec,
     /// 1 while a pod is in the candidate set.
     pub pod_healthy: IntGaugeVec,
+    /// Requests the activator holds for a model scaling from zero (models from the fleet
+    /// file only).
+    pub activator_held: IntGaugeVec,
 }
 
 /// The metric label of a model: itself when known, else `unknown`.
@@ -171,8 +174,18 @@ impl Metrics {
                 "1 while the pod is in the candidate set, 0 while it is out.",
                 &["pod", "address"],
             )?,
+            activator_held: gauge(
+                "brix_activator_held_requests",
+                "Requests held for a model with no ready replica while one starts (scale from zero).",
+                &["model"],
+            )?,
             registry,
         })
+    }
+
+    /// Adds a collector from code beside the gateway (the autoscalers).
+    pub fn register(&self, c: Box<dyn Collector>) -> Result<(), prometheus::Error> {
+        self.registry.register(c)
     }
 
     /// A gauge handle for one (model, pod) pair, incremented now and decremented on drop.

@@ -154,6 +154,9 @@ impl PodState {
                 tracing::info!(pod = %self.name, address = %self.address, transition = ?t, "pod out of rotation or restarted; its prefix claims dropped");
             }
             Some(Transition::Joined) => {
+                if let Some(shared) = self.shared.upgrade() {
+                    shared.joined.notify_waiters();
+                }
                 tracing::info!(pod = %self.name, address = %self.address, "pod in rotation");
             }
             None => {}
@@ -191,6 +194,11 @@ impl PodState {
     /// Seconds since the last good scrape, None before any.
     pub fn metrics_age(&self) -> Option<f64> {
         self.core().metrics_age(self.now())
+    }
+
+    /// The routing view of this pod now.
+    pub fn snapshot_now(&self) -> Pod {
+        self.snapshot(self.now())
     }
 
     /// The routing view of this pod at `now`.
@@ -241,6 +249,9 @@ struct Shared {
     indexes: Mutex<HashMap<String, Arc<Mutex<PrefixIndex>>>>,
     eject: Mutex<()>,
     cfg: CoreConfig,
+    /// Woken whenever a pod joins rotation (held requests of a model scaling from zero wait
+    /// on it).
+    joined: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -276,6 +287,7 @@ impl Pool {
                 indexes: Mutex::default(),
                 eject: Mutex::default(),
                 cfg: core,
+                joined: tokio::sync::Notify::new(),
             }),
             retired: Mutex::default(),
             prefix,
@@ -351,6 +363,11 @@ impl Pool {
             .map(|p| p.in_flight())
             .sum();
         live + gone
+    }
+
+    /// Resolves the next time a pod joins rotation (enable it before checking candidates).
+    pub fn joined(&self) -> tokio::sync::futures::Notified<'_> {
+        self.shared.joined.notified()
     }
 
     /// Whether `model` is known at all (a base model, or an adapter some pod lists).

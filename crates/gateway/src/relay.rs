@@ -30,6 +30,7 @@ use crate::Gateway;
 use crate::endpoint::Dialect;
 use crate::error::{ErrorBody, GatewayError, bounded};
 use crate::handler::{Ctx, encode_session};
+use crate::load::Arrival;
 use crate::metrics::GaugeGuard;
 use crate::pool::{InFlight, PodState};
 use crate::sse::{SseTap, Usage, usage_of};
@@ -63,10 +64,12 @@ pub(crate) struct Finish {
     slot: Option<(InFlight, GaugeGuard)>,
     first_byte: Option<Instant>,
     done: bool,
+    /// The model's load counters; in flight until this drops.
+    arrival: Arrival,
 }
 
 impl Finish {
-    pub(crate) fn new(gw: Arc<Gateway>, cx: &Ctx, ticket: Ticket) -> Self {
+    pub(crate) fn new(gw: Arc<Gateway>, cx: &Ctx, ticket: Ticket, arrival: Arrival) -> Self {
         Self {
             gw,
             model: cx.model_label.clone(),
@@ -78,6 +81,7 @@ impl Finish {
             slot: None,
             first_byte: None,
             done: false,
+            arrival,
         }
     }
 
@@ -166,6 +170,9 @@ impl Finish {
                 (u.completion_tokens > 0).then(|| e2e.as_secs_f64() / u.completion_tokens as f64),
             ),
         };
+        self.arrival
+            .counters()
+            .finished(u.completion_tokens, ttft, tpot);
         if let Some(t) = ttft {
             m.ttft.with_label_values(&[&self.model]).observe(t);
         }

@@ -1,5 +1,6 @@
 //! The fleet's admin API, served beside the gateway by `brix up`, read by `brix status` and
-//! `brix scale`: `GET /brix/fleet` and `POST /brix/fleet/scale {"model", "replicas"}`.
+//! `brix scale`: `GET /brix/fleet`, `POST /brix/fleet/scale {"model", "replicas"}` and
+//! `GET /brix/autoscalers`.
 //! Guarded by the same admin-key check as the users API ([`AdminGuard`]): with no admin key
 //! every call is refused (403), never served anonymously.
 
@@ -15,6 +16,7 @@ use brix_api::openai::ErrorEnvelope;
 use brix_gateway::GatewayHandle;
 use serde::{Deserialize, Serialize};
 
+use crate::autoscale::Autoscalers;
 use crate::platform::{Platform, PlatformError};
 
 /// One replica as `brix status` shows it: the platform's view joined with the gateway's.
@@ -45,6 +47,10 @@ pub struct ModelStatus {
     pub name: String,
     /// Replicas, in id order.
     pub replicas: Vec<ReplicaStatus>,
+    /// The model's autoscaler, if one scales it (`brix status` joins it from
+    /// `GET /brix/autoscalers`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaler: Option<crate::autoscale::AutoscalerStatus>,
 }
 
 /// `POST /brix/fleet/scale` body.
@@ -73,6 +79,25 @@ pub fn router<P: Platform>(platform: P, gateway: GatewayHandle, guard: AdminGuar
     Router::new()
         .route("/brix/fleet", get(status::<P>))
         .route("/brix/fleet/scale", post(scale::<P>))
+        .with_state(state)
+}
+
+/// `GET /brix/autoscalers`: each autoscaler's counts and last decisions, behind the same
+/// admin-key check.
+pub fn autoscaler_router(autoscalers: Autoscalers, guard: AdminGuard) -> Router {
+    let state = Arc::new((autoscalers, guard));
+    Router::new()
+        .route(
+            "/brix/autoscalers",
+            get(
+                |State(s): State<Arc<(Autoscalers, AdminGuard)>>, headers: HeaderMap| async move {
+                    if let Err(denied) = s.1.check_headers(&headers) {
+                        return denied.into_response();
+                    }
+                    axum::Json(s.0.status()).into_response()
+                },
+            ),
+        )
         .with_state(state)
 }
 
@@ -107,7 +132,11 @@ async fn status<P: Platform>(State(admin): State<Arc<Admin<P>>>, headers: Header
                 }
             })
             .collect();
-        out.push(ModelStatus { name, replicas });
+        out.push(ModelStatus {
+            name,
+            replicas,
+            autoscaler: None,
+        });
     }
     axum::Json(out).into_response()
 }

@@ -17,8 +17,8 @@ pub struct FleetFile {
     pub gateway: GatewayConfig,
     /// The models to serve.
     pub models: Vec<ModelSpec>,
-    /// AIBrix resource documents (`ModelAdapter`, `PodAutoscaler`): validated now, acted on
-    /// as their controllers land.
+    /// AIBrix resource documents: `PodAutoscaler`s run in `brix up` (see
+    /// [`crate::autoscale`]); `ModelAdapter`s are validated.
     #[serde(default)]
     pub resources: Vec<Resource>,
 }
@@ -50,6 +50,14 @@ pub enum FleetError {
         path: String,
         /// The field and why.
         source: brix_api::FieldError,
+    },
+    /// A PodAutoscaler this fleet cannot run (the message names the field).
+    #[error("{path}: {why}")]
+    Autoscaler {
+        /// The file.
+        path: String,
+        /// The field and why.
+        why: String,
     },
     /// The gateway settings are inconsistent.
     #[error("{path}: gateway: {source}")]
@@ -89,6 +97,7 @@ impl FleetFile {
                 source,
             }
         })?;
+        crate::autoscale::plan(&file, name)?;
         file.gateway
             .validate()
             .map_err(|source| FleetError::Gateway {
@@ -141,5 +150,39 @@ mod tests {
             assert!(e.starts_with("f.yaml: "), "{e}");
             assert!(e.contains(needle), "{needle:?} not in {e:?}");
         }
+    }
+
+    /// A PodAutoscaler the local fleet cannot run is refused at load, naming the field.
+    #[test]
+    fn autoscalers_this_fleet_cannot_run_name_the_field() {
+        let file = |engine: &str, strategy: &str, extra: &str| {
+            format!(
+                "models:\n  - name: a\n    engine: {engine}\nresources:\n  - apiVersion: autoscaling.aibrix.ai/v1alpha1\n    kind: PodAutoscaler\n    metadata:\n      name: a-scaler\n{extra}    spec:\n      scaleTargetRef: {{name: a}}\n      maxReplicas: 4\n      scalingStrategy: {strategy}\n      metricsSources: [{{metricSourceType: pod, targetMetric: num_requests_running, targetValue: '8'}}]\n"
+            )
+        };
+        let command = "{command: {command: 'serve --port {port}'}}";
+        let sim = "{sim: {gpu: H100}}";
+        assert!(FleetFile::parse("f.yaml", &file(sim, "SLO", "")).is_ok());
+        let e = err(&file(command, "SLO", ""));
+        assert!(
+            e.starts_with("f.yaml: resources[0].spec.scalingStrategy: SLO needs"),
+            "{e}"
+        );
+        assert!(e.contains("engine command"), "{e}");
+        assert!(FleetFile::parse("f.yaml", &file(command, "KPA", "")).is_ok());
+        let annotated = "      annotations:\n        brix.dev/sync-period-seconds: soon\n";
+        let e = err(&file(sim, "KPA", annotated));
+        assert!(
+            e.contains("resources[0].metadata.annotations[brix.dev/sync-period-seconds]"),
+            "{e}"
+        );
+        let ok = "      annotations:\n        brix.dev/sync-period-seconds: '1'\n";
+        let f = FleetFile::parse("f.yaml", &file(sim, "KPA", ok)).expect("valid");
+        let plan = crate::autoscale::plan(&f, "f.yaml").expect("plans");
+        assert_eq!(plan[0].policy.sync_s, 1.0);
+        assert!(
+            plan[0].policy.profile.is_some(),
+            "sim engines have a profile"
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! controller that keeps each model's replicas at the desired count and feeds the gateway.
 
 pub mod admin;
+pub mod autoscale;
 mod fleet;
 mod local;
 mod platform;

@@ -96,6 +96,8 @@ pub(crate) struct Slot {
     pub(crate) model: String,
     pub(crate) status: Mutex<Status>,
     pub(crate) stop: watch::Sender<bool>,
+    /// When the replica was asked for (its start-up time runs from here).
+    pub(crate) requested: Instant,
 }
 
 #[derive(Clone, Debug)]
@@ -108,6 +110,8 @@ pub(crate) struct Status {
     pub(crate) ever_ready: bool,
     /// Its first start ended before it was ever ready (reported by `wait_ready`).
     pub(crate) failed_at_start: bool,
+    /// From being asked for to its first ready.
+    pub(crate) startup: Option<Duration>,
 }
 
 impl Slot {
@@ -247,16 +251,30 @@ impl Inner {
             .collect();
         let desired = rt.desired as usize;
         if live.len() > desired {
-            // Stop the least useful first: not ready before ready, then the newest.
-            let mut victims = live;
-            victims.sort_by_key(|s| {
-                (
-                    s.status().state == ReplicaState::Ready,
-                    std::cmp::Reverse(s.index),
-                )
-            });
-            let extra = victims.len() - desired;
-            for s in victims.into_iter().take(extra) {
+            // Never a replica that is starting (capacity on its way, which the autoscaler
+            // counts): only replicas past their start are stopped, as many as exceed the
+            // desired count, so a scale-down never leaves fewer ready than asked for while a
+            // surplus replica starts; that one is trimmed once ready (see `set_state`).
+            // Broken replicas go first, then ready ones with the fewest requests in flight,
+            // then the newest.
+            let mut victims: Vec<(bool, u32, std::cmp::Reverse<u32>, Arc<Slot>)> = live
+                .into_iter()
+                .filter_map(|s| {
+                    let state = s.status().state;
+                    (state != ReplicaState::Starting).then(|| {
+                        let ready = state == ReplicaState::Ready;
+                        let in_flight = if ready {
+                            (self.in_flight)(&s.address())
+                        } else {
+                            0
+                        };
+                        (ready, in_flight, std::cmp::Reverse(s.index), s)
+                    })
+                })
+                .collect();
+            let extra = victims.len().saturating_sub(desired);
+            victims.sort_by_key(|a| (a.0, a.1, a.2));
+            for (.., s) in victims.into_iter().take(extra) {
                 s.stop.send_replace(true);
             }
             return;
@@ -276,8 +294,10 @@ impl Inner {
                     last_exit: None,
                     ever_ready: false,
                     failed_at_start: false,
+                    startup: None,
                 }),
                 stop: watch::Sender::new(false),
+                requested: Instant::now(),
             });
             rt.slots.insert(index, slot.clone());
             let (inner, engine) = (self.clone(), rt.spec.engine.clone());
@@ -307,12 +327,15 @@ impl Inner {
         }
     }
 
-    pub(crate) fn set_state(&self, slot: &Slot, state: ReplicaState) {
+    pub(crate) fn set_state(self: &Arc<Self>, slot: &Slot, state: ReplicaState) {
         let changed = {
             let mut s = slot.status();
             let changed = s.state != state;
             s.state = state;
             if state == ReplicaState::Ready {
+                if !s.ever_ready {
+                    s.startup = Some(slot.requested.elapsed());
+                }
                 s.ever_ready = true;
             }
             changed
@@ -320,6 +343,10 @@ impl Inner {
         if changed {
             tracing::info!(replica = %slot.id, state = state.as_str(), "replica state");
             self.publish(&slot.model);
+            if state == ReplicaState::Ready {
+                // A surplus replica kept while it started is trimmed now.
+                self.converge(&slot.model);
+            }
         }
     }
 
@@ -365,6 +392,7 @@ impl Platform for LocalPlatform {
                     restarts: s.restarts,
                     pid: s.pid,
                     last_exit: s.last_exit,
+                    startup_ms: s.startup.map(|d| d.as_millis() as u64),
                 }
             })
             .collect())

@@ -21,6 +21,9 @@ pub struct Replica {
     pub pid: Option<u32>,
     /// How its engine last ended, with the tail of its log for command replicas.
     pub last_exit: Option<String>,
+    /// Milliseconds from being asked for to its first ready (None until then): what the
+    /// autoscaler learns a start-up costs.
+    pub startup_ms: Option<u64>,
 }
 
 /// A replica's lifecycle; only `Ready` replicas receive traffic.

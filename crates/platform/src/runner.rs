@@ -157,6 +157,9 @@ pub fn sim_config(model: &str, sim: &SimEngine) -> Result<SimConfig, String> {
         ..EngineSettings::default()
     }
     .apply(cfg.engine);
+    if let Some(d) = sim.startup_delay_s {
+        cfg.faults.startup_delay = std::time::Duration::from_secs_f64(d);
+    }
     Ok(cfg)
 }
 

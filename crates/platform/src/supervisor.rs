@@ -157,7 +157,7 @@ async fn supervise(inner: Arc<Inner>, slot: Arc<Slot>, engine: EngineSpec) {
 /// Runs one start of the engine until it exits or the replica is stopped, moving it in and
 /// out of rotation on `/health`.
 async fn run(
-    inner: &Inner,
+    inner: &Arc<Inner>,
     slot: &Slot,
     runner: &mut Runner,
     stop: &mut watch::Receiver<bool>,
@@ -203,7 +203,7 @@ async fn run(
 }
 
 /// Takes the replica out of rotation and waits for the gateway's requests to it to finish.
-async fn drain(inner: &Inner, slot: &Slot) {
+async fn drain(inner: &Arc<Inner>, slot: &Slot) {
     inner.set_state(slot, ReplicaState::Draining);
     if inner
         .shutting_down

@@ -224,3 +224,92 @@ fn raw_http(addr: &str, request: &str) -> String {
     let _ = s.read_to_string(&mut out);
     out
 }
+
+#[test]
+fn status_shows_each_autoscaler_and_its_last_decisions() {
+    let dir = Dir::new("up-autoscaler");
+    let file = "gateway:\n  listen: 127.0.0.1:0\nmodels:\n  - name: m\n    replicas: 1\n    engine:\n      sim: {gpu: H200, num_gpu_blocks_override: 512}\nresources:\n  - apiVersion: autoscaling.aibrix.ai/v1alpha1\n    kind: PodAutoscaler\n    metadata:\n      name: m-apa\n      annotations:\n        brix.dev/sync-period-seconds: '1'\n    spec:\n      scaleTargetRef: {name: m}\n      minReplicas: 1\n      maxReplicas: 3\n      scalingStrategy: APA\n      metricsSources: [{metricSourceType: pod, targetMetric: gpu_cache_usage_perc, targetValue: '0.5'}]\n";
+    let path = write(&dir, "fleet.yaml", file);
+    let state = dir.0.join("state");
+    let brix = || {
+        let mut c = Command::new(BRIX);
+        c.env("BRIX_STATE_DIR", &state);
+        c
+    };
+    let mut child = Child(
+        brix()
+            .args([
+                "up",
+                &path,
+                "--logs-dir",
+                &dir.0.join("logs").display().to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let endpoint = loop {
+        let line = lines
+            .next()
+            .expect("brix up exited before listening")
+            .unwrap();
+        if let Some(url) = line.strip_prefix("brix gateway listening on ") {
+            break url.to_string();
+        }
+    };
+    let run = |json: bool| {
+        let mut args = vec!["status", "--endpoint", &endpoint];
+        if json {
+            args.push("--json");
+        }
+        let out = brix().args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The JSON keeps its shape (one entry per model), with the model's autoscaler.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let autoscaler = loop {
+        let s: serde_json::Value = serde_json::from_str(&run(true)).unwrap();
+        let a = s[0]["autoscaler"].clone();
+        if a["decisions"].as_array().is_some_and(|d| d.len() >= 2) {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "no decisions shown: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(autoscaler["name"], "m-apa");
+    assert_eq!(autoscaler["strategy"], "APA");
+    assert_eq!(autoscaler["desired"], 1);
+    // The table: one line per autoscaler, then its last decisions with their reasons.
+    let table = run(false);
+    for needle in [
+        "AUTOSCALER",
+        "m-apa",
+        "APA",
+        "gpu_cache_usage_perc=0.5",
+        "1/1",
+        "(min 1, max 3, every 1 s):",
+        "1 -> 1 (",
+    ] {
+        assert!(table.contains(needle), "{needle:?} not in\n{table}");
+    }
+    // `/metrics` on the gateway's port carries the autoscaler's series.
+    let metrics = raw_http(
+        endpoint.trim_start_matches("http://"),
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        metrics.contains("brix_autoscaler_desired_replicas{autoscaler=\"m-apa\",model=\"m\"} 1"),
+        "{metrics}"
+    );
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.0.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    assert!(child.0.wait().unwrap().success());
+}

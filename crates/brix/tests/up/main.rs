@@ -6,6 +6,7 @@
 )]
 
 mod admin;
+mod autoscale;
 mod binary;
 mod listener;
 mod platform;

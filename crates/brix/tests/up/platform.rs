@@ -132,3 +132,51 @@ async fn scaling_down_fails_no_request_in_flight() {
     .await;
     u.platform.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_down_never_removes_a_starting_replica() {
+    let mut spec = sim_model("m", 1, "fixed:4");
+    if let brix_api::EngineSpec::Sim(sim) = &mut spec.engine {
+        // Long enough that the replica asked for below is still starting when scaled down.
+        sim.startup_delay_s = Some(5.0);
+    }
+    let u = up("starting", &[spec]).await;
+    u.platform
+        .wait_ready(Duration::from_secs(30))
+        .await
+        .unwrap();
+    u.platform.scale("m", 2).await.unwrap();
+    eventually("a second replica is starting", || async {
+        u.replicas("m")
+            .await
+            .iter()
+            .any(|r| r.id == "m-1" && r.state == ReplicaState::Starting)
+    })
+    .await;
+    // Down to 1 while it starts: neither is stopped (the ready one is all the capacity
+    // there is; the starting one is kept), so nothing drains yet.
+    u.platform.scale("m", 1).await.unwrap();
+    let states: Vec<(String, ReplicaState)> = u
+        .replicas("m")
+        .await
+        .into_iter()
+        .map(|r| (r.id, r.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("m-0".to_string(), ReplicaState::Ready),
+            ("m-1".to_string(), ReplicaState::Starting)
+        ]
+    );
+    // Once it is ready, the surplus is trimmed to the count asked for, and what is left
+    // is ready and reports its start-up time.
+    eventually("one ready replica left", || async {
+        let r = u.replicas("m").await;
+        r.len() == 1 && r[0].state == ReplicaState::Ready
+    })
+    .await;
+    let r = u.replicas("m").await;
+    assert!(r[0].startup_ms.is_some(), "{r:?}");
+    u.platform.shutdown().await;
+}

@@ -45,6 +45,7 @@ pub fn sim_model(name: &str, replicas: u32, output_len: &str) -> ModelSpec {
             max_loras: None,
             output_len: Some(output_len.into()),
             seed: None,
+            startup_delay_s: None,
         }),
     )
 }

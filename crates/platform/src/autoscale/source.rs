@@ -1,0 +1,325 @@
+//! Reading a PodAutoscaler's metric sources over HTTP: `pod` sources from every ready
+//! replica's `/metrics`, `external` sources from an endpoint that answers either Prometheus
+//! text or the Prometheus HTTP API's JSON (`/api/v1/query?query=...`), so both AIBrix's GPU
+//! optimizer and a real Prometheus server work. `external` sources without an endpoint are the
+//! gateway's own counts: the policy computes them from the load it is fed, nothing is read.
+//!
+//! Guardrails: every request has a 2 s timeout and a 4 MiB body limit; a failed scrape or an
+//! absent metric is a missing value (`None` for that pod, [`Reading::Failed`] for an external
+//! source, with the reason), never zero; a query that matches no series is a failure too, so
+//! a broken query cannot scale a model to zero.
+
+use std::time::Duration;
+
+use brix_api::{MetricSource, MetricSourceType, ProtocolType};
+use brix_autoscaler::{Reading, metric_aliases};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+
+/// Longest wait for one scrape or query.
+pub(crate) const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest body read from a metrics endpoint.
+const MAX_BODY: usize = 4 << 20;
+
+pub(crate) type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// Where one source's readings come from.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Feed {
+    /// Each ready replica's `/metrics` (or `path`), on `port` if given.
+    Pods {
+        /// Names to look the metric up by.
+        names: Vec<String>,
+        /// Path on the replica.
+        path: String,
+        /// Port instead of the serving port.
+        port: Option<u16>,
+    },
+    /// One URL answering Prometheus text or the Prometheus HTTP API.
+    External {
+        /// Names to look the metric up by (text answers).
+        names: Vec<String>,
+        /// The URL.
+        url: String,
+        /// Whether the answer is the HTTP API's JSON.
+        api: bool,
+    },
+    /// The gateway's counts: the policy computes them from the load it is fed.
+    Gateway,
+}
+
+impl Feed {
+    /// The feed `source` describes; `Err` names the field a local fleet cannot serve.
+    pub(crate) fn of(source: &MetricSource, at: &str) -> Result<Self, String> {
+        let names = metric_aliases(&source.target_metric);
+        let path = match source.path.as_deref() {
+            None | Some("") => "/metrics".to_string(),
+            Some(p) if p.starts_with('/') => p.to_string(),
+            Some(p) => format!("/{p}"),
+        };
+        if source.protocol_type == Some(ProtocolType::Https) {
+            return Err(format!(
+                "{at}.protocolType: https is not available to brix up's scraper (no TLS in this build); use http"
+            ));
+        }
+        match source.source_type() {
+            MetricSourceType::Pod => {
+                let port = match source.port.as_deref() {
+                    None | Some("") => None,
+                    Some(p) => Some(
+                        p.trim()
+                            .parse::<u16>()
+                            .map_err(|_| format!("{at}.port: '{p}' is not a port number"))?,
+                    ),
+                };
+                Ok(Self::Pods { names, path, port })
+            }
+            MetricSourceType::External | MetricSourceType::Domain => match &source.endpoint {
+                None => Ok(Self::Gateway),
+                Some(endpoint) => Ok(Self::External {
+                    names,
+                    api: path.starts_with("/api/v1/query"),
+                    url: format!("http://{endpoint}{path}"),
+                }),
+            },
+            other => Err(format!(
+                "{at}.metricSourceType: {} is not available outside Kubernetes",
+                format!("{other:?}").to_lowercase()
+            )),
+        }
+    }
+
+    /// One reading now: `None` for the gateway's counts (nothing to read), or for a pod
+    /// source when no replica is ready (no pod, no sample).
+    pub(crate) async fn read(&self, client: &HttpClient, ready: &[String]) -> Option<Reading> {
+        match self {
+            Self::Gateway => None,
+            Self::Pods { names, path, port } => {
+                if ready.is_empty() {
+                    return None;
+                }
+                let scrapes = ready.iter().map(|address| {
+                    let address = match port {
+                        Some(p) => with_port(address, *p),
+                        None => address.clone(),
+                    };
+                    let url = format!("http://{address}{path}");
+                    async move {
+                        let body = get(client, &url).await.ok()?;
+                        text_value(&String::from_utf8_lossy(&body), names)
+                    }
+                });
+                Some(Reading::Pods(join_all(scrapes).await))
+            }
+            Self::External { names, url, api } => Some(match get(client, url).await {
+                Err(why) => Reading::Failed(format!("{url}: {why}")),
+                Ok(body) if *api => match api_value(&body) {
+                    Ok(v) => Reading::Total(v),
+                    Err(why) => Reading::Failed(format!("{url}: {why}")),
+                },
+                Ok(body) => match text_value(&String::from_utf8_lossy(&body), names) {
+                    Some(v) => Reading::Total(v),
+                    None => Reading::Failed(format!("{url}: no sample of {}", names[0])),
+                },
+            }),
+        }
+    }
+}
+
+/// Runs the futures concurrently, results in order.
+async fn join_all<F: std::future::Future<Output = Option<f64>>>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<Option<f64>> {
+    let mut set = Vec::new();
+    for f in futures {
+        set.push(Box::pin(f));
+    }
+    let mut out = vec![None; set.len()];
+    let mut pending: Vec<(usize, _)> = set.into_iter().enumerate().collect();
+    // Poll all of them together; each is bounded by SCRAPE_TIMEOUT.
+    std::future::poll_fn(|cx| {
+        pending.retain_mut(|(i, f)| match f.as_mut().poll(cx) {
+            std::task::Poll::Ready(v) => {
+                out[*i] = v;
+                false
+            }
+            std::task::Poll::Pending => true,
+        });
+        if pending.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    out
+}
+
+/// `host:port` with the port replaced.
+fn with_port(address: &str, port: u16) -> String {
+    match address.rsplit_once(':') {
+        Some((host, _)) => format!("{host}:{port}"),
+        None => format!("{address}:{port}"),
+    }
+}
+
+/// GETs `url` within [`SCRAPE_TIMEOUT`], reading at most [`MAX_BODY`].
+async fn get(client: &HttpClient, url: &str) -> Result<Bytes, String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("bad url: {e}"))?;
+    let fetch = async {
+        let resp = client.get(uri).await.map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let body = Limited::new(resp.into_body(), MAX_BODY)
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        // The HTTP API answers errors with 4xx/5xx and a JSON body worth reading.
+        if !status.is_success() && !body.starts_with(b"{") {
+            return Err(format!("status {status}"));
+        }
+        Ok(body)
+    };
+    tokio::time::timeout(SCRAPE_TIMEOUT, fetch)
+        .await
+        .map_err(|_| format!("no answer within {} s", SCRAPE_TIMEOUT.as_secs()))?
+}
+
+/// The metric's value in a Prometheus text exposition: the sum over its series of the first
+/// of `names` that has any finite sample; `None` when none has.
+pub(crate) fn text_value(text: &str, names: &[String]) -> Option<f64> {
+    names.iter().find_map(|name| {
+        let mut sum = None;
+        for s in text.lines().filter_map(brix_router::prom::sample) {
+            if s.name == name && s.value.is_finite() {
+                sum = Some(sum.unwrap_or(0.0) + s.value);
+            }
+        }
+        sum
+    })
+}
+
+/// The value of a Prometheus HTTP API answer: a scalar, or the sum of an instant vector's
+/// values. An error answer, an empty vector or a value that is not a finite number is an
+/// error that says so.
+pub(crate) fn api_value(body: &[u8]) -> Result<f64, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("not a Prometheus API answer: {e}"))?;
+    if v["status"] != "success" {
+        let kind = v["errorType"].as_str().unwrap_or("error");
+        let why = v["error"].as_str().unwrap_or("no error text");
+        return Err(format!("query failed ({kind}): {why}"));
+    }
+    let number = |pair: &serde_json::Value| -> Result<f64, String> {
+        let x = pair[1]
+            .as_str()
+            .and_then(|s| s.parse::<f64>().ok())
+            .ok_or_else(|| format!("value {pair} is not [time, \"number\"]"))?;
+        if x.is_finite() {
+            Ok(x)
+        } else {
+            Err(format!("value {x} is not finite"))
+        }
+    };
+    let data = &v["data"];
+    match data["resultType"].as_str() {
+        Some("scalar") => number(&data["result"]),
+        Some("vector") => {
+            let series = data["result"]
+                .as_array()
+                .ok_or("vector result is not a list")?;
+            if series.is_empty() {
+                return Err("the query matched no series".into());
+            }
+            series.iter().map(|s| number(&s["value"])).sum()
+        }
+        other => Err(format!(
+            "result type {} is not a scalar or an instant vector",
+            other.unwrap_or("(none)")
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_values_follow_the_aliases_and_sum_series() {
+        let text = "# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name=\"a\"} 2\nvllm:num_requests_running{model_name=\"b\"} 3\nvllm:kv_cache_usage_perc 0.25\nbad line\n";
+        assert_eq!(
+            text_value(text, &metric_aliases("num_requests_running")),
+            Some(5.0)
+        );
+        assert_eq!(
+            text_value(text, &metric_aliases("gpu_cache_usage_perc")),
+            Some(0.25)
+        );
+        assert_eq!(text_value(text, &metric_aliases("absent")), None);
+    }
+
+    #[test]
+    fn api_answers_vectors_scalars_and_errors() {
+        let vector = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"pod":"a"},"value":[1700000000.1,"1.5"]},{"metric":{"pod":"b"},"value":[1700000000.1,"2"]}]}}"#;
+        assert_eq!(api_value(vector), Ok(3.5));
+        let scalar =
+            br#"{"status":"success","data":{"resultType":"scalar","result":[1700000000,"7"]}}"#;
+        assert_eq!(api_value(scalar), Ok(7.0));
+        let cases: [(&[u8], &str); 5] = [
+            (
+                br#"{"status":"error","errorType":"bad_data","error":"parse error at char 3"}"#,
+                "bad_data",
+            ),
+            (
+                br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#,
+                "no series",
+            ),
+            (
+                br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#,
+                "matrix",
+            ),
+            (
+                br#"{"status":"success","data":{"resultType":"scalar","result":[1,"NaN"]}}"#,
+                "finite",
+            ),
+            (b"<html>", "not a Prometheus API answer"),
+        ];
+        for (body, needle) in cases {
+            let e = api_value(body).expect_err("refused");
+            assert!(e.contains(needle), "{needle:?} not in {e:?}");
+        }
+    }
+
+    #[test]
+    fn feeds_from_documents() {
+        let src = |yaml: &str| -> MetricSource { serde_yaml_ng::from_str(yaml).expect("valid") };
+        let pod = src(
+            "metricSourceType: pod\npath: metrics\nport: '9000'\ntargetMetric: num_requests_running\ntargetValue: '4'\n",
+        );
+        match Feed::of(&pod, "s").expect("ok") {
+            Feed::Pods { path, port, names } => {
+                assert_eq!((path.as_str(), port), ("/metrics", Some(9000)));
+                assert!(names.contains(&"vllm:num_requests_running".to_string()));
+            }
+            other => panic!("{other:?}"),
+        }
+        let prom = src(
+            "metricSourceType: external\nendpoint: 127.0.0.1:9090\npath: /api/v1/query?query=sum(x)\ntargetMetric: x\ntargetValue: '2'\n",
+        );
+        assert!(matches!(
+            Feed::of(&prom, "s"),
+            Ok(Feed::External { api: true, .. })
+        ));
+        let gw =
+            src("metricSourceType: external\ntargetMetric: gateway_in_flight\ntargetValue: '2'\n");
+        assert_eq!(Feed::of(&gw, "s"), Ok(Feed::Gateway));
+        let tls = src(
+            "metricSourceType: external\nprotocolType: https\nendpoint: h:1\ntargetMetric: x\ntargetValue: '2'\n",
+        );
+        let e = Feed::of(&tls, "spec.metricsSources[0]").expect_err("refused");
+        assert!(e.starts_with("spec.metricsSources[0].protocolType"), "{e}");
+        assert_eq!(with_port("127.0.0.1:8000", 9), "127.0.0.1:9");
+    }
+}
