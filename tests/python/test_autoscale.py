@@ -24,7 +24,7 @@ resources:
     metadata:
       name: m-kpa
       annotations:
-        brix.dev/sync-period-seconds: '1'
+        autoscaling.brix.dev/sync-period: 1s
         autoscaling.aibrix.ai/scale-down-cooldown-window: 2s
     spec:
       scaleTargetRef: {{name: m}}

@@ -60,6 +60,12 @@ pub struct ScalingKnobs {
     /// SLO policy: fraction of a replica's capacity at the SLO to plan for, leaving headroom
     /// for bursts inside a window (`autoscaling.brix.dev/target-utilization`, 0.8; 0 < x ≤ 1).
     pub target_utilization: f64,
+    /// Seconds between decisions (`autoscaling.brix.dev/sync-period`, a Go duration); unset
+    /// keeps the strategy's default (HPA 15 s, KPA 2 s, APA 10 s, SLO 5 s).
+    pub sync_period: Option<Duration>,
+    /// How long a zero recommendation must last before the target goes to zero
+    /// (`autoscaling.brix.dev/scale-to-zero-grace-period`, Knative's 30 s).
+    pub scale_to_zero_grace: Duration,
 }
 
 impl Default for ScalingKnobs {
@@ -79,6 +85,8 @@ impl Default for ScalingKnobs {
             ttft_slo: Duration::from_millis(1000),
             tpot_slo: Duration::from_millis(100),
             target_utilization: 0.8,
+            sync_period: None,
+            scale_to_zero_grace: Duration::from_secs(30),
         }
     }
 }
@@ -98,6 +106,8 @@ enum Knob {
     TtftSlo,
     TpotSlo,
     Utilization,
+    SyncPeriod,
+    ZeroGrace,
 }
 
 /// The keys AIBrix reads today.
@@ -127,11 +137,17 @@ const CANONICAL: [(&str, Knob); 8] = [
     ("autoscaling.aibrix.ai/scale-to-zero", Knob::ScaleToZero),
 ];
 
-/// The keys of Brix's SLO-capacity policy.
-const BRIX: [(&str, Knob); 3] = [
+/// Brix's keys: the SLO-capacity policy's targets, and the decision period and scale-to-zero
+/// grace period every strategy reads.
+const BRIX: [(&str, Knob); 5] = [
     ("autoscaling.brix.dev/ttft-slo-ms", Knob::TtftSlo),
     ("autoscaling.brix.dev/tpot-slo-ms", Knob::TpotSlo),
     ("autoscaling.brix.dev/target-utilization", Knob::Utilization),
+    ("autoscaling.brix.dev/sync-period", Knob::SyncPeriod),
+    (
+        "autoscaling.brix.dev/scale-to-zero-grace-period",
+        Knob::ZeroGrace,
+    ),
 ];
 
 /// Names older AIBrix versions and its sample manifests use; AIBrix now ignores them.
@@ -313,6 +329,14 @@ fn apply(knobs: &mut ScalingKnobs, knob: Knob, setting: &Setting<'_>) -> Result<
         Knob::Utilization => match parse_float(raw).filter(|v| *v > 0.0 && *v <= 1.0) {
             Some(v) => knobs.target_utilization = v,
             None => return bad("is not a utilization: expected 0 < x ≤ 1"),
+        },
+        Knob::SyncPeriod => match duration()? {
+            d if !d.is_zero() && d <= MAX_WINDOW => knobs.sync_period = Some(d),
+            _ => return bad("is not a decision period: expected 1s to 1h (e.g. 5s)"),
+        },
+        Knob::ZeroGrace => match duration()? {
+            d if d <= MAX_WINDOW => knobs.scale_to_zero_grace = d,
+            _ => return bad("is not a grace period: expected 0s to 1h (e.g. 30s)"),
         },
     }
     Ok(())

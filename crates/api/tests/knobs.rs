@@ -106,6 +106,20 @@ fn slo_annotations_are_read_and_checked() {
     assert_eq!(knobs.ttft_slo, Duration::from_millis(500));
     assert_eq!(knobs.tpot_slo, Duration::from_micros(42_500));
     assert_eq!(knobs.target_utilization, 1.0);
+    assert_eq!(
+        (defaults.sync_period, defaults.scale_to_zero_grace),
+        (None, Duration::from_secs(30))
+    );
+    let pa = autoscaler(
+        &annotations(&[
+            ("autoscaling.brix.dev/sync-period", "1s"),
+            ("autoscaling.brix.dev/scale-to-zero-grace-period", "1m"),
+        ]),
+        "",
+    );
+    let knobs = pa.knobs().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(knobs.sync_period, Some(Duration::from_secs(1)));
+    assert_eq!(knobs.scale_to_zero_grace, Duration::from_secs(60));
     let ann = "metadata.annotations";
     for (key, value, want) in [
         ("ttft-slo-ms", "0", "is not a latency target"),
@@ -117,6 +131,9 @@ fn slo_annotations_are_read_and_checked() {
         ("target-utilization", "1.01", "is not a utilization"),
         ("target-utilization", "inf", "is not a utilization"),
         ("ttft-slo", "5", "unknown autoscaling key"),
+        ("sync-period", "0s", "is not a decision period"),
+        ("sync-period", "2", "duration"),
+        ("scale-to-zero-grace-period", "2h", "is not a grace period"),
     ] {
         let key = format!("autoscaling.brix.dev/{key}");
         let err = autoscaler(&annotations(&[(&key, value)]), "")

@@ -157,10 +157,12 @@ impl Policy {
             min_replicas: doc.min_replicas(),
             max_replicas: doc.spec.max_replicas,
             sources,
+            sync_s: knobs
+                .sync_period
+                .map_or(strategy.default_sync_s(), |d| d.as_secs_f64()),
+            scale_to_zero_grace_s: knobs.scale_to_zero_grace.as_secs_f64(),
             knobs,
-            sync_s: strategy.default_sync_s(),
             stale_after_s: 30.0,
-            scale_to_zero_grace_s: 30.0,
             slo,
             profile,
         })

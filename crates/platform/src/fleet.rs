@@ -170,13 +170,13 @@ mod tests {
         );
         assert!(e.contains("engine command"), "{e}");
         assert!(FleetFile::parse("f.yaml", &file(command, "KPA", "")).is_ok());
-        let annotated = "      annotations:\n        brix.dev/sync-period-seconds: soon\n";
+        let annotated = "      annotations:\n        autoscaling.brix.dev/sync-period: soon\n";
         let e = err(&file(sim, "KPA", annotated));
         assert!(
-            e.contains("resources[0].metadata.annotations[brix.dev/sync-period-seconds]"),
+            e.contains("resources[0].metadata.annotations[autoscaling.brix.dev/sync-period]"),
             "{e}"
         );
-        let ok = "      annotations:\n        brix.dev/sync-period-seconds: '1'\n";
+        let ok = "      annotations:\n        autoscaling.brix.dev/sync-period: 1s\n";
         let f = FleetFile::parse("f.yaml", &file(sim, "KPA", ok)).expect("valid");
         let plan = crate::autoscale::plan(&f, "f.yaml").expect("plans");
         assert_eq!(plan[0].policy.sync_s, 1.0);

@@ -159,7 +159,7 @@ fn autoscaler(name: &str, model: &str, min: u32, max: u32, sources: &str) -> Str
     metadata:
       name: {name}
       annotations:
-        brix.dev/sync-period-seconds: '1'
+        autoscaling.brix.dev/sync-period: 1s
         autoscaling.aibrix.ai/scale-down-cooldown-window: 3s
         autoscaling.aibrix.ai/scale-to-zero: 'true'
     spec:
@@ -493,7 +493,7 @@ async fn the_slo_policy_scales_a_sim_model_on_its_capacity_live() {
     metadata:
       name: s-slo
       annotations:
-        brix.dev/sync-period-seconds: '1'
+        autoscaling.brix.dev/sync-period: 1s
         autoscaling.aibrix.ai/scale-down-cooldown-window: 3s
     spec:
       scaleTargetRef: {{name: s}}

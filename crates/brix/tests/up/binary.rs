@@ -228,7 +228,7 @@ fn raw_http(addr: &str, request: &str) -> String {
 #[test]
 fn status_shows_each_autoscaler_and_its_last_decisions() {
     let dir = Dir::new("up-autoscaler");
-    let file = "gateway:\n  listen: 127.0.0.1:0\nmodels:\n  - name: m\n    replicas: 1\n    engine:\n      sim: {gpu: H200, num_gpu_blocks_override: 512}\nresources:\n  - apiVersion: autoscaling.aibrix.ai/v1alpha1\n    kind: PodAutoscaler\n    metadata:\n      name: m-apa\n      annotations:\n        brix.dev/sync-period-seconds: '1'\n    spec:\n      scaleTargetRef: {name: m}\n      minReplicas: 1\n      maxReplicas: 3\n      scalingStrategy: APA\n      metricsSources: [{metricSourceType: pod, targetMetric: gpu_cache_usage_perc, targetValue: '0.5'}]\n";
+    let file = "gateway:\n  listen: 127.0.0.1:0\nmodels:\n  - name: m\n    replicas: 1\n    engine:\n      sim: {gpu: H200, num_gpu_blocks_override: 512}\nresources:\n  - apiVersion: autoscaling.aibrix.ai/v1alpha1\n    kind: PodAutoscaler\n    metadata:\n      name: m-apa\n      annotations:\n        autoscaling.brix.dev/sync-period: 1s\n    spec:\n      scaleTargetRef: {name: m}\n      minReplicas: 1\n      maxReplicas: 3\n      scalingStrategy: APA\n      metricsSources: [{metricSourceType: pod, targetMetric: gpu_cache_usage_perc, targetValue: '0.5'}]\n";
     let path = write(&dir, "fleet.yaml", file);
     let state = dir.0.join("state");
     let brix = || {

@@ -39,11 +39,6 @@ use status::Series;
 const TICK: Duration = Duration::from_secs(1);
 /// Decisions `brix status` shows per autoscaler.
 const SHOWN: usize = 10;
-/// The driver's annotation: seconds between decisions (the strategy's default otherwise).
-/// Not under `autoscaling.brix.dev/`, whose keys are the policy's knobs (unknown ones refused).
-pub const SYNC_ANNOTATION: &str = "brix.dev/sync-period-seconds";
-/// The driver's annotation: how long a zero recommendation must last before scaling to zero.
-pub const GRACE_ANNOTATION: &str = "brix.dev/scale-to-zero-grace-seconds";
 
 /// One PodAutoscaler of a fleet file, resolved: its policy and how to read its sources.
 #[derive(Clone, Debug)]
@@ -88,12 +83,6 @@ pub fn plan(file: &FleetFile, name: &str) -> Result<Vec<Planned>, FleetError> {
             )),
             other => fail(format!(" (PodAutoscaler '{}'): {other}", doc.metadata.name)),
         })?;
-        if let Some(s) = seconds(doc, SYNC_ANNOTATION).map_err(&fail)? {
-            policy.sync_s = s;
-        }
-        if let Some(s) = seconds(doc, GRACE_ANNOTATION).map_err(&fail)? {
-            policy.scale_to_zero_grace_s = s;
-        }
         let feeds = doc
             .spec
             .metrics_sources
@@ -111,19 +100,6 @@ pub fn plan(file: &FleetFile, name: &str) -> Result<Vec<Planned>, FleetError> {
         });
     }
     Ok(out)
-}
-
-/// A Brix annotation holding seconds, if set; the error names it.
-fn seconds(doc: &PodAutoscaler, key: &str) -> Result<Option<f64>, String> {
-    let Some(raw) = doc.metadata.annotations.get(key) else {
-        return Ok(None);
-    };
-    match raw.trim().parse::<f64>() {
-        Ok(s) if s > 0.0 && s <= 3600.0 => Ok(Some(s)),
-        _ => Err(format!(
-            ".metadata.annotations[{key}]: '{raw}' is not a number of seconds in (0, 3600]"
-        )),
-    }
 }
 
 /// What one replica of `model` serves, for sim engines (from the model and GPU profiles and
