@@ -17,7 +17,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use brix_api::{EngineSpec, ModelSpec, PodAutoscaler, Resource, Schedule};
+use brix_api::{EngineSpec, ModelSpec, Resource, Schedule};
 use brix_autoscaler::{
     Autoscaler, FleetState, Load, Policy, PolicyError, ReplicaProfile, Schedules,
 };
@@ -77,7 +77,7 @@ pub fn plan(file: &FleetFile, name: &str) -> Result<Vec<Planned>, FleetError> {
                     ".spec.scaleTargetRef.name: no model '{target}' in the file"
                 ))
             })?;
-        let mut policy = Policy::from_document(doc, replica_profile(model)).map_err(|e| match e {
+        let policy = Policy::from_document(doc, replica_profile(model)).map_err(|e| match e {
             PolicyError::NoProfile => fail(format!(
                 ".spec.scalingStrategy: SLO needs what one replica serves, and model '{target}' runs an engine command whose capacity Brix does not know; use a sim engine or another strategy"
             )),
