@@ -17,6 +17,8 @@ use crate::{FleetState, Load, Policy, Reading, Strategy, apa, hpa, kpa};
 
 /// Decisions kept for `brix status`.
 const HISTORY: usize = 20;
+/// Seconds the SLO policy waits after a scale-down before the next (coalescing a decline).
+const SLO_DOWN_SPACING_S: f64 = 30.0;
 /// Weight of a new start-up time in its moving average.
 const STARTUP_EWMA: f64 = 0.3;
 
@@ -32,6 +34,8 @@ pub struct Autoscaler {
     zero_since: Option<f64>,
     startup_ewma: Option<f64>,
     last_at: Option<f64>,
+    /// When the count last went down (the SLO policy spaces its scale-downs).
+    last_down: Option<f64>,
     history: Vec<Decision>,
     schedules: Schedules,
 }
@@ -52,6 +56,7 @@ impl Autoscaler {
             zero_since: None,
             startup_ewma: None,
             last_at: None,
+            last_down: None,
             history: Vec::new(),
             schedules: Schedules::default(),
             policy,
@@ -188,6 +193,9 @@ impl Autoscaler {
             panic: rec.panic,
         };
         self.last_at = Some(now);
+        if desired < current {
+            self.last_down = Some(now);
+        }
         if self.history.len() == HISTORY {
             self.history.remove(0);
         }
@@ -240,6 +248,15 @@ impl Autoscaler {
 
     /// HPA's rate policies (Kubernetes defaults); the other strategies limit themselves.
     fn rate_limit(&self, now: f64, current: u32, desired: u32, limits: &mut Vec<Limit>) -> u32 {
+        if self.policy.strategy == Strategy::Slo {
+            // The SLO policy coalesces a decline into few steps: after a scale-down, the next
+            // waits `SLO_DOWN_SPACING_S`, and then goes as far as the window allows.
+            if desired < current && self.last_down.is_some_and(|t| now - t < SLO_DOWN_SPACING_S) {
+                limits.push(Limit::ScaleDownRate);
+                return current;
+            }
+            return desired;
+        }
         if self.policy.strategy != Strategy::Hpa {
             return desired;
         }

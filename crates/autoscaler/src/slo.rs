@@ -515,7 +515,10 @@ impl SloState {
             up = up.max(fleet.ready.saturating_add(1));
         }
         let tol = policy.knobs.scale_down_tolerance.clamp(0.0, 0.99);
-        let down = count(lambda_slow, cap * (1.0 - tol));
+        // The fast view: the scale-down stabilization window (the highest recommendation in
+        // its 300 s) is the guard against noise; smoothing here as well would stretch one
+        // decline over the slow window, one replica at a time (a scale event each).
+        let down = count(lambda_fast, cap * (1.0 - tol));
         let replicas = up.max(down.min(current));
         inputs.push(("needed", f64::from(up)));
         let limit = if fleet.starting > 0 && up <= current && up > fleet.ready {
