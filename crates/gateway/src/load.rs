@@ -119,30 +119,8 @@ impl Drop for Arrival {
     }
 }
 
-/// One model's load as the gateway sees it: counters since the gateway started, gauges now.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct ModelLoad {
-    /// Requests that arrived for the model (held ones included).
-    pub requests: u64,
-    /// Prompt tokens of those requests, as the gateway estimates them at arrival (4 bytes of
-    /// prompt a token, the estimate TPM reserves).
-    pub prompt_tokens: u64,
-    /// Requests answered in full by an engine.
-    pub completed: u64,
-    /// Output tokens of the completed requests, from the engines' usage reports.
-    pub output_tokens: u64,
-    /// Sum of time to first token of completed streaming requests, seconds.
-    pub ttft_sum_s: f64,
-    /// Completed requests with a time to first token.
-    pub ttft_count: u64,
-    /// Sum of time per output token of completed requests, seconds.
-    pub tpot_sum_s: f64,
-    /// Completed requests with a time per output token.
-    pub tpot_count: u64,
-    /// Requests for the model at the gateway now (held, or proxied and not finished).
-    pub in_flight: u32,
-    /// Sum over the model's pods in rotation of the last scraped `vllm:num_requests_waiting`.
-    pub waiting: Option<f64>,
-    /// Mean over the model's pods in rotation of the last scraped KV-cache usage (0–1).
-    pub kv_usage: Option<f64>,
-}
+/// One model's load as the gateway sees it: the autoscaler's own input type, so the gateway
+/// fills exactly what the policy reads (requests and prompt tokens counted at arrival, held
+/// ones included; prompt tokens as the gateway estimates them, 4 bytes a token; TTFT of
+/// streaming requests; engine gauges from the probe's scrapes of the pods in rotation).
+pub use brix_autoscaler::Load as ModelLoad;

@@ -11,7 +11,7 @@
 mod client;
 pub mod compare;
 mod dispatch;
-mod plot;
+pub(crate) mod plot;
 mod progress;
 mod stream;
 

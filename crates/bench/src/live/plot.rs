@@ -69,7 +69,9 @@ pub struct PlotError {
     pub message: String,
 }
 
-fn register() {
+/// Registers the embedded DejaVu Sans as `sans-serif`, once per process (every PNG Brix
+/// draws, live or virtual, calls this first).
+pub(crate) fn register() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         // The embedded font always parses; if it did not, PNG text would be missing, not wrong.

@@ -2,13 +2,12 @@
 //! replicas (desired, ready, billed) and mean TTFT of the requests sent each second.
 
 use std::path::Path;
-use std::sync::OnceLock;
 
 use plotters::prelude::*;
-use plotters::style::{FontStyle, register_font};
 
 use super::SimRun;
 use super::fleet_report::rows;
+use crate::live::plot::register;
 
 const BLUE: RGBColor = RGBColor(31, 119, 180);
 const ORANGE: RGBColor = RGBColor(255, 127, 14);
@@ -17,14 +16,6 @@ const RED: RGBColor = RGBColor(214, 39, 40);
 
 /// One line of a panel: legend, colour, points.
 type Line<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
-
-/// PNG text needs a rasterised font: DejaVu Sans is embedded, registered once.
-fn register() {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let _ = register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
-    });
-}
 
 /// Draws `run`'s timeline into `path` (PNG, 1000×900) under `title`; the error is the
 /// backend's message.

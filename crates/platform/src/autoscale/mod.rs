@@ -18,10 +18,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use brix_api::{EngineSpec, ModelSpec, Resource, Schedule};
-use brix_autoscaler::{
-    Autoscaler, FleetState, Load, Policy, PolicyError, ReplicaProfile, Schedules,
-};
-use brix_gateway::{Activation, GatewayHandle, ModelLoad};
+use brix_autoscaler::{Autoscaler, FleetState, Policy, PolicyError, ReplicaProfile, Schedules};
+use brix_gateway::{Activation, GatewayHandle};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -342,7 +340,7 @@ impl<P: Platform> Driver<P> {
             }
         }
         self.scaler
-            .observe_load(&load(self.gateway.load(&self.model)), now);
+            .observe_load(&self.gateway.load(&self.model), now);
         self.entry.status().last_error = failure;
     }
 
@@ -397,22 +395,5 @@ async fn requested(activation: Option<&Activation>) {
     match activation {
         Some(a) => a.requested().await,
         None => std::future::pending().await,
-    }
-}
-
-/// The gateway's view of a model, as the policy reads it.
-fn load(m: ModelLoad) -> Load {
-    Load {
-        requests: m.requests,
-        prompt_tokens: m.prompt_tokens,
-        completed: m.completed,
-        output_tokens: m.output_tokens,
-        ttft_sum_s: m.ttft_sum_s,
-        ttft_count: m.ttft_count,
-        tpot_sum_s: m.tpot_sum_s,
-        tpot_count: m.tpot_count,
-        in_flight: m.in_flight,
-        waiting: m.waiting,
-        kv_usage: m.kv_usage,
     }
 }
