@@ -115,6 +115,8 @@ impl Decision {
 
 /// A number in at most 4 significant digits, no trailing zeros.
 fn short(v: f64) -> String {
+    // `-0` (a ceiling of a tiny negative) prints as 0.
+    let v = if v == 0.0 { 0.0 } else { v };
     if v == v.trunc() && v.abs() < 1e9 {
         format!("{v:.0}")
     } else {
