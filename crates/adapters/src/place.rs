@@ -243,7 +243,13 @@ pub fn plan(snap: &Snapshot) -> Result<Plan, PlanError> {
             let desired = placed.get(a).is_some_and(|s| s.contains(pname));
             let is_resident = pod.loaded.contains(a) || pod.draining.contains_key(a);
             let step = match (desired, is_resident, pod.draining.get(a)) {
-                (true, false, _) => Some((ActionKind::Load, load_reason[&(a, pname)])),
+                (true, false, _) => {
+                    let why = load_reason
+                        .get(&(a, pname))
+                        .copied()
+                        .unwrap_or(Reason::Spec);
+                    Some((ActionKind::Load, why))
+                }
                 (true, true, Some(_)) => Some((ActionKind::Resume, Reason::Wanted)),
                 (false, true, None) => {
                     let why = if view.deleted {

@@ -326,3 +326,18 @@ fn bad_snapshots_are_refused() {
     s.adapters[0].traffic_rps = f64::NAN;
     assert_eq!(plan(&s).expect("plan").status["a"].wanted, 1);
 }
+
+#[test]
+fn status_serializes_with_the_resource_style_field_names() {
+    let s = snap(
+        vec![pod("p1", "m", 1, &["x"])],
+        vec![adapter("a", "m", Some(1))],
+    );
+    let out = plan(&s).expect("plan");
+    let json = serde_json::to_value(&out.status["a"]).expect("json");
+    assert_eq!(
+        json,
+        serde_json::json!({"wanted": 1, "placed": 0, "hotExtra": 0,
+            "shortfall": "capacityExhausted", "residentOn": []})
+    );
+}
