@@ -262,10 +262,16 @@ fn random_event_sequences_keep_every_invariant_and_settle() {
         let mut rng = SmallRng::seed_from_u64(1_000_000 + seed);
         let mut s = random_snapshot(&mut rng);
         let mut next_name = s.adapters.len();
+        let mut next_pod = s.pods.len();
         for step in 0..40 {
             let ctx = format!("seed {seed} step {step}");
             let npods = s.pods.len();
-            match rng.random_range(0..8) {
+            match rng.random_range(0..9) {
+                8 if npods > 1 => {
+                    // A pod leaves for good.
+                    let i = rng.random_range(0..npods);
+                    s.pods.remove(i);
+                }
                 0 => {
                     let p = s.pods.choose_mut(&mut rng).expect("pods");
                     p.ready = !p.ready;
@@ -304,7 +310,8 @@ fn random_event_sequences_keep_every_invariant_and_settle() {
                     }
                 }
                 _ => {
-                    let i = s.pods.len();
+                    let i = next_pod;
+                    next_pod += 1;
                     s.pods.push(random_pod(&mut rng, i, &[]));
                 }
             }

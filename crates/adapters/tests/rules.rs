@@ -152,6 +152,13 @@ fn a_pod_that_restarts_is_re_placed_and_gets_adapters_back_only_if_needed() {
     assert_eq!(steps(&out), [(Load, "all", "p1")]);
     assert_eq!(on(&out, "one"), ["p2"]);
 
+    // p2 leaves for good: `one` comes back to p1 (the count needs it), `all` is whole again.
+    apply(&mut s, &out);
+    s.pods.remove(1);
+    let out = plan(&s).expect("plan");
+    assert_eq!(steps(&out), [(Load, "one", "p1")]);
+    assert_eq!(out.status["all"].shortfall, None);
+
     // A restart quicker than a plan: ready, empty, but the last plan put `one` there.
     let mut quick = snap(
         vec![pod("p1", "m", 4, &[]), pod("p2", "m", 4, &[])],
