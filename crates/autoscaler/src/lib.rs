@@ -35,6 +35,7 @@ mod schedule;
 mod slo;
 mod sources;
 mod stabilize;
+mod victims;
 pub mod window;
 
 #[cfg(test)]
@@ -48,6 +49,7 @@ pub use decision::{Decision, Limit};
 pub use policy::{Policy, PolicyError, Source, SourceKind, Strategy};
 pub use scaler::Autoscaler;
 pub use schedule::Schedules;
+pub use victims::{Phase, ReplicaView, scale_down_victims};
 
 /// One reading of one metric source at one moment.
 #[derive(Clone, Debug, PartialEq)]

@@ -297,11 +297,10 @@ impl GatewayHandle {
             .map_or_else(ModelLoad::default, |c| c.read());
         let pods = self.pool.candidates(model);
         // On the pods' own clock, so gauges too old to trust are left out.
-        let metrics: Vec<_> = pods.iter().map(|p| p.snapshot_now().metrics).collect();
-        let waiting: Vec<f64> = metrics.iter().filter_map(|m| m.waiting).collect();
-        let kv: Vec<f64> = metrics.iter().filter_map(|m| m.kv_usage).collect();
-        load.waiting = (!waiting.is_empty()).then(|| waiting.iter().sum());
-        load.kv_usage = (!kv.is_empty()).then(|| kv.iter().sum::<f64>() / kv.len() as f64);
+        load.set_gauges(pods.iter().map(|p| {
+            let m = p.snapshot_now().metrics;
+            (m.waiting, m.kv_usage)
+        }));
         load
     }
 

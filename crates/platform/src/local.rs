@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use brix_api::ModelSpec;
+use brix_autoscaler::{Phase, ReplicaView, scale_down_victims};
 use brix_gateway::{Registry, Target};
 use bytes::Bytes;
 use http_body_util::Empty;
@@ -251,31 +252,32 @@ impl Inner {
             .collect();
         let desired = rt.desired as usize;
         if live.len() > desired {
-            // Never a replica that is starting (capacity on its way, which the autoscaler
-            // counts): only replicas past their start are stopped, as many as exceed the
-            // desired count, so a scale-down never leaves fewer ready than asked for while a
-            // surplus replica starts; that one is trimmed once ready (see `set_state`).
-            // Broken replicas go first, then ready ones with the fewest requests in flight,
-            // then the newest.
-            let mut victims: Vec<(bool, u32, std::cmp::Reverse<u32>, Arc<Slot>)> = live
-                .into_iter()
-                .filter_map(|s| {
-                    let state = s.status().state;
-                    (state != ReplicaState::Starting).then(|| {
-                        let ready = state == ReplicaState::Ready;
-                        let in_flight = if ready {
-                            (self.in_flight)(&s.address())
-                        } else {
-                            0
-                        };
-                        (ready, in_flight, std::cmp::Reverse(s.index), s)
-                    })
+            // The autoscaler's rule (`brix_autoscaler::scale_down_victims`, which `brix bench
+            // sim` applies too): never a replica that is starting; a surplus one is trimmed
+            // once ready (see `set_state`). Broken replicas go first, then ready ones with the
+            // fewest requests in flight, then the newest.
+            let views: Vec<ReplicaView> = live
+                .iter()
+                .map(|s| {
+                    let phase = match s.status().state {
+                        ReplicaState::Starting => Phase::Starting,
+                        ReplicaState::Ready => Phase::Ready,
+                        _ => Phase::Broken,
+                    };
+                    let in_flight = if phase == Phase::Ready {
+                        (self.in_flight)(&s.address())
+                    } else {
+                        0
+                    };
+                    ReplicaView {
+                        phase,
+                        in_flight,
+                        order: u64::from(s.index),
+                    }
                 })
                 .collect();
-            let extra = victims.len().saturating_sub(desired);
-            victims.sort_by_key(|a| (a.0, a.1, a.2));
-            for (.., s) in victims.into_iter().take(extra) {
-                s.stop.send_replace(true);
+            for i in scale_down_victims(&views, rt.desired) {
+                live[i].stop.send_replace(true);
             }
             return;
         }

@@ -7,7 +7,9 @@
 
 use std::collections::VecDeque;
 
-use brix_autoscaler::{Decision, FleetState, Reading, SourceKind};
+use brix_autoscaler::{
+    Decision, FleetState, Phase, Reading, ReplicaView, SourceKind, scale_down_victims,
+};
 
 use super::Sim;
 use super::slot::{Event, Life, Slot};
@@ -164,10 +166,12 @@ impl Sim<'_> {
             .sum::<u32>()
             + u32::try_from(self.held()).unwrap_or(u32::MAX);
         self.load.in_flight = in_flight;
-        let gauges: Vec<(f64, f64)> = ready.iter().filter_map(|s| s.gauges).collect();
-        self.load.waiting = (!gauges.is_empty()).then(|| gauges.iter().map(|g| g.0).sum());
-        self.load.kv_usage = (!gauges.is_empty())
-            .then(|| gauges.iter().map(|g| g.1).sum::<f64>() / gauges.len() as f64);
+        self.load.set_gauges(
+            ready
+                .iter()
+                .filter_map(|s| s.gauges)
+                .map(|(w, k)| (Some(w), Some(k))),
+        );
         if let Some(sc) = self.scale.as_mut() {
             for (k, src) in sc.cfg.policy.sources.iter().enumerate() {
                 let reading = if src.kind == SourceKind::PerPod {
@@ -242,15 +246,28 @@ impl Sim<'_> {
                 }
             }
         } else if self.desired < active {
-            // Ready engines beyond the count leave; starting ones are never removed, and those
-            // beyond it are kept: once ready, the surplus ready ones leave then.
-            let surplus = self.count(Life::Ready).saturating_sub(self.desired) as usize;
-            let mut ready: Vec<usize> = (0..self.slots.len())
-                .filter(|&e| self.slots[e].life == Life::Ready)
+            // The live platform's rule (`scale_down_victims`): ready engines beyond the count
+            // leave, the fewest in flight first, the newest among equals; starting ones are
+            // never removed, and those beyond it are kept: once ready, the surplus leave then.
+            let engines: Vec<usize> = (0..self.slots.len())
+                .filter(|&e| matches!(self.slots[e].life, Life::Ready | Life::Starting))
                 .collect();
-            // Fewest requests in flight first, the newest among equals.
-            ready.sort_by_key(|&e| (self.fleet.core(e).in_flight(), std::cmp::Reverse(e)));
-            for e in ready.into_iter().take(surplus) {
+            let views: Vec<ReplicaView> = engines
+                .iter()
+                .map(|&e| ReplicaView {
+                    phase: if self.slots[e].life == Life::Ready {
+                        Phase::Ready
+                    } else {
+                        Phase::Starting
+                    },
+                    in_flight: self.fleet.core(e).in_flight(),
+                    order: e as u64,
+                })
+                .collect();
+            for e in scale_down_victims(&views, self.desired)
+                .into_iter()
+                .map(|i| engines[i])
+            {
                 self.slots[e].life = Life::Draining;
                 self.fleet.retire(e);
                 self.ended_on(e, now);
