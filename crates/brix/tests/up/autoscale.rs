@@ -141,6 +141,43 @@ impl Scaled {
     }
 }
 
+/// Clients that each send `body` back to back until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    clients: Vec<tokio::task::JoinHandle<Vec<u16>>>,
+}
+
+impl Load {
+    fn start(f: &Scaled, clients: usize, body: serde_json::Value) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients = (0..clients)
+            .map(|_| {
+                let (stop, http, body) = (stop.clone(), f.http.clone(), body.clone());
+                let url = format!("{}/v1/chat/completions", f.base);
+                tokio::spawn(async move {
+                    let mut statuses = Vec::new();
+                    while !stop.load(Ordering::SeqCst) {
+                        let r = http.post(&url).json(&body).send().await.unwrap();
+                        statuses.push(r.status().as_u16());
+                        let _ = r.bytes().await;
+                    }
+                    statuses
+                })
+            })
+            .collect();
+        Self { stop, clients }
+    }
+
+    /// Stops the clients; every answer they got was a 200.
+    async fn stop_all_ok(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for c in self.clients {
+            let statuses = c.await.unwrap();
+            assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+        }
+    }
+}
+
 /// Polls `check` for up to `secs` seconds (testkit's `eventually`).
 async fn within<F: std::future::Future<Output = bool>>(
     what: &str,
@@ -201,30 +238,12 @@ async fn a_burst_scales_a_model_up_and_it_comes_back_down_after() {
     .await;
 
     // A burst: 12 clients, each sending long requests back to back.
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut clients = Vec::new();
-    for _ in 0..12 {
-        let (stop, http, url) = (
-            stop.clone(),
-            f.http.clone(),
-            format!("{}/v1/chat/completions", f.base),
-        );
-        clients.push(tokio::spawn(async move {
-            let mut statuses = Vec::new();
-            while !stop.load(Ordering::SeqCst) {
-                let r = http
-                    .post(&url)
-                    .json(&json!({"model": "m", "max_tokens": 400,
-                        "messages": [{"role": "user", "content": "burst"}]}))
-                    .send()
-                    .await
-                    .unwrap();
-                statuses.push(r.status().as_u16());
-                let _ = r.bytes().await;
-            }
-            statuses
-        }));
-    }
+    let load = Load::start(
+        &f,
+        12,
+        json!({"model": "m", "max_tokens": 400,
+            "messages": [{"role": "user", "content": "burst"}]}),
+    );
     within("scaled up to 3 or more ready replicas", 60, || async {
         f.counts("m").await.0 >= 3
     })
@@ -232,11 +251,7 @@ async fn a_burst_scales_a_model_up_and_it_comes_back_down_after() {
     let up = f.status("m-kpa");
     assert!(up.scale_events >= 1, "{up:?}");
     assert!(up.desired >= 3 && up.desired <= 4, "{up:?}");
-    stop.store(true, Ordering::SeqCst);
-    for c in clients {
-        let statuses = c.await.unwrap();
-        assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    }
+    load.stop_all_ok().await;
 
     // Quiet: back to minReplicas, draining what it removes.
     within("scaled back down to 1", 60, || async {
@@ -512,39 +527,17 @@ async fn the_slo_policy_scales_a_sim_model_on_its_capacity_live() {
         || async { f.counts("s").await.0 == 1 && f.gateway.pods().iter().any(|p| p.healthy) },
     )
     .await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut clients = Vec::new();
-    for _ in 0..8 {
-        let (stop, http, url) = (
-            stop.clone(),
-            f.http.clone(),
-            format!("{}/v1/chat/completions", f.base),
-        );
-        clients.push(tokio::spawn(async move {
-            let mut statuses = Vec::new();
-            while !stop.load(Ordering::SeqCst) {
-                let r = http
-                    .post(&url)
-                    .json(&json!({"model": "s", "max_tokens": 50, "stream": true,
-                        "messages": [{"role": "user", "content": "demand"}]}))
-                    .send()
-                    .await
-                    .unwrap();
-                statuses.push(r.status().as_u16());
-                let _ = r.bytes().await;
-            }
-            statuses
-        }));
-    }
+    let load = Load::start(
+        &f,
+        8,
+        json!({"model": "s", "max_tokens": 50, "stream": true,
+            "messages": [{"role": "user", "content": "demand"}]}),
+    );
     within("the SLO policy asks for a second replica", 60, || async {
         f.counts("s").await.0 >= 2
     })
     .await;
-    stop.store(true, Ordering::SeqCst);
-    for c in clients {
-        let statuses = c.await.unwrap();
-        assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    }
+    load.stop_all_ok().await;
     let up = f.status("s-slo");
     assert_eq!(up.strategy, "SLO");
     assert!(
