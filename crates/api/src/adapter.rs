@@ -46,8 +46,8 @@ pub struct ModelAdapterSpec {
     /// Placement policy, one of [`SCHEDULER_NAMES`].
     #[serde(default = "default_scheduler")]
     pub scheduler_name: String,
-    /// Where the adapter's weights are: `huggingface://`, `s3://`, `gcs://`, `tos://` or a
-    /// local path.
+    /// Where the adapter's weights are: `huggingface://`, `s3://`, `gcs://`, `tos://`,
+    /// `http(s)://` or a local path.
     #[serde(rename = "artifactURL")]
     pub artifact_url: String,
     /// Secret holding the artifact store's credentials.
@@ -77,6 +77,9 @@ pub enum Artifact<'a> {
     Gcs(&'a str),
     /// `tos://bucket/key` (Volcano Engine object storage): everything after the scheme.
     Tos(&'a str),
+    /// `http://` or `https://`: the whole URL (a directory holding `adapter_config.json` and
+    /// the weights).
+    Http(&'a str),
     /// A path on the machine (or in the pod) running the engine.
     Local(&'a str),
 }
@@ -98,10 +101,11 @@ impl<'a> Artifact<'a> {
             "s3" => Self::S3(rest),
             "gcs" => Self::Gcs(rest),
             "tos" => Self::Tos(rest),
+            "http" | "https" => Self::Http(url),
             other => {
                 return Err(format!(
-                    "unknown scheme '{other}://'; use huggingface://, s3://, gcs://, tos:// \
-                     or a local path"
+                    "unknown scheme '{other}://'; use huggingface://, s3://, gcs://, tos://, \
+                     http(s):// or a local path"
                 ));
             }
         };

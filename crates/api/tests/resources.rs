@@ -164,9 +164,10 @@ fn model_adapter_rules() {
         (a(&[(url, "tos://bucket/a")]), Ok(())),
         (a(&[(url, "/models/adapters/sql-lora")]), Ok(())),
         (a(&[(url, "./adapters/sql-lora")]), Ok(())),
+        (a(&[(url, "https://example.com/a")]), Ok(())),
         (
-            a(&[(url, "https://example.com/a")]),
-            Err("resources[0].spec.artifactURL: unknown scheme 'https://'"),
+            a(&[(url, "ftp://example.com/a")]),
+            Err("resources[0].spec.artifactURL: unknown scheme 'ftp://'"),
         ),
         (
             a(&[(url, "''")]),
