@@ -317,17 +317,19 @@ impl Engine {
         if preemptions == 0 {
             self.schedule_waiting(&mut budget, &mut sched, now);
         }
-        let mut batch_loras: Vec<u32> = sched
+        let lora_tokens: Vec<(u32, u32)> = sched
             .iter()
-            .filter_map(|(id, _)| self.reqs.get(id)?.lora)
+            .filter_map(|(id, it)| Some((self.reqs.get(id)?.lora?, it.new_tokens)))
             .collect();
+        let lora_items = self.lora.batch_items(&lora_tokens);
+        let mut batch_loras: Vec<u32> = lora_tokens.iter().map(|(l, _)| *l).collect();
         batch_loras.sort_unstable();
         batch_loras.dedup();
         let swap = self.lora.activate(&batch_loras);
-        let lora_bytes = self.lora.batch_bytes(&batch_loras);
-        let duration = self
-            .cost
-            .step_time(sched.iter().map(|(_, it)| *it), lora_bytes)
+        let duration = self.cost.step_time(sched.iter().map(|(_, it)| *it), 0.0)
+            + self
+                .cost
+                .lora_time(lora_items, self.lora.io_bytes_per_token)
             + swap.from_disk / (self.cfg.lora_disk_gbps * 1e9)
             + swap.to_gpu / (self.gpu.pcie_gbps * 1e9);
         let end = now + duration;
@@ -396,10 +398,11 @@ impl Engine {
         sched: &mut Vec<(RequestId, BatchItem)>,
         now: f64,
     ) {
-        let mut loras: Vec<u32> = self
-            .running
+        // vLLM counts the adapters of the RUNNING requests scheduled this step (a running
+        // request left out by the token budget holds no slot).
+        let mut loras: Vec<u32> = sched
             .iter()
-            .filter_map(|id| self.reqs.get(id)?.lora)
+            .filter_map(|(id, _)| self.reqs.get(id)?.lora)
             .collect();
         loras.sort_unstable();
         loras.dedup();

@@ -220,6 +220,64 @@ fn lora_adapters_get_their_own_cache_and_respect_max_loras() {
     );
 }
 
+/// Seconds of the decode steps (after the first two) of 16 requests under `adapters`
+/// (`None`: the base model), on an engine with LoRA `enabled`.
+fn decode_seconds(enabled: bool, adapters: &[Option<&str>]) -> f64 {
+    let mut e = engine_with("A100-80GB", |c| {
+        c.enable_lora = enabled;
+        c.max_loras = 8;
+        c.max_cpu_loras = 8;
+    });
+    for name in ["a", "b", "c", "d", "e", "f", "g", "h"]
+        .iter()
+        .filter(|_| enabled)
+    {
+        e.load_lora(name, &format!("/adapters/{name}"))
+            .unwrap_or_else(|x| panic!("{x}"));
+    }
+    for i in 0..16u64 {
+        let lora = adapters[i as usize % adapters.len()].map(str::to_string);
+        e.add_request(
+            NewRequest {
+                lora,
+                ..req(i, tokens(64, i as u32), 40)
+            },
+            0.0,
+        )
+        .unwrap_or_else(|x| panic!("{x}"));
+    }
+    let outs = drain(&mut e, 1.0);
+    assert_eq!(outs.iter().map(|o| o.finished.len()).sum::<usize>(), 16);
+    outs.iter().skip(2).map(|o| o.end - o.start).sum()
+}
+
+#[test]
+fn mixed_adapter_batches_cost_more_and_base_requests_pay_nothing() {
+    let plain = decode_seconds(false, &[None]);
+    // Base-model requests on a LoRA engine: the very same steps.
+    assert_eq!(decode_seconds(true, &[None]), plain);
+    let one = decode_seconds(true, &[Some("a")]);
+    let eight = decode_seconds(
+        true,
+        &[
+            Some("a"),
+            Some("b"),
+            Some("c"),
+            Some("d"),
+            Some("e"),
+            Some("f"),
+            Some("g"),
+            Some("h"),
+        ],
+    );
+    let half = decode_seconds(true, &[None, Some("a")]);
+    // One adapter: a small surcharge; eight distinct adapters read eight adapters' weights.
+    assert!(one > plain && one < 1.1 * plain, "{plain} {one}");
+    assert!(eight - plain > 3.0 * (one - plain), "{plain} {one} {eight}");
+    // Half the tokens under the adapter: between the base model and all under it.
+    assert!(half > plain && half < one, "{plain} {half} {one}");
+}
+
 #[test]
 fn saturating_load_fills_kv_queues_and_preempts() {
     // A small cache (2,000 blocks = 32k tokens) and long answers: the batch outgrows KV.

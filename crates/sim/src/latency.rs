@@ -4,6 +4,13 @@
 //! `T = Σq`; `FLOPs = 2·P·T + 4·L·d·Σ(q·c + q²/2)`; `bytes = P·w + kv·Σc + kv·T + lora`;
 //! `t = max(FLOPs / (η_c·peak), bytes / (η_m·BW)) + t_fixed + t_seq·n + all-reduce`.
 //! Everything is per GPU of the tensor-parallel group.
+//!
+//! LoRA adapters add their own kernels (Punica's SGMV/BGMV: shrink `x·A`, then expand `·B`
+//! added to the base projection's output), launched after the base GEMMs and so priced as a
+//! second roofline added to the first ([`StepCost::lora_time`]): for each distinct adapter `a`
+//! in the batch with `T_a` tokens and `p_a` parameters (`r_a · L · Σ(d_in + d_out)`),
+//! `FLOPs = 2·Σ T_a·p_a`, `bytes = Σ p_a·w + io·Σ T_a` (its weights read once per step, and
+//! each token's activations read and written by the two kernels); base-model tokens pay nothing.
 
 use crate::profile::{GpuProfile, ModelProfile};
 
@@ -14,6 +21,15 @@ pub struct BatchItem {
     pub new_tokens: u32,
     /// Tokens already in the KV cache before this step.
     pub context: u32,
+}
+
+/// One distinct adapter's share of a step (see [`StepCost::lora_time`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LoraItem {
+    /// Tokens of requests under this adapter computed this step.
+    pub tokens: u32,
+    /// Bytes of the adapter's weights (read once per step, whatever the tokens).
+    pub bytes: f64,
 }
 
 /// Precomputed roofline constants for one model on one GPU type.
@@ -29,6 +45,7 @@ pub struct StepCost {
     per_seq_s: f64,
     allreduce_fixed_s: f64,
     allreduce_s_per_token: f64,
+    dtype_bytes: f64,
 }
 
 impl StepCost {
@@ -57,7 +74,27 @@ impl StepCost {
             per_seq_s: gpu.per_seq_overhead_us * 1e-6,
             allreduce_fixed_s,
             allreduce_s_per_token,
+            dtype_bytes: w,
         }
+    }
+
+    /// Seconds the LoRA kernels add to a step: a roofline of their own over the adapters in
+    /// the batch; `io_bytes_per_token` is the activation traffic per LoRA token (input read
+    /// by the shrink kernel, output read and written by the expand kernel, all layers). Zero
+    /// for a batch without adapters.
+    pub fn lora_time(
+        &self,
+        adapters: impl IntoIterator<Item = LoraItem>,
+        io_bytes_per_token: f64,
+    ) -> f64 {
+        let (mut flops, mut bytes) = (0.0, 0.0);
+        for a in adapters {
+            let t = f64::from(a.tokens);
+            // One multiply-add per parameter per token.
+            flops += 2.0 * t * a.bytes / self.dtype_bytes;
+            bytes += a.bytes + io_bytes_per_token * t;
+        }
+        (flops / self.compute_rate).max(bytes / self.mem_rate)
     }
 
     /// Seconds one step of `items` takes; `extra_bytes` adds memory traffic (LoRA weights).
@@ -139,6 +176,29 @@ mod tests {
         let h200 = cost("llama-3-8b", "H200");
         assert!(h200.step_time(decode(1, 1000), 0.0) < t1);
         assert_eq!(a100.step_time([], 0.0), 0.0);
+    }
+
+    #[test]
+    fn lora_kernels_grow_with_tokens_and_distinct_adapters() {
+        let c = cost("llama-3-8b", "A100-80GB");
+        // Rank 16 on the attention projections of Llama-3-8B: 27 MB; activations ≈ 1.3 MB a
+        // token (what `LoraManager` derives for this model).
+        let (bytes, io) = (27.3e6, 1.3e6);
+        let one = |tokens| LoraItem { tokens, bytes };
+        assert_eq!(c.lora_time([], io), 0.0);
+        let base = c.step_time(decode(32, 1000), 0.0);
+        // 32 decodes under one adapter: well under a percent of the base step, which streams
+        // 16 GB of base weights.
+        let shared = c.lora_time([one(32)], io);
+        assert!(shared > 0.0 && shared < 0.01 * base, "{shared} vs {base}");
+        // The same 32 decodes over 32 adapters read 32 adapters' weights: 10× more, still
+        // a few percent.
+        let mixed = c.lora_time(std::iter::repeat_n(one(1), 32), io);
+        assert!(mixed > 10.0 * shared, "{mixed} vs {shared}");
+        assert!(mixed < 0.1 * base, "{mixed} vs {base}");
+        // A long prefill under one adapter: grows with its tokens.
+        let (p1, p2) = (c.lora_time([one(1024)], io), c.lora_time([one(4096)], io));
+        assert!(p2 > 2.5 * p1, "{p1} {p2}");
     }
 
     #[test]

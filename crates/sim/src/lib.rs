@@ -29,7 +29,7 @@ pub use engine::{
     AddError, Engine, EngineSnapshot, EngineStats, FinishReason, Finished, StepOutput, TokenOut,
 };
 pub use kv::BlockPool;
-pub use latency::{BatchItem, StepCost};
+pub use latency::{BatchItem, LoraItem, StepCost};
 pub use lora::{LoraError, LoraWeights};
 pub use outlen::{OutputLen, OutputLenParseError};
 pub use profile::{Catalog, GpuProfile, ModelProfile, ProfileError};

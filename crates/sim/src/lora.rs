@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use crate::latency::LoraItem;
 use crate::profile::ModelProfile;
 
 /// Why a LoRA operation was refused; the HTTP layer maps each to vLLM's reply.
@@ -63,6 +64,9 @@ pub(crate) struct LoraManager {
     max_rank: u32,
     /// Bytes of one adapter at the configured rank.
     pub(crate) adapter_bytes: f64,
+    /// Activation bytes the LoRA kernels move per token (all adapted projections, all
+    /// layers): the shrink reads the input, the expand reads and writes the output.
+    pub(crate) io_bytes_per_token: f64,
 }
 
 /// Bytes that one batch's adapters had to move before the step could run.
@@ -85,10 +89,10 @@ impl LoraManager {
         let q = f64::from(model.num_heads * model.head_dim);
         let kv = f64::from(model.num_kv_heads * model.head_dim);
         let per_layer = (d + q) + 2.0 * (d + kv) + (q + d);
-        let adapter_bytes = f64::from(rank)
-            * f64::from(model.num_layers)
-            * per_layer
-            * f64::from(model.dtype_bytes);
+        let layers = f64::from(model.num_layers);
+        let w = f64::from(model.dtype_bytes);
+        let adapter_bytes = f64::from(rank) * layers * per_layer * w;
+        let io_per_layer = (d + 2.0 * q) + 2.0 * (d + 2.0 * kv) + (q + 2.0 * d);
         Self {
             by_name: HashMap::new(),
             names: HashMap::new(),
@@ -100,6 +104,7 @@ impl LoraManager {
             enabled,
             max_rank: rank,
             adapter_bytes,
+            io_bytes_per_token: io_per_layer * layers * w,
         }
     }
 
@@ -158,9 +163,24 @@ impl LoraManager {
         Ok(id)
     }
 
-    /// Bytes of the adapters in a batch (each counted once).
-    pub(crate) fn batch_bytes(&self, batch: &[u32]) -> f64 {
-        batch.iter().map(|id| self.bytes(*id)).sum()
+    /// Each distinct adapter of a batch of (adapter, tokens) with its tokens summed and its
+    /// bytes, in adapter-id order: what the LoRA kernels work on in one step.
+    pub(crate) fn batch_items(&self, batch: &[(u32, u32)]) -> Vec<LoraItem> {
+        let mut tokens: Vec<(u32, u32)> = Vec::with_capacity(batch.len());
+        for &(id, t) in batch {
+            match tokens.iter_mut().find(|(a, _)| *a == id) {
+                Some((_, sum)) => *sum = sum.saturating_add(t),
+                None => tokens.push((id, t)),
+            }
+        }
+        tokens.sort_unstable();
+        tokens
+            .into_iter()
+            .map(|(id, tokens)| LoraItem {
+                tokens,
+                bytes: self.bytes(id),
+            })
+            .collect()
     }
 
     fn bytes(&self, id: u32) -> f64 {
@@ -314,7 +334,14 @@ mod tests {
         assert_eq!(l.load_with("a", "q", sized, true), Ok(a));
         // Reloaded in place: read again, at its new size, on next use.
         assert_eq!(l.activate(&[a]).to_gpu, 1_000.0);
-        assert_eq!(l.batch_bytes(&[a]), 1_000.0);
+        let items = l.batch_items(&[(a, 3), (a, 1)]);
+        assert_eq!(
+            items,
+            vec![LoraItem {
+                tokens: 4,
+                bytes: 1_000.0
+            }]
+        );
         assert_eq!(l.list(), vec![("a".to_string(), "q".to_string())]);
     }
 }
