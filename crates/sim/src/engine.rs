@@ -196,6 +196,11 @@ impl Engine {
     pub fn loras(&self) -> Vec<(String, String)> {
         self.lora.list()
     }
+    /// Bytes of an adapter of unknown size (rank `max_lora_rank` on q, k, v, o): what a
+    /// controller's load of it reads.
+    pub fn lora_default_bytes(&self) -> f64 {
+        self.lora.adapter_bytes
+    }
     /// Whether `name` is a loaded adapter.
     pub fn has_lora(&self, name: &str) -> bool {
         self.lora.id(name).is_some()

@@ -13,6 +13,7 @@
 //!
 //! Same workload, config, strategy and seed → the same records, bit for bit.
 
+pub mod adapters;
 mod autoscale;
 mod fleet_report;
 mod oracle;
@@ -20,6 +21,8 @@ mod plot;
 mod release;
 mod sim;
 
+#[cfg(test)]
+mod adapter_tests;
 #[cfg(test)]
 mod scale_tests;
 #[cfg(test)]
@@ -128,6 +131,9 @@ pub struct SimConfig {
     /// The autoscaler, if the fleet is autoscaled (`engines` is then the start count, 0
     /// allowed); `None`: `engines` for the whole run.
     pub autoscaler: Option<ScaleConfig>,
+    /// LoRA adapters the requests name and how they are placed (engines then run with
+    /// LoRA on); `None`: every request is for the base model.
+    pub adapters: Option<adapters::AdapterSim>,
 }
 
 impl SimConfig {
@@ -142,6 +148,7 @@ impl SimConfig {
             scrape_interval_s: 0.5,
             seed: 0,
             autoscaler: None,
+            adapters: None,
         }
     }
 }
@@ -233,6 +240,8 @@ pub struct SimRun {
     pub decisions: Vec<brix_autoscaler::Decision>,
     /// What the run could not do as asked (a metric the engine does not export).
     pub warnings: Vec<String>,
+    /// Per-adapter counts and placement events, in a run with adapters.
+    pub adapters: Option<adapters::AdapterReport>,
 }
 
 impl SimRun {
@@ -268,6 +277,17 @@ pub enum SimError {
     /// The scrape interval is not a positive number of seconds.
     #[error("scrape interval must be positive seconds, got {0}")]
     ScrapeInterval(f64),
+    /// The adapter assignment does not match the workload.
+    #[error("{assigned} adapter assignments for {requests} requests (or one names no adapter)")]
+    AdapterMismatch {
+        /// Assignments given.
+        assigned: usize,
+        /// Requests in the workload.
+        requests: usize,
+    },
+    /// The placement tick, hold time or traffic window is not a usable number of seconds.
+    #[error("adapter tick and traffic window must be positive seconds, hold time 0 or more")]
+    AdapterTiming,
     /// Events ran out with requests unfinished (a simulator bug, reported rather than hung).
     #[error("simulation stalled with {stuck} requests unfinished ({done} done)")]
     Stalled {

@@ -10,23 +10,24 @@
 //! drives too: this loop feeds it the same events (send, end, finished response, scrape, first
 //! good probe at t = 0) and routes with its `decide`; nothing of the gateway is copied here.
 
+mod decide;
+mod lora;
 mod scale;
 mod slot;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
+use brix_router::Strategy;
 use brix_router::fleet::{CoreConfig, Fleet, Scrape};
-use brix_router::{RouteRequest, Strategy};
 use brix_sim::{Finished, NewRequest, StepCost};
 use rand::rngs::SmallRng;
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
+use self::lora::LoraState;
 use self::scale::ScaleState;
 use self::slot::{Event, Life, Slot, Timed};
 use super::autoscale::Decide;
-use super::oracle::{self, EngineLoad};
 use super::release::{Action, Releaser};
 use super::{EngineReport, Release, RouteKey, SimConfig, SimError, SimRun, SimStrategy};
 use crate::report::RequestRecord;
@@ -45,6 +46,8 @@ struct Live {
     itl_ms: Vec<f64>,
     /// Uncached prefill the oracle booked for it (0 for other strategies).
     prefill: u32,
+    /// The adapter it names, in a run with adapters.
+    adapter: Option<u32>,
 }
 
 /// One run's state.
@@ -84,6 +87,8 @@ pub(crate) struct Sim<'a> {
     /// One sample per observe tick.
     timeline: Vec<super::TimelineSample>,
     last_observe: f64,
+    /// The adapter controller and the holders' state, in a run with adapters.
+    lora: Option<LoraState>,
 }
 
 impl<'a> Sim<'a> {
@@ -106,6 +111,21 @@ impl<'a> Sim<'a> {
         }
         if !(cfg.scrape_interval_s.is_finite() && cfg.scrape_interval_s > 0.0) {
             return Err(SimError::ScrapeInterval(cfg.scrape_interval_s));
+        }
+        if let Some(a) = &cfg.adapters {
+            if a.of_request.len() != w.requests.len()
+                || a.of_request.iter().any(|&x| x as usize >= a.names.len())
+            {
+                return Err(SimError::AdapterMismatch {
+                    assigned: a.of_request.len(),
+                    requests: w.requests.len(),
+                });
+            }
+            let positive = |x: f64| x.is_finite() && x > 0.0;
+            let hold_ok = a.hold_s.is_finite() && a.hold_s >= 0.0;
+            if !positive(a.tick_s) || !hold_ok || !positive(a.traffic_window_s) {
+                return Err(SimError::AdapterTiming);
+            }
         }
         let slots = (0..cfg.engines)
             .map(|i| Slot::new(cfg, i, Life::Ready, 0.0))
@@ -154,6 +174,10 @@ impl<'a> Sim<'a> {
             billed: vec![(0.0, u32::try_from(cfg.engines).unwrap_or(u32::MAX))],
             timeline: Vec::new(),
             last_observe: 0.0,
+            lora: cfg
+                .adapters
+                .as_ref()
+                .map(|a| LoraState::new(a, cfg.engines)),
         };
         if matches!(release, Release::Closed { users: 0, .. }) {
             return Err(SimError::NoUsers);
@@ -167,6 +191,8 @@ impl<'a> Sim<'a> {
         if let Some(sc) = &cfg.autoscaler {
             sim.push(sc.policy.sync_s, Event::Decide { tick: true });
         }
+        // The starting placement is in place before the first request.
+        sim.place(0.0, true);
         Ok(sim)
     }
 
@@ -204,6 +230,9 @@ impl<'a> Sim<'a> {
                 Event::Decide { tick } => self.decide(tick, at),
                 Event::Ready(e) => self.ready(e, at),
                 Event::HoldTimeout(i) => self.hold_timeout(i, at),
+                Event::Place => self.place(at, false),
+                Event::AdapterLoaded(e, a) => self.loaded(e, a, at),
+                Event::AdapterHoldTimeout(i) => self.adapter_hold_timeout(i, at),
             }
         }
         let stuck = self.live.iter().filter(|l| l.is_some()).count() + self.held();
@@ -237,10 +266,14 @@ impl<'a> Sim<'a> {
             .map(|r| r.sent_s + r.e2e_ms.unwrap_or(0.0) / 1000.0)
             .fold(0.0, f64::max);
         let fleet = self.fleet_summary();
-        let (decisions, warnings) = self
+        let (decisions, mut warnings) = self
             .scale
             .map(|s| (s.decisions, s.warnings))
             .unwrap_or_default();
+        let adapters = self.lora.map(|l| {
+            warnings.extend(l.warnings);
+            l.report
+        });
         Ok(SimRun {
             records: self.records.into_iter().flatten().collect(),
             engines,
@@ -250,6 +283,7 @@ impl<'a> Sim<'a> {
             timeline: self.timeline,
             decisions,
             warnings,
+            adapters,
         })
     }
 
@@ -257,6 +291,9 @@ impl<'a> Sim<'a> {
     fn arrive(&mut self, i: usize, now: f64) {
         self.load.requests += 1;
         self.load.prompt_tokens += self.w.requests[i].prompt.len() as u64;
+        if let Some(a) = self.adapter_of(i) {
+            self.count_adapter(a);
+        }
         if self.scale.is_some() && self.count(Life::Ready) == 0 {
             self.hold(i, now);
         } else {
@@ -268,10 +305,26 @@ impl<'a> Sim<'a> {
     fn send(&mut self, i: usize, arrived: f64, now: f64) {
         let w = self.w;
         let req = &w.requests[i];
-        let (e, prefill) = match self.strategy {
-            SimStrategy::Router(strategy) => (self.route(strategy, i, now), 0),
-            SimStrategy::Oracle => self.oracle(i),
+        let adapter = self.adapter_of(i);
+        // A request for an adapter goes only to pods that serve it; none yet: it waits.
+        let holders = match adapter {
+            Some(a) => {
+                let h = self.holders(a);
+                if h.is_empty() {
+                    self.hold_for_adapter(i, a, arrived, now);
+                    return;
+                }
+                Some(h)
+            }
+            None => None,
         };
+        let (e, prefill) = match self.strategy {
+            SimStrategy::Router(strategy) => (self.route(strategy, i, now, holders.as_deref()), 0),
+            SimStrategy::Oracle => self.oracle(i, holders.as_deref()),
+        };
+        if let Some(a) = adapter {
+            self.adapter_in_flight(e, a, 1);
+        }
         self.fleet.begin(e);
         let slot = &mut self.slots[e];
         slot.requests += 1;
@@ -283,6 +336,7 @@ impl<'a> Sim<'a> {
             last: now,
             itl_ms: Vec::new(),
             prefill,
+            adapter,
         });
         let new = NewRequest {
             id: i as u64,
@@ -290,7 +344,7 @@ impl<'a> Sim<'a> {
             max_tokens: Some(req.output_tokens),
             min_tokens: 0,
             ignore_eos: true,
-            lora: None,
+            lora: adapter.map(|a| self.adapter_name(a)),
             seed: None,
         };
         if self.slots[e].step.is_some() {
@@ -299,71 +353,6 @@ impl<'a> Sim<'a> {
             self.add(e, new, now);
             self.start_step(e, now);
         }
-    }
-
-    /// The gateway's decision: the routing core over the pods in rotation, then the index
-    /// booking (the engine accepts at once in virtual time: no network between them).
-    fn route(&mut self, strategy: &brix_router::Weighted, i: usize, now: f64) -> usize {
-        let key = &self.keys[i];
-        let req = RouteRequest {
-            blocks: &key.blocks,
-            prompt_units: key.units,
-            max_tokens: Some(self.w.requests[i].output_tokens),
-            ..RouteRequest::default()
-        };
-        let mut rng = SmallRng::seed_from_u64(self.cfg.seed ^ self.decisions.wrapping_mul(GOLDEN));
-        self.decisions += 1;
-        // `route` fails only without pods, and a fleet has at least one engine.
-        let d = self
-            .fleet
-            .decide(strategy, &req, now, &mut rng)
-            .unwrap_or(brix_router::Decision {
-                pod: 0,
-                fallback: None,
-            });
-        if let Some(f) = d.fallback {
-            *self.fallbacks.entry(f.as_str().to_string()).or_default() += 1;
-        }
-        if self.feeds_index {
-            self.fleet.accepted(d.pod, &key.blocks, now);
-        }
-        d.pod
-    }
-
-    /// The oracle's decision and the prefill it books on the chosen engine.
-    fn oracle(&mut self, i: usize) -> (usize, u32) {
-        let w = self.w;
-        let prompt = &w.requests[i].prompt;
-        let len = u32::try_from(prompt.len()).unwrap_or(u32::MAX);
-        let budget = self.cfg.engine.max_num_batched_tokens;
-        let mut uncached = Vec::with_capacity(self.slots.len());
-        let costs: Vec<f64> = self
-            .slots
-            .iter()
-            .map(|s| {
-                if s.life != Life::Ready {
-                    uncached.push(0);
-                    return f64::INFINITY;
-                }
-                let u = len.saturating_sub(s.engine.cached_prefix_tokens(prompt, None));
-                uncached.push(u);
-                let load = EngineLoad {
-                    uncached: u,
-                    queued_prefill: s.queued_prefill,
-                    decoding: s.decoding,
-                    decode_context: s.decode_context,
-                };
-                oracle::cost(&load, budget, &self.step_cost)
-            })
-            .collect();
-        let mut rng = SmallRng::seed_from_u64(self.cfg.seed ^ self.decisions.wrapping_mul(GOLDEN));
-        self.decisions += 1;
-        let mut order: Vec<usize> = (0..self.slots.len())
-            .filter(|&e| self.slots[e].life == Life::Ready)
-            .collect();
-        order.shuffle(&mut rng);
-        let e = oracle::choose(&costs, &order);
-        (e, uncached[e])
     }
 
     /// Adds a request to an engine; a refusal ends it as vLLM's 400 would.
@@ -419,6 +408,10 @@ impl<'a> Sim<'a> {
             return;
         };
         self.fleet.end(e);
+        if let Some(a) = l.adapter {
+            self.adapter_in_flight(e, a, -1);
+            self.adapter_ok(a);
+        }
         let slot = &mut self.slots[e];
         if l.first.is_some() {
             slot.decoding = slot.decoding.saturating_sub(1);
@@ -479,6 +472,9 @@ impl<'a> Sim<'a> {
             return;
         };
         self.fleet.end(l.engine);
+        if let Some(a) = l.adapter {
+            self.adapter_in_flight(l.engine, a, -1);
+        }
         let slot = &mut self.slots[l.engine];
         slot.queued_prefill = slot.queued_prefill.saturating_sub(u64::from(l.prefill));
         let r = &self.w.requests[i];

@@ -70,7 +70,7 @@ impl Sim<'_> {
 
     /// Requests held by the activator.
     pub(super) fn held(&self) -> usize {
-        self.scale.as_ref().map_or(0, |s| s.held.len())
+        self.scale.as_ref().map_or(0, |s| s.held.len()) + self.lora.as_ref().map_or(0, |l| l.held())
     }
 
     /// Engines in `life`.

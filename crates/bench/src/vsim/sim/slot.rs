@@ -25,6 +25,12 @@ pub(super) enum Event {
     Ready(usize),
     /// A held request's wait is over.
     HoldTimeout(usize),
+    /// The adapter controller's placement round.
+    Place,
+    /// Engine (first) finished loading adapter (second).
+    AdapterLoaded(usize, u32),
+    /// A request held for its adapter waited long enough.
+    AdapterHoldTimeout(usize),
 }
 
 impl Event {
@@ -100,6 +106,8 @@ impl Slot {
     pub(super) fn new(cfg: &SimConfig, i: usize, life: Life, now: f64) -> Result<Self, SimError> {
         let mut ec = cfg.engine.clone();
         ec.seed ^= i as u64;
+        // A run with adapters serves them: LoRA on, with the flags' slots.
+        ec.enable_lora |= cfg.adapters.is_some();
         Ok(Self {
             engine: Engine::new(ec, cfg.model.clone(), cfg.gpu.clone())?,
             pending: Vec::new(),

@@ -1,0 +1,100 @@
+//! The routing half of the event loop: the gateway's decision through the routing core (over
+//! the pods that serve the request's adapter, when it names one), or the oracle's.
+
+use brix_router::RouteRequest;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
+
+use super::slot::Life;
+use super::{GOLDEN, Sim};
+use crate::vsim::oracle::{self, EngineLoad};
+
+impl Sim<'_> {
+    /// The gateway's decision: the routing core over the pods in rotation (those of
+    /// `holders` when the request names an adapter), then the index booking (the engine
+    /// accepts at once in virtual time: no network between them).
+    pub(super) fn route(
+        &mut self,
+        strategy: &brix_router::Weighted,
+        i: usize,
+        now: f64,
+        holders: Option<&[usize]>,
+    ) -> usize {
+        let key = &self.keys[i];
+        let req = RouteRequest {
+            blocks: &key.blocks,
+            prompt_units: key.units,
+            max_tokens: Some(self.w.requests[i].output_tokens),
+            ..RouteRequest::default()
+        };
+        let mut rng = SmallRng::seed_from_u64(self.cfg.seed ^ self.decisions.wrapping_mul(GOLDEN));
+        self.decisions += 1;
+        // `route` fails only without pods, and a fleet has at least one engine (holders are
+        // never empty).
+        let fallback = brix_router::Decision {
+            pod: holders.and_then(|h| h.first().copied()).unwrap_or(0),
+            fallback: None,
+        };
+        let d = match holders {
+            None => self.fleet.decide(strategy, &req, now, &mut rng),
+            Some(h) => {
+                let pods: Vec<brix_router::Pod> =
+                    h.iter().map(|&e| self.fleet.snapshot(e, now)).collect();
+                brix_router::route(strategy, &req, &pods, self.fleet.index(), now, &mut rng).map(
+                    |d| brix_router::Decision {
+                        pod: h[d.pod],
+                        fallback: d.fallback,
+                    },
+                )
+            }
+        }
+        .unwrap_or(fallback);
+        if let Some(f) = d.fallback {
+            *self.fallbacks.entry(f.as_str().to_string()).or_default() += 1;
+        }
+        if self.feeds_index {
+            self.fleet.accepted(d.pod, &key.blocks, now);
+        }
+        d.pod
+    }
+
+    /// The oracle's decision (among `holders` when given) and the prefill it books on the
+    /// chosen engine.
+    pub(super) fn oracle(&mut self, i: usize, holders: Option<&[usize]>) -> (usize, u32) {
+        let w = self.w;
+        let prompt = &w.requests[i].prompt;
+        let len = u32::try_from(prompt.len()).unwrap_or(u32::MAX);
+        let budget = self.cfg.engine.max_num_batched_tokens;
+        let lora = self.adapter_of(i).map(|a| self.adapter_name(a));
+        let mut uncached = Vec::with_capacity(self.slots.len());
+        let costs: Vec<f64> = self
+            .slots
+            .iter()
+            .map(|s| {
+                if s.life != Life::Ready {
+                    uncached.push(0);
+                    return f64::INFINITY;
+                }
+                let u = len.saturating_sub(s.engine.cached_prefix_tokens(prompt, lora.as_deref()));
+                uncached.push(u);
+                let load = EngineLoad {
+                    uncached: u,
+                    queued_prefill: s.queued_prefill,
+                    decoding: s.decoding,
+                    decode_context: s.decode_context,
+                };
+                oracle::cost(&load, budget, &self.step_cost)
+            })
+            .collect();
+        let mut rng = SmallRng::seed_from_u64(self.cfg.seed ^ self.decisions.wrapping_mul(GOLDEN));
+        self.decisions += 1;
+        let mut order: Vec<usize> = (0..self.slots.len())
+            .filter(|&e| self.slots[e].life == Life::Ready)
+            .filter(|e| holders.is_none_or(|h| h.contains(e)))
+            .collect();
+        order.shuffle(&mut rng);
+        let e = oracle::choose(&costs, &order);
+        (e, uncached[e])
+    }
+}
