@@ -16,6 +16,8 @@ use brix_sim::{Catalog, EngineSettings, ProfileError};
 use clap::Args;
 use serde::Serialize;
 
+#[path = "bench_sim_lora.rs"]
+mod lora;
 #[path = "bench_sim_scale.rs"]
 mod scale;
 
@@ -102,6 +104,8 @@ pub(crate) struct SimArgs {
     /// vLLM's --num-gpu-blocks-override: KV blocks per engine instead of what memory allows.
     #[arg(long)]
     num_gpu_blocks_override: Option<u32>,
+    #[command(flatten)]
+    lora: lora::LoraArgs,
 }
 
 /// Why `brix bench sim` failed.
@@ -207,6 +211,8 @@ pub(crate) fn run(a: SimArgs) -> Result<(), SimCliError> {
     } else {
         0
     };
+    let mut cfg = cfg;
+    cfg.adapters = a.lora.build(w.requests.len(), a.seed)?;
     let load_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     let keys = vsim::route_keys(&w, a.block_size as usize);
@@ -274,6 +280,7 @@ pub(crate) fn run(a: SimArgs) -> Result<(), SimCliError> {
         };
         write_run(&dir, &result.records, &summary, &info)?;
         scale::write_fleet(&dir, &result, scaler)?;
+        lora::write_report(&dir, &result)?;
         let sim_info = SimInfo {
             strategy: name.clone(),
             engines: cfg.engines,
@@ -324,14 +331,15 @@ fn fleet(a: &SimArgs) -> Result<SimConfig, SimCliError> {
     let model = catalog.model(&a.model_profile)?.clone();
     let gpu = catalog.gpu(&a.gpu)?.clone();
     let mut cfg = SimConfig::new(a.engines, model, gpu);
-    cfg.engine = EngineSettings {
+    let mut settings = EngineSettings {
         max_num_seqs: a.max_num_seqs,
         max_num_batched_tokens: a.max_num_batched_tokens,
         max_model_len: a.max_model_len,
         num_gpu_blocks_override: a.num_gpu_blocks_override,
         ..EngineSettings::default()
-    }
-    .apply(cfg.engine);
+    };
+    lora::engine_settings(&a.lora, &mut settings);
+    cfg.engine = settings.apply(cfg.engine);
     cfg.prefix.block_units = a.block_size;
     cfg.prefix.load_units_per_request = a.load_units_per_request;
     cfg.scrape_interval_s = a.scrape_interval_ms as f64 / 1000.0;
@@ -371,6 +379,13 @@ fn combined(rows: &[(Summary, SimRun, f64)], command: &str, setup_s: f64) -> Str
             r.fleet.replicas_max,
             r.end_s,
         );
+    }
+    let adapters: Vec<String> = rows
+        .iter()
+        .filter_map(|(s, r, _)| lora::summary_line(&s.label, r))
+        .collect();
+    if !adapters.is_empty() {
+        let _ = write!(out, "\nAdapters:\n{}\n", adapters.join("\n"));
     }
     let _ = write!(
         out,

@@ -195,3 +195,83 @@ fn bad_flags_are_named() {
         assert!(err.contains(needle), "{needle:?} not in {err}");
     }
 }
+
+#[test]
+fn adapter_runs_write_per_adapter_counts_the_same_for_the_same_seed() {
+    let dir = Dir(std::env::temp_dir().join(format!("brix-bench-sim-lora-{}", std::process::id())));
+    let list = dir.0.join("adapters.csv");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    std::fs::write(&list, "# name,weight\nsql,3\nchat,1\n").unwrap();
+    let workload = "synthetic:requests=200,prompt=256,prompt_std=64,output=16,output_std=4";
+    for (run, spec) in [
+        ("a", "zipf:12:1".to_string()),
+        ("b", "zipf:12:1".to_string()),
+        ("f", format!("file:{}", list.display())),
+    ] {
+        let args = [
+            "--workload",
+            workload,
+            "--arrival",
+            "poisson:8",
+            "--engines",
+            "3",
+            "--adapters",
+            &spec,
+            "--max-loras",
+            "2",
+            "--max-cpu-loras",
+            "4",
+            "--adapter-replicas",
+            "all",
+        ];
+        let out = sim(&args, &dir.0.join(run));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let read = |run: &str, file: &str| {
+        std::fs::read_to_string(dir.0.join(run).join("least-request").join(file)).unwrap()
+    };
+    for file in ["requests.jsonl", "adapters.json"] {
+        assert_eq!(read("a", file), read("b", file), "{file}");
+    }
+    let rep: serde_json::Value = serde_json::from_str(&read("a", "adapters.json")).unwrap();
+    let per = rep["per_adapter"].as_object().unwrap();
+    assert_eq!(per.len(), 12);
+    let requests: u64 = per.values().map(|c| c["requests"].as_u64().unwrap()).sum();
+    assert_eq!(requests, 200);
+    // Capacity 4 per engine, 3 engines, `all`: 4 copies each at most, never over capacity.
+    assert!(
+        rep["max_resident"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n.as_u64().unwrap() <= 4)
+    );
+    let file: serde_json::Value = serde_json::from_str(&read("f", "adapters.json")).unwrap();
+    let (sql, chat) = (
+        file["per_adapter"]["sql"]["requests"].as_u64().unwrap(),
+        file["per_adapter"]["chat"]["requests"].as_u64().unwrap(),
+    );
+    assert_eq!(sql + chat, 200);
+    assert!(sql > 2 * chat, "weights 3:1, got {sql}:{chat}");
+    assert!(
+        std::fs::read_to_string(dir.0.join("f/summary.md"))
+            .unwrap()
+            .contains("2 adapters (2 served)")
+    );
+    for (spec, needle) in [
+        ("zipf:0:1", "--adapters: adapter count"),
+        ("file:/no/such.csv", "/no/such.csv"),
+    ] {
+        let out = sim(
+            &["--workload", workload, "--adapters", spec],
+            &dir.0.join("bad"),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{spec}");
+        assert!(err.contains(needle), "{needle:?} not in {err}");
+    }
+}
