@@ -1,7 +1,7 @@
 //! LoRA adapters: the registry behind `/v1/load_lora_adapter`, host-memory residency
 //! (`max_cpu_loras`) and GPU batch slots (`max_loras`), each an LRU, priced in bytes moved.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::latency::LoraItem;
 use crate::profile::ModelProfile;
@@ -54,12 +54,10 @@ pub(crate) struct LoraManager {
     by_name: HashMap<String, Adapter>,
     names: HashMap<u32, String>,
     next_id: u32,
-    /// Host-resident adapter ids, most recently used last.
-    cpu: Vec<u32>,
-    /// GPU slot holders, most recently used last.
-    gpu: Vec<u32>,
-    max_cpu: usize,
-    max_gpu: usize,
+    /// Host-resident adapter ids (`max_cpu_loras`, least recently used evicted).
+    cpu: Lru,
+    /// GPU slot holders (`max_loras`, least recently used evicted).
+    gpu: Lru,
     enabled: bool,
     max_rank: u32,
     /// Bytes of one adapter at the configured rank.
@@ -97,10 +95,8 @@ impl LoraManager {
             by_name: HashMap::new(),
             names: HashMap::new(),
             next_id: 1,
-            cpu: Vec::new(),
-            gpu: Vec::new(),
-            max_cpu: max_cpu_loras as usize,
-            max_gpu: max_loras as usize,
+            cpu: Lru::new(max_cpu_loras as usize),
+            gpu: Lru::new(max_loras as usize),
             enabled,
             max_rank: rank,
             adapter_bytes,
@@ -143,9 +139,9 @@ impl LoraManager {
             old.path = path.to_string();
             old.bytes = bytes;
             let id = old.id;
-            self.cpu.retain(|&x| x != id);
-            self.gpu.retain(|&x| x != id);
-            touch(&mut self.cpu, id, self.max_cpu);
+            self.cpu.remove(id);
+            self.gpu.remove(id);
+            self.cpu.touch(id);
             return Ok(id);
         }
         let id = self.next_id;
@@ -159,7 +155,7 @@ impl LoraManager {
             },
         );
         self.names.insert(id, name.to_string());
-        touch(&mut self.cpu, id, self.max_cpu);
+        self.cpu.touch(id);
         Ok(id)
     }
 
@@ -199,8 +195,8 @@ impl LoraManager {
             .remove(name)
             .ok_or_else(|| LoraError::NotFound(name.to_string()))?;
         self.names.remove(&a.id);
-        self.cpu.retain(|&x| x != a.id);
-        self.gpu.retain(|&x| x != a.id);
+        self.cpu.remove(a.id);
+        self.gpu.remove(a.id);
         Ok(())
     }
 
@@ -227,26 +223,65 @@ impl LoraManager {
     pub(crate) fn activate(&mut self, batch: &[u32]) -> Swap {
         let mut swap = Swap::default();
         for &id in batch {
-            if !self.gpu.contains(&id) {
+            if !self.gpu.contains(id) {
                 let bytes = self.bytes(id);
                 swap.to_gpu += bytes;
-                if !self.cpu.contains(&id) {
+                if !self.cpu.contains(id) {
                     swap.from_disk += bytes;
                 }
             }
-            touch(&mut self.cpu, id, self.max_cpu);
-            touch(&mut self.gpu, id, self.max_gpu);
+            self.cpu.touch(id);
+            self.gpu.touch(id);
         }
         swap
     }
 }
 
-/// Moves `id` to the most-recent end of an LRU list capped at `cap`.
-fn touch(lru: &mut Vec<u32>, id: u32, cap: usize) {
-    lru.retain(|&x| x != id);
-    lru.push(id);
-    if lru.len() > cap {
-        lru.remove(0);
+/// A capped least-recently-used set of adapter ids; O(log n) per use, so engines holding
+/// thousands of adapters step as fast as those holding a few.
+#[derive(Clone, Debug)]
+struct Lru {
+    cap: usize,
+    clock: u64,
+    /// id → its last use.
+    stamp: HashMap<u32, u64>,
+    /// last use → id, oldest first.
+    order: BTreeMap<u64, u32>,
+}
+
+impl Lru {
+    fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            clock: 0,
+            stamp: HashMap::new(),
+            order: BTreeMap::new(),
+        }
+    }
+
+    fn contains(&self, id: u32) -> bool {
+        self.stamp.contains_key(&id)
+    }
+
+    /// Marks `id` most recently used, evicting the least recent beyond the cap.
+    fn touch(&mut self, id: u32) {
+        self.clock += 1;
+        if let Some(old) = self.stamp.insert(id, self.clock) {
+            self.order.remove(&old);
+        }
+        self.order.insert(self.clock, id);
+        while self.stamp.len() > self.cap {
+            let Some((_, oldest)) = self.order.pop_first() else {
+                break;
+            };
+            self.stamp.remove(&oldest);
+        }
+    }
+
+    fn remove(&mut self, id: u32) {
+        if let Some(old) = self.stamp.remove(&id) {
+            self.order.remove(&old);
+        }
     }
 }
 
