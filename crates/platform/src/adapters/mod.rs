@@ -144,7 +144,7 @@ impl Adapters {
     pub fn apply(&self, adapter: ModelAdapter) -> Result<(), FieldError> {
         let names: Vec<&str> = self.shared.models.iter().map(|m| m.name.as_str()).collect();
         brix_api::validate_resources(&[Resource::ModelAdapter(adapter.clone())], &names)
-            .map_err(|e| strip_index(e))?;
+            .map_err(strip_index)?;
         crate::fleet::check_adapter(&adapter, &self.shared.models, &self.shared.secrets)?;
         let name = adapter.metadata.name.clone();
         self.shared.state().specs.insert(
