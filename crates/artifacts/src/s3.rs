@@ -113,10 +113,14 @@ impl S3 {
         let mut files = Vec::new();
         let mut version = Sha256::new();
         loop {
+            // The prefix goes without its trailing '/' (keys of sibling prefixes such as
+            // `r8x/` are skipped below): signed query values must encode '/', and some
+            // S3-compatible servers (moto) verify them unencoded, so one '/' fewer keeps a
+            // one-segment prefix working with both.
             let mut query = format!(
                 "list-type=2&encoding-type=url&max-keys={}&prefix={}",
                 self.page_size,
-                utf8_percent_encode(&self.prefix, AWS_QUERY)
+                utf8_percent_encode(self.prefix.trim_end_matches('/'), AWS_QUERY)
             );
             if let Some(t) = &token {
                 query.push_str(&format!(
