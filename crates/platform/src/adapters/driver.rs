@@ -128,7 +128,7 @@ impl<P: Platform, G: AdapterGateway> Driver<P, G> {
         let models = self.shared.models.clone();
         let pods = self.pods(&models).await;
         self.list(&pods, &specs).await;
-        self.start_fetches(&specs, &models);
+        self.start_fetches(&pods, &specs, &models);
         let traffic = self.gateway.adapter_rps();
         let snapshot = self.snapshot(&pods, &specs, &models, &traffic);
         let plan = match brix_adapters::plan(&snapshot) {
@@ -192,7 +192,12 @@ impl<P: Platform, G: AdapterGateway> Driver<P, G> {
         (pod.ready && *restarts == pod.restarts && at.elapsed() < LISTING_TTL).then_some(l)
     }
 
-    fn start_fetches(&mut self, specs: &BTreeMap<String, super::Desired>, models: &[ModelSpec]) {
+    fn start_fetches(
+        &mut self,
+        pods: &[Pod],
+        specs: &BTreeMap<String, super::Desired>,
+        models: &[ModelSpec],
+    ) {
         for (name, d) in specs.iter().filter(|(_, d)| !d.deleted) {
             let url = &d.adapter.spec.artifact_url;
             let due = match self.artifacts.get(name) {
@@ -216,11 +221,22 @@ impl<P: Platform, G: AdapterGateway> Driver<P, G> {
                 .target_model()
                 .and_then(|b| models.iter().find(|m| m.name == b))
                 .and_then(|m| lora_limits(m).2);
+            // The adapter's `base_model_name_or_path` must name the base model: its served
+            // name or what its engines report as their root (the path or hub id served).
+            let base = d.adapter.target_model().unwrap_or_default();
+            let mut base_models = vec![base.to_string()];
+            for p in pods.iter().filter(|p| p.model == base) {
+                if let Some(l) = self.listing(p) {
+                    base_models.extend(l.roots.iter().cloned());
+                }
+            }
             let (fetcher, name, url) = (self.fetcher.clone(), name.clone(), url.clone());
             self.artifacts
                 .insert(name.clone(), (url.clone(), Artifact::Fetching));
             self.fetches.spawn(async move {
-                let r = fetcher.fetch(&url, secret.as_ref(), max_rank).await;
+                let r = fetcher
+                    .fetch(&url, secret.as_ref(), max_rank, base_models)
+                    .await;
                 (name, url, r)
             });
         }
