@@ -143,7 +143,7 @@ def test_two_adapters_served_restored_deleted_and_a_bad_one_explained(kind, s3):
         up.until("chat forgotten", lambda: up.adapter("chat") is None, 120)
         for r in up.replicas("base"):
             assert "chat" not in listed(r["address"]), r
-        with pytest.raises(openai.BadRequestError, match="model_not_found"):
+        with pytest.raises(openai.BadRequestError, match="does not exist"):
             sdk.chat.completions.create(
                 model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=2)
 
