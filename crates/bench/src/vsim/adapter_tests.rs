@@ -148,7 +148,14 @@ fn requests_go_only_to_holders_and_placement_respects_capacity() {
     let mut a = AdapterSim::new(&m, w.requests.len(), 3);
     a.policy.hot_rps_per_replica = 3.0; // lora-0 (≈ 11 req/s) grows to more pods
     let cfg = config(3, 2, 8, a.clone());
-    for strategy in ["least-request", "random", "prefix-cache", "oracle"] {
+    for strategy in [
+        "least-request",
+        "random",
+        "prefix-cache",
+        "lora-affinity",
+        "lora-affinity:2+least-request:1",
+        "oracle",
+    ] {
         let run = run_it(&w, &cfg, strategy);
         let rep = report(&run);
         assert!(
@@ -166,6 +173,12 @@ fn requests_go_only_to_holders_and_placement_respects_capacity() {
             );
         }
         assert!(rep.max_resident.iter().all(|&n| n <= 8), "{rep:?}");
+        if strategy.starts_with("lora-affinity") {
+            // The engines' LoRA state reaches the core with each scrape: only a request sent
+            // before the first one (t = 0) may fall back.
+            let fallbacks: u64 = run.fallbacks.values().sum();
+            assert!(fallbacks <= 1, "{strategy}: {:?}", run.fallbacks);
+        }
         // 20 adapters, one replica each, then hot growth: all placed, none above capacity.
         let placed = rep.per_adapter.values().filter(|c| c.max_replicas >= 1);
         assert_eq!(placed.count(), 20, "{strategy}");

@@ -322,10 +322,11 @@ impl<'a> Sim<'a> {
             SimStrategy::Router(strategy) => (self.route(strategy, i, now, holders.as_deref()), 0),
             SimStrategy::Oracle => self.oracle(i, holders.as_deref()),
         };
+        let name = adapter.map(|a| self.adapter_name(a));
+        self.fleet.begin_for(e, name.as_deref());
         if let Some(a) = adapter {
             self.adapter_in_flight(e, a, 1);
         }
-        self.fleet.begin(e);
         let slot = &mut self.slots[e];
         slot.requests += 1;
         slot.queued_prefill += u64::from(prefill);
@@ -344,7 +345,7 @@ impl<'a> Sim<'a> {
             max_tokens: Some(req.output_tokens),
             min_tokens: 0,
             ignore_eos: true,
-            lora: adapter.map(|a| self.adapter_name(a)),
+            lora: name,
             seed: None,
         };
         if self.slots[e].step.is_some() {
@@ -407,7 +408,8 @@ impl<'a> Sim<'a> {
         let Some(l) = self.live.get_mut(i).and_then(Option::take) else {
             return;
         };
-        self.fleet.end(e);
+        let name = l.adapter.map(|a| self.adapter_name(a));
+        self.fleet.end_for(e, name.as_deref());
         if let Some(a) = l.adapter {
             self.adapter_in_flight(e, a, -1);
             self.adapter_ok(a);
@@ -471,7 +473,8 @@ impl<'a> Sim<'a> {
         let Some(l) = self.live.get_mut(i).and_then(Option::take) else {
             return;
         };
-        self.fleet.end(l.engine);
+        let name = l.adapter.map(|a| self.adapter_name(a));
+        self.fleet.end_for(l.engine, name.as_deref());
         if let Some(a) = l.adapter {
             self.adapter_in_flight(l.engine, a, -1);
         }
@@ -523,11 +526,18 @@ impl<'a> Sim<'a> {
             waiting: Some(s.num_waiting as f64),
             kv_usage: Some(s.kv_usage),
         };
+        // vLLM's `lora_requests_info`, for `lora-affinity`, from an engine with LoRA on.
+        let lora = self.lora.is_some().then_some(brix_router::LoraState {
+            max_lora: self.cfg.engine.max_loras,
+            running: s.running_loras,
+            waiting: s.waiting_loras,
+        });
         self.fleet.scraped(
             e,
             now,
             Scrape {
                 metrics,
+                lora,
                 ..Scrape::default()
             },
         );

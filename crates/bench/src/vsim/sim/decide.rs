@@ -11,8 +11,8 @@ use super::{GOLDEN, Sim};
 use crate::vsim::oracle::{self, EngineLoad};
 
 impl Sim<'_> {
-    /// The gateway's decision: the routing core over the pods in rotation (those of
-    /// `holders` when the request names an adapter), then the index booking (the engine
+    /// The gateway's decision: the routing core over the pods in rotation (those holding
+    /// the adapter when the request names one: `holders`, never empty), then the index booking (the engine
     /// accepts at once in virtual time: no network between them).
     pub(super) fn route(
         &mut self,
@@ -22,10 +22,12 @@ impl Sim<'_> {
         holders: Option<&[usize]>,
     ) -> usize {
         let key = &self.keys[i];
+        let adapter = self.adapter_of(i).map(|a| self.adapter_name(a));
         let req = RouteRequest {
             blocks: &key.blocks,
             prompt_units: key.units,
             max_tokens: Some(self.w.requests[i].output_tokens),
+            adapter: adapter.as_deref(),
             ..RouteRequest::default()
         };
         let mut rng = SmallRng::seed_from_u64(self.cfg.seed ^ self.decisions.wrapping_mul(GOLDEN));
@@ -36,20 +38,12 @@ impl Sim<'_> {
             pod: holders.and_then(|h| h.first().copied()).unwrap_or(0),
             fallback: None,
         };
-        let d = match holders {
-            None => self.fleet.decide(strategy, &req, now, &mut rng),
-            Some(h) => {
-                let pods: Vec<brix_router::Pod> =
-                    h.iter().map(|&e| self.fleet.snapshot(e, now)).collect();
-                brix_router::route(strategy, &req, &pods, self.fleet.index(), now, &mut rng).map(
-                    |d| brix_router::Decision {
-                        pod: h[d.pod],
-                        fallback: d.fallback,
-                    },
-                )
-            }
-        }
-        .unwrap_or(fallback);
+        // The core routes an adapter's request only to the pods that hold it and are not
+        // draining it (the holders the caller found).
+        let d = self
+            .fleet
+            .decide(strategy, &req, now, &mut rng)
+            .unwrap_or(fallback);
         if let Some(f) = d.fallback {
             *self.fallbacks.entry(f.as_str().to_string()).or_default() += 1;
         }

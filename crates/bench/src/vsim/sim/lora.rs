@@ -122,13 +122,13 @@ impl Sim<'_> {
         let Some(l) = &self.lora else {
             return Vec::new();
         };
-        let name = &l.cfg.names[a as usize];
+        let name = l.cfg.names[a as usize].as_str();
+        // The routing core's own rule (listed, not draining), so holders and routing agree.
         (0..self.slots.len())
             .filter(|&e| {
                 self.slots[e].life == Life::Ready
                     && self.fleet.routable(e)
-                    && !l.draining.get(e).is_some_and(|d| d.contains(&a))
-                    && self.slots[e].engine.has_lora(name)
+                    && self.fleet.core(e).serves(Some(name))
             })
             .collect()
     }
@@ -330,6 +330,8 @@ impl Sim<'_> {
         drop(index);
         let mut routable = Vec::new();
         let mut loads = Vec::new();
+        // Engines whose adapter list changed: the routing core is told once per round.
+        let mut listed = BTreeSet::new();
         for (kind, a, e) in actions {
             let pod = self.fleet.name(e).to_string();
             let name = l.cfg.names[a as usize].clone();
@@ -338,16 +340,19 @@ impl Sim<'_> {
                     l.draining[e].remove(&a);
                     if self.slots[e].engine.unload_lora(&name).is_ok() {
                         l.event(now, &pod, a, AdapterEventKind::Unload);
+                        listed.insert(e);
                     }
                 }
                 ActionKind::Drain => {
                     if l.draining[e].insert(a) {
                         l.event(now, &pod, a, AdapterEventKind::Drain);
+                        self.fleet.set_draining(e, &name, true);
                     }
                 }
                 ActionKind::Resume => {
                     if l.draining[e].remove(&a) {
                         l.event(now, &pod, a, AdapterEventKind::Resume);
+                        self.fleet.set_draining(e, &name, false);
                         routable.push(a);
                     }
                 }
@@ -366,13 +371,17 @@ impl Sim<'_> {
         self.lora = Some(l);
         for (e, a) in loads {
             if instant {
-                self.loaded(e, a, now);
+                self.load_now(e, a, now);
+                listed.insert(e);
             } else {
                 let per_s = self.cfg.engine.lora_disk_gbps * 1e9;
                 let b =
                     bytes.map_or_else(|| self.slots[e].engine.lora_default_bytes(), |b| b as f64);
                 self.push(now + b / per_s, Event::AdapterLoaded(e, a));
             }
+        }
+        for e in listed {
+            self.list_adapters(e);
         }
         for a in routable {
             self.release_held(a, now);
@@ -382,11 +391,33 @@ impl Sim<'_> {
         }
     }
 
+    /// Tells the routing core what engine `e` lists (as the controller does after a load or
+    /// unload, and the gateway's `/v1/models` poll would).
+    fn list_adapters(&mut self, e: usize) {
+        let names = self.slots[e]
+            .engine
+            .loras()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        self.fleet.set_adapters(e, names);
+    }
+
     /// A load finished: engine `e` lists adapter `a`, and requests held for it go out.
     pub(super) fn loaded(&mut self, e: usize, a: u32, now: f64) {
-        let Some(l) = self.lora.as_mut() else { return };
+        if self.load_now(e, a, now) {
+            self.list_adapters(e);
+            self.release_held(a, now);
+        }
+    }
+
+    /// Registers adapter `a` on engine `e`; false when the load no longer applies.
+    fn load_now(&mut self, e: usize, a: u32, now: f64) -> bool {
+        let Some(l) = self.lora.as_mut() else {
+            return false;
+        };
         if !l.loading[e].remove(&a) || self.slots[e].life == Life::Stopped {
-            return;
+            return false;
         }
         let name = l.cfg.names[a as usize].clone();
         let weights = LoraWeights {
@@ -399,7 +430,7 @@ impl Sim<'_> {
             .load_lora_with(&name, &path, weights, false)
         {
             l.warnings.push(format!("loading {name}: {err}"));
-            return;
+            return false;
         }
         let pod = self.fleet.name(e).to_string();
         l.event(now, &pod, a, AdapterEventKind::Loaded);
@@ -411,6 +442,6 @@ impl Sim<'_> {
         if let Some(c) = l.report.per_adapter.get_mut(&name) {
             c.max_replicas = c.max_replicas.max(replicas);
         }
-        self.release_held(a, now);
+        true
     }
 }
