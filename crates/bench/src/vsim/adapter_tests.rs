@@ -275,3 +275,53 @@ fn a_bad_assignment_is_refused() {
         Err(SimError::AdapterTiming)
     );
 }
+
+#[test]
+fn a_cooled_adapter_is_drained_then_unloaded_and_never_routed_while_draining() {
+    // 10 s of one hot adapter at 30 req/s, then 10 s of two others.
+    let w = workload(600, 30.0);
+    let mix = AdapterMix::parse_file("hot\ncold-1\ncold-2\n").unwrap_or_else(|e| panic!("{e}"));
+    let mut a = AdapterSim::new(&mix, w.requests.len(), 1);
+    a.of_request = (0..600)
+        .map(|i| if i < 300 { 0 } else { 1 + i % 2 })
+        .collect();
+    a.policy.hot_rps_per_replica = 5.0;
+    a.tick_s = 1.0;
+    a.traffic_window_s = 3.0;
+    let run = run_it(&w, &config(3, 2, 4, a.clone()), "least-request");
+    let rep = report(&run);
+    assert!(run.records.iter().all(|r| r.status == 200));
+    let hot = &rep.per_adapter["hot"];
+    assert_eq!(hot.max_replicas, 3, "{hot:?}");
+    // Two extra copies while hot, both drained and unloaded once it cooled; one stays.
+    assert_eq!((hot.loads, hot.unloads), (3, 2), "{hot:?}");
+    let kinds: Vec<AdapterEventKind> = rep
+        .events
+        .iter()
+        .filter(|e| e.adapter == "hot")
+        .map(|e| e.kind)
+        .collect();
+    let drains = kinds
+        .iter()
+        .filter(|k| **k == AdapterEventKind::Drain)
+        .count();
+    assert_eq!(drains, 2, "{kinds:?}");
+    for e in rep
+        .events
+        .iter()
+        .filter(|e| e.kind == AdapterEventKind::Unload)
+    {
+        let drained_at = rep
+            .events
+            .iter()
+            .filter(|d| d.kind == AdapterEventKind::Drain && d.pod == e.pod)
+            .map(|d| d.t)
+            .fold(f64::NAN, f64::max);
+        assert!(drained_at <= e.t, "unloaded before its drain: {e:?}");
+    }
+    for r in &run.records {
+        let adapter = &mix.names[a.of_request[r.id as usize] as usize];
+        let pod = r.target_pod.as_deref().unwrap_or("");
+        assert!(held_at(rep, pod, adapter, r.sent_s), "{r:?}");
+    }
+}
