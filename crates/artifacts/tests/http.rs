@@ -238,7 +238,7 @@ async fn oversize_and_truncated_downloads_fail_cleanly() {
         ],
         "v1",
     );
-    server.put_files("/stream", &[config.clone()], "v1");
+    server.put_files("/stream", std::slice::from_ref(&config), "v1");
     server.set("/stream/adapter_model.safetensors", Reply::Chunked(big));
     let store = Store::open(scratch.path().join("cache"), limits).expect("open");
     let none = Credentials::default();
