@@ -13,8 +13,6 @@ use crate::up::{Endpoint, UpError, request, runtime, send};
 pub(crate) struct AdapterArgs {
     #[command(subcommand)]
     action: Action,
-    #[command(flatten)]
-    endpoint: Endpoint,
 }
 
 #[derive(Debug, Subcommand)]
@@ -23,11 +21,15 @@ enum Action {
     Apply {
         /// The file.
         file: PathBuf,
+        #[command(flatten)]
+        endpoint: Endpoint,
     },
     /// Delete a ModelAdapter: it is drained and unloaded from every replica.
     Delete {
         /// Its name.
         name: String,
+        #[command(flatten)]
+        endpoint: Endpoint,
     },
 }
 
@@ -36,7 +38,7 @@ pub(crate) fn run(args: AdapterArgs) -> Result<(), UpError> {
     runtime()?.block_on(async {
         let client = reqwest::Client::new();
         match &args.action {
-            Action::Apply { file } => {
+            Action::Apply { file, endpoint } => {
                 let text = std::fs::read_to_string(file).map_err(|e| UpError::Remote {
                     endpoint: file.display().to_string(),
                     why: e.to_string(),
@@ -53,17 +55,17 @@ pub(crate) fn run(args: AdapterArgs) -> Result<(), UpError> {
                         .to_string();
                     let body = serde_yaml_ng::to_string(&doc).unwrap_or_default();
                     let path = format!("/brix/adapters/{name}");
-                    let r = request(&client, &args.endpoint, reqwest::Method::PUT, &path)
+                    let r = request(&client, endpoint, reqwest::Method::PUT, &path)
                         .header("content-type", "application/yaml")
                         .body(body);
-                    let _: serde_json::Value = send(&args.endpoint, r).await?;
+                    let _: serde_json::Value = send(endpoint, r).await?;
                     println!("modeladapter/{name} applied");
                 }
             }
-            Action::Delete { name } => {
+            Action::Delete { name, endpoint } => {
                 let path = format!("/brix/adapters/{name}");
-                let r = request(&client, &args.endpoint, reqwest::Method::DELETE, &path);
-                let _: serde_json::Value = send(&args.endpoint, r).await?;
+                let r = request(&client, endpoint, reqwest::Method::DELETE, &path);
+                let _: serde_json::Value = send(endpoint, r).await?;
                 println!("modeladapter/{name} deleted (unloading from every replica)");
             }
         }

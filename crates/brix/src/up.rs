@@ -261,7 +261,10 @@ async fn serve(
             autoscalers.clone(),
             guard.clone(),
         ))
-        .merge(brix_platform::adapters::api::router(adapters.clone(), guard));
+        .merge(brix_platform::adapters::api::router(
+            adapters.clone(),
+            guard,
+        ));
     println!("brix gateway listening on http://{local}");
     println!("brix up: OpenAI endpoint http://{local}/v1 (Ctrl-C stops everything)");
     // On Ctrl-C or SIGTERM the gateway stops accepting and lets requests in flight finish
@@ -340,7 +343,12 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), UpError> {
             "/brix/autoscalers",
         );
         let autoscalers: Vec<AutoscalerStatus> = send(&args.endpoint, r).await?;
-        let r = request(&client, &args.endpoint, reqwest::Method::GET, "/brix/adapters");
+        let r = request(
+            &client,
+            &args.endpoint,
+            reqwest::Method::GET,
+            "/brix/adapters",
+        );
         let adapters: Vec<AdapterStatus> = send(&args.endpoint, r).await?;
         for m in &mut models {
             m.autoscaler = autoscalers.iter().find(|a| a.model == m.name).cloned();

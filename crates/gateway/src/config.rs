@@ -33,6 +33,8 @@ pub struct GatewayConfig {
     /// Scale from zero: how many requests are held for a model with no ready replica, and
     /// for how long.
     pub activator: ActivatorConfig,
+    /// LoRA adapters: how many requests wait for an adapter being placed, and for how long.
+    pub adapters: AdaptersConfig,
 }
 
 impl Default for GatewayConfig {
@@ -47,6 +49,27 @@ impl Default for GatewayConfig {
             admission: AdmissionConfig::default(),
             server: ServeConfig::default(),
             activator: ActivatorConfig::default(),
+            adapters: AdaptersConfig::default(),
+        }
+    }
+}
+
+/// Requests for a known adapter that no ready pod holds yet while its placement is in progress
+/// (`AdapterRoute::pending`) wait for a holder instead of failing at once, within bounds.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdaptersConfig {
+    /// Most requests held at once over all adapters; one more gets 503 at once.
+    pub max_held: u32,
+    /// Seconds a held request waits for a pod holding its adapter before it gets 503.
+    pub wait_s: f64,
+}
+
+impl Default for AdaptersConfig {
+    fn default() -> Self {
+        Self {
+            max_held: 1000,
+            wait_s: 30.0,
         }
     }
 }
@@ -77,6 +100,9 @@ impl Default for ActivatorConfig {
 pub struct RoutingConfig {
     /// Strategy (or weighted mix) for requests without a `routing-strategy` header.
     pub default_strategy: String,
+    /// Strategy for requests naming a LoRA adapter without a `routing-strategy` header
+    /// (base-model requests keep `default_strategy`).
+    pub adapter_strategy: String,
     /// Unit prompts are cut into blocks in: raw UTF-8 bytes, or cl100k tokens.
     #[serde(deserialize_with = "from_str")]
     pub block_unit: BlockUnit,
@@ -92,6 +118,12 @@ pub struct RoutingConfig {
     pub std_dev_factor: f64,
     /// `kv-cost`: prefill units one queued or running request is worth.
     pub load_units_per_request: f64,
+    /// `lora-affinity`: queued requests a pod with a free GPU slot costs over one already
+    /// running the adapter.
+    pub lora_slot_cost: f64,
+    /// `lora-affinity`: queued requests a pod whose GPU slots are all taken costs over one
+    /// already running the adapter.
+    pub lora_wait_cost: f64,
     /// Seed of the routing RNG (tie breaks, random): same seed, same decisions.
     pub seed: u64,
 }
@@ -101,6 +133,7 @@ impl Default for RoutingConfig {
         let p = PrefixConfig::default();
         Self {
             default_strategy: "least-request".into(),
+            adapter_strategy: "lora-affinity".into(),
             block_unit: BlockUnit::Bytes,
             block_size: 128,
             capacity_blocks: p.capacity_blocks,
@@ -108,6 +141,8 @@ impl Default for RoutingConfig {
             imbalance_abs: p.imbalance_abs,
             std_dev_factor: p.std_dev_factor,
             load_units_per_request: p.load_units_per_request,
+            lora_slot_cost: p.lora_slot_cost,
+            lora_wait_cost: p.lora_wait_cost,
             seed: 0,
         }
     }
@@ -123,6 +158,8 @@ impl RoutingConfig {
             std_dev_factor: self.std_dev_factor,
             block_units: self.block_size,
             load_units_per_request: self.load_units_per_request,
+            lora_slot_cost: self.lora_slot_cost,
+            lora_wait_cost: self.lora_wait_cost,
         }
     }
 }
@@ -301,6 +338,9 @@ pub enum ConfigError {
     /// The default strategy does not parse.
     #[error("routing.default_strategy: {0}")]
     Strategy(#[from] brix_router::StrategyParseError),
+    /// The adapter strategy does not parse.
+    #[error("routing.adapter_strategy: {0}")]
+    AdapterStrategy(brix_router::StrategyParseError),
     /// A knob out of range.
     #[error("{0}")]
     Invalid(String),
@@ -322,10 +362,28 @@ impl GatewayConfig {
         })
     }
 
+    /// The parsed `routing.adapter_strategy`.
+    pub fn adapter_strategy(&self) -> Result<Weighted, ConfigError> {
+        self.routing
+            .adapter_strategy
+            .parse()
+            .map_err(ConfigError::AdapterStrategy)
+    }
+
     /// Checks every knob once; returns the parsed default strategy.
     pub fn validate(&self) -> Result<Weighted, ConfigError> {
         let strategy: Weighted = self.routing.default_strategy.parse()?;
+        self.adapter_strategy()?;
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        let r = &self.routing;
+        let cost_ok = |c: f64| (0.0..=1e6).contains(&c);
+        if !cost_ok(r.lora_slot_cost) || !cost_ok(r.lora_wait_cost) {
+            return bad("routing.lora_slot_cost and routing.lora_wait_cost must be in 0..=1e6");
+        }
+        let ad = &self.adapters;
+        if ad.max_held == 0 || !(ad.wait_s > 0.0 && ad.wait_s <= 3600.0) {
+            return bad("adapters.max_held must be at least 1 and adapters.wait_s in (0, 3600]");
+        }
         if self.routing.block_size == 0 {
             return bad("routing.block_size must be at least 1");
         }
@@ -417,6 +475,28 @@ mod tests {
         assert!(matches!(cfg.validate(), Err(ConfigError::Strategy(_))));
         let mut cfg = GatewayConfig::default();
         cfg.routing.block_size = 0;
+        assert!(matches!(cfg.validate(), Err(ConfigError::Invalid(_))));
+        let cfg: GatewayConfig = serde_yaml_ng::from_str(
+            "routing:\n  adapter_strategy: least-request\nadapters:\n  max_held: 5\n  wait_s: 2\n",
+        )
+        .expect("parses");
+        assert_eq!(cfg.adapters.max_held, 5);
+        assert_eq!(
+            cfg.adapter_strategy().map(|s| s.to_string()).ok(),
+            Some("least-request".into())
+        );
+        assert_eq!(
+            GatewayConfig::default().routing.adapter_strategy,
+            "lora-affinity"
+        );
+        let mut cfg = GatewayConfig::default();
+        cfg.routing.adapter_strategy = "lora".into();
+        assert!(matches!(
+            cfg.validate(),
+            Err(ConfigError::AdapterStrategy(_))
+        ));
+        let mut cfg = GatewayConfig::default();
+        cfg.adapters.wait_s = 0.0;
         assert!(matches!(cfg.validate(), Err(ConfigError::Invalid(_))));
     }
 }

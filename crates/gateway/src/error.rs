@@ -27,6 +27,32 @@ pub fn bounded(s: &str) -> std::borrow::Cow<'_, str> {
     format!("{}…", &s[..end]).into()
 }
 
+/// Why a request for an adapter that exists found no pod to serve it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AdapterWhy {
+    /// No ready pod holds it (and no placement is in progress, or it ended without one).
+    NotPlaced,
+    /// Its placement is in progress, but `adapters.max_held` requests already wait.
+    HeldFull(u32),
+    /// Its placement is in progress, but no pod held it within `adapters.wait_s` seconds.
+    WaitedTooLong(f64),
+}
+
+impl std::fmt::Display for AdapterWhy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotPlaced => f.write_str("no ready pod holds it"),
+            Self::HeldFull(n) => write!(
+                f,
+                "it is being placed, and {n} requests already wait for adapters"
+            ),
+            Self::WaitedTooLong(s) => {
+                write!(f, "it is being placed, but no pod held it within {s} s")
+            }
+        }
+    }
+}
+
 /// Why the gateway answered instead of an engine.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -54,6 +80,9 @@ pub enum GatewayError {
     /// No pod serves this model or adapter (the name is kept bounded, see [`bounded`]).
     #[error("The model `{}` does not exist.", bounded(.0))]
     ModelNotFound(String),
+    /// The adapter exists, but no ready pod holds it (see [`AdapterWhy`]).
+    #[error("adapter '{}' has no ready replica: {}", bounded(.0), .1)]
+    NoAdapterReplica(String, AdapterWhy),
     /// The model exists but no pod is ready.
     #[error("no ready pod serves model {}", bounded(.0))]
     NoReadyPod(String),
@@ -91,6 +120,9 @@ impl GatewayError {
             Self::Strategy(_) => "bad_strategy",
             Self::ModelNotFound(_) => "model_not_found",
             Self::NoReadyPod(_) => "no_ready_pod",
+            Self::NoAdapterReplica(_, AdapterWhy::NotPlaced) => "adapter_not_placed",
+            Self::NoAdapterReplica(_, AdapterWhy::HeldFull(_)) => "adapter_held_full",
+            Self::NoAdapterReplica(_, AdapterWhy::WaitedTooLong(_)) => "adapter_wait_timeout",
             Self::ActivatorFull(..) => "activator_full",
             Self::ActivationTimeout(..) => "activation_timeout",
             Self::Upstream { .. } => "upstream_failed",
@@ -110,9 +142,10 @@ impl GatewayError {
             Self::Admission(r) => {
                 StatusCode::from_u16(r.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
-            Self::NoReadyPod(_) | Self::ActivatorFull(..) | Self::ActivationTimeout(..) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::NoReadyPod(_)
+            | Self::NoAdapterReplica(..)
+            | Self::ActivatorFull(..)
+            | Self::ActivationTimeout(..) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -125,9 +158,10 @@ impl GatewayError {
             Self::Admission(r) => r.code(),
             Self::Strategy(_) => "invalid_routing_strategy",
             Self::ModelNotFound(_) => "model_not_found",
-            Self::NoReadyPod(_) | Self::ActivatorFull(..) | Self::ActivationTimeout(..) => {
-                "service_unavailable"
-            }
+            Self::NoReadyPod(_)
+            | Self::NoAdapterReplica(..)
+            | Self::ActivatorFull(..)
+            | Self::ActivationTimeout(..) => "service_unavailable",
             Self::Upstream { .. } => "upstream_unavailable",
             Self::UpstreamTimeout(_) => "upstream_timeout",
             _ => return None,
@@ -149,9 +183,10 @@ impl GatewayError {
             Self::Admission(r) => r.debug_header().map(|(k, v)| (k, v.to_string())),
             Self::Strategy(_) => Some(("x-error-routing", "true".into())),
             Self::ModelNotFound(m) => Some(("x-error-no-model-backends", bounded(m).into_owned())),
-            Self::NoReadyPod(_) | Self::ActivatorFull(..) | Self::ActivationTimeout(..) => {
-                Some(("x-error-no-model-backends", "true".into()))
-            }
+            Self::NoReadyPod(_)
+            | Self::NoAdapterReplica(..)
+            | Self::ActivatorFull(..)
+            | Self::ActivationTimeout(..) => Some(("x-error-no-model-backends", "true".into())),
             Self::Parse(_) | Self::BodyRead(_) | Self::BodyTooLarge(_) => {
                 Some(("x-error-request-body-processing", "true".into()))
             }

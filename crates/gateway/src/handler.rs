@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use crate::Gateway;
 use crate::activator;
+use crate::adapters;
 use crate::catalog;
 use crate::error::GatewayError;
 use crate::metrics::{model_label, strategy_label};
@@ -115,14 +116,24 @@ async fn serve(
     }
     let model = parsed.model.clone();
     let refuse = |e: GatewayError| (model.clone(), e);
-    let strategy = match header(&head.headers, "routing-strategy") {
-        Some(s) if !s.trim().is_empty() => s
-            .parse()
-            .map_err(|e: brix_router::StrategyParseError| refuse(e.into()))?,
-        _ => gw.default_strategy.clone(),
+    let asked: Option<Weighted> = match header(&head.headers, "routing-strategy") {
+        Some(s) if !s.trim().is_empty() => Some(
+            s.parse()
+                .map_err(|e: brix_router::StrategyParseError| refuse(e.into()))?,
+        ),
+        _ => None,
     };
     if !gw.pool.knows(&model) {
         return Err(refuse(GatewayError::ModelNotFound(model.clone())));
+    }
+    // A LoRA adapter: its own default strategy, and only pods holding it (not draining it).
+    let is_adapter = gw.pool.is_adapter(&model);
+    let strategy = asked.unwrap_or_else(|| match is_adapter {
+        true => gw.adapter_strategy.clone(),
+        false => gw.default_strategy.clone(),
+    });
+    if is_adapter && gw.pool.route(&model).is_some() {
+        gw.adapter_rates.count(&model, gw.now());
     }
     // Counted for the autoscaler from here (a known model), in flight until it ends.
     let arrival = gw
@@ -130,7 +141,12 @@ async fn serve(
         .of(&model)
         .arrived((parsed.key.len() as u64).div_ceil(4));
     let mut candidates = gw.pool.candidates(&model);
-    if candidates.is_empty()
+    if candidates.is_empty() && is_adapter {
+        // Wait for a holder while the adapter is being placed; else 503 naming it.
+        candidates = adapters::hold(gw, &model, &gw.cfg.adapters)
+            .await
+            .map_err(refuse)?;
+    } else if candidates.is_empty()
         && let Some(gate) = gw.activator.gate(&model)
     {
         // Scale from zero: wait for a replica instead of refusing.
@@ -176,6 +192,7 @@ async fn serve(
         prompt_units,
         max_tokens: parsed.max_tokens,
         vtc,
+        adapter: is_adapter.then_some(model.as_str()),
     };
     let cx = Ctx {
         endpoint,

@@ -8,6 +8,7 @@
 //! metrics. Failures become the OpenAI error envelope in one place, [`error`].
 
 mod activator;
+mod adapters;
 mod catalog;
 mod config;
 mod discovery;
@@ -24,7 +25,7 @@ mod retry;
 mod sse;
 mod upstream;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,16 +48,17 @@ use tokio::net::TcpListener;
 use tokio::task::AbortHandle;
 
 pub use activator::Activation;
+pub use adapters::AdapterRoute;
 pub use brix_net::ServeConfig;
 pub use brix_router::BlockUnit;
 pub use config::{
-    ActivatorConfig, ConfigError, GatewayConfig, OutlierConfig, ProxyConfig, RoutingConfig,
-    ScrapeConfig,
+    ActivatorConfig, AdaptersConfig, ConfigError, GatewayConfig, OutlierConfig, ProxyConfig,
+    RoutingConfig, ScrapeConfig,
 };
 pub use discovery::{
     Discovery, EndpointsError, Registry, StaticFile, Target, Targets, parse_endpoints,
 };
-pub use error::GatewayError;
+pub use error::{AdapterWhy, GatewayError};
 pub use load::ModelLoad;
 
 use catalog::Catalog;
@@ -97,6 +99,12 @@ pub enum StartError {
 pub(crate) struct Gateway {
     cfg: GatewayConfig,
     default_strategy: Weighted,
+    /// Strategy for adapter requests without a `routing-strategy` header.
+    adapter_strategy: Weighted,
+    /// Requests held for adapters being placed.
+    adapters_held: adapters::Held,
+    /// Requests per adapter over the last minute.
+    adapter_rates: Arc<adapters::Rates>,
     pool: Arc<Pool>,
     client: Client,
     metrics: Arc<Metrics>,
@@ -229,6 +237,8 @@ pub struct GatewayHandle {
     activator: Arc<activator::Activator>,
     loads: Arc<load::Loads>,
     metrics: Arc<Metrics>,
+    adapter_rates: Arc<adapters::Rates>,
+    epoch: Instant,
 }
 
 /// One pod as the gateway sees it now.
@@ -304,6 +314,48 @@ impl GatewayHandle {
         load
     }
 
+    /// Declares the LoRA adapters that exist (the controller's ModelAdapters; replaces the
+    /// last set): requests naming one are routed with `routing.adapter_strategy`, held while
+    /// it is `pending` and no pod holds it, refused with 503 naming it otherwise, counted under
+    /// its name. Names come from the fleet file, never from requests.
+    pub fn set_adapters(&self, adapters: Vec<AdapterRoute>) {
+        self.pool.set_routes(adapters);
+    }
+
+    /// The adapters the engine at `address` holds now, as its `/v1/models` lists them (the
+    /// controller calls it after a load or unload, so routing need not wait for the next
+    /// probe; the probe keeps it current too, the newest word winning). Unknown addresses are
+    /// ignored.
+    pub fn set_pod_adapters(&self, address: &str, adapters: Vec<String>) {
+        match self.pool.pod(address) {
+            Some(p) => p.set_adapters(adapters),
+            None => tracing::debug!(address, "set_pod_adapters: no such pod"),
+        }
+    }
+
+    /// Stops (`true`) or resumes (`false`) routing new requests for `adapter` to the pod at
+    /// `address`, so it can be unloaded once [`Self::adapter_in_flight`] reaches 0. The mark
+    /// ends by itself when the pod stops listing the adapter.
+    pub fn set_adapter_draining(&self, address: &str, adapter: &str, draining: bool) {
+        match self.pool.pod(address) {
+            Some(p) => p.set_draining(adapter, draining),
+            None => tracing::debug!(address, adapter, "set_adapter_draining: no such pod"),
+        }
+    }
+
+    /// Requests for `adapter` in flight on the pod at `address` (a removed pod still
+    /// answering included): exact, released however each request ends.
+    pub fn adapter_in_flight(&self, address: &str, adapter: &str) -> u32 {
+        self.pool.adapter_in_flight_at(address, adapter)
+    }
+
+    /// Requests per second over the last 60 s for each adapter [`Self::set_adapters`]
+    /// declared (0 for an idle one): the placement's traffic input.
+    pub fn adapter_rps(&self) -> BTreeMap<String, f64> {
+        let now = self.epoch.elapsed().as_secs_f64();
+        self.adapter_rates.rps(&self.pool.route_names(), now)
+    }
+
     /// Adds a collector (the autoscalers' series) to the gateway's `/metrics`.
     pub fn register_metrics(
         &self,
@@ -346,6 +398,7 @@ pub async fn app_with_handle(
     discovery: &dyn Discovery,
 ) -> Result<(Router, GatewayHandle), StartError> {
     let default_strategy = cfg.validate()?;
+    let adapter_strategy = cfg.adapter_strategy()?;
     let admission = Arc::new(Admission::connect(cfg.admission.clone()).await?);
     let tokenizer = match cfg.routing.block_unit {
         BlockUnit::Bytes => None,
@@ -364,6 +417,9 @@ pub async fn app_with_handle(
     let epoch = Instant::now();
     let gw = Arc::new(Gateway {
         default_strategy,
+        adapter_strategy,
+        adapters_held: adapters::Held::default(),
+        adapter_rates: Arc::default(),
         pool: Arc::new(Pool::new(cfg.routing.prefix(), cfg.core(), epoch)),
         client,
         metrics: Arc::new(Metrics::new()?),
@@ -390,6 +446,8 @@ pub async fn app_with_handle(
         activator: gw.activator.clone(),
         loads: gw.loads.clone(),
         metrics: gw.metrics.clone(),
+        adapter_rates: gw.adapter_rates.clone(),
+        epoch: gw.epoch,
     };
     let mut routes = Router::new();
     for &(path, e) in endpoint::PATHS {

@@ -19,6 +19,7 @@ use brix_router::{
 };
 use rand::Rng;
 
+use crate::adapters::AdapterRoute;
 use crate::discovery::Targets;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -32,9 +33,8 @@ pub struct PodState {
     pub name: String,
     /// `host:port` (`target-pod-ip`).
     pub address: String,
+    /// The routing core's state, adapters held and draining included.
     core: Mutex<PodCore>,
-    /// Adapters the pod's `/v1/models` lists besides its base models.
-    adapters: Mutex<Vec<String>>,
     /// The pool's table and indexes (weak: the table holds the pod).
     shared: Weak<Shared>,
     epoch: Instant,
@@ -47,7 +47,6 @@ impl PodState {
             address: address.to_string(),
             // A new pod joins after its first good `/health` probe.
             core: Mutex::default(),
-            adapters: Mutex::default(),
             shared,
             epoch,
         }
@@ -73,9 +72,24 @@ impl PodState {
     }
 
     /// Takes an in-flight slot, released when the guard drops (also on cancellation).
+    #[cfg(test)]
     pub fn acquire(self: &Arc<Self>) -> InFlight {
-        self.core().begin();
-        InFlight { pod: self.clone() }
+        self.acquire_for(None)
+    }
+
+    /// [`Self::acquire`] for a request naming `adapter`, counted per adapter too until the
+    /// guard drops, however the request ends.
+    pub fn acquire_for(self: &Arc<Self>, adapter: Option<&str>) -> InFlight {
+        self.core().begin_for(adapter);
+        InFlight {
+            pod: self.clone(),
+            adapter: adapter.map(str::to_string),
+        }
+    }
+
+    /// Requests for `adapter` in flight on the pod.
+    pub fn adapter_in_flight(&self, adapter: &str) -> u32 {
+        self.core().adapter_in_flight(adapter)
     }
 
     /// Stores a good scrape; an engine that restarted loses its prefix claims.
@@ -163,19 +177,46 @@ impl PodState {
         }
     }
 
-    /// Stores the adapters the pod lists.
-    pub fn set_adapters(&self, adapters: Vec<String>) {
-        *lock(&self.adapters) = adapters;
+    /// Stores the adapters the pod holds (its `/v1/models`, or the controller after a load or
+    /// unload; the newest word wins), at most [`MAX_POD_ADAPTERS`]; wakes requests waiting
+    /// for an adapter.
+    pub fn set_adapters(&self, mut adapters: Vec<String>) {
+        if adapters.len() > MAX_POD_ADAPTERS {
+            tracing::warn!(pod = %self.name, listed = adapters.len(), kept = MAX_POD_ADAPTERS, "pod lists too many adapters; the rest are not routed to");
+            adapters.truncate(MAX_POD_ADAPTERS);
+        }
+        let changed = {
+            let mut core = self.core();
+            let changed = core.adapters() != adapters.as_slice();
+            core.set_adapters(adapters);
+            changed
+        };
+        if changed && let Some(shared) = self.shared.upgrade() {
+            shared.adapters_changed.notify_waiters();
+        }
+    }
+
+    /// Marks `adapter` draining here (no new requests for it) or serving again.
+    pub fn set_draining(&self, adapter: &str, draining: bool) {
+        self.core().set_draining(adapter, draining);
+        if !draining && let Some(shared) = self.shared.upgrade() {
+            shared.adapters_changed.notify_waiters();
+        }
     }
 
     /// Whether the pod lists `adapter`.
     pub fn has_adapter(&self, adapter: &str) -> bool {
-        lock(&self.adapters).iter().any(|a| a == adapter)
+        self.core().has_adapter(adapter)
+    }
+
+    /// Whether a request for `adapter` may come here, health aside (the core's rule).
+    pub fn serves(&self, adapter: &str) -> bool {
+        self.core().serves(Some(adapter))
     }
 
     /// Adapters the pod lists.
     pub fn adapters(&self) -> Vec<String> {
-        lock(&self.adapters).clone()
+        self.core().adapters().to_vec()
     }
 
     /// Records one finished response as this gateway saw it.
@@ -208,10 +249,16 @@ impl PodState {
     }
 }
 
+/// Most adapters kept per pod (they become metric labels; engines are configured, but a
+/// broken one must not grow the table without bound).
+pub const MAX_POD_ADAPTERS: usize = 4096;
+
 /// An in-flight slot on a pod; dropping it gives the slot back.
 #[derive(Debug)]
 pub struct InFlight {
     pod: Arc<PodState>,
+    /// The adapter the request named, counted per adapter on the pod.
+    adapter: Option<String>,
 }
 
 impl InFlight {
@@ -223,7 +270,7 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.pod.core().end();
+        self.pod.core().end_for(self.adapter.as_deref());
     }
 }
 
@@ -252,6 +299,10 @@ struct Shared {
     /// Woken whenever a pod joins rotation (held requests of a model scaling from zero wait
     /// on it).
     joined: tokio::sync::Notify,
+    /// Woken whenever a pod's adapter list changes or a drain ends (held adapter requests).
+    adapters_changed: tokio::sync::Notify,
+    /// The adapters that exist (the controller's ModelAdapters), by name.
+    routes: RwLock<BTreeMap<String, AdapterRoute>>,
 }
 
 impl Shared {
@@ -288,6 +339,8 @@ impl Pool {
                 eject: Mutex::default(),
                 cfg: core,
                 joined: tokio::sync::Notify::new(),
+                adapters_changed: tokio::sync::Notify::new(),
+                routes: RwLock::default(),
             }),
             retired: Mutex::default(),
             prefix,
@@ -350,19 +403,65 @@ impl Pool {
     /// Requests in flight to `address`, counting pods discovery already removed (a replica
     /// being drained is out of the table but may still be answering).
     pub fn in_flight_at(&self, address: &str) -> u32 {
-        let live = self
-            .read()
-            .by_address
-            .get(address)
-            .map_or(0, |p| p.in_flight());
+        self.sum_at(address, PodState::in_flight)
+    }
+
+    /// Requests for `adapter` in flight to `address`, removed pods included.
+    pub fn adapter_in_flight_at(&self, address: &str, adapter: &str) -> u32 {
+        self.sum_at(address, |p| p.adapter_in_flight(adapter))
+    }
+
+    /// `count` summed over the pod at `address` and removed pods still holding requests.
+    fn sum_at(&self, address: &str, count: impl Fn(&PodState) -> u32) -> u32 {
+        let live = self.read().by_address.get(address).map_or(0, |p| count(p));
         let retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
         let gone: u32 = retired
             .iter()
             .filter_map(Weak::upgrade)
             .filter(|p| p.address == address)
-            .map(|p| p.in_flight())
+            .map(|p| count(&p))
             .sum();
         live + gone
+    }
+
+    /// The pod discovery lists at `address`.
+    pub fn pod(&self, address: &str) -> Option<Arc<PodState>> {
+        self.read().by_address.get(address).cloned()
+    }
+
+    /// Replaces the set of adapters that exist; wakes requests waiting for one.
+    pub fn set_routes(&self, routes: Vec<AdapterRoute>) {
+        let map = routes.into_iter().map(|r| (r.name.clone(), r)).collect();
+        *self
+            .shared
+            .routes
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = map;
+        self.shared.adapters_changed.notify_waiters();
+    }
+
+    /// The adapter named `name`, if it exists.
+    pub fn route(&self, name: &str) -> Option<AdapterRoute> {
+        let routes = self.shared.routes.read().unwrap_or_else(|p| p.into_inner());
+        routes.get(name).cloned()
+    }
+
+    /// Names of the adapters that exist.
+    pub fn route_names(&self) -> Vec<String> {
+        let routes = self.shared.routes.read().unwrap_or_else(|p| p.into_inner());
+        routes.keys().cloned().collect()
+    }
+
+    /// Resolves the next time a pod's adapter list changes, a drain ends or the adapters that
+    /// exist change (enable it before checking candidates).
+    pub fn adapters_changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.shared.adapters_changed.notified()
+    }
+
+    /// Whether `model` names an adapter (not a base model some pod serves).
+    pub fn is_adapter(&self, model: &str) -> bool {
+        let base = self.read().by_model.contains_key(model);
+        !base && self.knows(model)
     }
 
     /// Resolves the next time a pod joins rotation (enable it before checking candidates).
@@ -370,24 +469,36 @@ impl Pool {
         self.shared.joined.notified()
     }
 
-    /// Whether `model` is known at all (a base model, or an adapter some pod lists).
+    /// Whether `model` is known at all (a base model, an adapter that exists, or an adapter
+    /// some pod lists). Only known names become metric labels.
     pub fn knows(&self, model: &str) -> bool {
         let t = self.read();
-        t.by_model.contains_key(model) || t.by_address.values().any(|p| p.has_adapter(model))
+        t.by_model.contains_key(model)
+            || self.route(model).is_some()
+            || t.by_address.values().any(|p| p.has_adapter(model))
     }
 
-    /// Healthy pods serving `model` as a base model or as an adapter.
+    /// Healthy pods serving `model` as a base model, or, for an adapter, holding it and not
+    /// draining it — in discovery order (the order routing's seeded shuffle starts from).
     pub fn candidates(&self, model: &str) -> Vec<Arc<PodState>> {
         let t = self.read();
-        match t.by_model.get(model) {
-            Some(pods) => pods.iter().filter(|p| p.is_healthy()).cloned().collect(),
-            None => t
-                .by_address
-                .values()
-                .filter(|p| p.is_healthy() && p.has_adapter(model))
-                .cloned()
-                .collect(),
+        if let Some(pods) = t.by_model.get(model) {
+            return pods.iter().filter(|p| p.is_healthy()).cloned().collect();
         }
+        // An adapter: the pods of its base model when it is known, else of every model.
+        let base = self.route(model).map(|r| r.base_model);
+        let mut seen = std::collections::HashSet::new();
+        t.by_model
+            .iter()
+            .filter(|(m, _)| {
+                base.as_ref()
+                    .is_none_or(|b| !t.by_model.contains_key(b) || *m == b)
+            })
+            .flat_map(|(_, pods)| pods)
+            .filter(|p| seen.insert(p.address.clone()))
+            .filter(|p| p.is_healthy() && p.serves(model))
+            .cloned()
+            .collect()
     }
 
     /// Every pod, for `/metrics` and probes.
@@ -452,87 +563,5 @@ impl Pool {
 mod core_tests;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::discovery::Target;
-
-    fn targets(spec: &[(&str, &[&str])]) -> Targets {
-        spec.iter()
-            .map(|(m, addrs)| {
-                let ts = addrs
-                    .iter()
-                    .map(|a| Target {
-                        name: a.to_string(),
-                        address: a.to_string(),
-                    })
-                    .collect();
-                (m.to_string(), ts)
-            })
-            .collect()
-    }
-
-    #[test]
-    fn apply_keeps_state_of_pods_that_stay() {
-        let pool = Pool::new(
-            PrefixConfig::default(),
-            CoreConfig::default(),
-            Instant::now(),
-        );
-        let c = pool.apply(&targets(&[("m", &["a:1", "b:1"])]));
-        assert_eq!((c.added.len(), c.removed.len()), (2, 0));
-        assert!(pool.candidates("m").is_empty(), "unprobed pods wait");
-        for p in pool.all() {
-            p.probe_health(true);
-        }
-        let a = pool
-            .candidates("m")
-            .into_iter()
-            .find(|p| p.address == "a:1");
-        let slot = a.as_ref().map(|p| p.acquire());
-        let c = pool.apply(&targets(&[("m", &["a:1", "c:1"])]));
-        assert_eq!(c.added.len(), 1);
-        assert_eq!(c.removed.len(), 1);
-        assert_eq!(c.removed[0].address, "b:1");
-        let kept: Vec<_> = pool.candidates("m");
-        assert_eq!(kept.len(), 1, "c:1 is not probed yet");
-        assert_eq!(kept[0].in_flight(), 1);
-        drop(slot);
-        assert_eq!(kept[0].in_flight(), 0);
-
-        // A removed pod still answering counts until its last request ends.
-        let c_slot = pool
-            .all()
-            .into_iter()
-            .find(|p| p.address == "c:1")
-            .map(|p| p.acquire());
-        pool.apply(&targets(&[("m", &["a:1"])]));
-        assert_eq!(pool.in_flight_at("c:1"), 1);
-        drop(c_slot);
-        assert_eq!(pool.in_flight_at("c:1"), 0);
-    }
-
-    #[test]
-    fn adapters_route_to_the_pods_that_list_them() {
-        let pool = Pool::new(
-            PrefixConfig::default(),
-            CoreConfig::default(),
-            Instant::now(),
-        );
-        pool.apply(&targets(&[("base", &["a:1", "b:1"])]));
-        for p in pool.all() {
-            p.probe_health(true);
-            if p.address == "b:1" {
-                p.set_adapters(vec!["sql".into()]);
-            }
-        }
-        assert!(pool.knows("sql"));
-        assert!(!pool.knows("other"));
-        let c = pool.candidates("sql");
-        assert_eq!(c.len(), 1);
-        assert_eq!(c[0].address, "b:1");
-        assert_eq!(
-            pool.routable(),
-            vec![("base".into(), None), ("sql".into(), Some("base".into()))]
-        );
-    }
-}
+#[path = "pool_unit_tests.rs"]
+mod tests;

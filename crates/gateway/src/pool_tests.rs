@@ -238,3 +238,184 @@ fn the_gateway_and_the_simulator_decide_alike() {
         }
     }
 }
+
+/// Events of an adapter fleet: lists, drains, LoRA batch states, adapter requests.
+#[derive(Clone, Debug)]
+enum Lv {
+    Probe(usize, bool),
+    Lists(usize, Vec<String>),
+    Drain(usize, String, bool),
+    Batch(usize, u32, Vec<String>, f64),
+    Route(String),
+    End(usize),
+}
+
+const ADAPTERS: [&str; 4] = ["a0", "a1", "a2", "a3"];
+
+fn adapter_script(seed: u64) -> Vec<(f64, Lv)> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let pick = |rng: &mut SmallRng, n: usize| -> Vec<String> {
+        (0..n)
+            .map(|_| ADAPTERS[rng.random_range(0..ADAPTERS.len())].to_string())
+            .collect()
+    };
+    let mut now = 0.0;
+    let mut out: Vec<(f64, Lv)> = (0..PODS).map(|i| (0.0, Lv::Probe(i, true))).collect();
+    for _ in 0..600 {
+        now += rng.random_range(0.0..0.5);
+        let p = rng.random_range(0..PODS);
+        let ev = match rng.random_range(0..20) {
+            0..=8 => Lv::Route(ADAPTERS[rng.random_range(0..ADAPTERS.len())].to_string()),
+            9..=11 => Lv::End(p),
+            12..=13 => {
+                let n = rng.random_range(0..4);
+                Lv::Lists(p, pick(&mut rng, n))
+            }
+            14 => Lv::Drain(
+                p,
+                ADAPTERS[rng.random_range(0..ADAPTERS.len())].to_string(),
+                rng.random_range(0..3) > 0,
+            ),
+            15..=18 => {
+                let n = rng.random_range(0..3);
+                Lv::Batch(
+                    p,
+                    rng.random_range(1..3),
+                    pick(&mut rng, n),
+                    rng.random_range(0.0..4.0),
+                )
+            }
+            _ => Lv::Probe(p, rng.random_range(0..5) > 0),
+        };
+        out.push((now, ev));
+    }
+    out
+}
+
+fn lora_scrape(max_lora: u32, running: &[String], waiting: f64) -> Scrape {
+    Scrape {
+        lora: Some(brix_router::LoraState {
+            max_lora,
+            running: running.to_vec(),
+            waiting: Vec::new(),
+        }),
+        ..scrape(waiting, 0.5, 0.0)
+    }
+}
+
+fn adapter_request(adapter: &str) -> RouteRequest<'_> {
+    RouteRequest {
+        adapter: Some(adapter),
+        ..RouteRequest::default()
+    }
+}
+
+fn adapters_through_pool(strategy: &Weighted, events: &[(f64, Lv)], seed: u64) -> Vec<String> {
+    let pool = Pool::new(PrefixConfig::default(), core_cfg(), Instant::now());
+    let targets = [(
+        "m".to_string(),
+        (0..PODS)
+            .map(|i| Target {
+                name: format!("p{i}"),
+                address: format!("p{i}"),
+            })
+            .collect(),
+    )]
+    .into_iter()
+    .collect();
+    pool.apply(&targets);
+    let pod = |i: usize| {
+        pool.pod(&format!("p{i}"))
+            .unwrap_or_else(|| panic!("pod {i}"))
+    };
+    let mut slots: Vec<Vec<InFlight>> = (0..PODS).map(|_| Vec::new()).collect();
+    let mut out = Vec::new();
+    for (n, (now, ev)) in events.iter().enumerate() {
+        match ev {
+            Lv::Probe(i, ok) => {
+                pod(*i).probe_health_at(*ok, *now);
+            }
+            Lv::Lists(i, list) => pod(*i).set_adapters(list.clone()),
+            Lv::Drain(i, a, d) => pod(*i).set_draining(a, *d),
+            Lv::Batch(i, max, running, w) => {
+                pod(*i).set_scrape_at(lora_scrape(*max, running, *w), *now)
+            }
+            Lv::Route(a) => {
+                let candidates = pool.candidates(a);
+                let req = adapter_request(a);
+                let mut rng = SmallRng::seed_from_u64(seed ^ n as u64);
+                match pool.decide(a, &candidates, strategy, &req, *now, &mut rng) {
+                    Ok(d) => {
+                        let chosen: &Arc<_> = &candidates[d.pod];
+                        let i: usize = chosen.address[1..].parse().unwrap_or(0);
+                        slots[i].push(chosen.acquire_for(Some(a)));
+                        out.push(format!("{a}@{}", chosen.name));
+                    }
+                    Err(_) => out.push("none".into()),
+                }
+            }
+            Lv::End(i) => {
+                slots[*i].pop();
+            }
+        }
+    }
+    out
+}
+
+fn adapters_through_fleet(strategy: &Weighted, events: &[(f64, Lv)], seed: u64) -> Vec<String> {
+    let names: Vec<(String, String)> = (0..PODS)
+        .map(|i| (format!("p{i}"), format!("p{i}")))
+        .collect();
+    let mut f = Fleet::new(&names, PrefixConfig::default(), core_cfg());
+    let mut open: Vec<Vec<String>> = vec![Vec::new(); PODS];
+    let mut out = Vec::new();
+    for (n, (now, ev)) in events.iter().enumerate() {
+        match ev {
+            Lv::Probe(i, ok) => {
+                f.probe(*i, *ok, *now);
+            }
+            Lv::Lists(i, list) => f.set_adapters(*i, list.clone()),
+            Lv::Drain(i, a, d) => f.set_draining(*i, a, *d),
+            Lv::Batch(i, max, running, w) => {
+                f.scraped(*i, *now, lora_scrape(*max, running, *w));
+            }
+            Lv::Route(a) => {
+                let req = adapter_request(a);
+                let mut rng = SmallRng::seed_from_u64(seed ^ n as u64);
+                match f.decide(strategy, &req, *now, &mut rng) {
+                    Ok(d) => {
+                        f.begin_for(d.pod, Some(a));
+                        open[d.pod].push(a.clone());
+                        out.push(format!("{a}@{}", f.name(d.pod)));
+                    }
+                    Err(_) => out.push("none".into()),
+                }
+            }
+            Lv::End(i) => {
+                if let Some(a) = open[*i].pop() {
+                    f.end_for(*i, Some(&a));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn adapter_routing_decides_alike_in_the_gateway_and_the_simulator() {
+    for strategy in ["lora-affinity", "least-request", "lora-affinity:2,random:1"] {
+        let s: Weighted = strategy.parse().unwrap_or_else(|e| panic!("{e}"));
+        for seed in 0..4 {
+            let events = adapter_script(seed);
+            let live = adapters_through_pool(&s, &events, seed);
+            let virt = adapters_through_fleet(&s, &events, seed);
+            let routed = live.iter().filter(|d| *d != "none").count();
+            assert!(routed > 100, "{strategy}: the script routes ({routed})");
+            let mut used: Vec<&str> = live.iter().filter_map(|d| d.split('@').nth(1)).collect();
+            used.sort();
+            used.dedup();
+            assert!(used.len() > 2, "{strategy}: decisions spread: {used:?}");
+            assert_eq!(live, virt, "{strategy}, seed {seed}");
+        }
+    }
+}

@@ -112,6 +112,7 @@ pub fn parse_scrape(text: &str) -> Scrape {
         metrics: parse_metrics(text),
         start_time: start,
         tokens_total: tokens,
+        lora: brix_router::prom::lora_requests_info(text),
     }
 }
 
@@ -195,6 +196,10 @@ mod tests {
         let s = parse_scrape(text);
         assert_eq!((s.tokens_total, s.start_time), (Some(120.0), Some(1.7e9)));
         assert_eq!(parse_scrape("").tokens_total, None);
+        assert_eq!(parse_scrape(text).lora, None, "LoRA off");
+        let lora = "vllm:lora_requests_info{max_lora=\"2\",running_lora_adapters=\"sql\",waiting_lora_adapters=\"\"} 1.7e9\n";
+        let got = parse_scrape(lora).lora.map(|l| (l.max_lora, l.running));
+        assert_eq!(got, Some((2, vec!["sql".to_string()])));
     }
 
     #[test]

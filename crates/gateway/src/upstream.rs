@@ -121,7 +121,7 @@ pub(crate) async fn send(
         }
         let i = choose(gw, cx, req, &candidates)?;
         let pod = candidates.swap_remove(i);
-        let slot = pod.acquire();
+        let slot = pod.acquire_for(req.adapter);
         let gauge = gw.metrics.in_flight_guard(model, &pod.name);
         let request = build(&pod.address, cx, headers, body.clone(), gw.strips_auth())?;
         let last = match tokio::time::timeout(timeout, gw.client.request(request)).await {

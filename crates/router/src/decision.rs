@@ -15,6 +15,8 @@ pub enum Fallback {
     LoadImbalance,
     /// `vtc-basic` got no user (or no token-window view for it).
     NoUser,
+    /// `lora-affinity` got a request for a base model (no adapter to be affine to).
+    NoAdapter,
 }
 
 impl Fallback {
@@ -26,6 +28,7 @@ impl Fallback {
             Self::NoPrefixMatch => "no_prefix_match",
             Self::LoadImbalance => "load_imbalance",
             Self::NoUser => "no_user",
+            Self::NoAdapter => "no_adapter",
         }
     }
 }

@@ -26,7 +26,7 @@ mod testing;
 
 pub use blocks::{BlockUnit, BlockUnitParseError, DEFAULT_SEED, hash_bytes, hash_tokens};
 pub use decision::{Decision, Fallback, NoRoute};
-pub use pod::{EngineMetrics, Observed, Pod, RouteRequest, VtcView};
+pub use pod::{EngineMetrics, LoraState, Observed, Pod, RouteRequest, VtcView};
 pub use prefix::{PrefixConfig, PrefixIndex};
 pub use select::route;
 pub use strategy::{Strategy, StrategyParseError, Weighted};

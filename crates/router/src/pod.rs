@@ -1,5 +1,7 @@
 //! What routing knows about a pod and a request at one instant.
 
+use std::sync::Arc;
+
 /// One ready pod serving the requested model (or adapter).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Pod {
@@ -13,6 +15,21 @@ pub struct Pod {
     pub metrics: EngineMetrics,
     /// What this gateway measured on the pod's recent responses (throughput, latency).
     pub observed: Observed,
+    /// The engine's LoRA batch state (`vllm:lora_requests_info`) while its scrape is not stale;
+    /// None for engines without LoRA. Shared, so a snapshot costs no copy of the names.
+    pub lora: Option<Arc<LoraState>>,
+}
+
+/// vLLM's LoRA batch state of one engine, from the newest `vllm:lora_requests_info` sample:
+/// what `lora-affinity` weighs (an adapter in the running batch costs no GPU-slot wait).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoraState {
+    /// `max_lora`: GPU slots, the most adapters one batch may mix (`--max-loras`).
+    pub max_lora: u32,
+    /// `running_lora_adapters`: adapters of the requests in the running batch.
+    pub running: Vec<String>,
+    /// `waiting_lora_adapters`: adapters of the requests waiting to be scheduled.
+    pub waiting: Vec<String>,
 }
 
 /// Engine signals scraped from `/metrics` (vLLM names); None when the engine does not export it.
@@ -68,4 +85,7 @@ pub struct RouteRequest<'a> {
     pub max_tokens: Option<u32>,
     /// The user's standing in the token window, for `vtc-basic`; None without a user.
     pub vtc: Option<VtcView>,
+    /// The LoRA adapter the request names (its `model` is an adapter), for `lora-affinity`
+    /// and for [`crate::fleet::Fleet`] to route only to pods holding it; None for a base model.
+    pub adapter: Option<&'a str>,
 }

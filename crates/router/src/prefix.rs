@@ -26,6 +26,13 @@ pub struct PrefixConfig {
     pub block_units: u32,
     /// `kv-cost`: prefill units one queued or running request is worth.
     pub load_units_per_request: f64,
+    /// `lora-affinity`: what a pod with a free GPU slot (the adapter joins the batch) costs
+    /// over one whose running batch has the adapter, in queued requests.
+    pub lora_slot_cost: f64,
+    /// `lora-affinity`: what a pod whose GPU slots are all taken by other adapters (the request
+    /// waits for one to drain) costs over one whose running batch has the adapter, in queued
+    /// requests.
+    pub lora_wait_cost: f64,
 }
 
 impl Default for PrefixConfig {
@@ -37,6 +44,8 @@ impl Default for PrefixConfig {
             std_dev_factor: 2.0,
             block_units: 128,
             load_units_per_request: 256.0,
+            lora_slot_cost: 1.0,
+            lora_wait_cost: 8.0,
         }
     }
 }

@@ -2,6 +2,47 @@
 //! with it, the test kit checks expositions with it. Pure; lenient (a line it cannot read is
 //! None, never a panic).
 
+use crate::pod::LoraState;
+
+/// Most adapter names kept from one `vllm:lora_requests_info` label (an engine listing more
+/// is cut, so a broken engine cannot grow the router's state).
+pub const MAX_LORA_NAMES: usize = 1024;
+
+/// vLLM's LoRA batch state from an exposition: `vllm:lora_requests_info{max_lora,
+/// running_lora_adapters, waiting_lora_adapters}`, comma-separated names. vLLM sets one series
+/// per distinct label set to the time it was last updated (`set_to_current_time`) and never
+/// removes old ones, so the sample with the largest value is the current state. None when the
+/// engine exports no such series (LoRA off) or none with a readable `max_lora`.
+pub fn lora_requests_info(text: &str) -> Option<LoraState> {
+    let mut best: Option<(f64, &str)> = None;
+    for line in text.lines() {
+        let Some(s) = sample(line) else { continue };
+        if s.name != "vllm:lora_requests_info" || !s.value.is_finite() {
+            continue;
+        }
+        if best.is_none_or(|(v, _)| s.value >= v) {
+            best = Some((s.value, s.labels));
+        }
+    }
+    let pairs = labels(best?.1)?;
+    let get = |k: &str| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let names = |k: &str| -> Vec<String> {
+        get(k)
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .take(MAX_LORA_NAMES)
+            .map(str::to_string)
+            .collect()
+    };
+    Some(LoraState {
+        max_lora: get("max_lora")?.trim().parse().ok()?,
+        running: names("running_lora_adapters"),
+        waiting: names("waiting_lora_adapters"),
+    })
+}
+
 /// One sample line, borrowed from the text.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sample<'a> {
@@ -99,5 +140,45 @@ mod tests {
         }
         assert_eq!(labels("a=1"), None);
         assert_eq!(labels("a=\"open"), None);
+    }
+
+    #[test]
+    fn lora_info_takes_the_newest_series() {
+        // As vLLM leaves them: one series per state it was in, valued with the time it was set.
+        let text = "# TYPE vllm:lora_requests_info gauge\n\
+            vllm:lora_requests_info{max_lora=\"2\",running_lora_adapters=\"sql\",waiting_lora_adapters=\"\"} 1.7000000005e+09\n\
+            vllm:lora_requests_info{max_lora=\"2\",running_lora_adapters=\"sql,chat\",waiting_lora_adapters=\"code\"} 1.7000000009e+09\n\
+            vllm:lora_requests_info{max_lora=\"2\",running_lora_adapters=\"\",waiting_lora_adapters=\"\"} 1.7000000001e+09\n";
+        let want = LoraState {
+            max_lora: 2,
+            running: vec!["sql".into(), "chat".into()],
+            waiting: vec!["code".into()],
+        };
+        assert_eq!(lora_requests_info(text), Some(want));
+        let idle = "vllm:lora_requests_info{max_lora=\"4\",running_lora_adapters=\"\",waiting_lora_adapters=\"\"} 5\n";
+        assert_eq!(
+            lora_requests_info(idle),
+            Some(LoraState {
+                max_lora: 4,
+                ..LoraState::default()
+            })
+        );
+        for none in [
+            "",
+            "vllm:num_requests_running 1\n",
+            "vllm:lora_requests_info{running_lora_adapters=\"a\"} 5\n",
+            "vllm:lora_requests_info{max_lora=\"x\"} 5\n",
+        ] {
+            assert_eq!(lora_requests_info(none), None, "{none:?}");
+        }
+        let many = (0..5000)
+            .map(|i| format!("a{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let line = format!(
+            "vllm:lora_requests_info{{max_lora=\"1\",running_lora_adapters=\"{many}\"}} 1\n"
+        );
+        let got = lora_requests_info(&line).map(|s| s.running.len());
+        assert_eq!(got, Some(MAX_LORA_NAMES));
     }
 }

@@ -26,11 +26,14 @@ pub enum Strategy {
     LeastLatency,
     /// Per-user token fairness (AIBrix's virtual token counter, basic variant).
     VtcBasic,
+    /// LoRA adapters: prefer a pod whose running batch has the adapter, then one with a free
+    /// GPU slot, weighed against load (llm-d's LoRA affinity, as one linear cost).
+    LoraAffinity,
 }
 
 impl Strategy {
     /// Every strategy, in the order docs list them.
-    pub const ALL: [Strategy; 10] = [
+    pub const ALL: [Strategy; 11] = [
         Self::Random,
         Self::LeastRequest,
         Self::LeastKvCache,
@@ -41,6 +44,7 @@ impl Strategy {
         Self::Throughput,
         Self::LeastLatency,
         Self::VtcBasic,
+        Self::LoraAffinity,
     ];
 
     /// The header value and metric label.
@@ -56,6 +60,7 @@ impl Strategy {
             Self::Throughput => "throughput",
             Self::LeastLatency => "least-latency",
             Self::VtcBasic => "vtc-basic",
+            Self::LoraAffinity => "lora-affinity",
         }
     }
 }

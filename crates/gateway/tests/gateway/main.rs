@@ -6,6 +6,7 @@
 )]
 
 mod activator;
+mod adapters;
 mod admission;
 mod errors;
 mod faults;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use brix_gateway::{GatewayConfig, Registry, Target};
+use brix_gateway::{GatewayConfig, GatewayHandle, Registry, Target};
 use brix_sim_http::SimConfig;
 use brix_testkit::{Exposition, SimServer, start_sim};
 use serde_json::{Value, json};
@@ -27,6 +27,8 @@ pub struct Fleet {
     pub registry: Arc<Registry>,
     pub base: String,
     pub http: reqwest::Client,
+    /// What code beside the gateway (the `brix up` controllers) calls.
+    pub handle: GatewayHandle,
 }
 
 /// `n` engines built by `sim(i)`, all serving [`MODEL`], behind a gateway with `cfg`.
@@ -37,7 +39,9 @@ pub async fn fleet(n: usize, cfg: GatewayConfig, sim: impl Fn(usize) -> SimConfi
     }
     let registry = Arc::new(Registry::new());
     registry.set(MODEL, targets(&sims));
-    let app = brix_gateway::app(cfg, registry.as_ref()).await.unwrap();
+    let (app, handle) = brix_gateway::app_with_handle(cfg, registry.as_ref())
+        .await
+        .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -46,6 +50,7 @@ pub async fn fleet(n: usize, cfg: GatewayConfig, sim: impl Fn(usize) -> SimConfi
         registry,
         base: format!("http://{addr}"),
         http: reqwest::Client::new(),
+        handle,
     }
 }
 
@@ -298,7 +303,9 @@ pub async fn gateway_over(cfg: GatewayConfig, addrs: &[std::net::SocketAddr]) ->
         })
         .collect();
     registry.set(MODEL, ts);
-    let app = brix_gateway::app(cfg, registry.as_ref()).await.unwrap();
+    let (app, handle) = brix_gateway::app_with_handle(cfg, registry.as_ref())
+        .await
+        .unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -307,5 +314,6 @@ pub async fn gateway_over(cfg: GatewayConfig, addrs: &[std::net::SocketAddr]) ->
         registry,
         base: format!("http://{addr}"),
         http: reqwest::Client::new(),
+        handle,
     }
 }

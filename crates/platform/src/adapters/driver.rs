@@ -27,6 +27,8 @@ struct Pod {
     model: String,
     address: String,
     ready: bool,
+    /// Restarts so far: a listing taken before the last restart says nothing of now.
+    restarts: u32,
     labels: BTreeMap<String, String>,
 }
 
@@ -62,8 +64,8 @@ pub(crate) struct Driver<P, G> {
     fetches: JoinSet<(String, String, Result<Fetched, FetchError>)>,
     /// By (replica id, adapter).
     backoff: BTreeMap<(String, String), Backoff>,
-    /// By replica id: the last good listing and when.
-    listings: BTreeMap<String, (Listing, Instant)>,
+    /// By replica id: the last good listing, when, and the replica's restarts then.
+    listings: BTreeMap<String, (Listing, Instant, u32)>,
 }
 
 impl<P: Platform, G: AdapterGateway> Driver<P, G> {
@@ -126,7 +128,7 @@ impl<P: Platform, G: AdapterGateway> Driver<P, G> {
         let models = self.shared.models.clone();
         let pods = self.pods(&models).await;
         self.list(&pods, &specs).await;
-        self.start_fetches(&specs, &models);
+        self.start_fetches(&pods, &specs, &models);
         let traffic = self.gateway.adapter_rps();
         let snapshot = self.snapshot(&pods, &specs, &models, &traffic);
         let plan = match brix_adapters::plan(&snapshot) {
@@ -152,6 +154,7 @@ impl<P: Platform, G: AdapterGateway> Driver<P, G> {
                 pods.push(Pod {
                     labels: m.replica_labels(&r.id),
                     ready: r.state == ReplicaState::Ready,
+                    restarts: r.restarts,
                     id: r.id,
                     model: r.model,
                     address: r.address,
@@ -166,13 +169,14 @@ impl<P: Platform, G: AdapterGateway> Driver<P, G> {
         let mut calls = JoinSet::new();
         for p in pods.iter().filter(|p| p.ready) {
             let (engine, id, address) = (self.engine.clone(), p.id.clone(), p.address.clone());
-            let key = api_key(specs, &p.model);
-            calls.spawn(async move { (id, engine.list(&address, key.as_deref()).await) });
+            let (key, restarts) = (api_key(specs, &p.model), p.restarts);
+            calls.spawn(async move { (id, restarts, engine.list(&address, key.as_deref()).await) });
         }
-        while let Some(Ok((id, result))) = calls.join_next().await {
+        while let Some(Ok((id, restarts, result))) = calls.join_next().await {
             match result {
                 Ok(listing) => {
-                    self.listings.insert(id, (listing, Instant::now()));
+                    self.listings
+                        .insert(id, (listing, Instant::now(), restarts));
                 }
                 Err(e) => tracing::debug!(replica = %id, error = %e.why, "listing adapters"),
             }
@@ -184,11 +188,16 @@ impl<P: Platform, G: AdapterGateway> Driver<P, G> {
 
     /// The listing of a replica if it is ready and was listed recently.
     fn listing(&self, pod: &Pod) -> Option<&Listing> {
-        let (l, at) = self.listings.get(&pod.id)?;
-        (pod.ready && at.elapsed() < LISTING_TTL).then_some(l)
+        let (l, at, restarts) = self.listings.get(&pod.id)?;
+        (pod.ready && *restarts == pod.restarts && at.elapsed() < LISTING_TTL).then_some(l)
     }
 
-    fn start_fetches(&mut self, specs: &BTreeMap<String, super::Desired>, models: &[ModelSpec]) {
+    fn start_fetches(
+        &mut self,
+        pods: &[Pod],
+        specs: &BTreeMap<String, super::Desired>,
+        models: &[ModelSpec],
+    ) {
         for (name, d) in specs.iter().filter(|(_, d)| !d.deleted) {
             let url = &d.adapter.spec.artifact_url;
             let due = match self.artifacts.get(name) {
@@ -212,11 +221,22 @@ impl<P: Platform, G: AdapterGateway> Driver<P, G> {
                 .target_model()
                 .and_then(|b| models.iter().find(|m| m.name == b))
                 .and_then(|m| lora_limits(m).2);
+            // The adapter's `base_model_name_or_path` must name the base model: its served
+            // name or what its engines report as their root (the path or hub id served).
+            let base = d.adapter.target_model().unwrap_or_default();
+            let mut base_models = vec![base.to_string()];
+            for p in pods.iter().filter(|p| p.model == base) {
+                if let Some(l) = self.listing(p) {
+                    base_models.extend(l.roots.iter().cloned());
+                }
+            }
             let (fetcher, name, url) = (self.fetcher.clone(), name.clone(), url.clone());
             self.artifacts
                 .insert(name.clone(), (url.clone(), Artifact::Fetching));
             self.fetches.spawn(async move {
-                let r = fetcher.fetch(&url, secret.as_ref(), max_rank).await;
+                let r = fetcher
+                    .fetch(&url, secret.as_ref(), max_rank, base_models)
+                    .await;
                 (name, url, r)
             });
         }
@@ -360,7 +380,7 @@ impl<P: Platform, G: AdapterGateway> Driver<P, G> {
             match result {
                 Ok(()) => {
                     self.backoff.remove(&key);
-                    if let Some((l, _)) = self.listings.get_mut(&key.0) {
+                    if let Some((l, _, _)) = self.listings.get_mut(&key.0) {
                         if kind == ActionKind::Load {
                             l.adapters.insert(key.1.clone());
                         } else {

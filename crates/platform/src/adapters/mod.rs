@@ -11,6 +11,7 @@ pub mod api;
 mod driver;
 mod engine;
 mod fetch;
+mod gateway;
 mod status;
 
 use std::collections::BTreeMap;

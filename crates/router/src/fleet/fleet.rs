@@ -107,9 +107,10 @@ impl Fleet {
         p
     }
 
-    /// Routes `req` over the pods in rotation at `now`; the decision's `pod` is a fleet
-    /// position. Book the request with [`Self::begin`] and, once the engine accepted it,
-    /// [`Self::accepted`].
+    /// Routes `req` over the pods in rotation at `now` (for a request naming an adapter, those
+    /// holding it and not draining it: [`PodCore::serves`]); the decision's `pod` is a fleet
+    /// position. Book the request with [`Self::begin`] (or [`Self::begin_for`]) and, once the
+    /// engine accepted it, [`Self::accepted`].
     pub fn decide(
         &mut self,
         strategy: &Weighted,
@@ -117,13 +118,15 @@ impl Fleet {
         now: f64,
         rng: &mut impl Rng,
     ) -> Result<Decision, NoRoute> {
+        // In rotation and, for an adapter, holding it and not draining it.
+        let eligible = |f: &Self, i: usize| f.routable(i) && f.cores[i].serves(req.adapter);
         let same = (0..self.cores.len())
-            .filter(|&i| self.routable(i))
+            .filter(|&i| eligible(self, i))
             .eq(self.candidates.iter().copied());
         if !same {
             // The set in rotation changed: rebuild the views (names cloned once per change).
             self.candidates = (0..self.cores.len())
-                .filter(|&i| self.routable(i))
+                .filter(|&i| eligible(self, i))
                 .collect();
             self.scratch = self
                 .candidates
@@ -149,6 +152,27 @@ impl Fleet {
     /// A request to pod `i` ended.
     pub fn end(&mut self, i: usize) {
         self.cores[i].end();
+    }
+
+    /// A request for `adapter` (None: the base model) was sent to pod `i`.
+    pub fn begin_for(&mut self, i: usize, adapter: Option<&str>) {
+        self.cores[i].begin_for(adapter);
+    }
+
+    /// A request begun with [`Self::begin_for`] on pod `i` ended.
+    pub fn end_for(&mut self, i: usize, adapter: Option<&str>) {
+        self.cores[i].end_for(adapter);
+    }
+
+    /// Pod `i`'s engine holds these adapters now (its `/v1/models`; in virtual time, the
+    /// placement's loads and unloads as they complete).
+    pub fn set_adapters(&mut self, i: usize, adapters: Vec<String>) {
+        self.cores[i].set_adapters(adapters);
+    }
+
+    /// Marks `adapter` draining on pod `i` (no new requests for it there) or serving again.
+    pub fn set_draining(&mut self, i: usize, adapter: &str, draining: bool) {
+        self.cores[i].set_draining(adapter, draining);
     }
 
     /// The engine of pod `i` accepted a prompt of `blocks` at `now` (2xx response headers):

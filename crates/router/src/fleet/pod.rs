@@ -1,8 +1,11 @@
 //! One pod's routing state and its update rules.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
 use super::CoreConfig;
 use super::health::{FailureKind, Health};
-use crate::pod::{EngineMetrics, Observed, Pod};
+use crate::pod::{EngineMetrics, LoraState, Observed, Pod};
 
 /// Smoothing of the measured TTFT and TPOT (weight of the newest sample).
 pub const EWMA_ALPHA: f64 = 0.2;
@@ -19,6 +22,9 @@ pub struct Scrape {
     /// Prompt plus generation tokens served so far (`vllm:*_tokens_total`): a counter that
     /// goes down means the engine restarted.
     pub tokens_total: Option<f64>,
+    /// The LoRA batch state (`vllm:lora_requests_info`, see [`crate::prom::lora_requests_info`]);
+    /// None for an engine without LoRA.
+    pub lora: Option<LoraState>,
 }
 
 /// A change in what the pod can be trusted with, for the driver to act on.
@@ -85,6 +91,13 @@ pub struct PodCore {
     tpot_s: Option<f64>,
     rates: RateWindow,
     health: Health,
+    lora: Option<Arc<LoraState>>,
+    /// LoRA adapters the engine holds (its `/v1/models` entries with a `parent`).
+    adapters: Vec<String>,
+    /// Adapters being drained here: no new request for them (the placement moves them away).
+    draining: BTreeSet<String>,
+    /// Requests in flight per adapter (entries at zero are removed).
+    adapter_in_flight: BTreeMap<String, u32>,
 }
 
 impl PodCore {
@@ -101,6 +114,71 @@ impl PodCore {
     /// A request to the pod ended, however it ended.
     pub fn end(&mut self) {
         self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
+    /// [`Self::begin`] for a request naming `adapter` (None: a base-model request), counted
+    /// per adapter too so a drain knows when its last request ended.
+    pub fn begin_for(&mut self, adapter: Option<&str>) {
+        self.begin();
+        if let Some(a) = adapter {
+            *self.adapter_in_flight.entry(a.to_string()).or_default() += 1;
+        }
+    }
+
+    /// [`Self::end`] for a request begun with [`Self::begin_for`] with the same `adapter`.
+    pub fn end_for(&mut self, adapter: Option<&str>) {
+        self.end();
+        if let Some(a) = adapter
+            && let Some(n) = self.adapter_in_flight.get_mut(a)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.adapter_in_flight.remove(a);
+            }
+        }
+    }
+
+    /// Requests for `adapter` routed to the pod and not yet ended.
+    pub fn adapter_in_flight(&self, adapter: &str) -> u32 {
+        self.adapter_in_flight.get(adapter).copied().unwrap_or(0)
+    }
+
+    /// The adapters the engine holds now (from its `/v1/models`, or the controller that just
+    /// loaded or unloaded one). A drain mark ends when its adapter leaves the list (unloaded).
+    pub fn set_adapters(&mut self, adapters: Vec<String>) {
+        self.draining.retain(|a| adapters.contains(a));
+        self.adapters = adapters;
+    }
+
+    /// The adapters the engine holds.
+    pub fn adapters(&self) -> &[String] {
+        &self.adapters
+    }
+
+    /// Whether the engine holds `adapter`.
+    pub fn has_adapter(&self, adapter: &str) -> bool {
+        self.adapters.iter().any(|a| a == adapter)
+    }
+
+    /// Marks `adapter` as draining here (no new requests for it) or serving again. Only an
+    /// adapter the pod holds can be marked.
+    pub fn set_draining(&mut self, adapter: &str, draining: bool) {
+        if !draining {
+            self.draining.remove(adapter);
+        } else if self.has_adapter(adapter) {
+            self.draining.insert(adapter.to_string());
+        }
+    }
+
+    /// Whether `adapter` is draining here.
+    pub fn is_draining(&self, adapter: &str) -> bool {
+        self.draining.contains(adapter)
+    }
+
+    /// Whether a request for `adapter` (None: the base model) may be routed here, health
+    /// aside: the pod holds the adapter and is not draining it. One rule for both drivers.
+    pub fn serves(&self, adapter: Option<&str>) -> bool {
+        adapter.is_none_or(|a| self.has_adapter(a) && !self.is_draining(a))
     }
 
     /// A response finished at `now` with these token counts and measured latencies.
@@ -128,6 +206,7 @@ impl PodCore {
         let restarted = matches!((self.start_time, scrape.start_time), (Some(a), Some(b)) if a != b)
             || matches!((self.tokens_total, scrape.tokens_total), (Some(a), Some(b)) if b < a);
         self.metrics = scrape.metrics;
+        self.lora = scrape.lora.map(Arc::new);
         self.scraped_at = Some(now);
         self.start_time = scrape.start_time.or(self.start_time);
         self.tokens_total = scrape.tokens_total.or(self.tokens_total);
@@ -189,7 +268,13 @@ impl PodCore {
     pub fn fill(&self, pod: &mut Pod, now: f64, cfg: &CoreConfig) {
         let (prompt_tps, output_tps) = self.rates.rates(now);
         pod.in_flight = self.in_flight;
-        pod.metrics = match self.metrics_age(now).map(|a| cfg.trust(a)) {
+        let trust = self.metrics_age(now).map(|a| cfg.trust(a));
+        // The LoRA batch state is kept as is until stale, like KV usage.
+        pod.lora = match trust {
+            Some(t) if t > 0.0 => self.lora.clone(),
+            _ => None,
+        };
+        pod.metrics = match trust {
             None => EngineMetrics::default(),
             Some(t) if t <= 0.0 => EngineMetrics::default(),
             Some(t) if t >= 1.0 => self.metrics.clone(),

@@ -383,3 +383,89 @@ fn prefix_index_matches_a_naive_model() {
         }
     }
 }
+
+fn lora(running: &[&str]) -> Scrape {
+    Scrape {
+        lora: Some(crate::LoraState {
+            max_lora: 1,
+            running: running.iter().map(|s| s.to_string()).collect(),
+            waiting: Vec::new(),
+        }),
+        ..gauges(0.0)
+    }
+}
+
+#[test]
+fn adapter_requests_go_only_to_holders_not_draining_it() {
+    let mut f = fleet(3);
+    let s: crate::Weighted = "lora-affinity".parse().unwrap_or_else(|e| panic!("{e}"));
+    let mut rng = SmallRng::seed_from_u64(3);
+    let sql = crate::RouteRequest {
+        adapter: Some("sql"),
+        ..crate::RouteRequest::default()
+    };
+    for i in 0..3 {
+        f.probe(i, true, 0.0);
+    }
+    assert!(
+        f.decide(&s, &sql, 0.0, &mut rng).is_err(),
+        "nobody holds it"
+    );
+    f.set_adapters(1, vec!["sql".into()]);
+    f.set_adapters(2, vec!["sql".into(), "chat".into()]);
+    // Pod 1's batch is busy with another adapter (one slot): pod 2 runs sql.
+    f.scraped(1, 0.0, lora(&["chat"]));
+    f.scraped(2, 0.0, lora(&["sql"]));
+    for _ in 0..5 {
+        assert_eq!(f.decide(&s, &sql, 0.1, &mut rng).map(|d| d.pod), Ok(2));
+    }
+    // Base-model requests still see every pod.
+    let base = crate::RouteRequest::default();
+    let mut seen = [false; 3];
+    for _ in 0..40 {
+        if let Ok(d) = f.decide(
+            &"random".parse().unwrap_or_else(|e| panic!("{e}")),
+            &base,
+            0.1,
+            &mut rng,
+        ) {
+            seen[d.pod] = true;
+        }
+    }
+    assert_eq!(seen, [true; 3]);
+    // Draining pod 2 sends sql to pod 1, whatever its affinity.
+    f.set_draining(2, "sql", true);
+    assert!(f.core(2).is_draining("sql"));
+    for _ in 0..5 {
+        assert_eq!(f.decide(&s, &sql, 0.2, &mut rng).map(|d| d.pod), Ok(1));
+    }
+    // A drain mark needs the adapter held, and ends when it is unloaded.
+    f.set_draining(0, "sql", true);
+    assert!(!f.core(0).is_draining("sql"));
+    f.set_adapters(2, vec!["chat".into()]);
+    f.set_adapters(2, vec!["sql".into(), "chat".into()]);
+    assert!(!f.core(2).is_draining("sql"), "reloaded: serving");
+    f.set_draining(1, "sql", true);
+    f.set_draining(1, "sql", false);
+    assert!(f.core(1).serves(Some("sql")));
+}
+
+#[test]
+fn in_flight_is_counted_per_adapter_and_lora_state_ages_out() {
+    let mut c = PodCore::default();
+    c.begin_for(Some("sql"));
+    c.begin_for(Some("sql"));
+    c.begin_for(None);
+    c.end_for(Some("sql"));
+    assert_eq!((c.in_flight(), c.adapter_in_flight("sql")), (2, 1));
+    c.end_for(Some("sql"));
+    c.end_for(Some("sql"));
+    c.end_for(Some("other"));
+    assert_eq!((c.in_flight(), c.adapter_in_flight("sql")), (0, 0));
+    let cc = CoreConfig::default();
+    c.scraped(10.0, lora(&["sql"]));
+    assert!(c.snapshot("a", "a", 15.0, &cc).lora.is_some(), "aging");
+    assert_eq!(c.snapshot("a", "a", 20.0, &cc).lora, None, "stale");
+    c.scraped(21.0, gauges(0.0));
+    assert_eq!(c.snapshot("a", "a", 21.0, &cc).lora, None, "LoRA off");
+}

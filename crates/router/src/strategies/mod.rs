@@ -16,6 +16,7 @@ mod kv_cost;
 mod least_kv_cache;
 mod least_latency;
 mod least_request;
+mod lora_affinity;
 mod power_of_two;
 mod prefix_cache;
 mod random;
@@ -93,6 +94,7 @@ pub(crate) fn scorer(strategy: Strategy) -> &'static dyn Scorer {
         Strategy::Throughput => &throughput::Throughput,
         Strategy::LeastLatency => &least_latency::LeastLatency,
         Strategy::VtcBasic => &vtc_basic::VtcBasic,
+        Strategy::LoraAffinity => &lora_affinity::LoraAffinity,
     }
 }
 
