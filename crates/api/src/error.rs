@@ -22,7 +22,7 @@ impl FieldError {
     }
 
     /// The same error with `prefix` put in front of its path (`spec.x` → `resources[0].spec.x`).
-    pub(crate) fn under(mut self, prefix: &str) -> Self {
+    pub fn under(mut self, prefix: &str) -> Self {
         self.field = join(prefix, &self.field);
         self
     }

@@ -56,7 +56,7 @@ pub use error::{Deprecation, FieldError};
 pub use knobs::{ANNOTATION_PREFIX, GoDurationError, ScalingKnobs, parse_go_duration};
 pub use meta::{
     LabelSelector, LabelSelectorRequirement, LocalObjectReference, MODEL_NAME_LABEL, ObjectMeta,
-    ObjectReference, SelectorOperator,
+    ObjectReference, REPLICA_LABEL, SelectorOperator,
 };
 pub use model::{CommandEngine, EngineSpec, MAX_REPLICAS, ModelSpec, SimEngine, validate_models};
 pub use resource::{Resource, deprecations, validate_resources};

@@ -12,6 +12,9 @@ use crate::names::{dns_label_problem, dns_subdomain_problem};
 /// The pod label AIBrix discovery reads to know which model a pod serves.
 pub const MODEL_NAME_LABEL: &str = "model.aibrix.ai/name";
 
+/// The label `brix up` puts on each replica with its id, so a `podSelector` can pin one.
+pub const REPLICA_LABEL: &str = "brix.dev/replica";
+
 /// `metadata` of a resource document: the fields Brix reads.
 ///
 /// Fields the Kubernetes API server fills in (`uid`, `resourceVersion`, `creationTimestamp`,

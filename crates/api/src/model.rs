@@ -23,6 +23,10 @@ pub struct ModelSpec {
     pub replicas: u32,
     /// How each replica runs.
     pub engine: EngineSpec,
+    /// Labels every replica carries besides `model.aibrix.ai/name` and `brix.dev/replica`:
+    /// what a ModelAdapter's `podSelector` matches.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// How a replica of the model runs: exactly one of `sim` or `command` (externally tagged map key).
@@ -63,6 +67,12 @@ pub struct SimEngine {
     /// Distinct adapters in one batch (needs `enable_lora`).
     #[serde(default)]
     pub max_loras: Option<u32>,
+    /// Adapters kept in host memory (vLLM's `--max-cpu-loras`; default `max_loras`).
+    #[serde(default)]
+    pub max_cpu_loras: Option<u32>,
+    /// Largest adapter rank accepted (vLLM's `--max-lora-rank`).
+    #[serde(default)]
+    pub max_lora_rank: Option<u32>,
     /// Natural answer lengths, as `brix sim --output-len`: `fixed:N`, `uniform:LO:HI`,
     /// `exp:MEAN` or `lognormal:MEDIAN:SIGMA`.
     #[serde(default)]
@@ -105,6 +115,17 @@ impl CommandEngine {
     }
 }
 
+impl ModelSpec {
+    /// The labels of one replica: the model's `labels` plus `model.aibrix.ai/name` and
+    /// `brix.dev/replica`, what a ModelAdapter's `podSelector` is matched against.
+    pub fn replica_labels(&self, replica: &str) -> BTreeMap<String, String> {
+        let mut labels = self.labels.clone();
+        labels.insert(crate::meta::MODEL_NAME_LABEL.into(), self.name.clone());
+        labels.insert(crate::meta::REPLICA_LABEL.into(), replica.into());
+        labels
+    }
+}
+
 impl Default for SimEngine {
     /// `brix sim` with no flags.
     fn default() -> Self {
@@ -116,6 +137,8 @@ impl Default for SimEngine {
             num_gpu_blocks_override: None,
             enable_lora: false,
             max_loras: None,
+            max_cpu_loras: None,
+            max_lora_rank: None,
             output_len: None,
             seed: None,
             startup_delay_s: None,
@@ -203,6 +226,20 @@ pub fn validate_models(models: &[ModelSpec]) -> Result<(), FieldError> {
                 format!("{} is more than {MAX_REPLICAS}", model.replicas),
             );
         }
+        for key in model.labels.keys() {
+            if key == crate::meta::MODEL_NAME_LABEL || key == crate::meta::REPLICA_LABEL {
+                return fail(
+                    format!("{at}.labels[{key}]"),
+                    "is set by Brix on every replica; choose another key",
+                );
+            }
+            if key.is_empty() || key.len() > 253 || key.chars().any(char::is_whitespace) {
+                return fail(
+                    format!("{at}.labels"),
+                    "keys must be 1..=253 characters without whitespace",
+                );
+            }
+        }
         match &model.engine {
             EngineSpec::Sim(sim) => validate_sim(sim),
             EngineSpec::Command(cmd) => validate_command(cmd),
@@ -224,6 +261,8 @@ fn validate_sim(sim: &SimEngine) -> Result<(), FieldError> {
         ("max_model_len", sim.max_model_len),
         ("num_gpu_blocks_override", sim.num_gpu_blocks_override),
         ("max_loras", sim.max_loras),
+        ("max_cpu_loras", sim.max_cpu_loras),
+        ("max_lora_rank", sim.max_lora_rank),
     ] {
         if value == Some(0) {
             return fail(format!("sim.{field}"), "must be at least 1");
@@ -237,8 +276,24 @@ fn validate_sim(sim: &SimEngine) -> Result<(), FieldError> {
             "must be a number of seconds in 0..=3600",
         );
     }
-    if sim.max_loras.is_some() && !sim.enable_lora {
-        return fail("sim.max_loras", "needs enable_lora: true");
+    for (field, value) in [
+        ("max_loras", sim.max_loras),
+        ("max_cpu_loras", sim.max_cpu_loras),
+        ("max_lora_rank", sim.max_lora_rank),
+    ] {
+        if value.is_some() && !sim.enable_lora {
+            return fail(format!("sim.{field}"), "needs enable_lora: true");
+        }
+    }
+    if let (Some(cpu), Some(gpu)) = (sim.max_cpu_loras, sim.max_loras)
+        && cpu < gpu
+    {
+        return fail(
+            "sim.max_cpu_loras",
+            format!(
+                "{cpu} is less than max_loras {gpu} (vLLM requires max_cpu_loras >= max_loras)"
+            ),
+        );
     }
     if let Some(spec) = &sim.output_len
         && let Err(e) = spec.parse::<brix_sim::OutputLen>()

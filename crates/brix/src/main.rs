@@ -1,5 +1,6 @@
 //! The one Brix binary: each subcommand is a module that parses its flags and calls a library.
 
+mod adapter_cmd;
 mod admin_key;
 mod bench;
 mod gateway;
@@ -32,6 +33,8 @@ enum Command {
     Status(up::StatusArgs),
     /// Set a model's replica count on a running `brix up`.
     Scale(up::ScaleArgs),
+    /// Add, replace or delete ModelAdapters on a running `brix up`.
+    Adapter(adapter_cmd::AdapterArgs),
     /// Measure the gateway on loopback: a fast mock upstream and a closed-loop load generator.
     Bench(bench::BenchArgs),
 }
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::Up(args) => up::up(args).map_err(|e| e.to_string()),
         Command::Status(args) => up::status(args).map_err(|e| e.to_string()),
         Command::Scale(args) => up::scale(args).map_err(|e| e.to_string()),
+        Command::Adapter(args) => adapter_cmd::run(args).map_err(|e| e.to_string()),
         Command::Bench(args) => return bench::main(args),
     };
     match result {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use brix_gateway::Registry;
+use brix_platform::adapters::{AdapterConfig, AdapterStatus, Adapters};
 use brix_platform::admin::{AdminGuard, ModelStatus, ScaleRequest};
 use brix_platform::autoscale::{AutoscalerStatus, Autoscalers};
 use brix_platform::{FleetError, FleetFile, LocalConfig, LocalPlatform, PlatformError};
@@ -123,7 +124,7 @@ pub(crate) enum UpError {
     },
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, UpError> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, UpError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -234,6 +235,22 @@ async fn serve(
             return Err(e.into());
         }
     };
+    let adapters = Adapters::start(
+        &file.models,
+        &file.resources,
+        &file.secrets,
+        platform.clone(),
+        gateway.clone(),
+        AdapterConfig {
+            base_dir: args
+                .file
+                .as_ref()
+                .and_then(|f| f.parent())
+                .map_or_else(|| PathBuf::from("."), PathBuf::from),
+            cache_dir: admin_key::state_dir(args.state_dir.as_deref()).join("adapters"),
+            ..AdapterConfig::default()
+        },
+    );
     let app = routes
         .merge(brix_platform::admin::router(
             platform.clone(),
@@ -242,6 +259,10 @@ async fn serve(
         ))
         .merge(brix_platform::admin::autoscaler_router(
             autoscalers.clone(),
+            guard.clone(),
+        ))
+        .merge(brix_platform::adapters::api::router(
+            adapters.clone(),
             guard,
         ));
     println!("brix gateway listening on http://{local}");
@@ -251,13 +272,14 @@ async fn serve(
     let grace = std::time::Duration::from_secs_f64(server.shutdown_grace_s);
     brix_net::serve_router(listener, app, server, brix_net::shutdown_signal()).await;
     autoscalers.stop();
+    adapters.stop();
     settled.settle_within(grace).await;
     eprintln!("brix up: stopping replicas");
     platform.shutdown().await;
     Ok(())
 }
 
-fn request(
+pub(crate) fn request(
     client: &reqwest::Client,
     endpoint: &Endpoint,
     method: reqwest::Method,
@@ -285,7 +307,7 @@ fn endpoint_key(endpoint: &Endpoint) -> Option<String> {
     ))
 }
 
-async fn send<T: serde::de::DeserializeOwned>(
+pub(crate) async fn send<T: serde::de::DeserializeOwned>(
     endpoint: &Endpoint,
     r: reqwest::RequestBuilder,
 ) -> Result<T, UpError> {
@@ -321,8 +343,22 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), UpError> {
             "/brix/autoscalers",
         );
         let autoscalers: Vec<AutoscalerStatus> = send(&args.endpoint, r).await?;
+        let r = request(
+            &client,
+            &args.endpoint,
+            reqwest::Method::GET,
+            "/brix/adapters",
+        );
+        let adapters: Vec<AdapterStatus> = send(&args.endpoint, r).await?;
         for m in &mut models {
             m.autoscaler = autoscalers.iter().find(|a| a.model == m.name).cloned();
+        }
+        for m in &mut models {
+            m.adapters = adapters
+                .iter()
+                .filter(|a| a.base_model == m.name)
+                .cloned()
+                .collect();
         }
         if args.json {
             println!(
@@ -348,6 +384,13 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), UpError> {
             }
         }
         print_autoscalers(&autoscalers);
+        if !adapters.is_empty() {
+            println!();
+            println!("ADAPTERS (phase ready/desired on replicas)");
+            for a in &adapters {
+                println!("{}", a.line());
+            }
+        }
         Ok(())
     })
 }

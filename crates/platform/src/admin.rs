@@ -51,6 +51,9 @@ pub struct ModelStatus {
     /// `GET /brix/autoscalers`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaler: Option<crate::autoscale::AutoscalerStatus>,
+    /// The ModelAdapters on this model (`brix status` joins them from `GET /brix/adapters`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adapters: Vec<crate::adapters::AdapterStatus>,
 }
 
 /// `POST /brix/fleet/scale` body.
@@ -136,6 +139,7 @@ async fn status<P: Platform>(State(admin): State<Arc<Admin<P>>>, headers: Header
             name,
             replicas,
             autoscaler: None,
+            adapters: Vec::new(),
         });
     }
     axum::Json(out).into_response()

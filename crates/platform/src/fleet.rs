@@ -1,6 +1,7 @@
 //! The `brix up` file: the gateway's settings, the models with their engines and replica
 //! counts, and AIBrix resource documents, parsed and validated once.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use brix_api::{ModelSpec, Resource};
@@ -21,6 +22,12 @@ pub struct FleetFile {
     /// [`crate::autoscale`]); `ModelAdapter`s are validated.
     #[serde(default)]
     pub resources: Vec<Resource>,
+    /// Named credentials a ModelAdapter's `credentialsSecretRef` points at: each a map of
+    /// keys (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`,
+    /// `AWS_ENDPOINT_URL`, `HF_TOKEN`, `HF_ENDPOINT`) to values, the data of a Kubernetes
+    /// Secret. Never printed.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// A fleet file that cannot run; the message names the file, the field and, where the parser
@@ -98,6 +105,11 @@ impl FleetFile {
             }
         })?;
         crate::autoscale::plan(&file, name)?;
+        file.check_adapters()
+            .map_err(|source| FleetError::Invalid {
+                path: path(),
+                source,
+            })?;
         file.gateway
             .validate()
             .map_err(|source| FleetError::Gateway {
@@ -106,6 +118,49 @@ impl FleetFile {
             })?;
         Ok(file)
     }
+}
+
+impl FleetFile {
+    /// What a ModelAdapter needs of this fleet beyond its own fields: the secret it names
+    /// exists, and a simulated base model has LoRA enabled.
+    pub fn check_adapters(&self) -> Result<(), brix_api::FieldError> {
+        for (i, r) in self.resources.iter().enumerate() {
+            let Resource::ModelAdapter(a) = r else {
+                continue;
+            };
+            check_adapter(a, &self.models, &self.secrets)
+                .map_err(|e| e.under(&format!("resources[{i}]")))?;
+        }
+        Ok(())
+    }
+}
+
+/// One adapter's checks against the fleet (also run on `PUT /brix/adapters/NAME`).
+pub fn check_adapter(
+    a: &brix_api::ModelAdapter,
+    models: &[ModelSpec],
+    secrets: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Result<(), brix_api::FieldError> {
+    let fail = |field: &str, why: String| Err(brix_api::FieldError::new(field, why));
+    if let Some(secret) = &a.spec.credentials_secret_ref
+        && !secrets.contains_key(&secret.name)
+    {
+        return fail(
+            "spec.credentialsSecretRef.name",
+            format!("no secret '{}' in the file's `secrets`", secret.name),
+        );
+    }
+    let base = a.target_model().unwrap_or_default();
+    if let Some(m) = models.iter().find(|m| m.name == base)
+        && let brix_api::EngineSpec::Sim(sim) = &m.engine
+        && !sim.enable_lora
+    {
+        return fail(
+            "spec.baseModel",
+            format!("model '{base}' has sim.enable_lora false; its replicas cannot load adapters"),
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! local platform (simulated engines in process, engine commands as child processes), and the
 //! controller that keeps each model's replicas at the desired count and feeds the gateway.
 
+pub mod adapters;
 pub mod admin;
 pub mod autoscale;
 mod fleet;
@@ -11,7 +12,7 @@ pub mod process;
 mod runner;
 mod supervisor;
 
-pub use fleet::{FleetError, FleetFile};
+pub use fleet::{FleetError, FleetFile, check_adapter};
 pub use local::{InFlightFn, LocalConfig, LocalPlatform, MAX_REPLICAS};
 pub use platform::{Platform, PlatformError, Replica, ReplicaState};
 pub use runner::sim_config;

@@ -150,6 +150,8 @@ pub fn sim_config(model: &str, sim: &SimEngine) -> Result<SimConfig, String> {
         max_num_seqs: sim.max_num_seqs,
         max_model_len: sim.max_model_len,
         max_loras: sim.max_loras,
+        max_cpu_loras: sim.max_cpu_loras,
+        max_lora_rank: sim.max_lora_rank,
         enable_lora: sim.enable_lora,
         num_gpu_blocks_override: sim.num_gpu_blocks_override,
         seed: sim.seed,

@@ -8,6 +8,8 @@
     reason = "test support: a failed unwrap is a failed test"
 )]
 
+pub mod lora;
+
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;

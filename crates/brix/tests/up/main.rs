@@ -5,6 +5,7 @@
     reason = "test code: a failed unwrap is a failed test"
 )]
 
+mod adapters;
 mod admin;
 mod autoscale;
 mod binary;

@@ -43,6 +43,8 @@ pub fn sim_model(name: &str, replicas: u32, output_len: &str) -> ModelSpec {
             num_gpu_blocks_override: Some(2048),
             enable_lora: false,
             max_loras: None,
+            max_cpu_loras: None,
+            max_lora_rank: None,
             output_len: Some(output_len.into()),
             seed: None,
             startup_delay_s: None,
