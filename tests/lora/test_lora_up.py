@@ -140,7 +140,11 @@ def test_two_adapters_served_restored_deleted_and_a_bad_one_explained(kind, s3):
         # Delete chat: unloaded from every replica, then gone from the status.
         out = up.brix("adapter", "delete", "chat")
         assert "deleted" in out.stdout
+        cache = up.state / "adapters"
+        assert [d.name for d in cache.glob("sha256-*")], "the s3 artifact was cached"
         up.until("chat forgotten", lambda: up.adapter("chat") is None, 120)
+        # Its cached artifact goes with it (sql is a local path: never copied into the cache).
+        up.until("chat's cache cleaned", lambda: not list(cache.glob("sha256-*")), 30)
         for r in up.replicas("base"):
             assert "chat" not in listed(r["address"]), r
         with pytest.raises(openai.BadRequestError, match="does not exist"):
