@@ -6,6 +6,7 @@ everywhere; a bad artifact reports its reason in `brix status`. Once with `brix 
 once with real vLLM (CPU build, tiny model, real PEFT adapters) as the engine command.
 """
 
+import json
 import os
 import signal
 import tempfile
@@ -36,12 +37,11 @@ def engine(kind: str) -> tuple[str, dict, int]:
     if why:
         banner(f"real vLLM unavailable ({why}): the vLLM ModelAdapter test is skipped")
         pytest.skip(why)
-    env = "".join(f"\n        {k}: '{v}'" for k, v in VLLM_ENV.items())
     cmd = (f"{VLLM_VENV}/bin/vllm serve {VLLM_MODEL}/base --served-model-name {{model}} "
            "--port {port} --host 127.0.0.1 --enable-lora --max-loras 2 --max-cpu-loras 2 "
            "--max-lora-rank 16 --max-model-len 512 --dtype bfloat16")
-    block = (f"command:\n      command: '{cmd}'\n      ready_timeout_s: 300\n"
-             f"      stop_grace_s: 10\n      env:{env}")
+    spec = {"command": cmd, "ready_timeout_s": 300, "stop_grace_s": 10, "env": VLLM_ENV}
+    block = f"command: {json.dumps(spec)}"
     return block, {"sql": VLLM_MODEL / "lora-r8", "chat": VLLM_MODEL / "lora-r16"}, 2
 
 
@@ -140,7 +140,11 @@ def test_two_adapters_served_restored_deleted_and_a_bad_one_explained(kind, s3):
         # Delete chat: unloaded from every replica, then gone from the status.
         out = up.brix("adapter", "delete", "chat")
         assert "deleted" in out.stdout
+        cache = up.state / "adapters"
+        assert [d.name for d in cache.glob("sha256-*")], "the s3 artifact was cached"
         up.until("chat forgotten", lambda: up.adapter("chat") is None, 120)
+        # Its cached artifact goes with it (sql is a local path: never copied into the cache).
+        up.until("chat's cache cleaned", lambda: not list(cache.glob("sha256-*")), 30)
         for r in up.replicas("base"):
             assert "chat" not in listed(r["address"]), r
         with pytest.raises(openai.BadRequestError, match="does not exist"):

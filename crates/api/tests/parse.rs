@@ -40,7 +40,7 @@ fn model_typos_name_the_field_and_line() {
     let cases = [
         (
             "models:\n  - name: a\n    replica: 2\n    engine: {sim: {}}\n",
-            "models[0]: unknown field `replica`, expected one of `name`, `replicas`, `engine` at line 3 column 5",
+            "models[0]: unknown field `replica`, expected one of `name`, `replicas`, `engine`, `labels` at line 3 column 5",
         ),
         (
             "models:\n  - name: a\n    replicas: two\n    engine: {sim: {}}\n",

@@ -238,7 +238,7 @@ async fn oversize_and_truncated_downloads_fail_cleanly() {
         ],
         "v1",
     );
-    server.put_files("/stream", &[config.clone()], "v1");
+    server.put_files("/stream", std::slice::from_ref(&config), "v1");
     server.set("/stream/adapter_model.safetensors", Reply::Chunked(big));
     let store = Store::open(scratch.path().join("cache"), limits).expect("open");
     let none = Credentials::default();
@@ -318,6 +318,15 @@ async fn huggingface_layout_with_revision_and_bearer_token() {
             Reply::File(b"# hi".to_vec(), "\"r\"".into()),
         );
     }
+    // Like the hub's large files: the weights answer with a redirect (to its CDN).
+    server.set(
+        "/org/repo/resolve/v1/adapter_model.safetensors",
+        Reply::Redirect("/cdn/abc123/weights".into()),
+    );
+    server.set(
+        "/cdn/abc123/weights",
+        Reply::File(files[1].1.clone(), "\"w\"".into()),
+    );
     let store = Store::open(scratch.path().join("cache"), Limits::default()).expect("open");
     let hub = creds(&[("HF_ENDPOINT", &server.url("")), ("HF_TOKEN", "hf_secret")]);
     let expect = Expect {
@@ -337,6 +346,11 @@ async fn huggingface_layout_with_revision_and_bearer_token() {
     assert_eq!(
         server.count("GET /org/repo/resolve/v1/adapter_model.safetensors"),
         1
+    );
+    assert_eq!(
+        server.count("GET /cdn/abc123/weights"),
+        1,
+        "followed the redirect"
     );
     // Same commit on the second fetch: one API call, no download.
     let again = store

@@ -15,6 +15,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use prometheus::IntGauge;
+
 use crate::Gateway;
 use crate::config::AdaptersConfig;
 use crate::error::{AdapterWhy, GatewayError};
@@ -78,9 +80,16 @@ impl Rates {
     }
 }
 
-/// Requests held over all adapters.
-#[derive(Debug, Default)]
-pub(crate) struct Held(AtomicU32);
+/// Requests held over all adapters, mirrored in `brix_gateway_adapter_held_requests`.
+#[derive(Debug)]
+pub(crate) struct Held(AtomicU32, IntGauge);
+
+impl Held {
+    /// No request held yet; `gauge` shows the count.
+    pub(crate) fn new(gauge: IntGauge) -> Self {
+        Self(AtomicU32::new(0), gauge)
+    }
+}
 
 /// A held request's place; given back when dropped (released, timed out, client gone).
 struct Place<'a>(&'a Held);
@@ -88,6 +97,7 @@ struct Place<'a>(&'a Held);
 impl Drop for Place<'_> {
     fn drop(&mut self) {
         self.0.0.fetch_sub(1, Ordering::SeqCst);
+        self.0.1.dec();
     }
 }
 
@@ -111,6 +121,7 @@ pub(crate) async fn hold(
     if taken.is_err() {
         return Err(refuse(AdapterWhy::HeldFull(cfg.max_held)));
     }
+    gw.adapters_held.1.inc();
     let _place = Place(&gw.adapters_held);
     tracing::debug!(adapter, "request held: adapter placement in progress");
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(cfg.wait_s);

@@ -415,14 +415,15 @@ pub async fn app_with_handle(
         .pool_idle_timeout(Duration::from_secs(4))
         .build(connector);
     let epoch = Instant::now();
+    let metrics = Arc::new(Metrics::new()?);
     let gw = Arc::new(Gateway {
         default_strategy,
         adapter_strategy,
-        adapters_held: adapters::Held::default(),
+        adapters_held: adapters::Held::new(metrics.adapter_held.clone()),
         adapter_rates: Arc::default(),
         pool: Arc::new(Pool::new(cfg.routing.prefix(), cfg.core(), epoch)),
         client,
-        metrics: Arc::new(Metrics::new()?),
+        metrics,
         catalog: Catalog::default(),
         accounting: Arc::default(),
         activator: Arc::default(),

@@ -54,6 +54,8 @@ pub struct Metrics {
     /// Requests the activator holds for a model scaling from zero (models from the fleet
     /// file only).
     pub activator_held: IntGaugeVec,
+    /// Requests held for adapters being placed (all adapters together).
+    pub adapter_held: IntGauge,
 }
 
 /// The metric label of a model: itself when known, else `unknown`.
@@ -179,6 +181,14 @@ impl Metrics {
                 "Requests held for a model with no ready replica while one starts (scale from zero).",
                 &["model"],
             )?,
+            adapter_held: {
+                let g = IntGauge::new(
+                    "brix_gateway_adapter_held_requests",
+                    "Requests held for LoRA adapters whose placement is in progress, all adapters together.",
+                )?;
+                registry.register(Box::new(g.clone()))?;
+                g
+            },
             registry,
         })
     }

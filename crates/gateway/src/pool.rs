@@ -35,6 +35,9 @@ pub struct PodState {
     pub address: String,
     /// The routing core's state, adapters held and draining included.
     core: Mutex<PodCore>,
+    /// Bumped by every adapter-list update, so a probe's `/v1/models` read before a newer
+    /// update (the controller's, after a load) does not overwrite it.
+    adapters_gen: std::sync::atomic::AtomicU64,
     /// The pool's table and indexes (weak: the table holds the pod).
     shared: Weak<Shared>,
     epoch: Instant,
@@ -47,6 +50,7 @@ impl PodState {
             address: address.to_string(),
             // A new pod joins after its first good `/health` probe.
             core: Mutex::default(),
+            adapters_gen: std::sync::atomic::AtomicU64::new(0),
             shared,
             epoch,
         }
@@ -180,13 +184,31 @@ impl PodState {
     /// Stores the adapters the pod holds (its `/v1/models`, or the controller after a load or
     /// unload; the newest word wins), at most [`MAX_POD_ADAPTERS`]; wakes requests waiting
     /// for an adapter.
-    pub fn set_adapters(&self, mut adapters: Vec<String>) {
+    pub fn set_adapters(&self, adapters: Vec<String>) {
+        self.set_adapters_if(adapters, None);
+    }
+
+    /// The adapter list's generation now: pass it to [`Self::set_adapters_if`] with a list
+    /// read after this call.
+    pub fn adapters_generation(&self) -> u64 {
+        self.adapters_gen.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// [`Self::set_adapters`], unless the list changed since generation `read_at` (then this
+    /// list is older news and is dropped). Returns whether it was applied.
+    pub fn set_adapters_if(&self, mut adapters: Vec<String>, read_at: Option<u64>) -> bool {
         if adapters.len() > MAX_POD_ADAPTERS {
             tracing::warn!(pod = %self.name, listed = adapters.len(), kept = MAX_POD_ADAPTERS, "pod lists too many adapters; the rest are not routed to");
             adapters.truncate(MAX_POD_ADAPTERS);
         }
         let changed = {
             let mut core = self.core();
+            let gen_ = &self.adapters_gen;
+            let now = gen_.load(std::sync::atomic::Ordering::SeqCst);
+            if read_at.is_some_and(|g| g != now) {
+                return false;
+            }
+            gen_.store(now + 1, std::sync::atomic::Ordering::SeqCst);
             let changed = core.adapters() != adapters.as_slice();
             core.set_adapters(adapters);
             changed
@@ -194,6 +216,7 @@ impl PodState {
         if changed && let Some(shared) = self.shared.upgrade() {
             shared.adapters_changed.notify_waiters();
         }
+        true
     }
 
     /// Marks `adapter` draining here (no new requests for it) or serving again.

@@ -134,4 +134,12 @@ fn adapters_that_exist_are_known_and_draining_pods_are_not_candidates() {
     assert_eq!(pool.adapter_in_flight_at("b:1", "sql"), 0);
     b.set_draining("sql", false);
     assert_eq!(addrs("sql"), ["a:1", "b:1", "c:1"]);
+    // A probe's list read before the controller's newer word is dropped.
+    let read_at = b.adapters_generation();
+    b.set_adapters(vec!["sql".into(), "chat".into()]);
+    assert!(!b.set_adapters_if(vec!["sql".into()], Some(read_at)));
+    assert!(b.has_adapter("chat"));
+    let read_at = b.adapters_generation();
+    assert!(b.set_adapters_if(vec![], Some(read_at)));
+    assert_eq!(addrs("sql"), ["a:1", "c:1"]);
 }

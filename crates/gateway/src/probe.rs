@@ -78,8 +78,13 @@ pub async fn run(pod: Arc<PodState>, client: Client, cfg: ScrapeConfig, metrics:
             }
         }
         if ok && round.is_multiple_of(u64::from(cfg.models_every)) {
+            let generation = pod.adapters_generation();
             match get(&client, &pod.address, "/v1/models", timeout).await {
-                Ok(body) => pod.set_adapters(adapters(&body)),
+                Ok(body) => {
+                    if !pod.set_adapters_if(adapters(&body), Some(generation)) {
+                        tracing::debug!(pod = %pod.name, "model list overtaken by a newer update; dropped");
+                    }
+                }
                 Err(e) => tracing::debug!(pod = %pod.name, error = %e, "model list failed"),
             }
         }

@@ -10,9 +10,8 @@ use std::time::Duration;
 use brix_gateway::{GatewayHandle, Registry};
 use brix_platform::adapters::{AdapterConfig, AdapterStatus, Adapters};
 use brix_platform::admin::AdminGuard;
-use brix_platform::{FleetFile, LocalConfig, LocalPlatform, Platform, ReplicaState};
+use brix_platform::{FleetFile, LocalPlatform, Platform, ReplicaState};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
 use crate::support::tempdir::Dir;
 use crate::support::{BRIX, SMALL};
@@ -49,21 +48,7 @@ async fn fleet(tag: &str, yaml: &str) -> Fleet {
     let (routes, gateway) = brix_gateway::app_with_handle(cfg, registry.as_ref())
         .await
         .unwrap();
-    let in_flight = {
-        let g = gateway.clone();
-        Arc::new(move |a: &str| g.in_flight(a))
-    };
-    let platform = LocalPlatform::start(
-        &file.models,
-        registry,
-        in_flight,
-        LocalConfig {
-            logs_dir: dir.0.join("logs"),
-            health_interval: Duration::from_millis(100),
-            startup_poll: Duration::from_millis(50),
-            ..LocalConfig::default()
-        },
-    );
+    let platform = crate::support::platform(&file.models, registry, &gateway, dir.0.join("logs"));
     platform.wait_ready(Duration::from_secs(60)).await.unwrap();
     let adapters = Adapters::start(
         &file.models,
@@ -82,16 +67,9 @@ async fn fleet(tag: &str, yaml: &str) -> Fleet {
         adapters.clone(),
         guard,
     ));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(brix_net::serve_router(
-        listener,
-        app,
-        brix_net::ServeConfig::default(),
-        std::future::pending(),
-    ));
+    let base = crate::support::serve(app).await;
     Fleet {
-        base: format!("http://{addr}"),
+        base,
         platform,
         _gateway: gateway,
         adapters,

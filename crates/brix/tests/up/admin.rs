@@ -9,7 +9,6 @@ use brix_gateway::{GatewayConfig, Registry};
 use brix_platform::admin::AdminGuard;
 use brix_platform::{LocalConfig, LocalPlatform, Platform};
 use serde_json::json;
-use tokio::net::TcpListener;
 
 use crate::support::{eventually, sim_model, tempdir::Dir};
 
@@ -51,16 +50,9 @@ async fn fleet(tag: &str, admin_key: Option<&str>) -> Fleet {
         gateway,
         guard,
     ));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(brix_net::serve_router(
-        listener,
-        app,
-        brix_net::ServeConfig::default(),
-        std::future::pending(),
-    ));
+    let base = crate::support::serve(app).await;
     Fleet {
-        base: format!("http://{addr}"),
+        base,
         platform,
         http: reqwest::Client::new(),
         _logs: logs,

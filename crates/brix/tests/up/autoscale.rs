@@ -67,16 +67,9 @@ async fn scaled(tag: &str, yaml: &str) -> Scaled {
             autoscalers.clone(),
             guard,
         ));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(brix_net::serve_router(
-        listener,
-        app,
-        brix_net::ServeConfig::default(),
-        std::future::pending(),
-    ));
+    let base = crate::support::serve(app).await;
     Scaled {
-        base: format!("http://{addr}"),
+        base,
         platform,
         gateway,
         autoscalers,

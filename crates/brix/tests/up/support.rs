@@ -142,3 +142,40 @@ pub fn alive(pid: u32) -> bool {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
     nix::sys::signal::kill(pid, None).is_ok()
 }
+
+/// Serves `app` on 127.0.0.1:0 as `brix up` does (brix-net's listener); its base URL.
+pub async fn serve(app: axum::Router) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(brix_net::serve_router(
+        listener,
+        app,
+        brix_net::ServeConfig::default(),
+        std::future::pending(),
+    ));
+    format!("http://{addr}")
+}
+
+/// A local platform for `models` feeding `gateway`, polling fast, logs under `logs`.
+pub fn platform(
+    models: &[ModelSpec],
+    registry: Arc<Registry>,
+    gateway: &GatewayHandle,
+    logs: std::path::PathBuf,
+) -> LocalPlatform {
+    let in_flight = {
+        let g = gateway.clone();
+        Arc::new(move |a: &str| g.in_flight(a))
+    };
+    LocalPlatform::start(
+        models,
+        registry,
+        in_flight,
+        LocalConfig {
+            logs_dir: logs,
+            health_interval: Duration::from_millis(100),
+            startup_poll: Duration::from_millis(50),
+            ..LocalConfig::default()
+        },
+    )
+}

@@ -141,6 +141,7 @@ async fn a_pending_adapter_holds_requests_until_a_pod_lists_it() {
         .collect();
     eventually("two requests held", || async {
         f.handle.load("chat").in_flight == 2
+            && f.counter("brix_gateway_adapter_held_requests", &[]).await == 2.0
     })
     .await;
     // A third finds the queue full.
@@ -164,6 +165,10 @@ async fn a_pending_adapter_holds_requests_until_a_pod_lists_it() {
             (200, "pod-0".into())
         );
     }
+    assert_eq!(
+        f.counter("brix_gateway_adapter_held_requests", &[]).await,
+        0.0
+    );
 
     // Not being placed: 503 at once, in the OpenAI envelope, naming the adapter.
     let r = f.post("/v1/chat/completions", &body("ghost"), &[]).await;

@@ -64,6 +64,9 @@ pub(crate) struct Driver<P, G> {
     fetches: JoinSet<(String, String, Result<Fetched, FetchError>)>,
     /// By (replica id, adapter).
     backoff: BTreeMap<(String, String), Backoff>,
+    /// Set when a cached artifact may have lost its last user (an adapter forgotten, a fetch
+    /// done): the cache is cleaned once no fetch is in flight.
+    retain_due: bool,
     /// By replica id: the last good listing, when, and the replica's restarts then.
     listings: BTreeMap<String, (Listing, Instant, u32)>,
 }
@@ -82,6 +85,7 @@ impl<P: Platform, G: AdapterGateway> Driver<P, G> {
             draining: BTreeSet::new(),
             artifacts: BTreeMap::new(),
             fetches: JoinSet::new(),
+            retain_due: false,
             backoff: BTreeMap::new(),
             listings: BTreeMap::new(),
         }
@@ -103,7 +107,11 @@ impl<P: Platform, G: AdapterGateway> Driver<P, G> {
 
     fn fetched(&mut self, name: String, url: String, result: Result<Fetched, FetchError>) {
         let state = match result {
-            Ok(f) => Artifact::Ready(f),
+            Ok(f) => {
+                // It may replace another digest (a new URL, changed content).
+                self.retain_due = true;
+                Artifact::Ready(f)
+            }
             Err(error) => {
                 tracing::warn!(adapter = %name, error = %error.why, "adapter artifact");
                 let wait = if error.retryable {
@@ -466,7 +474,13 @@ impl<P: Platform, G: AdapterGateway> Driver<P, G> {
             }
             state.status = statuses;
         }
-        if !forget.is_empty() {
+        for name in &forget {
+            self.artifacts.remove(name);
+        }
+        self.retain_due |= !forget.is_empty();
+        // A fetch in flight may have just renamed its digest into the cache: wait for it.
+        if self.retain_due && self.fetches.is_empty() {
+            self.retain_due = false;
             let keep: Vec<String> = self
                 .artifacts
                 .values()
@@ -475,9 +489,6 @@ impl<P: Platform, G: AdapterGateway> Driver<P, G> {
                     _ => None,
                 })
                 .collect();
-            for name in &forget {
-                self.artifacts.remove(name);
-            }
             let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
             self.fetcher.retain(&keep);
         }

@@ -1,0 +1,90 @@
+//! Local-path artifacts (verified in place) and the cache directory's housekeeping.
+
+mod common;
+
+use brix_artifacts::{ArtifactError, Credentials, Expect, Limits, Store};
+use common::{Scratch, adapter};
+
+#[tokio::test]
+async fn local_artifacts_are_verified_in_place_and_rehashed_only_on_change() {
+    let scratch = Scratch::new("local");
+    let dir = scratch.write("a", &adapter(8, "org/base"));
+    let store = Store::open(scratch.path().join("cache"), Limits::default()).expect("open");
+    let none = Credentials::default();
+    let url = dir.to_str().expect("utf8");
+    let first = store
+        .fetch(url, &none, &Expect::default())
+        .await
+        .expect("local");
+    assert_eq!(first.dir, std::fs::canonicalize(&dir).expect("canonical"));
+    assert_eq!(scratch.entries("cache"), ["index.json"], "nothing copied");
+    assert_eq!(
+        store
+            .fetch(url, &none, &Expect::default())
+            .await
+            .expect("again"),
+        first
+    );
+
+    // Changed contents (a new size): a new digest.
+    std::fs::write(dir.join("README.md"), "# more").expect("write");
+    let second = store
+        .fetch(url, &none, &Expect::default())
+        .await
+        .expect("changed");
+    assert_ne!(second.digest, first.digest);
+    assert!(second.bytes > first.bytes);
+
+    let missing = scratch.path().join("nope");
+    let err = store
+        .fetch(missing.to_str().expect("utf8"), &none, &Expect::default())
+        .await
+        .expect_err("missing");
+    assert!(
+        !err.is_retryable() && err.to_string().contains("cannot open the directory"),
+        "{err}"
+    );
+
+    let small = Store::open(
+        scratch.path().join("cache"),
+        Limits {
+            max_bytes: 100,
+            ..Limits::default()
+        },
+    )
+    .expect("open");
+    let err = small
+        .fetch(url, &none, &Expect::default())
+        .await
+        .expect_err("too large");
+    assert!(
+        matches!(err, ArtifactError::TooLarge { limit: 100, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn open_removes_what_a_crash_left_and_retain_keeps_what_is_listed() {
+    let scratch = Scratch::new("housekeeping");
+    let files = adapter(4, "");
+    scratch.write("cache/.tmp-123-0", &files);
+    scratch.write("cache/sha256-aaaa", &files);
+    scratch.write("cache/sha256-bbbb", &files);
+    std::fs::write(scratch.path().join("cache/.tmp-index-1.json"), "{").expect("write");
+    let store = Store::open(scratch.path().join("cache"), Limits::default()).expect("open");
+    assert_eq!(scratch.entries("cache"), ["sha256-aaaa", "sha256-bbbb"]);
+    assert_eq!(store.retain(&["sha256-bbbb"]).expect("retain"), 1);
+    assert_eq!(scratch.entries("cache"), ["sha256-bbbb"]);
+    assert_eq!(store.retain(&["sha256-bbbb"]).expect("again"), 0);
+}
+
+#[test]
+fn a_store_and_its_fetches_can_move_across_tasks() {
+    fn shareable<T: Clone + Send + Sync + 'static>(_: &T) {}
+    fn sendable<F: std::future::Future + Send>(_: &F) {}
+    let scratch = Scratch::new("send");
+    let store = Store::open(scratch.path().join("cache"), Limits::default()).expect("open");
+    shareable(&store);
+    let (creds, expect) = (Credentials::default(), Expect::default());
+    sendable(&store.fetch("s3://b/k", &creds, &expect));
+}
