@@ -115,7 +115,15 @@ def test_two_adapters_served_restored_deleted_and_a_bad_one_explained(kind, s3):
         # Kill one holder of sql; the SDK keeps getting answers from the other.
         victim = reps[holders[0]]
         os.killpg(victim["pid"], signal.SIGKILL)  # the engine leads its process group
-        errors, done = [], threading.Event()
+        errors, sent, done = [], [], threading.Event()
+
+        def reloaded():
+            # The killed replica is back and its own engine lists sql again (with 2 replicas
+            # and replicas: 2 the copy can only come back there), as the status says.
+            r = next(r for r in up.replicas("base") if r["id"] == victim["id"])
+            a = up.adapter("sql")
+            return (r["restarts"] >= 1 and r["state"] == "ready" and "sql" in listed(r["address"])
+                    and a and a["ready_replicas"] == 2 and len(sent) >= 20)
 
         def hammer():
             while not done.is_set():
@@ -124,24 +132,23 @@ def test_two_adapters_served_restored_deleted_and_a_bad_one_explained(kind, s3):
                         model="sql", messages=[{"role": "user", "content": "q"}], max_tokens=2)
                 except Exception as e:  # noqa: BLE001 - any failure is what we count
                     errors.append(repr(e))
+                sent.append(1)
 
         t = threading.Thread(target=hammer)
         t.start()
         try:
-            up.until("sql reloaded on 2 replicas after the kill",
-                     lambda: (a := up.adapter("sql")) and a["ready_replicas"] == 2
-                     and next(r for r in up.replicas("base") if r["id"] == victim["id"])["restarts"] >= 1,
-                     300)
+            up.until("sql reloaded on the killed replica", reloaded, 300)
         finally:
             done.set()
             t.join(timeout=120)
         assert errors == [], errors[:5]
+        assert len(sent) >= 20
 
         # Delete chat: unloaded from every replica, then gone from the status.
-        out = up.brix("adapter", "delete", "chat")
-        assert "deleted" in out.stdout
         cache = up.state / "adapters"
         assert [d.name for d in cache.glob("sha256-*")], "the s3 artifact was cached"
+        out = up.brix("adapter", "delete", "chat")
+        assert "deleted" in out.stdout
         up.until("chat forgotten", lambda: up.adapter("chat") is None, 120)
         # Its cached artifact goes with it (sql is a local path: never copied into the cache).
         up.until("chat's cache cleaned", lambda: not list(cache.glob("sha256-*")), 30)
