@@ -135,10 +135,15 @@ async fn serve(
     if is_adapter && gw.pool.route(&model).is_some() {
         gw.adapter_rates.count(&model, gw.now());
     }
-    // Counted for the autoscaler from here (a known model), in flight until it ends.
+    // Counted for the autoscaler from here (a known model), in flight until it ends. An
+    // adapter's requests run on its base model's replicas, so they load the base model.
+    let load_model = match is_adapter {
+        true => gw.pool.base_of(&model).unwrap_or_else(|| model.clone()),
+        false => model.clone(),
+    };
     let arrival = gw
         .loads
-        .of(&model)
+        .of(&load_model)
         .arrived((parsed.key.len() as u64).div_ceil(4));
     let mut candidates = gw.pool.candidates(&model);
     if candidates.is_empty() && is_adapter {

@@ -529,6 +529,18 @@ impl Pool {
         self.read().by_address.values().cloned().collect()
     }
 
+    /// The base model an adapter runs on: its route's, else that of a pod listing it.
+    pub fn base_of(&self, adapter: &str) -> Option<String> {
+        if let Some(r) = self.route(adapter) {
+            return Some(r.base_model);
+        }
+        let t = self.read();
+        t.by_model
+            .iter()
+            .find(|(_, pods)| pods.iter().any(|p| p.has_adapter(adapter)))
+            .map(|(model, _)| model.clone())
+    }
+
     /// Models (base and adapters, with the adapter's base) that have a healthy pod now.
     pub fn routable(&self) -> Vec<(String, Option<String>)> {
         let t = self.read();

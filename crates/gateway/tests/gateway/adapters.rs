@@ -140,7 +140,9 @@ async fn a_pending_adapter_holds_requests_until_a_pod_lists_it() {
         })
         .collect();
     eventually("two requests held", || async {
-        f.handle.load("chat").in_flight == 2
+        // Adapter requests load the base model (what its autoscaler reads).
+        f.handle.load(MODEL).in_flight == 2
+            && f.handle.load("chat").in_flight == 0
             && f.counter("brix_gateway_adapter_held_requests", &[]).await == 2.0
     })
     .await;
@@ -214,7 +216,7 @@ async fn a_held_request_gives_up_after_the_wait_or_when_placement_ends() {
     let (http, url) = (f.http.clone(), f.url("/v1/chat/completions"));
     let waiting =
         tokio::spawn(async move { http.post(url).json(&body("bad")).send().await.unwrap() });
-    eventually("held", || async { f.handle.load("bad").in_flight == 1 }).await;
+    eventually("held", || async { f.handle.load(MODEL).in_flight == 1 }).await;
     f.handle.set_adapters(vec![route("bad", false)]);
     let r = waiting.await.unwrap();
     assert_eq!(r.status(), 503);
