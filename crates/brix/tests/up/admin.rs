@@ -3,11 +3,10 @@
 //! does, whatever the case of its `Bearer` scheme. Real sockets, real replicas.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use brix_gateway::{GatewayConfig, Registry};
 use brix_platform::admin::AdminGuard;
-use brix_platform::{LocalConfig, LocalPlatform, Platform};
+use brix_platform::{LocalPlatform, Platform};
 use serde_json::json;
 
 use crate::support::{eventually, sim_model, tempdir::Dir};
@@ -31,19 +30,11 @@ async fn fleet(tag: &str, admin_key: Option<&str>) -> Fleet {
         .await
         .unwrap();
     let logs = Dir::new(tag);
-    let in_flight = {
-        let g = gateway.clone();
-        Arc::new(move |a: &str| g.in_flight(a))
-    };
-    let platform = LocalPlatform::start(
+    let platform = crate::support::platform(
         &[sim_model("m", 1, "fixed:2")],
         registry,
-        in_flight,
-        LocalConfig {
-            logs_dir: logs.0.clone(),
-            health_interval: Duration::from_millis(100),
-            ..LocalConfig::default()
-        },
+        &gateway,
+        logs.0.clone(),
     );
     let app = routes.merge(brix_platform::admin::router(
         platform.clone(),

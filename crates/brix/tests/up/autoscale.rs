@@ -10,7 +10,7 @@ use std::time::Duration;
 use brix_gateway::{GatewayHandle, Registry};
 use brix_platform::admin::AdminGuard;
 use brix_platform::autoscale::{AutoscalerStatus, Autoscalers};
-use brix_platform::{FleetFile, LocalConfig, LocalPlatform, Platform, ReplicaState};
+use brix_platform::{FleetFile, LocalPlatform, Platform, ReplicaState};
 use brix_testkit::Exposition;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -41,21 +41,7 @@ async fn scaled(tag: &str, yaml: &str) -> Scaled {
         .await
         .unwrap();
     let logs = Dir::new(tag);
-    let in_flight = {
-        let g = gateway.clone();
-        Arc::new(move |a: &str| g.in_flight(a))
-    };
-    let platform = LocalPlatform::start(
-        &file.models,
-        registry,
-        in_flight,
-        LocalConfig {
-            logs_dir: logs.0.clone(),
-            health_interval: Duration::from_millis(100),
-            startup_poll: Duration::from_millis(50),
-            ..LocalConfig::default()
-        },
-    );
+    let platform = crate::support::platform(&file.models, registry, &gateway, logs.0.clone());
     let autoscalers = Autoscalers::start(planned, platform.clone(), gateway.clone()).unwrap();
     let app = routes
         .merge(brix_platform::admin::router(

@@ -97,20 +97,7 @@ pub async fn up(tag: &str, models: &[ModelSpec]) -> Up {
         .await
         .unwrap();
     let logs = tempdir::Dir::new(tag);
-    let in_flight = {
-        let g = gateway.clone();
-        Arc::new(move |a: &str| g.in_flight(a))
-    };
-    let platform = LocalPlatform::start(
-        models,
-        registry,
-        in_flight,
-        LocalConfig {
-            logs_dir: logs.0.clone(),
-            health_interval: Duration::from_millis(100),
-            ..LocalConfig::default()
-        },
-    );
+    let platform = platform(models, registry, &gateway, logs.0.clone());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, routes).await });

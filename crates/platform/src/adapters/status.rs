@@ -87,16 +87,13 @@ impl AdapterStatus {
 /// `url` without a query string or user info: what status and logs may show.
 pub(crate) fn shown_url(url: &str) -> String {
     let no_query = url.split(['?', '#']).next().unwrap_or_default();
-    match no_query.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((_, host))
-                if !rest[..rest.find('/').unwrap_or(rest.len())].is_empty()
-                    && rest.find('@') < rest.find('/') =>
-            {
-                format!("{scheme}://{host}")
-            }
-            _ => no_query.to_string(),
-        },
+    let Some((scheme, rest)) = no_query.split_once("://") else {
+        return no_query.to_string();
+    };
+    // User info is whatever precedes an `@` in the authority (before the first `/`).
+    let authority = rest.split('/').next().unwrap_or_default();
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://{host}{}", &rest[authority.len()..]),
         None => no_query.to_string(),
     }
 }

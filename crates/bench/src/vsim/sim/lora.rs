@@ -12,7 +12,6 @@ use brix_sim::LoraWeights;
 
 use super::Sim;
 use super::slot::{Event, Life};
-use crate::report::RequestRecord;
 use crate::vsim::adapters::{
     AdapterCount, AdapterEvent, AdapterEventKind, AdapterReport, AdapterSim,
 };
@@ -193,21 +192,7 @@ impl Sim<'_> {
             "no replica serves adapter {} after {} s",
             l.cfg.names[a as usize], l.cfg.hold_s
         );
-        let r = &self.w.requests[i];
-        self.records[i] = Some(RequestRecord {
-            id: r.id,
-            session: r.session.map(|t| t.session),
-            turn: r.session.map(|t| t.turn),
-            scheduled_s: arrived,
-            sent_s: arrived,
-            e2e_ms: Some((now - arrived) * 1000.0),
-            prompt_tokens: u32::try_from(r.prompt.len()).unwrap_or(u32::MAX),
-            status: 503,
-            error: Some(why),
-            ..RequestRecord::default()
-        });
-        self.done += 1;
-        self.release_after(i, now);
+        self.unavailable(i, arrived, now, &why);
     }
 
     /// Sends the requests held for `a`, oldest first, now that a pod serves it.

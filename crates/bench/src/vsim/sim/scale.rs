@@ -122,8 +122,8 @@ impl Sim<'_> {
         self.unavailable(i, arrived, now, &why);
     }
 
-    /// Books request `i` as the gateway's 503.
-    fn unavailable(&mut self, i: usize, arrived: f64, now: f64, why: &str) {
+    /// Books request `i` as the gateway's 503 (a scale-from-zero or adapter hold that timed out).
+    pub(super) fn unavailable(&mut self, i: usize, arrived: f64, now: f64, why: &str) {
         let r = &self.w.requests[i];
         self.records[i] = Some(RequestRecord {
             id: r.id,
