@@ -102,8 +102,8 @@ fn request(blocks: &[u64], max_tokens: u32) -> RouteRequest<'_> {
     }
 }
 
-/// Decisions (pod names, or "none") the gateway's pool makes on `events`.
-fn through_pool(strategy: &Weighted, events: &[(f64, Ev)], seed: u64) -> Vec<String> {
+/// A pool with `PODS` pods `p0`… serving model `m`.
+fn pool_of_pods() -> Pool {
     let pool = Pool::new(PrefixConfig::default(), core_cfg(), Instant::now());
     let targets = [(
         "m".to_string(),
@@ -117,6 +117,12 @@ fn through_pool(strategy: &Weighted, events: &[(f64, Ev)], seed: u64) -> Vec<Str
     .into_iter()
     .collect();
     pool.apply(&targets);
+    pool
+}
+
+/// Decisions (pod names, or "none") the gateway's pool makes on `events`.
+fn through_pool(strategy: &Weighted, events: &[(f64, Ev)], seed: u64) -> Vec<String> {
+    let pool = pool_of_pods();
     let pod = |i: usize| {
         pool.all()
             .into_iter()
@@ -311,19 +317,7 @@ fn adapter_request(adapter: &str) -> RouteRequest<'_> {
 }
 
 fn adapters_through_pool(strategy: &Weighted, events: &[(f64, Lv)], seed: u64) -> Vec<String> {
-    let pool = Pool::new(PrefixConfig::default(), core_cfg(), Instant::now());
-    let targets = [(
-        "m".to_string(),
-        (0..PODS)
-            .map(|i| Target {
-                name: format!("p{i}"),
-                address: format!("p{i}"),
-            })
-            .collect(),
-    )]
-    .into_iter()
-    .collect();
-    pool.apply(&targets);
+    let pool = pool_of_pods();
     let pod = |i: usize| {
         pool.pod(&format!("p{i}"))
             .unwrap_or_else(|| panic!("pod {i}"))
