@@ -321,6 +321,7 @@ impl Inner {
             .map(|s| Target {
                 name: s.id.clone(),
                 address: s.address(),
+                kv_events: None,
             })
             .collect();
         if rt.published.as_ref() != Some(&ready) {
