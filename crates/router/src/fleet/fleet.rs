@@ -8,6 +8,7 @@ use super::CoreConfig;
 use super::health::{FailureKind, may_eject};
 use super::pod::{PodCore, Scrape, Transition};
 use crate::decision::{Decision, NoRoute};
+use crate::kvindex::{KvUpdate, PromptKeys, StoreError};
 use crate::pod::{Pod, RouteRequest};
 use crate::prefix::{PrefixConfig, PrefixIndex};
 use crate::select::route;
@@ -109,7 +110,7 @@ impl Fleet {
 
     /// Routes `req` over the pods in rotation at `now` (for a request naming an adapter, those
     /// holding it and not draining it: [`PodCore::serves`]); the decision's `pod` is a fleet
-    /// position. Book the request with [`Self::begin`] (or [`Self::begin_for`]) and, once the
+    /// position. With `req.tokens`, pods with an exact KV index get `cached_tokens`. Book the request with [`Self::begin`] (or [`Self::begin_for`]) and, once the
     /// engine accepted it, [`Self::accepted`].
     pub fn decide(
         &mut self,
@@ -134,8 +135,12 @@ impl Fleet {
                 .map(|&i| self.views[i].clone())
                 .collect();
         }
+        let mut keys = req.tokens.map(|t| PromptKeys::new(t, req.adapter));
         for (p, &i) in self.scratch.iter_mut().zip(&self.candidates) {
             self.cores[i].fill(p, now, &self.cfg);
+            if let Some(keys) = &mut keys {
+                p.cached_tokens = self.cores[i].cached_tokens(keys);
+            }
         }
         let d = route(strategy, req, &self.scratch, &self.index, now, rng)?;
         Ok(Decision {
@@ -196,6 +201,21 @@ impl Fleet {
         self.cores[i].response(now, prompt_tokens, output_tokens, ttft_s, tpot_s);
     }
 
+    /// One KV event from pod `i`'s engine (see [`PodCore::kv_event`]).
+    pub fn kv_event(&mut self, i: usize, update: KvUpdate<'_>) -> Result<(), StoreError> {
+        self.cores[i].kv_event(update)
+    }
+
+    /// Pod `i`'s engine publishes KV events; its index holds at most `capacity` blocks.
+    pub fn kv_enable(&mut self, i: usize, capacity: usize) {
+        self.cores[i].kv_enable(capacity);
+    }
+
+    /// Pod `i`'s KV events were lost for good: forget its exact index.
+    pub fn kv_clear(&mut self, i: usize) {
+        self.cores[i].kv_clear();
+    }
+
     /// Pod `i` was scraped at `now`.
     pub fn scraped(&mut self, i: usize, now: f64, scrape: Scrape) -> Option<Transition> {
         let t = self.cores[i].scraped(now, scrape);
@@ -227,7 +247,8 @@ impl Fleet {
         self.cores[i].success();
     }
 
-    /// A pod whose engine left rotation or restarted loses its prefix claims.
+    /// A pod whose engine left rotation or restarted loses its prefix claims (its core already
+    /// cleared its exact index).
     fn apply(&mut self, i: usize, t: Option<Transition>) -> Option<Transition> {
         if matches!(t, Some(Transition::Left | Transition::Restarted)) {
             self.index.purge(&self.views[i].address);

@@ -14,6 +14,8 @@ mod health;
 mod pod;
 
 #[cfg(test)]
+mod kv_tests;
+#[cfg(test)]
 mod tests;
 
 pub use fleet::Fleet;

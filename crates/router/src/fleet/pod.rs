@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::CoreConfig;
 use super::health::{FailureKind, Health};
+use crate::kvindex::{KvIndex, KvUpdate, PromptKeys, StoreError};
 use crate::pod::{EngineMetrics, LoraState, Observed, Pod};
 
 /// Smoothing of the measured TTFT and TPOT (weight of the newest sample).
@@ -98,6 +99,9 @@ pub struct PodCore {
     draining: BTreeSet<String>,
     /// Requests in flight per adapter (entries at zero are removed).
     adapter_in_flight: BTreeMap<String, u32>,
+    /// The engine's cache as its KV events tell it; None until the first event (or
+    /// [`Self::kv_enable`]): the pod publishes none.
+    kv: Option<KvIndex>,
 }
 
 impl PodCore {
@@ -200,8 +204,41 @@ impl PodCore {
         }
     }
 
+    /// Applies one of the engine's KV events to its exact index (created on the first one).
+    /// A gap or a full index is the driver's to count and act on (replay, or
+    /// [`Self::kv_clear`]).
+    pub fn kv_event(&mut self, update: KvUpdate<'_>) -> Result<(), StoreError> {
+        self.kv.get_or_insert_with(KvIndex::default).apply(update)
+    }
+
+    /// Declares that the engine publishes KV events, with an index of at most `capacity`
+    /// blocks (an index already there is kept if it has that capacity, else replaced empty).
+    pub fn kv_enable(&mut self, capacity: usize) {
+        if self.kv.as_ref().is_none_or(|k| k.capacity() != capacity) {
+            self.kv = Some(KvIndex::new(capacity));
+        }
+    }
+
+    /// Forgets every block of the exact index (the engine restarted, left rotation, or its
+    /// events were lost for good); the pod still counts as publishing events.
+    pub fn kv_clear(&mut self) {
+        if let Some(k) = &mut self.kv {
+            k.cleared();
+        }
+    }
+
+    /// The exact index; None when the engine publishes no KV events.
+    pub fn kv_index(&self) -> Option<&KvIndex> {
+        self.kv.as_ref()
+    }
+
+    /// Prompt tokens of the request behind `keys` the engine holds; None without events.
+    pub fn cached_tokens(&self, keys: &mut PromptKeys<'_>) -> Option<u32> {
+        self.kv.as_ref().map(|k| keys.cached_tokens(k))
+    }
+
     /// A scrape succeeded at `now`; returns [`Transition::Restarted`] when it shows the engine
-    /// restarted since the last one.
+    /// restarted since the last one (the exact index is cleared then).
     pub fn scraped(&mut self, now: f64, scrape: Scrape) -> Option<Transition> {
         let restarted = matches!((self.start_time, scrape.start_time), (Some(a), Some(b)) if a != b)
             || matches!((self.tokens_total, scrape.tokens_total), (Some(a), Some(b)) if b < a);
@@ -210,6 +247,9 @@ impl PodCore {
         self.scraped_at = Some(now);
         self.start_time = scrape.start_time.or(self.start_time);
         self.tokens_total = scrape.tokens_total.or(self.tokens_total);
+        if restarted {
+            self.kv_clear();
+        }
         restarted.then_some(Transition::Restarted)
     }
 
@@ -229,15 +269,20 @@ impl PodCore {
         self.health.in_rotation()
     }
 
-    /// A `/health` probe answered at `now`.
+    /// A `/health` probe answered at `now` (leaving rotation clears the exact index).
     pub fn probe(&mut self, ok: bool, now: f64, cfg: &CoreConfig) -> Option<Transition> {
-        self.health
+        let t = self
+            .health
             .probe(ok, now, &cfg.ejection)
-            .then(|| self.rotation_transition())
+            .then(|| self.rotation_transition());
+        if t == Some(Transition::Left) {
+            self.kv_clear();
+        }
+        t
     }
 
     /// An upstream attempt failed at `now`; `allowed` is [`super::may_eject`]'s answer for
-    /// this fleet now.
+    /// this fleet now. An ejection clears the exact index.
     pub fn failure(
         &mut self,
         kind: FailureKind,
@@ -245,9 +290,11 @@ impl PodCore {
         allowed: bool,
         cfg: &CoreConfig,
     ) -> Option<Transition> {
-        self.health
-            .failure(kind, now, allowed, &cfg.ejection)
-            .then_some(Transition::Left)
+        let ejected = self.health.failure(kind, now, allowed, &cfg.ejection);
+        if ejected {
+            self.kv_clear();
+        }
+        ejected.then_some(Transition::Left)
     }
 
     /// An upstream attempt succeeded (response headers, not 5xx).
@@ -264,10 +311,12 @@ impl PodCore {
     }
 
     /// Writes the routing view at `now` into `pod` (whose name and address stay): gauges
-    /// weighed by their age ([`CoreConfig::trust`]), dropped once stale.
+    /// weighed by their age ([`CoreConfig::trust`]), dropped once stale. `cached_tokens` is
+    /// per request: reset here, the driver fills it ([`Self::cached_tokens`]).
     pub fn fill(&self, pod: &mut Pod, now: f64, cfg: &CoreConfig) {
         let (prompt_tps, output_tps) = self.rates.rates(now);
         pod.in_flight = self.in_flight;
+        pod.cached_tokens = None;
         let trust = self.metrics_age(now).map(|a| cfg.trust(a));
         // The LoRA batch state is kept as is until stale, like KV usage.
         pod.lora = match trust {
