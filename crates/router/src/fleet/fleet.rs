@@ -6,7 +6,7 @@ use rand::Rng;
 
 use super::CoreConfig;
 use super::health::{FailureKind, may_eject};
-use super::pod::{PodCore, Scrape, Transition};
+use super::pod::{Booking, PodCore, Scrape, Transition};
 use crate::decision::{Decision, NoRoute};
 use crate::pod::{Pod, RouteRequest};
 use crate::prefix::{PrefixConfig, PrefixIndex};
@@ -152,6 +152,22 @@ impl Fleet {
     /// A request to pod `i` ended.
     pub fn end(&mut self, i: usize) {
         self.cores[i].end();
+    }
+
+    /// Books a request sent to pod `i` ([`PodCore::book`]): its uncached prefill is pending
+    /// there until [`Self::first_token`]; give the booking back with [`Self::release`].
+    pub fn book(&mut self, i: usize, prefill: f64, context: f64, predicted_s: f64) -> Booking {
+        self.cores[i].book(prefill, context, predicted_s)
+    }
+
+    /// The request booked on pod `i` produced its first token `ttft_s` after its send.
+    pub fn first_token(&mut self, i: usize, b: &mut Booking, ttft_s: Option<f64>) {
+        self.cores[i].first_token(b, ttft_s);
+    }
+
+    /// The request booked on pod `i` ended.
+    pub fn release(&mut self, i: usize, b: &mut Booking) {
+        self.cores[i].release(b);
     }
 
     /// A request for `adapter` (None: the base model) was sent to pod `i`.
