@@ -66,6 +66,9 @@ pub struct Observed {
     /// Smoothed measured TTFT over the TTFT predicted when each request was routed (the
     /// `ttft` strategy's online correction, unclamped); None before any sample.
     pub ttft_ratio: Option<f64>,
+    /// Smoothed prompt units (the index's bytes or tokens) per prompt token the engine
+    /// reported; None before any sample.
+    pub units_per_token: Option<f64>,
 }
 
 /// One user's standing in the `vtc-basic` token window (see [`crate::TokenWindow`]).

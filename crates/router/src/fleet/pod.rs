@@ -106,6 +106,8 @@ pub struct PodCore {
     decode_context: f64,
     /// Smoothed measured / predicted TTFT of booked requests (the `ttft` correction).
     ttft_ratio: Option<f64>,
+    /// Smoothed prompt units per prompt token.
+    units_per_token: Option<f64>,
 }
 
 /// One request's share of a pod's booked work, held by the driver from the decision to the
@@ -239,6 +241,14 @@ impl PodCore {
         } else {
             (self.pending_prefill - tokens).max(0.0)
         };
+    }
+
+    /// A finished response's prompt was `units` long in the prefix index's unit and
+    /// `tokens` long by the engine's count (its usage): teaches the units-per-token ratio.
+    pub fn prompt_size(&mut self, units: f64, tokens: f64) {
+        if units.is_finite() && tokens.is_finite() && units > 0.0 && tokens >= 1.0 {
+            self.units_per_token = ewma(self.units_per_token, units / tokens);
+        }
     }
 
     /// Prefill tokens booked and not yet answered by a first token.
@@ -406,6 +416,7 @@ impl PodCore {
             ttft_s: self.ttft_s,
             tpot_s: self.tpot_s,
             ttft_ratio: self.ttft_ratio,
+            units_per_token: self.units_per_token,
         };
     }
 
