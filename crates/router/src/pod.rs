@@ -11,6 +11,14 @@ pub struct Pod {
     pub address: String,
     /// Requests this gateway has in flight on the pod: exact, the primary load signal.
     pub in_flight: u32,
+    /// Prefill tokens routed here and not yet answered with a first token: each request's
+    /// uncached prompt tokens as estimated when it was routed (booked at the decision, so a
+    /// burst is charged before any response returns).
+    pub pending_prefill: f64,
+    /// Requests routed here that produced their first token and have not ended (decoding).
+    pub decoding: u32,
+    /// Σ prompt tokens of the decoding requests: the context their decode steps read.
+    pub decode_context: f64,
     /// What the pod's `/metrics` said at the last scrape; any field may be missing.
     pub metrics: EngineMetrics,
     /// What this gateway measured on the pod's recent responses (throughput, latency).
@@ -59,6 +67,12 @@ pub struct Observed {
     pub ttft_s: Option<f64>,
     /// Smoothed mean time per output token after the first, seconds; None before any sample.
     pub tpot_s: Option<f64>,
+    /// Smoothed measured TTFT over the TTFT predicted when each request was routed (the
+    /// `ttft` strategy's online correction, unclamped); None before any sample.
+    pub ttft_ratio: Option<f64>,
+    /// Smoothed prompt units (the index's bytes or tokens) per prompt token the engine
+    /// reported; None before any sample.
+    pub units_per_token: Option<f64>,
 }
 
 /// One user's standing in the `vtc-basic` token window (see [`crate::TokenWindow`]).

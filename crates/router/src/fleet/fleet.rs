@@ -6,12 +6,13 @@ use rand::Rng;
 
 use super::CoreConfig;
 use super::health::{FailureKind, may_eject};
-use super::pod::{PodCore, Scrape, Transition};
+use super::pod::{Booking, PodCore, Scrape, Transition};
 use crate::decision::{Decision, NoRoute};
 use crate::kvindex::{KvUpdate, PromptKeys, StoreError};
 use crate::pod::{Pod, RouteRequest};
 use crate::prefix::{PrefixConfig, PrefixIndex};
 use crate::select::route;
+use crate::strategies::ttft::{Estimate, estimate};
 use crate::strategy::Weighted;
 
 /// Pods (by position), their cores, and the prefix index.
@@ -157,6 +158,43 @@ impl Fleet {
     /// A request to pod `i` ended.
     pub fn end(&mut self, i: usize) {
         self.cores[i].end();
+    }
+
+    /// What the `ttft` cost model estimates for `req` on pod `i` at `now`: the prefill to
+    /// [`Self::book`] when the request is sent there, and the TTFT predicted for it.
+    pub fn estimate(&self, i: usize, req: &RouteRequest<'_>, now: f64) -> Estimate {
+        let mut view = self.snapshot(i, now);
+        if let Some(t) = req.tokens {
+            view.cached_tokens = self.cores[i].cached_tokens(&mut PromptKeys::new(t, req.adapter));
+        }
+        let matched = self
+            .index
+            .matched(req.blocks, std::slice::from_ref(&view), now)
+            .first()
+            .copied()
+            .unwrap_or(0);
+        estimate(req, &view, matched, self.index.config())
+    }
+
+    /// Books a request sent to pod `i` ([`PodCore::book`]): its uncached prefill is pending
+    /// there until [`Self::first_token`]; give the booking back with [`Self::release`].
+    pub fn book(&mut self, i: usize, prefill: f64, context: f64, predicted_s: f64) -> Booking {
+        self.cores[i].book(prefill, context, predicted_s)
+    }
+
+    /// The request booked on pod `i` produced its first token `ttft_s` after its send.
+    pub fn first_token(&mut self, i: usize, b: &mut Booking, ttft_s: Option<f64>) {
+        self.cores[i].first_token(b, ttft_s);
+    }
+
+    /// The request booked on pod `i` ended.
+    pub fn release(&mut self, i: usize, b: &mut Booking) {
+        self.cores[i].release(b);
+    }
+
+    /// A response from pod `i` had a prompt of `units` (index unit) and `tokens` (engine).
+    pub fn prompt_size(&mut self, i: usize, units: f64, tokens: f64) {
+        self.cores[i].prompt_size(units, tokens);
     }
 
     /// A request for `adapter` (None: the base model) was sent to pod `i`.

@@ -102,7 +102,50 @@ pub struct PodCore {
     /// The engine's cache as its KV events tell it; None until the first event (or
     /// [`Self::kv_enable`]): the pod publishes none.
     kv: Option<KvIndex>,
+    /// Booked prefill tokens not yet answered by a first token, and how many requests hold them.
+    pending_prefill: f64,
+    prefilling: u32,
+    /// Requests past their first token, and Σ their booked context tokens.
+    decoding: u32,
+    decode_context: f64,
+    /// Smoothed measured / predicted TTFT of booked requests (the `ttft` correction).
+    ttft_ratio: Option<f64>,
+    /// Smoothed prompt units per prompt token.
+    units_per_token: Option<f64>,
 }
+
+/// One request's share of a pod's booked work, held by the driver from the decision to the
+/// end: [`PodCore::book`] makes it, [`PodCore::first_token`] moves it from prefill to
+/// decoding, [`PodCore::release`] gives back whichever part it holds (also for a request that
+/// never produced a token).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Booking {
+    /// Uncached prompt tokens booked as pending prefill.
+    pub prefill: f64,
+    /// Prompt tokens the request's decode steps will read (its context).
+    pub context: f64,
+    /// The TTFT predicted at the decision (seconds, uncorrected; 0: none, no correction).
+    pub predicted_s: f64,
+    /// Where the booking is now.
+    pub stage: Stage,
+}
+
+/// Where a [`Booking`] is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Stage {
+    /// Routed, no first token yet: counted in `pending_prefill`.
+    #[default]
+    Prefill,
+    /// First token out: counted in `decoding`.
+    Decoding,
+    /// Released: counted nowhere.
+    Released,
+}
+
+/// Most a single TTFT sample moves the correction: measured / predicted is clamped to
+/// `1/RATIO_SAMPLE_CLAMP ..= RATIO_SAMPLE_CLAMP` before it enters the EWMA, so one outlier
+/// (a tiny prediction, a stalled engine) cannot swing it.
+pub const RATIO_SAMPLE_CLAMP: f64 = 8.0;
 
 impl PodCore {
     /// Requests routed to the pod and not yet ended.
@@ -140,6 +183,86 @@ impl PodCore {
                 self.adapter_in_flight.remove(a);
             }
         }
+    }
+
+    /// Books a request's estimated work at the decision (with [`Self::begin`]): `prefill`
+    /// uncached prompt tokens pending until its first token, `context` prompt tokens decoded
+    /// on afterwards, and the TTFT predicted for it (0 when none was).
+    pub fn book(&mut self, prefill: f64, context: f64, predicted_s: f64) -> Booking {
+        let clean = |x: f64| if x.is_finite() { x.max(0.0) } else { 0.0 };
+        let b = Booking {
+            prefill: clean(prefill),
+            context: clean(context),
+            predicted_s: clean(predicted_s),
+            stage: Stage::Prefill,
+        };
+        self.pending_prefill += b.prefill;
+        self.prefilling = self.prefilling.saturating_add(1);
+        b
+    }
+
+    /// The booked request produced its first token `ttft_s` after it was sent (None when not
+    /// measured): its prefill leaves the queue, it counts as decoding, and the measured over
+    /// predicted TTFT feeds the correction. A second call does nothing.
+    pub fn first_token(&mut self, b: &mut Booking, ttft_s: Option<f64>) {
+        if b.stage != Stage::Prefill {
+            return;
+        }
+        self.unbook_prefill(b.prefill);
+        self.decoding = self.decoding.saturating_add(1);
+        self.decode_context += b.context;
+        b.stage = Stage::Decoding;
+        if let Some(t) = ttft_s.filter(|t| t.is_finite() && *t >= 0.0)
+            && b.predicted_s > 0.0
+        {
+            let r = (t / b.predicted_s).clamp(1.0 / RATIO_SAMPLE_CLAMP, RATIO_SAMPLE_CLAMP);
+            self.ttft_ratio = ewma(self.ttft_ratio, r);
+        }
+    }
+
+    /// The booked request ended, however it ended: what it still holds is given back.
+    pub fn release(&mut self, b: &mut Booking) {
+        match b.stage {
+            Stage::Prefill => self.unbook_prefill(b.prefill),
+            Stage::Decoding => {
+                self.decoding = self.decoding.saturating_sub(1);
+                self.decode_context = if self.decoding == 0 {
+                    0.0
+                } else {
+                    (self.decode_context - b.context).max(0.0)
+                };
+            }
+            Stage::Released => {}
+        }
+        b.stage = Stage::Released;
+    }
+
+    fn unbook_prefill(&mut self, tokens: f64) {
+        self.prefilling = self.prefilling.saturating_sub(1);
+        // Sums of floats drift: the queue is exactly empty when no request holds any of it.
+        self.pending_prefill = if self.prefilling == 0 {
+            0.0
+        } else {
+            (self.pending_prefill - tokens).max(0.0)
+        };
+    }
+
+    /// A finished response's prompt was `units` long in the prefix index's unit and
+    /// `tokens` long by the engine's count (its usage): teaches the units-per-token ratio.
+    pub fn prompt_size(&mut self, units: f64, tokens: f64) {
+        if units.is_finite() && tokens.is_finite() && units > 0.0 && tokens >= 1.0 {
+            self.units_per_token = ewma(self.units_per_token, units / tokens);
+        }
+    }
+
+    /// Prefill tokens booked and not yet answered by a first token.
+    pub fn pending_prefill(&self) -> f64 {
+        self.pending_prefill
+    }
+
+    /// Requests past their first token and not ended.
+    pub fn decoding(&self) -> u32 {
+        self.decoding
     }
 
     /// Requests for `adapter` routed to the pod and not yet ended.
@@ -317,6 +440,9 @@ impl PodCore {
         let (prompt_tps, output_tps) = self.rates.rates(now);
         pod.in_flight = self.in_flight;
         pod.cached_tokens = None;
+        pod.pending_prefill = self.pending_prefill;
+        pod.decoding = self.decoding;
+        pod.decode_context = self.decode_context;
         let trust = self.metrics_age(now).map(|a| cfg.trust(a));
         // The LoRA batch state is kept as is until stale, like KV usage.
         pod.lora = match trust {
@@ -338,6 +464,8 @@ impl PodCore {
             output_tps,
             ttft_s: self.ttft_s,
             tpot_s: self.tpot_s,
+            ttft_ratio: self.ttft_ratio,
+            units_per_token: self.units_per_token,
         };
     }
 

@@ -22,6 +22,7 @@ mod prefix_cache;
 mod random;
 mod session_affinity;
 mod throughput;
+pub(crate) mod ttft;
 mod vtc_basic;
 
 /// One routing call's inputs, shared by every strategy.
@@ -143,8 +144,12 @@ pub(crate) fn scorer(strategy: Strategy) -> &'static dyn Scorer {
         Strategy::LeastLatency => &least_latency::LeastLatency,
         Strategy::VtcBasic => &vtc_basic::VtcBasic,
         Strategy::LoraAffinity => &lora_affinity::LoraAffinity,
+        Strategy::Ttft => &ttft::Ttft,
     }
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod ttft_tests;
