@@ -61,6 +61,7 @@ pub use discovery::{
 };
 pub use error::{AdapterWhy, GatewayError};
 pub use kv::{KvEventsConfig, KvModelConfig};
+
 pub use load::ModelLoad;
 
 use catalog::Catalog;

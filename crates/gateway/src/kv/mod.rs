@@ -1,6 +1,6 @@
 //! The gateway side of KV events: each pod's exact index (fed by its engine's events, see
 //! [`brix_router::KvIndex`]), the request's token ids (the model's own tokenizer and chat
-//! template, [`prompt`]), and how far the approximate index's guess was from the truth.
+//! template, [`brix_tokenizer::Tokenizer::request_tokens`]), and how far the approximate index's guess was from the truth.
 //!
 //! Pods of a model listed under `kv_events` get an exact index; every request for that model
 //! (or one of its adapters) on a tokenizing path (chat, completions) is tokenized once, and
@@ -8,13 +8,12 @@
 //! ([`crate::pool::Pool::decide_measured`]). Pods without events keep the approximate index.
 
 pub(crate) mod config;
-pub(crate) mod prompt;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use brix_router::{KvUpdate, Pod, PrefixIndex, PromptKeys, RouteRequest, StoreError};
-use brix_tokenizer::Tokenizer;
+use brix_tokenizer::{Api, Tokenizer};
 
 pub use config::{KvEventsConfig, KvModelConfig};
 
@@ -80,7 +79,12 @@ impl KvModels {
 impl KvModel {
     /// The token ids the engine will prefill for this request, None for other paths.
     pub(crate) fn tokens(&self, endpoint: Endpoint, body: &[u8]) -> Option<Vec<u32>> {
-        prompt::engine_tokens(&self.tokenizer, endpoint, body)
+        let api = match endpoint {
+            Endpoint::Chat => Api::Chat,
+            Endpoint::Completions => Api::Completions,
+            _ => return None,
+        };
+        self.tokenizer.request_tokens(api, body)
     }
 }
 

@@ -1,15 +1,23 @@
 //! A request's prompt as the engine will tokenize it: a completions `prompt` (text encoded
 //! with the tokenizer's special tokens, or token ids as sent), or chat `messages` rendered by
 //! the model's chat template and encoded without special tokens — vLLM's rules, which
-//! `brix sim` follows too. Only routing reads the result; the body goes upstream unchanged.
+//! `brix sim` follows too. The gateway routes on the result (its exact KV index).
 
 use std::borrow::Cow;
 
-use brix_tokenizer::Tokenizer;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::parse::Endpoint;
+use crate::Tokenizer;
+
+/// Which OpenAI API a request body is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    /// `/v1/chat/completions`: `messages`, rendered with the chat template.
+    Chat,
+    /// `/v1/completions`: `prompt`, text or token ids.
+    Completions,
+}
 
 #[derive(Deserialize)]
 struct Body<'a> {
@@ -51,13 +59,18 @@ enum Prompt<'a> {
     TokenLists(Vec<Vec<u32>>),
 }
 
-/// The token ids the engine will compute for this request's (first) prompt, or None for a
-/// path or body the engine would not prefill from (the request then routes on the
-/// approximate index). The body already parsed once, so errors here only mean "unknown".
-pub(crate) fn engine_tokens(tok: &Tokenizer, endpoint: Endpoint, body: &[u8]) -> Option<Vec<u32>> {
+impl Tokenizer {
+    /// The token ids the engine will compute for this request body's (first) prompt, or None
+    /// for a body it cannot read (not JSON, no `messages` or `prompt` of a known shape).
+    pub fn request_tokens(&self, api: Api, body: &[u8]) -> Option<Vec<u32>> {
+        engine_tokens(self, api, body)
+    }
+}
+
+fn engine_tokens(tok: &Tokenizer, api: Api, body: &[u8]) -> Option<Vec<u32>> {
     let b: Body<'_> = serde_json::from_slice(body).ok()?;
-    match endpoint {
-        Endpoint::Chat => {
+    match api {
+        Api::Chat => {
             let messages = b.messages?;
             let rendered: Vec<(&str, String)> = messages
                 .iter()
@@ -66,13 +79,12 @@ pub(crate) fn engine_tokens(tok: &Tokenizer, endpoint: Endpoint, body: &[u8]) ->
             let add = b.add_generation_prompt.unwrap_or(true);
             Some(tok.encode_chat(&tok.render_chat(rendered, add)))
         }
-        Endpoint::Completions => match serde_json::from_str::<Prompt<'_>>(b.prompt?.get()).ok()? {
+        Api::Completions => match serde_json::from_str::<Prompt<'_>>(b.prompt?.get()).ok()? {
             Prompt::Text(t) => Some(tok.encode(&t)),
             Prompt::Texts(ts) => ts.first().map(|t| tok.encode(t)),
             Prompt::Tokens(t) => Some(t),
             Prompt::TokenLists(mut ts) => (!ts.is_empty()).then(|| ts.swap_remove(0)),
         },
-        _ => None,
     }
 }
 
@@ -104,11 +116,11 @@ mod tests {
             {"role":"user","content":[{"type":"text","text":"Hi"},{"type":"image_url"},
             {"type":"text","text":"there"}]}]}"#;
         let want = t.encode_chat("<|system|>\nBe brief.\n<|user|>\nHi\nthere\n<|assistant|>\n");
-        assert_eq!(engine_tokens(&t, Endpoint::Chat, chat), Some(want));
+        assert_eq!(engine_tokens(&t, Api::Chat, chat), Some(want));
         let no_gen =
             br#"{"messages":[{"role":"user","content":"x"}],"add_generation_prompt":false}"#;
         assert_eq!(
-            engine_tokens(&t, Endpoint::Chat, no_gen),
+            engine_tokens(&t, Api::Chat, no_gen),
             Some(t.encode_chat("<|user|>\nx\n"))
         );
         // (body, tokens) for completions.
@@ -124,13 +136,13 @@ mod tests {
             (br#"{"prompt":{"x":1}}"#, None),
         ];
         for (body, want) in cases {
-            let got = engine_tokens(&t, Endpoint::Completions, body);
+            let got = engine_tokens(&t, Api::Completions, body);
             assert_eq!(got, want, "{}", String::from_utf8_lossy(body));
         }
         assert_eq!(
-            engine_tokens(&t, Endpoint::Embeddings, br#"{"input":"x"}"#),
+            engine_tokens(&t, Api::Completions, br#"{"input":"x"}"#),
             None
         );
-        assert_eq!(engine_tokens(&t, Endpoint::Chat, b"not json"), None);
+        assert_eq!(engine_tokens(&t, Api::Chat, b"not json"), None);
     }
 }
