@@ -245,6 +245,7 @@ impl GatewayConfig {
                 max_ejection_s: self.outlier.max_ejection_s,
                 max_ejection_fraction: self.outlier.max_ejection_fraction,
             },
+            ..CoreConfig::default()
         }
     }
 }
