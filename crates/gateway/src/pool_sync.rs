@@ -8,6 +8,12 @@ use brix_router::fleet::{Refused, RemoteLoad};
 use super::{PodState, Pool, lock};
 
 impl PodState {
+    /// The live peer replicas' load on the pod, summed.
+    pub fn remote_load(&self) -> RemoteLoad {
+        let cfg = self.config();
+        self.core().remote_load(self.now(), &cfg)
+    }
+
     /// This gateway's load on the pod, as published to peer replicas.
     pub fn own_load(&self) -> RemoteLoad {
         self.core().own_load()

@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use brix_router::fleet::{MAX_GATEWAY_ID_LEN, MAX_PEERS, RemoteLoad};
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+};
 use serde::{Deserialize, Serialize};
 use tokio_stream::StreamExt;
 
@@ -307,6 +309,10 @@ pub struct SyncMetrics {
     pub batches: IntCounterVec,
     /// Booked blocks left out of a full batch.
     pub dropped_blocks: IntCounter,
+    /// Peers' booked block runs applied to this replica's prefix index.
+    pub peer_booked: IntCounter,
+    /// Requests the live peers have in flight per pod, as this replica counts them.
+    pub peer_in_flight: IntGaugeVec,
 }
 
 impl SyncMetrics {
@@ -348,7 +354,20 @@ impl SyncMetrics {
                 "brix_gateway_sync_dropped_blocks_total",
                 "Booked prefix blocks left out of a full sync batch.",
             )?,
+            peer_booked: IntCounter::new(
+                "brix_gateway_sync_peer_booked_total",
+                "Peers' booked prompts (block runs) applied to this replica's prefix index.",
+            )?,
+            peer_in_flight: IntGaugeVec::new(
+                Opts::new(
+                    "brix_gateway_sync_peer_in_flight_requests",
+                    "Requests the live peer replicas have in flight, by pod, as this replica counts them.",
+                ),
+                &["pod"],
+            )?,
         };
+        m.register(Box::new(s.peer_booked.clone()))?;
+        m.register(Box::new(s.peer_in_flight.clone()))?;
         m.register(Box::new(s.up.clone()))?;
         m.register(Box::new(s.peers.clone()))?;
         m.register(Box::new(s.batch_age.clone()))?;
@@ -376,7 +395,7 @@ async fn run(pool: Arc<Pool>, cfg: SyncConfig, url: String, id: String, m: SyncM
     let mut seq = 0u64;
     let mut peers: HashMap<String, Instant> = HashMap::new();
     loop {
-        let why = match session(
+        let Err((kind, e)) = session(
             &pool,
             &cfg,
             &url,
@@ -386,14 +405,13 @@ async fn run(pool: Arc<Pool>, cfg: SyncConfig, url: String, id: String, m: SyncM
             &mut peers,
             &mut warned,
         )
-        .await
-        {
-            Ok(()) => "subscription ended".to_string(),
-            Err((kind, e)) => {
-                m.errors.with_label_values(&[kind]).inc();
-                format!("{kind}: {e}")
-            }
-        };
+        .await;
+        m.errors.with_label_values(&[kind]).inc();
+        let why = format!("{kind}: {e}");
+        if m.up.get() == 1 {
+            // It was up: start the back-off over.
+            backoff = Duration::from_millis(cfg.interval_ms);
+        }
         m.up.set(0);
         m.peers.set(0);
         // Bookings made while down are not replayed: peers learn them from later traffic.
@@ -404,6 +422,18 @@ async fn run(pool: Arc<Pool>, cfg: SyncConfig, url: String, id: String, m: SyncM
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
+        // Peers' loads expire while down; the gauge follows.
+        show_peer_loads(&pool, &m);
+    }
+}
+
+/// Sets the per-pod peer in-flight gauge to what the pool counts now (pods that left drop out).
+fn show_peer_loads(pool: &Pool, m: &SyncMetrics) {
+    m.peer_in_flight.reset();
+    for p in pool.all() {
+        m.peer_in_flight
+            .with_label_values(&[p.name.as_str()])
+            .set(i64::from(p.remote_load().in_flight));
     }
 }
 
@@ -444,7 +474,7 @@ async fn session(
     seq: &mut u64,
     peers: &mut HashMap<String, Instant>,
     warned: &mut bool,
-) -> Result<(), SessionError> {
+) -> Result<std::convert::Infallible, SessionError> {
     let timeout = Duration::from_millis(cfg.timeout_ms);
     let client = redis::Client::open(url).map_err(|e| ("connect", e.to_string()))?;
     let conn_cfg = redis::AsyncConnectionConfig::new()
@@ -491,9 +521,12 @@ async fn session(
                 m.batches.with_label_values(&["sent"]).inc();
                 peers.retain(|_, t| t.elapsed().as_secs_f64() <= cfg.ttl_s);
                 m.peers.set(i64::try_from(peers.len()).unwrap_or(i64::MAX));
+                show_peer_loads(pool, m);
             }
             msg = messages.next() => {
-                let Some(msg) = msg else { return Ok(()) };
+                let Some(msg) = msg else {
+                    return Err(("subscribe", "subscription ended".into()));
+                };
                 last_heard = Instant::now();
                 let Some(model) = msg.get_channel_name().strip_prefix(&prefix) else { continue };
                 let batch = match decode(msg.get_payload_bytes()) {
@@ -519,6 +552,7 @@ async fn session(
                     m.batch_age.observe((now_unix - batch.ts).clamp(0.0, 3600.0));
                 }
                 let a = apply(pool, model, &batch);
+                m.peer_booked.inc_by(a.booked as u64);
                 if a.refused > 0 {
                     m.errors.with_label_values(&["refused"]).inc_by(a.refused as u64);
                 }
