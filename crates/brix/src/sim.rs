@@ -173,6 +173,7 @@ impl EngineArgs {
             num_gpu_blocks_override: self.num_gpu_blocks_override,
             seed: self.seed,
             output_len: self.output_len,
+            ..EngineSettings::default()
         }
         .apply(e)
     }

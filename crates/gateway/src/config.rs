@@ -163,6 +163,13 @@ impl RoutingConfig {
             load_units_per_request: self.load_units_per_request,
             lora_slot_cost: self.lora_slot_cost,
             lora_wait_cost: self.lora_wait_cost,
+            ttft: brix_router::TtftProfile {
+                units_per_token: match self.block_unit {
+                    BlockUnit::Tokens => 1.0,
+                    BlockUnit::Bytes => 4.0,
+                },
+                ..brix_router::TtftProfile::default()
+            },
         }
     }
 }

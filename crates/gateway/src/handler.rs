@@ -198,6 +198,7 @@ async fn serve(
         max_tokens: parsed.max_tokens,
         vtc,
         adapter: is_adapter.then_some(model.as_str()),
+        ..RouteRequest::default()
     };
     let cx = Ctx {
         endpoint,

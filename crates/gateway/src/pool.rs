@@ -15,7 +15,8 @@ use std::time::Instant;
 
 use brix_router::fleet::{CoreConfig, FailureKind, PodCore, Scrape, Transition, may_eject};
 use brix_router::{
-    Decision, NoRoute, Pod, PrefixConfig, PrefixIndex, RouteRequest, Weighted, route,
+    Decision, Estimate, NoRoute, Pod, PrefixConfig, PrefixIndex, RouteRequest, Weighted, estimate,
+    route,
 };
 use rand::Rng;
 
@@ -73,22 +74,6 @@ impl PodState {
     /// Whether the pod is in the candidate set.
     pub fn is_healthy(&self) -> bool {
         self.core().in_rotation()
-    }
-
-    /// Takes an in-flight slot, released when the guard drops (also on cancellation).
-    #[cfg(test)]
-    pub fn acquire(self: &Arc<Self>) -> InFlight {
-        self.acquire_for(None)
-    }
-
-    /// [`Self::acquire`] for a request naming `adapter`, counted per adapter too until the
-    /// guard drops, however the request ends.
-    pub fn acquire_for(self: &Arc<Self>, adapter: Option<&str>) -> InFlight {
-        self.core().begin_for(adapter);
-        InFlight {
-            pod: self.clone(),
-            adapter: adapter.map(str::to_string),
-        }
     }
 
     /// Requests for `adapter` in flight on the pod.
@@ -275,27 +260,6 @@ impl PodState {
 /// Most adapters kept per pod (they become metric labels; engines are configured, but a
 /// broken one must not grow the table without bound).
 pub const MAX_POD_ADAPTERS: usize = 4096;
-
-/// An in-flight slot on a pod; dropping it gives the slot back.
-#[derive(Debug)]
-pub struct InFlight {
-    pod: Arc<PodState>,
-    /// The adapter the request named, counted per adapter on the pod.
-    adapter: Option<String>,
-}
-
-impl InFlight {
-    /// The pod the slot is on.
-    pub fn pod(&self) -> &Arc<PodState> {
-        &self.pod
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.pod.core().end_for(self.adapter.as_deref());
-    }
-}
 
 /// What a discovery change did to the table.
 #[derive(Debug, Default)]
@@ -570,6 +534,26 @@ impl Pool {
         i
     }
 
+    /// What the `ttft` cost model estimates for `req` on `pod` at `now` (the prefill to book
+    /// when the request is sent there, and the TTFT predicted for the correction).
+    pub fn estimate(
+        &self,
+        model: &str,
+        pod: &PodState,
+        req: &RouteRequest<'_>,
+        now: f64,
+    ) -> Estimate {
+        let view = pod.snapshot(now);
+        let index = self.index(model);
+        let index = lock(&index);
+        let matched = index
+            .matched(req.blocks, std::slice::from_ref(&view), now)
+            .first()
+            .copied()
+            .unwrap_or(0);
+        estimate(req, &view, matched, index.config())
+    }
+
     /// Runs `strategy` over the candidates' snapshots at `now`; the decision's `pod` indexes
     /// `candidates`. Nothing is booked: take the slot, then [`Self::accepted`].
     pub fn decide(
@@ -598,6 +582,10 @@ impl Pool {
         }
     }
 }
+
+#[path = "pool_slot.rs"]
+mod slot;
+pub use slot::InFlight;
 
 #[path = "pool_sync.rs"]
 mod sync_hooks;

@@ -144,6 +144,38 @@ pub struct PodLoad {
     /// Requests in flight from the publishing replica.
     #[serde(rename = "n", default)]
     pub in_flight: u32,
+    /// Uncached prompt tokens it booked with no first token yet.
+    #[serde(rename = "p", default)]
+    pub pending_prefill: f64,
+    /// Its requests past their first token.
+    #[serde(rename = "d", default)]
+    pub decoding: u32,
+    /// Σ those requests' context tokens.
+    #[serde(rename = "c", default)]
+    pub decode_context: f64,
+}
+
+impl PodLoad {
+    /// `load` on the pod at `address`.
+    pub fn new(address: &str, load: RemoteLoad) -> Self {
+        Self {
+            address: address.to_string(),
+            in_flight: load.in_flight,
+            pending_prefill: load.pending_prefill,
+            decoding: load.decoding,
+            decode_context: load.decode_context,
+        }
+    }
+
+    /// The load it carries.
+    pub fn load(&self) -> RemoteLoad {
+        RemoteLoad {
+            in_flight: self.in_flight,
+            pending_prefill: self.pending_prefill,
+            decoding: self.decoding,
+            decode_context: self.decode_context,
+        }
+    }
 }
 
 /// Blocks booked on one pod.
@@ -224,10 +256,7 @@ pub fn batches(
             ts,
             pods: pods
                 .iter()
-                .map(|p| PodLoad {
-                    address: p.address.clone(),
-                    in_flight: p.own_load().in_flight,
-                })
+                .map(|p| PodLoad::new(&p.address, p.own_load()))
                 .collect(),
             booked: by_model.remove(model).unwrap_or_default(),
         };
@@ -269,12 +298,9 @@ pub struct Applied {
 pub fn apply(pool: &Pool, model: &str, batch: &Batch) -> Applied {
     let mut a = Applied::default();
     for p in batch.pods.iter().take(MAX_PODS_PER_BATCH) {
-        let load = RemoteLoad {
-            in_flight: p.in_flight,
-        };
         match pool
             .pod(&p.address)
-            .map(|pod| pod.set_remote(&batch.gw, load))
+            .map(|pod| pod.set_remote(&batch.gw, p.load()))
         {
             Some(Ok(())) => a.loads += 1,
             Some(Err(_)) => a.refused += 1,

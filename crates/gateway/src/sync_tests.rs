@@ -128,6 +128,9 @@ fn decode_refuses_what_is_not_a_bounded_batch() {
         pods: vec![PodLoad {
             address: "a:1".into(),
             in_flight: 2,
+            pending_prefill: 300.0,
+            decoding: 1,
+            decode_context: 40.0,
         }],
         booked: vec![Booked {
             address: "a:1".into(),
@@ -137,7 +140,7 @@ fn decode_refuses_what_is_not_a_bounded_batch() {
     let json = serde_json::to_vec(&b).unwrap_or_default();
     assert_eq!(decode(&json), Ok(b));
     // Unknown fields (a newer replica's extra load fields) are ignored.
-    let newer = br#"{"gw":"g","seq":1,"ts":0,"pods":[{"a":"a:1","n":1,"p":12.5}],"x":1}"#;
+    let newer = br#"{"gw":"g","seq":1,"ts":0,"pods":[{"a":"a:1","n":1,"z":12.5}],"x":1}"#;
     assert_eq!(decode(newer).map(|b| b.pods[0].in_flight), Ok(1));
     assert_eq!(decode(b"not json"), Err(Rejected::Malformed));
     assert_eq!(
@@ -211,6 +214,7 @@ fn a_peers_batch_counts_here_as_load_and_prefix_but_is_not_republished() {
         pods: vec![PodLoad {
             address: "z:9".into(),
             in_flight: 5,
+            ..PodLoad::default()
         }],
         booked: vec![Booked {
             address: "z:9".into(),

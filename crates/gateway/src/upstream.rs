@@ -121,7 +121,8 @@ pub(crate) async fn send(
         }
         let i = choose(gw, cx, req, &candidates)?;
         let pod = candidates.swap_remove(i);
-        let slot = pod.acquire_for(req.adapter);
+        let e = gw.pool.estimate(&cx.parsed.model, &pod, req, gw.now());
+        let slot = pod.acquire_booked(req.adapter, &e, f64::from(req.prompt_units));
         let gauge = gw.metrics.in_flight_guard(model, &pod.name);
         let request = build(&pod.address, cx, headers, body.clone(), gw.strips_auth())?;
         let last = match tokio::time::timeout(timeout, gw.client.request(request)).await {

@@ -20,7 +20,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
 use brix_router::Strategy;
-use brix_router::fleet::{CoreConfig, Fleet, Scrape};
+use brix_router::fleet::{Booking, CoreConfig, Fleet, Scrape};
 use brix_sim::{Finished, NewRequest, StepCost};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -48,6 +48,8 @@ struct Live {
     itl_ms: Vec<f64>,
     /// Uncached prefill the oracle booked for it (0 for other strategies).
     prefill: u32,
+    /// The work the gateway's routing core booked for it (None under the oracle).
+    booking: Option<Booking>,
     /// The adapter it names, in a run with adapters.
     adapter: Option<u32>,
 }
@@ -150,10 +152,9 @@ impl<'a> Sim<'a> {
             slots,
             fleet,
             feeds_index: match strategy {
-                SimStrategy::Router(w) => {
-                    w.0.iter()
-                        .any(|(s, _)| matches!(s, Strategy::PrefixCache | Strategy::KvCost))
-                }
+                SimStrategy::Router(w) => w.0.iter().any(|(s, _)| {
+                    matches!(s, Strategy::PrefixCache | Strategy::KvCost | Strategy::Ttft)
+                }),
                 SimStrategy::Oracle => false,
             },
             step_cost: StepCost::new(&cfg.model, &cfg.gpu),
@@ -325,9 +326,15 @@ impl<'a> Sim<'a> {
             }
             None => None,
         };
-        let (e, prefill) = match self.strategy {
-            SimStrategy::Router(strategy) => (self.route(strategy, i, now, holders.as_deref()), 0),
-            SimStrategy::Oracle => self.oracle(i, holders.as_deref()),
+        let (e, prefill, booking) = match self.strategy {
+            SimStrategy::Router(strategy) => {
+                let (e, booking) = self.route(strategy, i, now, holders.as_deref());
+                (e, 0, Some(booking))
+            }
+            SimStrategy::Oracle => {
+                let (e, prefill) = self.oracle(i, holders.as_deref());
+                (e, prefill, None)
+            }
         };
         let name = adapter.map(|a| self.adapter_name(a));
         self.fleet_of(i).begin_for(e, name.as_deref());
@@ -344,6 +351,7 @@ impl<'a> Sim<'a> {
             last: now,
             itl_ms: Vec::new(),
             prefill,
+            booking,
             adapter,
         });
         let new = NewRequest {
@@ -391,6 +399,14 @@ impl<'a> Sim<'a> {
             let slot = &mut self.slots[e];
             if l.first.is_none() {
                 l.first = Some(now);
+                if let Some(b) = &mut l.booking {
+                    let r = replicas::owner(&self.replicas, tok.id as usize);
+                    replicas::core(&mut self.replicas, &mut self.fleet, r).first_token(
+                        e,
+                        b,
+                        Some(now - l.scheduled),
+                    );
+                }
                 slot.queued_prefill = slot.queued_prefill.saturating_sub(u64::from(l.prefill));
                 slot.decoding += 1;
                 slot.decode_context += self.w.requests[tok.id as usize].prompt.len() as u64 + 1;
@@ -416,6 +432,12 @@ impl<'a> Sim<'a> {
             return;
         };
         let name = l.adapter.map(|a| self.adapter_name(a));
+        if let Some(mut b) = l.booking {
+            self.fleet_of(i).release(e, &mut b);
+            let units = f64::from(self.keys[i].units);
+            self.fleet_of(i)
+                .prompt_size(e, units, f64::from(f.prompt_tokens));
+        }
         self.fleet_of(i).end_for(e, name.as_deref());
         if let Some(a) = l.adapter {
             self.adapter_in_flight(e, a, -1);
@@ -481,6 +503,9 @@ impl<'a> Sim<'a> {
             return;
         };
         let name = l.adapter.map(|a| self.adapter_name(a));
+        if let Some(mut b) = l.booking {
+            self.fleet_of(i).release(l.engine, &mut b);
+        }
         self.fleet_of(i).end_for(l.engine, name.as_deref());
         if let Some(a) = l.adapter {
             self.adapter_in_flight(l.engine, a, -1);

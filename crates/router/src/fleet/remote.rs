@@ -14,24 +14,49 @@ pub const MAX_GATEWAY_ID_LEN: usize = 64;
 /// Default seconds a peer's load counts after it arrived (10 missed 100 ms batches).
 pub const DEFAULT_REMOTE_TTL_S: f64 = 1.0;
 
-/// One replica's load on one pod: what it routed there and has not seen end.
+/// One replica's load on one pod: what it routed there and has not seen end (the fields
+/// of [`crate::Pod`] a router books itself).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct RemoteLoad {
     /// Requests in flight from that replica.
     pub in_flight: u32,
+    /// Uncached prompt tokens it booked there with no first token yet.
+    pub pending_prefill: f64,
+    /// Its requests there past their first token.
+    pub decoding: u32,
+    /// Σ the context tokens of those decoding requests.
+    pub decode_context: f64,
 }
+
+/// Largest token count taken from a peer for one pod (a broken peer cannot poison a sum).
+const MAX_TOKENS: f64 = 1e12;
 
 impl RemoteLoad {
     /// The sum of two loads (saturating).
     pub fn plus(self, o: Self) -> Self {
         Self {
             in_flight: self.in_flight.saturating_add(o.in_flight),
+            pending_prefill: self.pending_prefill + o.pending_prefill,
+            decoding: self.decoding.saturating_add(o.decoding),
+            decode_context: self.decode_context + o.decode_context,
         }
     }
 
-    /// Whether the load is nothing at all (a replica may skip publishing it).
-    pub fn is_zero(&self) -> bool {
-        self.in_flight == 0
+    /// The load with token counts that are not finite and non-negative made 0, and huge
+    /// ones capped: what a peer says is input.
+    pub fn sanitized(self) -> Self {
+        let tokens = |x: f64| {
+            if x.is_finite() && x > 0.0 {
+                x.min(MAX_TOKENS)
+            } else {
+                0.0
+            }
+        };
+        Self {
+            pending_prefill: tokens(self.pending_prefill),
+            decode_context: tokens(self.decode_context),
+            ..self
+        }
     }
 }
 
@@ -65,6 +90,7 @@ impl RemoteLoads {
         if id.is_empty() || id.len() > MAX_GATEWAY_ID_LEN {
             return Err(Refused::BadId);
         }
+        let load = load.sanitized();
         if let Some(p) = self.peers.iter_mut().find(|p| p.id == id) {
             p.load = load;
             p.at = now;
@@ -108,7 +134,10 @@ mod tests {
     use super::*;
 
     fn load(n: u32) -> RemoteLoad {
-        RemoteLoad { in_flight: n }
+        RemoteLoad {
+            in_flight: n,
+            ..RemoteLoad::default()
+        }
     }
 
     #[test]
@@ -159,6 +188,41 @@ mod tests {
         assert!(r.peers.len() <= MAX_PEERS);
         r.clear();
         assert_eq!(r.peers(1.2, 1.0), 0);
+    }
+
+    #[test]
+    fn booked_work_sums_and_bad_numbers_count_as_zero() {
+        let mut r = RemoteLoads::default();
+        let a = RemoteLoad {
+            in_flight: 2,
+            pending_prefill: 1000.0,
+            decoding: 1,
+            decode_context: 512.0,
+        };
+        let bad = RemoteLoad {
+            in_flight: 1,
+            pending_prefill: f64::NAN,
+            decoding: 3,
+            decode_context: -5.0,
+        };
+        assert_eq!(r.set("a", a, 0.0, 1.0), Ok(()));
+        assert_eq!(r.set("b", bad, 0.0, 1.0), Ok(()));
+        let sum = r.sum(0.5, 1.0);
+        assert_eq!(
+            sum,
+            RemoteLoad {
+                in_flight: 3,
+                pending_prefill: 1000.0,
+                decoding: 4,
+                decode_context: 512.0,
+            }
+        );
+        let huge = RemoteLoad {
+            pending_prefill: f64::MAX,
+            ..RemoteLoad::default()
+        };
+        assert_eq!(r.set("a", huge, 0.6, 1.0), Ok(()));
+        assert!(r.sum(0.6, 1.0).pending_prefill <= MAX_TOKENS);
     }
 
     #[test]

@@ -111,8 +111,17 @@ impl Replicas {
     }
 }
 
+/// The replica that routed request `i` (0 with one gateway).
+pub(super) fn owner(reps: &Option<Replicas>, i: usize) -> usize {
+    reps.as_ref().map_or(0, |x| x.owner[i] as usize)
+}
+
 /// Replica `r`'s core: `base` (the sim's own) for 0.
-fn core<'a>(reps: &'a mut Option<Replicas>, base: &'a mut Fleet, r: usize) -> &'a mut Fleet {
+pub(super) fn core<'a>(
+    reps: &'a mut Option<Replicas>,
+    base: &'a mut Fleet,
+    r: usize,
+) -> &'a mut Fleet {
     match reps {
         Some(x) if r > 0 => &mut x.others[r - 1],
         _ => base,
@@ -149,7 +158,7 @@ impl Sim<'_> {
 
     /// The core of the replica that routed request `i`.
     pub(super) fn fleet_of(&mut self, i: usize) -> &mut Fleet {
-        let r = self.replicas.as_ref().map_or(0, |x| x.owner[i] as usize);
+        let r = owner(&self.replicas, i);
         core(&mut self.replicas, &mut self.fleet, r)
     }
 
