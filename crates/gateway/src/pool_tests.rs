@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use brix_router::fleet::{CoreConfig, EjectionConfig, FailureKind, Fleet, Scrape};
+use brix_router::fleet::{Booking, CoreConfig, EjectionConfig, FailureKind, Fleet, Scrape};
 use brix_router::{EngineMetrics, PrefixConfig, RouteRequest, Weighted};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -23,6 +23,10 @@ enum Ev {
     Scrape(usize, f64, f64, f64),
     Fail(usize, FailureKind),
     Success(usize),
+    /// The oldest open request on the pod produced its first token this long after its send.
+    First(usize, f64),
+    /// A finished response's prompt: units and tokens.
+    Size(usize, f64, f64),
 }
 
 fn script(seed: u64) -> Vec<(f64, Ev)> {
@@ -63,6 +67,17 @@ fn script(seed: u64) -> Vec<(f64, Ev)> {
             ),
             15..=16 => Ev::Fail(p, kinds[rng.random_range(0..3)]),
             17 => Ev::Success(p),
+            18 => {
+                if rng.random_range(0..2) == 0 {
+                    Ev::First(p, rng.random_range(0.01..3.0))
+                } else {
+                    Ev::Size(
+                        p,
+                        rng.random_range(100.0..9000.0),
+                        rng.random_range(20.0..2000.0),
+                    )
+                }
+            }
             _ => Ev::Probe(p, rng.random_range(0..4) > 0),
         };
         out.push((now, ev));
@@ -111,6 +126,7 @@ fn pool_of_pods() -> Pool {
             .map(|i| Target {
                 name: format!("p{i}"),
                 address: format!("p{i}"),
+                kv_events: None,
             })
             .collect(),
     )]
@@ -144,7 +160,8 @@ fn through_pool(strategy: &Weighted, events: &[(f64, Ev)], seed: u64) -> Vec<Str
                     Ok(d) => {
                         let chosen: &Arc<_> = &candidates[d.pod];
                         let i: usize = chosen.address[1..].parse().unwrap_or(0);
-                        slots[i].push(chosen.acquire());
+                        let e = pool.estimate("m", chosen, &req, *now);
+                        slots[i].push(chosen.acquire_booked(None, &e, f64::from(req.prompt_units)));
                         pool.accepted("m", blocks, &chosen.address, *now);
                         out.push(chosen.name.clone());
                     }
@@ -162,7 +179,20 @@ fn through_pool(strategy: &Weighted, events: &[(f64, Ev)], seed: u64) -> Vec<Str
                 pod(*i).record_failure_at(*kind, *now);
             }
             Ev::Success(i) => pod(*i).record_success(),
+            Ev::First(i, t) => {
+                if let Some(s) = slots[*i].first_mut() {
+                    s.first_token(Some(*t));
+                }
+            }
+            Ev::Size(i, units, tokens) => pod(*i).core().prompt_size(*units, *tokens),
         }
+    }
+    for i in 0..PODS {
+        let p = pod(i).snapshot(events.last().map_or(0.0, |e| e.0));
+        out.push(format!(
+            "{} {} {:?}",
+            p.pending_prefill, p.decoding, p.observed
+        ));
     }
     out
 }
@@ -173,7 +203,7 @@ fn through_fleet(strategy: &Weighted, events: &[(f64, Ev)], seed: u64) -> Vec<St
         .map(|i| (format!("p{i}"), format!("p{i}")))
         .collect();
     let mut f = Fleet::new(&names, PrefixConfig::default(), core_cfg());
-    let mut open = [0u32; PODS];
+    let mut open: Vec<Vec<Booking>> = (0..PODS).map(|_| Vec::new()).collect();
     let mut out = Vec::new();
     for (n, (now, ev)) in events.iter().enumerate() {
         match ev {
@@ -185,8 +215,14 @@ fn through_fleet(strategy: &Weighted, events: &[(f64, Ev)], seed: u64) -> Vec<St
                 let mut rng = SmallRng::seed_from_u64(seed ^ n as u64);
                 match f.decide(strategy, &req, *now, &mut rng) {
                     Ok(d) => {
+                        let e = f.estimate(d.pod, &req, *now);
                         f.begin(d.pod);
-                        open[d.pod] += 1;
+                        open[d.pod].push(f.book(
+                            d.pod,
+                            e.uncached_tokens,
+                            e.prompt_tokens,
+                            e.predicted_s,
+                        ));
                         f.accepted(d.pod, blocks, *now);
                         out.push(f.name(d.pod).to_string());
                     }
@@ -194,8 +230,8 @@ fn through_fleet(strategy: &Weighted, events: &[(f64, Ev)], seed: u64) -> Vec<St
                 }
             }
             Ev::End(i) => {
-                if open[*i] > 0 {
-                    open[*i] -= 1;
+                if let Some(mut b) = open[*i].pop() {
+                    f.release(*i, &mut b);
                     f.end(*i);
                 }
             }
@@ -209,7 +245,20 @@ fn through_fleet(strategy: &Weighted, events: &[(f64, Ev)], seed: u64) -> Vec<St
                 f.failure(*i, *kind, *now);
             }
             Ev::Success(i) => f.success(*i),
+            Ev::First(i, t) => {
+                if let Some(b) = open[*i].first_mut() {
+                    f.first_token(*i, b, Some(*t));
+                }
+            }
+            Ev::Size(i, units, tokens) => f.prompt_size(*i, *units, *tokens),
         }
+    }
+    for i in 0..PODS {
+        let p = f.snapshot(i, events.last().map_or(0.0, |e| e.0));
+        out.push(format!(
+            "{} {} {:?}",
+            p.pending_prefill, p.decoding, p.observed
+        ));
     }
     out
 }
@@ -226,6 +275,8 @@ fn the_gateway_and_the_simulator_decide_alike() {
         "random",
         "power-of-two",
         "prefix-cache:2,least-request:1",
+        "ttft",
+        "ttft:2,prefix-cache:1",
     ] {
         let s: Weighted = strategy.parse().unwrap_or_else(|e| panic!("{e}"));
         for seed in 0..4 {

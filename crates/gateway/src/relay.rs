@@ -96,7 +96,14 @@ impl Finish {
 
     fn first_byte(&mut self) {
         if self.first_byte.is_none() {
-            self.first_byte = Some(Instant::now());
+            let now = Instant::now();
+            self.first_byte = Some(now);
+            // The pod's booked prefill is done: it decodes now. A plain answer arrives whole,
+            // so only a stream's first byte is a TTFT sample for the correction.
+            let ttft = self.stream.then(|| (now - self.start).as_secs_f64());
+            if let Some((slot, _)) = &mut self.slot {
+                slot.first_token(ttft);
+            }
         }
     }
 
@@ -180,6 +187,7 @@ impl Finish {
             m.tpot.with_label_values(&[&self.model]).observe(t);
         }
         if let Some((slot, _)) = &self.slot {
+            slot.prompt_tokens(u.prompt_tokens);
             slot.pod().observe(
                 self.gw.now(),
                 u.prompt_tokens,

@@ -24,6 +24,7 @@ use hyper::body::Incoming;
 use crate::Gateway;
 use crate::error::GatewayError;
 use crate::handler::Ctx;
+use crate::kv::KvSeen;
 use crate::metrics::GaugeGuard;
 use crate::pool::{InFlight, PodState};
 
@@ -121,7 +122,8 @@ pub(crate) async fn send(
         }
         let i = choose(gw, cx, req, &candidates)?;
         let pod = candidates.swap_remove(i);
-        let slot = pod.acquire_for(req.adapter);
+        let e = gw.pool.estimate(&cx.parsed.model, &pod, req, gw.now());
+        let slot = pod.acquire_booked(req.adapter, &e, f64::from(req.prompt_units));
         let gauge = gw.metrics.in_flight_guard(model, &pod.name);
         let request = build(&pod.address, cx, headers, body.clone(), gw.strips_auth())?;
         let last = match tokio::time::timeout(timeout, gw.client.request(request)).await {
@@ -173,17 +175,20 @@ fn choose(
     candidates: &[Arc<PodState>],
 ) -> Result<usize, GatewayError> {
     let mut rng = gw.rng();
+    let mut seen = KvSeen::default();
     let d = gw
         .pool
-        .decide(
+        .decide_measured(
             &cx.parsed.model,
             candidates,
             &cx.strategy,
             req,
             gw.now(),
             &mut rng,
+            &mut seen,
         )
         .map_err(|_| GatewayError::NoReadyPod(cx.parsed.model.clone()))?;
+    crate::kv::record(gw, &cx.model_label, req, &seen, d.pod);
     let strategy = &cx.strategy_metric;
     let fallback = d.fallback.map_or("none", |f| f.as_str());
     gw.metrics

@@ -11,6 +11,14 @@ pub struct Pod {
     pub address: String,
     /// Requests this gateway has in flight on the pod: exact, the primary load signal.
     pub in_flight: u32,
+    /// Prefill tokens routed here and not yet answered with a first token: each request's
+    /// uncached prompt tokens as estimated when it was routed (booked at the decision, so a
+    /// burst is charged before any response returns).
+    pub pending_prefill: f64,
+    /// Requests routed here that produced their first token and have not ended (decoding).
+    pub decoding: u32,
+    /// Σ prompt tokens of the decoding requests: the context their decode steps read.
+    pub decode_context: f64,
     /// What the pod's `/metrics` said at the last scrape; any field may be missing.
     pub metrics: EngineMetrics,
     /// What this gateway measured on the pod's recent responses (throughput, latency).
@@ -18,6 +26,10 @@ pub struct Pod {
     /// The engine's LoRA batch state (`vllm:lora_requests_info`) while its scrape is not stale;
     /// None for engines without LoRA. Shared, so a snapshot costs no copy of the names.
     pub lora: Option<Arc<LoraState>>,
+    /// Prompt tokens of THIS request the pod holds in cache, exact, from its engine's KV
+    /// events ([`crate::KvIndex`]); None when the pod publishes none or the request has no
+    /// token ids (strategies then use the approximate prefix index).
+    pub cached_tokens: Option<u32>,
 }
 
 /// vLLM's LoRA batch state of one engine, from the newest `vllm:lora_requests_info` sample:
@@ -55,6 +67,12 @@ pub struct Observed {
     pub ttft_s: Option<f64>,
     /// Smoothed mean time per output token after the first, seconds; None before any sample.
     pub tpot_s: Option<f64>,
+    /// Smoothed measured TTFT over the TTFT predicted when each request was routed (the
+    /// `ttft` strategy's online correction, unclamped); None before any sample.
+    pub ttft_ratio: Option<f64>,
+    /// Smoothed prompt units (the index's bytes or tokens) per prompt token the engine
+    /// reported; None before any sample.
+    pub units_per_token: Option<f64>,
 }
 
 /// One user's standing in the `vtc-basic` token window (see [`crate::TokenWindow`]).
@@ -88,4 +106,20 @@ pub struct RouteRequest<'a> {
     /// The LoRA adapter the request names (its `model` is an adapter), for `lora-affinity`
     /// and for [`crate::fleet::Fleet`] to route only to pods holding it; None for a base model.
     pub adapter: Option<&'a str>,
+    /// The prompt's token ids as the engine will see them (chat template applied), for the
+    /// exact KV index; None when the driver does not tokenize.
+    pub tokens: Option<&'a [u32]>,
+    /// The prompt's length in tokens, when known: turns `cached_tokens` into a share of
+    /// `prompt_units` (defaults to the length of `tokens`).
+    pub prompt_tokens: Option<u32>,
+}
+
+impl RouteRequest<'_> {
+    /// The prompt's length in tokens: `prompt_tokens`, else the length of `tokens`.
+    pub fn prompt_token_count(&self) -> Option<u32> {
+        self.prompt_tokens.or_else(|| {
+            self.tokens
+                .map(|t| u32::try_from(t.len()).unwrap_or(u32::MAX))
+        })
+    }
 }

@@ -33,6 +33,8 @@ pub struct PrefixConfig {
     /// waits for one to drain) costs over one whose running batch has the adapter, in queued
     /// requests.
     pub lora_wait_cost: f64,
+    /// `ttft`: the engines' step-cost profile and the correction's bounds.
+    pub ttft: crate::strategies::ttft::TtftProfile,
 }
 
 impl Default for PrefixConfig {
@@ -46,6 +48,7 @@ impl Default for PrefixConfig {
             load_units_per_request: 256.0,
             lora_slot_cost: 1.0,
             lora_wait_cost: 8.0,
+            ttft: crate::strategies::ttft::TtftProfile::default(),
         }
     }
 }

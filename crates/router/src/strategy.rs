@@ -29,11 +29,14 @@ pub enum Strategy {
     /// LoRA adapters: prefer a pod whose running batch has the adapter, then one with a free
     /// GPU slot, weighed against load (llm-d's LoRA affinity, as one linear cost).
     LoraAffinity,
+    /// Least estimated time to first token: booked prefill, decode load and this prompt's
+    /// uncached tokens priced by an engine step-cost profile, corrected per pod online.
+    Ttft,
 }
 
 impl Strategy {
     /// Every strategy, in the order docs list them.
-    pub const ALL: [Strategy; 11] = [
+    pub const ALL: [Strategy; 12] = [
         Self::Random,
         Self::LeastRequest,
         Self::LeastKvCache,
@@ -45,6 +48,7 @@ impl Strategy {
         Self::LeastLatency,
         Self::VtcBasic,
         Self::LoraAffinity,
+        Self::Ttft,
     ];
 
     /// The header value and metric label.
@@ -61,6 +65,7 @@ impl Strategy {
             Self::LeastLatency => "least-latency",
             Self::VtcBasic => "vtc-basic",
             Self::LoraAffinity => "lora-affinity",
+            Self::Ttft => "ttft",
         }
     }
 }

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use super::CoreConfig;
 use super::health::{FailureKind, Health};
+use super::remote::{Refused, RemoteLoad, RemoteLoads};
+use crate::kvindex::{KvIndex, KvUpdate, PromptKeys, StoreError};
 use crate::pod::{EngineMetrics, LoraState, Observed, Pod};
 
 /// Smoothing of the measured TTFT and TPOT (weight of the newest sample).
@@ -98,12 +100,92 @@ pub struct PodCore {
     draining: BTreeSet<String>,
     /// Requests in flight per adapter (entries at zero are removed).
     adapter_in_flight: BTreeMap<String, u32>,
+    /// What other gateway replicas report they have on the pod.
+    remote: RemoteLoads,
+    /// The engine's cache as its KV events tell it; None until the first event (or
+    /// [`Self::kv_enable`]): the pod publishes none.
+    kv: Option<KvIndex>,
+    /// Booked prefill tokens not yet answered by a first token, and how many requests hold them.
+    pending_prefill: f64,
+    prefilling: u32,
+    /// Requests past their first token, and Σ their booked context tokens.
+    decoding: u32,
+    decode_context: f64,
+    /// Smoothed measured / predicted TTFT of booked requests (the `ttft` correction).
+    ttft_ratio: Option<f64>,
+    /// Smoothed prompt units per prompt token.
+    units_per_token: Option<f64>,
 }
+
+/// One request's share of a pod's booked work, held by the driver from the decision to the
+/// end: [`PodCore::book`] makes it, [`PodCore::first_token`] moves it from prefill to
+/// decoding, [`PodCore::release`] gives back whichever part it holds (also for a request that
+/// never produced a token).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Booking {
+    /// Uncached prompt tokens booked as pending prefill.
+    pub prefill: f64,
+    /// Prompt tokens the request's decode steps will read (its context).
+    pub context: f64,
+    /// The TTFT predicted at the decision (seconds, uncorrected; 0: none, no correction).
+    pub predicted_s: f64,
+    /// Where the booking is now.
+    pub stage: Stage,
+}
+
+/// Where a [`Booking`] is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Stage {
+    /// Routed, no first token yet: counted in `pending_prefill`.
+    #[default]
+    Prefill,
+    /// First token out: counted in `decoding`.
+    Decoding,
+    /// Released: counted nowhere.
+    Released,
+}
+
+/// Most a single TTFT sample moves the correction: measured / predicted is clamped to
+/// `1/RATIO_SAMPLE_CLAMP ..= RATIO_SAMPLE_CLAMP` before it enters the EWMA, so one outlier
+/// (a tiny prediction, a stalled engine) cannot swing it.
+pub const RATIO_SAMPLE_CLAMP: f64 = 8.0;
 
 impl PodCore {
     /// Requests routed to the pod and not yet ended.
     pub fn in_flight(&self) -> u32 {
         self.in_flight
+    }
+
+    /// This router's own load on the pod, as it publishes it to its peers.
+    pub fn own_load(&self) -> RemoteLoad {
+        RemoteLoad {
+            in_flight: self.in_flight,
+            pending_prefill: self.pending_prefill,
+            decoding: self.decoding,
+            decode_context: self.decode_context,
+        }
+    }
+
+    /// Peer gateway `gateway` reported `load` on the pod, received at `now`; it counts in
+    /// snapshots for [`CoreConfig::remote_ttl_s`] unless a newer one replaces it.
+    pub fn set_remote(
+        &mut self,
+        gateway: &str,
+        load: RemoteLoad,
+        now: f64,
+        cfg: &CoreConfig,
+    ) -> Result<(), Refused> {
+        self.remote.set(gateway, load, now, cfg.remote_ttl_s)
+    }
+
+    /// The live peers' load on the pod at `now`, summed.
+    pub fn remote_load(&self, now: f64, cfg: &CoreConfig) -> RemoteLoad {
+        self.remote.sum(now, cfg.remote_ttl_s)
+    }
+
+    /// Peers whose load on the pod is live at `now`.
+    pub fn remote_peers(&self, now: f64, cfg: &CoreConfig) -> usize {
+        self.remote.peers(now, cfg.remote_ttl_s)
     }
 
     /// A request was sent to the pod (book it right after the decision, before the next one).
@@ -136,6 +218,86 @@ impl PodCore {
                 self.adapter_in_flight.remove(a);
             }
         }
+    }
+
+    /// Books a request's estimated work at the decision (with [`Self::begin`]): `prefill`
+    /// uncached prompt tokens pending until its first token, `context` prompt tokens decoded
+    /// on afterwards, and the TTFT predicted for it (0 when none was).
+    pub fn book(&mut self, prefill: f64, context: f64, predicted_s: f64) -> Booking {
+        let clean = |x: f64| if x.is_finite() { x.max(0.0) } else { 0.0 };
+        let b = Booking {
+            prefill: clean(prefill),
+            context: clean(context),
+            predicted_s: clean(predicted_s),
+            stage: Stage::Prefill,
+        };
+        self.pending_prefill += b.prefill;
+        self.prefilling = self.prefilling.saturating_add(1);
+        b
+    }
+
+    /// The booked request produced its first token `ttft_s` after it was sent (None when not
+    /// measured): its prefill leaves the queue, it counts as decoding, and the measured over
+    /// predicted TTFT feeds the correction. A second call does nothing.
+    pub fn first_token(&mut self, b: &mut Booking, ttft_s: Option<f64>) {
+        if b.stage != Stage::Prefill {
+            return;
+        }
+        self.unbook_prefill(b.prefill);
+        self.decoding = self.decoding.saturating_add(1);
+        self.decode_context += b.context;
+        b.stage = Stage::Decoding;
+        if let Some(t) = ttft_s.filter(|t| t.is_finite() && *t >= 0.0)
+            && b.predicted_s > 0.0
+        {
+            let r = (t / b.predicted_s).clamp(1.0 / RATIO_SAMPLE_CLAMP, RATIO_SAMPLE_CLAMP);
+            self.ttft_ratio = ewma(self.ttft_ratio, r);
+        }
+    }
+
+    /// The booked request ended, however it ended: what it still holds is given back.
+    pub fn release(&mut self, b: &mut Booking) {
+        match b.stage {
+            Stage::Prefill => self.unbook_prefill(b.prefill),
+            Stage::Decoding => {
+                self.decoding = self.decoding.saturating_sub(1);
+                self.decode_context = if self.decoding == 0 {
+                    0.0
+                } else {
+                    (self.decode_context - b.context).max(0.0)
+                };
+            }
+            Stage::Released => {}
+        }
+        b.stage = Stage::Released;
+    }
+
+    fn unbook_prefill(&mut self, tokens: f64) {
+        self.prefilling = self.prefilling.saturating_sub(1);
+        // Sums of floats drift: the queue is exactly empty when no request holds any of it.
+        self.pending_prefill = if self.prefilling == 0 {
+            0.0
+        } else {
+            (self.pending_prefill - tokens).max(0.0)
+        };
+    }
+
+    /// A finished response's prompt was `units` long in the prefix index's unit and
+    /// `tokens` long by the engine's count (its usage): teaches the units-per-token ratio.
+    pub fn prompt_size(&mut self, units: f64, tokens: f64) {
+        if units.is_finite() && tokens.is_finite() && units > 0.0 && tokens >= 1.0 {
+            self.units_per_token = ewma(self.units_per_token, units / tokens);
+        }
+    }
+
+    /// Prefill tokens booked and not yet answered by a first token.
+    pub fn pending_prefill(&self) -> f64 {
+        self.pending_prefill
+    }
+
+    /// Requests past their first token and not ended.
+    pub fn decoding(&self) -> u32 {
+        self.decoding
     }
 
     /// Requests for `adapter` routed to the pod and not yet ended.
@@ -200,8 +362,41 @@ impl PodCore {
         }
     }
 
+    /// Applies one of the engine's KV events to its exact index (created on the first one).
+    /// A gap or a full index is the driver's to count and act on (replay, or
+    /// [`Self::kv_clear`]).
+    pub fn kv_event(&mut self, update: KvUpdate<'_>) -> Result<(), StoreError> {
+        self.kv.get_or_insert_with(KvIndex::default).apply(update)
+    }
+
+    /// Declares that the engine publishes KV events, with an index of at most `capacity`
+    /// blocks (an index already there is kept if it has that capacity, else replaced empty).
+    pub fn kv_enable(&mut self, capacity: usize) {
+        if self.kv.as_ref().is_none_or(|k| k.capacity() != capacity) {
+            self.kv = Some(KvIndex::new(capacity));
+        }
+    }
+
+    /// Forgets every block of the exact index (the engine restarted, left rotation, or its
+    /// events were lost for good); the pod still counts as publishing events.
+    pub fn kv_clear(&mut self) {
+        if let Some(k) = &mut self.kv {
+            k.cleared();
+        }
+    }
+
+    /// The exact index; None when the engine publishes no KV events.
+    pub fn kv_index(&self) -> Option<&KvIndex> {
+        self.kv.as_ref()
+    }
+
+    /// Prompt tokens of the request behind `keys` the engine holds; None without events.
+    pub fn cached_tokens(&self, keys: &mut PromptKeys<'_>) -> Option<u32> {
+        self.kv.as_ref().map(|k| keys.cached_tokens(k))
+    }
+
     /// A scrape succeeded at `now`; returns [`Transition::Restarted`] when it shows the engine
-    /// restarted since the last one.
+    /// restarted since the last one (the exact index is cleared then).
     pub fn scraped(&mut self, now: f64, scrape: Scrape) -> Option<Transition> {
         let restarted = matches!((self.start_time, scrape.start_time), (Some(a), Some(b)) if a != b)
             || matches!((self.tokens_total, scrape.tokens_total), (Some(a), Some(b)) if b < a);
@@ -210,6 +405,9 @@ impl PodCore {
         self.scraped_at = Some(now);
         self.start_time = scrape.start_time.or(self.start_time);
         self.tokens_total = scrape.tokens_total.or(self.tokens_total);
+        if restarted {
+            self.kv_clear();
+        }
         restarted.then_some(Transition::Restarted)
     }
 
@@ -229,15 +427,20 @@ impl PodCore {
         self.health.in_rotation()
     }
 
-    /// A `/health` probe answered at `now`.
+    /// A `/health` probe answered at `now` (leaving rotation clears the exact index).
     pub fn probe(&mut self, ok: bool, now: f64, cfg: &CoreConfig) -> Option<Transition> {
-        self.health
+        let t = self
+            .health
             .probe(ok, now, &cfg.ejection)
-            .then(|| self.rotation_transition())
+            .then(|| self.rotation_transition());
+        if t == Some(Transition::Left) {
+            self.kv_clear();
+        }
+        t
     }
 
     /// An upstream attempt failed at `now`; `allowed` is [`super::may_eject`]'s answer for
-    /// this fleet now.
+    /// this fleet now. An ejection clears the exact index.
     pub fn failure(
         &mut self,
         kind: FailureKind,
@@ -245,9 +448,11 @@ impl PodCore {
         allowed: bool,
         cfg: &CoreConfig,
     ) -> Option<Transition> {
-        self.health
-            .failure(kind, now, allowed, &cfg.ejection)
-            .then_some(Transition::Left)
+        let ejected = self.health.failure(kind, now, allowed, &cfg.ejection);
+        if ejected {
+            self.kv_clear();
+        }
+        ejected.then_some(Transition::Left)
     }
 
     /// An upstream attempt succeeded (response headers, not 5xx).
@@ -264,10 +469,17 @@ impl PodCore {
     }
 
     /// Writes the routing view at `now` into `pod` (whose name and address stay): gauges
-    /// weighed by their age ([`CoreConfig::trust`]), dropped once stale.
+    /// weighed by their age ([`CoreConfig::trust`]), dropped once stale. `cached_tokens` is
+    /// per request: reset here, the driver fills it ([`Self::cached_tokens`]). The load
+    /// (in flight, booked prefill, decoding) is this router's plus its live peers'.
     pub fn fill(&self, pod: &mut Pod, now: f64, cfg: &CoreConfig) {
         let (prompt_tps, output_tps) = self.rates.rates(now);
-        pod.in_flight = self.in_flight;
+        let load = self.own_load().plus(self.remote_load(now, cfg));
+        pod.in_flight = load.in_flight;
+        pod.cached_tokens = None;
+        pod.pending_prefill = load.pending_prefill;
+        pod.decoding = load.decoding;
+        pod.decode_context = load.decode_context;
         let trust = self.metrics_age(now).map(|a| cfg.trust(a));
         // The LoRA batch state is kept as is until stale, like KV usage.
         pod.lora = match trust {
@@ -289,6 +501,8 @@ impl PodCore {
             output_tps,
             ttft_s: self.ttft_s,
             tpot_s: self.tpot_s,
+            ttft_ratio: self.ttft_ratio,
+            units_per_token: self.units_per_token,
         };
     }
 

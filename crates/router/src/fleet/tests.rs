@@ -469,3 +469,132 @@ fn in_flight_is_counted_per_adapter_and_lora_state_ages_out() {
     c.scraped(21.0, gauges(0.0));
     assert_eq!(c.snapshot("a", "a", 21.0, &cc).lora, None, "LoRA off");
 }
+
+#[test]
+fn peers_loads_and_prefix_bookings_route_as_one_router_until_they_expire() {
+    let mut f = fleet(3);
+    for i in 0..3 {
+        f.probe(i, true, 0.0);
+    }
+    let s: crate::Weighted = "least-request".parse().unwrap_or_else(|e| panic!("{e}"));
+    let mut rng = SmallRng::seed_from_u64(7);
+    let req = crate::RouteRequest::default();
+    // Peers have 4 on p0 and 2 on p1; this router has 1 on p2.
+    assert_eq!(
+        f.set_remote(
+            0,
+            "g1",
+            RemoteLoad {
+                in_flight: 4,
+                ..RemoteLoad::default()
+            },
+            0.0
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        f.set_remote(
+            1,
+            "g2",
+            RemoteLoad {
+                in_flight: 2,
+                ..RemoteLoad::default()
+            },
+            0.0
+        ),
+        Ok(())
+    );
+    f.begin(2);
+    assert_eq!(f.snapshot(0, 0.5).in_flight, 4);
+    assert_eq!(f.core(2).own_load().in_flight, 1);
+    assert_eq!(f.decide(&s, &req, 0.5, &mut rng).map(|d| d.pod), Ok(2));
+    f.begin(2);
+    f.begin(2);
+    // p2 now 3 (own), p1 2 (peer), p0 4 (peer).
+    assert_eq!(f.decide(&s, &req, 0.5, &mut rng).map(|d| d.pod), Ok(1));
+    // A newer report is absolute: g1 has drained p0.
+    assert_eq!(f.set_remote(0, "g1", RemoteLoad::default(), 0.8), Ok(()));
+    assert_eq!(f.decide(&s, &req, 0.9, &mut rng).map(|d| d.pod), Ok(0));
+    // g2 goes silent: past the TTL its load on p1 no longer counts.
+    assert_eq!(f.core(1).remote_peers(0.9, &CoreConfig::default()), 1);
+    assert_eq!(f.snapshot(1, 1.5).in_flight, 0);
+    assert_eq!(f.core(1).remote_peers(1.5, &CoreConfig::default()), 0);
+
+    // A peer's booked prefix counts as this router's own.
+    let pc: crate::Weighted = "prefix-cache".parse().unwrap_or_else(|e| panic!("{e}"));
+    let blocks = [11, 12, 13];
+    f.peer_accepted(1, &blocks, 2.0);
+    let req = crate::RouteRequest {
+        blocks: &blocks,
+        prompt_units: 384,
+        ..crate::RouteRequest::default()
+    };
+    assert_eq!(f.decide(&pc, &req, 2.0, &mut rng).map(|d| d.pod), Ok(1));
+}
+
+#[test]
+fn bookings_move_from_prefill_to_decoding_and_are_released_once() {
+    let mut c = PodCore::default();
+    let snap = |c: &PodCore| {
+        let p = c.snapshot("p", "a", 0.0, &CoreConfig::default());
+        (p.pending_prefill, p.decoding, p.decode_context)
+    };
+    let mut a = c.book(1000.0, 1200.0, 0.5);
+    let mut b = c.book(300.0, 400.0, 0.1);
+    // Bad estimates book nothing rather than a NaN that would poison the sums.
+    let mut bad = c.book(f64::NAN, -5.0, f64::INFINITY);
+    assert_eq!(snap(&c), (1300.0, 0, 0.0));
+    c.first_token(&mut a, Some(1.0));
+    assert_eq!(snap(&c), (300.0, 1, 1200.0));
+    // A second first token, or a release after a release, changes nothing.
+    c.first_token(&mut a, Some(9.0));
+    c.release(&mut bad);
+    c.release(&mut bad);
+    assert_eq!(snap(&c), (300.0, 1, 1200.0));
+    // A request that never produced a token gives back its prefill.
+    c.release(&mut b);
+    assert_eq!(snap(&c), (0.0, 1, 1200.0));
+    c.release(&mut a);
+    c.release(&mut a);
+    assert_eq!(snap(&c), (0.0, 0, 0.0));
+    // The correction: measured 1.0 s over predicted 0.5 s.
+    let p = c.snapshot("p", "a", 0.0, &CoreConfig::default());
+    assert_eq!(p.observed.ttft_ratio, Some(2.0));
+    // One wild sample moves it by at most α · (clamp − ratio).
+    let mut d = c.book(10.0, 10.0, 1e-6);
+    c.first_token(&mut d, Some(100.0));
+    let r = c
+        .snapshot("p", "a", 0.0, &CoreConfig::default())
+        .observed
+        .ttft_ratio
+        .unwrap_or(0.0);
+    assert!(
+        (r - (2.0 + EWMA_ALPHA * (RATIO_SAMPLE_CLAMP - 2.0))).abs() < 1e-9,
+        "{r}"
+    );
+}
+
+#[test]
+fn float_drift_never_leaves_a_phantom_queue() {
+    let mut c = PodCore::default();
+    let mut rng = SmallRng::seed_from_u64(3);
+    let mut open: Vec<Booking> = Vec::new();
+    for _ in 0..5000 {
+        if open.is_empty() || rng.random_range(0..3) > 0 {
+            open.push(c.book(rng.random_range(0.0..1e4) / 7.0, 100.0, 0.0));
+        } else {
+            let i = rng.random_range(0..open.len());
+            let mut b = open.swap_remove(i);
+            if rng.random_range(0..2) == 0 {
+                c.first_token(&mut b, None);
+            }
+            c.release(&mut b);
+        }
+        let want: f64 = open.iter().map(|b| b.prefill).sum();
+        assert!((c.pending_prefill() - want).abs() < 1e-6 * want.max(1.0));
+    }
+    for mut b in open {
+        c.release(&mut b);
+    }
+    assert_eq!((c.pending_prefill(), c.decoding()), (0.0, 0));
+}

@@ -2,6 +2,7 @@
 //! the pods that serve the request's adapter, when it names one), or the oracle's.
 
 use brix_router::RouteRequest;
+use brix_router::fleet::Booking;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
@@ -13,14 +14,15 @@ use crate::vsim::oracle::{self, EngineLoad};
 impl Sim<'_> {
     /// The gateway's decision: the routing core over the pods in rotation (those holding
     /// the adapter when the request names one: `holders`, never empty), then the index booking (the engine
-    /// accepts at once in virtual time: no network between them).
+    /// accepts at once in virtual time: no network between them), and the work booked there
+    /// (the `ttft` estimate's uncached prefill, as the gateway books it).
     pub(super) fn route(
         &mut self,
         strategy: &brix_router::Weighted,
         i: usize,
         now: f64,
         holders: Option<&[usize]>,
-    ) -> usize {
+    ) -> (usize, Booking) {
         let key = &self.keys[i];
         let adapter = self.adapter_of(i).map(|a| self.adapter_name(a));
         let req = RouteRequest {
@@ -40,17 +42,22 @@ impl Sim<'_> {
         };
         // The core routes an adapter's request only to the pods that hold it and are not
         // draining it (the holders the caller found).
+        let r = self.assign_replica(i);
         let d = self
-            .fleet
+            .replica_fleet(r)
             .decide(strategy, &req, now, &mut rng)
             .unwrap_or(fallback);
         if let Some(f) = d.fallback {
             *self.fallbacks.entry(f.as_str().to_string()).or_default() += 1;
         }
+        let fleet = self.replica_fleet(r);
+        let e = fleet.estimate(d.pod, &req, now);
+        let booking = fleet.book(d.pod, e.uncached_tokens, e.prompt_tokens, e.predicted_s);
         if self.feeds_index {
-            self.fleet.accepted(d.pod, &key.blocks, now);
+            self.replica_fleet(r).accepted(d.pod, &key.blocks, now);
+            self.booked_by(r, d.pod, &key.blocks);
         }
-        d.pod
+        (d.pod, booking)
     }
 
     /// The oracle's decision (among `holders` when given) and the prefill it books on the
