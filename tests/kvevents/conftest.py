@@ -38,6 +38,7 @@ ENV = {
     "VLLM_NO_USAGE_STATS": "1",
     "VLLM_TARGET_DEVICE": "cpu",
     "VLLM_LOGGING_LEVEL": "WARNING",
+    "VLLM_SERVER_DEV_MODE": "1",  # serves /reset_prefix_cache
 }
 
 _unavailable = None
@@ -109,6 +110,10 @@ class Engine:
             "model": NAME, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0})
         assert r.status_code == 200, r.text
         return r.json()
+
+    def reset_prefix_cache(self) -> None:
+        r = httpx.post(self.url + "/reset_prefix_cache", timeout=60)
+        assert r.status_code == 200 and r.json() == {"success": True}, r.text
 
     def stop(self) -> None:
         if self.listener is not None and self.listener.poll() is None:

@@ -13,7 +13,7 @@ from conftest import TOPIC
 # Token ids under the tiny model's vocabulary (554). 300 tokens = 2 full blocks + a partial;
 # A again is a cache hit (no event); B; C (400) evicts; A re-stores an evicted block under
 # its parent. Generation (4 tokens) never fills a block, so the random model's answers do not
-# matter.
+# matter. A prefix-cache reset, then B again: AllBlocksCleared, and B's blocks stored anew.
 A = [(7 * i + 3) % 500 + 10 for i in range(300)]
 B = [(11 * i + 5) % 500 + 10 for i in range(300)]
 C = [(13 * i + 1) % 500 + 10 for i in range(400)]
@@ -25,9 +25,12 @@ def streams(engines):
     """What each engine's listener got for the same requests: {name: {"live", "replay"}}."""
     vllm, sim = engines
     t0 = time.time()
-    for prompt in (A, A, B, C, A, TEXT):
+    for prompt in (A, A, B, C, A, TEXT, "reset", B):
         for e in (vllm, sim):
-            e.complete(prompt)
+            if prompt == "reset":
+                e.reset_prefix_cache()  # AllBlocksCleared goes out with the next step
+            else:
+                e.complete(prompt)
     out = {e.name: e.collected() for e in (vllm, sim)}
     out["t0"], out["t1"] = t0, time.time()
     return out
@@ -71,3 +74,4 @@ def test_same_events_field_for_field_with_identical_block_hashes(streams):
     assert stored and all(e["block_size"] == 128 for e in stored)
     assert any(e["parent_block_hash"] is not None for e in stored)
     assert any(e["type"] == "BlockRemoved" for e in v)
+    assert any(e["type"] == "AllBlocksCleared" for e in v)
