@@ -77,7 +77,7 @@ fn decisions_read_each_pods_exact_index_and_measure_the_approximate_one() {
     let count = |c: &prometheus::IntCounterVec, l: &[&str]| c.with_label_values(l).get();
     assert_eq!(count(&m.events, &["p1", "stored"]), 2);
     assert_eq!(count(&m.events, &["p1", "removed"]), 1);
-    assert_eq!(count(&m.gaps, &["p0"]), 1);
+    assert_eq!(count(&m.gaps, &["p0", "parent"]), 1);
     assert_eq!(m.blocks.with_label_values(&["p1"]).get(), 3);
     // The approximate index believes pod 0 has the prompt.
     let blocks = [11, 12, 13];
