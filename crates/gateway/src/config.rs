@@ -131,6 +131,8 @@ pub struct RoutingConfig {
     pub lora_wait_cost: f64,
     /// Seed of the routing RNG (tie breaks, random): same seed, same decisions.
     pub seed: u64,
+    /// Gateway replicas sharing load and prefix bookings through Redis (docs/gateway.md).
+    pub sync: crate::sync::SyncConfig,
 }
 
 impl Default for RoutingConfig {
@@ -149,6 +151,7 @@ impl Default for RoutingConfig {
             lora_slot_cost: p.lora_slot_cost,
             lora_wait_cost: p.lora_wait_cost,
             seed: 0,
+            sync: crate::sync::SyncConfig::default(),
         }
     }
 }
@@ -257,6 +260,7 @@ impl GatewayConfig {
                 max_ejection_s: self.outlier.max_ejection_s,
                 max_ejection_fraction: self.outlier.max_ejection_fraction,
             },
+            remote_ttl_s: self.routing.sync.ttl_s,
         }
     }
 }
@@ -395,6 +399,9 @@ impl GatewayConfig {
         let ad = &self.adapters;
         if ad.max_held == 0 || !(ad.wait_s > 0.0 && ad.wait_s <= 3600.0) {
             return bad("adapters.max_held must be at least 1 and adapters.wait_s in (0, 3600]");
+        }
+        if let Some(m) = self.routing.sync.problem() {
+            return bad(m);
         }
         if self.routing.block_size == 0 {
             return bad("routing.block_size must be at least 1");

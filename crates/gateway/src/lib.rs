@@ -24,6 +24,7 @@ mod probe;
 mod relay;
 mod retry;
 mod sse;
+mod sync;
 mod upstream;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -63,6 +64,7 @@ pub use error::{AdapterWhy, GatewayError};
 pub use kv::{KvEventsConfig, KvModelConfig};
 
 pub use load::ModelLoad;
+pub use sync::SyncConfig;
 
 use catalog::Catalog;
 use metrics::Metrics;
@@ -448,6 +450,8 @@ pub async fn app_with_handle(
         cfg,
     });
     watch_discovery(&gw, discovery).await;
+    let sync_metrics = sync::SyncMetrics::register(&gw.metrics)?;
+    sync::spawn(gw.pool.clone(), gw.cfg.routing.sync.clone(), sync_metrics);
     let handle = GatewayHandle {
         pool: gw.pool.clone(),
         accounting: gw.accounting.clone(),

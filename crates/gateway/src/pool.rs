@@ -318,6 +318,8 @@ pub struct Pool {
     retired: Mutex<Vec<Weak<PodState>>>,
     prefix: PrefixConfig,
     epoch: Instant,
+    /// Prefix blocks booked since the last sync batch; None while sync is off.
+    booked: Mutex<Option<crate::sync::Outbox>>,
 }
 
 impl Pool {
@@ -336,6 +338,7 @@ impl Pool {
             retired: Mutex::default(),
             prefix,
             epoch,
+            booked: Mutex::default(),
         }
     }
 
@@ -610,8 +613,11 @@ impl Pool {
     /// The engine at `address` accepted (2xx headers) a prompt of `blocks` for `model` at
     /// `now`: it will cache it whatever the strategy, so prefix routing books it now.
     pub fn accepted(&self, model: &str, blocks: &[u64], address: &str, now: f64) {
-        if !blocks.is_empty() {
-            lock(&self.index(model)).insert(blocks, address, now);
+        self.peer_accepted(model, blocks, address, now);
+        if !blocks.is_empty()
+            && let Some(out) = lock(&self.booked).as_mut()
+        {
+            out.push(model, address, blocks);
         }
     }
 }
@@ -619,6 +625,9 @@ impl Pool {
 #[path = "pool_slot.rs"]
 mod slot;
 pub use slot::InFlight;
+
+#[path = "pool_sync.rs"]
+mod sync_hooks;
 
 #[cfg(test)]
 #[path = "pool_tests.rs"]

@@ -7,6 +7,7 @@ use rand::Rng;
 use super::CoreConfig;
 use super::health::{FailureKind, may_eject};
 use super::pod::{Booking, PodCore, Scrape, Transition};
+use super::remote::{Refused, RemoteLoad};
 use crate::decision::{Decision, NoRoute};
 use crate::kvindex::{KvUpdate, PromptKeys, StoreError};
 use crate::pod::{Pod, RouteRequest};
@@ -224,6 +225,23 @@ impl Fleet {
         if !blocks.is_empty() {
             self.index.insert(blocks, &self.views[i].address, now);
         }
+    }
+
+    /// Peer gateway `gateway` reported `load` on pod `i`, received at `now`.
+    pub fn set_remote(
+        &mut self,
+        i: usize,
+        gateway: &str,
+        load: RemoteLoad,
+        now: f64,
+    ) -> Result<(), Refused> {
+        self.cores[i].set_remote(gateway, load, now, &self.cfg)
+    }
+
+    /// A peer gateway booked `blocks` on pod `i` (its engine accepted them), heard at `now`:
+    /// the prefix index books them as this router's own acceptance would.
+    pub fn peer_accepted(&mut self, i: usize, blocks: &[u64], now: f64) {
+        self.accepted(i, blocks, now);
     }
 
     /// A response from pod `i` finished at `now`.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::CoreConfig;
 use super::health::{FailureKind, Health};
+use super::remote::{Refused, RemoteLoad, RemoteLoads};
 use crate::kvindex::{KvIndex, KvUpdate, PromptKeys, StoreError};
 use crate::pod::{EngineMetrics, LoraState, Observed, Pod};
 
@@ -99,6 +100,8 @@ pub struct PodCore {
     draining: BTreeSet<String>,
     /// Requests in flight per adapter (entries at zero are removed).
     adapter_in_flight: BTreeMap<String, u32>,
+    /// What other gateway replicas report they have on the pod.
+    remote: RemoteLoads,
     /// The engine's cache as its KV events tell it; None until the first event (or
     /// [`Self::kv_enable`]): the pod publishes none.
     kv: Option<KvIndex>,
@@ -151,6 +154,38 @@ impl PodCore {
     /// Requests routed to the pod and not yet ended.
     pub fn in_flight(&self) -> u32 {
         self.in_flight
+    }
+
+    /// This router's own load on the pod, as it publishes it to its peers.
+    pub fn own_load(&self) -> RemoteLoad {
+        RemoteLoad {
+            in_flight: self.in_flight,
+            pending_prefill: self.pending_prefill,
+            decoding: self.decoding,
+            decode_context: self.decode_context,
+        }
+    }
+
+    /// Peer gateway `gateway` reported `load` on the pod, received at `now`; it counts in
+    /// snapshots for [`CoreConfig::remote_ttl_s`] unless a newer one replaces it.
+    pub fn set_remote(
+        &mut self,
+        gateway: &str,
+        load: RemoteLoad,
+        now: f64,
+        cfg: &CoreConfig,
+    ) -> Result<(), Refused> {
+        self.remote.set(gateway, load, now, cfg.remote_ttl_s)
+    }
+
+    /// The live peers' load on the pod at `now`, summed.
+    pub fn remote_load(&self, now: f64, cfg: &CoreConfig) -> RemoteLoad {
+        self.remote.sum(now, cfg.remote_ttl_s)
+    }
+
+    /// Peers whose load on the pod is live at `now`.
+    pub fn remote_peers(&self, now: f64, cfg: &CoreConfig) -> usize {
+        self.remote.peers(now, cfg.remote_ttl_s)
     }
 
     /// A request was sent to the pod (book it right after the decision, before the next one).
@@ -435,14 +470,16 @@ impl PodCore {
 
     /// Writes the routing view at `now` into `pod` (whose name and address stay): gauges
     /// weighed by their age ([`CoreConfig::trust`]), dropped once stale. `cached_tokens` is
-    /// per request: reset here, the driver fills it ([`Self::cached_tokens`]).
+    /// per request: reset here, the driver fills it ([`Self::cached_tokens`]). The load
+    /// (in flight, booked prefill, decoding) is this router's plus its live peers'.
     pub fn fill(&self, pod: &mut Pod, now: f64, cfg: &CoreConfig) {
         let (prompt_tps, output_tps) = self.rates.rates(now);
-        pod.in_flight = self.in_flight;
+        let load = self.own_load().plus(self.remote_load(now, cfg));
+        pod.in_flight = load.in_flight;
         pod.cached_tokens = None;
-        pod.pending_prefill = self.pending_prefill;
-        pod.decoding = self.decoding;
-        pod.decode_context = self.decode_context;
+        pod.pending_prefill = load.pending_prefill;
+        pod.decoding = load.decoding;
+        pod.decode_context = load.decode_context;
         let trust = self.metrics_age(now).map(|a| cfg.trust(a));
         // The LoRA batch state is kept as is until stale, like KV usage.
         pod.lora = match trust {
