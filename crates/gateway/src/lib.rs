@@ -562,6 +562,14 @@ async fn watch_discovery(gw: &Arc<Gateway>, discovery: &dyn Discovery) {
 }
 
 async fn render_metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    // Exact indexes change inside the routing core too (cleared when a pod leaves rotation
+    // or restarts): read their sizes now.
+    for p in gw.pool.all() {
+        if let Some(n) = p.kv_blocks() {
+            let n = i64::try_from(n).unwrap_or(i64::MAX);
+            gw.metrics.kv.blocks.with_label_values(&[&p.name]).set(n);
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

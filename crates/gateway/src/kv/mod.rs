@@ -76,6 +76,26 @@ impl KvModels {
     }
 }
 
+/// The request's token ids for `model`, computed off the async workers (a 32 KiB chat takes
+/// ~3 ms, docs/router.md); None when the model publishes no events or the path is not one
+/// the engine prefills (chat, completions).
+pub(crate) async fn request_tokens(
+    kv: &Arc<KvModels>,
+    model: &str,
+    endpoint: Endpoint,
+    body: bytes::Bytes,
+) -> Option<Vec<u32>> {
+    kv.get(model)?;
+    if !matches!(endpoint, Endpoint::Chat | Endpoint::Completions) {
+        return None;
+    }
+    let (kv, model) = (kv.clone(), model.to_string());
+    tokio::task::spawn_blocking(move || kv.get(&model)?.tokens(endpoint, &body))
+        .await
+        .ok()
+        .flatten()
+}
+
 impl KvModel {
     /// The token ids the engine will prefill for this request, None for other paths.
     pub(crate) fn tokens(&self, endpoint: Endpoint, body: &[u8]) -> Option<Vec<u32>> {
@@ -207,7 +227,7 @@ pub(crate) fn apply(
     let r = pod.kv_event(update);
     match r {
         Ok(()) => m.events.with_label_values(&[&pod.name, kind]).inc(),
-        Err(StoreError::Gap(_)) => m.gaps.with_label_values(&[&pod.name]).inc(),
+        Err(StoreError::Gap(_)) => m.gaps.with_label_values(&[&pod.name, "parent"]).inc(),
         Err(StoreError::Full) => m.full.with_label_values(&[&pod.name]).inc(),
         Err(StoreError::Malformed) => {
             tracing::debug!(pod = %pod.name, "kv_events: a stored event whose token ids do not cover its blocks; skipped");
