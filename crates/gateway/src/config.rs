@@ -10,6 +10,8 @@ use brix_router::fleet::{CoreConfig, EjectionConfig};
 use brix_router::{BlockUnit, PrefixConfig, Weighted};
 use serde::Deserialize;
 
+use crate::kv::KvEventsConfig;
+
 /// Everything the gateway needs to start; every field has a default.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -35,6 +37,8 @@ pub struct GatewayConfig {
     pub activator: ActivatorConfig,
     /// LoRA adapters: how many requests wait for an adapter being placed, and for how long.
     pub adapters: AdaptersConfig,
+    /// Exact prefix routing from the engines' KV events, per model.
+    pub kv_events: KvEventsConfig,
 }
 
 impl Default for GatewayConfig {
@@ -50,6 +54,7 @@ impl Default for GatewayConfig {
             server: ServeConfig::default(),
             activator: ActivatorConfig::default(),
             adapters: AdaptersConfig::default(),
+            kv_events: KvEventsConfig::default(),
         }
     }
 }
@@ -462,6 +467,7 @@ impl GatewayConfig {
             return Err(ConfigError::Invalid(format!("server.{why}")));
         }
         self.admission.validate()?;
+        self.kv_events.validate()?;
         Ok(strategy)
     }
 }

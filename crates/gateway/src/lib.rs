@@ -15,6 +15,7 @@ mod discovery;
 mod endpoint;
 mod error;
 mod handler;
+mod kv;
 mod load;
 mod metrics;
 mod parse;
@@ -57,9 +58,11 @@ pub use config::{
     RoutingConfig, ScrapeConfig,
 };
 pub use discovery::{
-    Discovery, EndpointsError, Registry, StaticFile, Target, Targets, parse_endpoints,
+    Discovery, EndpointsError, KvEndpoints, Registry, StaticFile, Target, Targets, parse_endpoints,
 };
 pub use error::{AdapterWhy, GatewayError};
+pub use kv::{KvEventsConfig, KvModelConfig};
+
 pub use load::ModelLoad;
 pub use sync::SyncConfig;
 
@@ -117,6 +120,8 @@ pub(crate) struct Gateway {
     loads: Arc<load::Loads>,
     admission: Arc<Admission>,
     tokenizer: Option<tiktoken_rs::CoreBPE>,
+    /// Models whose engines publish KV events, with their tokenizers.
+    kv: Arc<kv::KvModels>,
     vtc: Mutex<TokenWindow>,
     epoch: Instant,
     rng_seq: AtomicU64,
@@ -408,6 +413,7 @@ pub async fn app_with_handle(
             Some(tiktoken_rs::cl100k_base().map_err(|e| StartError::Tokenizer(e.to_string()))?)
         }
     };
+    let kv = Arc::new(kv::KvModels::load(&cfg.kv_events).map_err(StartError::Tokenizer)?);
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(cfg.proxy.connect_timeout()));
@@ -436,6 +442,7 @@ pub async fn app_with_handle(
         ),
         admission: admission.clone(),
         tokenizer,
+        kv,
         vtc: Mutex::new(TokenWindow::new(brix_router::DEFAULT_WINDOW_S)),
         epoch,
         rng_seq: AtomicU64::new(0),
@@ -527,6 +534,7 @@ async fn watch_discovery(gw: &Arc<Gateway>, discovery: &dyn Discovery) {
             }
             for pod in change.added {
                 tracing::info!(pod = %pod.name, address = %pod.address, "pod joined; probing");
+                kv::watch_pod(&gw, targets, &pod);
                 let task = tokio::spawn(probe::run(
                     pod.clone(),
                     gw.client.clone(),
@@ -554,6 +562,14 @@ async fn watch_discovery(gw: &Arc<Gateway>, discovery: &dyn Discovery) {
 }
 
 async fn render_metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    // Exact indexes change inside the routing core too (cleared when a pod leaves rotation
+    // or restarts): read their sizes now.
+    for p in gw.pool.all() {
+        if let Some(n) = p.kv_blocks() {
+            let n = i64::try_from(n).unwrap_or(i64::MAX);
+            gw.metrics.kv.blocks.with_label_values(&[&p.name]).set(n);
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -23,6 +23,7 @@ fn pool(models: &[(&str, &[&str])]) -> Pool {
                 .map(|a| Target {
                     name: a.to_string(),
                     address: a.to_string(),
+                    kv_events: None,
                 })
                 .collect();
             (m.to_string(), ts)

@@ -11,12 +11,15 @@
 mod export;
 #[cfg(feature = "hf-tokenizer")]
 mod hf;
+mod request;
 
 use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use tiktoken_rs::CoreBPE;
+
+pub use request::Api;
 
 /// A tokenizer that could not be loaded or exported.
 #[derive(Debug, thiserror::Error)]

@@ -164,7 +164,10 @@ impl Fleet {
     /// What the `ttft` cost model estimates for `req` on pod `i` at `now`: the prefill to
     /// [`Self::book`] when the request is sent there, and the TTFT predicted for it.
     pub fn estimate(&self, i: usize, req: &RouteRequest<'_>, now: f64) -> Estimate {
-        let view = self.snapshot(i, now);
+        let mut view = self.snapshot(i, now);
+        if let Some(t) = req.tokens {
+            view.cached_tokens = self.cores[i].cached_tokens(&mut PromptKeys::new(t, req.adapter));
+        }
         let matched = self
             .index
             .matched(req.blocks, std::slice::from_ref(&view), now)
