@@ -50,6 +50,20 @@ fn config_problems() {
         ),
         (
             SyncConfig {
+                min_interval_ms: 0,
+                ..ok.clone()
+            },
+            "min_interval_ms",
+        ),
+        (
+            SyncConfig {
+                min_interval_ms: 101,
+                ..ok.clone()
+            },
+            "min_interval_ms",
+        ),
+        (
+            SyncConfig {
                 ttl_s: 0.05,
                 ..ok.clone()
             },
