@@ -18,9 +18,7 @@ mod tests;
 
 pub use fleet::Fleet;
 pub use health::{EjectionConfig, FailureKind, Health, HealthState, may_eject};
-pub use pod::{
-    Booking, EWMA_ALPHA, PodCore, RATE_WINDOW_S, RATIO_SAMPLE_CLAMP, Scrape, Stage, Transition,
-};
+pub use pod::{Booking, EWMA_ALPHA, PodCore, RATE_WINDOW_S, Scrape, Stage, Transition};
 
 /// How the core weighs what it knows: gauge freshness and outlier ejection.
 #[derive(Clone, Debug, PartialEq)]
