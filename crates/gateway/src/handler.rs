@@ -185,10 +185,7 @@ async fn serve(
         .map_err(|r| refuse(GatewayError::Admission(r)))?;
     let (blocks, prompt_units) = gw.blocks(&parsed.key);
     // With KV events, the prompt's token ids as the engine will see them (exact index).
-    let tokens = gw
-        .kv
-        .get(&load_model)
-        .and_then(|m| m.tokens(endpoint, &bytes_in));
+    let tokens = crate::kv::request_tokens(&gw.kv, &load_model, endpoint, bytes_in).await;
     // The fairness view costs a pass over the users: only vtc-basic reads it.
     let vtc = user
         .as_deref()

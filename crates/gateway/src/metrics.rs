@@ -67,12 +67,13 @@ pub struct Metrics {
 pub struct KvMetrics {
     /// Events applied, by pod and kind (`stored`, `removed`, `cleared`).
     pub events: IntCounterVec,
-    /// Sequence gaps or unknown parents seen, by pod.
+    /// Gaps by pod and kind: `seq` (batches the replay could not supply), `parent` (a stored
+    /// block whose parent the index never saw).
     pub gaps: IntCounterVec,
-    /// Replays asked of the engine, by pod and outcome (`filled`, `failed`).
-    pub replays: IntCounterVec,
-    /// Exact indexes cleared by the gateway, by pod and reason (`lost`: a gap that could
-    /// not be filled or a sequence reset; `full`).
+    /// Event batches lost for good, by pod.
+    pub lost: IntCounterVec,
+    /// Exact indexes cleared by the gateway, by pod and reason (`lost`: a gap not filled;
+    /// `reset`: the sequence went back, the engine restarted).
     pub clears: IntCounterVec,
     /// Blocks refused because the pod's index was full.
     pub full: IntCounterVec,
@@ -227,17 +228,17 @@ impl Metrics {
                 )?,
                 gaps: counter(
                     "brix_gateway_kv_event_gaps_total",
-                    "KV event sequence gaps or stored blocks with an unknown parent, by pod.",
-                    &["pod"],
+                    "KV event gaps: seq (batches the replay could not supply), parent (a stored block with an unknown parent).",
+                    &["pod", "kind"],
                 )?,
-                replays: counter(
-                    "brix_gateway_kv_event_replays_total",
-                    "Replays asked of the engine after a gap, by outcome (filled, failed).",
-                    &["pod", "outcome"],
+                lost: counter(
+                    "brix_gateway_kv_batches_lost_total",
+                    "KV event batches lost for good (not replayed).",
+                    &["pod"],
                 )?,
                 clears: counter(
                     "brix_gateway_kv_index_clears_total",
-                    "Exact indexes cleared by the gateway, by reason (lost: events lost for good; full).",
+                    "Exact indexes cleared by the gateway, by reason (lost: a gap not filled; reset: the engine restarted).",
                     &["pod", "reason"],
                 )?,
                 full: counter(
@@ -291,7 +292,7 @@ impl Metrics {
         for vec in [
             &self.kv.events,
             &self.kv.gaps,
-            &self.kv.replays,
+            &self.kv.lost,
             &self.kv.clears,
         ] {
             remove_where(vec, "pod", pod);

@@ -1,12 +1,13 @@
-//! Gateway replicas acting as one: every `interval_ms` each replica PUBLISHes, on one Redis
-//! channel per model, its own load on every pod (absolute values: a repeated or lost batch
-//! does no harm) and the prefix blocks it booked since the last batch (bounded); it
+//! Gateway replicas acting as one: each replica PUBLISHes, on one Redis channel per model, its
+//! own load on every pod (absolute values: a repeated or lost batch does no harm) and the
+//! prefix blocks it booked since the last batch (bounded), as soon as either changed (looking
+//! every `min_interval_ms`) and at least every `interval_ms`; it
 //! subscribes to every model's channel and applies its peers' batches to its pool
 //! ([`brix_router::fleet::PodCore::set_remote`], [`crate::pool::Pool::peer_accepted`]).
 //!
 //! Nothing here runs on the request path: a request routes on what the pool holds now. A
-//! peer's load counts for `ttl_s` after its batch arrived, so staleness is bounded by
-//! `interval_ms` plus the transit time, and a replica that dies stops counting after the TTL.
+//! change reaches the peers within `min_interval_ms` plus the transit time; a peer's load
+//! counts for `ttl_s` after its batch arrived, so a replica that dies stops counting after it.
 //! Redis down: each replica routes on its own view (what single-gateway Brix does), logs one
 //! warning per outage, shows `brix_gateway_sync_up 0`, and reconnects with back-off. Every
 //! Redis wait has a timeout (`timeout_ms`); a subscription that stops delivering (not even
@@ -39,8 +40,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub struct SyncConfig {
     /// Redis URL (`redis://host:port/db`); sync is off without it.
     pub redis: Option<String>,
-    /// Milliseconds between two batches of this replica.
+    /// Longest milliseconds between two batches of this replica (a heartbeat when nothing
+    /// changed).
     pub interval_ms: u64,
+    /// Milliseconds between two looks at this replica's own loads and bookings: a change is
+    /// published at the next look (so at most this stale, plus transit), at most one batch per
+    /// look.
+    pub min_interval_ms: u64,
     /// Seconds a peer's load counts after its batch arrived.
     pub ttl_s: f64,
     /// This replica's id in its batches; random at start when unset (at most 64 bytes).
@@ -58,6 +64,7 @@ impl Default for SyncConfig {
         Self {
             redis: None,
             interval_ms: 100,
+            min_interval_ms: 5,
             ttl_s: brix_router::fleet::DEFAULT_REMOTE_TTL_S,
             gateway_id: None,
             channel: "brix:routing".into(),
@@ -73,6 +80,9 @@ impl SyncConfig {
         let interval_s = self.interval_ms as f64 / 1000.0;
         if !(10..=10_000).contains(&self.interval_ms) {
             return Some("routing.sync.interval_ms must be in 10..=10000");
+        }
+        if !(1..=self.interval_ms).contains(&self.min_interval_ms) {
+            return Some("routing.sync.min_interval_ms must be in 1..=interval_ms");
         }
         if !(self.ttl_s.is_finite() && self.ttl_s > interval_s) {
             return Some("routing.sync.ttl_s must be finite and above interval_ms");
@@ -453,6 +463,15 @@ async fn run(pool: Arc<Pool>, cfg: SyncConfig, url: String, id: String, m: SyncM
     }
 }
 
+/// This replica's own load on every pod of every model, in a fixed order (what a batch
+/// would carry), to tell whether anything changed since the last batch.
+fn own_loads(pool: &Pool) -> Vec<RemoteLoad> {
+    pool.models()
+        .iter()
+        .flat_map(|(_, pods)| pods.iter().map(|p| p.own_load()))
+        .collect()
+}
+
 /// Sets the per-pod peer in-flight gauge to what the pool counts now (pods that left drop out).
 fn show_peer_loads(pool: &Pool, m: &SyncMetrics) {
     m.peer_in_flight.reset();
@@ -525,8 +544,11 @@ async fn session(
     // Our own batches come back through the subscription: silence this long means it died.
     let stall = interval * 3 + timeout;
     let mut last_heard = Instant::now();
-    let mut tick = tokio::time::interval(interval);
+    let mut tick = tokio::time::interval(Duration::from_millis(cfg.min_interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // What was last published, and when: unchanged loads and no booking wait for the heartbeat.
+    let mut last_loads: Vec<RemoteLoad> = Vec::new();
+    let mut last_sent: Option<Instant> = None;
     let prefix = format!("{}:", cfg.channel);
     loop {
         tokio::select! {
@@ -534,11 +556,18 @@ async fn session(
                 if last_heard.elapsed() > stall {
                     return Err(("stalled", format!("nothing received for {stall:?}")));
                 }
-                *seq += 1;
+                let loads = own_loads(pool);
                 let booked = pool.take_booked();
                 if booked.dropped > 0 {
                     m.dropped_blocks.inc_by(booked.dropped);
                 }
+                let due = last_sent.is_none_or(|t| t.elapsed() >= interval);
+                if !due && booked.booked.is_empty() && loads == last_loads {
+                    continue;
+                }
+                last_loads = loads;
+                last_sent = Some(Instant::now());
+                *seq += 1;
                 let mut pipe = redis::pipe();
                 for (channel, json) in batches(pool, cfg, id, *seq, booked) {
                     pipe.cmd("PUBLISH").arg(channel).arg(json).ignore();

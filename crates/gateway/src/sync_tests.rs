@@ -23,6 +23,7 @@ fn pool(models: &[(&str, &[&str])]) -> Pool {
                 .map(|a| Target {
                     name: a.to_string(),
                     address: a.to_string(),
+                    kv_events: None,
                 })
                 .collect();
             (m.to_string(), ts)
@@ -46,6 +47,20 @@ fn config_problems() {
                 ..ok.clone()
             },
             "interval_ms",
+        ),
+        (
+            SyncConfig {
+                min_interval_ms: 0,
+                ..ok.clone()
+            },
+            "min_interval_ms",
+        ),
+        (
+            SyncConfig {
+                min_interval_ms: 101,
+                ..ok.clone()
+            },
+            "min_interval_ms",
         ),
         (
             SyncConfig {

@@ -15,6 +15,7 @@ fn config(engines: usize, gateways: usize, sync_s: f64) -> SimConfig {
     cfg.replicas = ReplicaConfig {
         gateways,
         sync_s,
+        min_sync_s: sync_s.min(0.005),
         assign: Assign::RoundRobin,
     };
     cfg
@@ -57,7 +58,9 @@ fn synced_replicas_hit_the_cache_as_one_gateway_and_unsynced_ones_do_not() {
     for s in ["prefix-cache", "kv-cost"] {
         let one = sim(&w, &config(4, 1, 0.1), s).prefix_hit_rate();
         let synced = sim(&w, &config(4, 3, 0.1), s).prefix_hit_rate();
-        let blind = sim(&w, &config(4, 3, 1e9), s).prefix_hit_rate();
+        let mut never = config(4, 3, 1e9);
+        never.replicas.min_sync_s = 1e9;
+        let blind = sim(&w, &never, s).prefix_hit_rate();
         assert!(synced >= one * 0.95, "{s}: 3 synced {synced} vs 1 {one}");
         assert!(
             blind < synced,

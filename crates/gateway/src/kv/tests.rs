@@ -77,7 +77,7 @@ fn decisions_read_each_pods_exact_index_and_measure_the_approximate_one() {
     let count = |c: &prometheus::IntCounterVec, l: &[&str]| c.with_label_values(l).get();
     assert_eq!(count(&m.events, &["p1", "stored"]), 2);
     assert_eq!(count(&m.events, &["p1", "removed"]), 1);
-    assert_eq!(count(&m.gaps, &["p0"]), 1);
+    assert_eq!(count(&m.gaps, &["p0", "parent"]), 1);
     assert_eq!(m.blocks.with_label_values(&["p1"]).get(), 3);
     // The approximate index believes pod 0 has the prompt.
     let blocks = [11, 12, 13];
@@ -174,4 +174,45 @@ fn outcomes_and_endpoints() {
     };
     assert_eq!(models.endpoints("m", "x:1", Some(&own)), Some(own.clone()));
     assert_eq!(models.endpoints("other", "x:1", Some(&own)), None);
+}
+
+#[test]
+fn config_parses_validates_and_a_missing_tokenizer_stops_the_start() {
+    let cfg: crate::GatewayConfig = serde_yaml_ng::from_str(
+        "kv_events:\n  capacity_blocks: 64\n  models:\n    - {name: m, port: 5557, replay_port: 5558}\n    - {name: off, enabled: false}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(cfg.validate().is_ok());
+    let kv = &cfg.kv_events;
+    assert_eq!((kv.capacity_blocks, kv.timeout_ms), (64, 2000));
+    assert_eq!(kv.model("m").map(|m| m.replay_port), Some(Some(5558)));
+    assert_eq!(kv.model("off"), None, "disabled");
+    let models = KvModels::load(kv).unwrap_or_else(|e| panic!("{e}"));
+    assert!(models.get("m").is_some() && models.get("off").is_none());
+    for bad in [
+        "kv_events: {capacity_blocks: 0}\n",
+        "kv_events: {models: [{name: m}, {name: m}]}\n",
+        "kv_events: {models: [{name: ' '}]}\n",
+        "kv_events: {models: [{name: m, port: 0}]}\n",
+    ] {
+        let cfg: crate::GatewayConfig =
+            serde_yaml_ng::from_str(bad).unwrap_or_else(|e| panic!("{e}"));
+        assert!(cfg.validate().is_err(), "{bad}");
+    }
+    let unknown: Result<crate::GatewayConfig, _> =
+        serde_yaml_ng::from_str("kv_events: {models: [{name: m, prot: 1}]}\n");
+    assert!(unknown.is_err(), "unknown keys are refused");
+    let missing = KvEventsConfig {
+        models: vec![KvModelConfig {
+            name: "m".into(),
+            enabled: true,
+            tokenizer: Some("/no/such/tokenizer".into()),
+            port: None,
+            replay_port: None,
+            topic: String::new(),
+        }],
+        ..KvEventsConfig::default()
+    };
+    let err = KvModels::load(&missing).err().unwrap_or_default();
+    assert!(err.contains("kv_events model 'm'"), "{err}");
 }

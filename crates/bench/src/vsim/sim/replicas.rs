@@ -1,14 +1,15 @@
 //! N gateway replicas in virtual time (`brix bench sim --gateways N`): each replica has its
 //! own routing core ([`Fleet`]: in-flight counts, measured latencies, prefix index) and routes
 //! the requests the load balancer in front of them gives it (round-robin over arrivals, or a
-//! seeded hash of the request id). Every `sync_s` (phase-shifted per replica, as live replicas
-//! are not synchronised) a replica publishes its own per-pod loads and the prefix blocks it
-//! booked since its last batch, and the others apply them at once
+//! seeded hash of the request id). Every `min_sync_s` (phase-shifted per replica, as live
+//! replicas are not synchronised) a replica looks at its own per-pod loads and the prefix
+//! blocks it booked since its last batch and, if either changed (or `sync_s` passed since its
+//! last batch), publishes them; the others apply them at once
 //! ([`Fleet::set_remote`], [`Fleet::peer_accepted`]), as the live Redis sync does; so the
 //! only difference from one gateway is the staleness, which is what this measures. Every
 //! replica scrapes the engines at the same ticks (optimistic: live probes are not aligned).
 
-use brix_router::fleet::Fleet;
+use brix_router::fleet::{Fleet, RemoteLoad};
 
 use super::Sim;
 use super::slot::Event;
@@ -41,8 +42,12 @@ impl std::str::FromStr for Assign {
 pub struct ReplicaConfig {
     /// Gateway replicas (1: one gateway, no sync).
     pub gateways: usize,
-    /// Seconds between two batches of one replica (the live `routing.sync.interval_ms`).
+    /// Longest seconds between two batches of one replica (the live
+    /// `routing.sync.interval_ms`).
     pub sync_s: f64,
+    /// Seconds between two looks at a replica's own state; a change is published at the next
+    /// look (the live `routing.sync.min_interval_ms`).
+    pub min_sync_s: f64,
     /// How requests are spread over the replicas.
     pub assign: Assign,
 }
@@ -52,6 +57,7 @@ impl Default for ReplicaConfig {
         Self {
             gateways: 1,
             sync_s: 0.1,
+            min_sync_s: 0.005,
             assign: Assign::RoundRobin,
         }
     }
@@ -68,6 +74,8 @@ pub(super) struct Replicas {
     arrivals: u64,
     seed: u64,
     ids: Vec<String>,
+    /// Per replica: the loads of its last batch and when it went out.
+    last: Vec<(Vec<RemoteLoad>, f64)>,
 }
 
 impl Replicas {
@@ -86,12 +94,13 @@ impl Replicas {
             arrivals: 0,
             seed,
             ids: (0..cfg.gateways).map(|r| format!("gw-{r}")).collect(),
+            last: vec![(Vec::new(), f64::NEG_INFINITY); cfg.gateways],
         })
     }
 
-    /// When replica `r` first publishes.
+    /// When replica `r` first looks.
     pub(super) fn first_sync(&self, r: usize) -> f64 {
-        self.cfg.sync_s * (r + 1) as f64 / self.cfg.gateways as f64
+        self.cfg.min_sync_s * (r + 1) as f64 / self.cfg.gateways as f64
     }
 
     /// Picks the replica for request `i` (with id `id`) and remembers it.
@@ -137,8 +146,9 @@ impl Sim<'_> {
         let Some(x) = &self.replicas else {
             return Ok(());
         };
-        let sync = cfg.replicas.sync_s;
-        if cfg.autoscaler.is_some() || cfg.adapters.is_some() || !sync.is_finite() || sync <= 0.0 {
+        let (sync, min) = (cfg.replicas.sync_s, cfg.replicas.min_sync_s);
+        let timing_ok = sync.is_finite() && min > 0.0 && min <= sync;
+        if cfg.autoscaler.is_some() || cfg.adapters.is_some() || !timing_ok {
             return Err(SimError::Replicas);
         }
         let firsts: Vec<f64> = (0..cfg.replicas.gateways)
@@ -185,17 +195,28 @@ impl Sim<'_> {
         }
     }
 
-    /// Replica `r` publishes its batch at `now`; the others apply it; the next is scheduled.
+    /// Replica `r` looks at its state at `now`: if it changed since its last batch (or the
+    /// heartbeat is due) it publishes and the others apply the batch; the next look is
+    /// scheduled.
     pub(super) fn sync(&mut self, r: usize, now: f64) {
-        let Some(x) = &mut self.replicas else { return };
-        let n = x.cfg.gateways;
-        let booked = std::mem::take(&mut x.booked[r]);
-        let id = x.ids[r].clone();
-        let sync_s = x.cfg.sync_s;
-        let loads: Vec<_> = {
+        let loads: Vec<RemoteLoad> = {
             let f = core(&mut self.replicas, &mut self.fleet, r);
             (0..f.len()).map(|e| f.core(e).own_load()).collect()
         };
+        let Some(x) = &mut self.replicas else { return };
+        let n = x.cfg.gateways;
+        let (sync_s, min_s) = (x.cfg.sync_s, x.cfg.min_sync_s);
+        let next = now + min_s;
+        let due = now - x.last[r].1 >= sync_s - 1e-9;
+        if !due && x.booked[r].is_empty() && loads == x.last[r].0 {
+            if self.alive() {
+                self.push(next, Event::Sync(r));
+            }
+            return;
+        }
+        let booked = std::mem::take(&mut x.booked[r]);
+        let id = x.ids[r].clone();
+        x.last[r] = (loads.clone(), now);
         for q in (0..n).filter(|&q| q != r) {
             let f = core(&mut self.replicas, &mut self.fleet, q);
             for (e, load) in loads.iter().enumerate() {
@@ -207,7 +228,7 @@ impl Sim<'_> {
             }
         }
         if self.alive() {
-            self.push(now + sync_s, Event::Sync(r));
+            self.push(next, Event::Sync(r));
         }
     }
 }
