@@ -90,7 +90,10 @@ async fn batches_fill_the_index_and_a_restart_clears_it() {
     let metrics = Arc::new(Metrics::new().unwrap_or_else(|e| panic!("{e}")));
     let (_pool, pod) = one_pod();
     let p = publisher("tcp://*:0", Some("tcp://*:0")).await;
-    let bound = (p.endpoint().to_string(), p.replay_endpoint().map(str::to_string));
+    let bound = (
+        p.endpoint().to_string(),
+        p.replay_endpoint().map(str::to_string),
+    );
     let (events, replay) = (local(p.endpoint()), p.replay_endpoint().map(local));
     // Published before anyone listens: the subscriber replays it.
     let other_tier = BlockStored {
