@@ -12,9 +12,13 @@
 //! - a jump back (the engine restarted and counts from 0 again): `Update::Reset`, then the
 //!   new history is recovered as above.
 //!
-//! Every wait on the peer has a timeout (`SubscriberConfig::timeout`). A live stream cannot
-//! tell a restart that published more batches than were seen before from a network gap; the
-//! consumer should also clear a pod's view when the pod is replaced.
+//! After a lost connection, the next batch is reported as `Update::Reset` and the stream is
+//! recovered from 0 by replay: a restarted engine's sequence numbers can look like a gap, or
+//! even go on exactly, and clearing too much is safe where stale blocks are not. After
+//! `SubscriberConfig::idle_reconnect` of silence the connection is opened anew (a peer that
+//! vanished without closing its connection is not waited on forever) and a stream that does
+//! not go on where it stopped is a reset.
+//! Every wait on the peer has a timeout (`SubscriberConfig::timeout`).
 
 use std::time::Duration;
 
@@ -41,10 +45,15 @@ pub struct SubscriberConfig {
     pub max_backoff: Duration,
     /// Updates buffered for a slow consumer before the task waits for it.
     pub queue: usize,
+    /// Silence after which the connection is opened anew (a peer that vanished without closing
+    /// its connection would otherwise be waited on forever); the stream heard next is checked
+    /// as after a lost connection.
+    pub idle_reconnect: Duration,
 }
 
 impl SubscriberConfig {
-    /// Defaults for one engine: 2 s timeout, 5 s back-off cap, 1024 queued updates.
+    /// Defaults for one engine: 2 s timeout, 5 s back-off cap, 1024 queued updates, a new
+    /// connection after 10 s of silence.
     pub fn new(endpoint: impl Into<String>, replay_endpoint: Option<String>) -> Self {
         Self {
             endpoint: endpoint.into(),
@@ -53,6 +62,7 @@ impl SubscriberConfig {
             timeout: Duration::from_secs(2),
             max_backoff: Duration::from_secs(5),
             queue: 1024,
+            idle_reconnect: Duration::from_secs(10),
         }
     }
 }
@@ -110,8 +120,14 @@ impl Subscriber {
 async fn run(cfg: SubscriberConfig, tx: mpsc::Sender<Update>) {
     let mut expected: u64 = 0;
     let mut backoff = Duration::from_millis(100);
+    // Set when the connection to the engine was lost: the stream heard next may be a new one.
+    let mut reconnected = false;
+    // Set when the connection was renewed after a silence.
+    let mut refreshed = false;
     loop {
-        let mut sub = match connect(&cfg).await {
+        let mut sub = SubSocket::new();
+        let mut monitor = sub.monitor();
+        let mut sub = match connect(sub, &cfg).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!("kv events {}: {e}", cfg.endpoint);
@@ -122,17 +138,32 @@ async fn run(cfg: SubscriberConfig, tx: mpsc::Sender<Update>) {
         };
         backoff = Duration::from_millis(100);
         loop {
-            let msg = match sub.recv().await {
-                Ok(m) => m,
-                Err(e) => {
+            let msg = match tokio::time::timeout(cfg.idle_reconnect, sub.recv()).await {
+                Ok(Ok(m)) => m,
+                Ok(Err(e)) => {
                     tracing::debug!("kv events {}: {e}; reconnecting", cfg.endpoint);
+                    reconnected = true;
+                    break;
+                }
+                Err(_) => {
+                    refreshed = true;
                     break;
                 }
             };
+            while let Ok(ev) = monitor.try_recv() {
+                reconnected |= matches!(ev, zeromq::SocketEvent::Disconnected(_));
+            }
             let Some((seq, payload)) = parse(msg) else {
                 continue;
             };
-            if seq < expected {
+            // After a lost connection the stream may be a restarted engine's, whatever its
+            // sequence numbers say (a restart can even continue them exactly): it is taken for
+            // one, and recovered from 0 by replay; clearing too much is safe, stale blocks not.
+            // After a silence, only a stream that does not go on where it stopped is.
+            let lost = std::mem::take(&mut reconnected);
+            let renewed = std::mem::take(&mut refreshed);
+            let restarted = expected > 0 && (lost || (renewed && seq != expected));
+            if seq < expected || restarted {
                 if tx.send(Update::Reset { seq }).await.is_err() {
                     return;
                 }
@@ -159,8 +190,7 @@ async fn run(cfg: SubscriberConfig, tx: mpsc::Sender<Update>) {
     }
 }
 
-async fn connect(cfg: &SubscriberConfig) -> Result<SubSocket, String> {
-    let mut sub = SubSocket::new();
+async fn connect(mut sub: SubSocket, cfg: &SubscriberConfig) -> Result<SubSocket, String> {
     match tokio::time::timeout(cfg.timeout, sub.connect(&cfg.endpoint)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(e.to_string()),

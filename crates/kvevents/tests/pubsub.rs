@@ -167,6 +167,59 @@ async fn a_restarted_publisher_is_a_reset() {
     assert_eq!(seq_of(&next(&mut s).await), 0);
 }
 
+/// A restarted engine that published more batches than were heard from the old one before
+/// the subscriber reconnects: its sequence numbers look like a gap, the lost connection tells.
+#[tokio::test]
+async fn a_restart_that_outran_the_old_sequence_is_still_a_reset() {
+    let p = Publisher::start(&config(100, 0, 0))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (port, rport) = (
+        port_of(p.endpoint()),
+        port_of(p.replay_endpoint().unwrap_or("")),
+    );
+    let mut s = subscriber(&p);
+    let (mut i, mut last) = (0, 0);
+    while last < 2 {
+        assert!(p.publish(batch(i)));
+        i += 1;
+        if let Ok(Some(u)) = tokio::time::timeout(Duration::from_millis(200), s.next()).await {
+            last = seq_of(&u);
+        }
+        assert!(i < 500, "nothing arrived");
+    }
+    while let Ok(Some(u)) = tokio::time::timeout(Duration::from_millis(300), s.next()).await {
+        last = seq_of(&u);
+    }
+    drop(p);
+    let p = loop {
+        match Publisher::start(&config(100, port, rport)).await {
+            Ok(p) => break p,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    // Far past the old stream's last seq before anyone is listening again.
+    let mut j = 0;
+    while j < last + 20 {
+        assert!(p.publish(batch(j)));
+        j += 1;
+    }
+    let u = loop {
+        assert!(p.publish(batch(j)));
+        j += 1;
+        if let Ok(Some(u)) = tokio::time::timeout(Duration::from_millis(300), s.next()).await {
+            break u;
+        }
+        assert!(j < 300, "the subscriber never reconnected");
+    };
+    assert!(matches!(u, Update::Reset { .. }), "{u:?}");
+    assert_eq!(
+        seq_of(&next(&mut s).await),
+        0,
+        "the new stream from its start, by replay"
+    );
+}
+
 fn port_of(endpoint: &str) -> u16 {
     endpoint
         .rsplit(':')
