@@ -116,6 +116,8 @@ enum Command {
     Snapshot(Reply<DriverSnapshot>),
     /// The KV events publisher is up: publish each step's events through it from now on.
     KvPublisher(Publisher),
+    /// vLLM's `reset_prefix_cache`: true when done, false while requests hold blocks.
+    ResetPrefixCache(Reply<bool>),
 }
 
 /// The handlers' side of the driver: cheap to clone, one per server.
@@ -222,6 +224,14 @@ impl EngineHandle {
     ) -> Result<Result<(), LoraError>, DriverError> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::UnloadLora { name, reply })?;
+        answer.await.map_err(|_| DriverError::Gone)
+    }
+
+    /// Forgets every cached block (`AllBlocksCleared` goes out with the next step's events,
+    /// as vLLM publishes it); false while requests hold blocks, as vLLM refuses.
+    pub(crate) async fn reset_prefix_cache(&self) -> Result<bool, DriverError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::ResetPrefixCache(reply))?;
         answer.await.map_err(|_| DriverError::Gone)
     }
 
@@ -413,6 +423,9 @@ impl Driver {
                 let _ = reply.send(self.snapshot());
             }
             Command::KvPublisher(p) => self.kv_publisher = Some(p),
+            Command::ResetPrefixCache(reply) => {
+                let _ = reply.send(self.engine.reset_prefix_cache());
+            }
         }
     }
 

@@ -1,6 +1,6 @@
 //! `--kv-events-config`: a subscriber of a real `brix sim` sees the blocks a prompt stores
-//! (with vLLM's sha256_cbor hashes), their removal under eviction pressure, and a late
-//! subscriber gets the missed range by replay.
+//! (with vLLM's sha256_cbor hashes), their removal under eviction pressure, a late subscriber
+//! gets the missed range by replay, and a prefix-cache reset is published.
 
 use std::time::Duration;
 
@@ -147,4 +147,15 @@ async fn a_prompt_stores_vllm_hashed_blocks_eviction_removes_them_and_replay_fil
         unreachable!()
     };
     assert_eq!(batch.events[0], Event::BlockStored(a.clone()));
+    // A prefix-cache reset goes out first in the next step's batch, as vLLM publishes it.
+    let (status, reply) = s.post_json("/reset_prefix_cache", &json!({})).await;
+    assert_eq!((status, &reply), (200, &json!({"success": true})));
+    complete(&s, (1..=40).collect()).await;
+    let got = events(&updates(&s, &mut late, &mut fresh).await);
+    assert_eq!(got[0].1, Event::AllBlocksCleared, "{got:?}");
+    assert_eq!(
+        got[1].1,
+        Event::BlockStored(a.clone()),
+        "stored again, nothing was cached"
+    );
 }
