@@ -14,15 +14,10 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Instant;
 
 use brix_router::fleet::{CoreConfig, FailureKind, PodCore, Scrape, Transition, may_eject};
-use brix_router::{
-    Decision, Estimate, NoRoute, Pod, PrefixConfig, PrefixIndex, PromptKeys, RouteRequest,
-    Weighted, estimate, route,
-};
-use rand::Rng;
+use brix_router::{Estimate, Pod, PrefixConfig, PrefixIndex, PromptKeys, RouteRequest, estimate};
 
 use crate::adapters::AdapterRoute;
 use crate::discovery::{KvEndpoints, Target, Targets};
-use crate::kv::KvSeen;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -557,57 +552,6 @@ impl Pool {
             .copied()
             .unwrap_or(0);
         estimate(req, &view, matched, index.config())
-    }
-
-    /// Runs `strategy` over the candidates' snapshots at `now`; the decision's `pod` indexes
-    /// `candidates`. Nothing is booked: take the slot, then [`Self::accepted`].
-    #[cfg(test)]
-    pub fn decide(
-        &self,
-        model: &str,
-        candidates: &[Arc<PodState>],
-        strategy: &Weighted,
-        req: &RouteRequest<'_>,
-        now: f64,
-        rng: &mut impl Rng,
-    ) -> Result<Decision, NoRoute> {
-        self.decide_measured(
-            model,
-            candidates,
-            strategy,
-            req,
-            now,
-            rng,
-            &mut KvSeen::default(),
-        )
-    }
-
-    /// [`Self::decide`]; with `req.tokens`, pods with an exact KV index get their
-    /// `cached_tokens`, and `seen` gets them and how the approximate index compared.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "decide's arguments and one output"
-    )]
-    pub(crate) fn decide_measured(
-        &self,
-        model: &str,
-        candidates: &[Arc<PodState>],
-        strategy: &Weighted,
-        req: &RouteRequest<'_>,
-        now: f64,
-        rng: &mut impl Rng,
-        seen: &mut KvSeen,
-    ) -> Result<Decision, NoRoute> {
-        let mut keys = req.tokens.map(|t| PromptKeys::new(t, req.adapter));
-        let pods: Vec<Pod> = candidates
-            .iter()
-            .map(|p| p.snapshot_for(now, keys.as_mut()))
-            .collect();
-        let index = self.index(model);
-        let index = lock(&index);
-        seen.predictions = crate::kv::predictions(req, &pods, &index, now);
-        seen.cached = pods.iter().map(|p| p.cached_tokens).collect();
-        route(strategy, req, &pods, &index, now, rng)
     }
 
     /// The engine at `address` accepted (2xx headers) a prompt of `blocks` for `model` at

@@ -136,8 +136,8 @@ impl FleetFile {
             .collect()
     }
 
-    /// Each model under `gateway.kv_events` is served here, by an engine command that says
-    /// where its `--kv-events-config` goes (`{kv_events_config}`).
+    /// Each model under `gateway.kv_events` is served here; an engine command says where its
+    /// `--kv-events-config` goes (`{kv_events_config}`; a `sim:` engine is configured directly).
     pub fn check_kv_events(&self) -> Result<(), brix_api::FieldError> {
         for (i, k) in self.gateway.kv_events.models.iter().enumerate() {
             let field = format!("gateway.kv_events.models[{i}].name");
@@ -155,21 +155,13 @@ impl FleetFile {
             if !k.enabled {
                 continue;
             }
-            match &m.engine {
-                brix_api::EngineSpec::Command(c)
-                    if c.command.contains(crate::runner::KV_EVENTS_PLACEHOLDER) => {}
-                brix_api::EngineSpec::Command(_) => {
-                    return Err(brix_api::FieldError::new(
-                        format!("models[{j}].engine.command"),
-                        "must contain {kv_events_config}, where Brix puts the engine's --kv-events-config (the model is under gateway.kv_events)",
-                    ));
-                }
-                brix_api::EngineSpec::Sim(_) => {
-                    return Err(brix_api::FieldError::new(
-                        format!("models[{j}].engine"),
-                        "KV events need a `command:` engine (`brix sim ... {kv_events_config}` or vLLM); the in-process `sim:` does not publish them",
-                    ));
-                }
+            if let brix_api::EngineSpec::Command(c) = &m.engine
+                && !c.command.contains(crate::runner::KV_EVENTS_PLACEHOLDER)
+            {
+                return Err(brix_api::FieldError::new(
+                    format!("models[{j}].engine.command"),
+                    "must contain {kv_events_config}, where Brix puts the engine's --kv-events-config (the model is under gateway.kv_events)",
+                ));
             }
         }
         Ok(())
@@ -272,16 +264,13 @@ mod tests {
         let without = "{command: {command: 'brix sim --port {port}'}}";
         let f = FleetFile::parse("f.yaml", &file(with, "{name: a}")).expect("valid");
         assert_eq!(f.kv_events_models().into_iter().collect::<Vec<_>>(), ["a"]);
+        assert!(FleetFile::parse("f.yaml", &file("{sim: {}}", "{name: a}")).is_ok());
         let off = FleetFile::parse("f.yaml", &file(without, "{name: a, enabled: false}"));
         assert!(off.is_ok_and(|f| f.kv_events_models().is_empty()));
         let cases = [
             (
                 file(without, "{name: a}"),
                 "models[0].engine.command: must contain {kv_events_config}",
-            ),
-            (
-                file("{sim: {}}", "{name: a}"),
-                "models[0].engine: KV events need a `command:` engine",
             ),
             (
                 file(with, "{name: b}"),

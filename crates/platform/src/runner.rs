@@ -60,10 +60,14 @@ impl Runner {
     ) -> Result<(Self, u16), String> {
         match engine {
             EngineSpec::Sim(sim) => {
-                if kv.is_some() {
-                    return Err("KV events from an in-process `sim:` engine are not supported yet; run `brix sim` as a `command:` engine".into());
+                let mut cfg = sim_config(model, sim)?;
+                if let Some((events, replay)) = kv {
+                    let json = kv_events_config(events, replay);
+                    cfg.kv_events = Some(
+                        brix_kvevents::KvEventsConfig::from_json(&json)
+                            .map_err(|e| format!("kv events config: {e}"))?,
+                    );
                 }
-                let cfg = sim_config(model, sim)?;
                 let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
                     .await
                     .map_err(|e| format!("binding 127.0.0.1:{port}: {e}"))?;

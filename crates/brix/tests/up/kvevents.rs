@@ -1,6 +1,7 @@
 //! Exact prefix routing from KV events, live (issue 12): `brix up`'s platform gives each
-//! `brix sim` replica its own event ports and `--kv-events-config`, the gateway subscribes to
-//! each and routes on what the engines say they cache. A prompt cached on one pod behind the
+//! `brix sim` replica (child process, or in process) its own event ports and
+//! `--kv-events-config`, the gateway subscribes to each and routes on what the engines say
+//! they cache. A prompt cached on one pod behind the
 //! gateway's back (sent to the pod directly, so the approximate index knows nothing) is routed
 //! there; a SIGKILLed pod comes back with an empty index.
 
@@ -49,10 +50,10 @@ fn metric(text: &str, family: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_go_to_the_pod_whose_events_show_the_prompt_and_a_killed_pod_starts_empty() {
-    let dir = Dir::new("kvevents");
-    let yaml = FLEET.replace("{brix}", BRIX).replace("{small}", SMALL);
+/// The fleet `yaml` started as `brix up` starts it: (platform, gateway URL, scratch dir).
+async fn start(tag: &str, yaml: &str) -> (LocalPlatform, String, Dir) {
+    let dir = Dir::new(tag);
+    let yaml = yaml.replace("{brix}", BRIX).replace("{small}", SMALL);
     let file = FleetFile::parse("fleet.yaml", &yaml).unwrap();
     assert_eq!(file.kv_events_models(), BTreeSet::from(["m".to_string()]));
     let registry = Arc::new(Registry::new());
@@ -79,6 +80,12 @@ async fn requests_go_to_the_pod_whose_events_show_the_prompt_and_a_killed_pod_st
     );
     platform.wait_ready(Duration::from_secs(60)).await.unwrap();
     let base = crate::support::serve(routes).await;
+    (platform, base, dir)
+}
+
+/// Sends each replica a prompt of its own directly, waits for the gateway to see their
+/// blocks, then checks that through the gateway each prompt goes back to its replica.
+async fn prompts_follow_their_blocks(platform: &LocalPlatform, base: &str, replicas: usize) {
     let http = reqwest::Client::new();
     let metrics = || async {
         http.get(format!("{base}/metrics"))
@@ -89,10 +96,9 @@ async fn requests_go_to_the_pod_whose_events_show_the_prompt_and_a_killed_pod_st
             .await
             .unwrap()
     };
-    let replicas = platform.replicas("m").await.unwrap();
-    assert_eq!(replicas.len(), 3);
-    // Each pod gets a prompt of its own directly, behind the gateway's back.
-    for (i, r) in replicas.iter().enumerate() {
+    let pods = platform.replicas("m").await.unwrap();
+    assert_eq!(pods.len(), replicas);
+    for (i, r) in pods.iter().enumerate() {
         let resp = http
             .post(format!("http://{}/v1/completions", r.address))
             .json(&json!({"model": "m", "prompt": prompt(i), "max_tokens": 1}))
@@ -101,7 +107,7 @@ async fn requests_go_to_the_pod_whose_events_show_the_prompt_and_a_killed_pod_st
             .unwrap();
         assert_eq!(resp.status(), 200);
     }
-    for r in &replicas {
+    for r in &pods {
         eventually(&format!("{}'s events reach the gateway", r.id), || async {
             metric(
                 &metrics().await,
@@ -111,10 +117,8 @@ async fn requests_go_to_the_pod_whose_events_show_the_prompt_and_a_killed_pod_st
         })
         .await;
     }
-    // Through the gateway, each prompt goes where its blocks are, whatever the load order;
-    // the approximate index alone would know none of them.
     for round in 0..2 {
-        for (i, r) in replicas.iter().enumerate() {
+        for (i, r) in pods.iter().enumerate() {
             let resp = http
                 .post(format!("{base}/v1/completions"))
                 .json(&json!({"model": "m", "prompt": prompt(i), "max_tokens": 1}))
@@ -126,6 +130,41 @@ async fn requests_go_to_the_pod_whose_events_show_the_prompt_and_a_killed_pod_st
             assert_eq!(pod, r.id, "round {round}: prompt {i}");
         }
     }
+}
+
+/// The in-process `sim:` engine publishes too when its model is under `kv_events`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_sim_replicas_publish_their_events_too() {
+    let yaml = "gateway:
+  routing: {default_strategy: prefix-cache}
+  kv_events:
+    models: [{name: m}]
+models:
+  - name: m
+    replicas: 2
+    engine:
+      sim: {gpu: H200, num_gpu_blocks_override: 512, max_model_len: 4096}
+";
+    let (platform, base, _dir) = start("kvevents-insim", yaml).await;
+    prompts_follow_their_blocks(&platform, &base, 2).await;
+    platform.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_go_to_the_pod_whose_events_show_the_prompt_and_a_killed_pod_starts_empty() {
+    let (platform, base, _dir) = start("kvevents", FLEET).await;
+    let http = reqwest::Client::new();
+    let metrics = || async {
+        http.get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    prompts_follow_their_blocks(&platform, &base, 3).await;
+    let replicas = platform.replicas("m").await.unwrap();
     let text = metrics().await;
     let cached = metric(
         &text,

@@ -8,6 +8,7 @@
 //! ([`crate::pool::Pool::decide_measured`]). Pods without events keep the approximate index.
 
 pub(crate) mod config;
+mod decide;
 mod subscriber;
 
 use std::collections::HashMap;

@@ -75,14 +75,19 @@ fn stored(hashes: &[u64], parent: Option<u64>, from: u32) -> BlockStored {
     }
 }
 
-/// Publishes empty batches (each one makes the subscriber catch up) until `done` holds.
-async fn until(p: &Publisher, what: &str, done: impl Fn() -> bool) {
+/// Publishes an empty batch every `every` (each one makes the subscriber catch up) until
+/// `done` holds.
+async fn until_every(p: &Publisher, every: Duration, what: &str, done: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !done() {
         assert!(Instant::now() < deadline, "{what}: not within 20 s");
         p.publish(batch(Vec::new()));
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(every).await;
     }
+}
+
+async fn until(p: &Publisher, what: &str, done: impl Fn() -> bool) {
+    until_every(p, Duration::from_millis(20), what, done).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,12 +147,22 @@ async fn batches_fill_the_index_and_a_restart_clears_it() {
         metrics.kv.events.with_label_values(&["p0", "stored"]).get(),
         2
     );
+    // A long history first: a restarted stream is told from a gap only while its sequence is
+    // still below the last one seen (the subscriber may take seconds to reconnect).
+    for _ in 0..1000 {
+        p.publish(batch(Vec::new()));
+    }
+    p.publish(batch(vec![Event::BlockStored(stored(&[4], Some(3), 48))]));
+    until(&p, "the history is seen", || pod.kv_blocks() == Some(3)).await;
     // The engine restarts on the same sockets: its sequence starts again at 0.
     drop(p);
     let p = publisher(&bound.0, bound.1.as_deref()).await;
-    until(&p, "the reset clears the index", || {
-        metrics.kv.clears.with_label_values(&["p0", "reset"]).get() >= 1
-    })
+    until_every(
+        &p,
+        Duration::from_millis(50),
+        "the reset clears the index",
+        || metrics.kv.clears.with_label_values(&["p0", "reset"]).get() >= 1,
+    )
     .await;
     assert_eq!(pod.kv_blocks(), Some(0));
     task.abort();
