@@ -92,6 +92,20 @@ pub(crate) struct SimArgs {
     /// The gateway's `kv-cost` weight: prefill units one queued or running request is worth.
     #[arg(long, default_value_t = 256.0)]
     load_units_per_request: f64,
+    /// Gateway replicas routing the requests, each with its own view, sharing loads and
+    /// prefix bookings every --sync-ms (as `routing.sync` through Redis does live).
+    #[arg(long, default_value_t = 1)]
+    gateways: usize,
+    /// Longest milliseconds between two sync batches of one replica (with --gateways above 1).
+    #[arg(long, default_value_t = 100.0)]
+    sync_ms: f64,
+    /// Milliseconds between two looks of a replica at its own state; a change goes out at the
+    /// next look (`routing.sync.min_interval_ms`).
+    #[arg(long, default_value_t = 5.0)]
+    sync_min_ms: f64,
+    /// How requests are spread over the replicas: round-robin or hash (of the request id).
+    #[arg(long, default_value = "round-robin")]
+    gateway_assign: vsim::Assign,
     /// vLLM's --max-num-seqs (default: vLLM's for the GPU class).
     #[arg(long)]
     max_num_seqs: Option<u32>,
@@ -344,6 +358,18 @@ fn fleet(a: &SimArgs) -> Result<SimConfig, SimCliError> {
     cfg.prefix.load_units_per_request = a.load_units_per_request;
     cfg.scrape_interval_s = a.scrape_interval_ms as f64 / 1000.0;
     cfg.seed = a.seed;
+    let min_ok = a.sync_min_ms > 0.0 && a.sync_min_ms <= a.sync_ms && a.sync_ms.is_finite();
+    if a.gateways == 0 || a.gateways > 64 || !min_ok {
+        return Err(SimCliError::Flag(
+            "--gateways must be in 1..=64 and 0 < --sync-min-ms <= --sync-ms".into(),
+        ));
+    }
+    cfg.replicas = vsim::ReplicaConfig {
+        gateways: a.gateways,
+        sync_s: a.sync_ms / 1000.0,
+        min_sync_s: a.sync_min_ms / 1000.0,
+        assign: a.gateway_assign,
+    };
     Ok(cfg)
 }
 

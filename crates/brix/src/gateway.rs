@@ -50,6 +50,13 @@ pub(crate) struct GatewayArgs {
     /// Seed of the routing RNG.
     #[arg(long)]
     seed: Option<u64>,
+    /// Redis shared with the other gateway replicas (`routing.sync.redis`): they exchange
+    /// per-pod loads and prefix bookings so N replicas route as one.
+    #[arg(long, env = "BRIX_SYNC_REDIS")]
+    sync_redis: Option<String>,
+    /// This replica's id in the sync (`routing.sync.gateway_id`); random when unset.
+    #[arg(long, env = "BRIX_GATEWAY_ID")]
+    gateway_id: Option<String>,
 }
 
 /// What can stop `brix gateway`.
@@ -110,6 +117,12 @@ impl GatewayArgs {
         }
         if let Some(v) = self.seed {
             cfg.routing.seed = v;
+        }
+        if let Some(v) = self.sync_redis {
+            cfg.routing.sync.redis = Some(v);
+        }
+        if let Some(v) = self.gateway_id {
+            cfg.routing.sync.gateway_id = Some(v);
         }
         cfg.validate()?;
         Ok(cfg)

@@ -184,6 +184,7 @@ async fn serve(
         }
     };
     let registry = Arc::new(Registry::new());
+    let kv_events = file.kv_events_models();
     let guard = AdminGuard::new(file.gateway.admission.admin_key.as_deref());
     let server = file.gateway.server.clone();
     let (routes, gateway) = brix_gateway::app_with_handle(file.gateway, registry.as_ref()).await?;
@@ -198,6 +199,7 @@ async fn serve(
         in_flight,
         LocalConfig {
             logs_dir: args.logs_dir.clone(),
+            kv_events,
             ..LocalConfig::default()
         },
     );

@@ -10,6 +10,8 @@ use brix_router::fleet::{CoreConfig, EjectionConfig};
 use brix_router::{BlockUnit, PrefixConfig, Weighted};
 use serde::Deserialize;
 
+use crate::kv::KvEventsConfig;
+
 /// Everything the gateway needs to start; every field has a default.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -35,6 +37,8 @@ pub struct GatewayConfig {
     pub activator: ActivatorConfig,
     /// LoRA adapters: how many requests wait for an adapter being placed, and for how long.
     pub adapters: AdaptersConfig,
+    /// Exact prefix routing from the engines' KV events, per model.
+    pub kv_events: KvEventsConfig,
 }
 
 impl Default for GatewayConfig {
@@ -50,6 +54,7 @@ impl Default for GatewayConfig {
             server: ServeConfig::default(),
             activator: ActivatorConfig::default(),
             adapters: AdaptersConfig::default(),
+            kv_events: KvEventsConfig::default(),
         }
     }
 }
@@ -126,6 +131,8 @@ pub struct RoutingConfig {
     pub lora_wait_cost: f64,
     /// Seed of the routing RNG (tie breaks, random): same seed, same decisions.
     pub seed: u64,
+    /// Gateway replicas sharing load and prefix bookings through Redis (docs/gateway.md).
+    pub sync: crate::sync::SyncConfig,
 }
 
 impl Default for RoutingConfig {
@@ -144,6 +151,7 @@ impl Default for RoutingConfig {
             lora_slot_cost: p.lora_slot_cost,
             lora_wait_cost: p.lora_wait_cost,
             seed: 0,
+            sync: crate::sync::SyncConfig::default(),
         }
     }
 }
@@ -252,6 +260,7 @@ impl GatewayConfig {
                 max_ejection_s: self.outlier.max_ejection_s,
                 max_ejection_fraction: self.outlier.max_ejection_fraction,
             },
+            remote_ttl_s: self.routing.sync.ttl_s,
         }
     }
 }
@@ -391,6 +400,9 @@ impl GatewayConfig {
         if ad.max_held == 0 || !(ad.wait_s > 0.0 && ad.wait_s <= 3600.0) {
             return bad("adapters.max_held must be at least 1 and adapters.wait_s in (0, 3600]");
         }
+        if let Some(m) = self.routing.sync.problem() {
+            return bad(m);
+        }
         if self.routing.block_size == 0 {
             return bad("routing.block_size must be at least 1");
         }
@@ -455,6 +467,7 @@ impl GatewayConfig {
             return Err(ConfigError::Invalid(format!("server.{why}")));
         }
         self.admission.validate()?;
+        self.kv_events.validate()?;
         Ok(strategy)
     }
 }

@@ -14,12 +14,27 @@ use serde::Deserialize;
 use tokio::sync::watch;
 
 /// One engine endpoint serving one model.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Target {
     /// Pod name (the `target-pod` response header).
     pub name: String,
     /// `host:port` to proxy to (the `target-pod-ip` response header).
     pub address: String,
+    /// Where the engine publishes its KV events, when it was told to (`brix up` allocates
+    /// the ports); None: the model's `kv_events` ports on the pod's host, if configured.
+    pub kv_events: Option<KvEndpoints>,
+}
+
+/// An engine's KV-event sockets (vLLM's `--kv-events-config` `endpoint` and
+/// `replay_endpoint`, as a subscriber connects to them).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KvEndpoints {
+    /// The PUB socket, `tcp://host:port`.
+    pub events: String,
+    /// The replay ROUTER socket, `tcp://host:port`; None when the engine keeps no replay buffer.
+    #[serde(default)]
+    pub replay: Option<String>,
 }
 
 /// Model name → the endpoints serving it.
@@ -130,12 +145,18 @@ struct ModelEntry {
     endpoints: Vec<EndpointEntry>,
 }
 
-/// `"host:port"`, or `{name, address}` to give the pod a name of its own.
+/// `"host:port"`, or `{name, address}` to give the pod a name of its own (and, Brix's own
+/// addition, `kv_events: {events, replay}` where its engine publishes KV events).
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum EndpointEntry {
     Address(String),
-    Named { name: String, address: String },
+    Named {
+        name: String,
+        address: String,
+        #[serde(default)]
+        kv_events: Option<KvEndpoints>,
+    },
 }
 
 /// Parses an endpoints file's text.
@@ -156,9 +177,13 @@ pub fn parse_endpoints(path: &Path, text: &str) -> Result<Targets, EndpointsErro
         }
         let mut targets = Vec::with_capacity(m.endpoints.len());
         for e in m.endpoints {
-            let (name, address) = match e {
-                EndpointEntry::Address(a) => (a.replace([':', '.'], "-"), a),
-                EndpointEntry::Named { name, address } => (name, address),
+            let (name, address, kv_events) = match e {
+                EndpointEntry::Address(a) => (a.replace([':', '.'], "-"), a, None),
+                EndpointEntry::Named {
+                    name,
+                    address,
+                    kv_events,
+                } => (name, address, kv_events),
             };
             let port_ok = address
                 .rsplit_once(':')
@@ -169,7 +194,11 @@ pub fn parse_endpoints(path: &Path, text: &str) -> Result<Targets, EndpointsErro
                     m.name
                 )));
             }
-            targets.push(Target { name, address });
+            targets.push(Target {
+                name,
+                address,
+                kv_events,
+            });
         }
         targets.sort();
         targets.dedup();
@@ -248,7 +277,8 @@ mod tests {
         let p = Path::new("e.yaml");
         let ok = parse_endpoints(
             p,
-            "models:\n  - name: llama\n    endpoints: [\"127.0.0.1:8001\", {name: b, address: \"h:9\"}]\n",
+            "models:\n  - name: llama\n    endpoints: [\"127.0.0.1:8001\", {name: b, address: \"h:9\", \
+             kv_events: {events: \"tcp://h:5557\"}}]\n",
         )
         .expect("valid");
         assert_eq!(
@@ -256,11 +286,16 @@ mod tests {
             vec![
                 Target {
                     name: "127-0-0-1-8001".into(),
-                    address: "127.0.0.1:8001".into()
+                    address: "127.0.0.1:8001".into(),
+                    kv_events: None,
                 },
                 Target {
                     name: "b".into(),
-                    address: "h:9".into()
+                    address: "h:9".into(),
+                    kv_events: Some(KvEndpoints {
+                        events: "tcp://h:5557".into(),
+                        replay: None,
+                    }),
                 },
             ]
         );
@@ -308,6 +343,7 @@ mod tests {
             vec![Target {
                 name: "a".into(),
                 address: "x:1".into(),
+                kv_events: None,
             }],
         );
         rx.changed().await.expect("sender alive");

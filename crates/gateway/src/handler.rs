@@ -164,6 +164,7 @@ async fn serve(
     };
     // Upstream body: streaming requests always ask for usage so tokens can be counted.
     let strip_usage = parsed.stream && !parsed.include_usage && endpoint.has_stream_options();
+    let bytes_in = bytes.clone();
     let body = if strip_usage {
         parse::with_include_usage(&bytes).map_err(|e| refuse(e.into()))?
     } else {
@@ -183,6 +184,8 @@ async fn serve(
         .await
         .map_err(|r| refuse(GatewayError::Admission(r)))?;
     let (blocks, prompt_units) = gw.blocks(&parsed.key);
+    // With KV events, the prompt's token ids as the engine will see them (exact index).
+    let tokens = crate::kv::request_tokens(&gw.kv, &load_model, endpoint, bytes_in).await;
     // The fairness view costs a pass over the users: only vtc-basic reads it.
     let vtc = user
         .as_deref()
@@ -198,6 +201,8 @@ async fn serve(
         max_tokens: parsed.max_tokens,
         vtc,
         adapter: is_adapter.then_some(model.as_str()),
+        tokens: tokens.as_deref(),
+        prompt_tokens: None,
     };
     let cx = Ctx {
         endpoint,

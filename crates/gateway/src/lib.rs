@@ -15,6 +15,7 @@ mod discovery;
 mod endpoint;
 mod error;
 mod handler;
+mod kv;
 mod load;
 mod metrics;
 mod parse;
@@ -23,6 +24,7 @@ mod probe;
 mod relay;
 mod retry;
 mod sse;
+mod sync;
 mod upstream;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -56,10 +58,13 @@ pub use config::{
     RoutingConfig, ScrapeConfig,
 };
 pub use discovery::{
-    Discovery, EndpointsError, Registry, StaticFile, Target, Targets, parse_endpoints,
+    Discovery, EndpointsError, KvEndpoints, Registry, StaticFile, Target, Targets, parse_endpoints,
 };
 pub use error::{AdapterWhy, GatewayError};
+pub use kv::{KvEventsConfig, KvModelConfig};
+
 pub use load::ModelLoad;
+pub use sync::SyncConfig;
 
 use catalog::Catalog;
 use metrics::Metrics;
@@ -115,6 +120,8 @@ pub(crate) struct Gateway {
     loads: Arc<load::Loads>,
     admission: Arc<Admission>,
     tokenizer: Option<tiktoken_rs::CoreBPE>,
+    /// Models whose engines publish KV events, with their tokenizers.
+    kv: Arc<kv::KvModels>,
     vtc: Mutex<TokenWindow>,
     epoch: Instant,
     rng_seq: AtomicU64,
@@ -406,6 +413,7 @@ pub async fn app_with_handle(
             Some(tiktoken_rs::cl100k_base().map_err(|e| StartError::Tokenizer(e.to_string()))?)
         }
     };
+    let kv = Arc::new(kv::KvModels::load(&cfg.kv_events).map_err(StartError::Tokenizer)?);
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(Some(cfg.proxy.connect_timeout()));
@@ -434,6 +442,7 @@ pub async fn app_with_handle(
         ),
         admission: admission.clone(),
         tokenizer,
+        kv,
         vtc: Mutex::new(TokenWindow::new(brix_router::DEFAULT_WINDOW_S)),
         epoch,
         rng_seq: AtomicU64::new(0),
@@ -441,6 +450,8 @@ pub async fn app_with_handle(
         cfg,
     });
     watch_discovery(&gw, discovery).await;
+    let sync_metrics = sync::SyncMetrics::register(&gw.metrics)?;
+    sync::spawn(gw.pool.clone(), gw.cfg.routing.sync.clone(), sync_metrics);
     let handle = GatewayHandle {
         pool: gw.pool.clone(),
         accounting: gw.accounting.clone(),
@@ -509,13 +520,19 @@ pub async fn serve(cfg: GatewayConfig, discovery: &dyn Discovery) -> Result<(), 
 async fn watch_discovery(gw: &Arc<Gateway>, discovery: &dyn Discovery) {
     let mut rx = discovery.watch();
     let probes: Arc<Mutex<HashMap<String, AbortHandle>>> = Arc::default();
+    // KV-event subscribers, by pod address (pods whose model publishes events).
+    let subscribers: Arc<Mutex<HashMap<String, AbortHandle>>> = Arc::default();
     let apply = {
         let gw = gw.clone();
         move |targets: &discovery::Targets| {
             let change = gw.pool.apply(targets);
             let mut probes = probes.lock().unwrap_or_else(|p| p.into_inner());
+            let mut subscribers = subscribers.lock().unwrap_or_else(|p| p.into_inner());
             for pod in change.removed {
                 if let Some(h) = probes.remove(&pod.address) {
+                    h.abort();
+                }
+                if let Some(h) = subscribers.remove(&pod.address) {
                     h.abort();
                 }
                 gw.metrics.forget_pod(&pod.name);
@@ -523,6 +540,11 @@ async fn watch_discovery(gw: &Arc<Gateway>, discovery: &dyn Discovery) {
             }
             for pod in change.added {
                 tracing::info!(pod = %pod.name, address = %pod.address, "pod joined; probing");
+                if let Some(sub) = kv::watch_pod(&gw, targets, &pod)
+                    && let Some(old) = subscribers.insert(pod.address.clone(), sub)
+                {
+                    old.abort();
+                }
                 let task = tokio::spawn(probe::run(
                     pod.clone(),
                     gw.client.clone(),
@@ -550,6 +572,14 @@ async fn watch_discovery(gw: &Arc<Gateway>, discovery: &dyn Discovery) {
 }
 
 async fn render_metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    // Exact indexes change inside the routing core too (cleared when a pod leaves rotation
+    // or restarts): read their sizes now.
+    for p in gw.pool.all() {
+        if let Some(n) = p.kv_blocks() {
+            let n = i64::try_from(n).unwrap_or(i64::MAX);
+            gw.metrics.kv.blocks.with_label_values(&[&p.name]).set(n);
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

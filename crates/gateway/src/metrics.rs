@@ -19,6 +19,7 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
     20.0, 40.0, 80.0, 160.0, 320.0, 640.0,
 ];
+const SHARE_BUCKETS: &[f64] = &[0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0];
 const TPOT_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
 ];
@@ -56,6 +57,36 @@ pub struct Metrics {
     pub activator_held: IntGaugeVec,
     /// Requests held for adapters being placed (all adapters together).
     pub adapter_held: IntGauge,
+    /// Exact-index metrics (KV events).
+    pub kv: KvMetrics,
+}
+
+/// What the KV-event subscribers applied per pod, and how the approximate index compared
+/// with the exact one (docs/gateway.md, "KV events").
+#[derive(Debug)]
+pub struct KvMetrics {
+    /// Events applied, by pod and kind (`stored`, `removed`, `cleared`).
+    pub events: IntCounterVec,
+    /// Gaps by pod and kind: `seq` (batches the replay could not supply), `parent` (a stored
+    /// block whose parent the index never saw).
+    pub gaps: IntCounterVec,
+    /// Event batches lost for good, by pod.
+    pub lost: IntCounterVec,
+    /// Exact indexes cleared by the gateway, by pod and reason (`lost`: a gap not filled;
+    /// `reset`: the sequence went back, the engine restarted).
+    pub clears: IntCounterVec,
+    /// Blocks refused because the pod's index was full.
+    pub full: IntCounterVec,
+    /// Blocks in each pod's exact index.
+    pub blocks: IntGaugeVec,
+    /// Prompt tokens routed to pods with an exact index, by model and whether the chosen
+    /// pod held them (`cached`) or must compute them (`uncached`).
+    pub routed_tokens: IntCounterVec,
+    /// Approximate-index guesses compared with the exact index, by model and outcome
+    /// (`agree` within 10 % of the prompt, `over`, `under`).
+    pub predictions: IntCounterVec,
+    /// |approximate − exact| cached share of the prompt, per candidate with an exact index.
+    pub prediction_error: HistogramVec,
 }
 
 /// The metric label of a model: itself when known, else `unknown`.
@@ -189,6 +220,53 @@ impl Metrics {
                 registry.register(Box::new(g.clone()))?;
                 g
             },
+            kv: KvMetrics {
+                events: counter(
+                    "brix_gateway_kv_events_total",
+                    "KV events applied to the pod's exact index, by kind (stored, removed, cleared).",
+                    &["pod", "kind"],
+                )?,
+                gaps: counter(
+                    "brix_gateway_kv_event_gaps_total",
+                    "KV event gaps: seq (batches the replay could not supply), parent (a stored block with an unknown parent).",
+                    &["pod", "kind"],
+                )?,
+                lost: counter(
+                    "brix_gateway_kv_batches_lost_total",
+                    "KV event batches lost for good (not replayed).",
+                    &["pod"],
+                )?,
+                clears: counter(
+                    "brix_gateway_kv_index_clears_total",
+                    "Exact indexes cleared by the gateway, by reason (lost: a gap not filled; reset: the engine restarted).",
+                    &["pod", "reason"],
+                )?,
+                full: counter(
+                    "brix_gateway_kv_index_full_total",
+                    "Stored blocks refused because the pod's exact index was full.",
+                    &["pod"],
+                )?,
+                blocks: gauge(
+                    "brix_gateway_kv_index_blocks",
+                    "Blocks in the pod's exact index (its engine's prefix cache as its events tell).",
+                    &["pod"],
+                )?,
+                routed_tokens: counter(
+                    "brix_gateway_kv_routed_prompt_tokens_total",
+                    "Prompt tokens routed to pods with an exact index: cached there, or uncached.",
+                    &["model", "kind"],
+                )?,
+                predictions: counter(
+                    "brix_gateway_kv_predictions_total",
+                    "Approximate prefix-index guesses per candidate with an exact index: agree (within 10% of the prompt), over, under.",
+                    &["model", "outcome"],
+                )?,
+                prediction_error: histogram(
+                    "brix_gateway_kv_prediction_error_ratio",
+                    "|approximate - exact| cached share of the prompt, per candidate with an exact index.",
+                    SHARE_BUCKETS,
+                )?,
+            },
             registry,
         })
     }
@@ -211,6 +289,16 @@ impl Metrics {
         remove_where(&self.in_flight, "pod", pod);
         remove_where(&self.upstream_failures, "pod", pod);
         remove_where(&self.pod_healthy, "pod", pod);
+        for vec in [
+            &self.kv.events,
+            &self.kv.gaps,
+            &self.kv.lost,
+            &self.kv.clears,
+        ] {
+            remove_where(vec, "pod", pod);
+        }
+        remove_where(&self.kv.full, "pod", pod);
+        remove_where(&self.kv.blocks, "pod", pod);
     }
 
     /// The exposition text.

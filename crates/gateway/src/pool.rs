@@ -15,13 +15,14 @@ use std::time::Instant;
 
 use brix_router::fleet::{CoreConfig, FailureKind, PodCore, Scrape, Transition, may_eject};
 use brix_router::{
-    Decision, Estimate, NoRoute, Pod, PrefixConfig, PrefixIndex, RouteRequest, Weighted, estimate,
-    route,
+    Decision, Estimate, NoRoute, Pod, PrefixConfig, PrefixIndex, PromptKeys, RouteRequest,
+    Weighted, estimate, route,
 };
 use rand::Rng;
 
 use crate::adapters::AdapterRoute;
-use crate::discovery::Targets;
+use crate::discovery::{KvEndpoints, Target, Targets};
+use crate::kv::KvSeen;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -34,6 +35,8 @@ pub struct PodState {
     pub name: String,
     /// `host:port` (`target-pod-ip`).
     pub address: String,
+    /// Where its engine publishes KV events, as discovery said (see [`crate::kv`]).
+    pub kv_events: Option<KvEndpoints>,
     /// The routing core's state, adapters held and draining included.
     core: Mutex<PodCore>,
     /// Bumped by every adapter-list update, so a probe's `/v1/models` read before a newer
@@ -45,10 +48,11 @@ pub struct PodState {
 }
 
 impl PodState {
-    fn new(name: &str, address: &str, shared: Weak<Shared>, epoch: Instant) -> Self {
+    fn new(t: &Target, shared: Weak<Shared>, epoch: Instant) -> Self {
         Self {
-            name: name.to_string(),
-            address: address.to_string(),
+            name: t.name.clone(),
+            address: t.address.clone(),
+            kv_events: t.kv_events.clone(),
             // A new pod joins after its first good `/health` probe.
             core: Mutex::default(),
             adapters_gen: std::sync::atomic::AtomicU64::new(0),
@@ -57,7 +61,7 @@ impl PodState {
         }
     }
 
-    fn core(&self) -> MutexGuard<'_, PodCore> {
+    pub(crate) fn core(&self) -> MutexGuard<'_, PodCore> {
         lock(&self.core)
     }
 
@@ -141,7 +145,7 @@ impl PodState {
         self.core().success();
     }
 
-    fn config(&self) -> CoreConfig {
+    pub(crate) fn config(&self) -> CoreConfig {
         self.shared
             .upgrade()
             .map_or_else(CoreConfig::default, |s| s.cfg.clone())
@@ -314,6 +318,8 @@ pub struct Pool {
     retired: Mutex<Vec<Weak<PodState>>>,
     prefix: PrefixConfig,
     epoch: Instant,
+    /// Prefix blocks booked since the last sync batch; None while sync is off.
+    booked: Mutex<Option<crate::sync::Outbox>>,
 }
 
 impl Pool {
@@ -332,6 +338,7 @@ impl Pool {
             retired: Mutex::default(),
             prefix,
             epoch,
+            booked: Mutex::default(),
         }
     }
 
@@ -351,11 +358,10 @@ impl Pool {
                 let pod = by_address
                     .entry(t.address.clone())
                     .or_insert_with(|| match table.by_address.get(&t.address) {
-                        Some(p) if p.name == t.name => p.clone(),
+                        Some(p) if p.name == t.name && p.kv_events == t.kv_events => p.clone(),
                         _ => {
                             let p = Arc::new(PodState::new(
-                                &t.name,
-                                &t.address,
+                                t,
                                 Arc::downgrade(&self.shared),
                                 self.epoch,
                             ));
@@ -540,7 +546,9 @@ impl Pool {
         req: &RouteRequest<'_>,
         now: f64,
     ) -> Estimate {
-        let view = pod.snapshot(now);
+        // The exact cached tokens too, where the pod has KV events and the request tokens.
+        let mut keys = req.tokens.map(|t| PromptKeys::new(t, req.adapter));
+        let view = pod.snapshot_for(now, keys.as_mut());
         let index = self.index(model);
         let index = lock(&index);
         let matched = index
@@ -553,6 +561,7 @@ impl Pool {
 
     /// Runs `strategy` over the candidates' snapshots at `now`; the decision's `pod` indexes
     /// `candidates`. Nothing is booked: take the slot, then [`Self::accepted`].
+    #[cfg(test)]
     pub fn decide(
         &self,
         model: &str,
@@ -562,17 +571,53 @@ impl Pool {
         now: f64,
         rng: &mut impl Rng,
     ) -> Result<Decision, NoRoute> {
-        let pods: Vec<Pod> = candidates.iter().map(|p| p.snapshot(now)).collect();
+        self.decide_measured(
+            model,
+            candidates,
+            strategy,
+            req,
+            now,
+            rng,
+            &mut KvSeen::default(),
+        )
+    }
+
+    /// [`Self::decide`]; with `req.tokens`, pods with an exact KV index get their
+    /// `cached_tokens`, and `seen` gets them and how the approximate index compared.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "decide's arguments and one output"
+    )]
+    pub(crate) fn decide_measured(
+        &self,
+        model: &str,
+        candidates: &[Arc<PodState>],
+        strategy: &Weighted,
+        req: &RouteRequest<'_>,
+        now: f64,
+        rng: &mut impl Rng,
+        seen: &mut KvSeen,
+    ) -> Result<Decision, NoRoute> {
+        let mut keys = req.tokens.map(|t| PromptKeys::new(t, req.adapter));
+        let pods: Vec<Pod> = candidates
+            .iter()
+            .map(|p| p.snapshot_for(now, keys.as_mut()))
+            .collect();
         let index = self.index(model);
         let index = lock(&index);
+        seen.predictions = crate::kv::predictions(req, &pods, &index, now);
+        seen.cached = pods.iter().map(|p| p.cached_tokens).collect();
         route(strategy, req, &pods, &index, now, rng)
     }
 
     /// The engine at `address` accepted (2xx headers) a prompt of `blocks` for `model` at
     /// `now`: it will cache it whatever the strategy, so prefix routing books it now.
     pub fn accepted(&self, model: &str, blocks: &[u64], address: &str, now: f64) {
-        if !blocks.is_empty() {
-            lock(&self.index(model)).insert(blocks, address, now);
+        self.peer_accepted(model, blocks, address, now);
+        if !blocks.is_empty()
+            && let Some(out) = lock(&self.booked).as_mut()
+        {
+            out.push(model, address, blocks);
         }
     }
 }
@@ -580,6 +625,9 @@ impl Pool {
 #[path = "pool_slot.rs"]
 mod slot;
 pub use slot::InFlight;
+
+#[path = "pool_sync.rs"]
+mod sync_hooks;
 
 #[cfg(test)]
 #[path = "pool_tests.rs"]

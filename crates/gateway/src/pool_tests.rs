@@ -126,6 +126,7 @@ fn pool_of_pods() -> Pool {
             .map(|i| Target {
                 name: format!("p{i}"),
                 address: format!("p{i}"),
+                kv_events: None,
             })
             .collect(),
     )]

@@ -11,6 +11,7 @@ fn targets(spec: &[(&str, &[&str])]) -> Targets {
                 .map(|a| Target {
                     name: a.to_string(),
                     address: a.to_string(),
+                    kv_events: None,
                 })
                 .collect();
             (m.to_string(), ts)

@@ -24,6 +24,7 @@ use hyper::body::Incoming;
 use crate::Gateway;
 use crate::error::GatewayError;
 use crate::handler::Ctx;
+use crate::kv::KvSeen;
 use crate::metrics::GaugeGuard;
 use crate::pool::{InFlight, PodState};
 
@@ -174,17 +175,20 @@ fn choose(
     candidates: &[Arc<PodState>],
 ) -> Result<usize, GatewayError> {
     let mut rng = gw.rng();
+    let mut seen = KvSeen::default();
     let d = gw
         .pool
-        .decide(
+        .decide_measured(
             &cx.parsed.model,
             candidates,
             &cx.strategy,
             req,
             gw.now(),
             &mut rng,
+            &mut seen,
         )
         .map_err(|_| GatewayError::NoReadyPod(cx.parsed.model.clone()))?;
+    crate::kv::record(gw, &cx.model_label, req, &seen, d.pod);
     let strategy = &cx.strategy_metric;
     let fallback = d.fallback.map_or("none", |f| f.as_str());
     gw.metrics

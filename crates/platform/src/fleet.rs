@@ -110,6 +110,11 @@ impl FleetFile {
                 path: path(),
                 source,
             })?;
+        file.check_kv_events()
+            .map_err(|source| FleetError::Invalid {
+                path: path(),
+                source,
+            })?;
         file.gateway
             .validate()
             .map_err(|source| FleetError::Gateway {
@@ -121,6 +126,55 @@ impl FleetFile {
 }
 
 impl FleetFile {
+    /// Models whose replicas publish KV events (`gateway.kv_events.models`, enabled).
+    pub fn kv_events_models(&self) -> std::collections::BTreeSet<String> {
+        let kv = &self.gateway.kv_events;
+        self.models
+            .iter()
+            .filter(|m| kv.model(&m.name).is_some())
+            .map(|m| m.name.clone())
+            .collect()
+    }
+
+    /// Each model under `gateway.kv_events` is served here, by an engine command that says
+    /// where its `--kv-events-config` goes (`{kv_events_config}`).
+    pub fn check_kv_events(&self) -> Result<(), brix_api::FieldError> {
+        for (i, k) in self.gateway.kv_events.models.iter().enumerate() {
+            let field = format!("gateway.kv_events.models[{i}].name");
+            let Some((j, m)) = self
+                .models
+                .iter()
+                .enumerate()
+                .find(|(_, m)| m.name == k.name)
+            else {
+                return Err(brix_api::FieldError::new(
+                    field,
+                    format!("'{}' is not a model of this fleet", k.name),
+                ));
+            };
+            if !k.enabled {
+                continue;
+            }
+            match &m.engine {
+                brix_api::EngineSpec::Command(c)
+                    if c.command.contains(crate::runner::KV_EVENTS_PLACEHOLDER) => {}
+                brix_api::EngineSpec::Command(_) => {
+                    return Err(brix_api::FieldError::new(
+                        format!("models[{j}].engine.command"),
+                        "must contain {kv_events_config}, where Brix puts the engine's --kv-events-config (the model is under gateway.kv_events)",
+                    ));
+                }
+                brix_api::EngineSpec::Sim(_) => {
+                    return Err(brix_api::FieldError::new(
+                        format!("models[{j}].engine"),
+                        "KV events need a `command:` engine (`brix sim ... {kv_events_config}` or vLLM); the in-process `sim:` does not publish them",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// What a ModelAdapter needs of this fleet beyond its own fields: the secret it names
     /// exists, and a simulated base model has LoRA enabled.
     pub fn check_adapters(&self) -> Result<(), brix_api::FieldError> {
@@ -205,6 +259,45 @@ mod tests {
             assert!(e.starts_with("f.yaml: "), "{e}");
             assert!(e.contains(needle), "{needle:?} not in {e:?}");
         }
+    }
+
+    #[test]
+    fn kv_event_models_need_an_engine_command_with_the_placeholder() {
+        let file = |engine: &str, kv: &str| {
+            format!(
+                "gateway:\n  kv_events:\n    models: [{kv}]\nmodels:\n  - name: a\n    engine: {engine}\n"
+            )
+        };
+        let with = "{command: {command: 'brix sim --port {port} {kv_events_config}'}}";
+        let without = "{command: {command: 'brix sim --port {port}'}}";
+        let f = FleetFile::parse("f.yaml", &file(with, "{name: a}")).expect("valid");
+        assert_eq!(f.kv_events_models().into_iter().collect::<Vec<_>>(), ["a"]);
+        let off = FleetFile::parse("f.yaml", &file(without, "{name: a, enabled: false}"));
+        assert!(off.is_ok_and(|f| f.kv_events_models().is_empty()));
+        let cases = [
+            (
+                file(without, "{name: a}"),
+                "models[0].engine.command: must contain {kv_events_config}",
+            ),
+            (
+                file("{sim: {}}", "{name: a}"),
+                "models[0].engine: KV events need a `command:` engine",
+            ),
+            (
+                file(with, "{name: b}"),
+                "gateway.kv_events.models[0].name: 'b' is not a model",
+            ),
+            (file(with, "{name: a}, {name: a}"), "listed twice"),
+        ];
+        for (text, needle) in cases {
+            let e = err(&text);
+            assert!(e.contains(needle), "{needle:?} not in {e:?}");
+        }
+        let json = crate::kv_events_config(5557, 5558);
+        let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+        assert_eq!(v["endpoint"], "tcp://*:5557");
+        assert_eq!(v["replay_endpoint"], "tcp://*:5558");
+        assert!(!json.contains('\''), "fits in single quotes");
     }
 
     /// A PodAutoscaler the local fleet cannot run is refused at load, naming the field.

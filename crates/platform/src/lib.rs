@@ -15,4 +15,4 @@ mod supervisor;
 pub use fleet::{FleetError, FleetFile, check_adapter};
 pub use local::{InFlightFn, LocalConfig, LocalPlatform, MAX_REPLICAS};
 pub use platform::{Platform, PlatformError, Replica, ReplicaState};
-pub use runner::sim_config;
+pub use runner::{KV_EVENTS_PLACEHOLDER, kv_events_config, sim_config};

@@ -8,14 +8,14 @@
 //! for the gateway's requests in flight to it to finish, then stops it (SIGTERM, then SIGKILL
 //! after the engine's grace period).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use brix_api::ModelSpec;
 use brix_autoscaler::{Phase, ReplicaView, scale_down_victims};
-use brix_gateway::{Registry, Target};
+use brix_gateway::{KvEndpoints, Registry, Target};
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
@@ -53,6 +53,10 @@ pub struct LocalConfig {
     pub startup_poll: Duration,
     /// Longest wait for a draining replica's requests in flight.
     pub drain_timeout: Duration,
+    /// Models whose replicas publish KV events (the gateway's `kv_events.models`): each
+    /// replica gets two ports of its own (events, replay), its engine their
+    /// `--kv-events-config`, and the gateway its sockets.
+    pub kv_events: BTreeSet<String>,
 }
 
 impl Default for LocalConfig {
@@ -62,6 +66,7 @@ impl Default for LocalConfig {
             health_interval: Duration::from_secs(1),
             startup_poll: Duration::from_millis(100),
             drain_timeout: Duration::from_secs(300),
+            kv_events: BTreeSet::new(),
         }
     }
 }
@@ -104,6 +109,9 @@ pub(crate) struct Slot {
 #[derive(Clone, Debug)]
 pub(crate) struct Status {
     pub(crate) port: u16,
+    /// The KV-event ports (events, replay), when the model publishes events: picked at the
+    /// first start and kept across restarts, like `port`.
+    pub(crate) kv_ports: Option<(u16, u16)>,
     pub(crate) state: ReplicaState,
     pub(crate) restarts: u32,
     pub(crate) pid: Option<u32>,
@@ -290,6 +298,7 @@ impl Inner {
                 model: model.to_string(),
                 status: Mutex::new(Status {
                     port: 0,
+                    kv_ports: None,
                     state: ReplicaState::Starting,
                     restarts: 0,
                     pid: None,
@@ -321,6 +330,10 @@ impl Inner {
             .map(|s| Target {
                 name: s.id.clone(),
                 address: s.address(),
+                kv_events: s.status().kv_ports.map(|(events, replay)| KvEndpoints {
+                    events: format!("tcp://127.0.0.1:{events}"),
+                    replay: Some(format!("tcp://127.0.0.1:{replay}")),
+                }),
             })
             .collect();
         if rt.published.as_ref() != Some(&ready) {

@@ -23,15 +23,46 @@ pub(crate) enum Runner {
 }
 
 impl Runner {
-    /// Starts the model's engine on `port` (0 picks one); returns the runner and its port.
+    /// Starts the model's engine on `port` (0 picks one), publishing KV events on `kv`'s
+    /// ports (events, replay; 0 picks them) when given; returns the runner and its ports.
     pub(crate) async fn start(
         model: &str,
         engine: &EngineSpec,
         port: u16,
+        kv: Option<(u16, u16)>,
+        log: &Path,
+    ) -> Result<(Self, u16, Option<(u16, u16)>), String> {
+        let kv = match kv {
+            None => None,
+            Some((events, replay)) => Some((
+                if events == 0 {
+                    free_port().await?
+                } else {
+                    events
+                },
+                if replay == 0 {
+                    free_port().await?
+                } else {
+                    replay
+                },
+            )),
+        };
+        let (runner, port) = Self::start_on(model, engine, port, kv, log).await?;
+        Ok((runner, port, kv))
+    }
+
+    async fn start_on(
+        model: &str,
+        engine: &EngineSpec,
+        port: u16,
+        kv: Option<(u16, u16)>,
         log: &Path,
     ) -> Result<(Self, u16), String> {
         match engine {
             EngineSpec::Sim(sim) => {
+                if kv.is_some() {
+                    return Err("KV events from an in-process `sim:` engine are not supported yet; run `brix sim` as a `command:` engine".into());
+                }
                 let cfg = sim_config(model, sim)?;
                 let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
                     .await
@@ -45,7 +76,7 @@ impl Runner {
                     0 => free_port().await?,
                     p => p,
                 };
-                let process = Process::spawn(&process_spec(cmd, model, port, log))
+                let process = Process::spawn(&process_spec(cmd, model, port, kv, log))
                     .map_err(|e| e.to_string())?;
                 Ok((Self::Command(Box::new(process)), port))
             }
@@ -115,12 +146,40 @@ impl Drop for Runner {
     }
 }
 
-fn process_spec(cmd: &CommandEngine, model: &str, port: u16, log: &Path) -> ProcessSpec {
+fn process_spec(
+    cmd: &CommandEngine,
+    model: &str,
+    port: u16,
+    kv: Option<(u16, u16)>,
+    log: &Path,
+) -> ProcessSpec {
+    let flag = kv.map_or_else(String::new, |(events, replay)| {
+        format!("--kv-events-config '{}'", kv_events_config(events, replay))
+    });
     ProcessSpec {
-        command: cmd.render(port, model),
+        command: cmd
+            .render(port, model)
+            .replace(KV_EVENTS_PLACEHOLDER, &flag),
         env: cmd.env.clone(),
         log_path: log.to_path_buf(),
     }
+}
+
+/// Where a `command:` engine's line takes its `--kv-events-config` flag (empty when the model
+/// publishes no KV events).
+pub const KV_EVENTS_PLACEHOLDER: &str = "{kv_events_config}";
+
+/// vLLM's `--kv-events-config` JSON (its `KVEventsConfig` keys) for a ZMQ publisher on
+/// `events` with its replay socket on `replay`, all interfaces, every topic.
+pub fn kv_events_config(events: u16, replay: u16) -> String {
+    serde_json::json!({
+        "enable_kv_cache_events": true,
+        "publisher": "zmq",
+        "endpoint": format!("tcp://*:{events}"),
+        "replay_endpoint": format!("tcp://*:{replay}"),
+        "topic": "",
+    })
+    .to_string()
 }
 
 /// A port free now on 127.0.0.1 (the command binds it itself, a moment later).

@@ -89,13 +89,18 @@ async fn supervise(inner: Arc<Inner>, slot: Arc<Slot>, engine: EngineSpec) {
     let log = inner.log_path(&slot);
     loop {
         inner.set_state(&slot, ReplicaState::Starting);
-        let port = slot.status().port;
+        let (port, kv) = {
+            let s = slot.status();
+            let kv = inner.cfg.kv_events.contains(&slot.model);
+            (s.port, kv.then(|| s.kv_ports.unwrap_or((0, 0))))
+        };
         let started = Instant::now();
-        let ended = match Runner::start(&slot.model, &engine, port, &log).await {
-            Ok((mut runner, port)) => {
+        let ended = match Runner::start(&slot.model, &engine, port, kv, &log).await {
+            Ok((mut runner, port, kv)) => {
                 {
                     let mut s = slot.status();
                     s.port = port;
+                    s.kv_ports = kv;
                     s.pid = runner.pid();
                 }
                 let ended = run(&inner, &slot, &mut runner, &mut stop, ready_timeout).await;

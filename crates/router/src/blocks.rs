@@ -94,12 +94,17 @@ pub fn hash_tokens(tokens: &[u32], block: usize, seed: u64) -> Vec<u64> {
     tokens
         .chunks_exact(block)
         .map(|chunk| {
-            buf.clear();
-            buf.extend(chunk.iter().flat_map(|t| t.to_le_bytes()));
-            prev = link(prev, &buf, seed);
+            prev = link_tokens(prev, chunk, seed, &mut buf);
             prev
         })
         .collect()
+}
+
+/// One link of the token chain after `prev` (`buf` is scratch space for the block's bytes).
+pub(crate) fn link_tokens(prev: u64, block: &[u32], seed: u64, buf: &mut Vec<u8>) -> u64 {
+    buf.clear();
+    buf.extend(block.iter().flat_map(|t| t.to_le_bytes()));
+    link(prev, buf, seed)
 }
 
 /// One link of the chain: `xxh64(seed, LE64(prev) ‖ block)`.

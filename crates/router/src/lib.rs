@@ -6,12 +6,14 @@
 //! strategy is one type behind a narrow scorer trait; weighted mixes are filter → score →
 //! pick: every strategy scores all pods, scores are min-max normalised, and the weighted sum
 //! picks. The caller (gateway, fleet simulator) books the in-flight slot and updates the prefix
-//! index and the token window after the call. [`fleet`] holds what routing knows about each pod
+//! index and the token window after the call. Where a pod's engine publishes KV events, its
+//! [`KvIndex`] knows exactly which prompt tokens it holds ([`Pod::cached_tokens`]). [`fleet`] holds what routing knows about each pod
 //! and the rules that update it, driven alike by the gateway and the virtual-time simulator.
 
 mod blocks;
 mod decision;
 pub mod fleet;
+mod kvindex;
 mod pod;
 mod prefix;
 pub mod prom;
@@ -26,6 +28,9 @@ mod testing;
 
 pub use blocks::{BlockUnit, BlockUnitParseError, DEFAULT_SEED, hash_bytes, hash_tokens};
 pub use decision::{Decision, Fallback, NoRoute};
+pub use kvindex::{
+    DEFAULT_KV_CAPACITY, KvIndex, KvUpdate, PromptKeys, RequestKeys, StoreError, kv_seed,
+};
 pub use pod::{EngineMetrics, LoraState, Observed, Pod, RouteRequest, VtcView};
 pub use prefix::{PrefixConfig, PrefixIndex};
 pub use select::route;

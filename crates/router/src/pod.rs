@@ -26,6 +26,10 @@ pub struct Pod {
     /// The engine's LoRA batch state (`vllm:lora_requests_info`) while its scrape is not stale;
     /// None for engines without LoRA. Shared, so a snapshot costs no copy of the names.
     pub lora: Option<Arc<LoraState>>,
+    /// Prompt tokens of THIS request the pod holds in cache, exact, from its engine's KV
+    /// events ([`crate::KvIndex`]); None when the pod publishes none or the request has no
+    /// token ids (strategies then use the approximate prefix index).
+    pub cached_tokens: Option<u32>,
 }
 
 /// vLLM's LoRA batch state of one engine, from the newest `vllm:lora_requests_info` sample:
@@ -102,4 +106,20 @@ pub struct RouteRequest<'a> {
     /// The LoRA adapter the request names (its `model` is an adapter), for `lora-affinity`
     /// and for [`crate::fleet::Fleet`] to route only to pods holding it; None for a base model.
     pub adapter: Option<&'a str>,
+    /// The prompt's token ids as the engine will see them (chat template applied), for the
+    /// exact KV index; None when the driver does not tokenize.
+    pub tokens: Option<&'a [u32]>,
+    /// The prompt's length in tokens, when known: turns `cached_tokens` into a share of
+    /// `prompt_units` (defaults to the length of `tokens`).
+    pub prompt_tokens: Option<u32>,
+}
+
+impl RouteRequest<'_> {
+    /// The prompt's length in tokens: `prompt_tokens`, else the length of `tokens`.
+    pub fn prompt_token_count(&self) -> Option<u32> {
+        self.prompt_tokens.or_else(|| {
+            self.tokens
+                .map(|t| u32::try_from(t.len()).unwrap_or(u32::MAX))
+        })
+    }
 }

@@ -250,3 +250,35 @@ fn kv_cost_spreads_a_popular_prefix() {
     );
     assert!(min >= 12 && max <= 20, "uneven spread: {per_pod:?}");
 }
+
+#[test]
+fn kv_cost_scales_exact_cached_tokens_to_prompt_units() {
+    // 4000 bytes of prompt, 1000 tokens: pod 0 holds 800 tokens (3200 units), pod 1 none.
+    let req = RouteRequest {
+        prompt_units: 4000,
+        prompt_tokens: Some(1000),
+        ..RouteRequest::default()
+    };
+    // Pod 0 saves 3200 units; each in-flight request costs 256: it wins while its extra load
+    // is under 12.5 requests. A share above 1 (a stale count) is capped at the whole prompt.
+    for (cached, extra, want) in [(800, 0, 0), (800, 12, 0), (800, 13, 1), (5000, 15, 0)] {
+        let mut ps = pods(&[0, 0]);
+        ps[0].in_flight += extra;
+        ps[0].cached_tokens = Some(cached);
+        ps[1].cached_tokens = Some(0);
+        let d = pick("kv-cost", &req, &ps, &empty(), 5);
+        assert_eq!(
+            (d.pod, d.fallback),
+            (want, None),
+            "{cached} cached, +{extra}"
+        );
+    }
+    // Without a token count the exact figure cannot be scaled: the approximate index decides.
+    let blind = RouteRequest {
+        prompt_tokens: None,
+        ..req
+    };
+    let mut ps = pods(&[1, 0]);
+    ps[0].cached_tokens = Some(800);
+    assert_eq!(pick("kv-cost", &blind, &ps, &empty(), 5).pod, 1);
+}

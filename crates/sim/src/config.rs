@@ -1,5 +1,6 @@
 //! Engine settings with vLLM's names and defaults, validated once, and the KV capacity they imply.
 
+use crate::hash::HashAlgo;
 use crate::outlen::OutputLen;
 use crate::profile::{GpuProfile, ModelProfile};
 
@@ -42,6 +43,15 @@ pub struct EngineConfig {
     /// loop: no step starts while requests are still being taken in. V1 (the default, false)
     /// runs them in separate processes, so intake overlaps the steps.
     pub frontend_blocks_engine: bool,
+    /// Record KV cache events for [`crate::Engine::take_kv_events`] (vLLM's
+    /// `enable_kv_cache_events`); off by default so nothing is paid for them.
+    pub kv_events: bool,
+    /// Block hash algorithm (`--prefix-caching-hash-algo`).
+    pub prefix_caching_hash_algo: HashAlgo,
+    /// Seed of the first block's parent hash (vLLM reads `PYTHONHASHSEED`); None: vLLM's
+    /// default (`"vllm-none-hash"` for sha256_cbor, a seed derived from `seed` for
+    /// xxhash_cbor, where vLLM draws a random one).
+    pub hash_seed: Option<String>,
 }
 
 /// Why an engine cannot start with the given settings; messages follow vLLM's where it has one.
@@ -94,6 +104,9 @@ impl EngineConfig {
             output_len: OutputLen::default(),
             seed: 0,
             frontend_blocks_engine: false,
+            kv_events: false,
+            prefix_caching_hash_algo: HashAlgo::Builtin,
+            hash_seed: None,
         }
     }
 

@@ -15,7 +15,8 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::config::{ConfigError, EngineConfig};
-use crate::hash::{block_hash, extend_hashes};
+use crate::events::KvEvent;
+use crate::hash::{BlockHasher, HashAlgo};
 use crate::kv::BlockPool;
 use crate::latency::{BatchItem, StepCost};
 use crate::lora::{LoraError, LoraManager, LoraWeights};
@@ -34,6 +35,7 @@ pub struct Engine {
     gpu: GpuProfile,
     cost: StepCost,
     pool: BlockPool,
+    hasher: BlockHasher,
     lora: LoraManager,
     reqs: FxHashMap<RequestId, Request>,
     running: Vec<RequestId>,
@@ -61,9 +63,16 @@ impl Engine {
             cfg.max_lora_rank,
             &model,
         );
+        // vLLM draws a random seed for xxhash_cbor without PYTHONHASHSEED; the sim derives one.
+        let seed = match (&cfg.hash_seed, cfg.prefix_caching_hash_algo) {
+            (Some(s), _) => Some(s.clone()),
+            (None, HashAlgo::XxhashCbor) => Some(format!("brix-sim-{}", cfg.seed)),
+            (None, _) => None,
+        };
         Ok(Self {
             cost: StepCost::new(&model, &gpu),
-            pool: BlockPool::new(blocks, cfg.enable_prefix_caching),
+            pool: BlockPool::new(blocks, cfg.enable_prefix_caching).with_events(cfg.kv_events),
+            hasher: BlockHasher::new(cfg.prefix_caching_hash_algo, seed.as_deref()),
             lora,
             reqs: FxHashMap::default(),
             running: Vec::new(),
@@ -142,8 +151,8 @@ impl Engine {
             return 0;
         }
         let lora = match lora {
-            Some(name) => match self.lora.id(name) {
-                Some(id) => Some(id),
+            Some(name) => match self.lora.id(name).and_then(|id| self.lora.key(id)) {
+                Some(key) => Some(key),
                 None => return 0,
             },
             None => None,
@@ -154,12 +163,12 @@ impl Engine {
         let mut hits = 0usize;
         // Hash block by block and stop at the first miss: cheap on engines that hold little.
         for block in prompt.chunks_exact(bs).take(max_hit) {
-            let h = block_hash(parent, block, lora);
-            if self.pool.lookup(h).is_none() {
+            let d = self.hasher.hash(parent.as_ref(), block, lora);
+            if self.pool.lookup(d.key()).is_none() {
                 break;
             }
             hits += 1;
-            parent = Some(h);
+            parent = Some(d);
         }
         (hits * bs).min(u32::MAX as usize) as u32
     }
@@ -169,6 +178,22 @@ impl Engine {
     /// the first token.
     pub fn cached_tokens_of(&self, id: RequestId) -> Option<u32> {
         self.reqs.get(&id).map(|r| r.cached_tokens)
+    }
+
+    /// KV events recorded since the last call, oldest first (always empty unless
+    /// `EngineConfig::kv_events`): what a `brix sim` publishes after each step.
+    pub fn take_kv_events(&mut self) -> Vec<KvEvent> {
+        std::mem::take(&mut self.pool.events)
+    }
+
+    /// vLLM's `reset_prefix_cache`: forgets every cached block hash (an `AllBlocksCleared`
+    /// event); refused (false) while requests hold blocks, as vLLM refuses.
+    pub fn reset_prefix_cache(&mut self) -> bool {
+        if self.pool.num_free() < self.pool.num_blocks() {
+            return false;
+        }
+        self.pool.reset_cache();
+        true
     }
 
     /// Registers a LoRA adapter (`/v1/load_lora_adapter`).
@@ -258,9 +283,15 @@ impl Engine {
         } else {
             natural.max(req.min_tokens).min(max_tokens)
         };
-        let mut hashes = Vec::new();
+        let (mut hashes, mut last_digest) = (Vec::new(), None);
         if self.cfg.enable_prefix_caching {
-            extend_hashes(&mut hashes, &req.prompt, self.cfg.block_size as usize, lora);
+            self.hasher.extend(
+                &mut hashes,
+                &mut last_digest,
+                &req.prompt,
+                self.cfg.block_size as usize,
+                lora.and_then(|l| self.lora.key(l)),
+            );
         }
         // The API server takes requests one at a time: a burst reaches the scheduler as a ramp.
         let ready = now.max(self.intake_free) + self.intake_s;
@@ -276,6 +307,7 @@ impl Engine {
             num_computed: 0,
             blocks: Vec::new(),
             hashes,
+            last_digest,
             num_cached_blocks: 0,
             cached_tokens: 0,
             filler_offset: rng.random_range(0..self.filler.len()),
@@ -435,7 +467,13 @@ impl Engine {
             // the last token so the step has logits to sample from.
             let mut hits: Vec<u32> = Vec::new();
             if self.cfg.enable_prefix_caching {
-                extend_hashes(&mut r.hashes, &r.tokens, bs as usize, r.lora);
+                self.hasher.extend(
+                    &mut r.hashes,
+                    &mut r.last_digest,
+                    &r.tokens,
+                    bs as usize,
+                    r.lora.and_then(|l| self.lora.key(l)),
+                );
                 let max_hit = ((r.num_tokens() - 1) / bs) as usize;
                 for h in r.hashes.iter().take(max_hit) {
                     match self.pool.lookup(*h) {
@@ -523,12 +561,33 @@ impl Engine {
         r.num_computed += n;
         if self.cfg.enable_prefix_caching {
             let computed = r.num_computed as usize;
-            extend_hashes(&mut r.hashes, &r.tokens[..computed], bs as usize, r.lora);
-            let full = (r.num_computed / bs) as usize;
-            for i in r.num_cached_blocks..full.min(r.blocks.len()) {
+            self.hasher.extend(
+                &mut r.hashes,
+                &mut r.last_digest,
+                &r.tokens[..computed],
+                bs as usize,
+                r.lora.and_then(|l| self.lora.key(l)),
+            );
+            let (start, full) = (
+                r.num_cached_blocks,
+                ((r.num_computed / bs) as usize).min(r.blocks.len()),
+            );
+            for i in start..full {
                 self.pool.cache(r.blocks[i], r.hashes[i]);
             }
-            r.num_cached_blocks = r.num_cached_blocks.max(full.min(r.blocks.len()));
+            if self.pool.emits_events() && full > start {
+                // vLLM's cache_full_blocks: one BlockStored for the newly full blocks.
+                let b = bs as usize;
+                self.pool.events.push(KvEvent::Stored {
+                    hashes: r.hashes[start..full].to_vec(),
+                    parent: start.checked_sub(1).map(|p| r.hashes[p]),
+                    token_ids: r.tokens[start * b..full * b].to_vec(),
+                    block_size: bs,
+                    lora_id: r.lora,
+                    lora_name: r.lora.and_then(|l| self.lora.name(l)).map(str::to_string),
+                });
+            }
+            r.num_cached_blocks = r.num_cached_blocks.max(full);
         }
         if r.num_computed < r.num_tokens() {
             return; // a prefill chunk that does not finish the prompt emits nothing
@@ -593,3 +652,7 @@ fn finished(r: &Request, reason: FinishReason, end: f64) -> Finished {
 #[cfg(test)]
 #[path = "engine_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "events_tests.rs"]
+mod events_tests;

@@ -7,6 +7,7 @@
 
 use rustc_hash::FxHashMap;
 
+use crate::events::KvEvent;
 use crate::hash::BlockHash;
 
 const NIL: u32 = u32::MAX;
@@ -23,6 +24,10 @@ pub struct BlockPool {
     num_free: u32,
     cached: FxHashMap<BlockHash, u32>,
     caching: bool,
+    /// Whether prefix-cache changes are recorded in `events`.
+    emit: bool,
+    /// Recorded KV events, oldest first (empty unless `emit`).
+    pub(crate) events: Vec<KvEvent>,
 }
 
 impl BlockPool {
@@ -39,11 +44,24 @@ impl BlockPool {
             num_free: 0,
             cached: FxHashMap::default(),
             caching,
+            emit: false,
+            events: Vec::new(),
         };
         for b in 0..num_blocks {
             pool.push_tail(b);
         }
         pool
+    }
+
+    /// Records KV events (vLLM's `enable_kv_cache_events`) from now on.
+    pub fn with_events(mut self, on: bool) -> Self {
+        self.emit = on && self.caching;
+        self
+    }
+
+    /// Whether KV events are recorded.
+    pub fn emits_events(&self) -> bool {
+        self.emit
     }
 
     /// Total blocks.
@@ -104,6 +122,10 @@ impl BlockPool {
                 && self.cached.get(&h) == Some(&b)
             {
                 self.cached.remove(&h);
+                if self.emit {
+                    // vLLM's BlockPool emits one BlockRemoved per evicted block.
+                    self.events.push(KvEvent::Removed { hashes: vec![h] });
+                }
             }
             self.ref_cnt[b as usize] = 1;
             out.push(b);
@@ -124,19 +146,24 @@ impl BlockPool {
         }
     }
 
-    /// Registers a full block's contents so later requests can hit it.
-    pub fn cache(&mut self, block: u32, hash: BlockHash) {
+    /// Registers a full block's contents so later requests can hit it; false when the block
+    /// already has a hash or another block holds this one.
+    pub fn cache(&mut self, block: u32, hash: BlockHash) -> bool {
         if !self.caching || self.hash[block as usize].is_some() || self.cached.contains_key(&hash) {
-            return;
+            return false;
         }
         self.hash[block as usize] = Some(hash);
         self.cached.insert(hash, block);
+        true
     }
 
     /// Forgets every cached hash (vLLM's `reset_prefix_cache`); owned blocks stay owned.
     pub fn reset_cache(&mut self) {
         self.cached.clear();
         self.hash.iter_mut().for_each(|h| *h = None);
+        if self.emit {
+            self.events.push(KvEvent::Cleared);
+        }
     }
 
     fn push_tail(&mut self, b: u32) {

@@ -12,6 +12,7 @@ mod calibration_data;
 mod config;
 mod drive;
 mod engine;
+mod events;
 mod hash;
 mod kv;
 mod latency;
@@ -28,6 +29,8 @@ pub use drive::{run_closed_loop, run_open_loop};
 pub use engine::{
     AddError, Engine, EngineSnapshot, EngineStats, FinishReason, Finished, StepOutput, TokenOut,
 };
+pub use events::KvEvent;
+pub use hash::{BlockHash, BlockHasher, DEFAULT_NONE_HASH_SEED, Digest, HashAlgo, LoraKey};
 pub use kv::BlockPool;
 pub use latency::{BatchItem, LoraItem, StepCost};
 pub use lora::{LoraError, LoraWeights};

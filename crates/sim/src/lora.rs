@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::hash::LoraKey;
 use crate::latency::LoraItem;
 use crate::profile::ModelProfile;
 
@@ -206,6 +207,17 @@ impl LoraManager {
 
     pub(crate) fn name(&self, id: u32) -> Option<&str> {
         self.names.get(&id).map(String::as_str)
+    }
+
+    /// What block hashes of adapter `id` are salted with (vLLM: its name and path).
+    pub(crate) fn key(&self, id: u32) -> Option<LoraKey<'_>> {
+        let name = self.names.get(&id)?;
+        let a = self.by_name.get(name)?;
+        Some(LoraKey {
+            id,
+            name,
+            path: &a.path,
+        })
     }
 
     /// (name, path) of every registered adapter, in load order.

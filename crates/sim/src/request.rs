@@ -1,6 +1,6 @@
 //! A request as the caller hands it in, and as the engine tracks it.
 
-use crate::hash::BlockHash;
+use crate::hash::{BlockHash, Digest};
 
 /// Caller-chosen request identity (unique among live requests of one engine).
 pub type RequestId = u64;
@@ -45,6 +45,8 @@ pub(crate) struct Request {
     pub(crate) num_computed: u32,
     pub(crate) blocks: Vec<u32>,
     pub(crate) hashes: Vec<BlockHash>,
+    /// Full digest of the last hashed block: what the next block's hash chains from.
+    pub(crate) last_digest: Option<Digest>,
     /// Full blocks already registered in the prefix cache.
     pub(crate) num_cached_blocks: usize,
     /// Prompt tokens served from the prefix cache the first time it was scheduled.

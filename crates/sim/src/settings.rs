@@ -3,6 +3,7 @@
 //! [`EngineSettings::apply`], so one flag means one thing everywhere.
 
 use crate::config::EngineConfig;
+use crate::hash::HashAlgo;
 use crate::outlen::OutputLen;
 use crate::profile::{GpuProfile, ModelProfile};
 
@@ -35,6 +36,12 @@ pub struct EngineSettings {
     pub seed: Option<u64>,
     /// The simulator's natural output lengths.
     pub output_len: Option<OutputLen>,
+    /// `--kv-events-config` with `enable_kv_cache_events: true`: record KV events.
+    pub kv_events: bool,
+    /// `--prefix-caching-hash-algo`.
+    pub prefix_caching_hash_algo: Option<HashAlgo>,
+    /// `PYTHONHASHSEED`: the seed of vLLM's first-block parent hash.
+    pub hash_seed: Option<String>,
 }
 
 impl EngineSettings {
@@ -64,6 +71,13 @@ impl EngineSettings {
         e.seed = self.seed.unwrap_or(e.seed);
         if let Some(o) = self.output_len {
             e.output_len = o;
+        }
+        e.kv_events |= self.kv_events;
+        if let Some(a) = self.prefix_caching_hash_algo {
+            e.prefix_caching_hash_algo = a;
+        }
+        if self.hash_seed.is_some() {
+            e.hash_seed.clone_from(&self.hash_seed);
         }
         e
     }

@@ -9,6 +9,7 @@
 )]
 
 pub mod lora;
+pub mod redis;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;

@@ -24,6 +24,8 @@ mod sim;
 #[cfg(test)]
 mod adapter_tests;
 #[cfg(test)]
+mod replica_tests;
+#[cfg(test)]
 mod scale_tests;
 #[cfg(test)]
 mod tests;
@@ -31,6 +33,7 @@ mod tests;
 pub use autoscale::ScaleConfig;
 pub use fleet_report::{TimelineSample, decisions_jsonl, timeline_csv};
 pub use plot::timeline_png;
+pub use sim::{Assign, ReplicaConfig};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -139,6 +142,8 @@ pub struct SimConfig {
     /// LoRA adapters the requests name and how they are placed (engines then run with
     /// LoRA on); `None`: every request is for the base model.
     pub adapters: Option<adapters::AdapterSim>,
+    /// Gateway replicas routing the requests and how they sync (default: one gateway).
+    pub replicas: ReplicaConfig,
 }
 
 impl SimConfig {
@@ -154,6 +159,7 @@ impl SimConfig {
             seed: 0,
             autoscaler: None,
             adapters: None,
+            replicas: ReplicaConfig::default(),
         }
     }
 }
@@ -293,6 +299,10 @@ pub enum SimError {
     /// The placement tick, hold time or traffic window is not a usable number of seconds.
     #[error("adapter tick and traffic window must be positive seconds, hold time 0 or more")]
     AdapterTiming,
+    /// Several gateway replicas are simulated for a static, base-model fleet only, with a
+    /// positive sync interval.
+    #[error("--gateways above 1 needs a positive --sync-ms and no autoscaler or adapters")]
+    Replicas,
     /// Events ran out with requests unfinished (a simulator bug, reported rather than hung).
     #[error("simulation stalled with {stuck} requests unfinished ({done} done)")]
     Stalled {

@@ -13,6 +13,7 @@
 mod cache_aware;
 mod decide;
 mod lora;
+mod replicas;
 mod scale;
 mod slot;
 
@@ -26,6 +27,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use self::lora::LoraState;
+pub use self::replicas::{Assign, ReplicaConfig};
 use self::scale::ScaleState;
 use self::slot::{Event, Life, Slot, Timed};
 use super::autoscale::Decide;
@@ -92,6 +94,8 @@ pub(crate) struct Sim<'a> {
     last_observe: f64,
     /// The adapter controller and the holders' state, in a run with adapters.
     lora: Option<LoraState>,
+    /// Gateway replicas 1..N, in a run with more than one.
+    replicas: Option<replicas::Replicas>,
     /// SGLang's per-engine trees, for `sglang-cache-aware`.
     trees: cache_aware::Trees,
 }
@@ -207,7 +211,9 @@ impl<'a> Sim<'a> {
                 .adapters
                 .as_ref()
                 .map(|a| LoraState::new(a, cfg.engines)),
+            replicas: None,
         };
+        sim.start_replicas()?;
         if matches!(release, Release::Closed { users: 0, .. }) {
             return Err(SimError::NoUsers);
         }
@@ -262,6 +268,7 @@ impl<'a> Sim<'a> {
                 Event::Place => self.place(at, false),
                 Event::AdapterLoaded(e, a) => self.loaded(e, a, at),
                 Event::AdapterHoldTimeout(i) => self.adapter_hold_timeout(i, at),
+                Event::Sync(r) => self.sync(r, at),
             }
         }
         let stuck = self.live.iter().filter(|l| l.is_some()).count() + self.held();
@@ -362,7 +369,7 @@ impl<'a> Sim<'a> {
             }
         };
         let name = adapter.map(|a| self.adapter_name(a));
-        self.fleet.begin_for(e, name.as_deref());
+        self.fleet_of(i).begin_for(e, name.as_deref());
         if let Some(a) = adapter {
             self.adapter_in_flight(e, a, 1);
         }
@@ -425,7 +432,12 @@ impl<'a> Sim<'a> {
             if l.first.is_none() {
                 l.first = Some(now);
                 if let Some(b) = &mut l.booking {
-                    self.fleet.first_token(e, b, Some(now - l.scheduled));
+                    let r = replicas::owner(&self.replicas, tok.id as usize);
+                    replicas::core(&mut self.replicas, &mut self.fleet, r).first_token(
+                        e,
+                        b,
+                        Some(now - l.scheduled),
+                    );
                 }
                 slot.queued_prefill = slot.queued_prefill.saturating_sub(u64::from(l.prefill));
                 slot.decoding += 1;
@@ -453,11 +465,12 @@ impl<'a> Sim<'a> {
         };
         let name = l.adapter.map(|a| self.adapter_name(a));
         if let Some(mut b) = l.booking {
-            self.fleet.release(e, &mut b);
+            self.fleet_of(i).release(e, &mut b);
             let units = f64::from(self.keys[i].units);
-            self.fleet.prompt_size(e, units, f64::from(f.prompt_tokens));
+            self.fleet_of(i)
+                .prompt_size(e, units, f64::from(f.prompt_tokens));
         }
-        self.fleet.end_for(e, name.as_deref());
+        self.fleet_of(i).end_for(e, name.as_deref());
         if let Some(a) = l.adapter {
             self.adapter_in_flight(e, a, -1);
             self.adapter_ok(a);
@@ -485,7 +498,7 @@ impl<'a> Sim<'a> {
             self.load.tpot_sum_s += t;
             self.load.tpot_count += 1;
         }
-        self.fleet.response(
+        self.fleet_of(i).response(
             e,
             now,
             u64::from(f.prompt_tokens),
@@ -523,9 +536,9 @@ impl<'a> Sim<'a> {
         };
         let name = l.adapter.map(|a| self.adapter_name(a));
         if let Some(mut b) = l.booking {
-            self.fleet.release(l.engine, &mut b);
+            self.fleet_of(i).release(l.engine, &mut b);
         }
-        self.fleet.end_for(l.engine, name.as_deref());
+        self.fleet_of(i).end_for(l.engine, name.as_deref());
         if let Some(a) = l.adapter {
             self.adapter_in_flight(l.engine, a, -1);
         }
@@ -583,15 +596,13 @@ impl<'a> Sim<'a> {
             running: s.running_loras,
             waiting: s.waiting_loras,
         });
-        self.fleet.scraped(
-            e,
-            now,
-            Scrape {
-                metrics,
-                lora,
-                ..Scrape::default()
-            },
-        );
+        let scrape = Scrape {
+            metrics,
+            lora,
+            ..Scrape::default()
+        };
+        self.scraped_by_all(e, now, &scrape);
+        self.fleet.scraped(e, now, scrape);
         if self.alive() {
             let next = now + self.cfg.scrape_interval_s * self.jitter.random_range(0.9..1.1);
             self.push(next, Event::Scrape(e));

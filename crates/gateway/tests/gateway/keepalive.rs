@@ -87,6 +87,7 @@ async fn kept_alive_streams_have_no_first_token_burst_through_the_gateway() {
         vec![Target {
             name: "pod-0".into(),
             address: engine.addr.to_string(),
+            kv_events: None,
         }],
     );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

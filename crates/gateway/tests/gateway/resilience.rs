@@ -143,6 +143,7 @@ async fn discovery_changes_take_effect() {
     all.push(brix_gateway::Target {
         name: "late".into(),
         address: extra.addr.to_string(),
+        kv_events: None,
     });
     f.registry.set(MODEL, all);
     eventually("the new pod takes traffic", || async {

@@ -66,6 +66,7 @@ pub fn targets(sims: &[SimServer]) -> Vec<Target> {
         .map(|(i, s)| Target {
             name: format!("pod-{i}"),
             address: s.addr.to_string(),
+            kv_events: None,
         })
         .collect()
 }
@@ -300,6 +301,7 @@ pub async fn gateway_over(cfg: GatewayConfig, addrs: &[std::net::SocketAddr]) ->
         .map(|(i, a)| Target {
             name: format!("pod-{i}"),
             address: a.to_string(),
+            kv_events: None,
         })
         .collect();
     registry.set(MODEL, ts);

@@ -7,7 +7,9 @@ use rand::Rng;
 use super::CoreConfig;
 use super::health::{FailureKind, may_eject};
 use super::pod::{Booking, PodCore, Scrape, Transition};
+use super::remote::{Refused, RemoteLoad};
 use crate::decision::{Decision, NoRoute};
+use crate::kvindex::{KvUpdate, PromptKeys, StoreError};
 use crate::pod::{Pod, RouteRequest};
 use crate::prefix::{PrefixConfig, PrefixIndex};
 use crate::select::route;
@@ -110,7 +112,7 @@ impl Fleet {
 
     /// Routes `req` over the pods in rotation at `now` (for a request naming an adapter, those
     /// holding it and not draining it: [`PodCore::serves`]); the decision's `pod` is a fleet
-    /// position. Book the request with [`Self::begin`] (or [`Self::begin_for`]) and, once the
+    /// position. With `req.tokens`, pods with an exact KV index get `cached_tokens`. Book the request with [`Self::begin`] (or [`Self::begin_for`]) and, once the
     /// engine accepted it, [`Self::accepted`].
     pub fn decide(
         &mut self,
@@ -135,8 +137,12 @@ impl Fleet {
                 .map(|&i| self.views[i].clone())
                 .collect();
         }
+        let mut keys = req.tokens.map(|t| PromptKeys::new(t, req.adapter));
         for (p, &i) in self.scratch.iter_mut().zip(&self.candidates) {
             self.cores[i].fill(p, now, &self.cfg);
+            if let Some(keys) = &mut keys {
+                p.cached_tokens = self.cores[i].cached_tokens(keys);
+            }
         }
         let d = route(strategy, req, &self.scratch, &self.index, now, rng)?;
         Ok(Decision {
@@ -158,7 +164,10 @@ impl Fleet {
     /// What the `ttft` cost model estimates for `req` on pod `i` at `now`: the prefill to
     /// [`Self::book`] when the request is sent there, and the TTFT predicted for it.
     pub fn estimate(&self, i: usize, req: &RouteRequest<'_>, now: f64) -> Estimate {
-        let view = self.snapshot(i, now);
+        let mut view = self.snapshot(i, now);
+        if let Some(t) = req.tokens {
+            view.cached_tokens = self.cores[i].cached_tokens(&mut PromptKeys::new(t, req.adapter));
+        }
         let matched = self
             .index
             .matched(req.blocks, std::slice::from_ref(&view), now)
@@ -218,6 +227,23 @@ impl Fleet {
         }
     }
 
+    /// Peer gateway `gateway` reported `load` on pod `i`, received at `now`.
+    pub fn set_remote(
+        &mut self,
+        i: usize,
+        gateway: &str,
+        load: RemoteLoad,
+        now: f64,
+    ) -> Result<(), Refused> {
+        self.cores[i].set_remote(gateway, load, now, &self.cfg)
+    }
+
+    /// A peer gateway booked `blocks` on pod `i` (its engine accepted them), heard at `now`:
+    /// the prefix index books them as this router's own acceptance would.
+    pub fn peer_accepted(&mut self, i: usize, blocks: &[u64], now: f64) {
+        self.accepted(i, blocks, now);
+    }
+
     /// A response from pod `i` finished at `now`.
     pub fn response(
         &mut self,
@@ -229,6 +255,21 @@ impl Fleet {
         tpot_s: Option<f64>,
     ) {
         self.cores[i].response(now, prompt_tokens, output_tokens, ttft_s, tpot_s);
+    }
+
+    /// One KV event from pod `i`'s engine (see [`PodCore::kv_event`]).
+    pub fn kv_event(&mut self, i: usize, update: KvUpdate<'_>) -> Result<(), StoreError> {
+        self.cores[i].kv_event(update)
+    }
+
+    /// Pod `i`'s engine publishes KV events; its index holds at most `capacity` blocks.
+    pub fn kv_enable(&mut self, i: usize, capacity: usize) {
+        self.cores[i].kv_enable(capacity);
+    }
+
+    /// Pod `i`'s KV events were lost for good: forget its exact index.
+    pub fn kv_clear(&mut self, i: usize) {
+        self.cores[i].kv_clear();
     }
 
     /// Pod `i` was scraped at `now`.
@@ -262,7 +303,8 @@ impl Fleet {
         self.cores[i].success();
     }
 
-    /// A pod whose engine left rotation or restarted loses its prefix claims.
+    /// A pod whose engine left rotation or restarted loses its prefix claims (its core already
+    /// cleared its exact index).
     fn apply(&mut self, i: usize, t: Option<Transition>) -> Option<Transition> {
         if matches!(t, Some(Transition::Left | Transition::Restarted)) {
             self.index.purge(&self.views[i].address);

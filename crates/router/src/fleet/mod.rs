@@ -12,13 +12,19 @@
 mod fleet;
 mod health;
 mod pod;
+mod remote;
 
+#[cfg(test)]
+mod kv_tests;
 #[cfg(test)]
 mod tests;
 
 pub use fleet::Fleet;
 pub use health::{EjectionConfig, FailureKind, Health, HealthState, may_eject};
 pub use pod::{Booking, EWMA_ALPHA, PodCore, RATE_WINDOW_S, Scrape, Stage, Transition};
+pub use remote::{
+    DEFAULT_REMOTE_TTL_S, MAX_GATEWAY_ID_LEN, MAX_PEERS, Refused, RemoteLoad, RemoteLoads,
+};
 
 /// How the core weighs what it knows: gauge freshness and outlier ejection.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,6 +37,8 @@ pub struct CoreConfig {
     pub stale_s: f64,
     /// Outlier ejection and `/health` rules.
     pub ejection: EjectionConfig,
+    /// Seconds another gateway replica's reported load on a pod counts after it arrived.
+    pub remote_ttl_s: f64,
 }
 
 impl Default for CoreConfig {
@@ -39,6 +47,7 @@ impl Default for CoreConfig {
             fresh_s: 2.0,
             stale_s: 10.0,
             ejection: EjectionConfig::default(),
+            remote_ttl_s: DEFAULT_REMOTE_TTL_S,
         }
     }
 }

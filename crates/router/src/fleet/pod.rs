@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use super::CoreConfig;
 use super::health::{FailureKind, Health};
+use super::remote::{Refused, RemoteLoad, RemoteLoads};
+use crate::kvindex::{KvIndex, KvUpdate, PromptKeys, StoreError};
 use crate::pod::{EngineMetrics, LoraState, Observed, Pod};
 
 /// Smoothing of the measured TTFT and TPOT (weight of the newest sample).
@@ -98,6 +100,11 @@ pub struct PodCore {
     draining: BTreeSet<String>,
     /// Requests in flight per adapter (entries at zero are removed).
     adapter_in_flight: BTreeMap<String, u32>,
+    /// What other gateway replicas report they have on the pod.
+    remote: RemoteLoads,
+    /// The engine's cache as its KV events tell it; None until the first event (or
+    /// [`Self::kv_enable`]): the pod publishes none.
+    kv: Option<KvIndex>,
     /// Booked prefill tokens not yet answered by a first token, and how many requests hold them.
     pending_prefill: f64,
     prefilling: u32,
@@ -144,6 +151,38 @@ impl PodCore {
     /// Requests routed to the pod and not yet ended.
     pub fn in_flight(&self) -> u32 {
         self.in_flight
+    }
+
+    /// This router's own load on the pod, as it publishes it to its peers.
+    pub fn own_load(&self) -> RemoteLoad {
+        RemoteLoad {
+            in_flight: self.in_flight,
+            pending_prefill: self.pending_prefill,
+            decoding: self.decoding,
+            decode_context: self.decode_context,
+        }
+    }
+
+    /// Peer gateway `gateway` reported `load` on the pod, received at `now`; it counts in
+    /// snapshots for [`CoreConfig::remote_ttl_s`] unless a newer one replaces it.
+    pub fn set_remote(
+        &mut self,
+        gateway: &str,
+        load: RemoteLoad,
+        now: f64,
+        cfg: &CoreConfig,
+    ) -> Result<(), Refused> {
+        self.remote.set(gateway, load, now, cfg.remote_ttl_s)
+    }
+
+    /// The live peers' load on the pod at `now`, summed.
+    pub fn remote_load(&self, now: f64, cfg: &CoreConfig) -> RemoteLoad {
+        self.remote.sum(now, cfg.remote_ttl_s)
+    }
+
+    /// Peers whose load on the pod is live at `now`.
+    pub fn remote_peers(&self, now: f64, cfg: &CoreConfig) -> usize {
+        self.remote.peers(now, cfg.remote_ttl_s)
     }
 
     /// A request was sent to the pod (book it right after the decision, before the next one).
@@ -320,8 +359,41 @@ impl PodCore {
         }
     }
 
+    /// Applies one of the engine's KV events to its exact index (created on the first one).
+    /// A gap or a full index is the driver's to count and act on (replay, or
+    /// [`Self::kv_clear`]).
+    pub fn kv_event(&mut self, update: KvUpdate<'_>) -> Result<(), StoreError> {
+        self.kv.get_or_insert_with(KvIndex::default).apply(update)
+    }
+
+    /// Declares that the engine publishes KV events, with an index of at most `capacity`
+    /// blocks (an index already there is kept if it has that capacity, else replaced empty).
+    pub fn kv_enable(&mut self, capacity: usize) {
+        if self.kv.as_ref().is_none_or(|k| k.capacity() != capacity) {
+            self.kv = Some(KvIndex::new(capacity));
+        }
+    }
+
+    /// Forgets every block of the exact index (the engine restarted, left rotation, or its
+    /// events were lost for good); the pod still counts as publishing events.
+    pub fn kv_clear(&mut self) {
+        if let Some(k) = &mut self.kv {
+            k.cleared();
+        }
+    }
+
+    /// The exact index; None when the engine publishes no KV events.
+    pub fn kv_index(&self) -> Option<&KvIndex> {
+        self.kv.as_ref()
+    }
+
+    /// Prompt tokens of the request behind `keys` the engine holds; None without events.
+    pub fn cached_tokens(&self, keys: &mut PromptKeys<'_>) -> Option<u32> {
+        self.kv.as_ref().map(|k| keys.cached_tokens(k))
+    }
+
     /// A scrape succeeded at `now`; returns [`Transition::Restarted`] when it shows the engine
-    /// restarted since the last one.
+    /// restarted since the last one (the exact index is cleared then).
     pub fn scraped(&mut self, now: f64, scrape: Scrape) -> Option<Transition> {
         let restarted = matches!((self.start_time, scrape.start_time), (Some(a), Some(b)) if a != b)
             || matches!((self.tokens_total, scrape.tokens_total), (Some(a), Some(b)) if b < a);
@@ -330,6 +402,9 @@ impl PodCore {
         self.scraped_at = Some(now);
         self.start_time = scrape.start_time.or(self.start_time);
         self.tokens_total = scrape.tokens_total.or(self.tokens_total);
+        if restarted {
+            self.kv_clear();
+        }
         restarted.then_some(Transition::Restarted)
     }
 
@@ -349,15 +424,20 @@ impl PodCore {
         self.health.in_rotation()
     }
 
-    /// A `/health` probe answered at `now`.
+    /// A `/health` probe answered at `now` (leaving rotation clears the exact index).
     pub fn probe(&mut self, ok: bool, now: f64, cfg: &CoreConfig) -> Option<Transition> {
-        self.health
+        let t = self
+            .health
             .probe(ok, now, &cfg.ejection)
-            .then(|| self.rotation_transition())
+            .then(|| self.rotation_transition());
+        if t == Some(Transition::Left) {
+            self.kv_clear();
+        }
+        t
     }
 
     /// An upstream attempt failed at `now`; `allowed` is [`super::may_eject`]'s answer for
-    /// this fleet now.
+    /// this fleet now. An ejection clears the exact index.
     pub fn failure(
         &mut self,
         kind: FailureKind,
@@ -365,9 +445,11 @@ impl PodCore {
         allowed: bool,
         cfg: &CoreConfig,
     ) -> Option<Transition> {
-        self.health
-            .failure(kind, now, allowed, &cfg.ejection)
-            .then_some(Transition::Left)
+        let ejected = self.health.failure(kind, now, allowed, &cfg.ejection);
+        if ejected {
+            self.kv_clear();
+        }
+        ejected.then_some(Transition::Left)
     }
 
     /// An upstream attempt succeeded (response headers, not 5xx).
@@ -384,13 +466,17 @@ impl PodCore {
     }
 
     /// Writes the routing view at `now` into `pod` (whose name and address stay): gauges
-    /// weighed by their age ([`CoreConfig::trust`]), dropped once stale.
+    /// weighed by their age ([`CoreConfig::trust`]), dropped once stale. `cached_tokens` is
+    /// per request: reset here, the driver fills it ([`Self::cached_tokens`]). The load
+    /// (in flight, booked prefill, decoding) is this router's plus its live peers'.
     pub fn fill(&self, pod: &mut Pod, now: f64, cfg: &CoreConfig) {
         let (prompt_tps, output_tps) = self.rates.rates(now);
-        pod.in_flight = self.in_flight;
-        pod.pending_prefill = self.pending_prefill;
-        pod.decoding = self.decoding;
-        pod.decode_context = self.decode_context;
+        let load = self.own_load().plus(self.remote_load(now, cfg));
+        pod.in_flight = load.in_flight;
+        pod.cached_tokens = None;
+        pod.pending_prefill = load.pending_prefill;
+        pod.decoding = load.decoding;
+        pod.decode_context = load.decode_context;
         let trust = self.metrics_age(now).map(|a| cfg.trust(a));
         // The LoRA batch state is kept as is until stale, like KV usage.
         pod.lora = match trust {

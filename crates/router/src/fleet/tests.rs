@@ -471,6 +471,68 @@ fn in_flight_is_counted_per_adapter_and_lora_state_ages_out() {
 }
 
 #[test]
+fn peers_loads_and_prefix_bookings_route_as_one_router_until_they_expire() {
+    let mut f = fleet(3);
+    for i in 0..3 {
+        f.probe(i, true, 0.0);
+    }
+    let s: crate::Weighted = "least-request".parse().unwrap_or_else(|e| panic!("{e}"));
+    let mut rng = SmallRng::seed_from_u64(7);
+    let req = crate::RouteRequest::default();
+    // Peers have 4 on p0 and 2 on p1; this router has 1 on p2.
+    assert_eq!(
+        f.set_remote(
+            0,
+            "g1",
+            RemoteLoad {
+                in_flight: 4,
+                ..RemoteLoad::default()
+            },
+            0.0
+        ),
+        Ok(())
+    );
+    assert_eq!(
+        f.set_remote(
+            1,
+            "g2",
+            RemoteLoad {
+                in_flight: 2,
+                ..RemoteLoad::default()
+            },
+            0.0
+        ),
+        Ok(())
+    );
+    f.begin(2);
+    assert_eq!(f.snapshot(0, 0.5).in_flight, 4);
+    assert_eq!(f.core(2).own_load().in_flight, 1);
+    assert_eq!(f.decide(&s, &req, 0.5, &mut rng).map(|d| d.pod), Ok(2));
+    f.begin(2);
+    f.begin(2);
+    // p2 now 3 (own), p1 2 (peer), p0 4 (peer).
+    assert_eq!(f.decide(&s, &req, 0.5, &mut rng).map(|d| d.pod), Ok(1));
+    // A newer report is absolute: g1 has drained p0.
+    assert_eq!(f.set_remote(0, "g1", RemoteLoad::default(), 0.8), Ok(()));
+    assert_eq!(f.decide(&s, &req, 0.9, &mut rng).map(|d| d.pod), Ok(0));
+    // g2 goes silent: past the TTL its load on p1 no longer counts.
+    assert_eq!(f.core(1).remote_peers(0.9, &CoreConfig::default()), 1);
+    assert_eq!(f.snapshot(1, 1.5).in_flight, 0);
+    assert_eq!(f.core(1).remote_peers(1.5, &CoreConfig::default()), 0);
+
+    // A peer's booked prefix counts as this router's own.
+    let pc: crate::Weighted = "prefix-cache".parse().unwrap_or_else(|e| panic!("{e}"));
+    let blocks = [11, 12, 13];
+    f.peer_accepted(1, &blocks, 2.0);
+    let req = crate::RouteRequest {
+        blocks: &blocks,
+        prompt_units: 384,
+        ..crate::RouteRequest::default()
+    };
+    assert_eq!(f.decide(&pc, &req, 2.0, &mut rng).map(|d| d.pod), Ok(1));
+}
+
+#[test]
 fn bookings_move_from_prefill_to_decoding_and_are_released_once() {
     let mut c = PodCore::default();
     let snap = |c: &PodCore| {

@@ -54,6 +54,27 @@ impl Ctx<'_> {
         }
     }
 
+    /// What each pod holds of the prompt: exact where its engine publishes KV events and the
+    /// request has its token count, else the approximate index's leading matched blocks (the
+    /// approximate index is consulted only if some pod needs it).
+    pub(crate) fn cached(&self) -> Vec<Cached> {
+        let prompt_tokens = self.req.prompt_token_count().filter(|&t| t > 0);
+        let exact = |p: &Pod| Some(f64::from(p.cached_tokens?) / f64::from(prompt_tokens?));
+        let approx = if self.pods.iter().all(|p| exact(p).is_some()) {
+            Vec::new()
+        } else {
+            self.index.matched(self.req.blocks, self.pods, self.now)
+        };
+        self.pods
+            .iter()
+            .enumerate()
+            .map(|(i, p)| match exact(p) {
+                Some(share) => Cached::Exact(share.min(1.0)),
+                None => Cached::Approx(approx[i]),
+            })
+            .collect()
+    }
+
     /// The first pod in the shuffled order with the lowest finite cost; None if no pod has one.
     pub(crate) fn cheapest(&self, costs: &[Option<f64>]) -> Option<usize> {
         let cost = |p: usize| costs[p].filter(|c| c.is_finite());
@@ -62,6 +83,33 @@ impl Ctx<'_> {
             .copied()
             .filter(|&p| cost(p).is_some())
             .reduce(|a, b| if cost(b) < cost(a) { b } else { a })
+    }
+}
+
+/// What one pod holds of the prompt, as [`Ctx::cached`] found it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Cached {
+    /// Share of the prompt's tokens cached, 0..=1, from the pod's KV events.
+    Exact(f64),
+    /// Leading blocks of `req.blocks` the approximate prefix index credits the pod with.
+    Approx(usize),
+}
+
+impl Cached {
+    /// The cached share of a prompt of `blocks` blocks (0..=1).
+    pub(crate) fn share(self, blocks: usize) -> f64 {
+        match self {
+            Self::Exact(s) => s,
+            Self::Approx(m) => m as f64 / blocks.max(1) as f64,
+        }
+    }
+
+    /// Cached units of a prompt of `prompt_units`, blocks of `block_units`.
+    pub(crate) fn units(self, prompt_units: f64, block_units: u32) -> f64 {
+        match self {
+            Self::Exact(s) => s * prompt_units,
+            Self::Approx(m) => (m as f64 * f64::from(block_units)).min(prompt_units),
+        }
     }
 }
 

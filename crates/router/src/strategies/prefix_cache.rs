@@ -7,7 +7,8 @@ use super::{Ctx, Scorer};
 use crate::decision::{Decision, Fallback};
 use crate::strategy::Strategy;
 
-/// Longest match within the load cap; mixed, cost = `1 − matched blocks / prompt blocks`.
+/// Longest match within the load cap; mixed, cost = `1 − cached share of the prompt` (exact
+/// where the pod publishes KV events, else matched blocks / prompt blocks).
 pub(crate) struct PrefixCache;
 
 impl Scorer for PrefixCache {
@@ -16,11 +17,10 @@ impl Scorer for PrefixCache {
     }
 
     fn costs(&self, cx: &Ctx<'_>, _rng: &mut dyn RngCore) -> Vec<Option<f64>> {
-        let blocks = cx.req.blocks.len().max(1) as f64;
-        cx.index
-            .matched(cx.req.blocks, cx.pods, cx.now)
+        let blocks = cx.req.blocks.len();
+        cx.cached()
             .into_iter()
-            .map(|m| Some(1.0 - m as f64 / blocks))
+            .map(|c| Some(1.0 - c.share(blocks)))
             .collect()
     }
 
@@ -38,15 +38,20 @@ impl Scorer for PrefixCache {
         let mean = loads.iter().sum::<f64>() / n;
         let sd = (loads.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
         let cap = mean + cfg.std_dev_factor * sd;
-        let matched = cx.index.matched(cx.req.blocks, pods, cx.now);
+        let blocks = cx.req.blocks.len();
+        let share: Vec<f64> = cx.cached().into_iter().map(|c| c.share(blocks)).collect();
         let mut candidates: Vec<usize> = cx
             .order
             .iter()
             .copied()
-            .filter(|&p| matched[p] > 0)
+            .filter(|&p| share[p] > 0.0)
             .collect();
         // Longest match first, then least loaded; the stable sort keeps the shuffled order for ties.
-        candidates.sort_by_key(|&p| (std::cmp::Reverse(matched[p]), pods[p].in_flight));
+        candidates.sort_by(|&a, &b| {
+            share[b]
+                .total_cmp(&share[a])
+                .then(pods[a].in_flight.cmp(&pods[b].in_flight))
+        });
         match candidates.into_iter().find(|&p| loads[p] <= cap) {
             Some(pod) => Decision::chose(pod),
             None => cx.fallback(Fallback::NoPrefixMatch),

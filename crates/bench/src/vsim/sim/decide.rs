@@ -42,19 +42,20 @@ impl Sim<'_> {
         };
         // The core routes an adapter's request only to the pods that hold it and are not
         // draining it (the holders the caller found).
+        let r = self.assign_replica(i);
         let d = self
-            .fleet
+            .replica_fleet(r)
             .decide(strategy, &req, now, &mut rng)
             .unwrap_or(fallback);
         if let Some(f) = d.fallback {
             *self.fallbacks.entry(f.as_str().to_string()).or_default() += 1;
         }
-        let e = self.fleet.estimate(d.pod, &req, now);
-        let booking = self
-            .fleet
-            .book(d.pod, e.uncached_tokens, e.prompt_tokens, e.predicted_s);
+        let fleet = self.replica_fleet(r);
+        let e = fleet.estimate(d.pod, &req, now);
+        let booking = fleet.book(d.pod, e.uncached_tokens, e.prompt_tokens, e.predicted_s);
         if self.feeds_index {
-            self.fleet.accepted(d.pod, &key.blocks, now);
+            self.replica_fleet(r).accepted(d.pod, &key.blocks, now);
+            self.booked_by(r, d.pod, &key.blocks);
         }
         (d.pod, booking)
     }

@@ -31,6 +31,8 @@ pub(super) enum Event {
     AdapterLoaded(usize, u32),
     /// A request held for its adapter waited long enough.
     AdapterHoldTimeout(usize),
+    /// Gateway replica (by number) publishes its loads and bookings to the others.
+    Sync(usize),
 }
 
 impl Event {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use minijinja::{Environment, ErrorKind, Value, context};
 use serde_json::Value as Json;
 
-use crate::config::SimError;
+use crate::Error;
 
 /// The name the chat template is registered under in its environment.
 const TEMPLATE: &str = "chat";
@@ -25,8 +25,8 @@ pub(crate) struct HfTokenizer {
     pub(crate) source: PathBuf,
 }
 
-fn err(path: &Path, what: impl std::fmt::Display) -> SimError {
-    SimError::Tokenizer(format!("{}: {what}", path.display()))
+fn err(path: &Path, what: impl std::fmt::Display) -> Error {
+    Error(format!("{}: {what}", path.display()))
 }
 
 /// A special token as `tokenizer_config.json` writes it: a string or `{"content": ...}`.
@@ -65,7 +65,7 @@ fn raise_exception(msg: String) -> Result<Value, minijinja::Error> {
 impl HfTokenizer {
     /// Loads `path`: a folder with `tokenizer.json` (and optionally `tokenizer_config.json`,
     /// `chat_template.jinja`), or a `tokenizer.json` file (its folder is searched for the rest).
-    pub(crate) fn load(path: &Path) -> Result<Self, SimError> {
+    pub(crate) fn load(path: &Path) -> Result<Self, Error> {
         let (dir, file) = if path.is_dir() {
             (path.to_path_buf(), path.join("tokenizer.json"))
         } else {
