@@ -92,6 +92,10 @@ pub(crate) struct SimArgs {
     /// The gateway's `kv-cost` weight: prefill units one queued or running request is worth.
     #[arg(long, default_value_t = 256.0)]
     load_units_per_request: f64,
+    /// Engines publish KV events into the gateway's exact per-pod index and routing sees
+    /// each pod's exact cached tokens (else the approximate prefix index).
+    #[arg(long)]
+    kv_events: bool,
     /// Gateway replicas routing the requests, each with its own view, sharing loads and
     /// prefix bookings every --sync-ms (as `routing.sync` through Redis does live).
     #[arg(long, default_value_t = 1)]
@@ -357,6 +361,7 @@ fn fleet(a: &SimArgs) -> Result<SimConfig, SimCliError> {
     cfg.prefix.block_units = a.block_size;
     cfg.prefix.load_units_per_request = a.load_units_per_request;
     cfg.scrape_interval_s = a.scrape_interval_ms as f64 / 1000.0;
+    cfg.kv_events = a.kv_events;
     cfg.seed = a.seed;
     let min_ok = a.sync_min_ms > 0.0 && a.sync_min_ms <= a.sync_ms && a.sync_ms.is_finite();
     if a.gateways == 0 || a.gateways > 64 || !min_ok {

@@ -144,6 +144,11 @@ pub struct SimConfig {
     pub adapters: Option<adapters::AdapterSim>,
     /// Gateway replicas routing the requests and how they sync (default: one gateway).
     pub replicas: ReplicaConfig,
+    /// Engines publish KV events (`Engine::take_kv_events` after every step) into each
+    /// gateway's exact per-pod index, and requests carry their token ids, so routing sees
+    /// each pod's exact cached tokens (`Pod::cached_tokens`) instead of the approximate
+    /// index.
+    pub kv_events: bool,
 }
 
 impl SimConfig {
@@ -160,6 +165,7 @@ impl SimConfig {
             autoscaler: None,
             adapters: None,
             replicas: ReplicaConfig::default(),
+            kv_events: false,
         }
     }
 }

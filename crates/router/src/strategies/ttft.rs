@@ -4,8 +4,8 @@
 //!
 //! For pod `e`: `P` = prefill tokens booked there without a first token yet
 //! ([`Pod::pending_prefill`], booked at the decision, so a burst is charged before any
-//! response returns), `U` = this prompt's uncached tokens (prompt − the prefix index's match,
-//! in tokens), `D` = requests decoding there and `X` their context, `B` = the engine's token
+//! response returns), `U` = this prompt's uncached tokens (prompt − the pod's cached tokens
+//! from its KV events, else − the prefix index's match, in tokens), `D` = requests decoding there and `X` their context, `B` = the engine's token
 //! budget per step. Then
 //!
 //! ```text
@@ -139,7 +139,9 @@ pub struct Estimate {
     pub ttft_s: f64,
 }
 
-/// The estimate for `req` on `pod`, which holds `matched` of the prompt's leading blocks.
+/// The estimate for `req` on `pod`, which holds `matched` of the prompt's leading blocks in
+/// the approximate index; where the pod has KV events (`Pod::cached_tokens`) and the request
+/// its token count, the exact cached tokens count instead.
 pub fn estimate(req: &RouteRequest<'_>, pod: &Pod, matched: usize, cfg: &PrefixConfig) -> Estimate {
     let p = &cfg.ttft;
     let upt = pod
@@ -149,9 +151,22 @@ pub fn estimate(req: &RouteRequest<'_>, pod: &Pod, matched: usize, cfg: &PrefixC
         .unwrap_or(p.units_per_token)
         .max(1e-3);
     let units = f64::from(req.prompt_units);
-    let cached = (matched as f64 * f64::from(cfg.block_units)).min(units);
-    let prompt_tokens = units / upt;
-    let uncached = (units - cached) / upt;
+    let tokens = req.prompt_token_count().filter(|&t| t > 0);
+    let prompt_tokens = tokens.map_or(units / upt, f64::from);
+    let uncached = match (tokens, pod.cached_tokens) {
+        // The pod's KV events: its exact cached prefix of this prompt's tokens.
+        (Some(t), Some(c)) => f64::from(t - c.min(t)),
+        // The approximate index: matched blocks as a share of the prompt.
+        _ => {
+            let cached = (matched as f64 * f64::from(cfg.block_units)).min(units);
+            let share = if units > 0.0 {
+                (units - cached) / units
+            } else {
+                1.0
+            };
+            prompt_tokens * share
+        }
+    };
     let queued = pod.pending_prefill.max(0.0);
     let decodes = f64::from(pod.decoding);
     let free = (f64::from(p.budget_tokens) - decodes).max(1.0);
@@ -187,8 +202,14 @@ impl Scorer for Ttft {
 
     fn costs(&self, cx: &Ctx<'_>, _rng: &mut dyn RngCore) -> Vec<Option<f64>> {
         let cfg = cx.index.config();
-        cx.index
-            .matched(cx.req.blocks, cx.pods, cx.now)
+        let exact = cx.req.prompt_token_count().is_some_and(|t| t > 0)
+            && cx.pods.iter().all(|p| p.cached_tokens.is_some());
+        let matched = if exact {
+            vec![0; cx.pods.len()]
+        } else {
+            cx.index.matched(cx.req.blocks, cx.pods, cx.now)
+        };
+        matched
             .into_iter()
             .zip(cx.pods)
             .map(|(m, p)| Some(estimate(cx.req, p, m, cfg).ttft_s))

@@ -237,3 +237,29 @@ fn units_per_token_are_learned_from_the_responses() {
     let e = estimate(&r, &pod_view(0, &c), 0, &cfg);
     assert!((e.prompt_tokens - 1_000.0).abs() < 1.0, "{e:?}");
 }
+
+#[test]
+fn exact_cached_tokens_replace_the_index_where_a_pod_has_events() {
+    let blocks: Vec<u64> = (0..10).collect();
+    let tokens: Vec<u32> = (0..2_000).collect();
+    let r = RouteRequest {
+        tokens: Some(&tokens),
+        ..req(&blocks, 1_280)
+    };
+    let cfg = PrefixConfig::default();
+    let mut p = pod_view(0, &PodCore::default());
+    // Without events: the index's 5 of 10 blocks, as a share of 2,000 tokens.
+    let approx = estimate(&r, &p, 5, &cfg);
+    assert_eq!(
+        (approx.prompt_tokens, approx.uncached_tokens),
+        (2_000.0, 1_000.0)
+    );
+    // With events: what the pod holds, whatever the index says.
+    p.cached_tokens = Some(1_600);
+    let exact = estimate(&r, &p, 5, &cfg);
+    assert_eq!(
+        (exact.prompt_tokens, exact.uncached_tokens),
+        (2_000.0, 400.0)
+    );
+    assert!(exact.ttft_s < approx.ttft_s);
+}

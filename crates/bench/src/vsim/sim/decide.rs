@@ -30,6 +30,8 @@ impl Sim<'_> {
             prompt_units: key.units,
             max_tokens: Some(self.w.requests[i].output_tokens),
             adapter: adapter.as_deref(),
+            // With KV events the gateway tokenizes: pods' exact indexes match the token ids.
+            tokens: self.cfg.kv_events.then_some(&self.w.requests[i].prompt[..]),
             ..RouteRequest::default()
         };
         let mut rng = SmallRng::seed_from_u64(self.cfg.seed ^ self.decisions.wrapping_mul(GOLDEN));

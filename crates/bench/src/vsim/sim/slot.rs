@@ -110,6 +110,7 @@ impl Slot {
         ec.seed ^= i as u64;
         // A run with adapters serves them: LoRA on, with the flags' slots.
         ec.enable_lora |= cfg.adapters.is_some();
+        ec.kv_events |= cfg.kv_events;
         Ok(Self {
             engine: Engine::new(ec, cfg.model.clone(), cfg.gpu.clone())?,
             pending: Vec::new(),
