@@ -7,7 +7,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use brix_sim::{Catalog, EngineConfig, EngineSettings, OutputLen, ProfileError};
+use brix_kvevents::KvEventsConfig;
+use brix_sim::{Catalog, EngineConfig, EngineSettings, HashAlgo, OutputLen, ProfileError};
 use brix_sim_http::{FaultConfig, LoraModule, SimConfig, SimError};
 use clap::{Args, Subcommand};
 
@@ -49,6 +50,10 @@ pub(crate) struct SimArgs {
     /// built-in cl100k_base with a fixed chat template).
     #[arg(long, value_name = "PATH_OR_DIR")]
     tokenizer: Option<PathBuf>,
+    /// Publish KV cache events as vLLM does: its JSON, e.g. `{"enable_kv_cache_events": true,
+    /// "endpoint": "tcp://*:5557", "replay_endpoint": "tcp://*:5558", "topic": "kv"}`.
+    #[arg(long, value_name = "JSON")]
+    kv_events_config: Option<String>,
     #[command(subcommand)]
     action: Option<SimAction>,
 }
@@ -118,6 +123,13 @@ struct EngineArgs {
     /// Natural answer lengths: fixed:N, uniform:LO:HI, exp:MEAN or lognormal:MEDIAN:SIGMA.
     #[arg(long)]
     output_len: Option<OutputLen>,
+    /// Block hash algorithm: sha256_cbor and xxhash_cbor are vLLM's, bit for bit; sha256 and
+    /// xxhash (pickle-based in vLLM) use the simulator's own hash.
+    #[arg(long, value_parser = ["sha256", "sha256_cbor", "xxhash", "xxhash_cbor"])]
+    prefix_caching_hash_algo: Option<String>,
+    /// Seed of the first block's parent hash, read from the environment as vLLM reads it.
+    #[arg(long, env = "PYTHONHASHSEED", hide = true)]
+    python_hash_seed: Option<String>,
 }
 
 /// Injected failures, for resilience tests of what sits in front.
@@ -143,6 +155,9 @@ pub(crate) enum SimCliError {
     /// A profile could not be loaded or found.
     #[error(transparent)]
     Profile(#[from] ProfileError),
+    /// `--kv-events-config` is not vLLM's JSON.
+    #[error("{0}")]
+    KvEvents(String),
     /// `--startup-delay` is negative or not a number.
     #[error("--startup-delay must be a non-negative number of seconds, got {0}")]
     StartupDelay(f64),
@@ -157,6 +172,10 @@ pub(crate) enum SimCliError {
 impl EngineArgs {
     /// vLLM's defaults for this model and GPU, overridden by the flags given.
     fn apply(&self, e: EngineConfig) -> EngineConfig {
+        let algo = self
+            .prefix_caching_hash_algo
+            .as_deref()
+            .and_then(HashAlgo::from_vllm);
         EngineSettings {
             max_num_seqs: self.max_num_seqs,
             max_num_batched_tokens: self.max_num_batched_tokens,
@@ -173,6 +192,12 @@ impl EngineArgs {
             num_gpu_blocks_override: self.num_gpu_blocks_override,
             seed: self.seed,
             output_len: self.output_len,
+            prefix_caching_hash_algo: algo,
+            // The seed only matters to vLLM's reproducible (cbor) hashes.
+            hash_seed: self
+                .python_hash_seed
+                .clone()
+                .filter(|_| algo.is_some_and(|a| a != HashAlgo::Builtin)),
             ..EngineSettings::default()
         }
         .apply(e)
@@ -197,6 +222,12 @@ impl SimArgs {
         }
         cfg.lora_modules = self.lora_modules;
         cfg.tokenizer = self.tokenizer;
+        if let Some(json) = &self.kv_events_config {
+            cfg.kv_events = Some(
+                KvEventsConfig::from_json(json)
+                    .map_err(|e| SimCliError::KvEvents(e.to_string()))?,
+            );
+        }
         cfg.show_hidden_metrics_for_version = self.show_hidden_metrics_for_version;
         cfg.faults = FaultConfig {
             fail_rate: self.faults.fail_rate,
@@ -273,6 +304,28 @@ mod tests {
         assert_eq!(c.engine.output_len, OutputLen::Fixed(7));
         assert_eq!(c.lora_modules.len(), 2);
         assert_eq!(c.engine.seed, 3);
+    }
+
+    #[test]
+    fn kv_events_flags_parse_as_vllm_takes_them() {
+        let json = r#"{"enable_kv_cache_events": true, "endpoint": "tcp://*:5557", "topic": "kv"}"#;
+        let c = parse(&[
+            "--kv-events-config",
+            json,
+            "--prefix-caching-hash-algo",
+            "sha256_cbor",
+            "--python-hash-seed",
+            "0",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let k = c.kv_events.unwrap_or_else(|| panic!("no kv events config"));
+        assert!(k.publishes() && k.topic == "kv");
+        assert_eq!(c.engine.prefix_caching_hash_algo, HashAlgo::Sha256Cbor);
+        assert_eq!(c.engine.hash_seed.as_deref(), Some("0"));
+        let c = parse(&["--prefix-caching-hash-algo", "sha256"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.engine.prefix_caching_hash_algo, HashAlgo::Builtin);
+        assert!(parse(&["--kv-events-config", "{\"endpont\": 1}"]).is_err());
+        assert!(parse(&["--prefix-caching-hash-algo", "md5"]).is_err());
     }
 
     #[test]

@@ -520,13 +520,19 @@ pub async fn serve(cfg: GatewayConfig, discovery: &dyn Discovery) -> Result<(), 
 async fn watch_discovery(gw: &Arc<Gateway>, discovery: &dyn Discovery) {
     let mut rx = discovery.watch();
     let probes: Arc<Mutex<HashMap<String, AbortHandle>>> = Arc::default();
+    // KV-event subscribers, by pod address (pods whose model publishes events).
+    let subscribers: Arc<Mutex<HashMap<String, AbortHandle>>> = Arc::default();
     let apply = {
         let gw = gw.clone();
         move |targets: &discovery::Targets| {
             let change = gw.pool.apply(targets);
             let mut probes = probes.lock().unwrap_or_else(|p| p.into_inner());
+            let mut subscribers = subscribers.lock().unwrap_or_else(|p| p.into_inner());
             for pod in change.removed {
                 if let Some(h) = probes.remove(&pod.address) {
+                    h.abort();
+                }
+                if let Some(h) = subscribers.remove(&pod.address) {
                     h.abort();
                 }
                 gw.metrics.forget_pod(&pod.name);
@@ -534,7 +540,11 @@ async fn watch_discovery(gw: &Arc<Gateway>, discovery: &dyn Discovery) {
             }
             for pod in change.added {
                 tracing::info!(pod = %pod.name, address = %pod.address, "pod joined; probing");
-                kv::watch_pod(&gw, targets, &pod);
+                if let Some(sub) = kv::watch_pod(&gw, targets, &pod)
+                    && let Some(old) = subscribers.insert(pod.address.clone(), sub)
+                {
+                    old.abort();
+                }
                 let task = tokio::spawn(probe::run(
                     pod.clone(),
                     gw.client.clone(),

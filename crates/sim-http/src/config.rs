@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use brix_kvevents::KvEventsConfig;
 use brix_sim::{ConfigError, EngineConfig, GpuProfile, LoraError, ModelProfile};
 
 /// Everything a simulated vLLM server needs; built by `brix sim` from its flags (or by tests
@@ -31,6 +32,8 @@ pub struct SimConfig {
     /// A Hugging Face `tokenizer.json` (or its folder) to count tokens with, as the model
     /// imitated does (`--tokenizer`); `None`: the built-in `cl100k_base`.
     pub tokenizer: Option<PathBuf>,
+    /// `--kv-events-config`: publish the engine's KV cache events as vLLM does (None: off).
+    pub kv_events: Option<KvEventsConfig>,
 }
 
 impl SimConfig {
@@ -45,6 +48,7 @@ impl SimConfig {
             show_hidden_metrics_for_version: None,
             faults: FaultConfig::default(),
             tokenizer: None,
+            kv_events: None,
         }
     }
 
@@ -139,6 +143,9 @@ pub enum SimError {
         /// The engine's reason.
         source: LoraError,
     },
+    /// The KV events publisher cannot start (a port to bind is taken).
+    #[error("--kv-events-config: {0}")]
+    KvEvents(String),
     /// The tokenizer could not be loaded (or exported).
     #[error("tokenizer: {0}")]
     Tokenizer(String),

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
+use brix_kvevents::{KvEventsConfig, Publisher};
 use brix_sim::{
     AddError, Engine, EngineSnapshot, EngineStats, FinishReason, Finished, LoraError, LoraWeights,
     NewRequest, RequestId, StepOutput,
@@ -28,6 +29,7 @@ use brix_sim::{
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Duration, Instant};
 
+use crate::kv_events;
 use crate::metrics::Metrics;
 
 /// How far real time may run past the last step's end before the next step starts from the
@@ -112,6 +114,10 @@ enum Command {
         reply: Reply<Result<(), LoraError>>,
     },
     Snapshot(Reply<DriverSnapshot>),
+    /// The KV events publisher is up: publish each step's events through it from now on.
+    KvPublisher(Publisher),
+    /// vLLM's `reset_prefix_cache`: true when done, false while requests hold blocks.
+    ResetPrefixCache(Reply<bool>),
 }
 
 /// The handlers' side of the driver: cheap to clone, one per server.
@@ -134,6 +140,7 @@ impl EngineHandle {
             clock,
             subscribers: HashMap::new(),
             engine_time: 0.0,
+            kv_publisher: None,
         };
         tokio::spawn(driver.run());
         Self {
@@ -141,6 +148,25 @@ impl EngineHandle {
             clock,
             next_id: Arc::new(AtomicU64::new(1)),
         }
+    }
+
+    /// Opens the KV events sockets of `cfg` in the background; once they are up, every step
+    /// with KV events publishes one batch (a failure to open them is logged).
+    pub(crate) fn start_kv_publisher(&self, cfg: KvEventsConfig) {
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            match Publisher::start(&cfg).await {
+                Ok(p) => {
+                    tracing::info!(
+                        endpoint = p.endpoint(),
+                        replay = p.replay_endpoint().unwrap_or("none"),
+                        "publishing KV events"
+                    );
+                    let _ = tx.send(Command::KvPublisher(p));
+                }
+                Err(e) => tracing::error!("--kv-events-config: {e}"),
+            }
+        });
     }
 
     /// Whether the driver task still runs.
@@ -198,6 +224,14 @@ impl EngineHandle {
     ) -> Result<Result<(), LoraError>, DriverError> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::UnloadLora { name, reply })?;
+        answer.await.map_err(|_| DriverError::Gone)
+    }
+
+    /// Forgets every cached block (`AllBlocksCleared` goes out with the next step's events,
+    /// as vLLM publishes it); false while requests hold blocks, as vLLM refuses.
+    pub(crate) async fn reset_prefix_cache(&self) -> Result<bool, DriverError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::ResetPrefixCache(reply))?;
         answer.await.map_err(|_| DriverError::Gone)
     }
 
@@ -276,6 +310,8 @@ struct Driver {
     last_stats: EngineStats,
     /// When the last step ended, in virtual seconds.
     engine_time: f64,
+    /// Where each step's KV events go (None: off, or the sockets are not up yet).
+    kv_publisher: Option<Publisher>,
 }
 
 impl Driver {
@@ -304,9 +340,23 @@ impl Driver {
                 .wait_until(self.clock.instant(out.end), &mut pending)
                 .await;
             self.deliver(out);
+            self.publish_kv_events();
             if !open {
                 return;
             }
+        }
+    }
+
+    /// One batch with the step's KV events, as vLLM's scheduler publishes after each step.
+    fn publish_kv_events(&mut self) {
+        let events = self.engine.take_kv_events();
+        if events.is_empty() {
+            return;
+        }
+        if let Some(p) = &self.kv_publisher
+            && !p.publish(kv_events::batch(events))
+        {
+            tracing::warn!(dropped = p.dropped(), "KV events queue full: batch dropped");
         }
     }
 
@@ -371,6 +421,10 @@ impl Driver {
             }
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
+            }
+            Command::KvPublisher(p) => self.kv_publisher = Some(p),
+            Command::ResetPrefixCache(reply) => {
+                let _ = reply.send(self.engine.reset_prefix_cache());
             }
         }
     }

@@ -14,6 +14,7 @@ mod config;
 mod driver;
 mod error;
 mod faults;
+mod kv_events;
 mod metrics;
 mod pydantic;
 mod routes;
@@ -45,12 +46,14 @@ pub use tokenizer::export_tokenizer;
 pub fn router(config: &SimConfig) -> Result<Router, SimError> {
     config.validate()?;
     let tokenizer = Tokenizer::load(config.tokenizer.as_deref())?;
-    let mut engine = Engine::new(
-        config.engine.clone(),
-        config.model.clone(),
-        config.gpu.clone(),
-    )?
-    .with_filler(tokenizer.filler());
+    let kv_events = config.kv_events.as_ref().filter(|k| k.publishes());
+    if let Some(k) = kv_events {
+        kv_events::precheck(k)?;
+    }
+    let mut engine_cfg = config.engine.clone();
+    engine_cfg.kv_events |= kv_events.is_some();
+    let mut engine = Engine::new(engine_cfg, config.model.clone(), config.gpu.clone())?
+        .with_filler(tokenizer.filler());
     for m in &config.lora_modules {
         // A local folder is read as a runtime load reads it; a missing one is refused.
         let weights = match routes::lora_is_local(&m.path) {
@@ -77,8 +80,12 @@ pub fn router(config: &SimConfig) -> Result<Router, SimError> {
         show_hidden: config.show_hidden_metrics_for_version.is_some(),
     })?);
     let clock = Clock::start();
+    let handle = EngineHandle::spawn(engine, metrics.clone(), clock);
+    if let Some(k) = kv_events {
+        handle.start_kv_publisher(k.clone());
+    }
     let parts = AppParts {
-        engine: EngineHandle::spawn(engine, metrics.clone(), clock),
+        engine: handle,
         metrics,
         tokenizer,
         faults: Faults::new(config.faults.clone(), clock, config.engine.seed),

@@ -134,11 +134,7 @@ impl BlockHasher {
     pub fn hash(&self, parent: Option<&Digest>, tokens: &[u32], lora: Option<LoraKey>) -> Digest {
         if self.algo == HashAlgo::Builtin {
             let p = parent.map_or(BUILTIN_NONE_HASH, Digest::key);
-            let mut h = DefaultHasher::new();
-            p.hash(&mut h);
-            tokens.hash(&mut h);
-            lora.map(|l| l.id).hash(&mut h);
-            return Digest::new(&h.finish().to_be_bytes());
+            return Digest::new(&builtin(p, tokens, lora).to_be_bytes());
         }
         let parent = parent.unwrap_or(&self.none).as_bytes();
         let mut buf = Vec::with_capacity(16 + parent.len() + tokens.len() * 5);
@@ -162,8 +158,8 @@ impl BlockHasher {
         digest(self.algo, &buf)
     }
 
-    /// Extends `hashes` (and `last`, the digest of its last block) to cover every full block
-    /// of `tokens`.
+    /// Extends `hashes` (and `last`, the digest of its last block; left alone by the builtin
+    /// hash, whose parent is the key itself) to cover every full block of `tokens`.
     pub fn extend(
         &self,
         hashes: &mut Vec<BlockHash>,
@@ -173,6 +169,15 @@ impl BlockHasher {
         lora: Option<LoraKey>,
     ) {
         let full = tokens.len() / block_size;
+        if self.algo == HashAlgo::Builtin {
+            // The parent is the previous key itself: no digest to carry (the hot path).
+            while hashes.len() < full {
+                let i = hashes.len();
+                let p = hashes.last().copied().unwrap_or(BUILTIN_NONE_HASH);
+                hashes.push(builtin(p, &tokens[i * block_size..(i + 1) * block_size], lora));
+            }
+            return;
+        }
         while hashes.len() < full {
             let i = hashes.len();
             let d = self.hash(
@@ -184,6 +189,14 @@ impl BlockHasher {
             *last = Some(d);
         }
     }
+}
+
+fn builtin(parent: BlockHash, tokens: &[u32], lora: Option<LoraKey>) -> BlockHash {
+    let mut h = DefaultHasher::new();
+    parent.hash(&mut h);
+    tokens.hash(&mut h);
+    lora.map(|l| l.id).hash(&mut h);
+    h.finish()
 }
 
 fn digest(algo: HashAlgo, input: &[u8]) -> Digest {

@@ -57,6 +57,9 @@ pub enum SimStrategy {
     /// Sees every engine's true prefix cache and queue: the upper bound for cache-aware
     /// routing (formula in the `oracle` module and docs/bench.md).
     Oracle,
+    /// SGLang's `cache_aware` (sglang-router 0.3.2, the launcher's defaults) over the
+    /// gateway's prefix index, as a baseline (`sglang-cache-aware`).
+    SglangCacheAware,
 }
 
 impl SimStrategy {
@@ -82,6 +85,7 @@ impl FromStr for SimStrategy {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim() {
             "oracle" => Ok(Self::Oracle),
+            "sglang-cache-aware" => Ok(Self::SglangCacheAware),
             other => other.replace('+', ",").parse().map(Self::Router),
         }
     }
@@ -91,6 +95,7 @@ impl fmt::Display for SimStrategy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Oracle => f.write_str("oracle"),
+            Self::SglangCacheAware => f.write_str("sglang-cache-aware"),
             Self::Router(w) => f.write_str(&w.to_string().replace(',', "+")),
         }
     }

@@ -10,6 +10,7 @@
 //! drives too: this loop feeds it the same events (send, end, finished response, scrape, first
 //! good probe at t = 0) and routes with its `decide`; nothing of the gateway is copied here.
 
+mod cache_aware;
 mod decide;
 mod lora;
 mod replicas;
@@ -95,6 +96,8 @@ pub(crate) struct Sim<'a> {
     lora: Option<LoraState>,
     /// Gateway replicas 1..N, in a run with more than one.
     replicas: Option<replicas::Replicas>,
+    /// SGLang's per-engine trees, for `sglang-cache-aware`.
+    trees: cache_aware::Trees,
 }
 
 impl<'a> Sim<'a> {
@@ -139,7 +142,30 @@ impl<'a> Sim<'a> {
         let names: Vec<(String, String)> = (0..cfg.engines)
             .map(|i| (format!("engine-{i}"), format!("engine-{i}")))
             .collect();
-        let mut fleet = Fleet::new(&names, cfg.prefix.clone(), CoreConfig::default());
+        // The gateway's `ttft` profile is the engines' own roofline: the model and GPU are known.
+        let step_cost = StepCost::new(&cfg.model, &cfg.gpu);
+        let mut prefix = cfg.prefix.clone();
+        prefix.ttft = brix_router::TtftProfile {
+            units_per_token: prefix.ttft.units_per_token,
+            uncached_weight: prefix.ttft.uncached_weight,
+            correction_min: prefix.ttft.correction_min,
+            correction_max: prefix.ttft.correction_max,
+            ..brix_router::TtftProfile::fit(
+                |items| {
+                    step_cost.step_time(
+                        items
+                            .iter()
+                            .map(|&(new_tokens, context)| brix_sim::BatchItem {
+                                new_tokens,
+                                context,
+                            }),
+                        0.0,
+                    )
+                },
+                cfg.engine.max_num_batched_tokens,
+            )
+        };
+        let mut fleet = Fleet::new(&names, prefix, CoreConfig::default());
         for i in 0..cfg.engines {
             // The engines are up from the start: their first probe succeeds.
             fleet.probe(i, true, 0.0);
@@ -156,8 +182,10 @@ impl<'a> Sim<'a> {
                     matches!(s, Strategy::PrefixCache | Strategy::KvCost | Strategy::Ttft)
                 }),
                 SimStrategy::Oracle => false,
+                SimStrategy::SglangCacheAware => true,
             },
-            step_cost: StepCost::new(&cfg.model, &cfg.gpu),
+            trees: cache_aware::Trees::default(),
+            step_cost,
             releaser: Releaser::new(w, release),
             heap: BinaryHeap::new(),
             live_events: 0,
@@ -334,6 +362,10 @@ impl<'a> Sim<'a> {
             SimStrategy::Oracle => {
                 let (e, prefill) = self.oracle(i, holders.as_deref());
                 (e, prefill, None)
+            }
+            SimStrategy::SglangCacheAware => {
+                let (e, booking) = self.cache_aware(i, now, holders.as_deref());
+                (e, 0, Some(booking))
             }
         };
         let name = adapter.map(|a| self.adapter_name(a));

@@ -9,6 +9,7 @@ mod adapters;
 mod admin;
 mod autoscale;
 mod binary;
+mod kvevents;
 mod listener;
 mod platform;
 mod support;

@@ -8,6 +8,7 @@
 //! ([`crate::pool::Pool::decide_measured`]). Pods without events keep the approximate index.
 
 pub(crate) mod config;
+mod subscriber;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -194,10 +195,6 @@ impl PodState {
     }
 
     /// Forgets the exact index (events lost for good).
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "the event subscriber lands with brix-kvevents")
-    )]
     pub(crate) fn kv_clear(&self) {
         self.core().kv_clear();
     }
@@ -210,10 +207,6 @@ impl PodState {
 
 /// Applies one of `pod`'s engine events to its exact index and counts it (a gap or a full
 /// index too); the caller replays or clears on a gap.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the event subscriber lands with brix-kvevents")
-)]
 pub(crate) fn apply(
     pod: &PodState,
     m: &crate::metrics::KvMetrics,
@@ -269,23 +262,44 @@ pub(crate) fn record(
 }
 
 /// A pod discovery just added: if a model it serves is listed under `kv_events`, it gets an
-/// exact index (its engine's events will fill it).
-pub(crate) fn watch_pod(gw: &Arc<crate::Gateway>, targets: &Targets, pod: &Arc<PodState>) {
+/// exact index and a subscriber to its engine's events (abort the handle when it leaves).
+pub(crate) fn watch_pod(
+    gw: &Arc<crate::Gateway>,
+    targets: &Targets,
+    pod: &Arc<PodState>,
+) -> Option<tokio::task::AbortHandle> {
     let model = targets.iter().find_map(|(model, ts)| {
         ts.iter()
             .any(|t| t.address == pod.address)
             .then_some(model)
             .filter(|m| gw.kv.get(m).is_some())
     });
-    let Some(model) = model else { return };
+    let model = model?;
     let Some(endpoints) = gw.kv.endpoints(model, &pod.address, pod.kv_events.as_ref()) else {
         tracing::warn!(pod = %pod.name, model, "kv_events: no events endpoint for this pod (no port configured); routing it on the approximate index");
-        return;
+        return None;
     };
-    pod.kv_enable(gw.cfg.kv_events.capacity_blocks);
+    let kv = &gw.cfg.kv_events;
+    pod.kv_enable(kv.capacity_blocks);
     gw.metrics.kv.blocks.with_label_values(&[&pod.name]).set(0);
-    tracing::info!(pod = %pod.name, model, events = %endpoints.events, "kv_events: exact index on");
+    tracing::info!(pod = %pod.name, model, events = %endpoints.events, "kv_events: exact index on; subscribing");
+    let topic = gw
+        .kv
+        .get(model)
+        .map(|m| m.cfg.topic.clone())
+        .unwrap_or_default();
+    Some(subscriber::spawn(
+        pod.clone(),
+        endpoints,
+        topic,
+        std::time::Duration::from_millis(kv.timeout_ms),
+        gw.metrics.clone(),
+    ))
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+#[path = "subscriber_tests.rs"]
+mod subscriber_tests;

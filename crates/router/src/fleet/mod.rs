@@ -21,9 +21,7 @@ mod tests;
 
 pub use fleet::Fleet;
 pub use health::{EjectionConfig, FailureKind, Health, HealthState, may_eject};
-pub use pod::{
-    Booking, EWMA_ALPHA, PodCore, RATE_WINDOW_S, RATIO_SAMPLE_CLAMP, Scrape, Stage, Transition,
-};
+pub use pod::{Booking, EWMA_ALPHA, PodCore, RATE_WINDOW_S, Scrape, Stage, Transition};
 pub use remote::{
     DEFAULT_REMOTE_TTL_S, MAX_GATEWAY_ID_LEN, MAX_PEERS, Refused, RemoteLoad, RemoteLoads,
 };

@@ -111,8 +111,10 @@ pub struct PodCore {
     /// Requests past their first token, and Σ their booked context tokens.
     decoding: u32,
     decode_context: f64,
-    /// Smoothed measured / predicted TTFT of booked requests (the `ttft` correction).
-    ttft_ratio: Option<f64>,
+    /// Smoothed measured and predicted TTFT of booked requests (the `ttft` correction is
+    /// their ratio: a ratio of means, so near-zero predictions do not dominate it).
+    ttft_measured: Option<f64>,
+    ttft_predicted: Option<f64>,
     /// Smoothed prompt units per prompt token.
     units_per_token: Option<f64>,
 }
@@ -144,11 +146,6 @@ pub enum Stage {
     /// Released: counted nowhere.
     Released,
 }
-
-/// Most a single TTFT sample moves the correction: measured / predicted is clamped to
-/// `1/RATIO_SAMPLE_CLAMP ..= RATIO_SAMPLE_CLAMP` before it enters the EWMA, so one outlier
-/// (a tiny prediction, a stalled engine) cannot swing it.
-pub const RATIO_SAMPLE_CLAMP: f64 = 8.0;
 
 impl PodCore {
     /// Requests routed to the pod and not yet ended.
@@ -238,7 +235,7 @@ impl PodCore {
 
     /// The booked request produced its first token `ttft_s` after it was sent (None when not
     /// measured): its prefill leaves the queue, it counts as decoding, and the measured over
-    /// predicted TTFT feeds the correction. A second call does nothing.
+    /// predicted TTFT feed the correction (each its own EWMA). A second call does nothing.
     pub fn first_token(&mut self, b: &mut Booking, ttft_s: Option<f64>) {
         if b.stage != Stage::Prefill {
             return;
@@ -250,8 +247,8 @@ impl PodCore {
         if let Some(t) = ttft_s.filter(|t| t.is_finite() && *t >= 0.0)
             && b.predicted_s > 0.0
         {
-            let r = (t / b.predicted_s).clamp(1.0 / RATIO_SAMPLE_CLAMP, RATIO_SAMPLE_CLAMP);
-            self.ttft_ratio = ewma(self.ttft_ratio, r);
+            self.ttft_measured = ewma(self.ttft_measured, t);
+            self.ttft_predicted = ewma(self.ttft_predicted, b.predicted_s);
         }
     }
 
@@ -501,7 +498,10 @@ impl PodCore {
             output_tps,
             ttft_s: self.ttft_s,
             tpot_s: self.tpot_s,
-            ttft_ratio: self.ttft_ratio,
+            ttft_ratio: match (self.ttft_measured, self.ttft_predicted) {
+                (Some(m), Some(p)) if p > 0.0 => Some(m / p),
+                _ => None,
+            },
             units_per_token: self.units_per_token,
         };
     }

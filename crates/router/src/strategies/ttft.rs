@@ -11,14 +11,17 @@
 //! ```text
 //! work   = P + U
 //! ttft_e = work / (B − D) × t_step(D decodes over X, chunk min(work, B − D))
-//!        + ½ × t_step(D decodes over X, chunk min(P, B − D))        (the step in progress)
+//!        + w × U × t_token
 //! ```
 //!
-//! times the pod's correction (measured over predicted TTFT, smoothed, clamped). The first term
-//! is the oracle's own formula (`brix bench sim`'s `oracle`, which reads the engines' truth)
-//! fed with what a gateway knows; the second charges the step the request waits out before it
-//! joins a batch. Linear in the queue and in the uncached tokens, so a popular prefix spills
-//! over gradually and there is no threshold to fall off.
+//! times the pod's correction (mean measured over mean predicted TTFT, smoothed, clamped to
+//! [0.8, 1.25]). The first term is the oracle's own formula (`brix bench sim`'s `oracle`, which
+//! reads the engines' truth) fed with what a gateway knows; the second (`w` = 1,
+//! `t_token` = compute seconds per token) charges the compute this prompt adds to the pod once
+//! more, since it delays every request that queues behind it there, which a greedy per-request
+//! estimate ignores (on bursty multi-turn load it keeps conversations home a little longer).
+//! Linear in the queue and in the uncached tokens, so a popular prefix spills over gradually
+//! and there is no threshold to fall off.
 
 use rand::RngCore;
 
@@ -49,6 +52,10 @@ pub struct TtftProfile {
     /// Prompt units (the prefix index's bytes or tokens) per token, until the responses'
     /// usage teaches the pod's own ratio ([`crate::Observed::units_per_token`]).
     pub units_per_token: f64,
+    /// Seconds of compute per uncached token charged on top of the request's own wait (its
+    /// prefill delays the requests that queue behind it on that pod), as a multiple of
+    /// `compute_s_per_token`.
+    pub uncached_weight: f64,
     /// The per-pod correction is clamped to `[correction_min, correction_max]`.
     pub correction_min: f64,
     /// See `correction_min`.
@@ -66,8 +73,9 @@ impl Default for TtftProfile {
             kv_s_per_token: 7.305e-8,
             budget_tokens: 2048,
             units_per_token: 4.0,
-            correction_min: 0.5,
-            correction_max: 2.0,
+            uncached_weight: 1.0,
+            correction_min: 0.8,
+            correction_max: 1.25,
         }
     }
 }
@@ -150,12 +158,9 @@ pub fn estimate(req: &RouteRequest<'_>, pod: &Pod, matched: usize, cfg: &PrefixC
     let work = queued + uncached;
     let ctx = pod.decode_context.max(0.0);
     let ahead = work / free * p.step_s(work.min(free), decodes, ctx);
-    let running = if pod.in_flight > 0 {
-        0.5 * p.step_s(queued.min(free), decodes, ctx)
-    } else {
-        0.0
-    };
-    let predicted = ahead + running;
+    // The compute this prompt adds to the pod delays whatever queues behind it there; the
+    // greedy first term ignores that, so a cold prefill is charged once more.
+    let predicted = ahead + p.uncached_weight * uncached * p.compute_s_per_token;
     let lo = p.correction_min.min(p.correction_max);
     let correction = pod
         .observed

@@ -32,6 +32,15 @@ pub(crate) async fn health(State(app): State<Arc<App>>) -> StatusCode {
     }
 }
 
+/// `POST /reset_prefix_cache` (vLLM serves it in dev mode): `{"success": bool}`, false while
+/// requests hold blocks.
+pub(crate) async fn reset_prefix_cache(
+    State(app): State<Arc<App>>,
+) -> Result<Json<Value>, ApiError> {
+    let success = app.engine.reset_prefix_cache().await?;
+    Ok(Json(json!({ "success": success })))
+}
+
 /// `GET /version`.
 pub(crate) async fn version() -> Json<Value> {
     Json(json!({ "version": VERSION }))

@@ -122,6 +122,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/tokenize", post(info::tokenize))
         .route("/detokenize", post(info::detokenize))
         .route("/metrics", get(info::metrics))
+        .route("/reset_prefix_cache", post(info::reset_prefix_cache))
         // sglang's discovery routes; newer routers ask for the unprefixed names first.
         .route("/get_server_info", get(info::get_server_info))
         .route("/server_info", get(info::get_server_info))

@@ -6,6 +6,7 @@
 
 mod errors;
 mod faults;
+mod kv_events;
 mod lora;
 mod metrics;
 mod openai;
