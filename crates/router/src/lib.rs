@@ -34,6 +34,6 @@ pub use kvindex::{
 pub use pod::{EngineMetrics, LoraState, Observed, Pod, RouteRequest, VtcView};
 pub use prefix::{PrefixConfig, PrefixIndex};
 pub use select::route;
-pub use strategies::ttft::{Estimate, TtftProfile, estimate};
+pub use strategies::ttft::{Borrowed, Estimate, TtftProfile, estimate, estimate_among};
 pub use strategy::{Strategy, StrategyParseError, Weighted};
 pub use vtc::{DEFAULT_WINDOW_S, TokenWindow};

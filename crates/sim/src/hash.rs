@@ -174,7 +174,11 @@ impl BlockHasher {
             while hashes.len() < full {
                 let i = hashes.len();
                 let p = hashes.last().copied().unwrap_or(BUILTIN_NONE_HASH);
-                hashes.push(builtin(p, &tokens[i * block_size..(i + 1) * block_size], lora));
+                hashes.push(builtin(
+                    p,
+                    &tokens[i * block_size..(i + 1) * block_size],
+                    lora,
+                ));
             }
             return;
         }

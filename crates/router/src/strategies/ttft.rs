@@ -139,15 +139,56 @@ pub struct Estimate {
     pub ttft_s: f64,
 }
 
+/// What a pod without its own measurements borrows: the mean over the candidates that have
+/// them. A new pod judged by the profile's neutral defaults while the others carry measured
+/// corrections looks dearer (or cheaper) for no reason of its own; dearer means it never gets
+/// the requests that would measure it, and stays idle for good.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Borrowed {
+    /// Mean measured / predicted TTFT of the measured candidates.
+    pub ttft_ratio: Option<f64>,
+    /// Mean prompt units per token of the measured candidates.
+    pub units_per_token: Option<f64>,
+}
+
+impl Borrowed {
+    /// The means over `pods` of what each has measured.
+    pub fn of(pods: &[Pod]) -> Self {
+        fn mean(xs: impl Iterator<Item = f64>) -> Option<f64> {
+            let (sum, n) = xs
+                .filter(|x| x.is_finite() && *x > 0.0)
+                .fold((0.0, 0u32), |(s, n), x| (s + x, n + 1));
+            (n > 0).then(|| sum / f64::from(n))
+        }
+        Self {
+            ttft_ratio: mean(pods.iter().filter_map(|p| p.observed.ttft_ratio)),
+            units_per_token: mean(pods.iter().filter_map(|p| p.observed.units_per_token)),
+        }
+    }
+}
+
+/// The estimate for `req` on `pod` with nothing borrowed ([`estimate_among`]).
+pub fn estimate(req: &RouteRequest<'_>, pod: &Pod, matched: usize, cfg: &PrefixConfig) -> Estimate {
+    estimate_among(req, pod, matched, cfg, Borrowed::default())
+}
+
 /// The estimate for `req` on `pod`, which holds `matched` of the prompt's leading blocks in
 /// the approximate index; where the pod has KV events (`Pod::cached_tokens`) and the request
-/// its token count, the exact cached tokens count instead.
-pub fn estimate(req: &RouteRequest<'_>, pod: &Pod, matched: usize, cfg: &PrefixConfig) -> Estimate {
+/// its token count, the exact cached tokens count instead. What the pod has not measured yet
+/// comes from `borrowed`, else from the profile.
+pub fn estimate_among(
+    req: &RouteRequest<'_>,
+    pod: &Pod,
+    matched: usize,
+    cfg: &PrefixConfig,
+    borrowed: Borrowed,
+) -> Estimate {
     let p = &cfg.ttft;
     let upt = pod
         .observed
         .units_per_token
         .filter(|u| u.is_finite() && *u > 0.0)
+        .or(borrowed.units_per_token)
         .unwrap_or(p.units_per_token)
         .max(1e-3);
     let units = f64::from(req.prompt_units);
@@ -181,6 +222,7 @@ pub fn estimate(req: &RouteRequest<'_>, pod: &Pod, matched: usize, cfg: &PrefixC
         .observed
         .ttft_ratio
         .filter(|r| r.is_finite())
+        .or(borrowed.ttft_ratio)
         .map_or(1.0, |r| r.clamp(lo, p.correction_max));
     Estimate {
         prompt_tokens,
@@ -202,6 +244,7 @@ impl Scorer for Ttft {
 
     fn costs(&self, cx: &Ctx<'_>, _rng: &mut dyn RngCore) -> Vec<Option<f64>> {
         let cfg = cx.index.config();
+        let borrowed = Borrowed::of(cx.pods);
         let exact = cx.req.prompt_token_count().is_some_and(|t| t > 0)
             && cx.pods.iter().all(|p| p.cached_tokens.is_some());
         let matched = if exact {
@@ -212,7 +255,7 @@ impl Scorer for Ttft {
         matched
             .into_iter()
             .zip(cx.pods)
-            .map(|(m, p)| Some(estimate(cx.req, p, m, cfg).ttft_s))
+            .map(|(m, p)| Some(estimate_among(cx.req, p, m, cfg, borrowed).ttft_s))
             .collect()
     }
 }

@@ -263,3 +263,30 @@ fn exact_cached_tokens_replace_the_index_where_a_pod_has_events() {
     );
     assert!(exact.ttft_s < approx.ttft_s);
 }
+
+#[test]
+fn a_pod_without_measurements_borrows_its_peers_and_is_not_starved() {
+    // Three pods measured faster than predicted (correction 0.8) and a fourth, new, with no
+    // sample: judged by the neutral 1.0 it would lose every cold request to the measured
+    // ones and never get the responses that would measure it (seen in a live run: 0 of 320).
+    let cfg = PrefixConfig::default();
+    let index = PrefixIndex::new(cfg.clone());
+    let mut cores: Vec<PodCore> = (0..4).map(|_| PodCore::default()).collect();
+    for c in &mut cores[..3] {
+        for _ in 0..50 {
+            let mut b = c.book(10.0, 10.0, 1.0);
+            c.first_token(&mut b, Some(0.5));
+            c.release(&mut b);
+        }
+        for _ in 0..50 {
+            c.prompt_size(6_000.0, 1_000.0);
+        }
+    }
+    let blocks: Vec<u64> = (0..10).collect();
+    let r = req(&blocks, 6_000);
+    let wins = (0..400u64)
+        .filter(|&seed| decide(&cores, &index, &r, seed) == 3)
+        .count();
+    // Every pod is idle and cold: the new one wins its share of the seeded ties.
+    assert!((60..=140).contains(&wins), "the new pod won {wins} of 400");
+}
