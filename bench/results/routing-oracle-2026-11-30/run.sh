@@ -26,4 +26,11 @@ run mooncake-light --workload "$TRACE" --arrival trace --fit-context --engines 8
 run mooncake-heavy --workload "$TRACE" --arrival trace --fit-context --engines 6
 run multiturn-light --workload "$(printf "$MT" 400)" --arrival onoff:6,0.5,10,30 --engines 4
 run multiturn-heavy --workload "$(printf "$MT" 800)" --arrival onoff:40,2,10,30 --engines 4
+# The same Mooncake scenarios routed on the engines' KV events (exact cached tokens).
+S=ttft,kv-cost,prefix-cache
+COMMON=(--gpu A100-80GB --model-profile llama-3-8b --seed 1 --strategy "$S" --kv-events)
+run mooncake-light-events --workload "$TRACE" --arrival trace --fit-context --engines 8
+S=ttft
+COMMON=(--gpu A100-80GB --model-profile llama-3-8b --seed 1 --strategy "$S" --kv-events)
+run mooncake-heavy-events --workload "$TRACE" --arrival trace --fit-context --engines 6
 python3 "$HERE/table.py" "$HERE"
