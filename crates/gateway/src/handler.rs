@@ -41,6 +41,8 @@ pub(crate) struct Ctx {
     pub(crate) user: Option<String>,
     /// The gateway added `include_usage`; the client did not ask for the usage chunk.
     pub(crate) strip_usage: bool,
+    /// The client asked (`x-brix-explain: 1`) for the candidates' estimates in a header.
+    pub(crate) explain: bool,
 }
 
 /// Axum entry point for every proxied path.
@@ -216,6 +218,7 @@ async fn serve(
         strategy,
         user: user.clone(),
         strip_usage,
+        explain: crate::explain::asked(&head.headers),
     };
     let finish = Finish::new(gw.clone(), &cx, ticket, arrival);
     // Route and proxy, retrying on another pod when one fails before any response byte.

@@ -14,6 +14,7 @@ mod config;
 mod discovery;
 mod endpoint;
 mod error;
+mod explain;
 mod handler;
 mod kv;
 mod load;

@@ -19,7 +19,7 @@ use brix_router::{Estimate, Pod, PrefixConfig, PrefixIndex, PromptKeys, RouteReq
 use crate::adapters::AdapterRoute;
 use crate::discovery::{KvEndpoints, Target, Targets};
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 

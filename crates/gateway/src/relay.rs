@@ -215,7 +215,12 @@ pub(crate) async fn respond(
     sent: Sent,
     mut finish: Finish,
 ) -> Response {
-    let Sent { resp, slot, gauge } = sent;
+    let Sent {
+        resp,
+        slot,
+        gauge,
+        explained,
+    } = sent;
     let pod = slot.pod().clone();
     finish.slot = Some((slot, gauge));
     let (mut head, body) = resp.into_parts();
@@ -236,6 +241,9 @@ pub(crate) async fn respond(
     set(h, "target-pod", &pod.name);
     set(h, "target-pod-ip", &pod.address);
     set(h, "routing-strategy", &cx.strategy_label);
+    if let Some(text) = &explained {
+        set(h, "x-brix-route-estimate", text);
+    }
     if cx
         .strategy
         .0

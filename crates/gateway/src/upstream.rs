@@ -36,6 +36,8 @@ pub(crate) struct Sent {
     pub(crate) slot: InFlight,
     /// The in-flight gauge for (model, pod).
     pub(crate) gauge: GaugeGuard,
+    /// The candidates' estimates, when the client asked (`x-brix-route-estimate`).
+    pub(crate) explained: Option<String>,
 }
 
 /// How an engine failed a request.
@@ -120,8 +122,15 @@ pub(crate) async fn send(
         if candidates.is_empty() {
             return Err(GatewayError::NoReadyPod(cx.parsed.model.clone()));
         }
+        // The explanation is computed only when asked for or logged.
+        let explained = (cx.explain || tracing::enabled!(tracing::Level::DEBUG))
+            .then(|| crate::explain::estimates(gw, &cx.parsed.model, req, &candidates));
         let i = choose(gw, cx, req, &candidates)?;
         let pod = candidates.swap_remove(i);
+        if let Some(text) = &explained {
+            tracing::debug!(model = %cx.model_label, strategy = %cx.strategy_label, pod = %pod.name, estimates = %text, "routed");
+        }
+        let explained = explained.filter(|_| cx.explain);
         let e = gw.pool.estimate(&cx.parsed.model, &pod, req, gw.now());
         let slot = pod.acquire_booked(req.adapter, &e, f64::from(req.prompt_units));
         let gauge = gw.metrics.in_flight_guard(model, &pod.name);
@@ -133,12 +142,22 @@ pub(crate) async fn send(
                     gw.pool
                         .accepted(&cx.parsed.model, req.blocks, &pod.address, gw.now());
                 }
-                return Ok(Sent { resp, slot, gauge });
+                return Ok(Sent {
+                    resp,
+                    slot,
+                    gauge,
+                    explained,
+                });
             }
             Ok(Ok(resp)) => {
                 report_upstream_failure(gw, &pod, Failure::Status(resp.status()));
                 if !may_retry(attempt, candidates.len()) {
-                    return Ok(Sent { resp, slot, gauge });
+                    return Ok(Sent {
+                        resp,
+                        slot,
+                        gauge,
+                        explained,
+                    });
                 }
                 tracing::debug!(pod = %pod.name, status = %resp.status(), attempt, "engine failed; retrying");
                 attempt += 1;

@@ -162,3 +162,33 @@ async fn adapters_route_to_the_pods_that_hold_them() {
         assert_eq!((status, pod.as_str()), (200, "pod-1"), "{reply}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttft_explains_its_estimates_when_asked() {
+    let f = plain(3).await;
+    let body = chat(&long_prompt("explain"));
+    // Warm one pod with the prompt: its estimate then has fewer uncached tokens.
+    let h = [("routing-strategy", "ttft")];
+    let (_, warm, _) = f.call("/v1/chat/completions", &body, &h).await;
+    let r = f
+        .post(
+            "/v1/chat/completions",
+            &body,
+            &[("routing-strategy", "ttft"), ("x-brix-explain", "1")],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let text = header(&r, "x-brix-route-estimate");
+    // Every candidate, each with its estimate, cheapest first: the pod chosen.
+    let names: Vec<&str> = text
+        .split(", ")
+        .map(|c| c.split('=').next().unwrap_or(""))
+        .collect();
+    assert_eq!(names.len(), 3, "{text}");
+    assert_eq!(names[0], header(&r, "target-pod"), "{text}");
+    assert_eq!(names[0], warm, "{text}");
+    assert!(text.contains("ms(uncached "), "{text}");
+    // Not asked: no header.
+    let r = f.post("/v1/chat/completions", &body, &h).await;
+    assert!(r.headers().get("x-brix-route-estimate").is_none());
+}
