@@ -30,7 +30,7 @@ run multiturn-heavy --workload "$(printf "$MT" 800)" --arrival onoff:40,2,10,30 
 S=ttft,kv-cost,prefix-cache
 COMMON=(--gpu A100-80GB --model-profile llama-3-8b --seed 1 --strategy "$S" --kv-events)
 run mooncake-light-events --workload "$TRACE" --arrival trace --fit-context --engines 8
-S=ttft
-COMMON=(--gpu A100-80GB --model-profile llama-3-8b --seed 1 --strategy "$S" --kv-events)
 run mooncake-heavy-events --workload "$TRACE" --arrival trace --fit-context --engines 6
+run multiturn-light-events --workload "$(printf "$MT" 400)" --arrival onoff:6,0.5,10,30 --engines 4
+run multiturn-heavy-events --workload "$(printf "$MT" 800)" --arrival onoff:40,2,10,30 --engines 4
 python3 "$HERE/table.py" "$HERE"

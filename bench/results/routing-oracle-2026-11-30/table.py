@@ -28,3 +28,22 @@ for st in order:
         (m, p99), (om, op99) = ttft(p), ttft(o)
         cells.append(f"{m:.1f} / {p99:.0f} ({m / om:.3f} / {p99 / op99:.3f})")
     print(f"| {st} | " + " | ".join(cells) + " |")
+
+# The same scenarios routed on the engines' KV events (exact cached tokens), against the same
+# oracle (it reads the engines' truth either way).
+ev = [s for s in scen if (here / f"{s}-events").exists()]
+if ev:
+    print()
+    print("| strategy, KV events | " + " | ".join(f"{s} mean / p99 ms (× oracle)" for s in ev) + " |")
+    print("|---" * (len(ev) + 1) + "|")
+    for st in ["prefix-cache", "kv-cost", "ttft"]:
+        cells = []
+        for s in ev:
+            p = here / f"{s}-events" / st / "summary.json"
+            o = here / s / "oracle" / "summary.json"
+            if not p.exists():
+                cells.append("–")
+                continue
+            (m, p99), (om, op99) = ttft(p), ttft(o)
+            cells.append(f"{m:.1f} / {p99:.0f} ({m / om:.3f} / {p99 / op99:.3f})")
+        print(f"| {st} | " + " | ".join(cells) + " |")
