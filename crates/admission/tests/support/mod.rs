@@ -5,7 +5,6 @@
     reason = "each test binary uses a different part"
 )]
 
-
 use brix_admission::{Admission, AdmissionConfig, User};
 
 /// Start of a 60-second window (and so of a 1-second one): 1_700_000_040 = 60 × 28_333_334.
