@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 
+use brix_tokenizer::Prompt;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -262,14 +263,6 @@ fn push_content(out: &mut String, raw: &RawValue, lenient: bool) -> Result<(), P
 /// A prompt in any OpenAI form: a string, a list of strings (the first one keys routing), a
 /// list of token ids, or a list of such lists.
 fn prompt_text(raw: &RawValue) -> Result<String, ParseError> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Prompt<'a> {
-        Text(#[serde(borrow)] Cow<'a, str>),
-        Texts(#[serde(borrow)] Vec<Cow<'a, str>>),
-        Tokens(Vec<u32>),
-        TokenLists(Vec<Vec<u32>>),
-    }
     let invalid = || ParseError::Invalid {
         param: "prompt",
         message: "prompt must be a string, a list of strings, or token ids".into(),

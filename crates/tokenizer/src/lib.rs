@@ -19,7 +19,7 @@ use std::sync::{Arc, OnceLock};
 
 use tiktoken_rs::CoreBPE;
 
-pub use request::Api;
+pub use request::{Api, Prompt};
 
 /// A tokenizer that could not be loaded or exported.
 #[derive(Debug, thiserror::Error)]

@@ -50,12 +50,18 @@ struct Part<'a> {
     text: Option<Cow<'a, str>>,
 }
 
+/// A completions `prompt` in any OpenAI form, read once here for the engine's tokens and by
+/// the gateway for its routing key.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum Prompt<'a> {
+pub enum Prompt<'a> {
+    /// One prompt.
     Text(#[serde(borrow)] Cow<'a, str>),
+    /// A batch of prompts (the first one keys routing).
     Texts(#[serde(borrow)] Vec<Cow<'a, str>>),
+    /// One prompt as token ids.
     Tokens(Vec<u32>),
+    /// A batch of prompts as token ids.
     TokenLists(Vec<Vec<u32>>),
 }
 
