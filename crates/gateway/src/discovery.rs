@@ -268,6 +268,24 @@ impl Discovery for StaticFile {
     }
 }
 
+/// Test targets: each model's pods by address, named by their address, without KV events.
+#[cfg(test)]
+pub(crate) fn targets(spec: &[(&str, &[&str])]) -> Targets {
+    spec.iter()
+        .map(|(m, addrs)| {
+            let ts = addrs
+                .iter()
+                .map(|a| Target {
+                    name: a.to_string(),
+                    address: a.to_string(),
+                    kv_events: None,
+                })
+                .collect();
+            (m.to_string(), ts)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,23 +1,7 @@
 //! Table tests of the pool: discovery changes and adapter candidates.
 
 use super::*;
-use crate::discovery::Target;
-
-fn targets(spec: &[(&str, &[&str])]) -> Targets {
-    spec.iter()
-        .map(|(m, addrs)| {
-            let ts = addrs
-                .iter()
-                .map(|a| Target {
-                    name: a.to_string(),
-                    address: a.to_string(),
-                    kv_events: None,
-                })
-                .collect();
-            (m.to_string(), ts)
-        })
-        .collect()
-}
+use crate::discovery::targets;
 
 #[test]
 fn apply_keeps_state_of_pods_that_stay() {

@@ -7,7 +7,7 @@ use brix_router::fleet::CoreConfig;
 use brix_router::{Pod, PrefixConfig};
 
 use super::*;
-use crate::discovery::{Target, Targets};
+use crate::discovery::targets;
 
 fn pool(models: &[(&str, &[&str])]) -> Pool {
     let pool = Pool::new(
@@ -15,21 +15,7 @@ fn pool(models: &[(&str, &[&str])]) -> Pool {
         CoreConfig::default(),
         Instant::now(),
     );
-    let targets: Targets = models
-        .iter()
-        .map(|(m, addrs)| {
-            let ts = addrs
-                .iter()
-                .map(|a| Target {
-                    name: a.to_string(),
-                    address: a.to_string(),
-                    kv_events: None,
-                })
-                .collect();
-            (m.to_string(), ts)
-        })
-        .collect();
-    pool.apply(&targets);
+    pool.apply(&targets(models));
     for p in pool.all() {
         p.probe_health(true);
     }
