@@ -394,4 +394,6 @@ impl Index {
 }
 
 #[cfg(test)]
+mod differential;
+#[cfg(test)]
 mod tests;

@@ -12,6 +12,8 @@ use crate::BlockKey;
 
 mod list;
 mod lru;
+#[cfg(test)]
+pub(crate) mod reference;
 mod s3fifo;
 
 pub use lru::Lru;

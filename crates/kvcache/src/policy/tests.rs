@@ -132,3 +132,19 @@ fn policy_names_parse() {
     let round = PolicyKind::S3Fifo { small_ratio: 0.25 };
     assert_eq!(round.to_string().parse::<PolicyKind>(), Ok(round));
 }
+
+#[test]
+fn s3fifo_small_queue_at_exactly_its_share_is_not_evicted_from() {
+    let mut p = S3Fifo::new(10, 0.2);
+    p.insert(k(1), 1);
+    assert_eq!(p.evict(&none), Some(k(1)), "main empty: forced from small");
+    p.insert(k(1), 1);
+    p.insert(k(2), 1);
+    p.insert(k(3), 1);
+    assert_eq!(p.queue_bytes(), (2, 1));
+    assert_eq!(
+        p.evict(&none),
+        Some(k(1)),
+        "small holds exactly its share: main pays"
+    );
+}
