@@ -6,7 +6,8 @@
 //!   [`Namespace`] root (model, adapter, tenant);
 //! - [`policy`]: byte-weighted eviction behind [`EvictionPolicy`]: S3-FIFO (default), LRU;
 //! - [`index`]: the pool's metadata — presence, weights, watermarks, pins and leases;
-//! - [`ring`]: placement of keys on pool servers (consistent hashing or rendezvous).
+//! - [`ring`]: placement of keys on pool servers (consistent hashing or rendezvous);
+//! - [`replay`]: trace replay through [`Index`] for eviction studies.
 //!
 //! The server, clients and shared-memory transport live behind the default feature `net`.
 //!
@@ -25,6 +26,7 @@
 pub mod index;
 pub mod key;
 pub mod policy;
+pub mod replay;
 pub mod ring;
 
 pub use index::{Index, IndexConfig, IndexError, IndexStats};
