@@ -102,6 +102,8 @@ struct Conn {
     io: BufReader<Stream>,
     info: ServerInfo,
     region: Option<SharedRegion>,
+    /// Replies to RELEASE frames sent without waiting; read before the next reply.
+    owed: usize,
 }
 
 /// A synchronous connection to one pool server (reconnects lazily after an error).
@@ -303,7 +305,12 @@ fn open(endpoint: &Endpoint, cfg: &ClientConfig) -> io::Result<Conn> {
         Some(fd) if info.caps & CAP_SHM != 0 => Some(SharedRegion::from_fd(fd)?),
         _ => None,
     };
-    Ok(Conn { io, info, region })
+    Ok(Conn {
+        io,
+        info,
+        region,
+        owed: 0,
+    })
 }
 
 fn read_body(io: &mut impl Read, hdr: &[u8; HEADER_LEN], max: u64) -> io::Result<Vec<u8>> {
@@ -323,6 +330,10 @@ impl Conn {
     }
 
     fn recv(&mut self) -> io::Result<Vec<u8>> {
+        while self.owed > 0 {
+            self.owed -= 1;
+            self.recv()?;
+        }
         let mut hdr = [0u8; HEADER_LEN];
         self.io.read_exact(&mut hdr)?;
         let max = self.max_reply();
@@ -356,7 +367,7 @@ impl Conn {
             }));
         }
         if !ids.is_empty() {
-            self.call(Op::Release, &proto::u64s_body(&ids))?;
+            self.release(&ids)?;
         }
         copied.map(|()| out)
     }
@@ -384,8 +395,18 @@ impl Conn {
             (Some(region), Some(dst)) => region.read(off, dst),
             _ => Err(too_small()),
         };
-        self.call(Op::Release, &proto::u64s_body(&[id]))?;
+        self.release(&[id])?;
         copied.map(|()| Some(len))
+    }
+
+    /// Sends RELEASE without waiting for its reply (read before the next one), so a shm get
+    /// costs one round trip; the server unpins as soon as the frame arrives.
+    fn release(&mut self, ids: &[u64]) -> io::Result<()> {
+        self.io
+            .get_mut()
+            .write_all(&wire::frame(Op::Release, &proto::u64s_body(ids)))?;
+        self.owed += 1;
+        Ok(())
     }
 
     fn get_socket(&mut self, keys: &[BlockKey]) -> io::Result<Vec<Option<Bytes>>> {

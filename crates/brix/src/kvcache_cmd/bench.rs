@@ -20,8 +20,11 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value = "64KiB,256KiB,1MiB,4MiB,16MiB,64MiB", value_delimiter = ',', value_parser = parse_size)]
     sizes: Vec<u64>,
     /// Bytes moved per measurement and size (at least 8 values).
-    #[arg(long, default_value = "512MiB", value_parser = parse_size)]
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
     bytes: u64,
+    /// Repetitions of each measurement; the best is reported.
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
     /// Arena of the benchmark server.
     #[arg(long, default_value = "1GiB", value_parser = parse_size)]
     capacity: u64,
@@ -34,6 +37,15 @@ pub(crate) struct BenchArgs {
     /// Requests in flight in the pipelined latency test.
     #[arg(long, default_value_t = 16)]
     depth: usize,
+}
+
+/// The best of `reps` runs (the first ones also fault in pages on both sides of the mapping).
+fn best(reps: usize, mut f: impl FnMut(usize) -> std::io::Result<f64>) -> std::io::Result<f64> {
+    let mut top: f64 = 0.0;
+    for r in 0..reps.max(1) {
+        top = top.max(f(r)?);
+    }
+    Ok(top)
 }
 
 /// Bytes per second of `f` over `bytes`.
@@ -93,10 +105,11 @@ fn measure(args: &BenchArgs, tcp: &str, unix: &str) -> Result<(), KvcacheCmdErro
     let mut net = Client::connect(tcp, cfg)?;
     println!("# brix kvcache bench\n");
     println!(
-        "{} CPUs; arena {} MiB; {} MiB moved per cell; GB/s = 1e9 bytes/s; % = of memcpy in the same row.\n",
+        "{} CPUs; arena {} MiB; {} MiB moved per cell, best of {}; GB/s = 1e9 bytes/s; % = of memcpy in the same row.\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         args.capacity >> 20,
-        args.bytes >> 20
+        args.bytes >> 20,
+        args.reps
     );
     println!("| value | memcpy GB/s | shm put GB/s | shm get GB/s | TCP put GB/s | TCP get GB/s |");
     println!("|---|---|---|---|---|---|");
@@ -108,17 +121,19 @@ fn measure(args: &BenchArgs, tcp: &str, unix: &str) -> Result<(), KvcacheCmdErro
         let src: Vec<Vec<u8>> = (0..pool_vals)
             .map(|i| vec![i as u8 ^ 0x5a; size as usize])
             .collect();
-        let mut dst = vec![0u8; size as usize];
+        let mut dst = vec![1u8; size as usize];
         let total = n * size;
-        let memcpy = rate(total, || {
-            for i in 0..n as usize {
-                dst.copy_from_slice(&src[i % pool_vals]);
-                black_box(&dst);
-            }
-            Ok(())
+        let memcpy = best(args.reps, |_| {
+            rate(total, || {
+                for i in 0..n as usize {
+                    dst.copy_from_slice(&src[i % pool_vals]);
+                    black_box(&dst);
+                }
+                Ok(())
+            })
         })?;
-        // Puts use fresh keys (a present key is not rewritten); gets read back the last values
-        // put, as many as fit in half the arena, round robin.
+        // Puts use fresh keys (a present key is not rewritten); gets read back the values of
+        // the last put repetition (LRU keeps them), round robin.
         let put = |c: &mut Client, tcp: bool, run: u64| {
             rate(total, || {
                 for i in 0..n {
@@ -135,29 +150,38 @@ fn measure(args: &BenchArgs, tcp: &str, unix: &str) -> Result<(), KvcacheCmdErro
                 Ok(())
             })
         };
-        run += 1;
-        let shm_put = put(&mut shm, false, run)?;
-        let live = ((args.capacity / 2) / size).clamp(1, n);
+        let live = ((args.capacity / 4) / size).clamp(1, n);
         let first = n - live;
-        let shm_get = rate(total, || {
-            for i in 0..n {
-                let got = shm.get_into(key(run, first + i % live), &mut dst)?;
-                if got != Some(size as usize) {
-                    return Err(std::io::Error::other("shm get missed a value just put"));
-                }
-            }
-            Ok(())
+        let shm_put = best(args.reps, |_| {
+            run += 1;
+            put(&mut shm, false, run)
         })?;
-        run += 1;
-        let tcp_put = put(&mut net, true, run)?;
-        let tcp_get = rate(total, || {
-            for i in 0..n {
-                let got = net.get_tcp(&[key(run, first + i % live)])?;
-                if got.first().and_then(|v| v.as_ref()).map(|v| v.len()) != Some(size as usize) {
-                    return Err(std::io::Error::other("TCP get missed a value just put"));
+        let shm_get = best(args.reps, |_| {
+            rate(total, || {
+                for i in 0..n {
+                    let got = shm.get_into(key(run, first + i % live), &mut dst)?;
+                    if got != Some(size as usize) {
+                        return Err(std::io::Error::other("shm get missed a value just put"));
+                    }
                 }
-            }
-            Ok(())
+                Ok(())
+            })
+        })?;
+        let tcp_put = best(args.reps, |_| {
+            run += 1;
+            put(&mut net, true, run)
+        })?;
+        let tcp_get = best(args.reps, |_| {
+            rate(total, || {
+                for i in 0..n {
+                    let got = net.get_tcp(&[key(run, first + i % live)])?;
+                    let len = got.first().and_then(|v| v.as_ref()).map(|v| v.len());
+                    if len != Some(size as usize) {
+                        return Err(std::io::Error::other("TCP get missed a value just put"));
+                    }
+                }
+                Ok(())
+            })
         })?;
         let pct = |r: f64| format!("{} ({:.0} %)", gbs(r), 100.0 * r / memcpy);
         println!(
