@@ -102,8 +102,10 @@ struct Conn {
     io: BufReader<Stream>,
     info: ServerInfo,
     region: Option<SharedRegion>,
-    /// Replies to RELEASE frames sent without waiting; read before the next reply.
+    /// Replies to RELEASE and PUT_COMMIT frames sent without waiting; read before the next.
     owed: usize,
+    /// Shared-memory puts whose deferred commit failed (lease lapsed): stored, then lost.
+    lost_commits: u64,
 }
 
 /// A synchronous connection to one pool server (reconnects lazily after an error).
@@ -241,6 +243,12 @@ impl Client {
         Ok(wire::decode_u32(&got)? as usize)
     }
 
+    /// Shared-memory puts reported stored whose deferred commit then failed (their lease
+    /// lapsed before the commit arrived): on this connection, as far as replies were read.
+    pub fn lost_commits(&self) -> u64 {
+        self.conn.as_ref().map_or(0, |c| c.lost_commits)
+    }
+
     /// Server counters.
     pub fn stats(&mut self) -> io::Result<Stats> {
         let got = self.with(|c| c.call(Op::Stats, &[]))?;
@@ -310,6 +318,7 @@ fn open(endpoint: &Endpoint, cfg: &ClientConfig) -> io::Result<Conn> {
         info,
         region,
         owed: 0,
+        lost_commits: 0,
     })
 }
 
@@ -332,12 +341,23 @@ impl Conn {
     fn recv(&mut self) -> io::Result<Vec<u8>> {
         while self.owed > 0 {
             self.owed -= 1;
-            self.recv()?;
+            let (op, body) = self.recv_one()?;
+            if op == Op::PutCommit as u8 {
+                let lost = wire::decode_statuses(&body)?
+                    .iter()
+                    .filter(|s| **s != PutStatus::Stored)
+                    .count();
+                self.lost_commits += lost as u64;
+            }
         }
+        Ok(self.recv_one()?.1)
+    }
+
+    fn recv_one(&mut self) -> io::Result<(u8, Vec<u8>)> {
         let mut hdr = [0u8; HEADER_LEN];
         self.io.read_exact(&mut hdr)?;
         let max = self.max_reply();
-        read_body(&mut self.io, &hdr, max)
+        Ok((hdr[3], read_body(&mut self.io, &hdr, max)?))
     }
 
     fn call(&mut self, op: Op, body: &[u8]) -> io::Result<Vec<u8>> {
@@ -465,17 +485,14 @@ impl Conn {
                     ids.push(id);
                 }
             }
-            let mut failed = Vec::new();
+            // The commit is sent without waiting (one round trip per put); it can only fail
+            // if the lease lapsed, which `lost_commits` counts when its reply is read.
             if !ids.is_empty() {
-                let body = self.call(Op::PutCommit, &proto::u64s_body(&ids))?;
-                failed = wire::decode_statuses(&body)?;
+                let frame = wire::frame(Op::PutCommit, &proto::u64s_body(&ids));
+                self.io.get_mut().write_all(&frame)?;
+                self.owed += 1;
             }
-            let mut failed = failed.into_iter();
-            for &(status, _, _) in &got {
-                let lapsed =
-                    status == PutStatus::Stored && failed.next() != Some(PutStatus::Stored);
-                out.push(if lapsed { PutStatus::NoSpace } else { status });
-            }
+            out.extend(got.iter().map(|g| g.0));
         }
         Ok(out)
     }

@@ -22,8 +22,8 @@ pub(crate) struct BenchArgs {
     /// Bytes moved per measurement and size (at least 8 values).
     #[arg(long, default_value = "256MiB", value_parser = parse_size)]
     bytes: u64,
-    /// Repetitions of each measurement; the best is reported.
-    #[arg(long, default_value_t = 3)]
+    /// Repetitions of each measurement; medians are reported.
+    #[arg(long, default_value_t = 5)]
     reps: usize,
     /// Arena of the benchmark server.
     #[arg(long, default_value = "1GiB", value_parser = parse_size)]
@@ -39,13 +39,10 @@ pub(crate) struct BenchArgs {
     depth: usize,
 }
 
-/// The best of `reps` runs (the first ones also fault in pages on both sides of the mapping).
-fn best(reps: usize, mut f: impl FnMut(usize) -> std::io::Result<f64>) -> std::io::Result<f64> {
-    let mut top: f64 = 0.0;
-    for r in 0..reps.max(1) {
-        top = top.max(f(r)?);
-    }
-    Ok(top)
+/// The median (upper one for an even count).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Bytes per second of `f` over `bytes`.
@@ -105,7 +102,7 @@ fn measure(args: &BenchArgs, tcp: &str, unix: &str) -> Result<(), KvcacheCmdErro
     let mut net = Client::connect(tcp, cfg)?;
     println!("# brix kvcache bench\n");
     println!(
-        "{} CPUs; arena {} MiB; {} MiB moved per cell, best of {}; GB/s = 1e9 bytes/s; % = of memcpy in the same row.\n",
+        "{} CPUs; arena {} MiB; {} MiB moved per measurement; median of {} repetitions; GB/s = 1e9 bytes/s; % = median ratio to a memcpy pass of the same bytes run just before each measurement.\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         args.capacity >> 20,
         args.bytes >> 20,
@@ -123,7 +120,7 @@ fn measure(args: &BenchArgs, tcp: &str, unix: &str) -> Result<(), KvcacheCmdErro
             .collect();
         let mut dst = vec![1u8; size as usize];
         let total = n * size;
-        let memcpy = best(args.reps, |_| {
+        let memcpy = |dst: &mut [u8]| {
             rate(total, || {
                 for i in 0..n as usize {
                     dst.copy_from_slice(&src[i % pool_vals]);
@@ -131,9 +128,9 @@ fn measure(args: &BenchArgs, tcp: &str, unix: &str) -> Result<(), KvcacheCmdErro
                 }
                 Ok(())
             })
-        })?;
+        };
         // Puts use fresh keys (a present key is not rewritten); gets read back the values of
-        // the last put repetition (LRU keeps them), round robin.
+        // the last put (LRU keeps them), round robin.
         let put = |c: &mut Client, tcp: bool, run: u64| {
             rate(total, || {
                 for i in 0..n {
@@ -152,42 +149,48 @@ fn measure(args: &BenchArgs, tcp: &str, unix: &str) -> Result<(), KvcacheCmdErro
         };
         let live = ((args.capacity / 4) / size).clamp(1, n);
         let first = n - live;
-        let shm_put = best(args.reps, |_| {
-            run += 1;
-            put(&mut shm, false, run)
-        })?;
-        let shm_get = best(args.reps, |_| {
-            rate(total, || {
-                for i in 0..n {
-                    let got = shm.get_into(key(run, first + i % live), &mut dst)?;
-                    if got != Some(size as usize) {
-                        return Err(std::io::Error::other("shm get missed a value just put"));
-                    }
+        // Each path is measured right after a memcpy pass of the same bytes, and its ratio is
+        // taken against that pass: the machine's load drifts less within a pair than a row.
+        let mut cells: [Vec<(f64, f64)>; 4] = Default::default();
+        let mut copies = Vec::new();
+        for _ in 0..args.reps.max(1) {
+            for (path, cell) in cells.iter_mut().enumerate() {
+                let m = memcpy(&mut dst)?;
+                copies.push(m);
+                if path % 2 == 0 {
+                    run += 1;
                 }
-                Ok(())
-            })
-        })?;
-        let tcp_put = best(args.reps, |_| {
-            run += 1;
-            put(&mut net, true, run)
-        })?;
-        let tcp_get = best(args.reps, |_| {
-            rate(total, || {
-                for i in 0..n {
-                    let got = net.get_tcp(&[key(run, first + i % live)])?;
-                    let len = got.first().and_then(|v| v.as_ref()).map(|v| v.len());
-                    if len != Some(size as usize) {
-                        return Err(std::io::Error::other("TCP get missed a value just put"));
-                    }
-                }
-                Ok(())
-            })
-        })?;
-        let pct = |r: f64| format!("{} ({:.0} %)", gbs(r), 100.0 * r / memcpy);
+                let r = match path {
+                    0 => put(&mut shm, false, run)?,
+                    2 => put(&mut net, true, run)?,
+                    _ => rate(total, || {
+                        for i in 0..n {
+                            let k = key(run, first + i % live);
+                            let len = if path == 1 {
+                                shm.get_into(k, &mut dst)?
+                            } else {
+                                net.get_tcp(&[k])?.pop().flatten().map(|v| v.len())
+                            };
+                            if len != Some(size as usize) {
+                                return Err(std::io::Error::other("a get missed a value just put"));
+                            }
+                        }
+                        Ok(())
+                    })?,
+                };
+                cell.push((r, r / m));
+            }
+        }
+        let pct = |c: &mut Vec<(f64, f64)>| {
+            let rates = median(c.iter().map(|x| x.0).collect());
+            let ratio = median(c.iter().map(|x| x.1).collect());
+            format!("{} ({:.0} %)", gbs(rates), 100.0 * ratio)
+        };
+        let [shm_put, shm_get, tcp_put, tcp_get] = &mut cells;
         println!(
             "| {} | {} | {} | {} | {} | {} |",
             human(size),
-            gbs(memcpy),
+            gbs(median(copies)),
             pct(shm_put),
             pct(shm_get),
             pct(tcp_put),
