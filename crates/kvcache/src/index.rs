@@ -171,7 +171,7 @@ impl Index {
             });
         }
         let others_held = self.held_bytes - old_held;
-        if others_held + weight > self.capacity {
+        if u128::from(others_held) + u128::from(weight) > u128::from(self.capacity) {
             self.stats.rejected += 1;
             return Err(IndexError::NoRoom {
                 weight,
@@ -181,11 +181,14 @@ impl Index {
         }
         let mut evicted = Vec::new();
         let base = self.used - old;
-        if base + weight > self.high {
+        // u128 sums: capacities near u64::MAX must not overflow.
+        let fits =
+            |used: u64, limit: u64| u128::from(used) + u128::from(weight) <= u128::from(limit);
+        if !fits(base, self.high) {
             let entries = &self.entries;
             let pinned = |k: BlockKey| k == key || entries.get(&k).is_some_and(Entry::held);
             let mut freed = 0;
-            while base - freed + weight > self.low {
+            while !fits(base - freed, self.low) {
                 let Some(victim) = self.policy.evict(&pinned) else {
                     break;
                 };
@@ -201,7 +204,7 @@ impl Index {
                 }
             }
         }
-        debug_assert!(self.used - old + weight <= self.capacity);
+        debug_assert!(fits(self.used - old, self.capacity));
         match self.entries.get_mut(&key) {
             Some(e) => {
                 e.weight = weight;

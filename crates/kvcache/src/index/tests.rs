@@ -122,3 +122,15 @@ fn watermarks_are_normalised() {
     let c = cfg(1000, f64::NAN, -1.0, PolicyKind::Lru);
     assert_eq!(c.watermark_bytes(), (1000, 0));
 }
+
+#[test]
+fn huge_capacity_does_not_overflow() {
+    let mut ix = Index::new(cfg(u64::MAX, 1.0, 1.0, PolicyKind::default()));
+    ix.insert(k(1), u64::MAX - 1, 0).expect("fits");
+    assert_eq!(ix.insert(k(2), 5, 0), Ok(vec![k(1)]));
+    ix.pin(k(2));
+    assert!(matches!(
+        ix.insert(k(3), u64::MAX, 0),
+        Err(IndexError::NoRoom { .. })
+    ));
+}
