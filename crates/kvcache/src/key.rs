@@ -81,7 +81,7 @@ fn next_key(parent: BlockKey, chunk: &[u32], buf: &mut Vec<u8>) -> BlockKey {
 }
 
 /// Keys of the full `chunk_tokens`-token chunks of `tokens` (a partial tail chunk gets no key):
-/// key[i] = xxh3_128(key[i-1] bytes ‖ chunk i's token ids as u32 LE), key[-1] = root.
+/// `key[i] = xxh3_128(key[i-1] bytes ‖ chunk i's token ids as u32 LE)`, `key[-1] = root`.
 /// `chunk_tokens == 0` yields no keys.
 pub fn chunk_keys(root: BlockKey, tokens: &[u32], chunk_tokens: usize) -> Vec<BlockKey> {
     if chunk_tokens == 0 {
