@@ -266,6 +266,19 @@ impl Index {
         keys.len()
     }
 
+    /// [`Index::longest_prefix`] without side effects: no access for the policy, no stats, no
+    /// lease expiry (for scoring or probing, e.g. a router asking where a prefix lives).
+    pub fn prefix_len(&self, keys: &[BlockKey]) -> usize {
+        keys.iter()
+            .take_while(|k| self.entries.contains_key(k))
+            .count()
+    }
+
+    /// Present keys, in no particular order (for flushing or listing a pool).
+    pub fn keys(&self) -> impl Iterator<Item = BlockKey> + '_ {
+        self.entries.keys().copied()
+    }
+
     /// Forgets `key` (an explicit delete: not an eviction; pins and leases go with it).
     pub fn remove(&mut self, key: BlockKey) -> bool {
         let Some(e) = self.entries.remove(&key) else {

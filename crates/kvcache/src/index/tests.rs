@@ -110,6 +110,13 @@ fn longest_prefix_stops_at_first_miss_and_touches() {
     assert_eq!(ix.longest_prefix(&[], 0), 0);
     let s = ix.stats();
     assert_eq!((s.hits, s.misses), (3, 1));
+    // The side-effect-free form agrees and changes nothing.
+    assert_eq!(ix.prefix_len(&[k(0), k(1), k(2)]), 1);
+    assert_eq!(ix.prefix_len(&[k(2), k(0)]), 2);
+    assert_eq!(ix.stats(), s);
+    let mut present: Vec<BlockKey> = ix.keys().collect();
+    present.sort();
+    assert_eq!(present, vec![k(0), k(2)]);
     // k0 was touched last: k2 is the LRU victim.
     ix.insert(k(5), 1, 0).expect("fits");
     assert_eq!(ix.insert(k(6), 1, 0), Ok(vec![k(2)]));
