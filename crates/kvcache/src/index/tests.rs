@@ -141,3 +141,9 @@ fn huge_capacity_does_not_overflow() {
         Err(IndexError::NoRoom { .. })
     ));
 }
+
+#[test]
+fn index_can_be_shared_behind_a_mutex() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<std::sync::Mutex<Index>>();
+}
