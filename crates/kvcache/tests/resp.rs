@@ -1,71 +1,41 @@
 //! The Redis-protocol subset over real sockets, driven by the `redis` crate (a real client: its
 //! handshake, pipelines and RESP3) and by raw bytes for what no client sends on purpose.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use brix_kvcache::BlockKey;
-use brix_kvcache::proto::PutStatus;
-use brix_kvcache::resp::{self, RespConfig, RespStore};
-use bytes::Bytes;
+use brix_kvcache::resp;
+use brix_kvcache::server::ServerHandle;
 use redis::aio::MultiplexedConnection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
+mod common;
+
+/// The test servers' value limit (`common::config`).
 const MAX_VALUE: usize = 1 << 20;
-
-#[derive(Debug, Default)]
-struct MapStore(Mutex<HashMap<BlockKey, Bytes>>);
-
-impl RespStore for MapStore {
-    fn get(&self, key: BlockKey) -> Option<Bytes> {
-        self.0.lock().expect("lock").get(&key).cloned()
-    }
-    fn put(&self, key: BlockKey, value: &[u8]) -> PutStatus {
-        let mut m = self.0.lock().expect("lock");
-        if m.contains_key(&key) {
-            return PutStatus::Exists;
-        }
-        m.insert(key, Bytes::copy_from_slice(value));
-        PutStatus::Stored
-    }
-    fn exists(&self, key: BlockKey) -> bool {
-        self.0.lock().expect("lock").contains_key(&key)
-    }
-    fn delete(&self, key: BlockKey) -> bool {
-        self.0.lock().expect("lock").remove(&key).is_some()
-    }
-    fn len(&self) -> u64 {
-        self.0.lock().expect("lock").len() as u64
-    }
-    fn info(&self) -> Vec<(&'static str, u64)> {
-        vec![("entries", self.len())]
-    }
-}
 
 struct Pool {
     addr: SocketAddr,
-    store: Arc<MapStore>,
+    handle: ServerHandle,
 }
 
+impl Pool {
+    fn entries(&self) -> u64 {
+        self.handle.store().stats().entries
+    }
+}
+
+/// A real pool server (binary protocol and RESP on one port) on 127.0.0.1:0.
 async fn start(token: Option<&str>) -> Pool {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let store = Arc::new(MapStore::default());
-    let mut cfg = RespConfig::new(MAX_VALUE);
+    let mut cfg = common::config();
+    assert_eq!(cfg.store.max_value, MAX_VALUE as u64);
     cfg.token = token.map(str::to_string);
-    cfg.io_timeout = Duration::from_secs(5);
-    let s = store.clone();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.expect("accept");
-            let (s, cfg) = (s.clone(), cfg.clone());
-            tokio::spawn(async move { resp::serve(stream, s, &[], &cfg).await });
-        }
-    });
-    Pool { addr, store }
+    let handle = common::start(cfg).await;
+    Pool {
+        addr: handle.local_addr(),
+        handle,
+    }
 }
 
 async fn client(url: String) -> MultiplexedConnection {
@@ -152,7 +122,7 @@ async fn set_get_mget_exists_del_round_trip_binary_values() {
             .query_async(&mut c)
             .await
             .expect("dbsize");
-        assert_eq!((n, pool.store.len()), (2, 2), "{proto}");
+        assert_eq!((n, pool.entries()), (2, 2), "{proto}");
         // SET replaces (Redis semantics) although the store keeps first values.
         let () = redis::cmd("SET")
             .arg("chunk@b")
@@ -186,7 +156,7 @@ async fn set_get_mget_exists_del_round_trip_binary_values() {
             .query_async(&mut c)
             .await
             .expect("unlink");
-        assert_eq!((n, pool.store.len()), (1, 0), "{proto}");
+        assert_eq!((n, pool.entries()), (1, 0), "{proto}");
         let () = redis::cmd("MSET")
             .arg("x")
             .arg("1")
@@ -265,7 +235,7 @@ async fn auth_is_the_token() {
             .await
             .expect("set after auth");
     }
-    assert_eq!(pool.store.len(), 1);
+    assert_eq!(pool.entries(), 1);
     let out = raw(
         pool.addr,
         b"*2\r\n$4\r\nAUTH\r\n$5\r\nwrong\r\n*1\r\n$4\r\nQUIT\r\n",
@@ -322,9 +292,10 @@ async fn malformed_and_oversized_requests_close_only_their_connection() {
         .await
         .expect("set");
     let cases: &[(&[u8], &str)] = &[
+        // A first byte other than `*` selects the binary protocol: inline text only after RESP.
         (
-            b"PING\r\n",
-            "-ERR Protocol error: inline commands are not supported",
+            b"*1\r\n$4\r\nPING\r\nPING\r\n",
+            "+PONG\r\n-ERR Protocol error: inline commands are not supported",
         ),
         (b"*1\r\n$-5\r\n", "-ERR Protocol error: invalid bulk length"),
         (b"*x\r\n", "-ERR Protocol error: invalid multibulk length"),
@@ -381,7 +352,7 @@ async fn malformed_and_oversized_requests_close_only_their_connection() {
         .query_async(&mut c)
         .await
         .expect("still serving");
-    assert_eq!((got, pool.store.len()), (b"me".to_vec(), 1));
+    assert_eq!((got, pool.entries()), (b"me".to_vec(), 1));
     let err = redis::cmd("SET")
         .arg("k")
         .arg("v")

@@ -31,6 +31,8 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::BlockKey;
 use crate::proto::PutStatus;
+use crate::server::ServerConfig;
+use crate::store::Store;
 use codec::{Frame, Limits, Out, Proto};
 
 /// Domain string of the RESP key namespace (versioned: changing the mapping changes it).
@@ -94,6 +96,17 @@ impl RespConfig {
         }
     }
 
+    /// The RESP side of a pool server: its token, value limit and timeouts.
+    pub fn for_server(cfg: &ServerConfig) -> Self {
+        Self {
+            token: cfg.token.clone().filter(|t| !t.is_empty()),
+            max_value: usize::try_from(cfg.store.max_value).unwrap_or(usize::MAX),
+            io_timeout: cfg.io_timeout,
+            idle_timeout: cfg.idle_timeout,
+            ..Self::new(0)
+        }
+    }
+
     fn limits(&self) -> Limits {
         // A command holds at most one value plus keys and names (MSET of several values must fit
         // in one value's budget): the connection's memory stays bounded by one max_value.
@@ -103,6 +116,42 @@ impl RespConfig {
             max_bulk: self.max_value.max(MAX_KEY),
             max_command: self.max_value + slack,
         }
+    }
+}
+
+impl RespStore for Store {
+    fn get(&self, key: BlockKey) -> Option<Bytes> {
+        Store::get(self, key)
+    }
+
+    fn put(&self, key: BlockKey, value: &[u8]) -> PutStatus {
+        Store::put(self, key, value)
+    }
+
+    fn exists(&self, key: BlockKey) -> bool {
+        Store::exists(self, key)
+    }
+
+    fn delete(&self, key: BlockKey) -> bool {
+        Store::delete(self, key)
+    }
+
+    fn len(&self) -> u64 {
+        self.stats().entries
+    }
+
+    fn info(&self) -> Vec<(&'static str, u64)> {
+        let s = self.stats();
+        vec![
+            ("capacity_bytes", s.capacity_bytes),
+            ("used_bytes", s.used_bytes),
+            ("entries", s.entries),
+            ("puts", s.puts),
+            ("hits", s.hits),
+            ("misses", s.misses),
+            ("evictions", s.evictions),
+            ("rejected", s.rejected),
+        ]
     }
 }
 
@@ -190,15 +239,20 @@ impl Replies {
 
 /// Serves one RESP connection until the peer closes, sends `QUIT`, breaks the protocol or times
 /// out. `first` holds the bytes the caller already read while sniffing the protocol.
-pub async fn serve<S, B>(stream: S, store: Arc<B>, first: &[u8], cfg: &RespConfig) -> io::Result<()>
+pub async fn serve<S, B>(
+    stream: S,
+    store: Arc<B>,
+    first: Vec<u8>,
+    cfg: &RespConfig,
+) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     B: RespStore + ?Sized,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let limits = cfg.limits();
-    let mut inbuf = BytesMut::with_capacity(READ_CHUNK.max(first.len()));
-    inbuf.extend_from_slice(first);
+    let mut inbuf = BytesMut::from(&first[..]);
+    inbuf.reserve(READ_CHUNK);
     let mut replies = Replies::default();
     let mut conn = Conn {
         id: cmd::next_id(),

@@ -103,8 +103,9 @@ pub(super) async fn serve(shared: Arc<Shared>, io: Io, mut stop: watch::Receiver
         Some(b'*') => {
             let buffered = io.buffer().to_vec();
             let io = io.into_inner();
+            let resp = crate::resp::RespConfig::for_server(&shared.cfg);
             tokio::select! {
-                _ = crate::resp::serve(io, shared.store.clone(), buffered) => {}
+                _ = crate::resp::serve(io, shared.store.clone(), buffered, &resp) => {}
                 _ = stop.wait_for(|s| *s) => {}
             }
         }
