@@ -44,8 +44,13 @@ pub(crate) struct SimArgs {
     /// (times each strategy), named by its metadata.name, its fleet scaled by that policy.
     #[arg(long)]
     autoscaler: Option<PathBuf>,
-    /// Storage bandwidth, GB/s, that an engine asked for by the autoscaler loads its weights
-    /// at (per GPU).
+    /// Replica counts set at fixed times, `SECONDS:ENGINES,...` (no autoscaler): the surplus
+    /// drains, missing engines start cold (empty caches) after the start-up time;
+    /// `600:2,600:4` restarts two engines at 600 s, `600:2,900:4` scales 4 → 2 → 4.
+    #[arg(long)]
+    scale_at: Option<vsim::ScaleSchedule>,
+    /// Storage bandwidth, GB/s, that an engine asked for by the autoscaler (or --scale-at)
+    /// loads its weights at (per GPU).
     #[arg(long, default_value_t = brix_autoscaler::DEFAULT_STORAGE_GBPS)]
     storage_gbps: f64,
     /// Seconds an engine takes to start once its weights are loaded (CUDA graphs, warm-up).
@@ -195,24 +200,28 @@ pub(crate) fn run(a: SimArgs) -> Result<(), SimCliError> {
     let strategies = SimStrategy::parse_list(&a.strategy)?;
     let arrival: Arrival = a.arrival.parse()?;
     let cfg = fleet(&a)?;
+    let mut cfg = cfg;
+    if a.autoscaler.is_some() || a.scale_at.is_some() {
+        if !(a.storage_gbps.is_finite() && a.storage_gbps > 0.0) {
+            return Err(SimCliError::Flag("--storage-gbps must be positive".into()));
+        }
+        if !(a.engine_start_s.is_finite() && a.engine_start_s >= 0.0) {
+            return Err(SimCliError::Flag(
+                "--engine-start-s must be 0 or more seconds".into(),
+            ));
+        }
+    }
+    let startup = brix_autoscaler::startup_estimate(&cfg.model, a.storage_gbps, a.engine_start_s);
+    cfg.schedule = a.scale_at.clone().map(|mut s| {
+        s.startup_s = startup;
+        s
+    });
     let autoscalers: Vec<Option<vsim::ScaleConfig>> = match &a.autoscaler {
         None => vec![None],
-        Some(path) => {
-            if !(a.storage_gbps.is_finite() && a.storage_gbps > 0.0) {
-                return Err(SimCliError::Flag("--storage-gbps must be positive".into()));
-            }
-            if !(a.engine_start_s.is_finite() && a.engine_start_s >= 0.0) {
-                return Err(SimCliError::Flag(
-                    "--engine-start-s must be 0 or more seconds".into(),
-                ));
-            }
-            let startup =
-                brix_autoscaler::startup_estimate(&cfg.model, a.storage_gbps, a.engine_start_s);
-            scale::load(path, &cfg, startup)?
-                .into_iter()
-                .map(Some)
-                .collect()
-        }
+        Some(path) => scale::load(path, &cfg, startup)?
+            .into_iter()
+            .map(Some)
+            .collect(),
     };
     let release = match arrival.users() {
         Some(users) => Release::Closed {
@@ -229,7 +238,6 @@ pub(crate) fn run(a: SimArgs) -> Result<(), SimCliError> {
     } else {
         0
     };
-    let mut cfg = cfg;
     cfg.adapters = a.lora.build(w.requests.len(), a.seed)?;
     let load_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();

@@ -24,6 +24,8 @@ mod sim;
 #[cfg(test)]
 mod adapter_tests;
 #[cfg(test)]
+mod kvpool_tests;
+#[cfg(test)]
 mod replica_tests;
 #[cfg(test)]
 mod scale_tests;
@@ -149,6 +151,58 @@ pub struct SimConfig {
     /// each pod's exact cached tokens (`Pod::cached_tokens`) instead of the approximate
     /// index.
     pub kv_events: bool,
+    /// Replica counts set at fixed times (a restart, a scale-down and back), on a static
+    /// fleet; `None`: `engines` for the whole run.
+    pub schedule: Option<ScaleSchedule>,
+}
+
+/// Replica counts an operator sets at fixed times (`--scale-at`): engines beyond the count
+/// drain and stop, missing ones start cold (empty caches) and join after `startup_s`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScaleSchedule {
+    /// (seconds, engines from then on), in time order; two steps at one time restart engines.
+    pub steps: Vec<(f64, u32)>,
+    /// Seconds from asking for an engine to its first good probe.
+    pub startup_s: f64,
+}
+
+impl FromStr for ScaleSchedule {
+    type Err = String;
+
+    /// `T:N,T:N,...` (seconds:engines); `startup_s` is 0 (set it after parsing).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let steps = s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (t, n) = p
+                    .split_once(':')
+                    .ok_or_else(|| format!("'{p}' is not SECONDS:ENGINES"))?;
+                let at: f64 = t
+                    .parse()
+                    .ok()
+                    .filter(|t: &f64| t.is_finite() && *t >= 0.0)
+                    .ok_or_else(|| format!("'{t}' is not seconds ≥ 0"))?;
+                let n: u32 = n
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| format!("'{n}' is not a count ≥ 1"))?;
+                Ok((at, n))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        if steps.is_empty() {
+            return Err("no SECONDS:ENGINES step".into());
+        }
+        if !steps.is_sorted_by(|a, b| a.0 <= b.0) {
+            return Err("steps must be in time order".into());
+        }
+        Ok(Self {
+            steps,
+            startup_s: 0.0,
+        })
+    }
 }
 
 impl SimConfig {
@@ -166,6 +220,7 @@ impl SimConfig {
             adapters: None,
             replicas: ReplicaConfig::default(),
             kv_events: false,
+            schedule: None,
         }
     }
 }
@@ -309,6 +364,12 @@ pub enum SimError {
     /// positive sync interval.
     #[error("--gateways above 1 needs a positive --sync-ms and no autoscaler or adapters")]
     Replicas,
+    /// A replica schedule needs a static, base-model fleet behind one gateway, times in order,
+    /// counts of 1 or more and a start-up time of 0 or more seconds.
+    #[error(
+        "--scale-at needs no autoscaler, adapters or extra gateways; times in order, counts ≥ 1"
+    )]
+    Schedule,
     /// Events ran out with requests unfinished (a simulator bug, reported rather than hung).
     #[error("simulation stalled with {stuck} requests unfinished ({done} done)")]
     Stalled {

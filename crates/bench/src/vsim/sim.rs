@@ -15,6 +15,7 @@ mod decide;
 mod lora;
 mod replicas;
 mod scale;
+mod schedule;
 mod slot;
 
 use std::cmp::Reverse;
@@ -99,6 +100,8 @@ pub(crate) struct Sim<'a> {
     replicas: Option<replicas::Replicas>,
     /// SGLang's per-engine trees, for `sglang-cache-aware`.
     trees: cache_aware::Trees,
+    /// Replica-schedule steps that changed the count.
+    scheduled_events: u64,
 }
 
 impl<'a> Sim<'a> {
@@ -213,8 +216,10 @@ impl<'a> Sim<'a> {
                 .as_ref()
                 .map(|a| LoraState::new(a, cfg.engines)),
             replicas: None,
+            scheduled_events: 0,
         };
         sim.start_replicas()?;
+        sim.start_schedule()?;
         if matches!(release, Release::Closed { users: 0, .. }) {
             return Err(SimError::NoUsers);
         }
@@ -270,6 +275,7 @@ impl<'a> Sim<'a> {
                 Event::AdapterLoaded(e, a) => self.loaded(e, a, at),
                 Event::AdapterHoldTimeout(i) => self.adapter_hold_timeout(i, at),
                 Event::Sync(r) => self.sync(r, at),
+                Event::Scheduled(k) => self.scheduled(k, at),
             }
         }
         let stuck = self.live.iter().filter(|l| l.is_some()).count() + self.held();

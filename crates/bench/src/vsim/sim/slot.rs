@@ -33,6 +33,8 @@ pub(super) enum Event {
     AdapterHoldTimeout(usize),
     /// Gateway replica (by number) publishes its loads and bookings to the others.
     Sync(usize),
+    /// Step (by position) of the replica schedule is due.
+    Scheduled(usize),
 }
 
 impl Event {
