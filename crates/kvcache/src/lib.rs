@@ -9,7 +9,10 @@
 //! - [`ring`]: placement of keys on pool servers (consistent hashing or rendezvous);
 //! - [`replay`]: trace replay through [`Index`] for eviction studies.
 //!
-//! The server, clients and shared-memory transport live behind the default feature `net`.
+//! The server, clients and shared-memory transport live behind the default feature `net`:
+//! [`server`] (one port for the binary protocol of [`proto`] and RESP), [`store`] (index +
+//! [`arena`] allocator over the [`shm`] memfd), [`blocking`] and [`client`] (one server, sync
+//! and async), [`pool`] (several servers over the ring).
 //!
 //! ```
 //! use brix_kvcache::{chunk_keys, Index, IndexConfig, Namespace};
@@ -33,3 +36,24 @@ pub use index::{Index, IndexConfig, IndexError, IndexStats};
 pub use key::{BlockKey, KeyChain, Namespace, chunk_keys};
 pub use policy::{EvictionPolicy, PolicyKind};
 pub use ring::{DEFAULT_VNODES, Ring, rendezvous};
+
+#[cfg(feature = "net")]
+pub mod arena;
+#[cfg(feature = "net")]
+pub mod blocking;
+#[cfg(feature = "net")]
+pub mod client;
+#[cfg(feature = "net")]
+pub mod pool;
+#[cfg(feature = "net")]
+pub mod proto;
+#[cfg(feature = "net")]
+pub mod resp;
+#[cfg(feature = "net")]
+pub mod server;
+#[cfg(feature = "net")]
+pub mod shm;
+#[cfg(feature = "net")]
+pub mod store;
+#[cfg(feature = "net")]
+mod wire;

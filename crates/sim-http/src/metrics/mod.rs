@@ -67,13 +67,14 @@ impl Metrics {
     }
 
     /// Books one delivered step: its size, its tokens' latencies, and the counter deltas;
-    /// `cached` is the prefix-cache share of the prompts whose first token it produced.
+    /// `cached` is the prefix-cache and KV-tier share of the prompts whose first token it
+    /// produced, `external` the KV tier's part of it.
     pub(crate) fn record_step(
         &self,
         out: &StepOutput,
         before: &EngineStats,
         after: &EngineStats,
-        cached: u64,
+        (cached, external): (u64, u64),
     ) {
         self.hist
             .iteration_tokens
@@ -89,8 +90,10 @@ impl Metrics {
         let prompt = delta(after.prompt_tokens, before.prompt_tokens);
         c.prompt_tokens.inc_by(prompt);
         let cached = cached.min(prompt);
+        let external = external.min(cached);
         c.prompt_by_source[0].inc_by(prompt - cached);
-        c.prompt_by_source[1].inc_by(cached);
+        c.prompt_by_source[1].inc_by(cached - external);
+        c.prompt_by_source[2].inc_by(external);
         c.prompt_tokens_cached.inc_by(cached);
         c.generation_tokens
             .inc_by(delta(after.generation_tokens, before.generation_tokens));
@@ -99,6 +102,12 @@ impl Metrics {
         let hits = delta(after.prefix_hits, before.prefix_hits);
         c.prefix_hits.inc_by(hits);
         c.cached_on_device.inc_by(hits);
+        // vLLM books the connector's queries and hits at admission, per scheduler step.
+        let ext_hits = delta(after.external_hits, before.external_hits);
+        c.external_queries
+            .inc_by(delta(after.external_queries, before.external_queries));
+        c.external_hits.inc_by(ext_hits);
+        c.cached_external.inc_by(ext_hits);
         c.preemptions
             .inc_by(delta(after.preemptions, before.preemptions));
     }
