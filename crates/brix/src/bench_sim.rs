@@ -16,6 +16,8 @@ use brix_sim::{Catalog, EngineSettings, ProfileError};
 use clap::Args;
 use serde::Serialize;
 
+#[path = "bench_sim_kvpool.rs"]
+mod kvpool;
 #[path = "bench_sim_lora.rs"]
 mod lora;
 #[path = "bench_sim_scale.rs"]
@@ -129,6 +131,8 @@ pub(crate) struct SimArgs {
     num_gpu_blocks_override: Option<u32>,
     #[command(flatten)]
     lora: lora::LoraArgs,
+    #[command(flatten)]
+    kv_pool: kvpool::KvPoolArgs,
 }
 
 /// Why `brix bench sim` failed.
@@ -190,6 +194,8 @@ struct SimInfo<'a> {
     virtual_end_s: f64,
     fallbacks: &'a std::collections::BTreeMap<String, u64>,
     per_engine: &'a [vsim::EngineReport],
+    external_hit_rate: f64,
+    kv_pool: Option<&'a vsim::PoolReport>,
     autoscaler: Option<&'a str>,
     startup_s: Option<f64>,
     warnings: &'a [String],
@@ -318,6 +324,8 @@ pub(crate) fn run(a: SimArgs) -> Result<(), SimCliError> {
             virtual_end_s: result.end_s,
             fallbacks: &result.fallbacks,
             per_engine: &result.engines,
+            external_hit_rate: result.external_hit_rate(),
+            kv_pool: result.pool.as_ref(),
             autoscaler: scaler,
             startup_s: sc.as_ref().map(|sc| sc.startup_s),
             warnings: &result.warnings,
@@ -371,6 +379,7 @@ fn fleet(a: &SimArgs) -> Result<SimConfig, SimCliError> {
     cfg.scrape_interval_s = a.scrape_interval_ms as f64 / 1000.0;
     cfg.kv_events = a.kv_events;
     cfg.seed = a.seed;
+    cfg.kv_pool = a.kv_pool.build(cfg.engine.block_size)?;
     let min_ok = a.sync_min_ms > 0.0 && a.sync_min_ms <= a.sync_ms && a.sync_ms.is_finite();
     if a.gateways == 0 || a.gateways > 64 || !min_ok {
         return Err(SimCliError::Flag(
@@ -419,6 +428,9 @@ fn combined(rows: &[(Summary, SimRun, f64)], command: &str, setup_s: f64) -> Str
             r.end_s,
         );
     }
+    out.push_str(&kvpool::table(
+        rows.iter().map(|(s, r, _)| (s.label.as_str(), r)),
+    ));
     let adapters: Vec<String> = rows
         .iter()
         .filter_map(|(s, r, _)| lora::summary_line(&s.label, r))

@@ -18,6 +18,7 @@ mod autoscale;
 mod fleet_report;
 mod oracle;
 mod plot;
+mod pool;
 mod release;
 mod sim;
 
@@ -33,8 +34,11 @@ mod scale_tests;
 mod tests;
 
 pub use autoscale::ScaleConfig;
+/// The pool's eviction policies (`brix_kvcache`'s), for `--kv-pool-policy`.
+pub use brix_kvcache::PolicyKind;
 pub use fleet_report::{TimelineSample, decisions_jsonl, timeline_csv};
 pub use plot::timeline_png;
+pub use pool::{FleetPool, KvPoolConfig, PoolReport};
 pub use sim::{Assign, ReplicaConfig};
 
 use std::collections::BTreeMap;
@@ -154,6 +158,9 @@ pub struct SimConfig {
     /// Replica counts set at fixed times (a restart, a scale-down and back), on a static
     /// fleet; `None`: `engines` for the whole run.
     pub schedule: Option<ScaleSchedule>,
+    /// A KV pool every engine of the run shares below its prefix cache (`--kv-pool-gib`);
+    /// `None`: prefix caching alone.
+    pub kv_pool: Option<KvPoolConfig>,
 }
 
 /// Replica counts an operator sets at fixed times (`--scale-at`): engines beyond the count
@@ -221,6 +228,7 @@ impl SimConfig {
             replicas: ReplicaConfig::default(),
             kv_events: false,
             schedule: None,
+            kv_pool: None,
         }
     }
 }
@@ -291,6 +299,38 @@ pub struct EngineReport {
     pub steps: u64,
     /// Virtual seconds spent in steps.
     pub busy_s: f64,
+    /// Prompt tokens beyond the local hit looked up in the KV pool
+    /// (`external_prefix_cache_queries`).
+    pub external_queries: u64,
+    /// Of those, tokens loaded from the pool (`external_prefix_cache_hits`,
+    /// `prompt_tokens_by_source{source=external_kv_transfer}`).
+    pub external_hits: u64,
+    /// Bytes loaded from the pool.
+    pub external_loaded_bytes: u64,
+    /// Bytes offered to the pool (write-through).
+    pub external_stored_bytes: u64,
+    /// Virtual seconds steps waited for pool loads.
+    pub external_load_s: f64,
+}
+
+impl EngineReport {
+    /// Engine `name`'s report from its own counters.
+    pub(crate) fn of(name: &str, requests: u64, st: &brix_sim::EngineStats) -> Self {
+        Self {
+            name: name.to_string(),
+            requests,
+            prefix_queries: st.prefix_queries,
+            prefix_hits: st.prefix_hits,
+            preemptions: st.preemptions,
+            steps: st.steps,
+            busy_s: st.busy_time,
+            external_queries: st.external_queries,
+            external_hits: st.external_hits,
+            external_loaded_bytes: st.external_loaded_bytes,
+            external_stored_bytes: st.external_stored_bytes,
+            external_load_s: st.external_load_time,
+        }
+    }
 }
 
 /// What a run produced.
@@ -314,6 +354,8 @@ pub struct SimRun {
     pub warnings: Vec<String>,
     /// Per-adapter counts and placement events, in a run with adapters.
     pub adapters: Option<adapters::AdapterReport>,
+    /// What the KV pool did, in a run with one.
+    pub pool: Option<PoolReport>,
 }
 
 impl SimRun {
@@ -321,6 +363,15 @@ impl SimRun {
     pub fn prefix_hit_rate(&self) -> f64 {
         let (h, q) = self.engines.iter().fold((0, 0), |(h, q), e| {
             (h + e.prefix_hits, q + e.prefix_queries)
+        });
+        if q == 0 { 0.0 } else { h as f64 / q as f64 }
+    }
+
+    /// Prompt tokens loaded from the KV pool over all prompt tokens looked up locally: the
+    /// share of prompts the pool served (0 without a pool).
+    pub fn external_hit_rate(&self) -> f64 {
+        let (h, q) = self.engines.iter().fold((0, 0), |(h, q), e| {
+            (h + e.external_hits, q + e.prefix_queries)
         });
         if q == 0 { 0.0 } else { h as f64 / q as f64 }
     }

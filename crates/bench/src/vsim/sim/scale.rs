@@ -278,8 +278,13 @@ impl Sim<'_> {
     /// Asks for one more engine: billed from now, routable after `startup_s`.
     fn start_engine(&mut self, now: f64) -> Result<(), crate::vsim::SimError> {
         let e = self.slots.len();
-        self.slots
-            .push(Slot::new(self.cfg, e, Life::Starting, now)?);
+        self.slots.push(Slot::new(
+            self.cfg,
+            e,
+            Life::Starting,
+            now,
+            self.pool.as_ref(),
+        )?);
         let name = format!("engine-{e}");
         self.fleet.add(&name, &name);
         self.bill(now);
