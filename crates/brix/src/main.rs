@@ -4,6 +4,7 @@ mod adapter_cmd;
 mod admin_key;
 mod bench;
 mod gateway;
+mod kvcache_cmd;
 mod sim;
 mod up;
 
@@ -35,6 +36,8 @@ enum Command {
     Scale(up::ScaleArgs),
     /// Add, replace or delete ModelAdapters on a running `brix up`.
     Adapter(adapter_cmd::AdapterArgs),
+    /// KV cache pool: `serve` a pool server, `bench` its transfer paths against memcpy.
+    Kvcache(kvcache_cmd::KvcacheArgs),
     /// Measure the gateway on loopback: a fast mock upstream and a closed-loop load generator.
     Bench(bench::BenchArgs),
 }
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Status(args) => up::status(args).map_err(|e| e.to_string()),
         Command::Scale(args) => up::scale(args).map_err(|e| e.to_string()),
         Command::Adapter(args) => adapter_cmd::run(args).map_err(|e| e.to_string()),
+        Command::Kvcache(args) => kvcache_cmd::run(args).map_err(|e| e.to_string()),
         Command::Bench(args) => return bench::main(args),
     };
     match result {

@@ -190,6 +190,13 @@ impl Client {
         Ok(self.get(&[key])?.pop().flatten())
     }
 
+    /// Copies one value into `out` (no allocation: what an engine does into its own buffers);
+    /// returns its length, `None` on a miss. Fails if `out` is too small. Shared memory when
+    /// mapped, else through the socket.
+    pub fn get_into(&mut self, key: BlockKey, out: &mut [u8]) -> io::Result<Option<usize>> {
+        self.with(|c| c.get_into(key, out))
+    }
+
     /// Values through the socket even when shared memory is mapped.
     pub fn get_tcp(&mut self, keys: &[BlockKey]) -> io::Result<Vec<Option<Bytes>>> {
         self.with(|c| c.get_socket(keys))
@@ -354,6 +361,33 @@ impl Conn {
         copied.map(|()| out)
     }
 
+    fn get_into(&mut self, key: BlockKey, out: &mut [u8]) -> io::Result<Option<usize>> {
+        let too_small =
+            || io::Error::new(io::ErrorKind::InvalidInput, "buffer smaller than the value");
+        if self.region.is_none() {
+            let v = self.get_socket(&[key])?.pop().flatten();
+            return match v {
+                Some(v) if v.len() <= out.len() => {
+                    out[..v.len()].copy_from_slice(&v);
+                    Ok(Some(v.len()))
+                }
+                Some(_) => Err(too_small()),
+                None => Ok(None),
+            };
+        }
+        let got = self.call(Op::GetShm, &proto::keys_body(&[key]))?;
+        let Some((off, len, id)) = wire::decode_leases(&got, 1)?.pop().flatten() else {
+            return Ok(None);
+        };
+        let len = len as usize;
+        let copied = match (&self.region, out.get_mut(..len)) {
+            (Some(region), Some(dst)) => region.read(off, dst),
+            _ => Err(too_small()),
+        };
+        self.call(Op::Release, &proto::u64s_body(&[id]))?;
+        copied.map(|()| Some(len))
+    }
+
     fn get_socket(&mut self, keys: &[BlockKey]) -> io::Result<Vec<Option<Bytes>>> {
         let body = self.call(Op::Get, &proto::keys_body(keys))?;
         wire::decode_get(Bytes::from(body), keys.len())
@@ -376,8 +410,9 @@ impl Conn {
             .map(|(i, _)| *i)
             .collect();
         let mut got = Vec::with_capacity(send.len());
-        for (frame, n) in wire::put_frames(&send, self.info.max_frame) {
-            self.io.get_mut().write_all(&frame)?;
+        for batch in wire::put_batches(&send, self.info.max_frame) {
+            let n = batch.len();
+            wire::write_put(self.io.get_mut(), &send[batch])?;
             let s = wire::decode_statuses(&self.recv()?)?;
             if s.len() != n {
                 return Err(wire::invalid(proto::BodyError("status count")));

@@ -93,36 +93,34 @@ pub(super) async fn serve(shared: Arc<Shared>, io: Io, mut stop: watch::Receiver
     shared.connections.fetch_add(1, Ordering::Relaxed);
     let owner = shared.next_owner.fetch_add(1, Ordering::Relaxed);
     let authed = shared.cfg.token.is_none();
-    let mut io = BufReader::new(io);
-    let first = match tokio::time::timeout(shared.cfg.idle_timeout, io.fill_buf()).await {
-        Ok(Ok(b)) if !b.is_empty() => Some(b[0]),
-        _ => None,
-    };
-    match first {
-        None => {}
-        Some(b'*') => {
+    let work = async {
+        let mut io = BufReader::new(io);
+        let first = match tokio::time::timeout(shared.cfg.idle_timeout, io.fill_buf()).await {
+            Ok(Ok(b)) if !b.is_empty() => b[0],
+            _ => return,
+        };
+        if first == b'*' {
             let buffered = io.buffer().to_vec();
-            let io = io.into_inner();
             let resp = crate::resp::RespConfig::for_server(&shared.cfg);
-            tokio::select! {
-                _ = crate::resp::serve(io, shared.store.clone(), buffered, &resp) => {}
-                _ = stop.wait_for(|s| *s) => {}
-            }
+            let _ = crate::resp::serve(io.into_inner(), shared.store.clone(), buffered, &resp).await;
+            return;
         }
-        Some(_) => {
-            let mut c = Conn {
-                shared: shared.clone(),
-                io,
-                owner,
-                authed,
-                shm: false,
-                scratch: Vec::new(),
-            };
-            tokio::select! {
-                () = c.run() => {}
-                _ = stop.wait_for(|s| *s) => {}
-            }
-        }
+        let shared = shared.clone();
+        let mut c = Conn {
+            shared,
+            io,
+            owner,
+            authed,
+            shm: false,
+            scratch: Vec::new(),
+        };
+        c.run().await;
+    };
+    // Stop wins over work that is ready at the same time, so a stopped server answers nothing.
+    tokio::select! {
+        biased;
+        _ = stop.wait_for(|s| *s) => {}
+        () = work => {}
     }
     shared.store.drop_owner(owner);
     shared.connections.fetch_sub(1, Ordering::Relaxed);
