@@ -171,7 +171,7 @@ impl Index {
             });
         }
         let others_held = self.held_bytes - old_held;
-        if others_held + weight > self.capacity {
+        if u128::from(others_held) + u128::from(weight) > u128::from(self.capacity) {
             self.stats.rejected += 1;
             return Err(IndexError::NoRoom {
                 weight,
@@ -181,11 +181,14 @@ impl Index {
         }
         let mut evicted = Vec::new();
         let base = self.used - old;
-        if base + weight > self.high {
+        // u128 sums: capacities near u64::MAX must not overflow.
+        let fits =
+            |used: u64, limit: u64| u128::from(used) + u128::from(weight) <= u128::from(limit);
+        if !fits(base, self.high) {
             let entries = &self.entries;
             let pinned = |k: BlockKey| k == key || entries.get(&k).is_some_and(Entry::held);
             let mut freed = 0;
-            while base - freed + weight > self.low {
+            while !fits(base - freed, self.low) {
                 let Some(victim) = self.policy.evict(&pinned) else {
                     break;
                 };
@@ -201,7 +204,7 @@ impl Index {
                 }
             }
         }
-        debug_assert!(self.used - old + weight <= self.capacity);
+        debug_assert!(fits(self.used - old, self.capacity));
         match self.entries.get_mut(&key) {
             Some(e) => {
                 e.weight = weight;
@@ -261,6 +264,19 @@ impl Index {
         }
         self.stats.hits += keys.len() as u64;
         keys.len()
+    }
+
+    /// [`Index::longest_prefix`] without side effects: no access for the policy, no stats, no
+    /// lease expiry (for scoring or probing, e.g. a router asking where a prefix lives).
+    pub fn prefix_len(&self, keys: &[BlockKey]) -> usize {
+        keys.iter()
+            .take_while(|k| self.entries.contains_key(k))
+            .count()
+    }
+
+    /// Present keys, in no particular order (for flushing or listing a pool).
+    pub fn keys(&self) -> impl Iterator<Item = BlockKey> + '_ {
+        self.entries.keys().copied()
     }
 
     /// Forgets `key` (an explicit delete: not an eviction; pins and leases go with it).

@@ -458,20 +458,18 @@ impl Driver {
         let mut finished: HashMap<RequestId, Finished> =
             out.finished.iter().map(|f| (f.id, f.clone())).collect();
         // Prompt tokens are booked when a request's first token appears, split by source.
-        let cached: u64 = out
-            .tokens
-            .iter()
-            .filter(|t| t.first)
-            .map(|t| {
-                let c = finished
-                    .get(&t.id)
-                    .map(|f| f.cached_tokens)
-                    .or_else(|| self.engine.cached_tokens_of(t.id));
-                u64::from(c.unwrap_or(0))
-            })
-            .sum();
+        let (mut cached, mut external) = (0u64, 0u64);
+        for t in out.tokens.iter().filter(|t| t.first) {
+            let split = match finished.get(&t.id) {
+                Some(f) => Some((f.cached_tokens, f.external_tokens)),
+                None => self.engine.prompt_sources_of(t.id),
+            };
+            let (c, e) = split.unwrap_or((0, 0));
+            cached += u64::from(c);
+            external += u64::from(e);
+        }
         self.metrics
-            .record_step(&out, &self.last_stats, &stats, cached);
+            .record_step(&out, &self.last_stats, &stats, (cached, external));
         self.last_stats = stats;
         for t in &out.tokens {
             match finished.remove(&t.id) {

@@ -25,6 +25,7 @@ fn start() -> (EngineHandle, Clock) {
         engine: &cfg,
         num_gpu_blocks: 512,
         show_hidden: false,
+        kv_pool: None,
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let engine = Engine::new(cfg, model, gpu).unwrap_or_else(|e| panic!("{e}"));
@@ -108,4 +109,100 @@ async fn refusals_come_back_typed() {
         h.submit(long).await,
         Err(DriverError::Rejected(AddError::PromptTooLong { .. }))
     ));
+}
+
+/// A pool in memory that two engines share.
+#[derive(Debug, Default)]
+struct MemTier(std::sync::Mutex<std::collections::HashSet<brix_kvcache::BlockKey>>);
+
+impl brix_sim::KvTier for MemTier {
+    fn lookup(&self, keys: &[brix_kvcache::BlockKey], _now: f64) -> usize {
+        let held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        keys.iter().take_while(|k| held.contains(k)).count()
+    }
+    fn store(&self, keys: &[brix_kvcache::BlockKey], _bytes: u64, _now: f64) {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        held.extend(keys.iter().copied());
+    }
+}
+
+/// An engine on `tier` with its metrics.
+fn tiered(tier: &Arc<MemTier>) -> (EngineHandle, Arc<Metrics>) {
+    let catalog = Catalog::builtin();
+    let (model, gpu) = match (catalog.model("llama-3-8b"), catalog.gpu("H200")) {
+        (Ok(m), Ok(g)) => (m.clone(), g.clone()),
+        _ => panic!("missing profile"),
+    };
+    let cfg = EngineConfig {
+        num_gpu_blocks_override: Some(512),
+        max_model_len: 2048,
+        ..EngineConfig::vllm_defaults(&model, &gpu)
+    };
+    let metrics = Metrics::new(&MetricsSpec {
+        served_model_name: "m",
+        engine: &cfg,
+        num_gpu_blocks: 512,
+        show_hidden: false,
+        kv_pool: None,
+    })
+    .map(Arc::new)
+    .unwrap_or_else(|e| panic!("{e}"));
+    let tier_cfg = brix_sim::TierConfig::new(brix_sim::Transport::Shm, &model, &gpu);
+    let engine = Engine::new(cfg, model, gpu)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_kv_tier(tier.clone(), tier_cfg);
+    (
+        EngineHandle::spawn(engine, metrics.clone(), Clock::start()),
+        metrics,
+    )
+}
+
+/// `family{labels} value` of a rendered exposition (0 when absent).
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(start_paused = true)]
+async fn pool_hits_show_under_vllm_external_names() {
+    let tier = Arc::new(MemTier::default());
+    let prompt: Vec<u32> = (0..1500).map(|i| (i * 7919) % 50_000).collect();
+    let run = |h: EngineHandle| {
+        let prompt = prompt.clone();
+        async move {
+            let req = NewRequest {
+                prompt,
+                ..request(2)
+            };
+            let mut g = h.submit(req).await.unwrap_or_else(|e| panic!("{e}"));
+            while !matches!(g.recv().await, Some(Event::Done { .. }) | None) {}
+            h.snapshot().await.unwrap_or_else(|e| panic!("{e}")).engine
+        }
+    };
+    let (a, ma) = tiered(&tier);
+    let snap = run(a).await;
+    let (b, mb) = tiered(&tier);
+    run(b).await;
+    let labels = "{engine=\"0\",model_name=\"m\"";
+    let ta = ma.render(&snap).unwrap_or_else(|e| panic!("{e}"));
+    let tb = mb.render(&snap).unwrap_or_else(|e| panic!("{e}"));
+    let q = format!("vllm:external_prefix_cache_queries_total{labels}}}");
+    let h = format!("vllm:external_prefix_cache_hits_total{labels}}}");
+    let src = |s: &str| format!("vllm:prompt_tokens_by_source_total{labels},source=\"{s}\"}}");
+    let cached =
+        |s: &str| format!("vllm:prompt_tokens_cached_by_source_total{labels},source=\"{s}\"}}");
+    // Engine a computed everything and wrote 5 chunks through; b loaded them (1280 tokens).
+    assert_eq!((value(&ta, &q), value(&ta, &h)), (1500.0, 0.0));
+    assert_eq!(value(&ta, &src("local_compute")), 1500.0);
+    assert_eq!((value(&tb, &q), value(&tb, &h)), (1500.0, 1280.0));
+    assert_eq!(value(&tb, &src("external_kv_transfer")), 1280.0);
+    assert_eq!(value(&tb, &src("local_compute")), 220.0);
+    assert_eq!(value(&tb, &src("local_cache_hit")), 0.0);
+    assert_eq!(value(&tb, &cached("external_unspecified")), 1280.0);
+    assert_eq!(value(&tb, &cached("device")), 0.0);
+    assert_eq!(
+        value(&tb, &format!("vllm:prompt_tokens_cached_total{labels}}}")),
+        1280.0
+    );
 }

@@ -23,6 +23,9 @@ use crate::lora::{LoraError, LoraManager, LoraWeights};
 use crate::profile::{GpuProfile, ModelProfile};
 use crate::request::{NewRequest, Request, RequestId, Status};
 
+use tier::Tier;
+pub use tier::{KvTier, SHM_LATENCY_S, TCP_GBPS, TCP_LATENCY_S, TierConfig, Transport};
+
 pub use crate::outcome::{
     AddError, EngineSnapshot, EngineStats, FinishReason, Finished, StepOutput, TokenOut,
 };
@@ -46,6 +49,8 @@ pub struct Engine {
     intake_s: f64,
     /// When the (single) API server is free to take the next request.
     intake_free: f64,
+    /// The KV tier below the prefix cache, if any.
+    tier: Option<Tier>,
 }
 
 impl Engine {
@@ -81,6 +86,7 @@ impl Engine {
             filler: (1000..1064).collect(),
             intake_s: gpu.request_intake_ms * 1e-3,
             intake_free: f64::NEG_INFINITY,
+            tier: None,
             cfg,
             model,
             gpu,
@@ -310,6 +316,9 @@ impl Engine {
             last_digest,
             num_cached_blocks: 0,
             cached_tokens: 0,
+            external_tokens: 0,
+            pool_keys: Vec::new(),
+            pool_offered: 0,
             filler_offset: rng.random_range(0..self.filler.len()),
             arrival: now,
             ready,
@@ -351,9 +360,11 @@ impl Engine {
         let mut budget = self.cfg.max_num_batched_tokens;
         let mut sched: Vec<(RequestId, BatchItem)> = Vec::with_capacity(self.running.len() + 8);
         let preemptions = self.schedule_running(&mut budget, &mut sched);
+        let mut load_s = 0.0;
         if preemptions == 0 {
-            self.schedule_waiting(&mut budget, &mut sched, now);
+            load_s = self.schedule_waiting(&mut budget, &mut sched, now);
         }
+        let (offers, store_s) = self.tier_offers(&sched);
         let lora_tokens: Vec<(u32, u32)> = sched
             .iter()
             .filter_map(|(id, it)| Some((self.reqs.get(id)?.lora?, it.new_tokens)))
@@ -368,8 +379,13 @@ impl Engine {
                 .cost
                 .lora_time(lora_items, self.lora.io_bytes_per_token)
             + swap.from_disk / (self.cfg.lora_disk_gbps * 1e9)
-            + swap.to_gpu / (self.gpu.pcie_gbps * 1e9);
+            + swap.to_gpu / (self.gpu.pcie_gbps * 1e9)
+            + load_s
+            + store_s;
         let end = now + duration;
+        self.stats.external_load_time += load_s;
+        self.stats.external_store_time += store_s;
+        self.tier_store(&offers, end);
         let mut out = StepOutput {
             start: now,
             end,
@@ -428,13 +444,15 @@ impl Engine {
         preemptions
     }
 
-    /// Admits WAITING requests in order while budget, `max_num_seqs`, LoRA slots and blocks allow.
+    /// Admits WAITING requests in order while budget, `max_num_seqs`, LoRA slots and blocks
+    /// allow; returns the seconds their KV-tier loads add to the step.
     fn schedule_waiting(
         &mut self,
         budget: &mut u32,
         sched: &mut Vec<(RequestId, BatchItem)>,
         now: f64,
-    ) {
+    ) -> f64 {
+        let mut load_s = 0.0;
         // vLLM counts the adapters of the RUNNING requests scheduled this step (a running
         // request left out by the token budget holds no slot).
         let mut loras: Vec<u32> = sched
@@ -482,7 +500,12 @@ impl Engine {
                     }
                 }
             }
-            let computed = hits.len() as u32 * bs;
+            let (local, num_hits) = (hits.len() as u32 * bs, hits.len());
+            let ext = match &self.tier {
+                Some(t) => t.admit(r, local, bs, &self.cost, &self.lora, now),
+                None => tier::Admission::default(),
+            };
+            let computed = local + ext.tokens;
             let n = chunk(&self.cfg, r.num_tokens() - computed, *budget);
             let need = (computed + n).div_ceil(bs) - hits.len() as u32;
             let hits_on_free_list = hits.iter().filter(|&&b| self.pool.is_free(b)).count() as u32;
@@ -496,13 +519,15 @@ impl Engine {
             let allocated = self.pool.allocate(need, &mut r.blocks);
             debug_assert!(allocated, "free-block check passed but allocation failed");
             self.stats.prefix_queries += u64::from(r.num_tokens());
-            self.stats.prefix_hits += u64::from(computed);
+            self.stats.prefix_hits += u64::from(local);
+            load_s += ext.book(r, &mut self.stats, self.tier.is_some());
             if r.first_scheduled.is_none() {
                 r.first_scheduled = Some(now);
                 r.cached_tokens = computed;
             }
             r.num_computed = computed;
-            r.num_cached_blocks = r.blocks.len().min((computed / bs) as usize);
+            // Loaded blocks are cached when the step ends, like computed ones.
+            r.num_cached_blocks = num_hits;
             r.status = Status::Running;
             if let Some(l) = r.lora
                 && !loras.contains(&l)
@@ -523,6 +548,7 @@ impl Engine {
         for id in skipped.into_iter().rev() {
             self.waiting.push_front(id);
         }
+        load_s
     }
 
     /// Gives `id` the blocks to hold `n` more tokens; false (and no change) if too few are free.
@@ -640,6 +666,7 @@ fn finished(r: &Request, reason: FinishReason, end: f64) -> Finished {
         prompt_tokens: r.prompt_len,
         output_tokens: r.output_len(),
         cached_tokens: r.cached_tokens,
+        external_tokens: r.external_tokens,
         max_tokens: r.max_tokens,
         arrival: r.arrival,
         first_scheduled: r.first_scheduled,
@@ -648,6 +675,9 @@ fn finished(r: &Request, reason: FinishReason, end: f64) -> Finished {
         num_preemptions: r.num_preemptions,
     }
 }
+
+#[path = "tier.rs"]
+mod tier;
 
 #[cfg(test)]
 #[path = "engine_tests.rs"]

@@ -97,6 +97,17 @@ impl StepCost {
         (flops / self.compute_rate).max(bytes / self.mem_rate)
     }
 
+    /// Seconds computing `new_tokens` on top of `context` cached tokens adds to a step: the
+    /// roof of that work alone (its FLOPs, or its KV reads and writes), without the step's
+    /// fixed costs or weight streaming, which the step pays anyway. What loading those tokens'
+    /// KV from a pool instead of recomputing them would save.
+    pub fn prefill_time(&self, new_tokens: u32, context: u32) -> f64 {
+        let (q, c) = (f64::from(new_tokens), f64::from(context));
+        let flops = self.flops_per_token * q + self.attn_flops_coeff * (q * c + q * q / 2.0);
+        let bytes = self.kv_bytes_per_token * (c + q);
+        (flops / self.compute_rate).max(bytes / self.mem_rate) + self.allreduce_s_per_token * q
+    }
+
     /// Seconds one step of `items` takes; `extra_bytes` adds memory traffic (LoRA weights).
     pub fn step_time(&self, items: impl IntoIterator<Item = BatchItem>, extra_bytes: f64) -> f64 {
         let (mut tokens, mut attn, mut ctx, mut seqs) = (0.0, 0.0, 0.0, 0.0);

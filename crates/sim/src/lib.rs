@@ -27,7 +27,8 @@ pub use calibration::{BurstMetrics, CalibrationRow, calibration_table, sharegpt_
 pub use config::{ConfigError, EngineConfig};
 pub use drive::{run_closed_loop, run_open_loop};
 pub use engine::{
-    AddError, Engine, EngineSnapshot, EngineStats, FinishReason, Finished, StepOutput, TokenOut,
+    AddError, Engine, EngineSnapshot, EngineStats, FinishReason, Finished, KvTier, SHM_LATENCY_S,
+    StepOutput, TCP_GBPS, TCP_LATENCY_S, TierConfig, TokenOut, Transport,
 };
 pub use events::KvEvent;
 pub use hash::{BlockHash, BlockHasher, DEFAULT_NONE_HASH_SEED, Digest, HashAlgo, LoraKey};

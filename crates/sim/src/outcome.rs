@@ -36,8 +36,11 @@ pub struct Finished {
     pub prompt_tokens: u32,
     /// Tokens generated.
     pub output_tokens: u32,
-    /// Prompt tokens served from the prefix cache when first scheduled.
+    /// Prompt tokens served from the prefix cache or loaded from the KV tier when first
+    /// scheduled (vLLM's `num_cached_tokens`: local + external).
     pub cached_tokens: u32,
+    /// The KV tier's share of `cached_tokens` (`external_kv_transfer`).
+    pub external_tokens: u32,
     /// The effective `max_tokens`.
     pub max_tokens: u32,
     /// When it arrived.
@@ -126,6 +129,19 @@ pub struct EngineStats {
     pub preemptions: u64,
     /// Seconds spent in steps.
     pub busy_time: f64,
+    /// KV-tier lookups, in tokens: prompt tokens beyond the local hit of requests never
+    /// preempted (`vllm:external_prefix_cache_queries`).
+    pub external_queries: u64,
+    /// KV-tier hits, in tokens loaded for those requests (`vllm:external_prefix_cache_hits`).
+    pub external_hits: u64,
+    /// Bytes loaded from the KV tier (whole chunks), preempted requests' reloads included.
+    pub external_loaded_bytes: u64,
+    /// Bytes offered to the KV tier by write-through.
+    pub external_stored_bytes: u64,
+    /// Seconds steps spent waiting for KV-tier loads.
+    pub external_load_time: f64,
+    /// Seconds steps spent copying chunks out for the KV tier.
+    pub external_store_time: f64,
 }
 
 /// The engine's gauges at one instant.

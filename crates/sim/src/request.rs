@@ -1,5 +1,7 @@
 //! A request as the caller hands it in, and as the engine tracks it.
 
+use brix_kvcache::BlockKey;
+
 use crate::hash::{BlockHash, Digest};
 
 /// Caller-chosen request identity (unique among live requests of one engine).
@@ -49,8 +51,15 @@ pub(crate) struct Request {
     pub(crate) last_digest: Option<Digest>,
     /// Full blocks already registered in the prefix cache.
     pub(crate) num_cached_blocks: usize,
-    /// Prompt tokens served from the prefix cache the first time it was scheduled.
+    /// Prompt tokens served from the prefix cache or the KV tier the first time it was
+    /// scheduled.
     pub(crate) cached_tokens: u32,
+    /// The KV tier's share of `cached_tokens` (loaded, not computed).
+    pub(crate) external_tokens: u32,
+    /// Pool keys of the prompt's full chunks (computed at admission when a tier is set).
+    pub(crate) pool_keys: Vec<BlockKey>,
+    /// Leading chunks offered to (or found in) the tier: write-through starts after them.
+    pub(crate) pool_offered: usize,
     pub(crate) filler_offset: usize,
     pub(crate) arrival: f64,
     /// When the API server has handed it to the scheduler (arrival + queued intake).

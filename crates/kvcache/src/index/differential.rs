@@ -82,7 +82,9 @@ fn run(
                 let keys: Vec<BlockKey> = (start..start + len)
                     .map(|i| BlockKey(i % UNIVERSE))
                     .collect();
+                let probe = ix.prefix_len(&keys);
                 let a = ix.longest_prefix(&keys, now);
+                assert_eq!(probe, a, "{}", ctx(op, "prefix_len"));
                 assert_eq!(
                     a,
                     rf.longest_prefix(&keys, now),

@@ -110,6 +110,13 @@ fn longest_prefix_stops_at_first_miss_and_touches() {
     assert_eq!(ix.longest_prefix(&[], 0), 0);
     let s = ix.stats();
     assert_eq!((s.hits, s.misses), (3, 1));
+    // The side-effect-free form agrees and changes nothing.
+    assert_eq!(ix.prefix_len(&[k(0), k(1), k(2)]), 1);
+    assert_eq!(ix.prefix_len(&[k(2), k(0)]), 2);
+    assert_eq!(ix.stats(), s);
+    let mut present: Vec<BlockKey> = ix.keys().collect();
+    present.sort();
+    assert_eq!(present, vec![k(0), k(2)]);
     // k0 was touched last: k2 is the LRU victim.
     ix.insert(k(5), 1, 0).expect("fits");
     assert_eq!(ix.insert(k(6), 1, 0), Ok(vec![k(2)]));
@@ -121,4 +128,22 @@ fn watermarks_are_normalised() {
     assert_eq!(c.watermark_bytes(), (500, 500));
     let c = cfg(1000, f64::NAN, -1.0, PolicyKind::Lru);
     assert_eq!(c.watermark_bytes(), (1000, 0));
+}
+
+#[test]
+fn huge_capacity_does_not_overflow() {
+    let mut ix = Index::new(cfg(u64::MAX, 1.0, 1.0, PolicyKind::default()));
+    ix.insert(k(1), u64::MAX - 1, 0).expect("fits");
+    assert_eq!(ix.insert(k(2), 5, 0), Ok(vec![k(1)]));
+    ix.pin(k(2));
+    assert!(matches!(
+        ix.insert(k(3), u64::MAX, 0),
+        Err(IndexError::NoRoom { .. })
+    ));
+}
+
+#[test]
+fn index_can_be_shared_behind_a_mutex() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<std::sync::Mutex<Index>>();
 }

@@ -26,11 +26,16 @@ fn ring_balances_with_100_vnodes() {
     for n in [2, 4, 8] {
         let ring = Ring::new(&names(n), DEFAULT_VNODES);
         let c = counts(|k| ring.node_for(k).expect("nodes"), n, 100_000);
+        eprintln!(
+            "ring, {n} nodes × {DEFAULT_VNODES} vnodes: max/mean {:.3}",
+            max_over_mean(&c)
+        );
         assert!(max_over_mean(&c) < 1.3, "{n} nodes: {c:?}");
     }
     // One vnode per node is much worse: the reason for vnodes.
     let ring = Ring::new(&names(8), 1);
     let c = counts(|k| ring.node_for(k).expect("nodes"), 8, 100_000);
+    eprintln!("ring, 8 nodes × 1 vnode: max/mean {:.3}", max_over_mean(&c));
     assert!(max_over_mean(&c) > 1.5, "{c:?}");
 }
 
@@ -38,6 +43,7 @@ fn ring_balances_with_100_vnodes() {
 fn rendezvous_balances() {
     let nodes = names(8);
     let c = counts(|k| rendezvous(&nodes, k).expect("nodes"), 8, 100_000);
+    eprintln!("rendezvous, 8 nodes: max/mean {:.3}", max_over_mean(&c));
     assert!(max_over_mean(&c) < 1.05, "{c:?}");
 }
 
@@ -58,6 +64,10 @@ fn check_join(place: impl Fn(&[String], BlockKey) -> usize, n: usize, tolerance:
     }
     let share = moved as f64 / total as f64;
     let want = 1.0 / (n + 1) as f64;
+    eprintln!(
+        "join {n} → {}: {share:.3} of keys moved (ideal {want:.3}), all to the new node",
+        n + 1
+    );
     assert!(
         (share - want).abs() < tolerance * want,
         "moved {share:.3}, want ≈ {want:.3}"
@@ -86,6 +96,12 @@ fn check_leave(place: impl Fn(&[String], BlockKey) -> usize, n: usize) {
     // The removed node's keys spread over the others, none left behind.
     assert_eq!(spread[gone], 0);
     let takers = spread.iter().filter(|&&c| c > 0).count();
+    let moved: usize = spread.iter().sum();
+    let takers_spread: Vec<usize> = spread.iter().copied().filter(|&c| c > 0).collect();
+    eprintln!(
+        "leave {n} → {}: {moved} of 50000 keys moved, spread {takers_spread:?}",
+        n - 1
+    );
     assert_eq!(takers, n - 1, "{spread:?}");
 }
 

@@ -101,7 +101,9 @@ pub(super) async fn serve(shared: Arc<Shared>, io: Io, mut stop: watch::Receiver
         };
         if first == b'*' {
             let buffered = io.buffer().to_vec();
-            let _ = crate::resp::serve(io.into_inner(), shared.store.clone(), buffered).await;
+            let resp = crate::resp::RespConfig::for_server(&shared.cfg);
+            let _ =
+                crate::resp::serve(io.into_inner(), shared.store.clone(), buffered, &resp).await;
             return;
         }
         let shared = shared.clone();

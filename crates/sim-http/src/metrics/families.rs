@@ -108,6 +108,13 @@ pub(super) struct Counters {
     pub(super) prompt_by_source: [IntCounter; 3],
     /// `vllm:prompt_tokens_cached_by_source{source="device"}`: local prefix-cache hits.
     pub(super) cached_on_device: IntCounter,
+    /// `vllm:prompt_tokens_cached_by_source{source="external_unspecified"}`: KV-tier hits,
+    /// the tier LMCache-style connectors report for a remote store.
+    pub(super) cached_external: IntCounter,
+    /// `vllm:external_prefix_cache_queries` (tokens).
+    pub(super) external_queries: IntCounter,
+    /// `vllm:external_prefix_cache_hits` (tokens).
+    pub(super) external_hits: IntCounter,
 }
 
 /// Registers metrics on one registry with the common labels.
@@ -326,11 +333,11 @@ impl Builder {
         for source in CACHE_SOURCES {
             cached_by_source.with_label_values(&[source]);
         }
-        self.counter(
+        let external_queries = self.counter(
             "vllm:external_prefix_cache_queries_total",
             "External prefix cache queries from KV connector cross-instance cache sharing, in terms of number of queried tokens.",
         )?;
-        self.counter(
+        let external_hits = self.counter(
             "vllm:external_prefix_cache_hits_total",
             "External prefix cache hits from KV connector cross-instance cache sharing, in terms of number of cached tokens.",
         )?;
@@ -374,6 +381,9 @@ impl Builder {
             )?,
             prompt_by_source: PROMPT_SOURCES.map(|s| by_source.with_label_values(&[s])),
             cached_on_device: cached_by_source.with_label_values(&["device"]),
+            cached_external: cached_by_source.with_label_values(&["external_unspecified"]),
+            external_queries,
+            external_hits,
         })
     }
 

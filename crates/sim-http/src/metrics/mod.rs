@@ -13,10 +13,14 @@
 mod families;
 mod process;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use brix_sim::{EngineConfig, EngineSnapshot, EngineStats, Finished, StepOutput};
-use prometheus::{Registry, TextEncoder};
+use prometheus::{IntCounter, Registry, TextEncoder};
+
+use crate::kv_pool::PoolCounters;
 
 use families::{Builder, Counters, Gauges, Histograms};
 use process::Process;
@@ -28,6 +32,8 @@ pub(crate) struct MetricsSpec<'a> {
     pub(crate) engine: &'a EngineConfig,
     pub(crate) num_gpu_blocks: u32,
     pub(crate) show_hidden: bool,
+    /// The live KV pool tier's counters, when `--kv-pool` is set.
+    pub(crate) kv_pool: Option<Arc<PoolCounters>>,
 }
 
 /// The registry and typed handles to every series.
@@ -37,6 +43,15 @@ pub(crate) struct Metrics {
     counters: Counters,
     hist: Histograms,
     process: Option<Process>,
+    /// `brix_sim_kv_pool_*` and where they are read from.
+    pool: Option<(PoolFamilies, Arc<PoolCounters>)>,
+}
+
+/// The live pool tier's own counters (Brix's, not vLLM's).
+struct PoolFamilies {
+    lookup_errors: IntCounter,
+    stored: IntCounter,
+    dropped: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -57,7 +72,33 @@ impl Metrics {
                 .collect(),
         };
         b.cache_config_info(spec)?;
+        let pool = match &spec.kv_pool {
+            Some(c) => {
+                let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+                    let c = IntCounter::new(name, help)?;
+                    b.registry.register(Box::new(c.clone()))?;
+                    Ok(c)
+                };
+                let f = PoolFamilies {
+                    lookup_errors: counter(
+                        "brix_sim_kv_pool_lookup_errors_total",
+                        "KV pool lookups that failed or timed out on a server (each a miss).",
+                    )?,
+                    stored: counter(
+                        "brix_sim_kv_pool_stored_chunks_total",
+                        "Chunks written to the KV pool by write-through.",
+                    )?,
+                    dropped: counter(
+                        "brix_sim_kv_pool_dropped_chunks_total",
+                        "Chunks offered to the KV pool but not written (queue full, server down or refused).",
+                    )?,
+                };
+                Some((f, c.clone()))
+            }
+            None => None,
+        };
         Ok(Self {
+            pool,
             gauges: b.gauges(spec)?,
             counters: b.counters()?,
             hist: b.histograms(spec.engine.max_model_len)?,
@@ -67,13 +108,14 @@ impl Metrics {
     }
 
     /// Books one delivered step: its size, its tokens' latencies, and the counter deltas;
-    /// `cached` is the prefix-cache share of the prompts whose first token it produced.
+    /// `cached` is the prefix-cache and KV-tier share of the prompts whose first token it
+    /// produced, `external` the KV tier's part of it.
     pub(crate) fn record_step(
         &self,
         out: &StepOutput,
         before: &EngineStats,
         after: &EngineStats,
-        cached: u64,
+        (cached, external): (u64, u64),
     ) {
         self.hist
             .iteration_tokens
@@ -89,8 +131,10 @@ impl Metrics {
         let prompt = delta(after.prompt_tokens, before.prompt_tokens);
         c.prompt_tokens.inc_by(prompt);
         let cached = cached.min(prompt);
+        let external = external.min(cached);
         c.prompt_by_source[0].inc_by(prompt - cached);
-        c.prompt_by_source[1].inc_by(cached);
+        c.prompt_by_source[1].inc_by(cached - external);
+        c.prompt_by_source[2].inc_by(external);
         c.prompt_tokens_cached.inc_by(cached);
         c.generation_tokens
             .inc_by(delta(after.generation_tokens, before.generation_tokens));
@@ -99,6 +143,12 @@ impl Metrics {
         let hits = delta(after.prefix_hits, before.prefix_hits);
         c.prefix_hits.inc_by(hits);
         c.cached_on_device.inc_by(hits);
+        // vLLM books the connector's queries and hits at admission, per scheduler step.
+        let ext_hits = delta(after.external_hits, before.external_hits);
+        c.external_queries
+            .inc_by(delta(after.external_queries, before.external_queries));
+        c.external_hits.inc_by(ext_hits);
+        c.cached_external.inc_by(ext_hits);
         c.preemptions
             .inc_by(delta(after.preemptions, before.preemptions));
     }
@@ -150,6 +200,14 @@ impl Metrics {
         self.gauges.waiting_deferred.set(0.0);
         if let Some(p) = &self.process {
             p.update();
+        }
+        if let Some((f, c)) = &self.pool {
+            let catch_up = |m: &IntCounter, v: &AtomicU64| {
+                m.inc_by(v.load(Ordering::Relaxed).saturating_sub(m.get()));
+            };
+            catch_up(&f.lookup_errors, &c.lookup_errors);
+            catch_up(&f.stored, &c.stored_chunks);
+            catch_up(&f.dropped, &c.dropped_chunks);
         }
         self.gauges.kv_usage.set(snap.kv_usage);
         if let Some(g) = &self.gauges.gpu_cache_usage {
