@@ -192,6 +192,19 @@ async fn serve(
         Some(spec) => Some(start_pool(spec).await?),
         None => None,
     };
+    if pool.is_some() {
+        for m in &file.models {
+            if let brix_api::EngineSpec::Command(c) = &m.engine
+                && !c.command.contains(brix_platform::KV_POOL_PLACEHOLDER)
+            {
+                eprintln!(
+                    "brix up: {}: its engine command has no {}, so it does not use the pool",
+                    m.name,
+                    brix_platform::KV_POOL_PLACEHOLDER
+                );
+            }
+        }
+    }
     let registry = Arc::new(Registry::new());
     let kv_events = file.kv_events_models();
     let guard = AdminGuard::new(file.gateway.admission.admin_key.as_deref());
