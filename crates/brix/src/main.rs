@@ -4,6 +4,7 @@ mod adapter_cmd;
 mod admin_key;
 mod bench;
 mod gateway;
+mod kvcache_cmd;
 mod sim;
 mod up;
 
@@ -24,7 +25,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve a simulated vLLM engine behind vLLM's OpenAI-compatible HTTP API.
-    Sim(sim::SimArgs),
+    Sim(Box<sim::SimArgs>),
     /// One OpenAI-compatible endpoint that routes each request to an engine pod.
     Gateway(gateway::GatewayArgs),
     /// Run a fleet of engines and the gateway on this machine from one file.
@@ -35,6 +36,8 @@ enum Command {
     Scale(up::ScaleArgs),
     /// Add, replace or delete ModelAdapters on a running `brix up`.
     Adapter(adapter_cmd::AdapterArgs),
+    /// KV cache pool: `serve` a pool server, `bench` its transfer paths against memcpy.
+    Kvcache(kvcache_cmd::KvcacheArgs),
     /// Measure the gateway on loopback: a fast mock upstream and a closed-loop load generator.
     Bench(bench::BenchArgs),
 }
@@ -66,12 +69,13 @@ fn main() -> ExitCode {
         .init();
     raise_open_files_limit();
     let result = match cli.command {
-        Command::Sim(args) => sim::run(args).map_err(|e| e.to_string()),
+        Command::Sim(args) => sim::run(*args).map_err(|e| e.to_string()),
         Command::Gateway(args) => gateway::run(args).map_err(|e| e.to_string()),
         Command::Up(args) => up::up(args).map_err(|e| e.to_string()),
         Command::Status(args) => up::status(args).map_err(|e| e.to_string()),
         Command::Scale(args) => up::scale(args).map_err(|e| e.to_string()),
         Command::Adapter(args) => adapter_cmd::run(args).map_err(|e| e.to_string()),
+        Command::Kvcache(args) => kvcache_cmd::run(args).map_err(|e| e.to_string()),
         Command::Bench(args) => return bench::main(args),
     };
     match result {

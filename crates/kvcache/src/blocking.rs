@@ -102,6 +102,10 @@ struct Conn {
     io: BufReader<Stream>,
     info: ServerInfo,
     region: Option<SharedRegion>,
+    /// Replies to RELEASE and PUT_COMMIT frames sent without waiting; read before the next.
+    owed: usize,
+    /// Shared-memory puts whose deferred commit failed (lease lapsed): stored, then lost.
+    lost_commits: u64,
 }
 
 /// A synchronous connection to one pool server (reconnects lazily after an error).
@@ -190,6 +194,13 @@ impl Client {
         Ok(self.get(&[key])?.pop().flatten())
     }
 
+    /// Copies one value into `out` (no allocation: what an engine does into its own buffers);
+    /// returns its length, `None` on a miss. Fails if `out` is too small. Shared memory when
+    /// mapped, else through the socket.
+    pub fn get_into(&mut self, key: BlockKey, out: &mut [u8]) -> io::Result<Option<usize>> {
+        self.with(|c| c.get_into(key, out))
+    }
+
     /// Values through the socket even when shared memory is mapped.
     pub fn get_tcp(&mut self, keys: &[BlockKey]) -> io::Result<Vec<Option<Bytes>>> {
         self.with(|c| c.get_socket(keys))
@@ -230,6 +241,12 @@ impl Client {
     pub fn delete(&mut self, keys: &[BlockKey]) -> io::Result<usize> {
         let got = self.with(|c| c.call(Op::Delete, &proto::keys_body(keys)))?;
         Ok(wire::decode_u32(&got)? as usize)
+    }
+
+    /// Shared-memory puts reported stored whose deferred commit then failed (their lease
+    /// lapsed before the commit arrived): on this connection, as far as replies were read.
+    pub fn lost_commits(&self) -> u64 {
+        self.conn.as_ref().map_or(0, |c| c.lost_commits)
     }
 
     /// Server counters.
@@ -296,7 +313,13 @@ fn open(endpoint: &Endpoint, cfg: &ClientConfig) -> io::Result<Conn> {
         Some(fd) if info.caps & CAP_SHM != 0 => Some(SharedRegion::from_fd(fd)?),
         _ => None,
     };
-    Ok(Conn { io, info, region })
+    Ok(Conn {
+        io,
+        info,
+        region,
+        owed: 0,
+        lost_commits: 0,
+    })
 }
 
 fn read_body(io: &mut impl Read, hdr: &[u8; HEADER_LEN], max: u64) -> io::Result<Vec<u8>> {
@@ -316,10 +339,25 @@ impl Conn {
     }
 
     fn recv(&mut self) -> io::Result<Vec<u8>> {
+        while self.owed > 0 {
+            self.owed -= 1;
+            let (op, body) = self.recv_one()?;
+            if op == Op::PutCommit as u8 {
+                let lost = wire::decode_statuses(&body)?
+                    .iter()
+                    .filter(|s| **s != PutStatus::Stored)
+                    .count();
+                self.lost_commits += lost as u64;
+            }
+        }
+        Ok(self.recv_one()?.1)
+    }
+
+    fn recv_one(&mut self) -> io::Result<(u8, Vec<u8>)> {
         let mut hdr = [0u8; HEADER_LEN];
         self.io.read_exact(&mut hdr)?;
         let max = self.max_reply();
-        read_body(&mut self.io, &hdr, max)
+        Ok((hdr[3], read_body(&mut self.io, &hdr, max)?))
     }
 
     fn call(&mut self, op: Op, body: &[u8]) -> io::Result<Vec<u8>> {
@@ -349,9 +387,46 @@ impl Conn {
             }));
         }
         if !ids.is_empty() {
-            self.call(Op::Release, &proto::u64s_body(&ids))?;
+            self.release(&ids)?;
         }
         copied.map(|()| out)
+    }
+
+    fn get_into(&mut self, key: BlockKey, out: &mut [u8]) -> io::Result<Option<usize>> {
+        let too_small =
+            || io::Error::new(io::ErrorKind::InvalidInput, "buffer smaller than the value");
+        if self.region.is_none() {
+            let v = self.get_socket(&[key])?.pop().flatten();
+            return match v {
+                Some(v) if v.len() <= out.len() => {
+                    out[..v.len()].copy_from_slice(&v);
+                    Ok(Some(v.len()))
+                }
+                Some(_) => Err(too_small()),
+                None => Ok(None),
+            };
+        }
+        let got = self.call(Op::GetShm, &proto::keys_body(&[key]))?;
+        let Some((off, len, id)) = wire::decode_leases(&got, 1)?.pop().flatten() else {
+            return Ok(None);
+        };
+        let len = len as usize;
+        let copied = match (&self.region, out.get_mut(..len)) {
+            (Some(region), Some(dst)) => region.read(off, dst),
+            _ => Err(too_small()),
+        };
+        self.release(&[id])?;
+        copied.map(|()| Some(len))
+    }
+
+    /// Sends RELEASE without waiting for its reply (read before the next one), so a shm get
+    /// costs one round trip; the server unpins as soon as the frame arrives.
+    fn release(&mut self, ids: &[u64]) -> io::Result<()> {
+        self.io
+            .get_mut()
+            .write_all(&wire::frame(Op::Release, &proto::u64s_body(ids)))?;
+        self.owed += 1;
+        Ok(())
     }
 
     fn get_socket(&mut self, keys: &[BlockKey]) -> io::Result<Vec<Option<Bytes>>> {
@@ -376,8 +451,9 @@ impl Conn {
             .map(|(i, _)| *i)
             .collect();
         let mut got = Vec::with_capacity(send.len());
-        for (frame, n) in wire::put_frames(&send, self.info.max_frame) {
-            self.io.get_mut().write_all(&frame)?;
+        for batch in wire::put_batches(&send, self.info.max_frame) {
+            let n = batch.len();
+            wire::write_put(self.io.get_mut(), &send[batch])?;
             let s = wire::decode_statuses(&self.recv()?)?;
             if s.len() != n {
                 return Err(wire::invalid(proto::BodyError("status count")));
@@ -409,17 +485,14 @@ impl Conn {
                     ids.push(id);
                 }
             }
-            let mut failed = Vec::new();
+            // The commit is sent without waiting (one round trip per put); it can only fail
+            // if the lease lapsed, which `lost_commits` counts when its reply is read.
             if !ids.is_empty() {
-                let body = self.call(Op::PutCommit, &proto::u64s_body(&ids))?;
-                failed = wire::decode_statuses(&body)?;
+                let frame = wire::frame(Op::PutCommit, &proto::u64s_body(&ids));
+                self.io.get_mut().write_all(&frame)?;
+                self.owed += 1;
             }
-            let mut failed = failed.into_iter();
-            for &(status, _, _) in &got {
-                let lapsed =
-                    status == PutStatus::Stored && failed.next() != Some(PutStatus::Stored);
-                out.push(if lapsed { PutStatus::NoSpace } else { status });
-            }
+            out.extend(got.iter().map(|g| g.0));
         }
         Ok(out)
     }

@@ -175,9 +175,11 @@ impl Client {
             .map(|(i, _)| *i)
             .collect();
         let mut got = Vec::with_capacity(send.len());
-        for (frame, n) in wire::put_frames(&send, info.max_frame) {
-            let body = &frame[HEADER_LEN..];
-            let s = wire::decode_statuses(&self.call(Op::Put, body).await?)?;
+        for batch in wire::put_batches(&send, info.max_frame) {
+            let n = batch.len();
+            let mut frame = Vec::new();
+            wire::write_put(&mut frame, &send[batch])?;
+            let s = wire::decode_statuses(&self.call(Op::Put, &frame[HEADER_LEN..]).await?)?;
             if s.len() != n {
                 return Err(wire::invalid(proto::BodyError("status count")));
             }

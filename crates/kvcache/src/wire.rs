@@ -16,10 +16,13 @@ pub(crate) fn frame(op: Op, body: &[u8]) -> Vec<u8> {
     f
 }
 
-/// The PUT frames for `items`, each at most `max_frame` bytes of body (a value that alone does
-/// not fit is the caller's to refuse first).
-pub(crate) fn put_frames(items: &[(BlockKey, &[u8])], max_frame: u64) -> Vec<(Vec<u8>, usize)> {
-    let mut frames = Vec::new();
+/// Splits `items` into PUT batches whose bodies are at most `max_frame` bytes (a value that
+/// alone does not fit gets a batch of its own; the caller refuses those first).
+pub(crate) fn put_batches(
+    items: &[(BlockKey, &[u8])],
+    max_frame: u64,
+) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
     let mut i = 0;
     while i < items.len() {
         let start = i;
@@ -31,16 +34,51 @@ pub(crate) fn put_frames(items: &[(BlockKey, &[u8])], max_frame: u64) -> Vec<(Ve
             size += 24 + items[i].1.len() as u64;
             i += 1;
         }
-        let mut body = Vec::with_capacity(size as usize);
-        body.extend_from_slice(&((i - start) as u32).to_le_bytes());
-        for (k, v) in &items[start..i] {
-            body.extend_from_slice(&k.to_bytes());
-            body.extend_from_slice(&(v.len() as u64).to_le_bytes());
-            body.extend_from_slice(v);
-        }
-        frames.push((frame(Op::Put, &body), i - start));
+        out.push(start..i);
     }
-    frames
+    out
+}
+
+/// The frame header + count and the per-item headers of a PUT batch; the values go between
+/// the item headers by vectored writes, uncopied.
+pub(crate) fn put_heads(items: &[(BlockKey, &[u8])]) -> (Vec<u8>, Vec<[u8; 24]>) {
+    let body: usize = 4 + items.iter().map(|(_, v)| 24 + v.len()).sum::<usize>();
+    let mut head = proto::request_header(Op::Put, body).to_vec();
+    head.extend_from_slice(&(items.len() as u32).to_le_bytes());
+    let items = items
+        .iter()
+        .map(|(k, v)| {
+            let mut h = [0u8; 24];
+            h[..16].copy_from_slice(&k.to_bytes());
+            h[16..].copy_from_slice(&(v.len() as u64).to_le_bytes());
+            h
+        })
+        .collect();
+    (head, items)
+}
+
+/// Writes a PUT batch with vectored writes (values are not copied into a frame buffer).
+pub(crate) fn write_put(
+    w: &mut impl std::io::Write,
+    items: &[(BlockKey, &[u8])],
+) -> io::Result<()> {
+    use std::io::IoSlice;
+    let (head, heads) = put_heads(items);
+    let mut slices = Vec::with_capacity(1 + 2 * items.len());
+    slices.push(IoSlice::new(&head));
+    for (h, (_, v)) in heads.iter().zip(items) {
+        slices.push(IoSlice::new(h));
+        slices.push(IoSlice::new(v));
+    }
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        let n = w.write_vectored(rest)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
 }
 
 /// An error for a non-OK reply or a malformed body.
