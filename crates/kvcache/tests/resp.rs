@@ -307,6 +307,12 @@ async fn malformed_and_oversized_requests_close_only_their_connection() {
             b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$99999999999\r\n",
             "-ERR Protocol error: bulk length 99999999999 is over",
         ),
+        // Inline text as the very first bytes (shorter than a binary header) is answered at
+        // once, not left waiting for a header that never comes.
+        (
+            b"PING\r\n",
+            "-ERR Protocol error: inline commands are not supported",
+        ),
         // A valid command first: its reply comes back before the error.
         (
             b"*1\r\n$4\r\nPING\r\n*1\r\n+PING\r\n",

@@ -106,6 +106,20 @@ pub(super) async fn serve(shared: Arc<Shared>, io: Io, mut stop: watch::Receiver
                 crate::resp::serve(io.into_inner(), shared.store.clone(), buffered, &resp).await;
             return;
         }
+        if first != proto::MAGIC {
+            // Answer a wrong first byte at once rather than waiting for a whole header: text
+            // (an inline Redis command, HTTP) gets a RESP error, anything else the binary one.
+            let frame = if first.is_ascii_alphabetic() {
+                b"-ERR Protocol error: inline commands are not supported\r\n".to_vec()
+            } else {
+                let msg = format!("bad magic byte 0x{first:02x}");
+                let mut f = proto::reply_header(0, Status::BadRequest, msg.len()).to_vec();
+                f.extend_from_slice(msg.as_bytes());
+                f
+            };
+            let _ = timed(shared.cfg.io_timeout, io.get_mut().write_all(&frame)).await;
+            return;
+        }
         let shared = shared.clone();
         let mut c = Conn {
             shared,
