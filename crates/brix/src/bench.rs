@@ -29,7 +29,7 @@ enum BenchCommand {
     Load(LoadArgs),
     /// Run a workload on a simulated fleet in virtual time, routed by the gateway's policies
     /// (and an oracle): the same reports as `run`, in seconds for an hour of traffic.
-    Sim(sim::SimArgs),
+    Sim(Box<sim::SimArgs>),
     /// Send a workload to a live OpenAI endpoint, streaming and timing every request.
     Run(RunArgs),
     /// Put runs of `brix bench run` side by side: one table, a TTFT CDF, latency against load.
@@ -242,7 +242,7 @@ fn run(args: BenchArgs) -> Result<(), BenchCliError> {
             );
             Ok(())
         }
-        BenchCommand::Sim(a) => Ok(sim::run(a)?),
+        BenchCommand::Sim(a) => Ok(sim::run(*a)?),
         BenchCommand::Load(a) => {
             let mut cfg = LoadConfig::new(&a.url, &a.path)?;
             cfg.concurrency = a.concurrency;

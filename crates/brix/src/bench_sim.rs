@@ -16,6 +16,8 @@ use brix_sim::{Catalog, EngineSettings, ProfileError};
 use clap::Args;
 use serde::Serialize;
 
+#[path = "bench_sim_kvpool.rs"]
+mod kvpool;
 #[path = "bench_sim_lora.rs"]
 mod lora;
 #[path = "bench_sim_scale.rs"]
@@ -44,8 +46,13 @@ pub(crate) struct SimArgs {
     /// (times each strategy), named by its metadata.name, its fleet scaled by that policy.
     #[arg(long)]
     autoscaler: Option<PathBuf>,
-    /// Storage bandwidth, GB/s, that an engine asked for by the autoscaler loads its weights
-    /// at (per GPU).
+    /// Replica counts set at fixed times, `SECONDS:ENGINES,...` (no autoscaler): the surplus
+    /// drains, missing engines start cold (empty caches) after the start-up time;
+    /// `600:2,600:4` restarts two engines at 600 s, `600:2,900:4` scales 4 → 2 → 4.
+    #[arg(long)]
+    scale_at: Option<vsim::ScaleSchedule>,
+    /// Storage bandwidth, GB/s, that an engine asked for by the autoscaler (or --scale-at)
+    /// loads its weights at (per GPU).
     #[arg(long, default_value_t = brix_autoscaler::DEFAULT_STORAGE_GBPS)]
     storage_gbps: f64,
     /// Seconds an engine takes to start once its weights are loaded (CUDA graphs, warm-up).
@@ -124,6 +131,8 @@ pub(crate) struct SimArgs {
     num_gpu_blocks_override: Option<u32>,
     #[command(flatten)]
     lora: lora::LoraArgs,
+    #[command(flatten)]
+    kv_pool: kvpool::KvPoolArgs,
 }
 
 /// Why `brix bench sim` failed.
@@ -185,6 +194,8 @@ struct SimInfo<'a> {
     virtual_end_s: f64,
     fallbacks: &'a std::collections::BTreeMap<String, u64>,
     per_engine: &'a [vsim::EngineReport],
+    external_hit_rate: f64,
+    kv_pool: Option<&'a vsim::PoolReport>,
     autoscaler: Option<&'a str>,
     startup_s: Option<f64>,
     warnings: &'a [String],
@@ -195,24 +206,28 @@ pub(crate) fn run(a: SimArgs) -> Result<(), SimCliError> {
     let strategies = SimStrategy::parse_list(&a.strategy)?;
     let arrival: Arrival = a.arrival.parse()?;
     let cfg = fleet(&a)?;
+    let mut cfg = cfg;
+    if a.autoscaler.is_some() || a.scale_at.is_some() {
+        if !(a.storage_gbps.is_finite() && a.storage_gbps > 0.0) {
+            return Err(SimCliError::Flag("--storage-gbps must be positive".into()));
+        }
+        if !(a.engine_start_s.is_finite() && a.engine_start_s >= 0.0) {
+            return Err(SimCliError::Flag(
+                "--engine-start-s must be 0 or more seconds".into(),
+            ));
+        }
+    }
+    let startup = brix_autoscaler::startup_estimate(&cfg.model, a.storage_gbps, a.engine_start_s);
+    cfg.schedule = a.scale_at.clone().map(|mut s| {
+        s.startup_s = startup;
+        s
+    });
     let autoscalers: Vec<Option<vsim::ScaleConfig>> = match &a.autoscaler {
         None => vec![None],
-        Some(path) => {
-            if !(a.storage_gbps.is_finite() && a.storage_gbps > 0.0) {
-                return Err(SimCliError::Flag("--storage-gbps must be positive".into()));
-            }
-            if !(a.engine_start_s.is_finite() && a.engine_start_s >= 0.0) {
-                return Err(SimCliError::Flag(
-                    "--engine-start-s must be 0 or more seconds".into(),
-                ));
-            }
-            let startup =
-                brix_autoscaler::startup_estimate(&cfg.model, a.storage_gbps, a.engine_start_s);
-            scale::load(path, &cfg, startup)?
-                .into_iter()
-                .map(Some)
-                .collect()
-        }
+        Some(path) => scale::load(path, &cfg, startup)?
+            .into_iter()
+            .map(Some)
+            .collect(),
     };
     let release = match arrival.users() {
         Some(users) => Release::Closed {
@@ -229,7 +244,6 @@ pub(crate) fn run(a: SimArgs) -> Result<(), SimCliError> {
     } else {
         0
     };
-    let mut cfg = cfg;
     cfg.adapters = a.lora.build(w.requests.len(), a.seed)?;
     let load_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
@@ -310,6 +324,8 @@ pub(crate) fn run(a: SimArgs) -> Result<(), SimCliError> {
             virtual_end_s: result.end_s,
             fallbacks: &result.fallbacks,
             per_engine: &result.engines,
+            external_hit_rate: result.external_hit_rate(),
+            kv_pool: result.pool.as_ref(),
             autoscaler: scaler,
             startup_s: sc.as_ref().map(|sc| sc.startup_s),
             warnings: &result.warnings,
@@ -363,6 +379,7 @@ fn fleet(a: &SimArgs) -> Result<SimConfig, SimCliError> {
     cfg.scrape_interval_s = a.scrape_interval_ms as f64 / 1000.0;
     cfg.kv_events = a.kv_events;
     cfg.seed = a.seed;
+    cfg.kv_pool = a.kv_pool.build(cfg.engine.block_size)?;
     let min_ok = a.sync_min_ms > 0.0 && a.sync_min_ms <= a.sync_ms && a.sync_ms.is_finite();
     if a.gateways == 0 || a.gateways > 64 || !min_ok {
         return Err(SimCliError::Flag(
@@ -411,6 +428,9 @@ fn combined(rows: &[(Summary, SimRun, f64)], command: &str, setup_s: f64) -> Str
             r.end_s,
         );
     }
+    out.push_str(&kvpool::table(
+        rows.iter().map(|(s, r, _)| (s.label.as_str(), r)),
+    ));
     let adapters: Vec<String> = rows
         .iter()
         .filter_map(|(s, r, _)| lora::summary_line(&s.label, r))

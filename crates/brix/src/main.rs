@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve a simulated vLLM engine behind vLLM's OpenAI-compatible HTTP API.
-    Sim(sim::SimArgs),
+    Sim(Box<sim::SimArgs>),
     /// One OpenAI-compatible endpoint that routes each request to an engine pod.
     Gateway(gateway::GatewayArgs),
     /// Run a fleet of engines and the gateway on this machine from one file.
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
         .init();
     raise_open_files_limit();
     let result = match cli.command {
-        Command::Sim(args) => sim::run(args).map_err(|e| e.to_string()),
+        Command::Sim(args) => sim::run(*args).map_err(|e| e.to_string()),
         Command::Gateway(args) => gateway::run(args).map_err(|e| e.to_string()),
         Command::Up(args) => up::up(args).map_err(|e| e.to_string()),
         Command::Status(args) => up::status(args).map_err(|e| e.to_string()),

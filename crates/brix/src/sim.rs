@@ -8,8 +8,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use brix_kvevents::KvEventsConfig;
-use brix_sim::{Catalog, EngineConfig, EngineSettings, HashAlgo, OutputLen, ProfileError};
-use brix_sim_http::{FaultConfig, LoraModule, SimConfig, SimError};
+use brix_sim::{
+    Catalog, EngineConfig, EngineSettings, HashAlgo, OutputLen, ProfileError, Transport,
+};
+use brix_sim_http::{FaultConfig, KvPoolConfig, LoraModule, SimConfig, SimError};
 use clap::{Args, Subcommand};
 
 /// Flags of `brix sim`.
@@ -54,6 +56,8 @@ pub(crate) struct SimArgs {
     /// "endpoint": "tcp://*:5557", "replay_endpoint": "tcp://*:5558", "topic": "kv"}`.
     #[arg(long, value_name = "JSON")]
     kv_events_config: Option<String>,
+    #[command(flatten)]
+    kv_pool: KvPoolArgs,
     #[command(subcommand)]
     action: Option<SimAction>,
 }
@@ -130,6 +134,49 @@ struct EngineArgs {
     /// Seed of the first block's parent hash, read from the environment as vLLM reads it.
     #[arg(long, env = "PYTHONHASHSEED", hide = true)]
     python_hash_seed: Option<String>,
+}
+
+/// A KV cache pool below the prefix cache (`brix kvcache serve`); see docs/sim.md.
+#[derive(Debug, Args)]
+struct KvPoolArgs {
+    /// Pool servers (`host:port`, comma-separated: several form one pool). Prefixes found
+    /// there are loaded instead of recomputed when that is quicker; computed chunks are
+    /// written through.
+    #[arg(long, value_name = "ADDR[,ADDR...]", value_delimiter = ',')]
+    kv_pool: Vec<String>,
+    /// Tokens per pool chunk (a multiple of --block-size).
+    #[arg(long, value_name = "N", default_value_t = brix_sim::TierConfig::DEFAULT_CHUNK_TOKENS)]
+    kv_pool_chunk_tokens: u32,
+    /// How the simulated GPU reaches the pool, which sets load bandwidth and latency: `shm`
+    /// (same host, the GPU's PCIe link) or `tcp` (another host, a 100 GbE NIC).
+    #[arg(long, value_name = "shm|tcp", default_value = "tcp")]
+    kv_pool_transport: Transport,
+    /// Load bandwidth into the replica in GB/s, overriding the transport's.
+    #[arg(long, value_name = "GBPS")]
+    kv_pool_gbps: Option<f64>,
+    /// The pool's auth token.
+    #[arg(long, env = "BRIX_KV_POOL_TOKEN", hide_env_values = true)]
+    kv_pool_token: Option<String>,
+    /// Payload bytes stored per chunk (default: the model's real KV bytes of a chunk, 32 MiB
+    /// for Llama-3-8B at 256 tokens; a few KiB keep a laptop pool small).
+    #[arg(long, value_name = "BYTES")]
+    kv_pool_value_bytes: Option<u64>,
+}
+
+impl KvPoolArgs {
+    fn config(self) -> Option<KvPoolConfig> {
+        if self.kv_pool.is_empty() {
+            return None;
+        }
+        Some(KvPoolConfig {
+            chunk_tokens: self.kv_pool_chunk_tokens,
+            transport: self.kv_pool_transport,
+            bandwidth_gbps: self.kv_pool_gbps,
+            token: self.kv_pool_token,
+            value_bytes: self.kv_pool_value_bytes,
+            ..KvPoolConfig::new(self.kv_pool)
+        })
+    }
 }
 
 /// Injected failures, for resilience tests of what sits in front.
@@ -228,6 +275,7 @@ impl SimArgs {
                     .map_err(|e| SimCliError::KvEvents(e.to_string()))?,
             );
         }
+        cfg.kv_pool = self.kv_pool.config();
         cfg.show_hidden_metrics_for_version = self.show_hidden_metrics_for_version;
         cfg.faults = FaultConfig {
             fail_rate: self.faults.fail_rate,
@@ -347,6 +395,35 @@ mod tests {
             Some(SimAction::Tokenizer(TokenizerAction::Export { ref dir })) if dir.as_os_str() == "/tmp/t"
         ));
         assert!(Wrap::try_parse_from(["brix-sim", "tokenizer", "export"]).is_err());
+    }
+
+    #[test]
+    fn kv_pool_flags_build_the_pool_settings() {
+        assert_eq!(parse(&[]).map(|c| c.kv_pool), Ok(None));
+        let c = parse(&[
+            "--kv-pool",
+            "10.0.0.1:7400,10.0.0.2:7400",
+            "--kv-pool-transport",
+            "shm",
+            "--kv-pool-chunk-tokens",
+            "512",
+            "--kv-pool-value-bytes",
+            "4096",
+            "--kv-pool-token",
+            "s3cret",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let p = c.kv_pool.unwrap_or_else(|| panic!("no pool"));
+        assert_eq!(p.servers, ["10.0.0.1:7400", "10.0.0.2:7400"]);
+        assert_eq!(
+            (p.transport, p.chunk_tokens, p.value_bytes),
+            (Transport::Shm, 512, Some(4096))
+        );
+        assert!(
+            !format!("{p:?}").contains("s3cret"),
+            "the token is never printed"
+        );
+        assert!(parse(&["--kv-pool", "a:1", "--kv-pool-transport", "rdma"]).is_err());
     }
 
     #[test]

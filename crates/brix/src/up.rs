@@ -10,7 +10,9 @@ use brix_gateway::Registry;
 use brix_platform::adapters::{AdapterConfig, AdapterStatus, Adapters};
 use brix_platform::admin::{AdminGuard, ModelStatus, ScaleRequest};
 use brix_platform::autoscale::{AutoscalerStatus, Autoscalers};
-use brix_platform::{FleetError, FleetFile, LocalConfig, LocalPlatform, PlatformError};
+use brix_platform::{
+    FleetError, FleetFile, KvCacheSpec, LocalConfig, LocalPlatform, PlatformError,
+};
 use clap::Args;
 use tokio::net::TcpListener;
 
@@ -106,6 +108,9 @@ pub(crate) enum UpError {
     /// The runtime could not start.
     #[error("starting the runtime: {0}")]
     Runtime(std::io::Error),
+    /// The fleet's KV cache pool did not start.
+    #[error("kvcache: {0}")]
+    KvCache(String),
     /// The generated admin key could not be written.
     #[error("writing the admin key {path}: {source}")]
     AdminKey {
@@ -183,6 +188,23 @@ async fn serve(
             Some(f)
         }
     };
+    let pool = match &file.kvcache {
+        Some(spec) => Some(start_pool(spec).await?),
+        None => None,
+    };
+    if pool.is_some() {
+        for m in &file.models {
+            if let brix_api::EngineSpec::Command(c) = &m.engine
+                && !c.command.contains(brix_platform::KV_POOL_PLACEHOLDER)
+            {
+                eprintln!(
+                    "brix up: {}: its engine command has no {}, so it does not use the pool",
+                    m.name,
+                    brix_platform::KV_POOL_PLACEHOLDER
+                );
+            }
+        }
+    }
     let registry = Arc::new(Registry::new());
     let kv_events = file.kv_events_models();
     let guard = AdminGuard::new(file.gateway.admission.admin_key.as_deref());
@@ -200,6 +222,7 @@ async fn serve(
         LocalConfig {
             logs_dir: args.logs_dir.clone(),
             kv_events,
+            kv_pool: pool.as_ref().map(|(_, engines)| engines.clone()),
             ..LocalConfig::default()
         },
     );
@@ -278,7 +301,45 @@ async fn serve(
     settled.settle_within(grace).await;
     eprintln!("brix up: stopping replicas");
     platform.shutdown().await;
+    if let Some((server, _)) = pool {
+        server.shutdown().await;
+    }
     Ok(())
+}
+
+/// Starts the fleet file's KV cache pool in this process and says where it listens; the
+/// engines get the returned settings.
+async fn start_pool(
+    spec: &KvCacheSpec,
+) -> Result<
+    (
+        brix_kvcache::server::ServerHandle,
+        brix_sim_http::KvPoolConfig,
+    ),
+    UpError,
+> {
+    let mut cfg = brix_kvcache::server::ServerConfig::new(spec.listen, spec.capacity.0);
+    cfg.token = spec.token.clone();
+    if let Some(m) = spec.max_value {
+        cfg.store.max_value = m.0;
+    }
+    if let Some(p) = &spec.policy {
+        // Checked when the file was parsed.
+        cfg.store.policy = p.parse().unwrap_or_default();
+    }
+    let policy = spec.policy.as_deref().unwrap_or("s3fifo").to_string();
+    let server = brix_kvcache::server::Server::bind(cfg)
+        .await
+        .map_err(|e| UpError::KvCache(e.to_string()))?;
+    let addr = server.local_addr();
+    let engines = spec.engine_config(addr);
+    eprintln!(
+        "brix up: KV cache pool on {addr} ({}, {policy}; engines load over {}, {}-token chunks)",
+        spec.capacity,
+        engines.transport.as_str(),
+        engines.chunk_tokens
+    );
+    Ok((server.spawn(), engines))
 }
 
 pub(crate) fn request(

@@ -157,7 +157,7 @@ fn autoscaled_runs_are_named_by_their_documents_and_write_the_fleet() {
 #[test]
 fn bad_flags_are_named() {
     let dir = Dir(std::env::temp_dir().join(format!("brix-bench-sim-bad-{}", std::process::id())));
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 9] = [
         (
             &["--workload", "shared-prefix", "--strategy", "least-busy"],
             "least-busy",
@@ -186,6 +186,36 @@ fn bad_flags_are_named() {
                 "0",
             ],
             "--storage-gbps",
+        ),
+        (
+            &["--workload", "shared-prefix", "--kv-pool-gib=-1"],
+            "--kv-pool-gib",
+        ),
+        (
+            &[
+                "--workload",
+                "shared-prefix",
+                "--kv-pool-gib",
+                "1",
+                "--kv-pool-policy",
+                "mru",
+            ],
+            "mru",
+        ),
+        (
+            &[
+                "--workload",
+                "shared-prefix",
+                "--kv-pool-gib",
+                "1",
+                "--kv-pool-chunk-tokens",
+                "100",
+            ],
+            "--kv-pool-chunk-tokens",
+        ),
+        (
+            &["--workload", "shared-prefix", "--scale-at", "5:0"],
+            "--scale-at",
         ),
     ];
     for (args, needle) in cases {
@@ -274,4 +304,53 @@ fn adapter_runs_write_per_adapter_counts_the_same_for_the_same_seed() {
         assert!(!out.status.success(), "{spec}");
         assert!(err.contains(needle), "{needle:?} not in {err}");
     }
+}
+
+#[test]
+fn a_pool_run_reports_the_pool_and_its_hits() {
+    let dir = Dir(std::env::temp_dir().join(format!("brix-bench-sim-pool-{}", std::process::id())));
+    let args = [
+        "--workload",
+        "multi-turn:sessions=12,turns=4,system=256,context=1024,user=32,output=16,think=0.5",
+        "--arrival",
+        "poisson:4",
+        "--engines",
+        "2",
+        "--strategy",
+        "least-request",
+        "--kv-pool-gib",
+        "8",
+        "--kv-pool-policy",
+        "lru",
+        "--kv-pool-transport",
+        "tcp",
+        "--scale-at",
+        "2:1,2:2",
+        "--engine-start-s",
+        "1",
+    ];
+    let out = sim(&args, &dir.0);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = std::fs::read_to_string(dir.0.join("summary.md")).unwrap();
+    assert!(table.contains("pool hit rate"), "{table}");
+    let sim: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.0.join("least-request/sim.json")).unwrap())
+            .unwrap();
+    let pool = &sim["kv_pool"];
+    assert_eq!(pool["policy"], "lru");
+    assert_eq!(pool["transport"], "tcp");
+    assert_eq!(pool["capacity_bytes"], 8u64 << 30);
+    assert!(pool["hit_chunks"].as_u64().unwrap() > 0, "{pool}");
+    assert!(sim["external_hit_rate"].as_f64().unwrap() > 0.0);
+    let engines = sim["per_engine"].as_array().unwrap();
+    assert_eq!(engines.len(), 3, "one engine restarted");
+    let hits: u64 = engines
+        .iter()
+        .map(|e| e["external_hits"].as_u64().unwrap())
+        .sum();
+    assert!(hits > 0);
 }

@@ -102,6 +102,10 @@ struct Conn {
     io: BufReader<Stream>,
     info: ServerInfo,
     region: Option<SharedRegion>,
+    /// Replies to RELEASE and PUT_COMMIT frames sent without waiting; read before the next.
+    owed: usize,
+    /// Shared-memory puts whose deferred commit failed (lease lapsed): stored, then lost.
+    lost_commits: u64,
 }
 
 /// A synchronous connection to one pool server (reconnects lazily after an error).
@@ -239,6 +243,12 @@ impl Client {
         Ok(wire::decode_u32(&got)? as usize)
     }
 
+    /// Shared-memory puts reported stored whose deferred commit then failed (their lease
+    /// lapsed before the commit arrived): on this connection, as far as replies were read.
+    pub fn lost_commits(&self) -> u64 {
+        self.conn.as_ref().map_or(0, |c| c.lost_commits)
+    }
+
     /// Server counters.
     pub fn stats(&mut self) -> io::Result<Stats> {
         let got = self.with(|c| c.call(Op::Stats, &[]))?;
@@ -303,7 +313,13 @@ fn open(endpoint: &Endpoint, cfg: &ClientConfig) -> io::Result<Conn> {
         Some(fd) if info.caps & CAP_SHM != 0 => Some(SharedRegion::from_fd(fd)?),
         _ => None,
     };
-    Ok(Conn { io, info, region })
+    Ok(Conn {
+        io,
+        info,
+        region,
+        owed: 0,
+        lost_commits: 0,
+    })
 }
 
 fn read_body(io: &mut impl Read, hdr: &[u8; HEADER_LEN], max: u64) -> io::Result<Vec<u8>> {
@@ -323,10 +339,25 @@ impl Conn {
     }
 
     fn recv(&mut self) -> io::Result<Vec<u8>> {
+        while self.owed > 0 {
+            self.owed -= 1;
+            let (op, body) = self.recv_one()?;
+            if op == Op::PutCommit as u8 {
+                let lost = wire::decode_statuses(&body)?
+                    .iter()
+                    .filter(|s| **s != PutStatus::Stored)
+                    .count();
+                self.lost_commits += lost as u64;
+            }
+        }
+        Ok(self.recv_one()?.1)
+    }
+
+    fn recv_one(&mut self) -> io::Result<(u8, Vec<u8>)> {
         let mut hdr = [0u8; HEADER_LEN];
         self.io.read_exact(&mut hdr)?;
         let max = self.max_reply();
-        read_body(&mut self.io, &hdr, max)
+        Ok((hdr[3], read_body(&mut self.io, &hdr, max)?))
     }
 
     fn call(&mut self, op: Op, body: &[u8]) -> io::Result<Vec<u8>> {
@@ -356,7 +387,7 @@ impl Conn {
             }));
         }
         if !ids.is_empty() {
-            self.call(Op::Release, &proto::u64s_body(&ids))?;
+            self.release(&ids)?;
         }
         copied.map(|()| out)
     }
@@ -384,8 +415,18 @@ impl Conn {
             (Some(region), Some(dst)) => region.read(off, dst),
             _ => Err(too_small()),
         };
-        self.call(Op::Release, &proto::u64s_body(&[id]))?;
+        self.release(&[id])?;
         copied.map(|()| Some(len))
+    }
+
+    /// Sends RELEASE without waiting for its reply (read before the next one), so a shm get
+    /// costs one round trip; the server unpins as soon as the frame arrives.
+    fn release(&mut self, ids: &[u64]) -> io::Result<()> {
+        self.io
+            .get_mut()
+            .write_all(&wire::frame(Op::Release, &proto::u64s_body(ids)))?;
+        self.owed += 1;
+        Ok(())
     }
 
     fn get_socket(&mut self, keys: &[BlockKey]) -> io::Result<Vec<Option<Bytes>>> {
@@ -444,17 +485,14 @@ impl Conn {
                     ids.push(id);
                 }
             }
-            let mut failed = Vec::new();
+            // The commit is sent without waiting (one round trip per put); it can only fail
+            // if the lease lapsed, which `lost_commits` counts when its reply is read.
             if !ids.is_empty() {
-                let body = self.call(Op::PutCommit, &proto::u64s_body(&ids))?;
-                failed = wire::decode_statuses(&body)?;
+                let frame = wire::frame(Op::PutCommit, &proto::u64s_body(&ids));
+                self.io.get_mut().write_all(&frame)?;
+                self.owed += 1;
             }
-            let mut failed = failed.into_iter();
-            for &(status, _, _) in &got {
-                let lapsed =
-                    status == PutStatus::Stored && failed.next() != Some(PutStatus::Stored);
-                out.push(if lapsed { PutStatus::NoSpace } else { status });
-            }
+            out.extend(got.iter().map(|g| g.0));
         }
         Ok(out)
     }

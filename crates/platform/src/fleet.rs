@@ -28,6 +28,9 @@ pub struct FleetFile {
     /// Secret. Never printed.
     #[serde(default)]
     pub secrets: BTreeMap<String, BTreeMap<String, String>>,
+    /// A KV cache pool started beside the engines (`kvcache: { capacity: 2GiB }`).
+    #[serde(default)]
+    pub kvcache: Option<crate::kvpool::KvCacheSpec>,
 }
 
 /// A fleet file that cannot run; the message names the file, the field and, where the parser
@@ -115,6 +118,12 @@ impl FleetFile {
                 path: path(),
                 source,
             })?;
+        if let Some(k) = &file.kvcache {
+            k.check().map_err(|source| FleetError::Invalid {
+                path: path(),
+                source,
+            })?;
+        }
         file.gateway
             .validate()
             .map_err(|source| FleetError::Gateway {

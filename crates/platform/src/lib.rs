@@ -6,6 +6,7 @@ pub mod adapters;
 pub mod admin;
 pub mod autoscale;
 mod fleet;
+mod kvpool;
 mod local;
 mod platform;
 pub mod process;
@@ -13,6 +14,7 @@ mod runner;
 mod supervisor;
 
 pub use fleet::{FleetError, FleetFile, check_adapter};
+pub use kvpool::{ByteSize, KV_POOL_PLACEHOLDER, KvCacheSpec, kv_pool_flags};
 pub use local::{InFlightFn, LocalConfig, LocalPlatform, MAX_REPLICAS};
 pub use platform::{Platform, PlatformError, Replica, ReplicaState};
 pub use runner::{KV_EVENTS_PLACEHOLDER, kv_events_config, sim_config};

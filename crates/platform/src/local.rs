@@ -57,6 +57,9 @@ pub struct LocalConfig {
     /// replica gets two ports of its own (events, replay), its engine their
     /// `--kv-events-config`, and the gateway its sockets.
     pub kv_events: BTreeSet<String>,
+    /// A KV cache pool every simulated engine uses (`sim:` engines directly, engine commands
+    /// through `{kv_pool}`); None: no pool.
+    pub kv_pool: Option<brix_sim_http::KvPoolConfig>,
 }
 
 impl Default for LocalConfig {
@@ -67,6 +70,7 @@ impl Default for LocalConfig {
             startup_poll: Duration::from_millis(100),
             drain_timeout: Duration::from_secs(300),
             kv_events: BTreeSet::new(),
+            kv_pool: None,
         }
     }
 }

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use brix_api::{CommandEngine, EngineSpec, SimEngine};
 use brix_sim::{Catalog, EngineSettings, OutputLen};
-use brix_sim_http::SimConfig;
+use brix_sim_http::{KvPoolConfig, SimConfig};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::kvpool::{KV_POOL_PLACEHOLDER, kv_pool_flags};
 use crate::process::{Process, ProcessSpec};
 
 /// A running engine.
@@ -30,6 +31,7 @@ impl Runner {
         engine: &EngineSpec,
         port: u16,
         kv: Option<(u16, u16)>,
+        pool: Option<&KvPoolConfig>,
         log: &Path,
     ) -> Result<(Self, u16, Option<(u16, u16)>), String> {
         let kv = match kv {
@@ -47,7 +49,7 @@ impl Runner {
                 },
             )),
         };
-        let (runner, port) = Self::start_on(model, engine, port, kv, log).await?;
+        let (runner, port) = Self::start_on(model, engine, port, kv, pool, log).await?;
         Ok((runner, port, kv))
     }
 
@@ -56,11 +58,13 @@ impl Runner {
         engine: &EngineSpec,
         port: u16,
         kv: Option<(u16, u16)>,
+        pool: Option<&KvPoolConfig>,
         log: &Path,
     ) -> Result<(Self, u16), String> {
         match engine {
             EngineSpec::Sim(sim) => {
                 let mut cfg = sim_config(model, sim)?;
+                cfg.kv_pool = pool.cloned();
                 if let Some((events, replay)) = kv {
                     let json = kv_events_config(events, replay);
                     cfg.kv_events = Some(
@@ -80,7 +84,7 @@ impl Runner {
                     0 => free_port().await?,
                     p => p,
                 };
-                let process = Process::spawn(&process_spec(cmd, model, port, kv, log))
+                let process = Process::spawn(&process_spec(cmd, model, port, kv, pool, log))
                     .map_err(|e| e.to_string())?;
                 Ok((Self::Command(Box::new(process)), port))
             }
@@ -155,16 +159,25 @@ fn process_spec(
     model: &str,
     port: u16,
     kv: Option<(u16, u16)>,
+    pool: Option<&KvPoolConfig>,
     log: &Path,
 ) -> ProcessSpec {
     let flag = kv.map_or_else(String::new, |(events, replay)| {
         format!("--kv-events-config '{}'", kv_events_config(events, replay))
     });
+    let mut env = cmd.env.clone();
+    if let Some(token) = pool.and_then(|p| p.token.clone()) {
+        env.insert("BRIX_KV_POOL_TOKEN".into(), token);
+    }
     ProcessSpec {
         command: cmd
             .render(port, model)
-            .replace(KV_EVENTS_PLACEHOLDER, &flag),
-        env: cmd.env.clone(),
+            .replace(KV_EVENTS_PLACEHOLDER, &flag)
+            .replace(
+                KV_POOL_PLACEHOLDER,
+                &pool.map(kv_pool_flags).unwrap_or_default(),
+            ),
+        env,
         log_path: log.to_path_buf(),
     }
 }

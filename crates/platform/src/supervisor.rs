@@ -95,7 +95,16 @@ async fn supervise(inner: Arc<Inner>, slot: Arc<Slot>, engine: EngineSpec) {
             (s.port, kv.then(|| s.kv_ports.unwrap_or((0, 0))))
         };
         let started = Instant::now();
-        let ended = match Runner::start(&slot.model, &engine, port, kv, &log).await {
+        let ended = match Runner::start(
+            &slot.model,
+            &engine,
+            port,
+            kv,
+            inner.cfg.kv_pool.as_ref(),
+            &log,
+        )
+        .await
+        {
             Ok((mut runner, port, kv)) => {
                 {
                     let mut s = slot.status();

@@ -9,6 +9,8 @@ use std::time::Duration;
 use brix_kvevents::KvEventsConfig;
 use brix_sim::{ConfigError, EngineConfig, GpuProfile, LoraError, ModelProfile};
 
+use crate::kv_pool::KvPoolConfig;
+
 /// Everything a simulated vLLM server needs; built by `brix sim` from its flags (or by tests
 /// directly) and validated once by [`crate::run`] before the port is served.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,6 +36,8 @@ pub struct SimConfig {
     pub tokenizer: Option<PathBuf>,
     /// `--kv-events-config`: publish the engine's KV cache events as vLLM does (None: off).
     pub kv_events: Option<KvEventsConfig>,
+    /// `--kv-pool`: a KV cache pool below the prefix cache (None: none).
+    pub kv_pool: Option<KvPoolConfig>,
 }
 
 impl SimConfig {
@@ -49,6 +53,7 @@ impl SimConfig {
             faults: FaultConfig::default(),
             tokenizer: None,
             kv_events: None,
+            kv_pool: None,
         }
     }
 
@@ -146,6 +151,9 @@ pub enum SimError {
     /// The KV events publisher cannot start (a port to bind is taken).
     #[error("--kv-events-config: {0}")]
     KvEvents(String),
+    /// The KV pool settings cannot work (the message names the flag).
+    #[error("{0}")]
+    KvPool(String),
     /// The tokenizer could not be loaded (or exported).
     #[error("tokenizer: {0}")]
     Tokenizer(String),

@@ -25,6 +25,7 @@ fn start() -> (EngineHandle, Clock) {
         engine: &cfg,
         num_gpu_blocks: 512,
         show_hidden: false,
+        kv_pool: None,
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let engine = Engine::new(cfg, model, gpu).unwrap_or_else(|e| panic!("{e}"));
@@ -142,6 +143,7 @@ fn tiered(tier: &Arc<MemTier>) -> (EngineHandle, Arc<Metrics>) {
         engine: &cfg,
         num_gpu_blocks: 512,
         show_hidden: false,
+        kv_pool: None,
     })
     .map(Arc::new)
     .unwrap_or_else(|e| panic!("{e}"));

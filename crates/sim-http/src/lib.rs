@@ -15,6 +15,7 @@ mod driver;
 mod error;
 mod faults;
 mod kv_events;
+mod kv_pool;
 mod metrics;
 mod pydantic;
 mod routes;
@@ -31,6 +32,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use config::{FaultConfig, LoraModule, LoraModuleParseError, SimConfig, SimError};
+pub use kv_pool::{KvPoolConfig, LOOKUP_TIMEOUT};
 
 use driver::{Clock, EngineHandle};
 use faults::Faults;
@@ -72,12 +74,21 @@ pub fn router(config: &SimConfig) -> Result<Router, SimError> {
                 source,
             })?;
     }
+    let pool = match &config.kv_pool {
+        Some(p) => {
+            let (tier, cfg, counters) = kv_pool::tier(config, p)?;
+            engine = engine.with_kv_tier(tier, cfg);
+            Some(counters)
+        }
+        None => None,
+    };
     let num_gpu_blocks = engine.num_gpu_blocks();
     let metrics = Arc::new(Metrics::new(&MetricsSpec {
         served_model_name: &config.served_model_name,
         engine: &config.engine,
         num_gpu_blocks,
         show_hidden: config.show_hidden_metrics_for_version.is_some(),
+        kv_pool: pool,
     })?);
     let clock = Clock::start();
     let handle = EngineHandle::spawn(engine, metrics.clone(), clock);

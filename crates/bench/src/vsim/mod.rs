@@ -18,11 +18,14 @@ mod autoscale;
 mod fleet_report;
 mod oracle;
 mod plot;
+mod pool;
 mod release;
 mod sim;
 
 #[cfg(test)]
 mod adapter_tests;
+#[cfg(test)]
+mod kvpool_tests;
 #[cfg(test)]
 mod replica_tests;
 #[cfg(test)]
@@ -31,8 +34,11 @@ mod scale_tests;
 mod tests;
 
 pub use autoscale::ScaleConfig;
+/// The pool's eviction policies (`brix_kvcache`'s), for `--kv-pool-policy`.
+pub use brix_kvcache::PolicyKind;
 pub use fleet_report::{TimelineSample, decisions_jsonl, timeline_csv};
 pub use plot::timeline_png;
+pub use pool::{FleetPool, KvPoolConfig, PoolReport};
 pub use sim::{Assign, ReplicaConfig};
 
 use std::collections::BTreeMap;
@@ -149,6 +155,61 @@ pub struct SimConfig {
     /// each pod's exact cached tokens (`Pod::cached_tokens`) instead of the approximate
     /// index.
     pub kv_events: bool,
+    /// Replica counts set at fixed times (a restart, a scale-down and back), on a static
+    /// fleet; `None`: `engines` for the whole run.
+    pub schedule: Option<ScaleSchedule>,
+    /// A KV pool every engine of the run shares below its prefix cache (`--kv-pool-gib`);
+    /// `None`: prefix caching alone.
+    pub kv_pool: Option<KvPoolConfig>,
+}
+
+/// Replica counts an operator sets at fixed times (`--scale-at`): engines beyond the count
+/// drain and stop, missing ones start cold (empty caches) and join after `startup_s`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ScaleSchedule {
+    /// (seconds, engines from then on), in time order; two steps at one time restart engines.
+    pub steps: Vec<(f64, u32)>,
+    /// Seconds from asking for an engine to its first good probe.
+    pub startup_s: f64,
+}
+
+impl FromStr for ScaleSchedule {
+    type Err = String;
+
+    /// `T:N,T:N,...` (seconds:engines); `startup_s` is 0 (set it after parsing).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let steps = s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (t, n) = p
+                    .split_once(':')
+                    .ok_or_else(|| format!("'{p}' is not SECONDS:ENGINES"))?;
+                let at: f64 = t
+                    .parse()
+                    .ok()
+                    .filter(|t: &f64| t.is_finite() && *t >= 0.0)
+                    .ok_or_else(|| format!("'{t}' is not seconds ≥ 0"))?;
+                let n: u32 = n
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| format!("'{n}' is not a count ≥ 1"))?;
+                Ok((at, n))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        if steps.is_empty() {
+            return Err("no SECONDS:ENGINES step".into());
+        }
+        if !steps.is_sorted_by(|a, b| a.0 <= b.0) {
+            return Err("steps must be in time order".into());
+        }
+        Ok(Self {
+            steps,
+            startup_s: 0.0,
+        })
+    }
 }
 
 impl SimConfig {
@@ -166,6 +227,8 @@ impl SimConfig {
             adapters: None,
             replicas: ReplicaConfig::default(),
             kv_events: false,
+            schedule: None,
+            kv_pool: None,
         }
     }
 }
@@ -236,6 +299,38 @@ pub struct EngineReport {
     pub steps: u64,
     /// Virtual seconds spent in steps.
     pub busy_s: f64,
+    /// Prompt tokens beyond the local hit looked up in the KV pool
+    /// (`external_prefix_cache_queries`).
+    pub external_queries: u64,
+    /// Of those, tokens loaded from the pool (`external_prefix_cache_hits`,
+    /// `prompt_tokens_by_source{source=external_kv_transfer}`).
+    pub external_hits: u64,
+    /// Bytes loaded from the pool.
+    pub external_loaded_bytes: u64,
+    /// Bytes offered to the pool (write-through).
+    pub external_stored_bytes: u64,
+    /// Virtual seconds steps waited for pool loads.
+    pub external_load_s: f64,
+}
+
+impl EngineReport {
+    /// Engine `name`'s report from its own counters.
+    pub(crate) fn of(name: &str, requests: u64, st: &brix_sim::EngineStats) -> Self {
+        Self {
+            name: name.to_string(),
+            requests,
+            prefix_queries: st.prefix_queries,
+            prefix_hits: st.prefix_hits,
+            preemptions: st.preemptions,
+            steps: st.steps,
+            busy_s: st.busy_time,
+            external_queries: st.external_queries,
+            external_hits: st.external_hits,
+            external_loaded_bytes: st.external_loaded_bytes,
+            external_stored_bytes: st.external_stored_bytes,
+            external_load_s: st.external_load_time,
+        }
+    }
 }
 
 /// What a run produced.
@@ -259,6 +354,8 @@ pub struct SimRun {
     pub warnings: Vec<String>,
     /// Per-adapter counts and placement events, in a run with adapters.
     pub adapters: Option<adapters::AdapterReport>,
+    /// What the KV pool did, in a run with one.
+    pub pool: Option<PoolReport>,
 }
 
 impl SimRun {
@@ -266,6 +363,15 @@ impl SimRun {
     pub fn prefix_hit_rate(&self) -> f64 {
         let (h, q) = self.engines.iter().fold((0, 0), |(h, q), e| {
             (h + e.prefix_hits, q + e.prefix_queries)
+        });
+        if q == 0 { 0.0 } else { h as f64 / q as f64 }
+    }
+
+    /// Prompt tokens loaded from the KV pool over all prompt tokens looked up locally: the
+    /// share of prompts the pool served (0 without a pool).
+    pub fn external_hit_rate(&self) -> f64 {
+        let (h, q) = self.engines.iter().fold((0, 0), |(h, q), e| {
+            (h + e.external_hits, q + e.prefix_queries)
         });
         if q == 0 { 0.0 } else { h as f64 / q as f64 }
     }
@@ -309,6 +415,12 @@ pub enum SimError {
     /// positive sync interval.
     #[error("--gateways above 1 needs a positive --sync-ms and no autoscaler or adapters")]
     Replicas,
+    /// A replica schedule needs a static, base-model fleet behind one gateway, times in order,
+    /// counts of 1 or more and a start-up time of 0 or more seconds.
+    #[error(
+        "--scale-at needs no autoscaler, adapters or extra gateways; times in order, counts ≥ 1"
+    )]
+    Schedule,
     /// Events ran out with requests unfinished (a simulator bug, reported rather than hung).
     #[error("simulation stalled with {stuck} requests unfinished ({done} done)")]
     Stalled {

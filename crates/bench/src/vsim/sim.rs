@@ -12,15 +12,17 @@
 
 mod cache_aware;
 mod decide;
+mod kv_events;
 mod lora;
 mod replicas;
 mod scale;
+mod schedule;
 mod slot;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
 
-use brix_router::KvUpdate;
 use brix_router::Strategy;
 use brix_router::fleet::{Booking, CoreConfig, Fleet, Scrape};
 use brix_sim::{Finished, NewRequest, StepCost};
@@ -33,7 +35,7 @@ use self::scale::ScaleState;
 use self::slot::{Event, Life, Slot, Timed};
 use super::autoscale::Decide;
 use super::release::{Action, Releaser};
-use super::{EngineReport, Release, RouteKey, SimConfig, SimError, SimRun, SimStrategy};
+use super::{EngineReport, FleetPool, Release, RouteKey, SimConfig, SimError, SimRun, SimStrategy};
 use crate::report::RequestRecord;
 use crate::workload::Workload;
 
@@ -99,6 +101,10 @@ pub(crate) struct Sim<'a> {
     replicas: Option<replicas::Replicas>,
     /// SGLang's per-engine trees, for `sglang-cache-aware`.
     trees: cache_aware::Trees,
+    /// Replica-schedule steps that changed the count.
+    scheduled_events: u64,
+    /// The KV pool every engine shares, in a run with one.
+    pool: Option<Arc<FleetPool>>,
 }
 
 impl<'a> Sim<'a> {
@@ -137,8 +143,9 @@ impl<'a> Sim<'a> {
                 return Err(SimError::AdapterTiming);
             }
         }
+        let pool = cfg.kv_pool.clone().map(FleetPool::new);
         let slots = (0..cfg.engines)
-            .map(|i| Slot::new(cfg, i, Life::Ready, 0.0))
+            .map(|i| Slot::new(cfg, i, Life::Ready, 0.0, pool.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
         let names: Vec<(String, String)> = (0..cfg.engines)
             .map(|i| (format!("engine-{i}"), format!("engine-{i}")))
@@ -213,8 +220,11 @@ impl<'a> Sim<'a> {
                 .as_ref()
                 .map(|a| LoraState::new(a, cfg.engines)),
             replicas: None,
+            scheduled_events: 0,
+            pool,
         };
         sim.start_replicas()?;
+        sim.start_schedule()?;
         if matches!(release, Release::Closed { users: 0, .. }) {
             return Err(SimError::NoUsers);
         }
@@ -270,6 +280,7 @@ impl<'a> Sim<'a> {
                 Event::AdapterLoaded(e, a) => self.loaded(e, a, at),
                 Event::AdapterHoldTimeout(i) => self.adapter_hold_timeout(i, at),
                 Event::Sync(r) => self.sync(r, at),
+                Event::Scheduled(k) => self.scheduled(k, at),
             }
         }
         let stuck = self.live.iter().filter(|l| l.is_some()).count() + self.held();
@@ -283,19 +294,12 @@ impl<'a> Sim<'a> {
             .slots
             .iter()
             .enumerate()
-            .map(|(i, s)| {
-                let st = s.engine.stats();
-                EngineReport {
-                    name: self.fleet.name(i).to_string(),
-                    requests: s.requests,
-                    prefix_queries: st.prefix_queries,
-                    prefix_hits: st.prefix_hits,
-                    preemptions: st.preemptions,
-                    steps: st.steps,
-                    busy_s: st.busy_time,
-                }
-            })
+            .map(|(i, s)| EngineReport::of(self.fleet.name(i), s.requests, s.engine.stats()))
             .collect();
+        let pool = self
+            .pool
+            .as_ref()
+            .map(|p| p.report(&self.cfg.model, &self.cfg.gpu));
         let end_s = self
             .records
             .iter()
@@ -321,6 +325,7 @@ impl<'a> Sim<'a> {
             decisions,
             warnings,
             adapters,
+            pool,
         })
     }
 
@@ -576,45 +581,6 @@ impl<'a> Sim<'a> {
                 Action::Send(i) => self.push(now, Event::Arrival(i)),
                 Action::SendAt(i, at) => self.push(at, Event::Arrival(i)),
                 Action::WakeAt(at) => self.push(at, Event::Wake),
-            }
-        }
-    }
-
-    /// The step's KV events from engine `e`, into every gateway's exact index of the pod
-    /// (each gateway subscribes to every pod itself). An event the index cannot apply (a gap,
-    /// a full index) clears it, as the live subscriber does when replay cannot fill a gap.
-    fn kv_events(&mut self, e: usize) {
-        if !self.cfg.kv_events {
-            return;
-        }
-        let events = self.slots[e].engine.take_kv_events();
-        if events.is_empty() {
-            return;
-        }
-        for r in 0..self.cfg.replicas.gateways.max(1) {
-            let fleet = self.replica_fleet(r);
-            for ev in &events {
-                let update = match ev {
-                    brix_sim::KvEvent::Stored {
-                        hashes,
-                        parent,
-                        token_ids,
-                        block_size,
-                        lora_name,
-                        ..
-                    } => KvUpdate::Stored {
-                        parent: *parent,
-                        hashes,
-                        token_ids,
-                        block_size: *block_size,
-                        lora: lora_name.as_deref(),
-                    },
-                    brix_sim::KvEvent::Removed { hashes } => KvUpdate::Removed { hashes },
-                    brix_sim::KvEvent::Cleared => KvUpdate::Cleared,
-                };
-                if fleet.kv_event(e, update).is_err() {
-                    fleet.kv_clear(e);
-                }
             }
         }
     }

@@ -74,7 +74,9 @@ impl SharedPrefix {
 }
 
 /// `multi-turn`: `sessions` conversations of `turns` turns. Turn 0's prompt is a system
-/// prompt (one of `systems`, shared across sessions) plus `user` words; turn k's prompt is
+/// prompt (one of `systems`, shared across sessions), `context` words of the session's own
+/// (LMCache multi-round QA's per-user info: a document, a history), and `user` words; turn k's
+/// prompt is
 /// turn k−1's whole prompt, a synthetic assistant reply of turn k−1's `output` words, and
 /// `user` new words, as a chat client resends the history. Think time before each later turn
 /// is exponential with mean `think` seconds.
@@ -88,6 +90,9 @@ pub struct MultiTurn {
     pub system: u32,
     /// Distinct system prompts; session `s` uses number `s % systems` (≥ 1).
     pub systems: u32,
+    /// Words of per-session context after the system prompt (0: none): makes each
+    /// conversation's working set large without a long system prompt everyone shares.
+    pub context: u32,
     /// Words in each user message.
     pub user: u32,
     /// Tokens to generate per turn, and so the length of the reply in the next turn (≥ 1).
@@ -103,6 +108,7 @@ impl Default for MultiTurn {
             turns: 5,
             system: 512,
             systems: 1,
+            context: 0,
             user: 64,
             output: 64,
             think: 1.0,
@@ -121,6 +127,11 @@ impl MultiTurn {
             push_words(
                 &mut rng(seed, Stream::System, &[system]),
                 self.system as usize,
+                &mut prompt,
+            );
+            push_words(
+                &mut rng(seed, Stream::Context, &[s]),
+                self.context as usize,
                 &mut prompt,
             );
             for t in 0..self.turns {

@@ -36,6 +36,8 @@ pub(super) enum Stream {
     SyntheticPrompt,
     /// A synthetic request's lengths.
     SyntheticLen,
+    /// A multi-turn session's own context after the system prompt.
+    Context,
 }
 
 /// SplitMix64's finaliser: a cheap, well-mixed bijection on u64.

@@ -3,7 +3,7 @@
 //! | generator | fields (default) |
 //! |---|---|
 //! | `shared-prefix` | `groups` (8), `prefix` (1024), `suffix` (64), `output` (128), `requests` (400) |
-//! | `multi-turn` | `sessions` (40), `turns` (5), `system` (512), `systems` (1), `user` (64), `output` (64), `think` (1.0 s) |
+//! | `multi-turn` | `sessions` (40), `turns` (5), `system` (512), `systems` (1), `context` (0), `user` (64), `output` (64), `think` (1.0 s) |
 //! | `synthetic` | `requests` (1000), `prompt` (1024), `prompt_std` (696), `output` (43), `output_std` (34), `max_len` (0: no cap) |
 //! | `sharegpt` | `sharegpt:PATH`, or `path` (required), `conversations` (all), `turns` (`first`/`all`), `think` (1.0 s) |
 //!
@@ -158,6 +158,7 @@ fn multi_turn(body: &str) -> Result<MultiTurn, SpecError> {
             "turns" => spec.turns = number("turns", value, 1)?,
             "system" => spec.system = number("system", value, 0)?,
             "systems" => spec.systems = number("systems", value, 1)?,
+            "context" => spec.context = number("context", value, 0)?,
             "user" => spec.user = number("user", value, 1)?,
             "output" => spec.output = number("output", value, 1)?,
             "think" => spec.think = seconds("think", value)?,
@@ -165,7 +166,7 @@ fn multi_turn(body: &str) -> Result<MultiTurn, SpecError> {
                 return Err(unknown(
                     "multi-turn",
                     field,
-                    "sessions, turns, system, systems, user, output, think",
+                    "sessions, turns, system, systems, context, user, output, think",
                 ));
             }
         }

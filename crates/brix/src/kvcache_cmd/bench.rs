@@ -20,8 +20,11 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value = "64KiB,256KiB,1MiB,4MiB,16MiB,64MiB", value_delimiter = ',', value_parser = parse_size)]
     sizes: Vec<u64>,
     /// Bytes moved per measurement and size (at least 8 values).
-    #[arg(long, default_value = "512MiB", value_parser = parse_size)]
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
     bytes: u64,
+    /// Repetitions of each measurement; medians are reported.
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
     /// Arena of the benchmark server.
     #[arg(long, default_value = "1GiB", value_parser = parse_size)]
     capacity: u64,
@@ -34,6 +37,12 @@ pub(crate) struct BenchArgs {
     /// Requests in flight in the pipelined latency test.
     #[arg(long, default_value_t = 16)]
     depth: usize,
+}
+
+/// The median (upper one for an even count).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// Bytes per second of `f` over `bytes`.
@@ -93,10 +102,11 @@ fn measure(args: &BenchArgs, tcp: &str, unix: &str) -> Result<(), KvcacheCmdErro
     let mut net = Client::connect(tcp, cfg)?;
     println!("# brix kvcache bench\n");
     println!(
-        "{} CPUs; arena {} MiB; {} MiB moved per cell; GB/s = 1e9 bytes/s; % = of memcpy in the same row.\n",
+        "{} CPUs; arena {} MiB; {} MiB moved per measurement; median of {} repetitions; GB/s = 1e9 bytes/s; % = median ratio to a memcpy pass of the same bytes run just before each measurement.\n",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         args.capacity >> 20,
-        args.bytes >> 20
+        args.bytes >> 20,
+        args.reps
     );
     println!("| value | memcpy GB/s | shm put GB/s | shm get GB/s | TCP put GB/s | TCP get GB/s |");
     println!("|---|---|---|---|---|---|");
@@ -108,17 +118,19 @@ fn measure(args: &BenchArgs, tcp: &str, unix: &str) -> Result<(), KvcacheCmdErro
         let src: Vec<Vec<u8>> = (0..pool_vals)
             .map(|i| vec![i as u8 ^ 0x5a; size as usize])
             .collect();
-        let mut dst = vec![0u8; size as usize];
+        let mut dst = vec![1u8; size as usize];
         let total = n * size;
-        let memcpy = rate(total, || {
-            for i in 0..n as usize {
-                dst.copy_from_slice(&src[i % pool_vals]);
-                black_box(&dst);
-            }
-            Ok(())
-        })?;
-        // Puts use fresh keys (a present key is not rewritten); gets read back the last values
-        // put, as many as fit in half the arena, round robin.
+        let memcpy = |dst: &mut [u8]| {
+            rate(total, || {
+                for i in 0..n as usize {
+                    dst.copy_from_slice(&src[i % pool_vals]);
+                    black_box(&dst);
+                }
+                Ok(())
+            })
+        };
+        // Puts use fresh keys (a present key is not rewritten); gets read back the values of
+        // the last put (LRU keeps them), round robin.
         let put = |c: &mut Client, tcp: bool, run: u64| {
             rate(total, || {
                 for i in 0..n {
@@ -135,35 +147,50 @@ fn measure(args: &BenchArgs, tcp: &str, unix: &str) -> Result<(), KvcacheCmdErro
                 Ok(())
             })
         };
-        run += 1;
-        let shm_put = put(&mut shm, false, run)?;
-        let live = ((args.capacity / 2) / size).clamp(1, n);
+        let live = ((args.capacity / 4) / size).clamp(1, n);
         let first = n - live;
-        let shm_get = rate(total, || {
-            for i in 0..n {
-                let got = shm.get_into(key(run, first + i % live), &mut dst)?;
-                if got != Some(size as usize) {
-                    return Err(std::io::Error::other("shm get missed a value just put"));
+        // Each path is measured right after a memcpy pass of the same bytes, and its ratio is
+        // taken against that pass: the machine's load drifts less within a pair than a row.
+        let mut cells: [Vec<(f64, f64)>; 4] = Default::default();
+        let mut copies = Vec::new();
+        for _ in 0..args.reps.max(1) {
+            for (path, cell) in cells.iter_mut().enumerate() {
+                let m = memcpy(&mut dst)?;
+                copies.push(m);
+                if path % 2 == 0 {
+                    run += 1;
                 }
+                let r = match path {
+                    0 => put(&mut shm, false, run)?,
+                    2 => put(&mut net, true, run)?,
+                    _ => rate(total, || {
+                        for i in 0..n {
+                            let k = key(run, first + i % live);
+                            let len = if path == 1 {
+                                shm.get_into(k, &mut dst)?
+                            } else {
+                                net.get_tcp(&[k])?.pop().flatten().map(|v| v.len())
+                            };
+                            if len != Some(size as usize) {
+                                return Err(std::io::Error::other("a get missed a value just put"));
+                            }
+                        }
+                        Ok(())
+                    })?,
+                };
+                cell.push((r, r / m));
             }
-            Ok(())
-        })?;
-        run += 1;
-        let tcp_put = put(&mut net, true, run)?;
-        let tcp_get = rate(total, || {
-            for i in 0..n {
-                let got = net.get_tcp(&[key(run, first + i % live)])?;
-                if got.first().and_then(|v| v.as_ref()).map(|v| v.len()) != Some(size as usize) {
-                    return Err(std::io::Error::other("TCP get missed a value just put"));
-                }
-            }
-            Ok(())
-        })?;
-        let pct = |r: f64| format!("{} ({:.0} %)", gbs(r), 100.0 * r / memcpy);
+        }
+        let pct = |c: &mut Vec<(f64, f64)>| {
+            let rates = median(c.iter().map(|x| x.0).collect());
+            let ratio = median(c.iter().map(|x| x.1).collect());
+            format!("{} ({:.0} %)", gbs(rates), 100.0 * ratio)
+        };
+        let [shm_put, shm_get, tcp_put, tcp_get] = &mut cells;
         println!(
             "| {} | {} | {} | {} | {} | {} |",
             human(size),
-            gbs(memcpy),
+            gbs(median(copies)),
             pct(shm_put),
             pct(shm_get),
             pct(tcp_put),

@@ -10,6 +10,7 @@ mod admin;
 mod autoscale;
 mod binary;
 mod kvevents;
+mod kvpool;
 mod listener;
 mod platform;
 mod support;

@@ -3,7 +3,7 @@
 //! rest). Under failure: a timeout, EOF or stop closes the connection; protocol errors get an
 //! error reply first; in every case the connection's shm leases are dropped at the end.
 
-use std::io::{self, IoSlice};
+use std::io;
 use std::os::fd::AsFd;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,15 +12,17 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use subtle::ConstantTimeEq;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{
+    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, Interest,
+};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::watch;
 
 use super::Shared;
 use crate::proto::{self, CAP_SHM, HEADER_LEN, MAX_TOKEN, Op, Reader, Status};
 
-/// Piece size for sending values (bounds each connection's send buffer).
-const CHUNK: usize = 1 << 20;
+/// Largest single `sendfile` call (the kernel caps one call near 2 GiB anyway).
+const SENDFILE_MAX: u64 = 1 << 30;
 
 /// A TCP or Unix stream.
 #[derive(Debug)]
@@ -85,8 +87,6 @@ struct Conn {
     owner: u64,
     authed: bool,
     shm: bool,
-    /// Reused buffer for values on their way out (at most [`CHUNK`] bytes).
-    scratch: Vec<u8>,
 }
 
 pub(super) async fn serve(shared: Arc<Shared>, io: Io, mut stop: watch::Receiver<bool>) {
@@ -119,7 +119,6 @@ pub(super) async fn serve(shared: Arc<Shared>, io: Io, mut stop: watch::Receiver
             owner,
             authed,
             shm: false,
-            scratch: Vec::new(),
         };
         c.run().await;
     };
@@ -325,51 +324,60 @@ impl Conn {
             total as usize,
         ));
         meta.extend_from_slice(&(keys.len() as u32).to_le_bytes());
-        let mut scratch = std::mem::take(&mut self.scratch);
         for p in &pins.pins {
             match p {
                 None => meta.push(0),
                 Some(p) => {
                     meta.push(1);
                     meta.extend_from_slice(&p.len.to_le_bytes());
-                    // The value is pinned, so it is sent in pieces through a bounded buffer.
-                    let mut at = 0;
-                    while at < p.len {
-                        let n = (p.len - at).min(CHUNK as u64) as usize;
-                        if scratch.len() < n {
-                            scratch.resize(n, 0);
-                        }
-                        store.read_pinned(p, at, &mut scratch[..n])?;
-                        self.write2(&meta, &scratch[..n]).await?;
-                        meta.clear();
-                        at += n as u64;
-                    }
+                    self.write(&meta).await?;
+                    meta.clear();
+                    // The value is pinned: the kernel sends it straight from the arena's pages.
+                    self.send_arena(p.offset, p.len).await?;
                 }
             }
         }
-        self.scratch = scratch;
         self.write(&meta).await?;
         Ok(())
     }
 
-    /// Writes `a` then `b` with vectored writes (no copy to join them).
-    async fn write2(&mut self, a: &[u8], b: &[u8]) -> io::Result<()> {
+    /// Sends `len` arena bytes at `offset` with `sendfile(2)` from the memfd: no copy through
+    /// a user-space buffer, each call bounded by the I/O timeout.
+    async fn send_arena(&mut self, mut offset: u64, len: u64) -> io::Result<()> {
+        let store = self.shared.store.clone();
+        let fd = store.region().fd();
         let io_t = self.shared.cfg.io_timeout;
-        let (mut a, mut b) = (a, b);
-        while !a.is_empty() {
-            let slices = [IoSlice::new(a), IoSlice::new(b)];
-            let n = timed(io_t, self.io.get_mut().write_vectored(&slices)).await?;
-            if n == 0 {
+        let end = offset + len;
+        while offset < end {
+            let n = (end - offset).min(SENDFILE_MAX) as usize;
+            let sent = timed(io_t, async {
+                loop {
+                    let r = match self.io.get_mut() {
+                        Io::Tcp(s) => {
+                            s.writable().await?;
+                            s.try_io(Interest::WRITABLE, || {
+                                Ok(rustix::fs::sendfile(s.as_fd(), fd, Some(&mut offset), n)?)
+                            })
+                        }
+                        Io::Unix(s) => {
+                            s.writable().await?;
+                            s.try_io(Interest::WRITABLE, || {
+                                Ok(rustix::fs::sendfile(s.as_fd(), fd, Some(&mut offset), n)?)
+                            })
+                        }
+                    };
+                    match r {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        r => return r,
+                    }
+                }
+            })
+            .await?;
+            if sent == 0 {
                 return Err(io::ErrorKind::WriteZero.into());
             }
-            if n >= a.len() {
-                b = &b[n - a.len()..];
-                a = &[];
-            } else {
-                a = &a[n..];
-            }
         }
-        self.write(b).await
+        Ok(())
     }
 
     async fn reply(&mut self, op: u8, status: Status, body: &[u8]) -> io::Result<()> {

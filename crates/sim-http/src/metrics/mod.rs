@@ -13,10 +13,14 @@
 mod families;
 mod process;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use brix_sim::{EngineConfig, EngineSnapshot, EngineStats, Finished, StepOutput};
-use prometheus::{Registry, TextEncoder};
+use prometheus::{IntCounter, Registry, TextEncoder};
+
+use crate::kv_pool::PoolCounters;
 
 use families::{Builder, Counters, Gauges, Histograms};
 use process::Process;
@@ -28,6 +32,8 @@ pub(crate) struct MetricsSpec<'a> {
     pub(crate) engine: &'a EngineConfig,
     pub(crate) num_gpu_blocks: u32,
     pub(crate) show_hidden: bool,
+    /// The live KV pool tier's counters, when `--kv-pool` is set.
+    pub(crate) kv_pool: Option<Arc<PoolCounters>>,
 }
 
 /// The registry and typed handles to every series.
@@ -37,6 +43,15 @@ pub(crate) struct Metrics {
     counters: Counters,
     hist: Histograms,
     process: Option<Process>,
+    /// `brix_sim_kv_pool_*` and where they are read from.
+    pool: Option<(PoolFamilies, Arc<PoolCounters>)>,
+}
+
+/// The live pool tier's own counters (Brix's, not vLLM's).
+struct PoolFamilies {
+    lookup_errors: IntCounter,
+    stored: IntCounter,
+    dropped: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -57,7 +72,33 @@ impl Metrics {
                 .collect(),
         };
         b.cache_config_info(spec)?;
+        let pool = match &spec.kv_pool {
+            Some(c) => {
+                let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+                    let c = IntCounter::new(name, help)?;
+                    b.registry.register(Box::new(c.clone()))?;
+                    Ok(c)
+                };
+                let f = PoolFamilies {
+                    lookup_errors: counter(
+                        "brix_sim_kv_pool_lookup_errors_total",
+                        "KV pool lookups that failed or timed out on a server (each a miss).",
+                    )?,
+                    stored: counter(
+                        "brix_sim_kv_pool_stored_chunks_total",
+                        "Chunks written to the KV pool by write-through.",
+                    )?,
+                    dropped: counter(
+                        "brix_sim_kv_pool_dropped_chunks_total",
+                        "Chunks offered to the KV pool but not written (queue full, server down or refused).",
+                    )?,
+                };
+                Some((f, c.clone()))
+            }
+            None => None,
+        };
         Ok(Self {
+            pool,
             gauges: b.gauges(spec)?,
             counters: b.counters()?,
             hist: b.histograms(spec.engine.max_model_len)?,
@@ -159,6 +200,14 @@ impl Metrics {
         self.gauges.waiting_deferred.set(0.0);
         if let Some(p) = &self.process {
             p.update();
+        }
+        if let Some((f, c)) = &self.pool {
+            let catch_up = |m: &IntCounter, v: &AtomicU64| {
+                m.inc_by(v.load(Ordering::Relaxed).saturating_sub(m.get()));
+            };
+            catch_up(&f.lookup_errors, &c.lookup_errors);
+            catch_up(&f.stored, &c.stored_chunks);
+            catch_up(&f.dropped, &c.dropped_chunks);
         }
         self.gauges.kv_usage.set(snap.kv_usage);
         if let Some(g) = &self.gauges.gpu_cache_usage {

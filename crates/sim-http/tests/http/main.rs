@@ -7,6 +7,7 @@
 mod errors;
 mod faults;
 mod kv_events;
+mod kv_pool;
 mod lora;
 mod metrics;
 mod openai;

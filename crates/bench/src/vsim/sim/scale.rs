@@ -233,7 +233,7 @@ impl Sim<'_> {
     }
 
     /// The platform's side: more engines asked for, or surplus ready ones drained.
-    fn reconcile(&mut self, now: f64) {
+    pub(super) fn reconcile(&mut self, now: f64) {
         let active = self.count(Life::Ready) + self.count(Life::Starting);
         if self.desired > active {
             for _ in active..self.desired {
@@ -278,12 +278,20 @@ impl Sim<'_> {
     /// Asks for one more engine: billed from now, routable after `startup_s`.
     fn start_engine(&mut self, now: f64) -> Result<(), crate::vsim::SimError> {
         let e = self.slots.len();
-        self.slots
-            .push(Slot::new(self.cfg, e, Life::Starting, now)?);
+        self.slots.push(Slot::new(
+            self.cfg,
+            e,
+            Life::Starting,
+            now,
+            self.pool.as_ref(),
+        )?);
         let name = format!("engine-{e}");
         self.fleet.add(&name, &name);
         self.bill(now);
-        let startup = self.scale.as_ref().map_or(0.0, |s| s.cfg.startup_s);
+        let startup = self.scale.as_ref().map_or_else(
+            || self.schedule_startup_s().unwrap_or(0.0),
+            |s| s.cfg.startup_s,
+        );
         self.push(now + startup, Event::Ready(e));
         Ok(())
     }
@@ -361,7 +369,7 @@ impl Sim<'_> {
             } else {
                 f64::from(max)
             },
-            scale_events,
+            scale_events: scale_events + self.scheduled_events,
             decisions,
         }
     }

@@ -2,9 +2,11 @@
 
 use std::cmp::Ordering;
 
+use std::sync::Arc;
+
 use brix_sim::{Engine, NewRequest, StepOutput};
 
-use crate::vsim::{SimConfig, SimError};
+use crate::vsim::{FleetPool, SimConfig, SimError};
 
 /// What the loop processes, each at its time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,6 +35,8 @@ pub(super) enum Event {
     AdapterHoldTimeout(usize),
     /// Gateway replica (by number) publishes its loads and bookings to the others.
     Sync(usize),
+    /// Step (by position) of the replica schedule is due.
+    Scheduled(usize),
 }
 
 impl Event {
@@ -104,15 +108,31 @@ pub(super) struct Slot {
 }
 
 impl Slot {
-    /// Engine `i` of `cfg` (seeded `seed ^ i`), asked for at `now`.
-    pub(super) fn new(cfg: &SimConfig, i: usize, life: Life, now: f64) -> Result<Self, SimError> {
+    /// Engine `i` of `cfg` (seeded `seed ^ i`), asked for at `now`, with the run's KV pool
+    /// below its prefix cache when there is one.
+    pub(super) fn new(
+        cfg: &SimConfig,
+        i: usize,
+        life: Life,
+        now: f64,
+        pool: Option<&Arc<FleetPool>>,
+    ) -> Result<Self, SimError> {
         let mut ec = cfg.engine.clone();
         ec.seed ^= i as u64;
         // A run with adapters serves them: LoRA on, with the flags' slots.
         ec.enable_lora |= cfg.adapters.is_some();
         ec.kv_events |= cfg.kv_events;
+        let mut engine = Engine::new(ec, cfg.model.clone(), cfg.gpu.clone())?;
+        // A pool of 0 bytes stores nothing: engines neither ask it nor copy chunks out for
+        // it, so the run is prefix caching alone.
+        if let (Some(p), Some(pc)) = (
+            pool,
+            cfg.kv_pool.as_ref().filter(|pc| pc.capacity_bytes > 0),
+        ) {
+            engine = engine.with_kv_tier(p.clone(), pc.tier_config(&cfg.model, &cfg.gpu));
+        }
         Ok(Self {
-            engine: Engine::new(ec, cfg.model.clone(), cfg.gpu.clone())?,
+            engine,
             pending: Vec::new(),
             step: None,
             requests: 0,

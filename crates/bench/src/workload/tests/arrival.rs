@@ -158,6 +158,7 @@ fn sessions_get_one_start_and_are_trimmed_whole() {
         turns: 3,
         system: 4,
         systems: 1,
+        context: 0,
         user: 2,
         output: 2,
         think: 1.0,

@@ -18,6 +18,7 @@ fn save_then_load_gives_the_same_workload() {
         turns: 3,
         system: 30,
         systems: 1,
+        context: 7,
         user: 5,
         output: 4,
         think: 1.5,

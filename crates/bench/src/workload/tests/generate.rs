@@ -87,6 +87,7 @@ fn multi_turn_prompts_grow_by_reply_and_user_turn() {
         turns: 4,
         system: 50,
         systems: 2,
+        context: 0,
         user: 10,
         output: 8,
         think: 2.0,
@@ -112,6 +113,53 @@ fn multi_turn_prompts_grow_by_reply_and_user_turn() {
         thinks.iter().all(|t| *t > 0.0) && mean > 0.5 && mean < 6.0,
         "mean think {mean}"
     );
+}
+
+/// Each session's context follows the shared system prompt, is its own, and stays in every
+/// later turn; `context=0` is the workload without it, word for word.
+#[test]
+fn multi_turn_context_is_per_session_and_kept() {
+    let base = MultiTurn {
+        sessions: 3,
+        turns: 3,
+        system: 20,
+        systems: 1,
+        context: 0,
+        user: 4,
+        output: 2,
+        think: 0.0,
+    };
+    let spec = MultiTurn {
+        context: 30,
+        ..base.clone()
+    };
+    let (w, plain) = (spec.generate(4), base.generate(4));
+    assert_sessions_grow(&w, Some(4));
+    let firsts: Vec<_> = w
+        .requests
+        .iter()
+        .filter(|r| r.session.is_some_and(|t| t.turn == 0))
+        .collect();
+    assert_eq!(firsts.len(), 3);
+    assert!(firsts.iter().all(|r| r.prompt.len() == 20 + 30 + 4));
+    assert!(
+        firsts
+            .iter()
+            .all(|r| r.prompt[..20] == firsts[0].prompt[..20]),
+        "system shared"
+    );
+    let contexts: HashSet<&[u32]> = firsts.iter().map(|r| &r.prompt[20..50]).collect();
+    assert_eq!(contexts.len(), 3, "each session has its own context");
+    for (a, b) in w.requests.iter().zip(&plain.requests) {
+        assert_eq!(a.prompt[..20], b.prompt[..20]);
+        assert_eq!(
+            a.prompt[50..],
+            b.prompt[20..],
+            "the rest is the workload without context"
+        );
+    }
+    let spec = "multi-turn:sessions=3,turns=3,system=20,context=30,user=4,output=2,think=0";
+    assert_eq!(load(spec, 4).expect("spec loads"), w);
 }
 
 #[test]
