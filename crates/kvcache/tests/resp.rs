@@ -2,6 +2,8 @@
 //! handshake, pipelines and RESP3) and by raw bytes for what no client sends on purpose.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use brix_kvcache::resp;
@@ -9,6 +11,8 @@ use brix_kvcache::server::ServerHandle;
 use redis::aio::MultiplexedConnection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::task::JoinHandle;
 
 mod common;
 
@@ -383,4 +387,90 @@ fn keys_hash_under_the_resp_root() {
     assert_ne!(resp::key_of(b"a"), resp::key_of(b"b"));
     assert_eq!(resp::key_of(b"a"), resp::key_of(b"a"));
     assert_ne!(resp::key_of(b""), resp::resp_root());
+}
+
+/// A slow client: starts `SET key <MAX_VALUE bytes>` and sends 1 KiB of the value every 100 ms
+/// (well inside the server's I/O timeout) until `stop`; returns its writer and the bytes sent.
+async fn slow_large_set(
+    addr: SocketAddr,
+    key: &str,
+    stop: Arc<AtomicBool>,
+) -> (OwnedReadHalf, JoinHandle<(OwnedWriteHalf, usize)>) {
+    let (rd, mut wr) = TcpStream::connect(addr)
+        .await
+        .expect("connect")
+        .into_split();
+    let head = format!(
+        "*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n${MAX_VALUE}\r\n",
+        key.len()
+    );
+    wr.write_all(head.as_bytes()).await.expect("write");
+    let task = tokio::spawn(async move {
+        let mut sent = 0;
+        while !stop.load(Ordering::Relaxed) && sent + 1024 < MAX_VALUE {
+            if wr.write_all(&[7u8; 1024]).await.is_err() {
+                break;
+            }
+            sent += 1024;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        (wr, sent)
+    });
+    (rd, task)
+}
+
+#[tokio::test]
+async fn large_commands_share_the_servers_request_budget() {
+    // A budget of one frame (max-value + 1 MiB = 2 MiB): room for one 1 MiB command at a time.
+    let mut cfg = common::config();
+    cfg.max_inflight_bytes = cfg.max_frame();
+    cfg.io_timeout = Duration::from_secs(1);
+    let handle = common::start(cfg).await;
+    let addr = handle.local_addr();
+    let stops = [
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    ];
+    let (mut ra, ta) = slow_large_set(addr, "a", stops[0].clone()).await;
+    let (mut rb, tb) = slow_large_set(addr, "b", stops[1].clone()).await;
+    // Neither stalls, so the one that waits for the budget is refused when its wait times out.
+    let (mut buf_a, mut buf_b) = (vec![0u8; 128], vec![0u8; 128]);
+    let (a_refused, n) = tokio::time::timeout(Duration::from_secs(20), async {
+        tokio::select! {
+            r = ra.read(&mut buf_a) => (true, r.expect("read")),
+            r = rb.read(&mut buf_b) => (false, r.expect("read")),
+        }
+    })
+    .await
+    .expect("one of the two is refused in time");
+    let (refused, mut holder_rd, holder_task, holder) = if a_refused {
+        (&buf_a[..n], rb, tb, 1)
+    } else {
+        (&buf_b[..n], ra, ta, 0)
+    };
+    assert!(
+        refused.starts_with(b"-ERR server busy"),
+        "{}",
+        String::from_utf8_lossy(refused)
+    );
+    // The holder finishes its value and is stored; then its budget is free for someone else.
+    stops[holder].store(true, Ordering::Relaxed);
+    let (mut wr, sent) = holder_task.await.expect("writer");
+    let rest = [vec![7u8; MAX_VALUE - sent], b"\r\n".to_vec()].concat();
+    wr.write_all(&rest).await.expect("write");
+    let mut ok = [0u8; 5];
+    tokio::time::timeout(Duration::from_secs(10), holder_rd.read_exact(&mut ok))
+        .await
+        .expect("reply in time")
+        .expect("read");
+    assert_eq!(&ok, b"+OK\r\n");
+    let mut c = client(format!("redis://{addr}")).await;
+    let big = value(3, MAX_VALUE);
+    let () = redis::cmd("SET")
+        .arg("c")
+        .arg(&big)
+        .query_async(&mut c)
+        .await
+        .expect("the budget is free again");
+    assert_eq!(handle.store().stats().entries, 2);
 }

@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::BlockKey;
@@ -43,6 +44,8 @@ const FLUSH_AT: usize = 256 << 10;
 const DIRECT_WRITE: usize = 16 << 10;
 /// Bytes read from the socket at a time (at least).
 const READ_CHUNK: usize = 64 << 10;
+/// A read buffer larger than this is replaced by a fresh one between commands.
+const SHRINK_ABOVE: usize = 1 << 20;
 /// Most buffer growth ahead of the bytes received.
 const GROW_STEP: usize = 4 << 20;
 /// Longest key accepted.
@@ -238,12 +241,14 @@ impl Replies {
 }
 
 /// Serves one RESP connection until the peer closes, sends `QUIT`, breaks the protocol or times
-/// out. `first` holds the bytes the caller already read while sniffing the protocol.
+/// out. `first` holds the bytes the caller already read while sniffing the protocol; `budget`
+/// is the server's request-body budget in KiB (a command over one read holds its size in it).
 pub async fn serve<S, B>(
     stream: S,
     store: Arc<B>,
     first: Vec<u8>,
     cfg: &RespConfig,
+    budget: Option<&Semaphore>,
 ) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -254,6 +259,7 @@ where
     let mut inbuf = BytesMut::from(&first[..]);
     inbuf.reserve(READ_CHUNK);
     let mut replies = Replies::default();
+    let mut held: Option<SemaphorePermit<'_>> = None;
     let mut conn = Conn {
         id: cmd::next_id(),
         proto: Proto::Resp2,
@@ -268,6 +274,9 @@ where
                 Ok(Frame::Command { len, args }) => {
                     let args = codec::take_command(&mut inbuf, len, &args);
                     cmd::run(&mut conn, &*store, cfg, &args, &mut replies, &mut wr).await?;
+                    // Served: its budget goes back (the next large command takes its own).
+                    drop(args);
+                    held = None;
                     if conn.quit {
                         replies.flush(&mut wr, cfg.io_timeout).await?;
                         return wr.shutdown().await;
@@ -277,6 +286,29 @@ where
                     }
                 }
                 Ok(Frame::Incomplete { need }) => {
+                    // A command larger than one read holds its size in the server-wide request
+                    // budget while it arrives, as binary-protocol bodies do.
+                    if let (Some(b), true) = (budget, need > READ_CHUNK) {
+                        let want = u32::try_from(need.div_ceil(1024)).unwrap_or(u32::MAX);
+                        let have = held.as_ref().map_or(0, |p| p.num_permits() as u32);
+                        if want > have {
+                            match tokio::time::timeout(cfg.io_timeout, b.acquire_many(want - have))
+                                .await
+                            {
+                                Ok(Ok(p)) => match held.as_mut() {
+                                    Some(h) => h.merge(p),
+                                    None => held = Some(p),
+                                },
+                                _ => {
+                                    replies.out(conn.proto).error(
+                                        "ERR server busy: the request memory budget is in use",
+                                    );
+                                    replies.flush(&mut wr, cfg.io_timeout).await?;
+                                    return wr.shutdown().await;
+                                }
+                            }
+                        }
+                    }
                     // Grow with what arrives (at most a step ahead), not with what the header claims:
                     // a client that announces a large value and stalls costs one step, not max_value.
                     inbuf.reserve(
@@ -294,6 +326,13 @@ where
         }
         if replies.pending() > 0 {
             replies.flush(&mut wr, cfg.io_timeout).await?;
+        }
+        // After a large command, give its buffer back instead of keeping a max-value buffer
+        // for the life of an idle pooled connection.
+        if inbuf.capacity() > SHRINK_ABOVE && inbuf.len() <= READ_CHUNK {
+            let mut fresh = BytesMut::with_capacity(READ_CHUNK);
+            fresh.extend_from_slice(&inbuf);
+            inbuf = fresh;
         }
         let wait = if inbuf.is_empty() {
             cfg.idle_timeout

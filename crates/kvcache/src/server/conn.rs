@@ -102,8 +102,14 @@ pub(super) async fn serve(shared: Arc<Shared>, io: Io, mut stop: watch::Receiver
         if first == b'*' {
             let buffered = io.buffer().to_vec();
             let resp = crate::resp::RespConfig::for_server(&shared.cfg);
-            let _ =
-                crate::resp::serve(io.into_inner(), shared.store.clone(), buffered, &resp).await;
+            let _ = crate::resp::serve(
+                io.into_inner(),
+                shared.store.clone(),
+                buffered,
+                &resp,
+                Some(&shared.body_budget),
+            )
+            .await;
             return;
         }
         if first != proto::MAGIC {
