@@ -194,18 +194,48 @@ impl PoolClient {
         out
     }
 
+    /// Runs `op` on each server's share of `keys` (its keys, in order) in parallel; see
+    /// [`Self::fan_out`] for failures.
+    async fn fan_out_keys<T, F, Fut>(
+        &self,
+        keys: &[BlockKey],
+        op: F,
+    ) -> Vec<(Vec<usize>, Option<T>)>
+    where
+        T: Send + 'static,
+        F: Fn(Arc<Member>, Vec<BlockKey>) -> Fut,
+        Fut: Future<Output = std::io::Result<T>> + Send + 'static,
+    {
+        let groups = self.group(keys.len(), |i| keys[i]);
+        self.fan_out(groups, |m, idx| {
+            op(m, idx.iter().map(|&i| keys[i]).collect())
+        })
+        .await
+    }
+
+    /// Puts each server's per-key answers back at their positions in a result of `n` items;
+    /// positions of a server that failed keep `miss`.
+    fn scatter<V, T: Clone>(
+        n: usize,
+        miss: T,
+        got: Vec<(Vec<usize>, Option<Vec<V>>)>,
+        f: impl Fn(V) -> T,
+    ) -> Vec<T> {
+        let mut out = vec![miss; n];
+        for (idx, vals) in got {
+            for (i, v) in idx.into_iter().zip(vals.unwrap_or_default()) {
+                out[i] = f(v);
+            }
+        }
+        out
+    }
+
     /// Length of the longest prefix of `keys` stored in the pool: each server answers the
     /// prefix of its own keys in one round trip, in parallel; the first miss anywhere ends it.
     pub async fn longest_prefix(&self, keys: &[BlockKey]) -> usize {
-        let groups = self.group(keys.len(), |i| keys[i]);
-        let owned: Arc<Vec<BlockKey>> = Arc::new(keys.to_vec());
         let got = self
-            .fan_out(groups, |m, idx| {
-                let keys = owned.clone();
-                async move {
-                    let mine: Vec<BlockKey> = idx.iter().map(|&i| keys[i]).collect();
-                    m.client.lock().await.longest_prefix(&mine).await
-                }
+            .fan_out_keys(keys, |m, mine| async move {
+                m.client.lock().await.longest_prefix(&mine).await
             })
             .await;
         let mut first_miss = keys.len();
@@ -220,68 +250,38 @@ impl PoolClient {
 
     /// Values of `keys` (misses for unreachable servers).
     pub async fn get(&self, keys: &[BlockKey]) -> Vec<Option<Bytes>> {
-        let groups = self.group(keys.len(), |i| keys[i]);
-        let owned: Arc<Vec<BlockKey>> = Arc::new(keys.to_vec());
         let got = self
-            .fan_out(groups, |m, idx| {
-                let keys = owned.clone();
-                async move {
-                    let mine: Vec<BlockKey> = idx.iter().map(|&i| keys[i]).collect();
-                    m.client.lock().await.get(&mine).await
-                }
+            .fan_out_keys(keys, |m, mine| async move {
+                m.client.lock().await.get(&mine).await
             })
             .await;
-        let mut out = vec![None; keys.len()];
-        for (idx, vals) in got {
-            for (i, v) in idx.into_iter().zip(vals.unwrap_or_default()) {
-                out[i] = v;
-            }
-        }
-        out
+        Self::scatter(keys.len(), None, got, |v| v)
     }
 
     /// Presence of each key (absent for unreachable servers).
     pub async fn exists(&self, keys: &[BlockKey]) -> Vec<bool> {
-        let groups = self.group(keys.len(), |i| keys[i]);
-        let owned: Arc<Vec<BlockKey>> = Arc::new(keys.to_vec());
         let got = self
-            .fan_out(groups, |m, idx| {
-                let keys = owned.clone();
-                async move {
-                    let mine: Vec<BlockKey> = idx.iter().map(|&i| keys[i]).collect();
-                    m.client.lock().await.exists(&mine).await
-                }
+            .fan_out_keys(keys, |m, mine| async move {
+                m.client.lock().await.exists(&mine).await
             })
             .await;
-        let mut out = vec![false; keys.len()];
-        for (idx, bits) in got {
-            for (i, b) in idx.into_iter().zip(bits.unwrap_or_default()) {
-                out[i] = b;
-            }
-        }
-        out
+        Self::scatter(keys.len(), false, got, |b| b)
     }
 
     /// Stores values on their servers; whether each is in the pool after the call.
     pub async fn put(&self, items: &[(BlockKey, Bytes)]) -> Vec<bool> {
         let groups = self.group(items.len(), |i| items[i].0);
-        let owned: Arc<Vec<(BlockKey, Bytes)>> = Arc::new(items.to_vec());
         let got = self
             .fan_out(groups, |m, idx| {
-                let items = owned.clone();
+                // Bytes clones share the buffer: each server's task owns only its items.
+                let mine: Vec<(BlockKey, Bytes)> = idx.iter().map(|&i| items[i].clone()).collect();
                 async move {
                     let mine: Vec<(BlockKey, &[u8])> =
-                        idx.iter().map(|&i| (items[i].0, &items[i].1[..])).collect();
+                        mine.iter().map(|(k, v)| (*k, &v[..])).collect();
                     m.client.lock().await.put(&mine).await
                 }
             })
             .await;
-        let mut out = vec![false; items.len()];
-        for (idx, st) in got {
-            for (i, s) in idx.into_iter().zip(st.unwrap_or_default()) {
-                out[i] = PutStatus::is_ok(s);
-            }
-        }
-        out
+        Self::scatter(items.len(), false, got, PutStatus::is_ok)
     }
 }
