@@ -40,110 +40,112 @@ pub const CAP_SHM: u32 = 1;
 /// Longest accepted auth token.
 pub const MAX_TOKEN: usize = 1024;
 
-/// Operations.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Op {
-    /// Version check, authentication, limits, shm handover.
-    Hello = 1,
-    /// Longest present prefix of a key list, in one round trip.
-    ExistsPrefix = 2,
-    /// Presence of each key (bitmap).
-    Exists = 3,
-    /// Values of keys (misses marked).
-    Get = 4,
-    /// Stores values.
-    Put = 5,
-    /// Forgets keys.
-    Delete = 6,
-    /// Counters and gauges.
-    Stats = 7,
-    /// Leases values in place in the shared arena.
-    GetShm = 8,
-    /// Ends read leases.
-    Release = 9,
-    /// Reserves arena space for values the client then writes in place.
-    PutAlloc = 10,
-    /// Publishes reserved values.
-    PutCommit = 11,
+/// Declares a `#[repr(u8)]` wire enum with `from_repr` (the variant of a byte, if any), so each
+/// variant's byte is written once.
+macro_rules! wire_enum {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $($(#[$vmeta:meta])* $variant:ident = $byte:literal,)+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u8)]
+        $vis enum $name {
+            $($(#[$vmeta])* $variant = $byte,)+
+        }
+
+        impl $name {
+            /// The variant whose wire byte is `b`.
+            fn from_repr(b: u8) -> Option<Self> {
+                match b {
+                    $($byte => Some(Self::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+wire_enum! {
+    /// Operations.
+    pub enum Op {
+        /// Version check, authentication, limits, shm handover.
+        Hello = 1,
+        /// Longest present prefix of a key list, in one round trip.
+        ExistsPrefix = 2,
+        /// Presence of each key (bitmap).
+        Exists = 3,
+        /// Values of keys (misses marked).
+        Get = 4,
+        /// Stores values.
+        Put = 5,
+        /// Forgets keys.
+        Delete = 6,
+        /// Counters and gauges.
+        Stats = 7,
+        /// Leases values in place in the shared arena.
+        GetShm = 8,
+        /// Ends read leases.
+        Release = 9,
+        /// Reserves arena space for values the client then writes in place.
+        PutAlloc = 10,
+        /// Publishes reserved values.
+        PutCommit = 11,
+    }
 }
 
 impl Op {
     /// The op of a wire byte.
     pub fn from_u8(b: u8) -> Option<Self> {
-        use Op::*;
-        Some(match b {
-            1 => Hello,
-            2 => ExistsPrefix,
-            3 => Exists,
-            4 => Get,
-            5 => Put,
-            6 => Delete,
-            7 => Stats,
-            8 => GetShm,
-            9 => Release,
-            10 => PutAlloc,
-            11 => PutCommit,
-            _ => return None,
-        })
+        Self::from_repr(b)
     }
 }
 
-/// Reply status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Status {
-    /// Success; the body is the op's reply.
-    Ok = 0,
-    /// Malformed frame or body (connection closes).
-    BadRequest = 1,
-    /// Frame over the limit (connection closes).
-    TooLarge = 2,
-    /// Missing or wrong token, or an op before HELLO (connection closes).
-    Unauthorized = 3,
-    /// Unsupported protocol version (connection closes).
-    Version = 4,
-    /// The op is not available here (e.g. shm over TCP).
-    Unsupported = 5,
+wire_enum! {
+    /// Reply status.
+    pub enum Status {
+        /// Success; the body is the op's reply.
+        Ok = 0,
+        /// Malformed frame or body (connection closes).
+        BadRequest = 1,
+        /// Frame over the limit (connection closes).
+        TooLarge = 2,
+        /// Missing or wrong token, or an op before HELLO (connection closes).
+        Unauthorized = 3,
+        /// Unsupported protocol version (connection closes).
+        Version = 4,
+        /// The op is not available here (e.g. shm over TCP).
+        Unsupported = 5,
+    }
 }
 
 impl Status {
     /// The status of a wire byte (unknown bytes read as `BadRequest`).
     pub fn from_u8(b: u8) -> Self {
-        match b {
-            0 => Self::Ok,
-            2 => Self::TooLarge,
-            3 => Self::Unauthorized,
-            4 => Self::Version,
-            5 => Self::Unsupported,
-            _ => Self::BadRequest,
-        }
+        Self::from_repr(b).unwrap_or(Self::BadRequest)
     }
 }
 
-/// Outcome of storing one value.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum PutStatus {
-    /// Stored (or reserved, for PUT_ALLOC).
-    Stored = 0,
-    /// Already present: keys are content addresses, so nothing was written.
-    Exists = 1,
-    /// Larger than `max_value`.
-    TooLarge = 2,
-    /// No room: everything evictable is pinned or leased.
-    NoSpace = 3,
+wire_enum! {
+    /// Outcome of storing one value.
+    pub enum PutStatus {
+        /// Stored (or reserved, for PUT_ALLOC).
+        Stored = 0,
+        /// Already present: keys are content addresses, so nothing was written.
+        Exists = 1,
+        /// Larger than `max_value`.
+        TooLarge = 2,
+        /// No room: everything evictable is pinned or leased.
+        NoSpace = 3,
+    }
 }
 
 impl PutStatus {
     /// The status of a wire byte.
     pub fn from_u8(b: u8) -> Self {
-        match b {
-            0 => Self::Stored,
-            1 => Self::Exists,
-            2 => Self::TooLarge,
-            _ => Self::NoSpace,
-        }
+        Self::from_repr(b).unwrap_or(Self::NoSpace)
     }
 
     /// Whether the value is in the pool after the call.

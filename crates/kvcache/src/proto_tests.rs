@@ -101,6 +101,14 @@ fn op_and_status_bytes_map_back() {
         }
     }
     assert_eq!(Op::from_u8(0), None);
+    assert_eq!((0..=255u8).filter_map(Op::from_u8).count(), 11);
+    for b in 0..=5u8 {
+        assert_eq!(Status::from_u8(b) as u8, b);
+    }
+    for b in 0..=3u8 {
+        assert_eq!(PutStatus::from_u8(b) as u8, b);
+    }
+    assert_eq!(PutStatus::from_u8(200), PutStatus::NoSpace);
     assert_eq!(Status::from_u8(200), Status::BadRequest);
     assert!(PutStatus::Exists.is_ok() && !PutStatus::NoSpace.is_ok());
 }
