@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::BlockKey;
-use crate::proto::{self, CAP_SHM, HEADER_LEN, Op, PutStatus, ServerInfo, Stats, Status};
+use crate::proto::{self, CAP_SHM, HEADER_LEN, Op, PutStatus, ServerInfo, Stats};
 use crate::shm::{SharedRegion, recv_with_fd};
 use crate::wire;
 
@@ -323,14 +323,10 @@ fn open(endpoint: &Endpoint, cfg: &ClientConfig) -> io::Result<Conn> {
 }
 
 fn read_body(io: &mut impl Read, hdr: &[u8; HEADER_LEN], max: u64) -> io::Result<Vec<u8>> {
-    let h = proto::parse_reply_header(hdr, max)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+    let h = wire::reply_header(hdr, max)?;
     let mut body = vec![0u8; h.len as usize];
     io.read_exact(&mut body)?;
-    match Status::from_u8(h.status) {
-        Status::Ok => Ok(body),
-        s => Err(wire::reply_error(s, &body)),
-    }
+    wire::reply_body(h.status, body)
 }
 
 impl Conn {
@@ -434,37 +430,15 @@ impl Conn {
         wire::decode_get(Bytes::from(body), keys.len())
     }
 
-    fn refuse_large(&self, items: &[(BlockKey, &[u8])]) -> Vec<Option<PutStatus>> {
-        let max = self.info.max_value;
-        items
-            .iter()
-            .map(|(_, v)| (v.len() as u64 > max).then_some(PutStatus::TooLarge))
-            .collect()
-    }
-
     fn put_socket(&mut self, items: &[(BlockKey, &[u8])]) -> io::Result<Vec<PutStatus>> {
-        let refused = self.refuse_large(items);
-        let send: Vec<(BlockKey, &[u8])> = items
-            .iter()
-            .zip(&refused)
-            .filter(|(_, r)| r.is_none())
-            .map(|(i, _)| *i)
-            .collect();
-        let mut got = Vec::with_capacity(send.len());
-        for batch in wire::put_batches(&send, self.info.max_frame) {
+        let plan = wire::PutPlan::new(items, self.info.max_value);
+        let mut got = Vec::with_capacity(plan.send.len());
+        for batch in wire::put_batches(&plan.send, self.info.max_frame) {
             let n = batch.len();
-            wire::write_put(self.io.get_mut(), &send[batch])?;
-            let s = wire::decode_statuses(&self.recv()?)?;
-            if s.len() != n {
-                return Err(wire::invalid(proto::BodyError("status count")));
-            }
-            got.extend(s);
+            wire::write_put(self.io.get_mut(), &plan.send[batch])?;
+            got.extend(wire::put_statuses(&self.recv()?, n)?);
         }
-        let mut got = got.into_iter();
-        Ok(refused
-            .into_iter()
-            .map(|r| r.or_else(|| got.next()).unwrap_or(PutStatus::NoSpace))
-            .collect())
+        Ok(plan.merge(got))
     }
 
     fn put_shm(&mut self, items: &[(BlockKey, &[u8])]) -> io::Result<Vec<PutStatus>> {

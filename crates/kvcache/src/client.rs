@@ -11,7 +11,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 use crate::BlockKey;
 use crate::blocking::{ClientConfig, Endpoint};
-use crate::proto::{self, CAP_SHM, HEADER_LEN, Op, PutStatus, ServerInfo, Stats, Status};
+use crate::proto::{self, CAP_SHM, HEADER_LEN, Op, PutStatus, ServerInfo, Stats};
 use crate::shm::{SharedRegion, recv_with_fd};
 use crate::wire;
 
@@ -164,32 +164,18 @@ impl Client {
         if self.has_shm() {
             return self.put_shm(items).await;
         }
-        let refused: Vec<Option<PutStatus>> = items
-            .iter()
-            .map(|(_, v)| (v.len() as u64 > info.max_value).then_some(PutStatus::TooLarge))
-            .collect();
-        let send: Vec<(BlockKey, &[u8])> = items
-            .iter()
-            .zip(&refused)
-            .filter(|(_, r)| r.is_none())
-            .map(|(i, _)| *i)
-            .collect();
-        let mut got = Vec::with_capacity(send.len());
-        for batch in wire::put_batches(&send, info.max_frame) {
+        let plan = wire::PutPlan::new(items, info.max_value);
+        let mut got = Vec::with_capacity(plan.send.len());
+        for batch in wire::put_batches(&plan.send, info.max_frame) {
             let n = batch.len();
             let mut frame = Vec::new();
-            wire::write_put(&mut frame, &send[batch])?;
-            let s = wire::decode_statuses(&self.call(Op::Put, &frame[HEADER_LEN..]).await?)?;
-            if s.len() != n {
-                return Err(wire::invalid(proto::BodyError("status count")));
-            }
-            got.extend(s);
+            wire::write_put(&mut frame, &plan.send[batch])?;
+            got.extend(wire::put_statuses(
+                &self.call(Op::Put, &frame[HEADER_LEN..]).await?,
+                n,
+            )?);
         }
-        let mut got = got.into_iter();
-        Ok(refused
-            .into_iter()
-            .map(|r| r.or_else(|| got.next()).unwrap_or(PutStatus::NoSpace))
-            .collect())
+        Ok(plan.merge(got))
     }
 
     async fn put_shm(&mut self, items: &[(BlockKey, &[u8])]) -> io::Result<Vec<PutStatus>> {
@@ -294,14 +280,10 @@ async fn read_body<R: AsyncReadExt + Unpin>(
     hdr: &[u8; HEADER_LEN],
     max: u64,
 ) -> io::Result<Vec<u8>> {
-    let h = proto::parse_reply_header(hdr, max)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+    let h = wire::reply_header(hdr, max)?;
     let mut body = vec![0u8; h.len as usize];
     io.read_exact(&mut body).await?;
-    match Status::from_u8(h.status) {
-        Status::Ok => Ok(body),
-        s => Err(wire::reply_error(s, &body)),
-    }
+    wire::reply_body(h.status, body)
 }
 
 impl Io {

@@ -39,6 +39,50 @@ pub(crate) fn put_batches(
     out
 }
 
+/// A PUT split for the wire: `refused[i]` is `Some(TooLarge)` for an item over `max_value`
+/// (never sent), and `send` holds the other items in order.
+pub(crate) struct PutPlan<'a> {
+    refused: Vec<Option<PutStatus>>,
+    /// The items to send, in order.
+    pub(crate) send: Vec<(BlockKey, &'a [u8])>,
+}
+
+impl<'a> PutPlan<'a> {
+    /// Refuses the items over `max_value` locally; the rest are to be sent.
+    pub(crate) fn new(items: &[(BlockKey, &'a [u8])], max_value: u64) -> Self {
+        let refused: Vec<Option<PutStatus>> = items
+            .iter()
+            .map(|(_, v)| (v.len() as u64 > max_value).then_some(PutStatus::TooLarge))
+            .collect();
+        let send = items
+            .iter()
+            .zip(&refused)
+            .filter(|(_, r)| r.is_none())
+            .map(|(i, _)| *i)
+            .collect();
+        Self { refused, send }
+    }
+
+    /// A status per original item: the refusals, and the server's statuses (`got`, one per
+    /// sent item, in order) in between.
+    pub(crate) fn merge(self, got: Vec<PutStatus>) -> Vec<PutStatus> {
+        let mut got = got.into_iter();
+        self.refused
+            .into_iter()
+            .map(|r| r.or_else(|| got.next()).unwrap_or(PutStatus::NoSpace))
+            .collect()
+    }
+}
+
+/// A PUT reply → statuses, which must be one per item of the `n`-item batch.
+pub(crate) fn put_statuses(body: &[u8], n: usize) -> io::Result<Vec<PutStatus>> {
+    let s = decode_statuses(body)?;
+    if s.len() != n {
+        return Err(invalid(BodyError("status count")));
+    }
+    Ok(s)
+}
+
 /// The frame header + count and the per-item headers of a PUT batch; the values go between
 /// the item headers by vectored writes, uncopied.
 pub(crate) fn put_heads(items: &[(BlockKey, &[u8])]) -> (Vec<u8>, Vec<[u8; 24]>) {
@@ -79,6 +123,20 @@ pub(crate) fn write_put(
         IoSlice::advance_slices(&mut rest, n);
     }
     Ok(())
+}
+
+/// A reply header checked against `max` body bytes.
+pub(crate) fn reply_header(hdr: &[u8; proto::HEADER_LEN], max: u64) -> io::Result<proto::Header> {
+    proto::parse_reply_header(hdr, max)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
+}
+
+/// The body of an OK reply, or the error a non-OK `status` byte stands for.
+pub(crate) fn reply_body(status: u8, body: Vec<u8>) -> io::Result<Vec<u8>> {
+    match Status::from_u8(status) {
+        Status::Ok => Ok(body),
+        s => Err(reply_error(s, &body)),
+    }
 }
 
 /// An error for a non-OK reply or a malformed body.
