@@ -199,8 +199,8 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
         let conns = Arc::new(Semaphore::new(self.shared.cfg.max_connections));
-        let tcp = accept_tcp(
-            self.tcp,
+        let tcp = accept_loop(
+            Listener::Tcp(self.tcp),
             self.shared.clone(),
             conns.clone(),
             stop_rx.clone(),
@@ -208,7 +208,9 @@ impl Server {
         let unix_path = self.unix.as_ref().map(|(_, p)| p.clone());
         let unix = async {
             match self.unix {
-                Some((l, _)) => accept_unix(l, self.shared.clone(), conns, stop_rx).await,
+                Some((l, _)) => {
+                    accept_loop(Listener::Unix(l), self.shared.clone(), conns, stop_rx).await
+                }
                 None => std::future::pending().await,
             }
         };
@@ -297,32 +299,37 @@ fn bind_unix(path: &Path) -> std::io::Result<(UnixListener, u32)> {
     Ok((listener, uid))
 }
 
-async fn accept_tcp(
-    l: TcpListener,
-    shared: Arc<Shared>,
-    conns: Arc<Semaphore>,
-    stop: watch::Receiver<bool>,
-) {
-    loop {
-        let Ok(permit) = conns.clone().acquire_owned().await else {
-            return;
-        };
-        match l.accept().await {
-            Ok((s, _)) => {
+/// A listening socket of the server.
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Listener {
+    /// The next connection to serve; `Ok(None)` for a Unix peer of another uid (refused).
+    async fn accept(&self, shared: &Shared) -> std::io::Result<Option<conn::Io>> {
+        match self {
+            Listener::Tcp(l) => {
+                let (s, _) = l.accept().await?;
                 let _ = s.set_nodelay(true);
-                let (shared, stop) = (shared.clone(), stop.clone());
-                tokio::spawn(async move {
-                    conn::serve(shared, conn::Io::Tcp(s), stop).await;
-                    drop(permit);
-                });
+                Ok(Some(conn::Io::Tcp(s)))
             }
-            Err(e) => accept_error(e).await,
+            Listener::Unix(l) => {
+                let (s, _) = l.accept().await?;
+                let peer = s.peer_cred().map(|c| c.uid()).ok();
+                if peer.is_none_or(|uid| uid != 0 && Some(uid) != shared.uid) {
+                    tracing::warn!(?peer, "kvcache: refused a unix peer of another uid");
+                    return Ok(None);
+                }
+                Ok(Some(conn::Io::Unix(s)))
+            }
         }
     }
 }
 
-async fn accept_unix(
-    l: UnixListener,
+/// Serves each accepted connection on its own task while it holds one of `conns`' permits.
+async fn accept_loop(
+    l: Listener,
     shared: Arc<Shared>,
     conns: Arc<Semaphore>,
     stop: watch::Receiver<bool>,
@@ -331,19 +338,15 @@ async fn accept_unix(
         let Ok(permit) = conns.clone().acquire_owned().await else {
             return;
         };
-        match l.accept().await {
-            Ok((s, _)) => {
-                let peer = s.peer_cred().map(|c| c.uid()).ok();
-                if peer.is_none_or(|uid| uid != 0 && Some(uid) != shared.uid) {
-                    tracing::warn!(?peer, "kvcache: refused a unix peer of another uid");
-                    continue;
-                }
+        match l.accept(&shared).await {
+            Ok(Some(io)) => {
                 let (shared, stop) = (shared.clone(), stop.clone());
                 tokio::spawn(async move {
-                    conn::serve(shared, conn::Io::Unix(s), stop).await;
+                    conn::serve(shared, io, stop).await;
                     drop(permit);
                 });
             }
+            Ok(None) => {}
             Err(e) => accept_error(e).await,
         }
     }
