@@ -144,22 +144,36 @@ async fn shared_memory_round_trip_over_the_unix_socket() {
 
 /// Sends raw bytes, returns the reply status and whether the server closed afterwards.
 fn raw(addr: &str, bytes: &[u8]) -> (Status, String, bool) {
+    raw_reply(addr, bytes, 0)
+}
+
+/// Like `raw`, but skips the HELLO reply first.
+fn raw_after_hello(addr: &str, bytes: &[u8]) -> (Status, String, bool) {
+    raw_reply(addr, bytes, 1)
+}
+
+/// Sends raw bytes, skips `skip` replies, returns the next one's status and message and
+/// whether the server closed afterwards.
+fn raw_reply(addr: &str, bytes: &[u8], skip: usize) -> (Status, String, bool) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
     s.write_all(bytes).expect("write");
-    let mut hdr = [0u8; 8];
-    s.read_exact(&mut hdr).expect("reply header");
-    let h = proto::parse_reply_header(&hdr, 1 << 20).expect("reply header parses");
-    let mut body = vec![0; h.len as usize];
-    s.read_exact(&mut body).expect("reply body");
+    let mut reply = || {
+        let mut hdr = [0u8; 8];
+        s.read_exact(&mut hdr).expect("reply header");
+        let h = proto::parse_reply_header(&hdr, 1 << 20).expect("reply header parses");
+        let mut body = vec![0; h.len as usize];
+        s.read_exact(&mut body).expect("reply body");
+        (Status::from_u8(h.status), body)
+    };
+    for _ in 0..skip {
+        reply();
+    }
+    let (status, body) = reply();
     let mut rest = [0u8; 1];
     let closed = matches!(s.read(&mut rest), Ok(0));
-    (
-        Status::from_u8(h.status),
-        String::from_utf8_lossy(&body).into_owned(),
-        closed,
-    )
+    (status, String::from_utf8_lossy(&body).into_owned(), closed)
 }
 
 fn frame(op: u8, body: &[u8]) -> Vec<u8> {
@@ -218,29 +232,6 @@ async fn oversized_and_malformed_frames_get_an_error_and_the_connection_closes()
         Some(&b"kept"[..]),
         "nothing else lost"
     );
-}
-
-/// Like `raw`, but skips the HELLO reply first.
-fn raw_after_hello(addr: &str, bytes: &[u8]) -> (Status, String, bool) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    s.write_all(bytes).expect("write");
-    let mut hdr = [0u8; 8];
-    s.read_exact(&mut hdr).expect("hello header");
-    let mut body = vec![0; u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]) as usize];
-    s.read_exact(&mut body).expect("hello body");
-    s.read_exact(&mut hdr).expect("reply header");
-    let h = proto::parse_reply_header(&hdr, 1 << 20).expect("parses");
-    let mut body = vec![0; h.len as usize];
-    s.read_exact(&mut body).expect("reply body");
-    let mut rest = [0u8; 1];
-    let closed = matches!(s.read(&mut rest), Ok(0));
-    (
-        Status::from_u8(h.status),
-        String::from_utf8_lossy(&body).into_owned(),
-        closed,
-    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
