@@ -175,6 +175,11 @@ impl Exposition {
         })
     }
 
+    /// The sum of the samples matching (0 when none does): a family's total across series.
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.find(name, labels).map(|s| s.value).sum()
+    }
+
     /// The one sample matching, or None.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let found: Vec<_> = self.find(name, labels).collect();

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use brix_testkit::eventually;
 
-use crate::support::{Exposition, MODEL, config, start};
+use crate::support::{MODEL, config, start};
 
 async fn pool_server() -> ServerHandle {
     let cfg = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), 16 << 20);
@@ -33,20 +33,9 @@ fn prompt() -> Vec<u32> {
     (0..2000).map(|i| (i * 7919 + 13) % 90_000).collect()
 }
 
+/// The total of a counter family on `s`'s /metrics.
 async fn counter(s: &crate::support::Server, family: &str) -> f64 {
-    let text = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    Exposition::parse(&text)
-        .find(family, &[])
-        .map(|s| s.value)
-        .sum()
+    s.metrics().await.sum(family, &[])
 }
 
 async fn complete(s: &crate::support::Server) {
