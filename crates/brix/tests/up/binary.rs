@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{BRIX, SMALL, alive, tempdir::Dir};
+use crate::support::{BRIX, Child, SMALL, alive, status_json, tempdir::Dir};
 
 fn write(dir: &Dir, name: &str, text: &str) -> String {
     let p = dir.0.join(name);
@@ -61,16 +61,6 @@ fn a_port_in_use_is_a_clear_error() {
     );
 }
 
-/// Kills the child on drop so a failing test leaves nothing behind.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn up_serves_status_shows_scale_resizes_and_ctrl_c_leaves_no_orphan() {
     let dir = Dir::new("up");
@@ -106,18 +96,7 @@ fn up_serves_status_shows_scale_resizes_and_ctrl_c_leaves_no_orphan() {
         }
     };
 
-    let status = || {
-        let out = brix()
-            .args(["status", "--json", "--endpoint", &endpoint])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
+    let status = || status_json(&endpoint, &state);
     let s = status();
     let cmd = s
         .as_array()

@@ -14,7 +14,7 @@ use brix_platform::{FleetFile, LocalConfig, LocalPlatform, Platform, ReplicaStat
 use serde_json::json;
 
 use crate::support::tempdir::Dir;
-use crate::support::{BRIX, SMALL, eventually};
+use crate::support::{BRIX, SMALL, eventually, metric};
 
 const FLEET: &str = "gateway:
   routing: {default_strategy: prefix-cache}
@@ -35,19 +35,6 @@ fn prompt(i: usize) -> String {
         .map(|w| format!("conversation {i} word {w}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// `family{labels}` values in an exposition, summed.
-fn metric(text: &str, family: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(family) && l[family.len()..].starts_with(['{', ' ']))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// The fleet `yaml` started as `brix up` starts it: (platform, gateway URL, scratch dir).

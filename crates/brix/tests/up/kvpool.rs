@@ -9,17 +9,7 @@ use std::sync::mpsc;
 
 use serde_json::json;
 
-use crate::support::{BRIX, SMALL, eventually, tempdir::Dir};
-
-/// Kills the child on drop so a failing test leaves nothing behind.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::support::{BRIX, Child, SMALL, eventually, metric, status_json, tempdir::Dir};
 
 /// 2,799 cl100k tokens of its own for `i`: ten full 256-token chunks (2,560 tokens).
 fn prompt(i: usize) -> String {
@@ -27,19 +17,6 @@ fn prompt(i: usize) -> String {
         .map(|w| format!("pool {i} word {w}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// `family{labels}` in an exposition, summed over the series that carry every label.
-fn metric(text: &str, family: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(family) && l[family.len()..].starts_with(['{', ' ']))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 const HITS: &str = "vllm:external_prefix_cache_hits_total";
@@ -96,17 +73,7 @@ async fn a_prompt_one_replica_computed_is_loaded_from_the_pool_by_another() {
         "{pool_line}"
     );
 
-    let out = Command::new(BRIX)
-        .env("BRIX_STATE_DIR", &state)
-        .args(["status", "--json", "--endpoint", &endpoint])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let fleet: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fleet = status_json(&endpoint, &state);
     let address = |model: &str, i: usize| {
         let m = fleet
             .as_array()

@@ -7,21 +7,10 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::{BRIX, SMALL, eventually, tempdir::Dir};
-
-/// Kills the child on drop so a failing test leaves nothing behind.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::support::{BRIX, Child, SMALL, eventually, status_json, tempdir::Dir};
 
 /// Runs `script` with `sh -c` (so `ulimit` applies to the `exec`ed brix), waits for the line
 /// starting with `prefix` on stdout and returns the child and the rest of that line.
@@ -79,21 +68,6 @@ async fn completion(http: &reqwest::Client, base: &str, model: &str) -> Option<u
     Some(r.status().as_u16())
 }
 
-/// `brix status --json`, with the admin key `brix up` wrote into `state`.
-fn status(endpoint: &str, state: &std::path::Path) -> Value {
-    let out = Command::new(BRIX)
-        .env("BRIX_STATE_DIR", state)
-        .args(["status", "--json", "--endpoint", endpoint])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[tokio::test]
 async fn a_connection_burst_over_the_fd_limit_does_not_kill_sim_replicas() {
     let dir = Dir::new("fdburst");
@@ -116,7 +90,7 @@ async fn a_connection_burst_over_the_fd_limit_does_not_kill_sim_replicas() {
     );
     let http = reqwest::Client::new();
     assert_eq!(completion(&http, &endpoint, "m").await, Some(200));
-    let replica = status(&endpoint, &state)[0]["replicas"][0].clone();
+    let replica = status_json(&endpoint, &state)[0]["replicas"][0].clone();
     let address = replica["address"].as_str().unwrap().to_string();
 
     // 400 connections held open at the replica: more than the process may open.
@@ -147,7 +121,7 @@ async fn a_connection_burst_over_the_fd_limit_does_not_kill_sim_replicas() {
     })
     .await;
     eventually("the replica is ready, never restarted", || async {
-        let r = &status(&endpoint, &state)[0]["replicas"][0];
+        let r = &status_json(&endpoint, &state)[0]["replicas"][0];
         r["state"] == "ready" && r["address"] == replica["address"] && r["restarts"] == 0
     })
     .await;

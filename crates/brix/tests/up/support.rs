@@ -124,6 +124,36 @@ pub async fn eventually<F: std::future::Future<Output = bool>>(
     brix_testkit::eventually(what, Duration::from_secs(30), check).await;
 }
 
+/// A child process killed on drop, so a failing test leaves nothing behind.
+pub struct Child(pub std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `brix status --json`, with the admin key `brix up` wrote into `state`.
+pub fn status_json(endpoint: &str, state: &std::path::Path) -> serde_json::Value {
+    let out = std::process::Command::new(BRIX)
+        .env("BRIX_STATE_DIR", state)
+        .args(["status", "--json", "--endpoint", endpoint])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `family{labels}` in an exposition, summed over the series that carry every label.
+pub fn metric(text: &str, family: &str, labels: &[(&str, &str)]) -> f64 {
+    brix_testkit::Exposition::parse(text).sum(family, labels)
+}
+
 /// Whether a process with this pid exists (zombies included until reaped).
 pub fn alive(pid: u32) -> bool {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
