@@ -1,11 +1,12 @@
 use std::sync::Arc;
 
-use brix_sim::{Catalog, EngineConfig, FinishReason, NewRequest};
+use brix_sim::{Catalog, EngineConfig, FinishReason, GpuProfile, ModelProfile, NewRequest};
 
 use super::*;
 use crate::metrics::{Metrics, MetricsSpec};
 
-fn start() -> (EngineHandle, Clock) {
+/// The small engine these tests run: its config, profiles and metrics.
+fn parts() -> (EngineConfig, ModelProfile, GpuProfile, Arc<Metrics>) {
     let catalog = Catalog::builtin();
     let model = catalog
         .model("llama-3-8b")
@@ -27,10 +28,16 @@ fn start() -> (EngineHandle, Clock) {
         show_hidden: false,
         kv_pool: None,
     })
+    .map(Arc::new)
     .unwrap_or_else(|e| panic!("{e}"));
+    (cfg, model, gpu, metrics)
+}
+
+fn start() -> (EngineHandle, Clock) {
+    let (cfg, model, gpu, metrics) = parts();
     let engine = Engine::new(cfg, model, gpu).unwrap_or_else(|e| panic!("{e}"));
     let clock = Clock::start();
-    (EngineHandle::spawn(engine, Arc::new(metrics), clock), clock)
+    (EngineHandle::spawn(engine, metrics, clock), clock)
 }
 
 fn request(max_tokens: u32) -> NewRequest {
@@ -128,25 +135,7 @@ impl brix_sim::KvTier for MemTier {
 
 /// An engine on `tier` with its metrics.
 fn tiered(tier: &Arc<MemTier>) -> (EngineHandle, Arc<Metrics>) {
-    let catalog = Catalog::builtin();
-    let (model, gpu) = match (catalog.model("llama-3-8b"), catalog.gpu("H200")) {
-        (Ok(m), Ok(g)) => (m.clone(), g.clone()),
-        _ => panic!("missing profile"),
-    };
-    let cfg = EngineConfig {
-        num_gpu_blocks_override: Some(512),
-        max_model_len: 2048,
-        ..EngineConfig::vllm_defaults(&model, &gpu)
-    };
-    let metrics = Metrics::new(&MetricsSpec {
-        served_model_name: "m",
-        engine: &cfg,
-        num_gpu_blocks: 512,
-        show_hidden: false,
-        kv_pool: None,
-    })
-    .map(Arc::new)
-    .unwrap_or_else(|e| panic!("{e}"));
+    let (cfg, model, gpu, metrics) = parts();
     let tier_cfg = brix_sim::TierConfig::new(brix_sim::Transport::Shm, &model, &gpu);
     let engine = Engine::new(cfg, model, gpu)
         .unwrap_or_else(|e| panic!("{e}"))
