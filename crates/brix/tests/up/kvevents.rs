@@ -14,7 +14,7 @@ use brix_platform::{FleetFile, LocalConfig, LocalPlatform, Platform, ReplicaStat
 use serde_json::json;
 
 use crate::support::tempdir::Dir;
-use crate::support::{BRIX, SMALL, eventually, metric};
+use crate::support::{BRIX, SMALL, eventually, metric, metrics_text};
 
 const FLEET: &str = "gateway:
   routing: {default_strategy: prefix-cache}
@@ -74,15 +74,7 @@ async fn start(tag: &str, yaml: &str) -> (LocalPlatform, String, Dir) {
 /// blocks, then checks that through the gateway each prompt goes back to its replica.
 async fn prompts_follow_their_blocks(platform: &LocalPlatform, base: &str, replicas: usize) {
     let http = reqwest::Client::new();
-    let metrics = || async {
-        http.get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let metrics = || metrics_text(&http, base);
     let pods = platform.replicas("m").await.unwrap();
     assert_eq!(pods.len(), replicas);
     for (i, r) in pods.iter().enumerate() {
@@ -141,15 +133,7 @@ models:
 async fn requests_go_to_the_pod_whose_events_show_the_prompt_and_a_killed_pod_starts_empty() {
     let (platform, base, _dir) = start("kvevents", FLEET).await;
     let http = reqwest::Client::new();
-    let metrics = || async {
-        http.get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let metrics = || metrics_text(&http, &base);
     prompts_follow_their_blocks(&platform, &base, 3).await;
     let replicas = platform.replicas("m").await.unwrap();
     let text = metrics().await;

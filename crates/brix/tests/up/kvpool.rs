@@ -9,7 +9,9 @@ use std::sync::mpsc;
 
 use serde_json::json;
 
-use crate::support::{BRIX, Child, SMALL, eventually, metric, status_json, tempdir::Dir};
+use crate::support::{
+    BRIX, Child, SMALL, eventually, metric, metrics_text, status_json, tempdir::Dir,
+};
 
 /// 2,799 cl100k tokens of its own for `i`: ten full 256-token chunks (2,560 tokens).
 fn prompt(i: usize) -> String {
@@ -101,32 +103,20 @@ async fn a_prompt_one_replica_computed_is_loaded_from_the_pool_by_another() {
             assert_eq!(status, 200, "{base}: {}", resp.text().await.unwrap());
         }
     };
-    let metrics = |base: String| {
-        let http = http.clone();
-        async move {
-            http.get(format!("{base}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        }
-    };
 
     // Replica a computes the prompt and writes its chunks through to the pool.
     complete(a.clone(), "cmd", prompt(0)).await;
     eventually("a's chunks reach the pool", || async {
-        metric(&metrics(a.clone()).await, STORED, &[]) >= CHUNKS
+        metric(&metrics_text(&http, &a).await, STORED, &[]) >= CHUNKS
     })
     .await;
-    let text = metrics(a.clone()).await;
+    let text = metrics_text(&http, &a).await;
     assert_eq!(metric(&text, HITS, &[]), 0.0, "a found nothing there");
     assert!(metric(&text, QUERIES, &[]) > 1500.0);
 
     // Replica b has never seen it: it loads the pool's chunks instead of computing them.
     complete(b.clone(), "cmd", prompt(0)).await;
-    let text = metrics(b.clone()).await;
+    let text = metrics_text(&http, &b).await;
     let hits = metric(&text, HITS, &[]);
     assert_eq!(hits, CHUNKS * 256.0, "b loads every chunk");
     assert_eq!(
@@ -152,10 +142,10 @@ async fn a_prompt_one_replica_computed_is_loaded_from_the_pool_by_another() {
     // computes the prompt, forgets its prefix cache, and then loads it from the pool.
     complete(c.clone(), "insim", prompt(0)).await;
     eventually("c's chunks reach the pool", || async {
-        metric(&metrics(c.clone()).await, STORED, &[]) >= CHUNKS
+        metric(&metrics_text(&http, &c).await, STORED, &[]) >= CHUNKS
     })
     .await;
-    assert_eq!(metric(&metrics(c.clone()).await, HITS, &[]), 0.0);
+    assert_eq!(metric(&metrics_text(&http, &c).await, HITS, &[]), 0.0);
     eventually("c's prefix cache resets", || async {
         let reset = http
             .post(format!("{c}/reset_prefix_cache"))
@@ -166,7 +156,7 @@ async fn a_prompt_one_replica_computed_is_loaded_from_the_pool_by_another() {
     })
     .await;
     complete(c.clone(), "insim", prompt(0)).await;
-    let text = metrics(c.clone()).await;
+    let text = metrics_text(&http, &c).await;
     assert_eq!(
         metric(&text, HITS, &[]),
         CHUNKS * 256.0,

@@ -154,6 +154,17 @@ pub fn metric(text: &str, family: &str, labels: &[(&str, &str)]) -> f64 {
     brix_testkit::Exposition::parse(text).sum(family, labels)
 }
 
+/// The text of `base`/metrics.
+pub async fn metrics_text(http: &reqwest::Client, base: &str) -> String {
+    http.get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Whether a process with this pid exists (zombies included until reaped).
 pub fn alive(pid: u32) -> bool {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap());
