@@ -92,9 +92,7 @@ async fn blocking_client_round_trip_pipelining_and_stats() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shared_memory_round_trip_over_the_unix_socket() {
-    let mut cfg = config();
-    cfg.unix = Some(common::sock_path());
-    let srv = start(cfg).await;
+    let srv = start(common::unix_config()).await;
     let path = srv.unix_path().expect("unix").to_path_buf();
     let mode = std::os::unix::fs::PermissionsExt::mode(
         &std::fs::metadata(&path).expect("sock").permissions(),
@@ -276,9 +274,7 @@ async fn a_token_is_required_when_set_and_beyond_loopback() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_disconnects_mid_transfer_loses_nothing_else_and_memory_returns() {
-    let mut cfg = config();
-    cfg.unix = Some(common::sock_path());
-    let srv = start(cfg).await;
+    let srv = start(common::unix_config()).await;
     let store = srv.store().clone();
     store.put(key(1), &value(1, 5000));
     let used = store.stats().used_bytes;

@@ -27,6 +27,13 @@ pub fn config() -> ServerConfig {
     cfg
 }
 
+/// [`config`] plus a private Unix socket (the shared-memory path).
+pub fn unix_config() -> ServerConfig {
+    let mut cfg = config();
+    cfg.unix = Some(sock_path());
+    cfg
+}
+
 pub async fn start(cfg: ServerConfig) -> ServerHandle {
     Server::bind(cfg).await.expect("bind").spawn()
 }
