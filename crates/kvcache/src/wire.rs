@@ -174,26 +174,38 @@ pub(crate) fn decode_statuses(body: &[u8]) -> io::Result<Vec<PutStatus>> {
     Ok(s)
 }
 
-/// GET reply → values, sliced out of the one body buffer (no copy per value).
-pub(crate) fn decode_get(body: Bytes, expect: usize) -> io::Result<Vec<Option<Bytes>>> {
-    let mut r = Reader::new(&body);
-    let n = r.count(1).map_err(invalid)?;
+/// A reply of `u32 n` then `n` items of at least `item_len` bytes, each read by `item`; `n`
+/// must be `expect` (one per requested key) and nothing may follow.
+fn decode_items<T>(
+    body: &[u8],
+    item_len: usize,
+    expect: usize,
+    mut item: impl FnMut(&mut Reader) -> Result<T, BodyError>,
+) -> io::Result<Vec<T>> {
+    let mut r = Reader::new(body);
+    let n = r.count(item_len).map_err(invalid)?;
     if n != expect {
         return Err(invalid(BodyError("reply count differs from the request")));
     }
-    let mut spans = Vec::with_capacity(n);
+    let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        if r.u8().map_err(invalid)? == 0 {
-            spans.push(None);
-            continue;
-        }
-        let len =
-            usize::try_from(r.u64().map_err(invalid)?).map_err(|_| invalid(BodyError("len")))?;
-        let at = body.len() - r.remaining();
-        r.bytes(len).map_err(invalid)?;
-        spans.push(Some((at, len)));
+        out.push(item(&mut r).map_err(invalid)?);
     }
     r.end().map_err(invalid)?;
+    Ok(out)
+}
+
+/// GET reply → values, sliced out of the one body buffer (no copy per value).
+pub(crate) fn decode_get(body: Bytes, expect: usize) -> io::Result<Vec<Option<Bytes>>> {
+    let spans = decode_items(&body, 1, expect, |r| {
+        if r.u8()? == 0 {
+            return Ok(None);
+        }
+        let len = usize::try_from(r.u64()?).map_err(|_| BodyError("len"))?;
+        let at = body.len() - r.remaining();
+        r.bytes(len)?;
+        Ok(Some((at, len)))
+    })?;
     Ok(spans
         .into_iter()
         .map(|s| s.map(|(at, len)| body.slice(at..at + len)))
@@ -205,23 +217,11 @@ pub(crate) fn decode_leases(
     body: &[u8],
     expect: usize,
 ) -> io::Result<Vec<Option<(u64, u64, u64)>>> {
-    let mut r = Reader::new(body);
-    let n = r.count(25).map_err(invalid)?;
-    if n != expect {
-        return Err(invalid(BodyError("reply count differs from the request")));
-    }
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let present = r.u8().map_err(invalid)? != 0;
-        let (off, len, id) = (
-            r.u64().map_err(invalid)?,
-            r.u64().map_err(invalid)?,
-            r.u64().map_err(invalid)?,
-        );
-        out.push(present.then_some((off, len, id)));
-    }
-    r.end().map_err(invalid)?;
-    Ok(out)
+    decode_items(body, 25, expect, |r| {
+        let present = r.u8()? != 0;
+        let (off, len, id) = (r.u64()?, r.u64()?, r.u64()?);
+        Ok(present.then_some((off, len, id)))
+    })
 }
 
 /// PUT_ALLOC body for `(key, len)` items.
@@ -237,16 +237,43 @@ pub(crate) fn alloc_body(items: &[(BlockKey, u64)]) -> Vec<u8> {
 
 /// PUT_ALLOC reply → (status, offset, lease) per item.
 pub(crate) fn decode_alloc(body: &[u8], expect: usize) -> io::Result<Vec<(PutStatus, u64, u64)>> {
-    let mut r = Reader::new(body);
-    let n = r.count(17).map_err(invalid)?;
-    if n != expect {
-        return Err(invalid(BodyError("reply count differs from the request")));
+    decode_items(body, 17, expect, |r| {
+        Ok((PutStatus::from_u8(r.u8()?), r.u64()?, r.u64()?))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A GET reply: key 0 missing, key 1 = `abc`.
+    fn get_reply() -> Vec<u8> {
+        let mut b = 2u32.to_le_bytes().to_vec();
+        b.push(0);
+        b.push(1);
+        b.extend_from_slice(&3u64.to_le_bytes());
+        b.extend_from_slice(b"abc");
+        b
     }
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let s = PutStatus::from_u8(r.u8().map_err(invalid)?);
-        out.push((s, r.u64().map_err(invalid)?, r.u64().map_err(invalid)?));
+
+    #[test]
+    fn replies_are_checked_for_count_length_and_trailing_bytes() {
+        let got = decode_get(Bytes::from(get_reply()), 2).expect("well formed");
+        assert_eq!(got, vec![None, Some(Bytes::from_static(b"abc"))]);
+        assert!(decode_get(Bytes::from(get_reply()), 3).is_err(), "count");
+        let mut trailing = get_reply();
+        trailing.push(0);
+        assert!(decode_get(Bytes::from(trailing), 2).is_err(), "trailing");
+        let cut = get_reply()[..15].to_vec();
+        assert!(decode_get(Bytes::from(cut), 2).is_err(), "cut value");
+
+        let mut alloc = 1u32.to_le_bytes().to_vec();
+        alloc.push(PutStatus::Exists as u8);
+        alloc.extend_from_slice(&7u64.to_le_bytes());
+        alloc.extend_from_slice(&9u64.to_le_bytes());
+        let got = decode_alloc(&alloc, 1).expect("well formed");
+        assert_eq!(got, vec![(PutStatus::Exists, 7, 9)]);
+        assert!(decode_alloc(&alloc, 2).is_err(), "count");
+        assert!(decode_leases(&alloc, 1).is_err(), "too short for a lease");
     }
-    r.end().map_err(invalid)?;
-    Ok(out)
 }
