@@ -8,3 +8,6 @@ target/release/brix kvcache bench \
   --block 64KiB --gets 2000 --depth 16 | tee bench/results/kvcache-transfer-2026-11-30/table.md
 target/release/brix kvcache bench --sizes 2MiB --bytes 256MiB --block 2MiB --gets 500 \
   | tee -a bench/results/kvcache-transfer-2026-11-30/table.md
+# Longest-prefix lookup of a 128k-token prompt through the server (TCP, Unix socket, 2-server pool).
+target/release/brix kvcache bench --lookup-only --lookup-tokens 131072 --lookups 1000 \
+  | tee bench/results/kvcache-transfer-2026-11-30/lookup.md

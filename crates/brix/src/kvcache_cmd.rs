@@ -11,6 +11,8 @@ use clap::{Args, Subcommand};
 
 #[path = "kvcache_cmd/bench.rs"]
 mod bench;
+#[path = "kvcache_cmd/lookup.rs"]
+mod lookup;
 
 /// Flags of `brix kvcache`.
 #[derive(Debug, Args)]

@@ -1,7 +1,8 @@
 //! `brix kvcache bench`: an in-process pool server on loopback and a Unix socket, a blocking
 //! client on another thread, and for each value size the throughput of put and get over shared
 //! memory and over TCP next to memcpy of the same sizes in the same run; then p50/p99 latency of
-//! one-block gets, one at a time and pipelined. Prints a markdown report.
+//! one-block gets, one at a time and pipelined; then the longest-prefix lookup of a long prompt
+//! (`lookup.rs`). Prints a markdown report.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -37,6 +38,15 @@ pub(crate) struct BenchArgs {
     /// Requests in flight in the pipelined latency test.
     #[arg(long, default_value_t = 16)]
     depth: usize,
+    /// Prompt length of the longest-prefix lookup test (0 skips it).
+    #[arg(long, default_value_t = 131_072)]
+    lookup_tokens: usize,
+    /// Timed lookups per path in the lookup test.
+    #[arg(long, default_value_t = 200)]
+    lookups: usize,
+    /// Skip the throughput and get-latency tables (run only the lookup test).
+    #[arg(long)]
+    lookup_only: bool,
 }
 
 /// The median (upper one for an even count).
@@ -85,7 +95,21 @@ pub(super) fn run(args: BenchArgs) -> Result<(), KvcacheCmdError> {
     let server = rt.block_on(Server::bind(cfg))?;
     let tcp_addr = server.local_addr().to_string();
     let handle = rt.block_on(async { server.spawn() });
-    let result = measure(&args, &tcp_addr, &format!("unix:{}", sock.display()));
+    let unix = format!("unix:{}", sock.display());
+    let mut result = if args.lookup_only {
+        Ok(())
+    } else {
+        measure(&args, &tcp_addr, &unix)
+    };
+    if result.is_ok() && args.lookup_tokens > 0 {
+        let l = super::lookup::Lookup {
+            tokens: args.lookup_tokens,
+            lookups: args.lookups,
+            tcp: &tcp_addr,
+            unix: &unix,
+        };
+        result = super::lookup::run(&rt, &l);
+    }
     rt.block_on(handle.shutdown());
     result
 }
