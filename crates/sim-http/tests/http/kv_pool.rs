@@ -74,9 +74,10 @@ async fn two_servers_make_one_pool_and_a_stopped_one_is_a_miss() {
     // loads only what precedes the first chunk it held.
     p2.shutdown().await;
     let c = start(with_pool(&servers)).await;
-    let t = tokio::time::Instant::now();
-    complete(&c).await;
-    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    // A hang guard, not a speed check: a refused server must cost a miss, never a wait.
+    tokio::time::timeout(Duration::from_secs(60), complete(&c))
+        .await
+        .expect("the request is answered while a pool server is down");
     let hits = counter(&c, HITS).await;
     assert!(hits < 1792.0, "{hits}");
     assert!(counter(&c, ERRORS).await >= 1.0);
