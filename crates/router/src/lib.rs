@@ -14,6 +14,7 @@ mod blocks;
 mod decision;
 pub mod fleet;
 mod kvindex;
+mod plan;
 mod pod;
 mod prefix;
 pub mod prom;
@@ -31,6 +32,7 @@ pub use decision::{Decision, Fallback, NoRoute};
 pub use kvindex::{
     DEFAULT_KV_CAPACITY, KvIndex, KvUpdate, PromptKeys, RequestKeys, StoreError, kv_seed,
 };
+pub use plan::{PlanRoutes, nearest as nearest_log2_tick};
 pub use pod::{EngineMetrics, LoraState, Observed, Pod, RouteRequest, VtcView};
 pub use prefix::{PrefixConfig, PrefixIndex};
 pub use select::route;
