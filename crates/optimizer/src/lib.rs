@@ -10,9 +10,12 @@
 //!   and a reported fallback; [`Planner`] adds hysteresis over successive solves.
 //! - [`Plan::routes`]: the plan as the gateway's per-bucket GPU-type weights.
 
+mod bnb;
 mod demand;
 mod grid;
+mod lp;
 mod monitor;
+mod notes;
 mod plan;
 mod planner;
 mod profile;
