@@ -1,0 +1,74 @@
+//! Solve time of the optimizer's ILP (goal, issue 14: 4 GPU types × 100 buckets under 100 ms).
+//! Run: `cargo bench -p brix-optimizer --bench solve`; results and machine note:
+//! bench/results/optimizer-solver-2026-11-30/README.md. Each case prints its nodes, method, cost
+//! and lower bound once before it is timed.
+#![expect(missing_docs, reason = "criterion_group! generates undocumented items")]
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::hint::black_box;
+
+use brix_optimizer::{Problem, SolveOptions, solve};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+/// Ten options: the five types in two regions (the second 15 % dearer), each capped at 3, with
+/// a minimum of 1 on the cheap A10s: many small integer decisions.
+fn binary_heavy(total: f64) -> Problem {
+    let mut p = common::roofline_problem(5, total, 7);
+    let more: Vec<_> = p
+        .gpus
+        .iter()
+        .map(|o| {
+            let mut o = o.clone();
+            o.name = format!("{}-east", o.name);
+            o.cost_per_hour *= 1.15;
+            o
+        })
+        .collect();
+    p.gpus.extend(more);
+    for o in &mut p.gpus {
+        o.max_replicas = Some(3);
+    }
+    p.gpus[1].min_replicas = 1;
+    p
+}
+
+fn cases() -> Vec<(String, Problem)> {
+    let mut v = Vec::new();
+    for total in [5.0, 20.0, 80.0, 300.0] {
+        v.push((
+            format!("4x100_{total}rps"),
+            common::roofline_problem(4, total, 1),
+        ));
+    }
+    v.push(("5x100_80rps".into(), common::roofline_problem(5, 80.0, 2)));
+    v.push(("binary_heavy_10x100_30rps".into(), binary_heavy(30.0)));
+    v
+}
+
+fn bench(c: &mut Criterion) {
+    let opts = SolveOptions::default();
+    for (name, p) in cases() {
+        let plan = solve(&p, &opts).expect("the bench instances are feasible");
+        eprintln!(
+            "{name}: {:?}, {} nodes, ${:.2}/h (lower bound ${:.2}/h), replicas {:?}, {:.1} ms",
+            plan.method,
+            plan.nodes,
+            plan.cost_per_hour,
+            plan.lower_bound,
+            plan.replicas(),
+            plan.solve_ms
+        );
+        c.bench_function(&format!("solve_{name}"), |b| {
+            b.iter(|| solve(black_box(&p), &opts))
+        });
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20);
+    targets = bench
+}
+criterion_main!(benches);
