@@ -23,7 +23,7 @@ mod solve;
 
 pub use demand::Demand;
 pub use grid::{Cell, Grid};
-pub use monitor::{LoadMonitor, MonitorConfig};
+pub use monitor::{LoadMonitor, MAX_TICKS, MonitorConfig};
 pub use plan::{Method, Plan, PlanGpu};
 pub use planner::{Hysteresis, Planner, PlannerDecision};
 pub use profile::{Profile, ProfileError, Slo};
