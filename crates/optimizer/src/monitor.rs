@@ -130,7 +130,7 @@ impl LoadMonitor {
             return;
         };
         let latest = self.latest.map_or(t, |l| l.max(t));
-        if t <= latest - self.window_ticks() - 1 {
+        if t < latest - self.window_ticks() {
             return; // older than anything the window still holds
         }
         self.latest = Some(latest);
