@@ -176,6 +176,24 @@ pub fn single_type(p: &Problem, g: usize) -> Result<Plan, SolveError> {
     Ok(plan)
 }
 
+/// The plan that runs exactly `y` replicas (shares re-optimised for `p`'s demand), if they
+/// respect the bounds and the budget and carry the demand within the utilisation; `Kept`.
+pub(crate) fn with_counts(p: &Problem, y: &[u32], lower: f64) -> Option<Plan> {
+    let m = Model::new(p);
+    let in_bounds = y.len() == m.options()
+        && y.iter()
+            .enumerate()
+            .all(|(g, &n)| n >= m.lo[g] && m.hi[g].is_none_or(|hi| n <= hi));
+    if !in_bounds || check_budget(&m, y, "").is_err() {
+        return None;
+    }
+    let asg = m.assign(y)?;
+    if asg.peak > m.util * (1.0 + 1e-9) {
+        return None;
+    }
+    Some(build(p, &m, y, asg, lower, Method::Kept, 0, Instant::now()))
+}
+
 /// The plan for counts `y` with assignment `asg`, its notes filled.
 #[allow(clippy::too_many_arguments)]
 fn build(
