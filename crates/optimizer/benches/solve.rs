@@ -34,6 +34,39 @@ fn binary_heavy(total: f64) -> Problem {
     p
 }
 
+/// Eight options (the five types, three of them also in a 10 % dearer region) on a 12 × 12
+/// grid (inputs 16 … 32k, outputs 2 … 4k): the size the reference's solver table ends with.
+fn large(total: f64) -> Problem {
+    let grid = brix_optimizer::Grid::log2(4, 15, 1, 12);
+    let mut gpus: Vec<_> = (0..5)
+        .map(|k| common::option(common::GPUS[k].0, common::roofline_profile(k, &grid)))
+        .collect();
+    for k in [1, 2, 4] {
+        let mut o = gpus[k].clone();
+        o.name = format!("{}-west", o.name);
+        o.cost_per_hour *= 1.1;
+        o.max_replicas = Some(4);
+        gpus[k].max_replicas = Some(6);
+        gpus.push(o);
+    }
+    let mut demand = common::mixed_demand(&grid, total, 5);
+    // The longest prompts fit no type within the SLO: leave them out, as a profile would.
+    for (i, r) in demand.rates.iter_mut().enumerate() {
+        if gpus
+            .iter()
+            .all(|o| o.profile.capacity(grid.cell_at(i)) == 0.0)
+        {
+            *r = 0.0;
+        }
+    }
+    Problem {
+        demand,
+        gpus,
+        budget_per_hour: None,
+        utilisation: 0.9,
+    }
+}
+
 fn cases() -> Vec<(String, Problem)> {
     let mut v = Vec::new();
     for total in [5.0, 20.0, 80.0, 300.0] {
@@ -44,6 +77,7 @@ fn cases() -> Vec<(String, Problem)> {
     }
     v.push(("5x100_80rps".into(), common::roofline_problem(5, 80.0, 2)));
     v.push(("binary_heavy_10x100_30rps".into(), binary_heavy(30.0)));
+    v.push(("large_8x144_120rps".into(), large(120.0)));
     v
 }
 

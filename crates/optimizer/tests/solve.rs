@@ -493,3 +493,40 @@ fn realistic_instances_are_optimal_and_never_worse_than_one_type() {
         assert_eq!(back.replicas(), plan.replicas());
     }
 }
+
+#[test]
+fn cut_short_searches_still_give_feasible_plans_and_say_so() {
+    let mut rng = SmallRng::seed_from_u64(41);
+    let mut seen = std::collections::HashSet::new();
+    for case in 0..200 {
+        let p = random_problem(&mut rng);
+        let Some((best, _)) = brute_force(&p, 10) else {
+            continue;
+        };
+        let opts = SolveOptions {
+            max_nodes: rng.random_range(0..4),
+            ..SolveOptions::default()
+        };
+        // Without room to search, a tight budget may leave no plan: that is reported.
+        let plan = match solve(&p, &opts) {
+            Ok(plan) => plan,
+            Err(SolveError::Infeasible { why }) => {
+                assert!(why.contains("node budget"), "case {case}: {why}");
+                continue;
+            }
+            Err(e) => panic!("case {case}: {e:?}"),
+        };
+        check_plan(&p, &plan);
+        assert!(plan.cost_per_hour >= best - 1e-6, "case {case}");
+        assert!(plan.nodes <= opts.max_nodes);
+        let first = &plan.notes[0];
+        match plan.method {
+            Method::Optimal => assert!((plan.cost_per_hour - best).abs() < 1e-6),
+            Method::BestFound => assert!(first.starts_with("best found: the node budget")),
+            Method::Relaxation => assert!(first.starts_with("fallback: the node budget")),
+            Method::Kept => panic!("the solver never keeps"),
+        }
+        seen.insert(format!("{:?}", plan.method));
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+}
