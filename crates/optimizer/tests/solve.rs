@@ -530,3 +530,68 @@ fn cut_short_searches_still_give_feasible_plans_and_say_so() {
     }
     assert_eq!(seen.len(), 3, "{seen:?}");
 }
+
+/// microlp's own MIP solver (integer counts) on the same problem: the optimum's cost.
+fn mip_cost(p: &Problem) -> Option<f64> {
+    let grid = &p.demand.grid;
+    let mut lp = Lp::new(OptimizationDirection::Minimize);
+    let y: Vec<_> = p
+        .gpus
+        .iter()
+        .map(|o| {
+            let hi = o.max_replicas.map_or(1000, |m| m as i32);
+            lp.add_integer_var(o.cost_per_hour, (o.min_replicas as i32, hi))
+        })
+        .collect();
+    let mut rows: Vec<Vec<(microlp::Variable, f64)>> = vec![Vec::new(); p.gpus.len()];
+    for (i, &r) in p.demand.rates.iter().enumerate() {
+        if r <= 0.0 {
+            continue;
+        }
+        let mut sum = Vec::new();
+        for (g, o) in p.gpus.iter().enumerate() {
+            let t = o.profile.capacity(grid.cell_at(i));
+            if t > 0.0 {
+                let v = lp.add_var(0.0, (0.0, 1.0));
+                sum.push((v, 1.0));
+                rows[g].push((v, r / t));
+            }
+        }
+        lp.add_constraint(sum, ComparisonOp::Eq, 1.0);
+    }
+    for (g, mut row) in rows.into_iter().enumerate() {
+        row.push((y[g], -p.utilisation));
+        lp.add_constraint(row, ComparisonOp::Le, 0.0);
+    }
+    Some(lp.solve().ok()?.into_solution().ok()?.objective())
+}
+
+#[test]
+fn realistic_mid_size_instances_match_microlps_own_mip() {
+    // 4 types on a 4 × 4 grid (inputs 256 … 2048, outputs 32 … 256), several rates and caps.
+    let grid = Grid::log2(8, 11, 5, 8);
+    for seed in 0..12u64 {
+        let total = [0.7, 3.0, 12.0, 40.0][seed as usize % 4];
+        let mut p = Problem {
+            demand: common::mixed_demand(&grid, total, seed),
+            gpus: (0..4)
+                .map(|k| option(common::GPUS[k].0, common::roofline_profile(k, &grid)))
+                .collect(),
+            budget_per_hour: None,
+            utilisation: 0.85,
+        };
+        if seed % 3 == 1 {
+            p.gpus[2].max_replicas = Some(2);
+            p.gpus[0].min_replicas = 1;
+        }
+        let plan = solve(&p, &SolveOptions::default()).unwrap();
+        check_plan(&p, &plan);
+        let truth = mip_cost(&p).expect("microlp solves it");
+        assert!(
+            (plan.cost_per_hour - truth).abs() < 1e-6,
+            "seed {seed}: ours ${} ({:?}), microlp MIP ${truth}",
+            plan.cost_per_hour,
+            plan.replicas()
+        );
+    }
+}
