@@ -6,6 +6,13 @@ use microlp::{ComparisonOp, OptimizationDirection, Problem as Lp, Solution, Vari
 
 use crate::solve::Problem;
 
+/// Capacities below this (req/s per replica) count as 0: a replica that serves a request a
+/// fortnight is no option, and 1 / T would wreck the LP's scaling.
+pub(crate) const MIN_CAPACITY: f64 = 1e-6;
+
+/// Most replicas of one option a plan may need (more is a units mistake, and counts are u32).
+pub(crate) const MAX_REPLICAS: f64 = 1e6;
+
 /// The problem reduced to what the LPs read: buckets with demand, capacities, costs, bounds.
 #[derive(Clone, Debug)]
 pub(crate) struct Model {
@@ -64,7 +71,10 @@ impl Model {
             .map(|o| {
                 buckets
                     .iter()
-                    .map(|&(i, _)| o.profile.capacity(grid.cell_at(i)))
+                    .map(|&(i, _)| {
+                        let t = o.profile.capacity(grid.cell_at(i));
+                        if t >= MIN_CAPACITY { t } else { 0.0 }
+                    })
                     .collect()
             })
             .collect();

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bnb::{self, ceil_count};
 use crate::demand::Demand;
-use crate::lp::{Assignment, Model};
+use crate::lp::{Assignment, MAX_REPLICAS, Model};
 use crate::notes;
 use crate::plan::{Method, Plan, PlanGpu};
 use crate::profile::Profile;
@@ -100,12 +100,36 @@ pub fn solve(p: &Problem, opts: &SolveOptions) -> Result<Plan, SolveError> {
             .insert(0, "no demand: every option at its minimum".into());
         return Ok(plan);
     }
+    // Σ_b min_g λ_b / T_{g,b} / u: no plan has fewer replicas in all.
+    let least: f64 = (0..m.buckets.len())
+        .map(|k| {
+            (0..m.options())
+                .filter(|&g| m.cap[g][k] > 0.0)
+                .map(|g| m.buckets[k].1 / m.cap[g][k])
+                .fold(f64::INFINITY, f64::min)
+        })
+        .sum::<f64>()
+        / m.util;
+    if least > MAX_REPLICAS {
+        return Err(SolveError::Invalid(format!(
+            "the demand needs at least {least:.3e} replicas: more than {MAX_REPLICAS:.0} (check the units of rates and capacities)"
+        )));
+    }
     let root = match m.relaxation(true) {
         Ok(r) => r,
         Err(microlp::Error::Infeasible) => return Err(infeasible_why(p, &m)),
         Err(e) => return Err(SolveError::Invalid(format!("the LP failed: {e}"))),
     };
     let lower = root.sol.objective();
+    for (o, &v) in p.gpus.iter().zip(&root.y) {
+        let n = root.sol.var_value(v);
+        if n > MAX_REPLICAS {
+            return Err(SolveError::Invalid(format!(
+                "the demand needs {n:.3e} replicas of {}: more than {MAX_REPLICAS:.0} (check the units of rates and capacities)",
+                o.name
+            )));
+        }
+    }
     let found = bnb::search(&m, root, opts.max_nodes, opts.time_budget, start);
     let Some(y) = found.y.clone() else {
         let why = match &found.stopped {
@@ -154,6 +178,12 @@ pub fn single_type(p: &Problem, g: usize) -> Result<Plan, SolveError> {
     let load: f64 = (0..m.buckets.len())
         .map(|k| m.buckets[k].1 / m.cap[g][k])
         .sum();
+    if load / m.util > MAX_REPLICAS {
+        return Err(SolveError::Invalid(format!(
+            "{name} alone needs {:.3e} replicas: more than {MAX_REPLICAS:.0}",
+            load / m.util
+        )));
+    }
     let mut y = vec![0; m.options()];
     y[g] = ceil_count(load / m.util).max(m.lo[g]);
     if let Some(hi) = m.hi[g].filter(|&hi| y[g] > hi) {
@@ -345,6 +375,14 @@ fn infeasible_why(p: &Problem, m: &Model) -> SolveError {
         .iter()
         .filter_map(|o| o.max_replicas.map(|hi| format!("{} ≤ {hi}", o.name)))
         .collect();
+    if caps.is_empty() {
+        return SolveError::Infeasible {
+            why: format!(
+                "the LP found no plan for {:.2} req/s without caps (numerical trouble: check the scale of rates and capacities)",
+                p.demand.total()
+            ),
+        };
+    }
     SolveError::Infeasible {
         why: format!(
             "the caps ({}) cannot carry {:.2} req/s at {:.0} % utilisation",

@@ -182,3 +182,26 @@ fn errors_leave_the_plan_in_force() {
     assert!(d.changed && d.reason.contains("options changed"));
     assert_eq!(d.plan.gpus.len(), 1);
 }
+
+#[test]
+fn a_new_cap_below_the_running_count_applies_at_once() {
+    let opts = SolveOptions::default();
+    let mut pl = planner();
+    assert_eq!(
+        pl.decide(&problem(10.0), &opts, 0.0)
+            .unwrap()
+            .plan
+            .replicas(),
+        vec![0, 3]
+    );
+    let mut capped = problem(10.0);
+    capped.gpus[1].max_replicas = Some(2);
+    let d = pl.decide(&capped, &opts, 1.0).unwrap();
+    assert!(d.changed, "{}", d.reason);
+    assert_eq!(d.plan.replicas(), vec![1, 2]);
+    assert!(
+        d.reason.contains("A10 0→1 at once") && d.reason.contains("L4 3→2"),
+        "{}",
+        d.reason
+    );
+}

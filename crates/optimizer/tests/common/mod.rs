@@ -2,7 +2,7 @@
 //! (a roofline-like model of an 8B model on five GPU types) and demand mixes.
 #![allow(dead_code)]
 
-use brix_optimizer::{Demand, GpuOption, Grid, Problem, Profile, Slo};
+use brix_optimizer::{Demand, GpuOption, Grid, Plan, Problem, Profile, Slo};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -117,4 +117,64 @@ pub fn roofline_problem(types: usize, total: f64, seed: u64) -> Problem {
         budget_per_hour: None,
         utilisation: 0.9,
     }
+}
+
+/// 2 × 2 buckets: inputs 32, 64; outputs 4, 8.
+pub fn tiny() -> Grid {
+    Grid::log2(5, 6, 2, 3)
+}
+/// Every plan invariant: bounds, budget, rows summing to 1 on options that serve the bucket,
+/// load within utilisation × replicas, cost = Σ replicas × price.
+pub fn check_plan(p: &Problem, plan: &Plan) {
+    let grid = &p.demand.grid;
+    let mut load = vec![0.0; p.gpus.len()];
+    for (i, &r) in p.demand.rates.iter().enumerate() {
+        let row = &plan.assign[i];
+        let s: f64 = row.iter().sum();
+        if r > 0.0 {
+            assert!((s - 1.0).abs() < 1e-6, "bucket {i}: shares sum to {s}");
+        } else {
+            assert_eq!(s, 0.0, "bucket {i} without demand has shares");
+        }
+        for (g, o) in p.gpus.iter().enumerate() {
+            let t = o.profile.capacity(grid.cell_at(i));
+            if row[g] > 0.0 {
+                assert!(
+                    t > 0.0,
+                    "bucket {i} sent to {} which cannot serve it",
+                    o.name
+                );
+                assert!(
+                    plan.gpus[g].replicas > 0,
+                    "bucket {i} sent to 0 replicas of {}",
+                    o.name
+                );
+                load[g] += r * row[g] / t;
+            }
+        }
+    }
+    let mut cost = 0.0;
+    for (g, o) in p.gpus.iter().enumerate() {
+        let n = plan.gpus[g].replicas;
+        assert!(n >= o.min_replicas, "{} below its minimum", o.name);
+        assert!(
+            o.max_replicas.is_none_or(|m| n <= m),
+            "{} above its cap",
+            o.name
+        );
+        assert!(
+            load[g] <= p.utilisation * f64::from(n) + 1e-6,
+            "{}: load {} over {} × {n}",
+            o.name,
+            load[g],
+            p.utilisation
+        );
+        assert!((plan.gpus[g].load - load[g]).abs() < 1e-6);
+        cost += f64::from(n) * o.cost_per_hour;
+    }
+    assert!((plan.cost_per_hour - cost).abs() < 1e-9);
+    if let Some(b) = p.budget_per_hour {
+        assert!(cost <= b + 1e-9, "over budget");
+    }
+    assert!(plan.lower_bound <= cost + 1e-6);
 }
