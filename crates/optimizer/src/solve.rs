@@ -1,8 +1,8 @@
 //! The cost ILP: minimise Σ_g cost_g · y_g over integer replicas y_g and continuous shares
 //! x_{b,g} ∈ [0, 1] with Σ_g x_{b,g} = 1 for every bucket with demand and
 //! Σ_b λ_b x_{b,g} / T_{g,b} ≤ utilisation · y_g (x_{b,g} = 0 where T_{g,b} = 0), plus
-//! min/max replicas per option and a budget. good_lp + microlp, branch and bound on y with a
-//! time budget; the LP relaxation rounded up is the reported fallback.
+//! min/max replicas per option and a budget. Branch and bound on y over microlp LPs (`bnb`, `lp`)
+//! with a time and node budget; the LP relaxation rounded up is the reported fallback.
 
 use std::time::{Duration, Instant};
 
