@@ -32,7 +32,7 @@ pub struct FleetFile {
     #[serde(default)]
     pub kvcache: Option<crate::kvpool::KvCacheSpec>,
     /// The heterogeneous GPU optimizer: per served model, replicas per deployment (GPU type)
-    /// from the gateway's demand (see `docs/platform.md`).
+    /// from the gateway's demand (see [`crate::optimizer`]).
     #[serde(default)]
     pub optimizer: Option<brix_api::OptimizerSpec>,
 }
