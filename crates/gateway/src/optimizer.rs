@@ -123,36 +123,14 @@ impl Optimized {
             .iter()
             .map(|p| group_of(&routes.groups, &p.name))
             .collect();
-        let shares = routes.shares(prompt_tokens, max_tokens);
-        let weights: Vec<f64> = shares
-            .iter()
-            .enumerate()
-            .map(|(g, s)| {
-                let ready = groups.iter().filter(|x| **x == Some(g)).count() as f64;
-                let planned = f64::from(routes.planned.get(g).copied().unwrap_or(0));
-                let discount = if planned > 0.0 {
-                    (ready / planned).min(1.0)
-                } else {
-                    0.0
-                };
-                s * discount
-            })
-            .collect();
-        let total: f64 = weights.iter().sum();
-        if total.is_nan() || total <= 0.0 {
+        let mut ready = vec![0u32; routes.groups.len()];
+        for g in groups.iter().flatten() {
+            ready[*g] += 1;
+        }
+        // The router's own draw (shares × min(1, ready / planned)), as `brix bench sim` uses.
+        let Some(pick) = routes.pick(prompt_tokens, max_tokens, &ready, rng) else {
             return Narrowed::Fallback;
-        }
-        let mut x = rng.random::<f64>() * total;
-        let mut pick = weights.len() - 1;
-        for (g, w) in weights.iter().enumerate() {
-            if *w > 0.0 {
-                pick = g;
-                if x < *w {
-                    break;
-                }
-                x -= w;
-            }
-        }
+        };
         let mut i = 0;
         candidates.retain(|_| {
             let keep = groups[i] == Some(pick);
