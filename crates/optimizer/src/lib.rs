@@ -27,4 +27,6 @@ pub use monitor::{LoadMonitor, MAX_TICKS, MonitorConfig};
 pub use plan::{Method, Plan, PlanGpu};
 pub use planner::{Hysteresis, Planner, PlannerDecision};
 pub use profile::{Profile, ProfileError, Slo};
-pub use solve::{GpuOption, Problem, SolveError, SolveOptions, single_type, solve};
+pub use solve::{
+    GpuOption, MAX_CELLS, MAX_OPTIONS, Problem, SolveError, SolveOptions, single_type, solve,
+};

@@ -2,6 +2,8 @@
 //! solution after one added bound, which is what branch and bound on the replica counts needs).
 //! Only (bucket with demand, option with capacity there) pairs get a share variable.
 
+use std::time::Duration;
+
 use microlp::{ComparisonOp, OptimizationDirection, Problem as Lp, Solution, Variable};
 
 use crate::solve::Problem;
@@ -32,6 +34,19 @@ pub(crate) struct Model {
     pub budget: Option<f64>,
     /// Cells in the grid.
     pub cells: usize,
+    /// Wall time one LP may take (a guard against huge grids; the search has its own budget).
+    pub lp_limit: Duration,
+}
+
+/// Why an LP gave no optimum.
+#[derive(Debug)]
+pub(crate) enum LpFail {
+    /// No point satisfies the constraints.
+    Infeasible,
+    /// It did not finish within [`Model::lp_limit`].
+    Slow,
+    /// microlp's other errors (unbounded cannot happen: costs are positive).
+    Other(String),
 }
 
 /// The relaxation (replica counts continuous) as a warm-startable LP.
@@ -87,6 +102,7 @@ impl Model {
             util: p.utilisation,
             budget: p.budget_per_hour,
             cells: grid.len(),
+            lp_limit: Duration::from_secs(5),
         }
     }
 
@@ -129,8 +145,9 @@ impl Model {
 
     /// min Σ cost·y over continuous y in [lo, hi] and shares: the lower bound, and the
     /// root of branch and bound. `Err` when infeasible.
-    pub fn relaxation(&self, with_budget: bool) -> Result<Relaxed, microlp::Error> {
+    pub fn relaxation(&self, with_budget: bool) -> Result<Relaxed, LpFail> {
         let mut lp = Lp::new(OptimizationDirection::Minimize);
+        lp.set_time_limit(self.lp_limit);
         let y: Vec<Variable> = (0..self.options())
             .map(|g| {
                 let hi = self.hi[g].map_or(f64::INFINITY, f64::from);
@@ -149,10 +166,11 @@ impl Model {
                 y.iter().zip(&self.cost).map(|(&v, &c)| (v, c)).collect();
             lp.add_constraint(row, ComparisonOp::Le, b);
         }
-        let sol = lp
-            .solve()?
-            .into_solution()
-            .map_err(|_| microlp::Error::InternalError("LP interrupted".into()))?;
+        let sol = match lp.solve() {
+            Ok(out) => out.into_solution().map_err(|_| LpFail::Slow)?,
+            Err(microlp::Error::Infeasible) => return Err(LpFail::Infeasible),
+            Err(e) => return Err(LpFail::Other(e.to_string())),
+        };
         Ok(Relaxed { y, sol })
     }
 
@@ -170,6 +188,7 @@ impl Model {
             return Some(asg);
         }
         let mut lp = Lp::new(OptimizationDirection::Minimize);
+        lp.set_time_limit(self.lp_limit);
         let peak = lp.add_var(1.0, (0.0, f64::INFINITY));
         // Σ_g load_g / y_g weighted 1/(100·G): a tie-break well below the peak's weight.
         let tie = 0.01 / self.options() as f64;

@@ -10,10 +10,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::bnb::{self, ceil_count};
 use crate::demand::Demand;
-use crate::lp::{Assignment, MAX_REPLICAS, Model};
+use crate::lp::{Assignment, LpFail, MAX_REPLICAS, Model};
 use crate::notes;
 use crate::plan::{Method, Plan, PlanGpu};
 use crate::profile::Profile;
+
+/// Most options one problem may have.
+pub const MAX_OPTIONS: usize = 64;
+
+/// Most buckets a problem's grid may have (64 × 64).
+pub const MAX_CELLS: usize = 4096;
 
 /// One GPU type (or deployment) the plan may use.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -89,7 +95,8 @@ pub enum SolveError {
 pub fn solve(p: &Problem, opts: &SolveOptions) -> Result<Plan, SolveError> {
     let start = Instant::now();
     validate(p)?;
-    let m = Model::new(p);
+    let mut m = Model::new(p);
+    m.lp_limit = opts.time_budget.max(Duration::from_secs(1)) * 4;
     unservable(p, &m)?;
     if m.buckets.is_empty() {
         let y = m.lo.clone();
@@ -117,8 +124,16 @@ pub fn solve(p: &Problem, opts: &SolveOptions) -> Result<Plan, SolveError> {
     }
     let root = match m.relaxation(true) {
         Ok(r) => r,
-        Err(microlp::Error::Infeasible) => return Err(infeasible_why(p, &m)),
-        Err(e) => return Err(SolveError::Invalid(format!("the LP failed: {e}"))),
+        Err(LpFail::Infeasible) => return Err(infeasible_why(p, &m)),
+        Err(LpFail::Slow) => {
+            return Err(SolveError::Invalid(format!(
+                "the LP relaxation did not finish in {} ms ({} buckets with demand × {} options): too large",
+                m.lp_limit.as_millis(),
+                m.buckets.len(),
+                m.options()
+            )));
+        }
+        Err(LpFail::Other(e)) => return Err(SolveError::Invalid(format!("the LP failed: {e}"))),
     };
     let lower = root.sol.objective();
     for (o, &v) in p.gpus.iter().zip(&root.y) {
@@ -285,6 +300,15 @@ pub(crate) fn validate(p: &Problem) -> Result<(), SolveError> {
     let bad = |s: String| Err(SolveError::Invalid(s));
     if p.gpus.is_empty() {
         return Err(SolveError::NoGpus);
+    }
+    if p.gpus.len() > MAX_OPTIONS {
+        return bad(format!("{} options: at most {MAX_OPTIONS}", p.gpus.len()));
+    }
+    if p.demand.grid.len() > MAX_CELLS {
+        return bad(format!(
+            "{} buckets: at most {MAX_CELLS}",
+            p.demand.grid.len()
+        ));
     }
     if let Some(why) = p.demand.grid.problem() {
         return bad(format!("demand grid: {why}"));

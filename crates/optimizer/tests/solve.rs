@@ -197,6 +197,22 @@ fn bad_problems_are_refused() {
         "{r:?}"
     );
     assert!(matches!(single_type(&p, 1), Err(SolveError::Invalid(_))));
+    // Sizes beyond what a planner tick should attempt.
+    let mut p = two_types(1.0, 1.0);
+    let one = p.gpus[0].clone();
+    p.gpus.resize(brix_optimizer::MAX_OPTIONS + 1, one);
+    assert!(matches!(solve(&p, &opts), Err(SolveError::Invalid(why)) if why.contains("options")));
+    let big = Grid {
+        inputs: (1..=65).collect(),
+        outputs: (1..=65).collect(),
+    };
+    let p = Problem {
+        demand: Demand::zero(big.clone()),
+        gpus: vec![option("A10", flat_profile("A10", 1.0, &big, |_| 1.0))],
+        budget_per_hour: None,
+        utilisation: 1.0,
+    };
+    assert!(matches!(solve(&p, &opts), Err(SolveError::Invalid(why)) if why.contains("buckets")));
     let mut p = two_types(1.0, 1.0);
     p.gpus.clear();
     assert_eq!(solve(&p, &opts), Err(SolveError::NoGpus));
