@@ -71,7 +71,9 @@ pub(crate) struct Sim<'a> {
     /// whatever the strategy; for strategies that never read it, skipping the inserts changes
     /// no decision and saves most of a run's time.
     feeds_index: bool,
-    step_cost: StepCost,
+    /// Per group of a mixed fleet (one entry otherwise): its engines' step cost and token
+    /// budget, for the oracle.
+    group_costs: Vec<(StepCost, u32)>,
     releaser: Releaser,
     heap: BinaryHeap<Reverse<Timed>>,
     /// Events in the heap other than scrapes: the run ends when none is left.
@@ -119,6 +121,9 @@ impl<'a> Sim<'a> {
         if cfg.engines == 0 && cfg.autoscaler.is_none() {
             return Err(SimError::NoEngines);
         }
+        if let Some(e) = cfg.mixed_problem() {
+            return Err(e);
+        }
         if keys.len() != w.requests.len() {
             return Err(SimError::KeysMismatch {
                 keys: keys.len(),
@@ -148,7 +153,7 @@ impl<'a> Sim<'a> {
             .map(|i| Slot::new(cfg, i, Life::Ready, 0.0, pool.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
         let names: Vec<(String, String)> = (0..cfg.engines)
-            .map(|i| (format!("engine-{i}"), format!("engine-{i}")))
+            .map(|i| (cfg.engine_name(i), cfg.engine_name(i)))
             .collect();
         // The gateway's `ttft` profile is the engines' own roofline: the model and GPU are known.
         let step_cost = StepCost::new(&cfg.model, &cfg.gpu);
@@ -177,7 +182,22 @@ impl<'a> Sim<'a> {
         for i in 0..cfg.engines {
             // The engines are up from the start: their first probe succeeds.
             fleet.probe(i, true, 0.0);
+            if let Some(g) = cfg.group_of(i) {
+                fleet.set_group(i, Some(&cfg.groups[g].name));
+            }
         }
+        fleet.set_plan(cfg.plan.clone());
+        let group_costs = if cfg.groups.is_empty() {
+            vec![(step_cost, cfg.engine.max_num_batched_tokens)]
+        } else {
+            cfg.groups
+                .iter()
+                .map(|g| {
+                    let cost = StepCost::new(&cfg.model, &g.gpu);
+                    (cost, g.engine.max_num_batched_tokens)
+                })
+                .collect()
+        };
         let mut sim = Self {
             w,
             keys,
@@ -193,7 +213,7 @@ impl<'a> Sim<'a> {
                 SimStrategy::SglangCacheAware => true,
             },
             trees: cache_aware::Trees::default(),
-            step_cost,
+            group_costs,
             releaser: Releaser::new(w, release),
             heap: BinaryHeap::new(),
             live_events: 0,
@@ -307,6 +327,7 @@ impl<'a> Sim<'a> {
             .map(|r| r.sent_s + r.e2e_ms.unwrap_or(0.0) / 1000.0)
             .fold(0.0, f64::max);
         let fleet = self.fleet_summary();
+        let groups = self.group_reports();
         let (decisions, mut warnings) = self
             .scale
             .map(|s| (s.decisions, s.warnings))
@@ -326,6 +347,7 @@ impl<'a> Sim<'a> {
             warnings,
             adapters,
             pool,
+            groups,
         })
     }
 
