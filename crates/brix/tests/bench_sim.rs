@@ -425,7 +425,6 @@ const PLAN: &str = r#"{
 }"#;
 
 #[test]
-#[ignore = "needs brix-optimizer's Plan::routes (opt-core); run with --ignored once it lands"]
 fn a_plan_run_routes_by_the_plan_and_bills_its_prices() {
     let dir = Dir(std::env::temp_dir().join(format!("brix-bench-sim-plan-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0).unwrap();

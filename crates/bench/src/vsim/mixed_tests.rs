@@ -213,6 +213,31 @@ fn replaying_a_plan_prices_its_replicas_for_the_run_and_scores_the_slo() {
 }
 
 #[test]
+fn replay_plan_follows_the_plans_own_routes() {
+    let (c, m) = catalog();
+    let plan = hand_plan();
+    let w = short_and_long(40);
+    let strategy: SimStrategy = "least-request".parse().unwrap_or_else(|e| panic!("{e}"));
+    let r = replay_plan(&w, &plan, &m, &c, &strategy, &Slo::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    // assign: the 128 tick on L4, the 2048 tick on A100-80GB (H100 has no replica).
+    for (rec, req) in r.run.records.iter().zip(&w.requests) {
+        let pod = rec.target_pod.as_deref().unwrap_or("");
+        let want = if req.prompt.len() < 1000 {
+            "L4-"
+        } else {
+            "A100-80GB-"
+        };
+        assert!(
+            pod.starts_with(want),
+            "{} tokens on {pod}",
+            req.prompt.len()
+        );
+    }
+    assert!(r.run.fallbacks.is_empty(), "{:?}", r.run.fallbacks);
+}
+
+#[test]
 fn a_mixed_fleet_refuses_what_it_cannot_combine() {
     let (c, m) = catalog();
     let mut cfg =
