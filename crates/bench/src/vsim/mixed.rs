@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use brix_optimizer::{Plan, Slo};
 use brix_router::PlanRoutes;
-use brix_sim::{Catalog, EngineConfig, GpuProfile, ModelProfile};
+use brix_sim::{Catalog, EngineConfig, GpuProfile, ModelProfile, StepCost};
 use serde::Serialize;
 
 use super::{Release, SimConfig, SimError, SimRun, SimStrategy};
@@ -147,6 +147,21 @@ impl SimConfig {
             }
             None => format!("engine-{i}"),
         }
+    }
+
+    /// Per group (one entry for a single-group fleet: `single`, the fleet's own), the
+    /// engines' step cost and token budget, for the oracle.
+    pub(crate) fn group_costs(&self, single: StepCost) -> Vec<(StepCost, u32)> {
+        if self.groups.is_empty() {
+            return vec![(single, self.engine.max_num_batched_tokens)];
+        }
+        self.groups
+            .iter()
+            .map(|g| {
+                let cost = StepCost::new(&self.model, &g.gpu);
+                (cost, g.engine.max_num_batched_tokens)
+            })
+            .collect()
     }
 
     /// What a mixed fleet cannot combine with, or a group that is empty or repeated.

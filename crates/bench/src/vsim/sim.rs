@@ -17,6 +17,7 @@ mod lora;
 mod replicas;
 mod scale;
 mod schedule;
+mod scrape;
 mod slot;
 
 use std::cmp::Reverse;
@@ -24,10 +25,10 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 
 use brix_router::Strategy;
-use brix_router::fleet::{Booking, CoreConfig, Fleet, Scrape};
+use brix_router::fleet::{Booking, CoreConfig, Fleet};
 use brix_sim::{Finished, NewRequest, StepCost};
+use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 
 use self::lora::LoraState;
 pub use self::replicas::{Assign, ReplicaConfig};
@@ -187,17 +188,7 @@ impl<'a> Sim<'a> {
             }
         }
         fleet.set_plan(cfg.plan.clone());
-        let group_costs = if cfg.groups.is_empty() {
-            vec![(step_cost, cfg.engine.max_num_batched_tokens)]
-        } else {
-            cfg.groups
-                .iter()
-                .map(|g| {
-                    let cost = StepCost::new(&cfg.model, &g.gpu);
-                    (cost, g.engine.max_num_batched_tokens)
-                })
-                .collect()
-        };
+        let group_costs = cfg.group_costs(step_cost);
         let mut sim = Self {
             w,
             keys,
@@ -604,37 +595,6 @@ impl<'a> Sim<'a> {
                 Action::SendAt(i, at) => self.push(at, Event::Arrival(i)),
                 Action::WakeAt(at) => self.push(at, Event::Wake),
             }
-        }
-    }
-
-    /// Feeds the engine's gauges to the routing core; schedules the next scrape.
-    fn scrape(&mut self, e: usize, now: f64) {
-        if self.slots[e].life == Life::Stopped {
-            return;
-        }
-        let s = self.slots[e].engine.snapshot();
-        self.slots[e].gauges = Some((s.num_waiting as f64, s.kv_usage));
-        let metrics = brix_router::EngineMetrics {
-            running: Some(s.num_running as f64),
-            waiting: Some(s.num_waiting as f64),
-            kv_usage: Some(s.kv_usage),
-        };
-        // vLLM's `lora_requests_info`, for `lora-affinity`, from an engine with LoRA on.
-        let lora = self.lora.is_some().then_some(brix_router::LoraState {
-            max_lora: self.cfg.engine.max_loras,
-            running: s.running_loras,
-            waiting: s.waiting_loras,
-        });
-        let scrape = Scrape {
-            metrics,
-            lora,
-            ..Scrape::default()
-        };
-        self.scraped_by_all(e, now, &scrape);
-        self.fleet.scraped(e, now, scrape);
-        if self.alive() {
-            let next = now + self.cfg.scrape_interval_s * self.jitter.random_range(0.9..1.1);
-            self.push(next, Event::Scrape(e));
         }
     }
 }
