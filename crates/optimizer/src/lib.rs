@@ -10,9 +10,12 @@
 //!   and a reported fallback; [`Planner`] adds hysteresis over successive solves.
 //! - [`Plan::routes`]: the plan as the gateway's per-bucket GPU-type weights.
 
+mod bnb;
 mod demand;
 mod grid;
+mod lp;
 mod monitor;
+mod notes;
 mod plan;
 mod planner;
 mod profile;
@@ -20,8 +23,10 @@ mod solve;
 
 pub use demand::Demand;
 pub use grid::{Cell, Grid};
-pub use monitor::{LoadMonitor, MonitorConfig};
+pub use monitor::{LoadMonitor, MAX_TICKS, MonitorConfig};
 pub use plan::{Method, Plan, PlanGpu};
 pub use planner::{Hysteresis, Planner, PlannerDecision};
 pub use profile::{Profile, ProfileError, Slo};
-pub use solve::{GpuOption, Problem, SolveError, SolveOptions, single_type, solve};
+pub use solve::{
+    GpuOption, MAX_CELLS, MAX_OPTIONS, Problem, SolveError, SolveOptions, single_type, solve,
+};
