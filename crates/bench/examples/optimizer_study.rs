@@ -6,27 +6,28 @@
 //!
 //! Run (release; the profiles are the committed sim-measured ones):
 //! `cargo run --release -p brix-bench --example optimizer_study -- OUT [--rates 0.5,2,8,32]
-//! [--duration 600] [--workloads conv,code,sharegpt] [--profiles DIR] [--traces DIR] [--utilisation 0.9]
-//! [--seed 1]`. Writes `OUT/results.csv` (one row per plan), `OUT/singles.csv` (every single
-//! type's size and cost), `OUT/plans/<case>-{mix,single}.json` and prints a table.
+//! [--duration 600] [--workloads conv,code,sharegpt] [--profiles DIR] [--traces DIR]
+//! [--utilisation 0.9,0.8,..,0.1] [--arrivals trace,poisson] [--prices GPU=$,..] [--seed 1]`.
+//! Writes `OUT/results.csv` (per case, the mix and the best single type, each at the highest
+//! utilisation of the list whose plan meets the SLO on replay), `OUT/tries.csv` (every plan
+//! tried), `OUT/singles.csv` (every single type's size and cost),
+//! `OUT/plans/<case>-{mix,single}.json` and prints a table.
 //!
-//! Replay: each request's GPU type is drawn (seeded) from the plan's shares for its prompt
-//! length and `max_tokens`, exactly as the gateway's plan stage draws it
-//! (`PlanRoutes::shares`); each type's requests then run on a `brix_bench::vsim` fleet of that
-//! type's replicas with least-request routing. In a static fleet every planned replica is
-//! ready, so the readiness discount of the plan stage is 1 and this equals one mixed fleet.
+//! Replay: `brix_bench::vsim::replay_plan`, one mixed fleet of the plan's replicas behind one
+//! simulated gateway whose plan stage draws each request's GPU type from the plan's shares for
+//! its prompt length and `max_tokens` (`PlanRoutes::shares`), then least-request within it.
+//! Traces keep their burstiness: their timestamps are scaled so that the window holds
+//! rate × duration requests; the generator gets Poisson arrivals. The demand the optimizer
+//! plans for is the window's own requests (what the load monitor would report).
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use brix_bench::vsim::{self, Release, RouteKey, SimConfig, SimStrategy};
-use brix_bench::workload::{self, Arrival, WorkRequest, Workload};
+use brix_bench::vsim::{self, SimStrategy};
+use brix_bench::workload::{self, Arrival, Workload};
 use brix_optimizer::{Demand, GpuOption, Grid, Plan, Problem, Profile, Slo, SolveOptions};
 use brix_sim::{Catalog, ModelProfile};
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 
 const MODEL: &str = "llama-3-8b";
 const GPUS: &[&str] = &["L4", "A10", "L40S", "A100-80GB", "H100"];
@@ -43,7 +44,10 @@ struct Args {
     workloads: Vec<String>,
     profiles: PathBuf,
     traces: PathBuf,
-    utilisation: f64,
+    utilisations: Vec<f64>,
+    arrivals: Vec<String>,
+    /// $/h per GPU type overriding the catalog's (`--prices L4=0.8,H100=4.9`).
+    prices: Vec<(String, f64)>,
     seed: u64,
 }
 
@@ -56,7 +60,9 @@ fn parse_args() -> Result<Args, String> {
         workloads: ["conv", "code", "sharegpt"].map(String::from).to_vec(),
         profiles: PathBuf::from(format!("crates/optimizer/profiles/{MODEL}")),
         traces: PathBuf::from("../shared/traces"),
-        utilisation: 0.9,
+        utilisations: vec![0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1],
+        arrivals: vec!["trace".into(), "poisson".into()],
+        prices: Vec::new(),
         seed: 1,
     };
     let mut out = None;
@@ -74,13 +80,31 @@ fn parse_args() -> Result<Args, String> {
             "--workloads" => a.workloads = val()?.split(',').map(String::from).collect(),
             "--profiles" => a.profiles = PathBuf::from(val()?),
             "--traces" => a.traces = PathBuf::from(val()?),
-            "--utilisation" => a.utilisation = num(val()?)?,
+            "--utilisation" => {
+                a.utilisations = val()?
+                    .split(',')
+                    .map(|s| num(s.to_string()))
+                    .collect::<Result<_, _>>()?
+            }
+            "--prices" => {
+                for kv in val()?.split(',') {
+                    let (k, v) = kv.split_once('=').ok_or(format!("{kv}: not GPU=$"))?;
+                    a.prices.push((k.to_string(), num(v.to_string())?));
+                }
+            }
+            "--arrivals" => a.arrivals = val()?.split(',').map(String::from).collect(),
             "--seed" => a.seed = val()?.parse().map_err(|e| format!("--seed: {e}"))?,
             s if !s.starts_with("--") && out.is_none() => out = Some(PathBuf::from(s)),
             s => return Err(format!("unknown argument {s}")),
         }
     }
     a.out = out.ok_or("usage: optimizer_study OUT [--rates ..] [--duration S] ...")?;
+    if a.utilisations.is_empty() || a.utilisations.iter().any(|u| !(*u > 0.0 && *u <= 1.0)) {
+        return Err("utilisations must be in (0, 1]".into());
+    }
+    if a.arrivals.iter().any(|x| x != "trace" && x != "poisson") {
+        return Err("arrivals are trace or poisson".into());
+    }
     if a.rates.iter().any(|r| !(r.is_finite() && *r > 0.0))
         || a.duration_s.is_nan()
         || a.duration_s <= 0.0
@@ -91,11 +115,13 @@ fn parse_args() -> Result<Args, String> {
 }
 
 /// The requests of one case: `name` at `rate` req/s over at most `duration_s` seconds.
-/// Traces keep their own burstiness (timestamps scaled to the rate, from the trace's start);
-/// the generator gets Poisson arrivals. Returns the workload and its window in seconds.
+/// `arrival` `trace`: the trace's own burstiness (its timestamps scaled to the rate, from its
+/// start); `poisson`: the same requests in the same order at Poisson times (the generator
+/// always). Returns the workload and its window in seconds.
 fn case_workload(
     traces: &Path,
     name: &str,
+    arrival: &str,
     rate: f64,
     duration_s: f64,
     max_len: u32,
@@ -106,17 +132,25 @@ fn case_workload(
             let path = traces.join(format!("azure_llm_2023_{name}.csv"));
             let path = path.display().to_string();
             let w = workload::load(&path, seed).map_err(|e| e.to_string())?;
-            let span = w.requests.last().map_or(0.0, |r| r.at_s);
+            // Scaled so that the window holds rate × duration requests from the trace's
+            // start (the whole trace, faster, when it holds fewer).
+            let want = (rate * duration_s).round() as usize;
+            let last = w.requests.get(want).or(w.requests.last());
+            let span = last.map_or(0.0, |r| r.at_s);
             if span <= 0.0 {
                 return Err(format!("{path}: no time span"));
             }
-            let native = w.requests.len() as f64 / span;
-            (
-                w,
-                Arrival::Trace {
-                    scale: native / rate,
-                },
-            )
+            let scale = if want < w.requests.len() {
+                duration_s / span
+            } else {
+                w.requests.len() as f64 / rate / span
+            };
+            let arrival = if arrival == "poisson" {
+                Arrival::Poisson { rate }
+            } else {
+                Arrival::Trace { scale }
+            };
+            (w, arrival)
         }
         "sharegpt" => {
             let n = (rate * duration_s * 1.2).ceil() as u64 + 20;
@@ -139,17 +173,16 @@ fn case_workload(
 }
 
 /// What a plan did on replay.
-#[derive(Default)]
 struct Replay {
     requests: usize,
-    ok: usize,
     attainment: f64,
+    met: bool,
     p90_ttft_ms: f64,
     p90_tpot_ms: f64,
-    /// Per type: (requests, attainment).
-    per_type: BTreeMap<String, (usize, f64)>,
-    /// Requests whose input tick had no planned demand (spread over all types by replicas).
-    unplanned: usize,
+    /// Per type: name, requests, attainment, busy share, planned share of requests.
+    per_type: Vec<(String, u64, f64, f64, f64)>,
+    /// Decisions where the plan stage or the strategy fell back, all reasons.
+    fallbacks: u64,
     wall_s: f64,
 }
 
@@ -158,110 +191,74 @@ fn nearest_rank(v: &mut [f64], p: f64) -> f64 {
     brix_bench::report::percentile(v, p)
 }
 
-/// Replays `w` on the fleet `plan` sizes (see the module doc).
+/// Replays `w` on the fleet `plan` sizes: `vsim::replay_plan`, the plan's routes across types
+/// and least-request within a type.
 fn replay(
     w: &Workload,
     plan: &Plan,
     catalog: &Catalog,
     model: &ModelProfile,
     slo: &Slo,
-    seed: u64,
 ) -> Result<Replay, String> {
     let t0 = Instant::now();
-    let routes = plan.routes();
-    let groups = &plan.gpus;
-    let total: f64 = groups.iter().map(|g| f64::from(g.replicas)).sum();
-    let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed_0f91);
-    let mut split: Vec<Vec<WorkRequest>> = vec![Vec::new(); groups.len()];
-    let mut shares = vec![0.0; groups.len()];
-    let mut unplanned = 0;
-    for r in &w.requests {
-        let prompt = u32::try_from(r.prompt.len()).unwrap_or(u32::MAX);
-        routes.shares_into(prompt, Some(r.output_tokens), &mut shares);
-        if shares.iter().all(|s| *s <= 0.0) {
-            unplanned += 1;
-            for (s, g) in shares.iter_mut().zip(groups) {
-                *s = f64::from(g.replicas) / total;
-            }
-        }
-        let mut x: f64 = rng.random::<f64>() * shares.iter().sum::<f64>();
-        let mut pick = shares.iter().rposition(|s| *s > 0.0).unwrap_or(0);
-        for (g, s) in shares.iter().enumerate() {
-            if x < *s {
-                pick = g;
-                break;
-            }
-            x -= s;
-        }
-        split[pick].push(r.clone());
-    }
     let strategy: SimStrategy = "least-request".parse().map_err(|e| format!("{e}"))?;
-    let (mut ttft, mut tpot) = (Vec::new(), Vec::new());
-    let mut out = Replay {
-        unplanned,
-        ..Replay::default()
-    };
-    let mut met_total = 0;
-    for (g, mut requests) in groups.iter().zip(split) {
-        if requests.is_empty() {
-            continue;
-        }
-        if g.replicas == 0 {
-            return Err(format!(
-                "{} requests routed to {} with 0 replicas",
-                requests.len(),
-                g.name
-            ));
-        }
-        for (i, r) in requests.iter_mut().enumerate() {
-            r.id = i as u64;
-        }
-        let sub = Workload { requests };
-        let gpu = catalog.gpu(&g.gpu).map_err(|e| e.to_string())?.clone();
-        let mut cfg = SimConfig::new(g.replicas as usize, model.clone(), gpu);
-        cfg.seed = seed;
-        let keys = vec![RouteKey::default(); sub.requests.len()];
-        let run = vsim::run(&sub, &keys, Release::Open, &cfg, &strategy)
-            .map_err(|e| format!("{}: {e}", g.name))?;
-        let mut met = 0;
-        for rec in &run.records {
-            out.requests += 1;
-            if !rec.ok() {
-                continue;
-            }
-            out.ok += 1;
-            let (t, p) = (rec.ttft_ms, rec.tpot_ms);
-            if slo.met(t.map(|v| v / 1e3), p.map(|v| v / 1e3), None) {
-                met += 1;
-            }
-            ttft.extend(t);
-            tpot.extend(p);
-        }
-        met_total += met;
-        let n = run.records.len();
-        out.per_type
-            .insert(g.name.clone(), (n, met as f64 / n.max(1) as f64));
+    let r =
+        vsim::replay_plan(w, plan, model, catalog, &strategy, slo).map_err(|e| e.to_string())?;
+    let ok = r.run.records.iter().filter(|x| x.ok());
+    let (mut ttft, mut tpot): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+    for rec in ok {
+        ttft.extend(rec.ttft_ms);
+        tpot.extend(rec.tpot_ms);
     }
-    out.attainment = met_total as f64 / out.requests.max(1) as f64;
-    out.p90_ttft_ms = nearest_rank(&mut ttft, slo.percentile);
-    out.p90_tpot_ms = nearest_rank(&mut tpot, slo.percentile);
-    out.wall_s = t0.elapsed().as_secs_f64();
-    Ok(out)
+    // The share of requests the plan meant for each type: Σ_b λ_b x_{b,g} / Σ_b λ_b.
+    let total = plan.demand.total().max(f64::MIN_POSITIVE);
+    let planned = |name: &str| {
+        let g = plan.gpus.iter().position(|x| x.name == name)?;
+        let sent: f64 = (plan.demand.rates.iter().zip(&plan.assign))
+            .map(|(l, x)| l * x.get(g).copied().unwrap_or(0.0))
+            .sum();
+        Some(sent / total)
+    };
+    let per_type = r
+        .run
+        .groups
+        .iter()
+        .zip(&r.attainment)
+        .map(|(g, a)| {
+            let p = planned(&g.name).unwrap_or(0.0);
+            (g.name.clone(), g.requests, *a, g.busy_share(), p)
+        })
+        .collect();
+    Ok(Replay {
+        requests: r.run.records.len(),
+        attainment: r.overall,
+        met: r.met,
+        p90_ttft_ms: nearest_rank(&mut ttft, slo.percentile),
+        p90_tpot_ms: nearest_rank(&mut tpot, slo.percentile),
+        per_type,
+        fallbacks: r.run.fallbacks.values().sum(),
+        wall_s: t0.elapsed().as_secs_f64(),
+    })
 }
 
 fn load_options(
     dir: &Path,
     catalog: &Catalog,
     model: &ModelProfile,
+    prices: &[(String, f64)],
 ) -> Result<Vec<GpuOption>, String> {
     GPUS.iter()
         .map(|name| {
             let path = dir.join(format!("{name}.json"));
             let profile = Profile::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let gpu = catalog.gpu(name).map_err(|e| e.to_string())?;
+            let price = prices
+                .iter()
+                .find(|(g, _)| g.eq_ignore_ascii_case(name))
+                .map_or(gpu.price_per_hour, |(_, p)| *p);
             Ok(GpuOption {
                 name: (*name).to_string(),
-                cost_per_hour: gpu.price_per_hour * f64::from(model.tensor_parallel_size),
+                cost_per_hour: price * f64::from(model.tensor_parallel_size),
                 profile,
                 min_replicas: 0,
                 max_replicas: None,
@@ -284,30 +281,104 @@ fn per_type(r: &Replay) -> String {
     let s: Vec<String> = r
         .per_type
         .iter()
-        .map(|(n, (k, a))| format!("{n}:{k}@{:.1}%", 100.0 * a))
+        .map(|(n, k, a, b, p)| {
+            let got = *k as f64 / r.requests.max(1) as f64;
+            format!(
+                "{n}:{k}req(plan {:.1}%/got {:.1}%)@{:.1}%slo/{:.0}%busy",
+                100.0 * p,
+                100.0 * got,
+                100.0 * a,
+                100.0 * b
+            )
+        })
         .collect();
     s.join(" ")
 }
+
+/// The plan of `kind` for `p`: the optimizer's mix, or the cheapest single type (by the
+/// profiles), with every single type's size as CSV rows (`prefix,gpu,replicas,$/h,feasible`).
+fn plan_of(kind: &str, p: &Problem, singles: &mut String, prefix: &str) -> Result<Plan, String> {
+    if kind == "mix" {
+        return brix_optimizer::solve(p, &SolveOptions::default()).map_err(|e| e.to_string());
+    }
+    let mut best: Option<Plan> = None;
+    for (g, option) in p.gpus.iter().enumerate() {
+        match brix_optimizer::single_type(p, g) {
+            Ok(plan) => {
+                let _ = writeln!(
+                    singles,
+                    "{prefix},{},{},{:.2},yes",
+                    option.name, plan.gpus[g].replicas, plan.cost_per_hour
+                );
+                if best
+                    .as_ref()
+                    .is_none_or(|b| plan.cost_per_hour < b.cost_per_hour)
+                {
+                    best = Some(plan);
+                }
+            }
+            Err(e) => {
+                let why = e.to_string().replace([',', '\n'], ";");
+                let _ = writeln!(singles, "{prefix},{},,,no: {why}", option.name);
+            }
+        }
+    }
+    best.ok_or_else(|| "no single GPU type can serve this workload".into())
+}
+
+/// One sized plan and how its replay went.
+struct Tried {
+    kind: &'static str,
+    util: f64,
+    plan: Plan,
+    replay: Replay,
+}
+
+fn row(case: &str, t: &Tried, saving: f64) -> String {
+    let (p, r) = (&t.plan, &t.replay);
+    format!(
+        "{case},{},{},{},{:.2},{:.2},{:?},{:.1},{saving:.1},{},{:.2},{:.0},{:.1},{},{},{},{:.2}\n",
+        t.kind,
+        t.util,
+        replicas(p),
+        p.cost_per_hour,
+        p.lower_bound,
+        p.method,
+        p.solve_ms,
+        r.requests,
+        100.0 * r.attainment,
+        r.p90_ttft_ms,
+        r.p90_tpot_ms,
+        r.met,
+        r.fallbacks,
+        per_type(r),
+        r.wall_s,
+    )
+}
+
+const HEADER: &str = "workload,arrival,rate,window_s,requests,plan,utilisation,replicas,cost_per_hour,\
+    lower_bound,method,solve_ms,saving_pct,replayed,attainment_pct,p90_ttft_ms,p90_tpot_ms,\
+    slo_met,fallbacks,per_type,replay_wall_s\n";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a = parse_args()?;
     let catalog = Catalog::builtin();
     let model = catalog.model(MODEL)?.clone();
-    let options = load_options(&a.profiles, &catalog, &model)?;
+    let options = load_options(&a.profiles, &catalog, &model, &a.prices)?;
     let slo = options[0].profile.slos.clone().unwrap_or_default();
     let grid: Grid = options[0].profile.grid();
     std::fs::create_dir_all(a.out.join("plans"))?;
-    let mut csv = String::from(
-        "workload,rate,window_s,requests,plan,replicas,cost_per_hour,lower_bound,method,solve_ms,\
-         saving_pct,replayed,attainment_pct,p90_ttft_ms,p90_tpot_ms,slo_met,unplanned,per_type,replay_wall_s\n",
-    );
-    let mut singles = String::from("workload,rate,gpu,replicas,cost_per_hour,feasible\n");
+    let (mut csv, mut tries) = (String::from(HEADER), String::from(HEADER));
+    let mut singles =
+        String::from("workload,arrival,rate,utilisation,gpu,replicas,cost_per_hour,feasible\n");
     println!(
-        "{:<9} {:>5} {:>6} {:<7} {:<28} {:>8} {:>7} {:>8} {:>9} {:>9}",
+        "{:<9} {:<7} {:>5} {:>6} {:<7} {:>4} {:<26} {:>7} {:>7} {:>7} {:>7} {:>6}",
         "workload",
+        "arrival",
         "rate",
         "reqs",
         "plan",
+        "u",
         "replicas",
         "$/h",
         "saving",
@@ -317,82 +388,71 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let started = Instant::now();
     for name in &a.workloads {
-        for &rate in &a.rates {
-            let (w, window) = case_workload(&a.traces, name, rate, a.duration_s, 8192, a.seed)?;
-            let reqs = w.requests.iter().map(|r| {
-                (
-                    u32::try_from(r.prompt.len()).unwrap_or(u32::MAX),
-                    r.output_tokens,
-                )
-            });
-            let demand = Demand::from_requests(grid.clone(), reqs, window);
-            let problem = Problem {
-                demand,
-                gpus: options.clone(),
-                budget_per_hour: None,
-                utilisation: a.utilisation,
-            };
-            let mix = brix_optimizer::solve(&problem, &SolveOptions::default())?;
-            let mut best: Option<Plan> = None;
-            for (g, option) in options.iter().enumerate() {
-                match brix_optimizer::single_type(&problem, g) {
-                    Ok(p) => {
-                        writeln!(
-                            singles,
-                            "{name},{rate},{},{},{:.2},yes",
-                            option.name, p.gpus[g].replicas, p.cost_per_hour
-                        )?;
-                        if best
-                            .as_ref()
-                            .is_none_or(|b| p.cost_per_hour < b.cost_per_hour)
-                        {
-                            best = Some(p);
+        for arrival in &a.arrivals {
+            if name == "sharegpt" && arrival == "trace" {
+                continue;
+            }
+            for &rate in &a.rates {
+                let (w, window) =
+                    case_workload(&a.traces, name, arrival, rate, a.duration_s, 8192, a.seed)?;
+                let reqs = w.requests.iter().map(|r| {
+                    let prompt = u32::try_from(r.prompt.len()).unwrap_or(u32::MAX);
+                    (prompt, r.output_tokens)
+                });
+                let demand = Demand::from_requests(grid.clone(), reqs, window);
+                let case = format!("{name},{arrival},{rate},{window:.1},{}", w.requests.len());
+                // Each kind at the highest utilisation whose plan meets the SLO on replay.
+                let mut chosen: Vec<Tried> = Vec::new();
+                for kind in ["mix", "single"] {
+                    let mut last = None;
+                    for &util in &a.utilisations {
+                        let p = Problem {
+                            demand: demand.clone(),
+                            gpus: options.clone(),
+                            budget_per_hour: None,
+                            utilisation: util,
+                        };
+                        let prefix = format!("{name},{arrival},{rate},{util}");
+                        let plan = plan_of(kind, &p, &mut singles, &prefix)?;
+                        let replay = replay(&w, &plan, &catalog, &model, &slo)?;
+                        let t = Tried {
+                            kind,
+                            util,
+                            plan,
+                            replay,
+                        };
+                        tries.push_str(&row(&case, &t, 0.0));
+                        let met = t.replay.met;
+                        last = Some(t);
+                        if met {
+                            break;
                         }
                     }
-                    Err(e) => {
-                        let why = e.to_string().replace([',', '\n'], ";");
-                        writeln!(singles, "{name},{rate},{},,,no: {why}", option.name)?;
-                    }
+                    chosen.extend(last);
                 }
-            }
-            let best = best.ok_or("no single GPU type can serve this workload")?;
-            let saving = 100.0 * (1.0 - mix.cost_per_hour / best.cost_per_hour);
-            let case = format!("{name}-{rate}");
-            for (kind, plan) in [("mix", &mix), ("single", &best)] {
-                let path = a.out.join("plans").join(format!("{case}-{kind}.json"));
-                std::fs::write(&path, serde_json::to_string_pretty(plan)? + "\n")?;
-                let r = replay(&w, plan, &catalog, &model, &slo, a.seed)?;
-                let met = r.attainment * 100.0 >= slo.percentile;
-                let sv = if kind == "mix" { saving } else { 0.0 };
-                writeln!(
-                    csv,
-                    "{name},{rate},{window:.1},{},{kind},{},{:.2},{:.2},{:?},{:.1},{sv:.1},{},{:.2},{:.0},{:.1},{met},{},{},{:.1}",
-                    w.requests.len(),
-                    replicas(plan),
-                    plan.cost_per_hour,
-                    plan.lower_bound,
-                    plan.method,
-                    plan.solve_ms,
-                    r.requests,
-                    100.0 * r.attainment,
-                    r.p90_ttft_ms,
-                    r.p90_tpot_ms,
-                    r.unplanned,
-                    per_type(&r),
-                    r.wall_s,
-                )?;
-                println!(
-                    "{name:<9} {rate:>5} {:>6} {kind:<7} {:<28} {:>8.2} {:>6.1}% {:>7.1}% {:>9.0} {:>9.1}{}",
-                    w.requests.len(),
-                    replicas(plan),
-                    plan.cost_per_hour,
-                    sv,
-                    100.0 * r.attainment,
-                    r.p90_ttft_ms,
-                    r.p90_tpot_ms,
-                    if met { "" } else { "  SLO MISSED" },
-                );
+                let saving =
+                    100.0 * (1.0 - chosen[0].plan.cost_per_hour / chosen[1].plan.cost_per_hour);
+                for (t, sv) in chosen.iter().zip([saving, 0.0]) {
+                    csv.push_str(&row(&case, t, sv));
+                    let file = format!("{name}-{arrival}-{rate}-{}.json", t.kind);
+                    let json = serde_json::to_string_pretty(&t.plan)? + "\n";
+                    std::fs::write(a.out.join("plans").join(file), json)?;
+                    println!(
+                        "{name:<9} {arrival:<7} {rate:>5} {:>6} {:<7} {:>4} {:<26} {:>7.2} {:>6.1}% {:>6.1}% {:>7.0} {:>6.1}{}",
+                        w.requests.len(),
+                        t.kind,
+                        t.util,
+                        replicas(&t.plan),
+                        t.plan.cost_per_hour,
+                        sv,
+                        100.0 * t.replay.attainment,
+                        t.replay.p90_ttft_ms,
+                        t.replay.p90_tpot_ms,
+                        if t.replay.met { "" } else { "  SLO MISSED" },
+                    );
+                }
                 std::fs::write(a.out.join("results.csv"), &csv)?;
+                std::fs::write(a.out.join("tries.csv"), &tries)?;
                 std::fs::write(a.out.join("singles.csv"), &singles)?;
             }
         }
