@@ -24,10 +24,12 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use brix_bench::vsim::{self, SimStrategy};
-use brix_bench::workload::{self, Arrival, Workload};
+use brix_bench::vsim::{self, Release, RouteKey, SimConfig, SimStrategy};
+use brix_bench::workload::{self, Arrival, WorkRequest, Workload};
 use brix_optimizer::{Demand, GpuOption, Grid, Plan, Problem, Profile, Slo, SolveOptions};
 use brix_sim::{Catalog, ModelProfile};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 
 const MODEL: &str = "llama-3-8b";
 const GPUS: &[&str] = &["L4", "A10", "L40S", "A100-80GB", "H100"];
@@ -181,6 +183,8 @@ struct Replay {
     p90_tpot_ms: f64,
     /// Per type: name, requests, attainment, busy share, planned share of requests.
     per_type: Vec<(String, u64, f64, f64, f64)>,
+    /// Attainment with exact-bucket routing (`replay_exact`), for plans over several types.
+    exact: Option<f64>,
     /// Decisions where the plan stage or the strategy fell back, all reasons.
     fallbacks: u64,
     wall_s: f64,
@@ -236,9 +240,67 @@ fn replay(
         p90_ttft_ms: nearest_rank(&mut ttft, slo.percentile),
         p90_tpot_ms: nearest_rank(&mut tpot, slo.percentile),
         per_type,
+        exact: None,
         fallbacks: r.run.fallbacks.values().sum(),
         wall_s: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// The SLO attainment `plan` would reach if each request went to a type by the plan's shares
+/// of its exact bucket (the router sees only `max_tokens` and so averages the shares of every
+/// bucket with outputs up to it): each type's requests drawn (seeded) by those shares, then run
+/// on that type's replicas with least-request. Isolates routing from profile accuracy.
+fn replay_exact(
+    w: &Workload,
+    plan: &Plan,
+    catalog: &Catalog,
+    model: &ModelProfile,
+    slo: &Slo,
+    seed: u64,
+) -> Result<f64, String> {
+    let grid = &plan.demand.grid;
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut split: Vec<Vec<WorkRequest>> = vec![Vec::new(); plan.gpus.len()];
+    for r in &w.requests {
+        let prompt = u32::try_from(r.prompt.len()).unwrap_or(u32::MAX);
+        let x = &plan.assign[grid.index(grid.cell(prompt, r.output_tokens))];
+        let mut draw = rng.random::<f64>() * x.iter().sum::<f64>();
+        let mut pick = x.iter().rposition(|v| *v > 0.0).unwrap_or(0);
+        for (g, v) in x.iter().enumerate() {
+            if draw < *v {
+                pick = g;
+                break;
+            }
+            draw -= v;
+        }
+        split[pick].push(r.clone());
+    }
+    let strategy: SimStrategy = "least-request".parse().map_err(|e| format!("{e}"))?;
+    let (mut met, mut n) = (0usize, 0usize);
+    for (g, mut requests) in plan.gpus.iter().zip(split) {
+        if requests.is_empty() {
+            continue;
+        }
+        if g.replicas == 0 {
+            return Err(format!(
+                "{} requests for {} with no replica",
+                requests.len(),
+                g.name
+            ));
+        }
+        for (i, r) in requests.iter_mut().enumerate() {
+            r.id = i as u64;
+        }
+        let sub = Workload { requests };
+        let gpu = catalog.gpu(&g.gpu).map_err(|e| e.to_string())?.clone();
+        let cfg = SimConfig::new(g.replicas as usize, model.clone(), gpu);
+        let keys = vec![RouteKey::default(); sub.requests.len()];
+        let run = vsim::run(&sub, &keys, Release::Open, &cfg, &strategy)
+            .map_err(|e| format!("{}: {e}", g.name))?;
+        n += run.records.len();
+        met += run.records.iter().filter(|r| vsim::slo_met(slo, r)).count();
+    }
+    Ok(met as f64 / n.max(1) as f64)
 }
 
 fn load_options(
@@ -337,7 +399,7 @@ struct Tried {
 fn row(case: &str, t: &Tried, saving: f64) -> String {
     let (p, r) = (&t.plan, &t.replay);
     format!(
-        "{case},{},{},{},{:.2},{:.2},{:?},{:.1},{saving:.1},{},{:.2},{:.0},{:.1},{},{},{},{:.2}\n",
+        "{case},{},{},{},{:.2},{:.2},{:?},{:.1},{saving:.1},{},{:.2},{:.0},{:.1},{},{},{},{},{:.2}\n",
         t.kind,
         t.util,
         replicas(p),
@@ -350,6 +412,8 @@ fn row(case: &str, t: &Tried, saving: f64) -> String {
         r.p90_ttft_ms,
         r.p90_tpot_ms,
         r.met,
+        r.exact
+            .map_or(String::new(), |e| format!("{:.2}", 100.0 * e)),
         r.fallbacks,
         per_type(r),
         r.wall_s,
@@ -358,7 +422,7 @@ fn row(case: &str, t: &Tried, saving: f64) -> String {
 
 const HEADER: &str = "workload,arrival,rate,window_s,requests,plan,utilisation,replicas,cost_per_hour,\
     lower_bound,method,solve_ms,saving_pct,replayed,attainment_pct,p90_ttft_ms,p90_tpot_ms,\
-    slo_met,fallbacks,per_type,replay_wall_s\n";
+    slo_met,exact_routing_attainment_pct,fallbacks,per_type,replay_wall_s\n";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a = parse_args()?;
@@ -414,7 +478,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         };
                         let prefix = format!("{name},{arrival},{rate},{util}");
                         let plan = plan_of(kind, &p, &mut singles, &prefix)?;
-                        let replay = replay(&w, &plan, &catalog, &model, &slo)?;
+                        let mut replay = replay(&w, &plan, &catalog, &model, &slo)?;
+                        if plan.gpus.iter().filter(|g| g.replicas > 0).count() > 1 {
+                            let exact = replay_exact(&w, &plan, &catalog, &model, &slo, a.seed)?;
+                            replay.exact = Some(exact);
+                        }
                         let t = Tried {
                             kind,
                             util,
@@ -435,7 +503,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 for (t, sv) in chosen.iter().zip([saving, 0.0]) {
                     csv.push_str(&row(&case, t, sv));
                     let file = format!("{name}-{arrival}-{rate}-{}.json", t.kind);
-                    let json = serde_json::to_string_pretty(&t.plan)? + "\n";
+                    let json = serde_json::to_string(&t.plan)? + "\n";
                     std::fs::write(a.out.join("plans").join(file), json)?;
                     println!(
                         "{name:<9} {arrival:<7} {rate:>5} {:>6} {:<7} {:>4} {:<26} {:>7.2} {:>6.1}% {:>6.1}% {:>7.0} {:>6.1}{}",
