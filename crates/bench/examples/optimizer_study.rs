@@ -9,8 +9,8 @@
 //! [--duration 600] [--workloads conv,code,sharegpt] [--profiles DIR] [--traces DIR]
 //! [--utilisation 0.9,0.8,..,0.1] [--arrivals trace,poisson] [--prices GPU=$,..] [--seed 1]`.
 //! Writes `OUT/results.csv` (per case, the mix and the best single type, each at the highest
-//! utilisation of the list whose plan meets the SLO on replay), `OUT/tries.csv` (every plan
-//! tried), `OUT/singles.csv` (every single type's size and cost),
+//! utilisation of the list whose plan meets the SLO on replay), `OUT/tries.csv` (both plans at
+//! every utilisation of the list), `OUT/singles.csv` (every single type's size and cost),
 //! `OUT/plans/<case>-{mix,single}.json` and prints a table.
 //!
 //! Replay: `brix_bench::vsim::replay_plan`, one mixed fleet of the plan's replicas behind one
@@ -175,6 +175,7 @@ fn case_workload(
 }
 
 /// What a plan did on replay.
+#[derive(Clone)]
 struct Replay {
     requests: usize,
     attainment: f64,
@@ -389,6 +390,7 @@ fn plan_of(kind: &str, p: &Problem, singles: &mut String, prefix: &str) -> Resul
 }
 
 /// One sized plan and how its replay went.
+#[derive(Clone)]
 struct Tried {
     kind: &'static str,
     util: f64,
@@ -468,7 +470,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 // Each kind at the highest utilisation whose plan meets the SLO on replay.
                 let mut chosen: Vec<Tried> = Vec::new();
                 for kind in ["mix", "single"] {
-                    let mut last = None;
+                    // Every utilisation is tried (tries.csv has the whole curve); a plan
+                    // equal to the previous one reuses its replay (same fleet, same routes).
+                    let mut first_met: Option<Tried> = None;
+                    let mut prev: Option<Tried> = None;
                     for &util in &a.utilisations {
                         let p = Problem {
                             demand: demand.clone(),
@@ -478,11 +483,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         };
                         let prefix = format!("{name},{arrival},{rate},{util}");
                         let plan = plan_of(kind, &p, &mut singles, &prefix)?;
-                        let mut replay = replay(&w, &plan, &catalog, &model, &slo)?;
-                        if plan.gpus.iter().filter(|g| g.replicas > 0).count() > 1 {
-                            let exact = replay_exact(&w, &plan, &catalog, &model, &slo, a.seed)?;
-                            replay.exact = Some(exact);
-                        }
+                        let same = prev.as_ref().is_some_and(|t| {
+                            t.plan.gpus == plan.gpus && t.plan.assign == plan.assign
+                        });
+                        let replay = match prev.take() {
+                            Some(t) if same => t.replay,
+                            _ => {
+                                let mut r = replay(&w, &plan, &catalog, &model, &slo)?;
+                                if plan.gpus.iter().filter(|g| g.replicas > 0).count() > 1 {
+                                    let seed = a.seed;
+                                    r.exact = Some(replay_exact(
+                                        &w, &plan, &catalog, &model, &slo, seed,
+                                    )?);
+                                }
+                                r
+                            }
+                        };
                         let t = Tried {
                             kind,
                             util,
@@ -490,12 +506,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                             replay,
                         };
                         tries.push_str(&row(&case, &t, 0.0));
-                        let met = t.replay.met;
-                        last = Some(t);
-                        if met {
-                            break;
+                        if t.replay.met && first_met.is_none() {
+                            first_met = Some(t.clone());
                         }
+                        prev = Some(t);
                     }
+                    let last = first_met.or(prev);
                     chosen.extend(last);
                 }
                 let saving =
