@@ -41,6 +41,9 @@ pub struct Prepared {
     /// Per option: whether a PodAutoscaler scales that deployment (then the target goes out
     /// through the metrics endpoint).
     pub autoscaled: Vec<bool>,
+    /// Per option: the deployment's GPU type (its price's source; the profile says which GPU
+    /// it was measured on).
+    pub gpu_types: Vec<String>,
     /// The SLO the plan is for.
     pub slo: Slo,
 }
@@ -78,6 +81,7 @@ pub fn prepare(
     for (i, m) in spec.models.iter().enumerate() {
         let mut gpus = Vec::new();
         let mut autoscaled = Vec::new();
+        let mut gpu_types = Vec::new();
         for (j, d) in m.deployments.iter().enumerate() {
             let at = format!("models[{i}].deployments[{j}]");
             // Validated at parse: the entry exists and has a GPU.
@@ -98,6 +102,10 @@ pub fn prepare(
                     )
                 })?,
             };
+            if !profile.gpu.eq_ignore_ascii_case(&gpu) {
+                tracing::warn!(deployment = %d.name, gpu = %gpu, profile_gpu = %profile.gpu, "optimizer: the profile was measured on another GPU type than the deployment's");
+            }
+            gpu_types.push(gpu.clone());
             let cost = d
                 .cost
                 .or_else(|| sim_price(entry, &gpu))
@@ -139,6 +147,7 @@ pub fn prepare(
                 utilisation: m.utilisation,
             },
             autoscaled,
+            gpu_types,
             slo,
         });
     }
@@ -270,9 +279,10 @@ impl Optimizer {
                     .gpus
                     .iter()
                     .zip(&p.autoscaled)
-                    .map(|(g, a)| DeploymentTarget {
+                    .zip(&p.gpu_types)
+                    .map(|((g, a), gpu)| DeploymentTarget {
                         name: g.name.clone(),
-                        gpu: g.profile.gpu.clone(),
+                        gpu: gpu.clone(),
                         target: None,
                         autoscaled: *a,
                         cost_per_replica: g.cost_per_hour,
