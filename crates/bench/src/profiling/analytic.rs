@@ -1,16 +1,18 @@
 //! The analytic measurer: the roofline alone, no simulation (the paper's open question: can
 //! it replace profiling?).
 //!
-//! At `rate` r of shape (I, O), the steady state of one vLLM engine has a step time t solving
-//! `t = step(b decodes at context I + O/2, p prefill tokens)` with `b = r·O·t` requests
-//! decoding (Little's law: each decodes for O steps) and `p = r·I·t` prompt tokens prefilled
-//! per step (chunked prefill rides along the decodes). The rate is sustainable if the fixed
-//! point exists and fits the engine: `b ≤ max_num_seqs`, `b·(I + O/2) ≤` KV tokens,
-//! `b + p ≤ max_num_batched_tokens`. Then TPOT = t; a prompt takes
-//! `s = ⌈I / (budget − b)⌉` steps of t to prefill, and waits for the prompts before it as in
-//! an M/M/1 queue of utilisation `u = p / (budget − b)`: at the SLO's percentile q the wait is
-//! `s/(1−u) · ln(u/(1−q))` (0 when u ≤ 1−q); TTFT = API intake + wait + s·t; e2e = TTFT +
-//! (O − 1)·t. Attainment is 1 when every bound holds, else 0.
+//! At `rate` r of shape (I, O), one vLLM engine in steady state runs two kinds of step: decodes
+//! only (`t_d = step(b decodes at context I + O/2)`) and decodes plus prompt tokens
+//! (`t_p = step(b decodes + c prompt tokens)`). With mean step time t̄: `b = r·O·t̄` requests
+//! decode at once (Little's law), a prompt takes `s = ⌈I / (budget − b)⌉` steps, a share
+//! `π = 1 − e^(−r·t̄·s)` of steps carry prompt tokens, `c = r·I·t̄ / π` of them, and
+//! `t̄ = π·t_p + (1 − π)·t_d` (solved by fixed-point iteration). The rate is sustainable if the
+//! fixed point fits the engine: `b ≤ max_num_seqs`, `b·(I + O/2) ≤` KV tokens,
+//! `c ≤ budget − b`. TPOT at the SLO's percentile q: of a request's O − 1 decode steps, the
+//! q-quantile of those carrying prompts (prompts arrive as a Poisson stream, s steps each)
+//! cost t_p, the rest t_d. TTFT = API intake + s·t_p + an M/M/1 wait at the share u of the
+//! free budget prompts use (`s·t_p/(1−u) · ln(u/(1−q))`, 0 when u ≤ 1−q); e2e = TTFT +
+//! (O − 1)·t̄. Attainment is 1 when every bound holds, else 0.
 
 use brix_optimizer::Slo;
 use brix_sim::{BatchItem, EngineConfig, GpuProfile, ModelProfile, StepCost};
@@ -31,11 +33,13 @@ pub struct AnalyticMeasurer {
 /// The steady state at one rate, when it exists.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SteadyState {
-    /// Step time, s (= TPOT).
+    /// Mean step time, s.
     pub step_s: f64,
+    /// Time per output token at the percentile, s.
+    pub tpot_s: f64,
     /// Requests decoding at once.
     pub batch: f64,
-    /// Prompt tokens prefilled per step.
+    /// Prompt tokens in a step that carries any.
     pub prefill_tokens: f64,
     /// Time to first token at the SLO's percentile, s.
     pub ttft_s: f64,
@@ -96,40 +100,41 @@ impl AnalyticMeasurer {
     }
 
     /// The steady state at `rate` req/s of `shape` (None: none exists within the engine's
-    /// limits), with TTFT at percentile `q` (0–1).
+    /// limits), with TPOT and TTFT at percentile `q` (0–1).
     pub fn steady_state(&self, shape: Shape, rate: f64, q: f64) -> Option<SteadyState> {
         let (i, o) = (f64::from(shape.input), f64::from(shape.output));
-        let fits = |b: f64, p: f64| {
-            b <= self.max_seqs && b * (i + o / 2.0) <= self.kv_tokens && b + p <= self.budget
-        };
-        let mut t = self.step(shape, 0.0, 0.0);
-        let mut converged = false;
+        let mut mean = self.step(shape, 0.0, 0.0);
+        let mut last = None;
         for _ in 0..200 {
-            let (b, p) = (rate * o * t, rate * i * t);
-            if !fits(b, p) {
-                return None;
-            }
-            let next = self.step(shape, b, p);
-            if (next - t).abs() <= 1e-9 + 1e-6 * t {
-                t = next;
-                converged = true;
+            let s = self.split(shape, rate, mean)?;
+            let next = s.prefill_share * s.prefill_step + (1.0 - s.prefill_share) * s.decode_step;
+            let done = (next - mean).abs() <= 1e-9 + 1e-6 * mean;
+            // A step function (whole requests) can cycle between two values: keep the larger.
+            mean = if done {
+                next
+            } else {
+                next.max(mean * 0.5 + next * 0.5)
+            };
+            last = Some(s);
+            if done {
                 break;
             }
-            t = next;
         }
-        // A step function (whole requests) can cycle between two values: take the larger.
-        if !converged {
-            let (b, p) = (rate * o * t, rate * i * t);
-            t = t.max(self.step(shape, b, p));
-        }
-        let (b, p) = (rate * o * t, rate * i * t);
-        if !fits(b, p) {
-            return None;
-        }
-        let free = self.budget - b;
-        let steps = (i / free).ceil().max(1.0);
-        let service = steps * t;
-        let u = p / free;
+        let s = self.split(shape, rate, mean).or(last)?;
+        // TPOT: the share of a request's O − 1 decode steps that carry someone's prefill, at
+        // the percentile: prefills arrive as a Poisson stream, each taking `chunks` steps.
+        let decodes = (o - 1.0).max(0.0);
+        let arrivals = poisson_quantile(decodes * s.prefill_share / s.chunks, q);
+        let slow = (arrivals * s.chunks).min(decodes);
+        let tpot = if decodes > 0.0 {
+            (slow * s.prefill_step + (decodes - slow) * s.decode_step) / decodes
+        } else {
+            s.decode_step
+        };
+        // TTFT: its own prefill steps, after the prompts queued before it (M/M/1 at the share
+        // of the free token budget prompts use).
+        let service = s.chunks * s.prefill_step;
+        let u = rate * i * mean / s.free;
         if u >= 1.0 {
             return None;
         }
@@ -139,11 +144,70 @@ impl AnalyticMeasurer {
             0.0
         };
         Some(SteadyState {
-            step_s: t,
-            batch: b,
-            prefill_tokens: p,
+            step_s: mean,
+            tpot_s: tpot,
+            batch: s.batch,
+            prefill_tokens: s.prefill_tokens,
             ttft_s: self.intake_s + wait + service,
         })
+    }
+
+    /// The two kinds of step at mean step time `mean`: decodes only, and decodes with prompt
+    /// tokens; None when the batch does not fit the engine.
+    fn split(&self, shape: Shape, rate: f64, mean: f64) -> Option<Split> {
+        let (i, o) = (f64::from(shape.input), f64::from(shape.output));
+        // Little's law: each request decodes for O steps.
+        let batch = rate * o * mean;
+        if batch > self.max_seqs || batch * (i + o / 2.0) > self.kv_tokens || batch >= self.budget {
+            return None;
+        }
+        let free = self.budget - batch;
+        let chunks = (i / free).ceil().max(1.0);
+        // Share of steps that carry prompt tokens: some arrival's chunks fall in them.
+        let prefill_share = (1.0 - (-rate * mean * chunks).exp()).max(1e-12);
+        let prefill_tokens = rate * i * mean / prefill_share;
+        if prefill_tokens > free * 1.000_001 {
+            return None;
+        }
+        Some(Split {
+            batch,
+            free,
+            chunks,
+            prefill_share,
+            prefill_tokens,
+            decode_step: self.step(shape, batch, 0.0),
+            prefill_step: self.step(shape, batch, prefill_tokens.min(free)),
+        })
+    }
+}
+
+/// One steady state's two kinds of step.
+#[derive(Clone, Copy, Debug)]
+struct Split {
+    batch: f64,
+    free: f64,
+    chunks: f64,
+    prefill_share: f64,
+    prefill_tokens: f64,
+    decode_step: f64,
+    prefill_step: f64,
+}
+
+/// The smallest k with P(N ≤ k) ≥ q for N ~ Poisson(mean) (log space: no underflow).
+fn poisson_quantile(mean: f64, q: f64) -> f64 {
+    if mean <= 0.0 {
+        return 0.0;
+    }
+    let (mut cdf, mut log_fact, mut k) = (0.0, 0.0, 0.0_f64);
+    loop {
+        if k > 0.0 {
+            log_fact += k.ln();
+        }
+        cdf += (-mean + k * mean.ln() - log_fact).exp();
+        if cdf >= q || k > mean + 20.0 * mean.sqrt() + 20.0 {
+            return k;
+        }
+        k += 1.0;
     }
 }
 
@@ -156,7 +220,7 @@ impl Measurer for AnalyticMeasurer {
                 throughput: 0.0,
             });
         };
-        let tpot = (shape.output > 1).then_some(s.step_s);
+        let tpot = (shape.output > 1).then_some(s.tpot_s);
         let e2e = s.ttft_s + f64::from(shape.output.saturating_sub(1)) * s.step_s;
         let met = slo.met(Some(s.ttft_s), tpot, Some(e2e));
         Ok(Measurement {

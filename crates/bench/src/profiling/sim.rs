@@ -10,8 +10,9 @@ use super::{
 };
 
 /// Measures a rate by simulating one replica (vLLM's defaults for the model on the GPU) in
-/// virtual time: `max(min_requests, rate × min_duration_s)` requests (at most `max_requests`
-/// and `max_prompt_tokens` prompt tokens in all), Poisson arrivals, random prompts (no prefix
+/// virtual time: `max(min_requests, rate × duration)` requests, the duration at least
+/// `min_duration_s` and `latency_multiple` request latencies (at most `max_requests` and
+/// `max_tokens` tokens in all, never fewer than `min_requests`), Poisson arrivals, random prompts (no prefix
 /// is shared, so the prefix cache never helps), exactly `output` tokens each. The same seed
 /// at every rate (common random numbers), so the search sees a smooth pass/fail edge.
 #[derive(Clone, Debug)]
@@ -26,8 +27,11 @@ pub struct SimMeasurer {
     pub min_duration_s: f64,
     /// Most requests per run (bounds a run at high rates).
     pub max_requests: usize,
-    /// Most prompt tokens per run (bounds memory for long prompts).
-    pub max_prompt_tokens: usize,
+    /// Arrivals last at least this many times a request's latency (the roofline's estimate
+    /// at the rate), so a backlog has time to show.
+    pub latency_multiple: f64,
+    /// Most prompt + output tokens per run (bounds the work and memory of one run).
+    pub max_tokens: usize,
     /// Share of the first requests (by arrival) left out of the attainment (cold start).
     pub warmup: f64,
     /// Seed of arrivals and prompts.
@@ -58,7 +62,8 @@ impl SimMeasurer {
             min_requests: 200,
             min_duration_s: 60.0,
             max_requests: 4000,
-            max_prompt_tokens: 4_000_000,
+            latency_multiple: 4.0,
+            max_tokens: 4_000_000,
             warmup: 0.1,
             seed: 0,
         })
@@ -77,8 +82,17 @@ impl Measurer for SimMeasurer {
         rate: f64,
         slo: &Slo,
     ) -> Result<Measurement, ProfilingError> {
-        let by_time = (rate * self.min_duration_s).ceil() as usize;
-        let by_tokens = self.max_prompt_tokens / shape.input.max(1) as usize;
+        // Arrivals must outlast a request's latency several times over, or a run ends before
+        // a backlog shows (long outputs at a rate just past capacity would pass).
+        let q = (slo.percentile / 100.0).clamp(0.0, 0.9999);
+        let latency = self
+            .analytic
+            .steady_state(shape, rate, q)
+            .or_else(|| self.analytic.steady_state(shape, 1e-6, q))
+            .map_or(0.0, |s| s.ttft_s + f64::from(shape.output) * s.step_s);
+        let duration = self.min_duration_s.max(self.latency_multiple * latency);
+        let by_time = (rate * duration).ceil() as usize;
+        let by_tokens = self.max_tokens / (shape.input + shape.output).max(1) as usize;
         let n = by_time
             .max(self.min_requests)
             .min(self.max_requests)
