@@ -44,6 +44,7 @@ mod meta;
 mod model;
 mod names;
 pub mod openai;
+mod optimizer;
 mod resource;
 
 pub use adapter::{ADAPTER_API_VERSION, Artifact, ModelAdapter, ModelAdapterSpec, SCHEDULER_NAMES};
@@ -58,5 +59,9 @@ pub use meta::{
     LabelSelector, LabelSelectorRequirement, LocalObjectReference, MODEL_NAME_LABEL, ObjectMeta,
     ObjectReference, REPLICA_LABEL, SelectorOperator,
 };
-pub use model::{CommandEngine, EngineSpec, MAX_REPLICAS, ModelSpec, SimEngine, validate_models};
+pub use model::{
+    CommandEngine, EngineSpec, MAX_REPLICAS, MIN_REPLICAS_LABEL, ModelSpec, SimEngine,
+    validate_models,
+};
+pub use optimizer::{HysteresisSpec, OptimizedDeployment, OptimizedModel, OptimizerSpec, SloSpec};
 pub use resource::{Resource, deprecations, validate_resources};

@@ -24,10 +24,16 @@ pub struct ModelSpec {
     /// How each replica runs.
     pub engine: EngineSpec,
     /// Labels every replica carries besides `model.aibrix.ai/name` and `brix.dev/replica`:
-    /// what a ModelAdapter's `podSelector` matches.
+    /// what a ModelAdapter's `podSelector` matches. AIBrix's layout: `model.aibrix.ai/name:
+    /// <served>` makes this entry one deployment of the model clients call `<served>` (several
+    /// entries may serve one name, e.g. one per GPU type), and `model.aibrix.ai/min_replicas`
+    /// is the optimizer's floor for it.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
 }
+
+/// The label AIBrix's GPU optimizer reads as a deployment's fewest replicas.
+pub const MIN_REPLICAS_LABEL: &str = "model.aibrix.ai/min_replicas";
 
 /// How a replica of the model runs: exactly one of `sim` or `command` (externally tagged map key).
 ///
@@ -116,11 +122,35 @@ impl CommandEngine {
 }
 
 impl ModelSpec {
-    /// The labels of one replica: the model's `labels` plus `model.aibrix.ai/name` and
-    /// `brix.dev/replica`, what a ModelAdapter's `podSelector` is matched against.
+    /// The model name clients send for this entry's replicas: its `model.aibrix.ai/name`
+    /// label when set (the entry is then one deployment of that model), else its `name`.
+    pub fn served_name(&self) -> &str {
+        self.labels
+            .get(crate::meta::MODEL_NAME_LABEL)
+            .map_or(self.name.as_str(), String::as_str)
+    }
+
+    /// Whether the entry is a deployment of a model with another name (AIBrix's layout).
+    pub fn is_deployment(&self) -> bool {
+        self.served_name() != self.name
+    }
+
+    /// `model.aibrix.ai/min_replicas`, checked by [`validate_models`] (0 when absent).
+    pub fn min_replicas(&self) -> u32 {
+        self.labels
+            .get(MIN_REPLICAS_LABEL)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The labels of one replica: the model's `labels` plus `model.aibrix.ai/name` (the served
+    /// name) and `brix.dev/replica`, what a ModelAdapter's `podSelector` is matched against.
     pub fn replica_labels(&self, replica: &str) -> BTreeMap<String, String> {
         let mut labels = self.labels.clone();
-        labels.insert(crate::meta::MODEL_NAME_LABEL.into(), self.name.clone());
+        labels.insert(
+            crate::meta::MODEL_NAME_LABEL.into(),
+            self.served_name().to_string(),
+        );
         labels.insert(crate::meta::REPLICA_LABEL.into(), replica.into());
         labels
     }
@@ -226,8 +256,25 @@ pub fn validate_models(models: &[ModelSpec]) -> Result<(), FieldError> {
                 format!("{} is more than {MAX_REPLICAS}", model.replicas),
             );
         }
-        for key in model.labels.keys() {
-            if key == crate::meta::MODEL_NAME_LABEL || key == crate::meta::REPLICA_LABEL {
+        for (key, value) in &model.labels {
+            if key == crate::meta::MODEL_NAME_LABEL {
+                if let Some(problem) = model_name_problem(value) {
+                    return fail(format!("{at}.labels[{key}]"), problem);
+                }
+                continue;
+            }
+            if key == MIN_REPLICAS_LABEL {
+                match value.trim().parse::<u32>() {
+                    Ok(n) if n <= MAX_REPLICAS => continue,
+                    _ => {
+                        return fail(
+                            format!("{at}.labels[{key}]"),
+                            format!("'{value}' is not a replica count in 0..={MAX_REPLICAS}"),
+                        );
+                    }
+                }
+            }
+            if key == crate::meta::REPLICA_LABEL {
                 return fail(
                     format!("{at}.labels[{key}]"),
                     "is set by Brix on every replica; choose another key",
@@ -239,6 +286,22 @@ pub fn validate_models(models: &[ModelSpec]) -> Result<(), FieldError> {
                     "keys must be 1..=253 characters without whitespace",
                 );
             }
+        }
+        // A served name is either its own entry's name or names no other entry: a request for
+        // it must reach one set of deployments.
+        let served = model.served_name();
+        if let Some((j, other)) = models
+            .iter()
+            .enumerate()
+            .find(|(j, o)| *j != i && o.name == served && o.served_name() != served)
+        {
+            return fail(
+                format!("{at}.labels[{}]", crate::meta::MODEL_NAME_LABEL),
+                format!(
+                    "'{served}' is models[{j}]'s name, which serves '{}'; a served name must not be another entry's name",
+                    other.served_name()
+                ),
+            );
         }
         match &model.engine {
             EngineSpec::Sim(sim) => validate_sim(sim),

@@ -20,6 +20,8 @@ use serde::Serialize;
 mod kvpool;
 #[path = "bench_sim_lora.rs"]
 mod lora;
+#[path = "bench_sim_mix.rs"]
+mod mix;
 #[path = "bench_sim_scale.rs"]
 mod scale;
 
@@ -133,6 +135,8 @@ pub(crate) struct SimArgs {
     lora: lora::LoraArgs,
     #[command(flatten)]
     kv_pool: kvpool::KvPoolArgs,
+    #[command(flatten)]
+    mix: mix::MixArgs,
 }
 
 /// Why `brix bench sim` failed.
@@ -199,6 +203,8 @@ struct SimInfo<'a> {
     autoscaler: Option<&'a str>,
     startup_s: Option<f64>,
     warnings: &'a [String],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    groups: &'a [vsim::GroupReport],
 }
 
 /// Runs `brix bench sim`.
@@ -249,11 +255,10 @@ pub(crate) fn run(a: SimArgs) -> Result<(), SimCliError> {
     let t1 = Instant::now();
     let keys = vsim::route_keys(&w, a.block_size as usize);
     let keys_s = t1.elapsed().as_secs_f64();
+    let fleet_words = mix::describe(&cfg, &a.gpu);
     eprintln!(
-        "{} requests ({fitted} cut to fit the context), {arrival}, {} × {} {}: workload {load_s:.2} s, route keys {keys_s:.2} s",
+        "{} requests ({fitted} cut to fit the context), {arrival}, {fleet_words} {}: workload {load_s:.2} s, route keys {keys_s:.2} s",
         w.requests.len(),
-        cfg.engines,
-        a.gpu,
         a.model_profile,
     );
     let slo = Slo {
@@ -288,7 +293,7 @@ pub(crate) fn run(a: SimArgs) -> Result<(), SimCliError> {
         let info = RunInfo {
             label: label.clone(),
             endpoint: match sc {
-                None => format!("vsim: {} × {} {}", cfg.engines, a.gpu, a.model_profile),
+                None => format!("vsim: {fleet_words} {}", a.model_profile),
                 Some(sc) => format!(
                     "vsim: {} ({} {}–{}) × {} {}",
                     sc.policy.name,
@@ -316,7 +321,12 @@ pub(crate) fn run(a: SimArgs) -> Result<(), SimCliError> {
         let sim_info = SimInfo {
             strategy: name.clone(),
             engines: cfg.engines,
-            gpu: &a.gpu,
+            // One GPU type, or the mix in words.
+            gpu: if cfg.groups.is_empty() {
+                &a.gpu
+            } else {
+                &fleet_words
+            },
             model_profile: &a.model_profile,
             requests: w.requests.len(),
             fitted_to_context: fitted,
@@ -329,6 +339,7 @@ pub(crate) fn run(a: SimArgs) -> Result<(), SimCliError> {
             autoscaler: scaler,
             startup_s: sc.as_ref().map(|sc| sc.startup_s),
             warnings: &result.warnings,
+            groups: &result.groups,
         };
         let path = dir.join("sim.json");
         write(&path, &json(&path, &sim_info, true)?)?;
@@ -339,7 +350,7 @@ pub(crate) fn run(a: SimArgs) -> Result<(), SimCliError> {
         );
         rows.push((summary, result, wall_s));
     }
-    let table = combined(&rows, &command, load_s + keys_s);
+    let table = combined(&rows, &command, load_s + keys_s, slo);
     write(&a.output.join("summary.md"), &table)?;
     println!("{table}");
     Ok(())
@@ -347,7 +358,7 @@ pub(crate) fn run(a: SimArgs) -> Result<(), SimCliError> {
 
 /// The simulated fleet the flags describe.
 fn fleet(a: &SimArgs) -> Result<SimConfig, SimCliError> {
-    if a.engines == 0 && a.autoscaler.is_none() {
+    if a.engines == 0 && a.autoscaler.is_none() && !a.mix.is_set() {
         return Err(SimCliError::Flag("--engines must be at least 1".into()));
     }
     if a.scrape_interval_ms == 0 {
@@ -392,11 +403,11 @@ fn fleet(a: &SimArgs) -> Result<SimConfig, SimCliError> {
         min_sync_s: a.sync_min_ms / 1000.0,
         assign: a.gateway_assign,
     };
-    Ok(cfg)
+    a.mix.apply(cfg, &catalog, &settings)
 }
 
 /// Every strategy's summary in one table, then what only the simulator knows, then the command.
-fn combined(rows: &[(Summary, SimRun, f64)], command: &str, setup_s: f64) -> String {
+fn combined(rows: &[(Summary, SimRun, f64)], command: &str, setup_s: f64, slo: Slo) -> String {
     let summaries: Vec<&Summary> = rows.iter().map(|(s, _, _)| s).collect();
     let mut out = Summary::table(&summaries);
     out.push_str(
@@ -430,6 +441,10 @@ fn combined(rows: &[(Summary, SimRun, f64)], command: &str, setup_s: f64) -> Str
     }
     out.push_str(&kvpool::table(
         rows.iter().map(|(s, r, _)| (s.label.as_str(), r)),
+    ));
+    out.push_str(&mix::table(
+        rows.iter().map(|(s, r, _)| (s.label.as_str(), r)),
+        slo,
     ));
     let adapters: Vec<String> = rows
         .iter()

@@ -10,6 +10,7 @@ use brix_gateway::Registry;
 use brix_platform::adapters::{AdapterConfig, AdapterStatus, Adapters};
 use brix_platform::admin::{AdminGuard, ModelStatus, ScaleRequest};
 use brix_platform::autoscale::{AutoscalerStatus, Autoscalers};
+use brix_platform::optimizer::{Optimizer, OptimizerStatus};
 use brix_platform::{
     FleetError, FleetFile, KvCacheSpec, LocalConfig, LocalPlatform, PlatformError,
 };
@@ -153,12 +154,19 @@ pub(crate) fn up(args: UpArgs) -> Result<(), UpError> {
         |p| p.display().to_string(),
     );
     let planned = brix_platform::autoscale::plan(&file, &name)?;
-    runtime()?.block_on(serve(file, planned, &args))
+    let base_dir = args
+        .file
+        .as_ref()
+        .and_then(|f| f.parent())
+        .map_or_else(|| PathBuf::from("."), PathBuf::from);
+    let optimizer = brix_platform::optimizer::prepare(&file, &name, &base_dir)?;
+    runtime()?.block_on(serve(file, planned, optimizer, &args))
 }
 
 async fn serve(
     mut file: FleetFile,
     planned: Vec<brix_platform::autoscale::Planned>,
+    optimizer: Option<brix_platform::optimizer::PreparedOptimizer>,
     args: &UpArgs,
 ) -> Result<(), UpError> {
     let addr = file.gateway.listen;
@@ -260,6 +268,21 @@ async fn serve(
             return Err(e.into());
         }
     };
+    let optimizer = match optimizer {
+        Some(prepared) => {
+            let names: Vec<String> = prepared
+                .models
+                .iter()
+                .map(|m| {
+                    let deps: Vec<&str> = m.problem.gpus.iter().map(|g| g.name.as_str()).collect();
+                    format!("{} over {}", m.model, deps.join(", "))
+                })
+                .collect();
+            eprintln!("brix up: optimizing {}", names.join("; "));
+            Optimizer::start(prepared, platform.clone(), gateway.clone())
+        }
+        None => Optimizer::default(),
+    };
     let adapters = Adapters::start(
         &file.models,
         &file.resources,
@@ -279,11 +302,17 @@ async fn serve(
     let app = routes
         .merge(brix_platform::admin::router(
             platform.clone(),
-            gateway,
+            gateway.clone(),
             guard.clone(),
         ))
         .merge(brix_platform::admin::autoscaler_router(
             autoscalers.clone(),
+            guard.clone(),
+        ))
+        .merge(brix_platform::optimizer_api::router(
+            optimizer.clone(),
+            platform.clone(),
+            gateway,
             guard.clone(),
         ))
         .merge(brix_platform::adapters::api::router(
@@ -297,6 +326,7 @@ async fn serve(
     let grace = std::time::Duration::from_secs_f64(server.shutdown_grace_s);
     brix_net::serve_router(listener, app, server, brix_net::shutdown_signal()).await;
     autoscalers.stop();
+    optimizer.stop();
     adapters.stop();
     settled.settle_within(grace).await;
     eprintln!("brix up: stopping replicas");
@@ -413,6 +443,13 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), UpError> {
             "/brix/adapters",
         );
         let adapters: Vec<AdapterStatus> = send(&args.endpoint, r).await?;
+        let r = request(
+            &client,
+            &args.endpoint,
+            reqwest::Method::GET,
+            "/brix/optimizer",
+        );
+        let optimizers: Vec<OptimizerStatus> = send(&args.endpoint, r).await?;
         for m in &mut models {
             m.autoscaler = autoscalers.iter().find(|a| a.model == m.name).cloned();
         }
@@ -447,6 +484,7 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), UpError> {
             }
         }
         print_autoscalers(&autoscalers);
+        print_optimizers(&optimizers);
         if !adapters.is_empty() {
             println!();
             println!("ADAPTERS (phase ready/desired on replicas)");
@@ -496,6 +534,42 @@ fn print_autoscalers(all: &[AutoscalerStatus]) {
         }
         for d in a.decisions.iter().rev().take(5).rev() {
             println!("  {:>9.1}s  {}", d.at_s, d.reason);
+        }
+    }
+}
+
+/// The optimizer's plans: per deployment its GPU, target, how it is applied and its cost.
+fn print_optimizers(all: &[OptimizerStatus]) {
+    for o in all {
+        println!();
+        let cost = o
+            .plan
+            .as_ref()
+            .map_or("-".to_string(), |p| format!("${:.2}/h", p.cost_per_hour));
+        println!(
+            "OPTIMIZER {} ({} plans, {} failed, {cost}): {}",
+            o.model, o.plans, o.failures, o.reason
+        );
+        println!(
+            "  {:<24} {:<12} {:>7} {:>10}  APPLIED BY",
+            "DEPLOYMENT", "GPU", "TARGET", "$/H EACH"
+        );
+        for d in &o.deployments {
+            println!(
+                "  {:<24} {:<12} {:>7} {:>10.2}  {}",
+                d.name,
+                d.gpu,
+                d.target.map_or("-".to_string(), |t| t.to_string()),
+                d.cost_per_replica,
+                if d.autoscaled {
+                    "autoscaler (external metric)"
+                } else {
+                    "optimizer (direct)"
+                }
+            );
+        }
+        if let Some(e) = &o.last_error {
+            println!("  last error: {e}");
         }
     }
 }

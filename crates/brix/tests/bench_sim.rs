@@ -354,3 +354,108 @@ fn a_pool_run_reports_the_pool_and_its_hits() {
         .sum();
     assert!(hits > 0);
 }
+
+#[test]
+fn a_mixed_fleet_reports_each_gpu_group() {
+    let dir = Dir(std::env::temp_dir().join(format!("brix-bench-sim-mix-{}", std::process::id())));
+    let args = [
+        "--workload",
+        "shared-prefix:groups=2,prefix=256,suffix=32,output=16,requests=40",
+        "--arrival",
+        "poisson:10",
+        "--mix",
+        "A10:2,H100:1",
+        "--strategy",
+        "least-request",
+    ];
+    let out = sim(&args, &dir.0);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = std::fs::read_to_string(dir.0.join("summary.md")).unwrap();
+    assert!(
+        table.contains("| vsim/least-request | A10 | A10 | 2 |"),
+        "{table}"
+    );
+    assert!(
+        table.contains("| vsim/least-request | H100 | H100 | 1 |"),
+        "{table}"
+    );
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.0.join("least-request/sim.json")).unwrap())
+            .unwrap();
+    assert_eq!(info["gpu"], "2 × A10 + 1 × H100");
+    let groups = info["groups"].as_array().unwrap();
+    let requests: u64 = groups.iter().map(|g| g["requests"].as_u64().unwrap()).sum();
+    assert_eq!(requests, 40);
+    let names: Vec<&str> = info["per_engine"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["A10-0", "A10-1", "H100-0"]);
+    for (args, needle) in [
+        (&["--mix", "A10:0"][..], "--mix"),
+        (&["--mix", "A10:1", "--engines", "3"][..], "--engines"),
+        (&["--mix", "Z100:1"][..], "Z100"),
+        (&["--plan", "/no/such/plan.json"][..], "--plan"),
+    ] {
+        let mut all = vec!["--workload", "shared-prefix"];
+        all.extend_from_slice(args);
+        let out = sim(&all, &dir.0.join("bad"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains(needle), "{needle:?} not in {err}");
+    }
+}
+
+/// One cell (256 tokens in, 16 out) the plan sends all to its H100 option.
+const PLAN: &str = r#"{
+  "gpus": [
+    {"name": "small", "gpu": "A10", "replicas": 1, "cost_per_replica": 1.0, "load": 0.0},
+    {"name": "big", "gpu": "H100", "replicas": 1, "cost_per_replica": 4.0, "load": 1.0}
+  ],
+  "assign": [[0.0, 1.0]],
+  "demand": {"grid": {"inputs": [256], "outputs": [16]}, "rates": [10.0]},
+  "cost_per_hour": 5.0, "lower_bound": 5.0, "method": "optimal",
+  "solve_ms": 0.0, "nodes": 0, "notes": []
+}"#;
+
+#[test]
+fn a_plan_run_routes_by_the_plan_and_bills_its_prices() {
+    let dir = Dir(std::env::temp_dir().join(format!("brix-bench-sim-plan-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let plan = dir.0.join("plan.json");
+    std::fs::write(&plan, PLAN).unwrap();
+    let args = [
+        "--workload",
+        "shared-prefix:groups=2,prefix=224,suffix=32,output=16,requests=30",
+        "--arrival",
+        "poisson:10",
+        "--plan",
+        plan.to_str().unwrap(),
+        "--strategy",
+        "least-request",
+    ];
+    let out = sim(&args, &dir.0.join("run"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(dir.0.join("run/least-request/requests.jsonl")).unwrap();
+    for line in text.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(r["target_pod"], "big-0", "{line}");
+    }
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.0.join("run/least-request/sim.json")).unwrap())
+            .unwrap();
+    let groups = info["groups"].as_array().unwrap();
+    assert_eq!(groups[0]["cost_per_hour"], 1.0);
+    assert_eq!(groups[1]["cost_per_hour"], 4.0);
+    assert_eq!(groups[0]["requests"], 0);
+}

@@ -161,6 +161,23 @@ async fn serve(
             .await
             .map_err(refuse)?;
     }
+    if !is_adapter && !candidates.is_empty() {
+        // The optimizer's plan: the pods of the deployment drawn for this request's shape.
+        let prompt = u32::try_from((parsed.key.len() as u64).div_ceil(4)).unwrap_or(u32::MAX);
+        let narrowed = gw.optimized.narrow(
+            &model,
+            &mut candidates,
+            prompt,
+            parsed.max_tokens,
+            &mut gw.rng(),
+        );
+        if narrowed != crate::optimizer::Narrowed::NoPlan {
+            gw.metrics
+                .plan_routing
+                .with_label_values(&[&model, narrowed.as_label()])
+                .inc();
+        }
+    }
     let Some(first) = candidates.first() else {
         return Err(refuse(GatewayError::NoReadyPod(model.clone())));
     };

@@ -19,6 +19,7 @@ mod handler;
 mod kv;
 mod load;
 mod metrics;
+mod optimizer;
 mod parse;
 mod pool;
 mod probe;
@@ -123,6 +124,8 @@ pub(crate) struct Gateway {
     tokenizer: Option<tiktoken_rs::CoreBPE>,
     /// Models whose engines publish KV events, with their tokenizers.
     kv: Arc<kv::KvModels>,
+    /// The optimizer's monitors and plan routes.
+    optimized: Arc<optimizer::Optimized>,
     vtc: Mutex<TokenWindow>,
     epoch: Instant,
     rng_seq: AtomicU64,
@@ -246,6 +249,7 @@ pub struct GatewayHandle {
     loads: Arc<load::Loads>,
     metrics: Arc<Metrics>,
     adapter_rates: Arc<adapters::Rates>,
+    optimized: Arc<optimizer::Optimized>,
     epoch: Instant,
 }
 
@@ -444,6 +448,7 @@ pub async fn app_with_handle(
         admission: admission.clone(),
         tokenizer,
         kv,
+        optimized: Arc::default(),
         vtc: Mutex::new(TokenWindow::new(brix_router::DEFAULT_WINDOW_S)),
         epoch,
         rng_seq: AtomicU64::new(0),
@@ -460,6 +465,7 @@ pub async fn app_with_handle(
         loads: gw.loads.clone(),
         metrics: gw.metrics.clone(),
         adapter_rates: gw.adapter_rates.clone(),
+        optimized: gw.optimized.clone(),
         epoch: gw.epoch,
     };
     let mut routes = Router::new();

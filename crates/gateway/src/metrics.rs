@@ -57,6 +57,8 @@ pub struct Metrics {
     pub activator_held: IntGaugeVec,
     /// Requests held for adapters being placed (all adapters together).
     pub adapter_held: IntGauge,
+    /// The optimizer's plan stage, by model (optimized models only) and outcome.
+    pub plan_routing: IntCounterVec,
     /// Exact-index metrics (KV events).
     pub kv: KvMetrics,
 }
@@ -211,6 +213,11 @@ impl Metrics {
                 "brix_activator_held_requests",
                 "Requests held for a model with no ready replica while one starts (scale from zero).",
                 &["model"],
+            )?,
+            plan_routing: counter(
+                "brix_gateway_plan_routing_total",
+                "Requests of optimized models by plan-stage outcome: group (narrowed to the deployment the plan drew), fallback (no share for the shape or no ready pod in a planned group: all pods).",
+                &["model", "outcome"],
             )?,
             adapter_held: {
                 let g = IntGauge::new(

@@ -66,6 +66,9 @@ pub(crate) struct Finish {
     done: bool,
     /// The model's load counters; in flight until this drops.
     arrival: Arrival,
+    /// The gateway's own counts, for the optimizer's monitor when the engine sends no
+    /// usage: the prompt estimate (bytes / 4) and `max_tokens`.
+    estimate: (u64, u64),
 }
 
 impl Finish {
@@ -82,6 +85,10 @@ impl Finish {
             first_byte: None,
             done: false,
             arrival,
+            estimate: (
+                (cx.parsed.key.len() as u64).div_ceil(4),
+                cx.parsed.max_tokens.map_or(0, u64::from),
+            ),
         }
     }
 
@@ -130,7 +137,13 @@ impl Finish {
                 self.record(u, end);
                 u.prompt_tokens + u.completion_tokens
             }
-            Outcome::Done(None) => reserved,
+            Outcome::Done(None) => {
+                let (input, output) = self.estimate;
+                self.gw
+                    .optimized
+                    .observe(&self.model, input, output, self.gw.now());
+                reserved
+            }
             Outcome::EngineError(_) => 0,
             Outcome::UpstreamBroke | Outcome::ClientGone | Outcome::Stalled => {
                 let reason = match outcome {
@@ -164,6 +177,12 @@ impl Finish {
         m.tokens
             .with_label_values(&[&self.model, "completion"])
             .inc_by(u.completion_tokens);
+        self.gw.optimized.observe(
+            &self.model,
+            u.prompt_tokens,
+            u.completion_tokens,
+            self.gw.now(),
+        );
         let (ttft, tpot) = match (self.stream, self.first_byte) {
             (true, Some(first)) => {
                 let ttft = (first - self.start).as_secs_f64();

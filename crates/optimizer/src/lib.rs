@@ -11,10 +11,13 @@
 //!   and a reported fallback; [`Planner`] adds hysteresis over successive solves.
 //! - [`Plan::routes`]: the plan as the gateway's per-bucket GPU-type weights.
 
+mod bnb;
 mod builtin;
 mod demand;
 mod grid;
+mod lp;
 mod monitor;
+mod notes;
 mod plan;
 mod planner;
 mod profile;
@@ -23,8 +26,10 @@ mod solve;
 pub use builtin::{builtin_profile, builtin_profiles};
 pub use demand::Demand;
 pub use grid::{Cell, Grid};
-pub use monitor::{LoadMonitor, MonitorConfig};
+pub use monitor::{LoadMonitor, MAX_TICKS, MonitorConfig};
 pub use plan::{Method, Plan, PlanGpu};
 pub use planner::{Hysteresis, Planner, PlannerDecision};
 pub use profile::{Profile, ProfileError, Slo};
-pub use solve::{GpuOption, Problem, SolveError, SolveOptions, single_type, solve};
+pub use solve::{
+    GpuOption, MAX_CELLS, MAX_OPTIONS, Problem, SolveError, SolveOptions, single_type, solve,
+};

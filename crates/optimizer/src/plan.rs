@@ -63,6 +63,18 @@ impl Plan {
     /// The plan as the gateway's routing weights (bucket → option shares), with the demand
     /// to marginalise over outputs the router cannot see yet.
     pub fn routes(&self) -> brix_router::PlanRoutes {
-        todo!("opt-core")
+        brix_router::PlanRoutes {
+            inputs: self.demand.grid.inputs.clone(),
+            outputs: self.demand.grid.outputs.clone(),
+            groups: self.gpus.iter().map(|g| g.name.clone()).collect(),
+            planned: self.gpus.iter().map(|g| g.replicas).collect(),
+            weights: self.assign.clone(),
+            demand: self.demand.rates.clone(),
+        }
+    }
+
+    /// Replicas per option, in the problem's order.
+    pub fn replicas(&self) -> Vec<u32> {
+        self.gpus.iter().map(|g| g.replicas).collect()
     }
 }

@@ -31,6 +31,10 @@ pub struct FleetFile {
     /// A KV cache pool started beside the engines (`kvcache: { capacity: 2GiB }`).
     #[serde(default)]
     pub kvcache: Option<crate::kvpool::KvCacheSpec>,
+    /// The heterogeneous GPU optimizer: per served model, replicas per deployment (GPU type)
+    /// from the gateway's demand (see [`crate::optimizer`]).
+    #[serde(default)]
+    pub optimizer: Option<brix_api::OptimizerSpec>,
 }
 
 /// A fleet file that cannot run; the message names the file, the field and, where the parser
@@ -100,7 +104,13 @@ impl FleetFile {
             path: path(),
             source,
         })?;
-        let names: Vec<&str> = file.models.iter().map(|m| m.name.as_str()).collect();
+        // Entries (deployments) and the names they serve.
+        let mut names: Vec<&str> = file.models.iter().map(|m| m.name.as_str()).collect();
+        for m in &file.models {
+            if !names.contains(&m.served_name()) {
+                names.push(m.served_name());
+            }
+        }
         brix_api::validate_resources(&file.resources, &names).map_err(|source| {
             FleetError::Invalid {
                 path: path(),
@@ -118,6 +128,13 @@ impl FleetFile {
                 path: path(),
                 source,
             })?;
+        if let Some(o) = &file.optimizer {
+            o.validate(&file.models)
+                .map_err(|source| FleetError::Invalid {
+                    path: path(),
+                    source: source.under("optimizer"),
+                })?;
+        }
         if let Some(k) = &file.kvcache {
             k.check().map_err(|source| FleetError::Invalid {
                 path: path(),
@@ -150,6 +167,19 @@ impl FleetFile {
     pub fn check_kv_events(&self) -> Result<(), brix_api::FieldError> {
         for (i, k) in self.gateway.kv_events.models.iter().enumerate() {
             let field = format!("gateway.kv_events.models[{i}].name");
+            if self
+                .models
+                .iter()
+                .any(|m| m.is_deployment() && (m.name == k.name || m.served_name() == k.name))
+            {
+                return Err(brix_api::FieldError::new(
+                    field,
+                    format!(
+                        "'{}' is served by deployments (label model.aibrix.ai/name); KV events are not available for such models yet",
+                        k.name
+                    ),
+                ));
+            }
             let Some((j, m)) = self
                 .models
                 .iter()
@@ -206,6 +236,17 @@ pub fn check_adapter(
         );
     }
     let base = a.target_model().unwrap_or_default();
+    if models
+        .iter()
+        .any(|m| m.is_deployment() && (m.name == base || m.served_name() == base))
+    {
+        return fail(
+            "spec.baseModel",
+            format!(
+                "'{base}' is served by deployments (label model.aibrix.ai/name); LoRA adapters are not available for such models yet"
+            ),
+        );
+    }
     if let Some(m) = models.iter().find(|m| m.name == base)
         && let brix_api::EngineSpec::Sim(sim) = &m.engine
         && !sim.enable_lora
@@ -330,5 +371,35 @@ mod tests {
             plan[0].policy.profile.is_some(),
             "sim engines have a profile"
         );
+    }
+
+    #[test]
+    fn deployments_of_one_model_parse_and_refuse_what_they_cannot_do() {
+        let deps = "models:
+  - {name: m-a, labels: {model.aibrix.ai/name: m}, engine: {sim: {gpu: A10, enable_lora: true}}}
+  - {name: m-b, labels: {model.aibrix.ai/name: m, model.aibrix.ai/min_replicas: '1'}, engine: {sim: {gpu: H100}}}
+";
+        let f = FleetFile::parse("f.yaml", deps).expect("valid");
+        assert_eq!(f.models[1].served_name(), "m");
+        assert_eq!(f.models[1].min_replicas(), 1);
+        let with_opt = format!(
+            "{deps}optimizer:\n  tick_s: 1\n  window_s: 4\n  models: [{{name: m, deployments: [{{name: m-a}}, {{name: m-b, max: 2}}]}}]\n"
+        );
+        let f = FleetFile::parse("f.yaml", &with_opt).expect("valid");
+        assert_eq!(f.optimizer.expect("section").window_s, 4.0);
+        let e = err(&format!(
+            "{deps}optimizer:\n  models: [{{name: m, deployments: [{{name: m-c}}]}}]\n"
+        ));
+        assert!(e.contains("optimizer.models[0].deployments[0].name"), "{e}");
+        let e = err(&format!(
+            "{deps}gateway:\n  kv_events:\n    models: [{{name: m}}]\n"
+        ));
+        assert!(e.contains("served by deployments"), "{e}");
+        let adapter = "resources:\n  - apiVersion: model.aibrix.ai/v1alpha1\n    kind: ModelAdapter\n    metadata: {name: sql}\n    spec:\n      baseModel: m\n      artifactURL: huggingface://org/sql\n      podSelector: {matchLabels: {model.aibrix.ai/name: m}}\n";
+        let e = err(&format!("{deps}{adapter}"));
+        assert!(e.contains("served by deployments"), "{e}");
+        let kpa = "resources:\n  - apiVersion: autoscaling.aibrix.ai/v1alpha1\n    kind: PodAutoscaler\n    metadata: {name: k}\n    spec:\n      scaleTargetRef: {name: m-b}\n      maxReplicas: 4\n      scalingStrategy: KPA\n      metricsSources: [{metricSourceType: external, targetMetric: gateway_in_flight, targetValue: '8'}]\n";
+        let e = err(&format!("{deps}{kpa}"));
+        assert!(e.contains("counts requests per served model"), "{e}");
     }
 }

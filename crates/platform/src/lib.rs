@@ -8,6 +8,8 @@ pub mod autoscale;
 mod fleet;
 mod kvpool;
 mod local;
+pub mod optimizer;
+pub mod optimizer_api;
 mod platform;
 pub mod process;
 mod runner;

@@ -104,6 +104,9 @@ pub(crate) struct Slot {
     pub(crate) id: String,
     pub(crate) index: u32,
     pub(crate) model: String,
+    /// The name clients use (the entry's `model.aibrix.ai/name`, else `model`): what the
+    /// engine answers to and what the gateway routes by.
+    pub(crate) served: String,
     pub(crate) status: Mutex<Status>,
     pub(crate) stop: watch::Sender<bool>,
     /// When the replica was asked for (its start-up time runs from here).
@@ -300,6 +303,7 @@ impl Inner {
                 id: format!("{model}-{index}"),
                 index,
                 model: model.to_string(),
+                served: rt.spec.served_name().to_string(),
                 status: Mutex::new(Status {
                     port: 0,
                     kv_ports: None,
@@ -321,15 +325,20 @@ impl Inner {
         }
     }
 
-    /// Puts the model's ready replicas in the registry (only when that set changed).
+    /// Puts the ready replicas of every deployment serving `model`'s served name in the
+    /// registry under that name (only when that set changed).
     pub(crate) fn publish(&self, model: &str) {
         let mut models = self.models();
-        let Some(rt) = models.get_mut(model) else {
+        let Some(served) = models
+            .get(model)
+            .map(|rt| rt.spec.served_name().to_string())
+        else {
             return;
         };
-        let ready: Vec<Target> = rt
-            .slots
+        let ready: Vec<Target> = models
             .values()
+            .filter(|rt| rt.spec.served_name() == served)
+            .flat_map(|rt| rt.slots.values())
             .filter(|s| !s.stopping() && s.status().state == ReplicaState::Ready)
             .map(|s| Target {
                 name: s.id.clone(),
@@ -340,9 +349,18 @@ impl Inner {
                 }),
             })
             .collect();
+        let Some(rt) = models.get_mut(model) else {
+            return;
+        };
         if rt.published.as_ref() != Some(&ready) {
-            self.registry.set(model, ready.clone());
-            rt.published = Some(ready);
+            self.registry.set(&served, ready.clone());
+            rt.published = Some(ready.clone());
+            // The other deployments of the name published this set too.
+            for rt in models.values_mut() {
+                if rt.spec.served_name() == served {
+                    rt.published = Some(ready.clone());
+                }
+            }
         }
     }
 

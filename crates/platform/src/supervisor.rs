@@ -96,7 +96,7 @@ async fn supervise(inner: Arc<Inner>, slot: Arc<Slot>, engine: EngineSpec) {
         };
         let started = Instant::now();
         let ended = match Runner::start(
-            &slot.model,
+            &slot.served,
             &engine,
             port,
             kv,

@@ -1,13 +1,17 @@
 //! Routing hot paths: cutting a prompt into block hashes (bytes, or tokenize + tokens), and
-//! one `route` call with `prefix-cache` and `kv-cost` over 8 pods and a warm 100k-block index.
+//! one `route` call with `prefix-cache` and `kv-cost` over 8 pods and a warm 100k-block index;
+//! one `Fleet::decide` over 8 pods without and with an optimizer plan (2 groups).
 
 #![expect(missing_docs, reason = "criterion_group! generates undocumented items")]
 
 use std::hint::black_box;
 
+use std::sync::Arc;
+
+use brix_router::fleet::{CoreConfig, Fleet};
 use brix_router::{
-    DEFAULT_SEED, Pod, PrefixConfig, PrefixIndex, RouteRequest, Weighted, hash_bytes, hash_tokens,
-    route,
+    DEFAULT_SEED, PlanRoutes, Pod, PrefixConfig, PrefixIndex, RouteRequest, Weighted, hash_bytes,
+    hash_tokens, route,
 };
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rand::rngs::SmallRng;
@@ -101,5 +105,52 @@ fn routing(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, hashing, routing);
+/// The fleet's decision (snapshot refresh + strategy), and the plan stage's added cost.
+fn fleet_decide(c: &mut Criterion) {
+    let names: Vec<(String, String)> = (0..8)
+        .map(|i| (format!("pod-{i}"), format!("10.0.0.{i}:8000")))
+        .collect();
+    let mut fleet = Fleet::new(&names, PrefixConfig::default(), CoreConfig::default());
+    for i in 0..8 {
+        fleet.probe(i, true, 0.0);
+        fleet.set_group(i, Some(if i % 2 == 0 { "A10" } else { "H100" }));
+        for _ in 0..(i * 3 % 5) {
+            fleet.begin(i);
+        }
+    }
+    // A 10 × 10 grid plan: short inputs mostly on A10, long ones on H100.
+    let inputs: Vec<u32> = (0..10).map(|k| 32 << k).collect();
+    let outputs: Vec<u32> = (0..10).map(|k| 4 << k).collect();
+    let weights = (0..100)
+        .map(|cell| {
+            let a = 1.0 - (cell % 10) as f64 / 9.0;
+            vec![a, 1.0 - a]
+        })
+        .collect();
+    let plan = Arc::new(PlanRoutes {
+        inputs,
+        outputs,
+        groups: vec!["A10".into(), "H100".into()],
+        planned: vec![4, 4],
+        weights,
+        demand: vec![1.0; 100],
+    });
+    let req = RouteRequest {
+        prompt_units: 4096,
+        max_tokens: Some(256),
+        ..RouteRequest::default()
+    };
+    let strategy: Weighted = "least-request".parse().unwrap_or_else(|e| panic!("{e}"));
+    let mut g = c.benchmark_group("fleet_decide_8_pods");
+    for (name, p) in [("no-plan", None), ("plan-2-groups", Some(plan))] {
+        fleet.set_plan(p);
+        let mut rng = SmallRng::seed_from_u64(5);
+        g.bench_function(name, |b| {
+            b.iter(|| fleet.decide(&strategy, black_box(&req), 1.0, &mut rng))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, hashing, routing, fleet_decide);
 criterion_main!(benches);

@@ -17,6 +17,9 @@ pub enum Fallback {
     NoUser,
     /// `lora-affinity` got a request for a base model (no adapter to be affine to).
     NoAdapter,
+    /// The optimizer's plan gave the request's shape no group with a ready pod (no planned
+    /// demand for it, or its groups have none ready): routed over every pod.
+    PlanGroup,
 }
 
 impl Fallback {
@@ -29,6 +32,7 @@ impl Fallback {
             Self::LoadImbalance => "load_imbalance",
             Self::NoUser => "no_user",
             Self::NoAdapter => "no_adapter",
+            Self::PlanGroup => "plan_group",
         }
     }
 }

@@ -1,6 +1,10 @@
 //! Plan routing: the optimizer's per-bucket shares of GPU types (pod groups), as the gateway and
 //! the virtual-time fleet both use them before a strategy picks a pod within the group.
 
+use rand::Rng;
+
+use crate::pod::RouteRequest;
+
 /// Which share of each request shape each pod group (GPU type, deployment) should serve.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PlanRoutes {
@@ -28,8 +32,15 @@ impl PlanRoutes {
     /// for that input tick (the caller then routes over every pod).
     pub fn shares(&self, prompt_tokens: u32, max_tokens: Option<u32>) -> Vec<f64> {
         let mut out = vec![0.0; self.groups.len()];
+        self.shares_into(prompt_tokens, max_tokens, &mut out);
+        out
+    }
+
+    /// [`Self::shares`] into `out` (one slot per group), so a router reuses one buffer.
+    pub fn shares_into(&self, prompt_tokens: u32, max_tokens: Option<u32>, out: &mut [f64]) {
+        out.iter_mut().for_each(|s| *s = 0.0);
         if self.inputs.is_empty() || self.outputs.is_empty() {
-            return out;
+            return;
         }
         let inp = nearest(&self.inputs, prompt_tokens);
         let top = max_tokens.map_or(self.outputs.len() - 1, |m| nearest(&self.outputs, m));
@@ -47,9 +58,86 @@ impl PlanRoutes {
         if total > 0.0 {
             out.iter_mut().for_each(|s| *s /= total);
         }
-        out
+    }
+
+    /// Position of group `name` in [`Self::groups`]: how a pod's group becomes a share slot.
+    pub fn group(&self, name: &str) -> Option<usize> {
+        self.groups.iter().position(|g| g == name)
+    }
+
+    /// Turns `shares` (one per group, from [`Self::shares_into`]) into pick weights: each
+    /// group's share × min(1, ready / planned), so a group still starting its replicas takes
+    /// only what its ready pods can serve and the rest goes to the others; a group with no
+    /// ready pod gets 0 (with `planned` 0, any ready pod counts in full). Returns the total.
+    pub fn discount(&self, shares: &mut [f64], ready: &[u32]) -> f64 {
+        let mut total = 0.0;
+        for (g, s) in shares.iter_mut().enumerate() {
+            let r = ready.get(g).copied().unwrap_or(0);
+            let p = self.planned.get(g).copied().unwrap_or(0);
+            let factor = match (r, p) {
+                (0, _) => 0.0,
+                (_, 0) => 1.0,
+                (r, p) => (f64::from(r) / f64::from(p)).min(1.0),
+            };
+            *s = if s.is_finite() && *s > 0.0 {
+                *s * factor
+            } else {
+                0.0
+            };
+            total += *s;
+        }
+        total
+    }
+
+    /// The group a request of `prompt_tokens` (at most `max_tokens` out) goes to, drawn with
+    /// `rng` from its shares discounted by readiness (`ready[g]`: pods of group g that may take
+    /// it; see [`Self::discount`]); None when no group has weight (no planned demand for the
+    /// shape, or no ready pod where it is planned): the caller routes over every pod and
+    /// reports [`crate::Fallback::PlanGroup`].
+    pub fn pick(
+        &self,
+        prompt_tokens: u32,
+        max_tokens: Option<u32>,
+        ready: &[u32],
+        rng: &mut impl Rng,
+    ) -> Option<usize> {
+        let mut w = self.shares(prompt_tokens, max_tokens);
+        let total = self.discount(&mut w, ready);
+        draw(&w, total, rng)
     }
 }
+
+/// Index drawn with probability `w[i] / total`; None when `total` is not positive.
+pub(crate) fn draw(w: &[f64], total: f64, rng: &mut impl Rng) -> Option<usize> {
+    if !(total.is_finite() && total > 0.0) {
+        return None;
+    }
+    let mut x = rng.random::<f64>() * total;
+    let mut last = None;
+    for (i, &s) in w.iter().enumerate() {
+        if s <= 0.0 {
+            continue;
+        }
+        if x < s {
+            return Some(i);
+        }
+        x -= s;
+        last = Some(i);
+    }
+    // Rounding left x just above the sum: the last group with weight.
+    last
+}
+
+/// A request's prompt length in tokens for plan routing: the count the driver knows
+/// ([`RouteRequest::prompt_token_count`]), else its prompt units read as bytes at about 4
+/// bytes per token (the gateway keys untokenized prompts by their text).
+pub fn plan_tokens(req: &RouteRequest<'_>) -> u32 {
+    req.prompt_token_count()
+        .unwrap_or(req.prompt_units / BYTES_PER_TOKEN)
+}
+
+/// Bytes per token assumed for an untokenized prompt (English BPE text averages about 4).
+pub const BYTES_PER_TOKEN: u32 = 4;
 
 /// Index of the tick nearest `v` in log2 space (ties to the larger tick): how the optimizer's
 /// grid buckets requests, shared so the router buckets them the same way.

@@ -16,6 +16,7 @@
 pub mod adapters;
 mod autoscale;
 mod fleet_report;
+mod mixed;
 mod oracle;
 mod plot;
 mod pool;
@@ -27,6 +28,8 @@ mod adapter_tests;
 #[cfg(test)]
 mod kvpool_tests;
 #[cfg(test)]
+mod mixed_tests;
+#[cfg(test)]
 mod replica_tests;
 #[cfg(test)]
 mod scale_tests;
@@ -37,6 +40,10 @@ pub use autoscale::ScaleConfig;
 /// The pool's eviction policies (`brix_kvcache`'s), for `--kv-pool-policy`.
 pub use brix_kvcache::PolicyKind;
 pub use fleet_report::{TimelineSample, decisions_jsonl, timeline_csv};
+pub use mixed::{
+    GroupConfig, GroupReport, MAX_GROUP_ENGINES, MixSpec, PlanReplay, ReplayError,
+    attainment_by_group, plan_fleet, replay_plan, replay_routes, slo_met,
+};
 pub use plot::timeline_png;
 pub use pool::{FleetPool, KvPoolConfig, PoolReport};
 pub use sim::{Assign, ReplicaConfig};
@@ -44,8 +51,9 @@ pub use sim::{Assign, ReplicaConfig};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
-use brix_router::{DEFAULT_SEED, PrefixConfig, Weighted};
+use brix_router::{DEFAULT_SEED, PlanRoutes, PrefixConfig, Weighted};
 use brix_sim::{ConfigError, EngineConfig, GpuProfile, ModelProfile};
 use serde::Serialize;
 
@@ -161,6 +169,12 @@ pub struct SimConfig {
     /// A KV pool every engine of the run shares below its prefix cache (`--kv-pool-gib`);
     /// `None`: prefix caching alone.
     pub kv_pool: Option<KvPoolConfig>,
+    /// A mixed fleet's groups (GPU types), `engines` in all, in order ([`SimConfig::mixed`]);
+    /// empty: one group of `engines` × `engine` on `gpu`, named `engine-i`.
+    pub groups: Vec<GroupConfig>,
+    /// The optimizer's routes over `groups` (by name): the gateway picks a group by the
+    /// plan's shares, then the strategy an engine in it.
+    pub plan: Option<Arc<PlanRoutes>>,
 }
 
 /// Replica counts an operator sets at fixed times (`--scale-at`): engines beyond the count
@@ -229,6 +243,8 @@ impl SimConfig {
             kv_events: false,
             schedule: None,
             kv_pool: None,
+            groups: Vec::new(),
+            plan: None,
         }
     }
 }
@@ -356,6 +372,8 @@ pub struct SimRun {
     pub adapters: Option<adapters::AdapterReport>,
     /// What the KV pool did, in a run with one.
     pub pool: Option<PoolReport>,
+    /// Per group of a mixed fleet, in its order (empty for a single-group fleet).
+    pub groups: Vec<GroupReport>,
 }
 
 impl SimRun {
@@ -421,6 +439,12 @@ pub enum SimError {
         "--scale-at needs no autoscaler, adapters or extra gateways; times in order, counts ≥ 1"
     )]
     Schedule,
+    /// A mixed fleet is static behind one gateway (no autoscaler, adapters, schedule or KV
+    /// pool), its groups non-empty with distinct names and `engines` in all; a plan needs one.
+    #[error(
+        "a mixed fleet needs distinct, non-empty groups, no autoscaler, adapters, --scale-at, KV pool or extra gateways; a plan needs a mixed fleet"
+    )]
+    Mixed,
     /// Events ran out with requests unfinished (a simulator bug, reported rather than hung).
     #[error("simulation stalled with {stuck} requests unfinished ({done} done)")]
     Stalled {

@@ -17,6 +17,7 @@ mod lora;
 mod replicas;
 mod scale;
 mod schedule;
+mod scrape;
 mod slot;
 
 use std::cmp::Reverse;
@@ -24,10 +25,10 @@ use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 
 use brix_router::Strategy;
-use brix_router::fleet::{Booking, CoreConfig, Fleet, Scrape};
+use brix_router::fleet::{Booking, CoreConfig, Fleet};
 use brix_sim::{Finished, NewRequest, StepCost};
+use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 
 use self::lora::LoraState;
 pub use self::replicas::{Assign, ReplicaConfig};
@@ -71,7 +72,9 @@ pub(crate) struct Sim<'a> {
     /// whatever the strategy; for strategies that never read it, skipping the inserts changes
     /// no decision and saves most of a run's time.
     feeds_index: bool,
-    step_cost: StepCost,
+    /// Per group of a mixed fleet (one entry otherwise): its engines' step cost and token
+    /// budget, for the oracle.
+    group_costs: Vec<(StepCost, u32)>,
     releaser: Releaser,
     heap: BinaryHeap<Reverse<Timed>>,
     /// Events in the heap other than scrapes: the run ends when none is left.
@@ -119,6 +122,9 @@ impl<'a> Sim<'a> {
         if cfg.engines == 0 && cfg.autoscaler.is_none() {
             return Err(SimError::NoEngines);
         }
+        if let Some(e) = cfg.mixed_problem() {
+            return Err(e);
+        }
         if keys.len() != w.requests.len() {
             return Err(SimError::KeysMismatch {
                 keys: keys.len(),
@@ -148,7 +154,7 @@ impl<'a> Sim<'a> {
             .map(|i| Slot::new(cfg, i, Life::Ready, 0.0, pool.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
         let names: Vec<(String, String)> = (0..cfg.engines)
-            .map(|i| (format!("engine-{i}"), format!("engine-{i}")))
+            .map(|i| (cfg.engine_name(i), cfg.engine_name(i)))
             .collect();
         // The gateway's `ttft` profile is the engines' own roofline: the model and GPU are known.
         let step_cost = StepCost::new(&cfg.model, &cfg.gpu);
@@ -177,7 +183,12 @@ impl<'a> Sim<'a> {
         for i in 0..cfg.engines {
             // The engines are up from the start: their first probe succeeds.
             fleet.probe(i, true, 0.0);
+            if let Some(g) = cfg.group_of(i) {
+                fleet.set_group(i, Some(&cfg.groups[g].name));
+            }
         }
+        fleet.set_plan(cfg.plan.clone());
+        let group_costs = cfg.group_costs(step_cost);
         let mut sim = Self {
             w,
             keys,
@@ -193,7 +204,7 @@ impl<'a> Sim<'a> {
                 SimStrategy::SglangCacheAware => true,
             },
             trees: cache_aware::Trees::default(),
-            step_cost,
+            group_costs,
             releaser: Releaser::new(w, release),
             heap: BinaryHeap::new(),
             live_events: 0,
@@ -307,6 +318,7 @@ impl<'a> Sim<'a> {
             .map(|r| r.sent_s + r.e2e_ms.unwrap_or(0.0) / 1000.0)
             .fold(0.0, f64::max);
         let fleet = self.fleet_summary();
+        let groups = self.group_reports();
         let (decisions, mut warnings) = self
             .scale
             .map(|s| (s.decisions, s.warnings))
@@ -326,6 +338,7 @@ impl<'a> Sim<'a> {
             warnings,
             adapters,
             pool,
+            groups,
         })
     }
 
@@ -582,37 +595,6 @@ impl<'a> Sim<'a> {
                 Action::SendAt(i, at) => self.push(at, Event::Arrival(i)),
                 Action::WakeAt(at) => self.push(at, Event::Wake),
             }
-        }
-    }
-
-    /// Feeds the engine's gauges to the routing core; schedules the next scrape.
-    fn scrape(&mut self, e: usize, now: f64) {
-        if self.slots[e].life == Life::Stopped {
-            return;
-        }
-        let s = self.slots[e].engine.snapshot();
-        self.slots[e].gauges = Some((s.num_waiting as f64, s.kv_usage));
-        let metrics = brix_router::EngineMetrics {
-            running: Some(s.num_running as f64),
-            waiting: Some(s.num_waiting as f64),
-            kv_usage: Some(s.kv_usage),
-        };
-        // vLLM's `lora_requests_info`, for `lora-affinity`, from an engine with LoRA on.
-        let lora = self.lora.is_some().then_some(brix_router::LoraState {
-            max_lora: self.cfg.engine.max_loras,
-            running: s.running_loras,
-            waiting: s.waiting_loras,
-        });
-        let scrape = Scrape {
-            metrics,
-            lora,
-            ..Scrape::default()
-        };
-        self.scraped_by_all(e, now, &scrape);
-        self.fleet.scraped(e, now, scrape);
-        if self.alive() {
-            let next = now + self.cfg.scrape_interval_s * self.jitter.random_range(0.9..1.1);
-            self.push(next, Event::Scrape(e));
         }
     }
 }

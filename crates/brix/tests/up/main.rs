@@ -12,5 +12,6 @@ mod binary;
 mod kvevents;
 mod kvpool;
 mod listener;
+mod optimizer;
 mod platform;
 mod support;

@@ -50,6 +50,9 @@ pub struct Planned {
     initial: u32,
     /// Whether the gateway holds requests for the model while it has no replica.
     activation: bool,
+    /// The name clients send for the target (its served name; the target is one deployment
+    /// of it when they differ): what activation holds requests for.
+    served: String,
 }
 
 /// Resolves every PodAutoscaler of `file` into a policy; a document this fleet cannot run is
@@ -89,7 +92,16 @@ pub fn plan(file: &FleetFile, name: &str) -> Result<Vec<Planned>, FleetError> {
             .map(|(j, s)| Feed::of(s, &format!("spec.metricsSources[{j}]")))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|why| fail(format!(".{why}")))?;
+        if model.is_deployment()
+            && let Some(j) = feeds.iter().position(|f| matches!(f, Feed::Gateway))
+        {
+            return Err(fail(format!(
+                ".spec.metricsSources[{j}]: '{target}' is one deployment of '{}', and the gateway counts requests per served model, not per deployment; use a pod source, or an external one with an endpoint (the optimizer's /metrics/default/{target})",
+                model.served_name()
+            )));
+        }
         out.push(Planned {
+            served: model.served_name().to_string(),
             activation: policy.min_replicas == 0 || model.replicas == 0,
             initial: model.replicas,
             schedules: doc.spec.schedules.clone(),
@@ -190,9 +202,7 @@ impl Autoscalers {
             for name in schedules.unapplied() {
                 tracing::warn!(autoscaler = %policy.name, schedule = %name, "schedule not applied: only UTC schedules are (no time-zone database)");
             }
-            let activation = p
-                .activation
-                .then(|| gateway.enable_activation(&policy.target));
+            let activation = p.activation.then(|| gateway.enable_activation(&p.served));
             let driver = Driver {
                 entry: entry.clone(),
                 model: policy.target.clone(),

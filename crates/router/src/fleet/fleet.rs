@@ -1,6 +1,14 @@
 //! The pods of one model and their prefix index, for a driver that owns them all (the
 //! virtual-time simulator; the gateway keeps one [`PodCore`] per pod behind its own locks and
 //! applies the same rules, pinned by a test that drives both with one event list).
+//!
+//! With an optimizer plan ([`Fleet::set_plan`]) a decision has two stages: the request's shape
+//! picks a pod group (GPU type, deployment) by the plan's shares, discounted where a group has
+//! fewer ready pods than planned; then the strategy picks a pod within that group. A shape the
+//! plan gives no ready group is routed over every pod ([`Fallback::PlanGroup`]).
+
+use std::ops::Range;
+use std::sync::Arc;
 
 use rand::Rng;
 
@@ -8,8 +16,9 @@ use super::CoreConfig;
 use super::health::{FailureKind, may_eject};
 use super::pod::{Booking, PodCore, Scrape, Transition};
 use super::remote::{Refused, RemoteLoad};
-use crate::decision::{Decision, NoRoute};
+use crate::decision::{Decision, Fallback, NoRoute};
 use crate::kvindex::{KvUpdate, PromptKeys, StoreError};
+use crate::plan::{PlanRoutes, draw, plan_tokens};
 use crate::pod::{Pod, RouteRequest};
 use crate::prefix::{PrefixConfig, PrefixIndex};
 use crate::select::route;
@@ -26,10 +35,27 @@ pub struct Fleet {
     /// Pods taken out of rotation for good (scaled down: draining, then stopped).
     retired: Vec<bool>,
     index: PrefixIndex,
-    /// Positions of the pods in rotation at the last decision.
+    /// Positions of the pods in rotation at the last decision, in `order`.
     candidates: Vec<usize>,
     /// Their views, in that order.
     scratch: Vec<Pod>,
+    /// Each pod's group (deployment, GPU type), as the driver set it.
+    groups: Vec<Option<String>>,
+    /// The optimizer's routes, if the model has a plan.
+    plan: Option<Arc<PlanRoutes>>,
+    /// All pod positions, those of plan group 0 first, then group 1…, then pods in no plan
+    /// group; `0..n` without a plan. Candidates keep this order, so a group is a contiguous
+    /// span of them and the strategy routes over a slice, no copy.
+    order: Vec<usize>,
+    /// Each pod's position in the plan's groups.
+    pod_group: Vec<Option<usize>>,
+    /// Per plan group, its span of `candidates` (its ready pods for the last request).
+    spans: Vec<Range<usize>>,
+    /// Per plan group, its candidates count; and the pick weights, reused.
+    ready: Vec<u32>,
+    weights: Vec<f64>,
+    /// Groups or the plan changed: the candidates must be rebuilt.
+    regroup: bool,
 }
 
 impl Fleet {
@@ -50,7 +76,58 @@ impl Fleet {
             index: PrefixIndex::new(prefix),
             candidates: Vec::new(),
             scratch: Vec::new(),
+            groups: vec![None; pods.len()],
+            plan: None,
+            order: (0..pods.len()).collect(),
+            pod_group: vec![None; pods.len()],
+            spans: Vec::new(),
+            ready: Vec::new(),
+            weights: Vec::new(),
+            regroup: true,
         }
+    }
+
+    /// Puts pod `i` in group `group` (its deployment or GPU type: a plan's group name), or in
+    /// none (it then serves only requests the plan cannot place).
+    pub fn set_group(&mut self, i: usize, group: Option<&str>) {
+        if self.groups[i].as_deref() != group {
+            self.groups[i] = group.map(str::to_string);
+            self.regroup();
+        }
+    }
+
+    /// Pod `i`'s group.
+    pub fn group(&self, i: usize) -> Option<&str> {
+        self.groups[i].as_deref()
+    }
+
+    /// Routes by the optimizer's plan from now on (None: by the strategy alone, over all pods).
+    pub fn set_plan(&mut self, plan: Option<Arc<PlanRoutes>>) {
+        self.plan = plan;
+        self.regroup();
+    }
+
+    /// The plan routing follows, if any.
+    pub fn plan(&self) -> Option<&Arc<PlanRoutes>> {
+        self.plan.as_ref()
+    }
+
+    /// Recomputes each pod's plan group and the candidate order after a group or plan change.
+    fn regroup(&mut self) {
+        let plan = self.plan.as_deref();
+        self.pod_group = self
+            .groups
+            .iter()
+            .map(|g| plan.zip(g.as_deref()).and_then(|(p, g)| p.group(g)))
+            .collect();
+        self.order = (0..self.cores.len()).collect();
+        let pg = &self.pod_group;
+        self.order.sort_by_key(|&i| pg[i].unwrap_or(usize::MAX));
+        let groups = plan.map_or(0, |p| p.groups.len());
+        self.weights = vec![0.0; groups];
+        self.ready = vec![0; groups];
+        self.spans = vec![0..0; groups];
+        self.regroup = true;
     }
 
     /// Adds a pod (a replica the autoscaler asked for) at the next position, which it returns;
@@ -63,6 +140,8 @@ impl Fleet {
         });
         self.cores.push(PodCore::default());
         self.retired.push(false);
+        self.groups.push(None);
+        self.regroup();
         self.cores.len() - 1
     }
 
@@ -112,8 +191,10 @@ impl Fleet {
 
     /// Routes `req` over the pods in rotation at `now` (for a request naming an adapter, those
     /// holding it and not draining it: [`PodCore::serves`]); the decision's `pod` is a fleet
-    /// position. With `req.tokens`, pods with an exact KV index get `cached_tokens`. Book the request with [`Self::begin`] (or [`Self::begin_for`]) and, once the
-    /// engine accepted it, [`Self::accepted`].
+    /// position. With a plan, over the pods of the group its shape drew (module docs). With
+    /// `req.tokens`, pods with an exact KV index get `cached_tokens`. Book the request with
+    /// [`Self::begin`] (or [`Self::begin_for`]) and, once the engine accepted it,
+    /// [`Self::accepted`].
     pub fn decide(
         &mut self,
         strategy: &Weighted,
@@ -123,12 +204,20 @@ impl Fleet {
     ) -> Result<Decision, NoRoute> {
         // In rotation and, for an adapter, holding it and not draining it.
         let eligible = |f: &Self, i: usize| f.routable(i) && f.cores[i].serves(req.adapter);
-        let same = (0..self.cores.len())
-            .filter(|&i| eligible(self, i))
-            .eq(self.candidates.iter().copied());
+        let same = !self.regroup
+            && self
+                .order
+                .iter()
+                .copied()
+                .filter(|&i| eligible(self, i))
+                .eq(self.candidates.iter().copied());
         if !same {
             // The set in rotation changed: rebuild the views (names cloned once per change).
-            self.candidates = (0..self.cores.len())
+            self.regroup = false;
+            self.candidates = self
+                .order
+                .iter()
+                .copied()
                 .filter(|&i| eligible(self, i))
                 .collect();
             self.scratch = self
@@ -136,18 +225,56 @@ impl Fleet {
                 .iter()
                 .map(|&i| self.views[i].clone())
                 .collect();
+            self.spans.iter_mut().for_each(|s| *s = 0..0);
+            for (k, &i) in self.candidates.iter().enumerate() {
+                if let Some(g) = self.pod_group[i] {
+                    let s = &mut self.spans[g];
+                    if s.start == s.end {
+                        *s = k..k;
+                    }
+                    s.end = k + 1;
+                }
+            }
+            for (r, s) in self.ready.iter_mut().zip(&self.spans) {
+                *r = u32::try_from(s.len()).unwrap_or(u32::MAX);
+            }
         }
+        let (span, plan_fallback) = match &self.plan {
+            Some(plan) => {
+                plan.shares_into(plan_tokens(req), req.max_tokens, &mut self.weights);
+                let total = plan.discount(&mut self.weights, &self.ready);
+                match draw(&self.weights, total, rng) {
+                    Some(g) => (self.spans[g].clone(), false),
+                    None => (0..self.candidates.len(), true),
+                }
+            }
+            None => (0..self.candidates.len(), false),
+        };
         let mut keys = req.tokens.map(|t| PromptKeys::new(t, req.adapter));
-        for (p, &i) in self.scratch.iter_mut().zip(&self.candidates) {
+        for (p, &i) in self.scratch[span.clone()]
+            .iter_mut()
+            .zip(&self.candidates[span.clone()])
+        {
             self.cores[i].fill(p, now, &self.cfg);
             if let Some(keys) = &mut keys {
                 p.cached_tokens = self.cores[i].cached_tokens(keys);
             }
         }
-        let d = route(strategy, req, &self.scratch, &self.index, now, rng)?;
+        let d = route(
+            strategy,
+            req,
+            &self.scratch[span.clone()],
+            &self.index,
+            now,
+            rng,
+        )?;
         Ok(Decision {
-            pod: self.candidates[d.pod],
-            fallback: d.fallback,
+            pod: self.candidates[span.start + d.pod],
+            fallback: if plan_fallback {
+                Some(Fallback::PlanGroup)
+            } else {
+                d.fallback
+            },
         })
     }
 

@@ -17,6 +17,8 @@ mod remote;
 #[cfg(test)]
 mod kv_tests;
 #[cfg(test)]
+mod plan_tests;
+#[cfg(test)]
 mod tests;
 
 pub use fleet::Fleet;

@@ -32,6 +32,13 @@ impl Sim<'_> {
             adapter: adapter.as_deref(),
             // With KV events the gateway tokenizes: pods' exact indexes match the token ids.
             tokens: self.cfg.kv_events.then_some(&self.w.requests[i].prompt[..]),
+            // A plan buckets requests by tokens: the gateway counts them (its tokenizer, or
+            // the usage of earlier turns); runs without a plan keep the bytes-only view.
+            prompt_tokens: self
+                .cfg
+                .plan
+                .as_ref()
+                .map(|_| u32::try_from(self.w.requests[i].prompt.len()).unwrap_or(u32::MAX)),
             ..RouteRequest::default()
         };
         let mut rng = SmallRng::seed_from_u64(self.cfg.seed ^ self.decisions.wrapping_mul(GOLDEN));
@@ -68,7 +75,6 @@ impl Sim<'_> {
         let w = self.w;
         let prompt = &w.requests[i].prompt;
         let len = u32::try_from(prompt.len()).unwrap_or(u32::MAX);
-        let budget = self.cfg.engine.max_num_batched_tokens;
         let lora = self.adapter_of(i).map(|a| self.adapter_name(a));
         let mut uncached = Vec::with_capacity(self.slots.len());
         let costs: Vec<f64> = self
@@ -87,7 +93,8 @@ impl Sim<'_> {
                     decoding: s.decoding,
                     decode_context: s.decode_context,
                 };
-                oracle::cost(&load, budget, &self.step_cost)
+                let (step_cost, budget) = &self.group_costs[s.group];
+                oracle::cost(&load, *budget, step_cost)
             })
             .collect();
         let mut rng = SmallRng::seed_from_u64(self.cfg.seed ^ self.decisions.wrapping_mul(GOLDEN));

@@ -338,6 +338,34 @@ impl Sim<'_> {
         self.billed.push((now, n));
     }
 
+    /// Per group of a mixed fleet: requests, busy and billed time, cost (empty otherwise).
+    pub(super) fn group_reports(&self) -> Vec<crate::vsim::GroupReport> {
+        let end = self.now;
+        let mut out: Vec<crate::vsim::GroupReport> = self
+            .cfg
+            .groups
+            .iter()
+            .map(|g| crate::vsim::GroupReport {
+                name: g.name.clone(),
+                gpu: g.gpu.name.clone(),
+                engines: g.count,
+                cost_per_hour: g.cost_per_hour * g.count as f64,
+                ..Default::default()
+            })
+            .collect();
+        for s in &self.slots {
+            let Some(r) = out.get_mut(s.group) else {
+                continue;
+            };
+            let billed = (s.stopped_at.unwrap_or(end) - s.requested_at).max(0.0);
+            r.requests += s.requests;
+            r.busy_s += s.engine.stats().busy_time;
+            r.replica_seconds += billed;
+            r.cost_usd += billed / 3600.0 * self.cfg.groups[s.group].cost_per_hour;
+        }
+        out
+    }
+
     /// Billed time and replica counts up to the run's end (the last event).
     pub(super) fn fleet_summary(&self) -> FleetSummary {
         let end = self.now;
@@ -358,10 +386,22 @@ impl Sim<'_> {
             .scale
             .as_ref()
             .map_or((0, 0), |s| (s.decisions.len() as u64, s.scale_events));
+        let cost_usd = if self.cfg.groups.is_empty() {
+            gpu_seconds / 3600.0 * self.cfg.gpu.price_per_hour
+        } else {
+            // Each engine at its group's price per engine-hour.
+            self.slots
+                .iter()
+                .map(|s| {
+                    let billed = (s.stopped_at.unwrap_or(end) - s.requested_at).max(0.0);
+                    billed / 3600.0 * self.cfg.groups[s.group].cost_per_hour
+                })
+                .sum()
+        };
         FleetSummary {
             gpu_seconds,
             replica_seconds,
-            cost_usd: gpu_seconds / 3600.0 * self.cfg.gpu.price_per_hour,
+            cost_usd,
             replicas_min: if min == u32::MAX { 0 } else { min },
             replicas_max: max,
             replicas_mean: if end > 0.0 {

@@ -105,6 +105,8 @@ pub(super) struct Slot {
     pub(super) gauges: Option<(f64, f64)>,
     /// Prompt and generation token counters at the last observe tick.
     pub(super) counted: (u64, u64),
+    /// Its group in a mixed fleet (0 otherwise).
+    pub(super) group: usize,
 }
 
 impl Slot {
@@ -117,12 +119,13 @@ impl Slot {
         now: f64,
         pool: Option<&Arc<FleetPool>>,
     ) -> Result<Self, SimError> {
-        let mut ec = cfg.engine.clone();
+        let (engine_cfg, gpu) = cfg.engine_spec(i);
+        let mut ec = engine_cfg.clone();
         ec.seed ^= i as u64;
         // A run with adapters serves them: LoRA on, with the flags' slots.
         ec.enable_lora |= cfg.adapters.is_some();
         ec.kv_events |= cfg.kv_events;
-        let mut engine = Engine::new(ec, cfg.model.clone(), cfg.gpu.clone())?;
+        let mut engine = Engine::new(ec, cfg.model.clone(), gpu.clone())?;
         // A pool of 0 bytes stores nothing: engines neither ask it nor copy chunks out for
         // it, so the run is prefix caching alone.
         if let (Some(p), Some(pc)) = (
@@ -144,6 +147,7 @@ impl Slot {
             stopped_at: None,
             gauges: None,
             counted: (0, 0),
+            group: cfg.group_of(i).unwrap_or(0),
         })
     }
 }
