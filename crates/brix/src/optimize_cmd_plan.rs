@@ -138,7 +138,9 @@ pub(super) fn run(a: PlanArgs) -> Result<(), OptimizeError> {
             p.gpu, profiles[0].gpu
         )));
     }
-    let (demand, source) = demand(&a, &grid)?;
+    // The workload (when the demand came from one) stays at hand for a replay of the plan
+    // (`brix_bench::vsim::replay_plan`, a `--verify` flag).
+    let (demand, source, _workload) = demand(&a, &grid)?;
     if demand.grid != grid {
         return Err(OptimizeError::Profile(format!(
             "the demand's bucket grid differs from the profiles' ({} × {} vs {} × {})",
@@ -241,21 +243,24 @@ fn load_profile(gpu: &str, model: &str, dir: Option<&Path>) -> Result<Profile, O
     }
 }
 
-/// The demand and where it came from, in words.
-fn demand(a: &PlanArgs, grid: &Grid) -> Result<(Demand, String), OptimizeError> {
+/// The demand, where it came from (in words), and the workload it was made of, if any.
+fn demand(
+    a: &PlanArgs,
+    grid: &Grid,
+) -> Result<(Demand, String, Option<workload::Workload>), OptimizeError> {
     if let Some(path) = &a.demand {
         let text = std::fs::read_to_string(path)
             .map_err(|e| OptimizeError::Flag(format!("--demand {}: {e}", path.display())))?;
         let d: Demand = serde_json::from_str(&text)
             .map_err(|e| OptimizeError::Flag(format!("--demand {}: {e}", path.display())))?;
         check_demand(&d, &format!("--demand {}", path.display()))?;
-        return Ok((d, format!("demand file {}", path.display())));
+        return Ok((d, format!("demand file {}", path.display()), None));
     }
     if let Some(url) = &a.gateway {
         let model = a.model.as_deref().unwrap_or_default();
         let d = fetch_demand(url, model, a)?;
         check_demand(&d, url)?;
-        return Ok((d, format!("gateway {url}, model {model}")));
+        return Ok((d, format!("gateway {url}, model {model}"), None));
     }
     let spec = a.workload.as_deref().unwrap_or_default();
     let arrival: Arrival = a.arrival.parse()?;
@@ -290,10 +295,8 @@ fn demand(a: &PlanArgs, grid: &Grid) -> Result<(Demand, String), OptimizeError> 
         )
     });
     let d = Demand::from_requests(grid.clone(), reqs, duration);
-    Ok((
-        d,
-        format!("{n} requests of {spec} ({arrival}) over {duration:.0} s"),
-    ))
+    let source = format!("{n} requests of {spec} ({arrival}) over {duration:.0} s");
+    Ok((d, source, Some(w)))
 }
 
 fn check_demand(d: &Demand, what: &str) -> Result<(), OptimizeError> {
