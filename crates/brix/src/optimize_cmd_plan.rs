@@ -341,18 +341,22 @@ fn fetch_demand(url: &str, model: &str, a: &PlanArgs) -> Result<Demand, Optimize
         if let Some(k) = key {
             req = req.bearer_auth(k);
         }
-        let resp = req.send().await.map_err(|e| err(e.to_string()))?;
+        let mut resp = req.send().await.map_err(|e| err(e.to_string()))?;
         let status = resp.status();
-        // A demand is a few kB; refuse anything absurd rather than buffer it.
-        let body = resp.bytes().await.map_err(|e| err(e.to_string()))?;
-        if body.len() > 16 << 20 {
-            return Err(err("reply over 16 MiB".into()));
+        // A demand is a few kB; stop reading past 16 MiB rather than buffer anything sent.
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| err(e.to_string()))? {
+            if body.len() + chunk.len() > 16 << 20 {
+                return Err(err("reply over 16 MiB".into()));
+            }
+            body.extend_from_slice(&chunk);
         }
         if !status.is_success() {
             let msg = brix_api::openai::ErrorEnvelope::parse(&body).map_or_else(
                 || String::from_utf8_lossy(&body).into_owned(),
                 |e| e.message,
             );
+            let msg: String = msg.chars().take(300).collect();
             return Err(err(format!("{status}: {msg}")));
         }
         serde_json::from_slice(&body).map_err(|e| err(format!("not a Demand JSON: {e}")))
