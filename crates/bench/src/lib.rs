@@ -9,6 +9,7 @@
 pub mod live;
 pub mod load;
 pub mod mock;
+pub mod profiling;
 pub mod prompts;
 pub mod report;
 pub mod sse;

@@ -5,6 +5,7 @@ mod admin_key;
 mod bench;
 mod gateway;
 mod kvcache_cmd;
+mod optimize_cmd;
 mod sim;
 mod up;
 
@@ -40,6 +41,9 @@ enum Command {
     Kvcache(kvcache_cmd::KvcacheArgs),
     /// Measure the gateway on loopback: a fast mock upstream and a closed-loop load generator.
     Bench(bench::BenchArgs),
+    /// The cheapest mix of GPU types for a workload (`plan`), capacity profiles (`profile`),
+    /// roofline against simulation (`compare`).
+    Optimize(optimize_cmd::OptimizeArgs),
 }
 
 /// Raises the soft open-files limit to the hard one: every connection is a descriptor, and
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
         Command::Adapter(args) => adapter_cmd::run(args).map_err(|e| e.to_string()),
         Command::Kvcache(args) => kvcache_cmd::run(args).map_err(|e| e.to_string()),
         Command::Bench(args) => return bench::main(args),
+        Command::Optimize(args) => return optimize_cmd::main(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
