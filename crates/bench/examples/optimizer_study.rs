@@ -34,6 +34,9 @@ use rand::{Rng, SeedableRng};
 const MODEL: &str = "llama-3-8b";
 const GPUS: &[&str] = &["L4", "A10", "L40S", "A100-80GB", "H100"];
 
+/// Most requests one case may have (rate × duration).
+const MAX_REQUESTS: f64 = 1e6;
+
 /// ShareGPT's published mean lengths (vLLM paper, first turns: 161 prompt / 338 output
 /// tokens); no ShareGPT text is shipped here, so the `synthetic` generator draws lengths
 /// around them (normal, spread as large as the mean, at least 1 token).
@@ -107,11 +110,13 @@ fn parse_args() -> Result<Args, String> {
     if a.arrivals.iter().any(|x| x != "trace" && x != "poisson") {
         return Err("arrivals are trace or poisson".into());
     }
-    if a.rates.iter().any(|r| !(r.is_finite() && *r > 0.0))
-        || a.duration_s.is_nan()
-        || a.duration_s <= 0.0
-    {
-        return Err("rates and duration must be positive".into());
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    if !positive(a.duration_s) || a.rates.iter().any(|r| !positive(*r)) {
+        return Err("rates and duration must be positive numbers".into());
+    }
+    // The generator materialises rate × duration requests: keep that bounded.
+    if a.rates.iter().any(|r| r * a.duration_s > MAX_REQUESTS) {
+        return Err(format!("rate × duration above {MAX_REQUESTS} requests"));
     }
     Ok(a)
 }
@@ -433,6 +438,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = load_options(&a.profiles, &catalog, &model, &a.prices)?;
     let slo = options[0].profile.slos.clone().unwrap_or_default();
     let grid: Grid = options[0].profile.grid();
+    // vLLM's default context (the engines' `max_model_len`): prompts are cut to fit it.
+    let max_len = model.max_position_embeddings;
     std::fs::create_dir_all(a.out.join("plans"))?;
     let (mut csv, mut tries) = (String::from(HEADER), String::from(HEADER));
     let mut singles =
@@ -459,8 +466,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 continue;
             }
             for &rate in &a.rates {
-                let (w, window) =
-                    case_workload(&a.traces, name, arrival, rate, a.duration_s, 8192, a.seed)?;
+                let (w, window) = case_workload(
+                    &a.traces,
+                    name,
+                    arrival,
+                    rate,
+                    a.duration_s,
+                    max_len,
+                    a.seed,
+                )?;
                 let reqs = w.requests.iter().map(|r| {
                     let prompt = u32::try_from(r.prompt.len()).unwrap_or(u32::MAX);
                     (prompt, r.output_tokens)
