@@ -7,7 +7,8 @@
 //! Run (release; the profiles are the committed sim-measured ones):
 //! `cargo run --release -p brix-bench --example optimizer_study -- OUT [--rates 0.5,2,8,32]
 //! [--duration 600] [--workloads conv,code,sharegpt] [--profiles DIR] [--traces DIR]
-//! [--utilisation 0.9,0.8,..,0.1] [--arrivals trace,poisson] [--prices GPU=$,..] [--seed 1]`.
+//! [--utilisation 0.9,0.8,..,0.1] [--arrivals trace,poisson] [--prices GPU=$,..]
+//! [--peak-window S] [--seed 1]`.
 //! Writes `OUT/results.csv` (per case, the mix and the best single type, each at the highest
 //! utilisation of the list whose plan meets the SLO on replay), `OUT/tries.csv` (both plans at
 //! every utilisation of the list), `OUT/singles.csv` (every single type's size and cost),
@@ -53,6 +54,9 @@ struct Args {
     arrivals: Vec<String>,
     /// $/h per GPU type overriding the catalog's (`--prices L4=0.8,H100=4.9`).
     prices: Vec<(String, f64)>,
+    /// Plan for the P90 of the request rate over windows of this many seconds instead of the
+    /// mean (same length mix); 0: the mean.
+    peak_window_s: f64,
     seed: u64,
 }
 
@@ -68,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
         utilisations: vec![0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1],
         arrivals: vec!["trace".into(), "poisson".into()],
         prices: Vec::new(),
+        peak_window_s: 0.0,
         seed: 1,
     };
     let mut out = None;
@@ -97,6 +102,7 @@ fn parse_args() -> Result<Args, String> {
                     a.prices.push((k.to_string(), num(v.to_string())?));
                 }
             }
+            "--peak-window" => a.peak_window_s = num(val()?)?,
             "--arrivals" => a.arrivals = val()?.split(',').map(String::from).collect(),
             "--seed" => a.seed = val()?.parse().map_err(|e| format!("--seed: {e}"))?,
             s if !s.starts_with("--") && out.is_none() => out = Some(PathBuf::from(s)),
@@ -111,6 +117,9 @@ fn parse_args() -> Result<Args, String> {
         return Err("arrivals are trace or poisson".into());
     }
     let positive = |x: f64| x.is_finite() && x > 0.0;
+    if a.peak_window_s != 0.0 && !positive(a.peak_window_s) {
+        return Err("--peak-window must be 0 or positive seconds".into());
+    }
     if !positive(a.duration_s) || a.rates.iter().any(|r| !positive(*r)) {
         return Err("rates and duration must be positive numbers".into());
     }
@@ -177,6 +186,20 @@ fn case_workload(
         duration_s
     };
     Ok((w, window))
+}
+
+/// The P90 over `[0, window)` of the request rate in `win_s`-second windows (nearest rank),
+/// the rate a plan must carry for the busiest tenth of the windows.
+fn peak_rate(w: &Workload, window: f64, win_s: f64) -> f64 {
+    let n = ((window / win_s).floor() as usize).clamp(1, 1 << 20);
+    let mut counts = vec![0.0; n];
+    for r in &w.requests {
+        let i = (r.at_s / win_s) as usize;
+        if let Some(c) = counts.get_mut(i) {
+            *c += 1.0 / win_s;
+        }
+    }
+    nearest_rank(&mut counts, 90.0)
 }
 
 /// What a plan did on replay.
@@ -479,7 +502,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let prompt = u32::try_from(r.prompt.len()).unwrap_or(u32::MAX);
                     (prompt, r.output_tokens)
                 });
-                let demand = Demand::from_requests(grid.clone(), reqs, window);
+                let mut demand = Demand::from_requests(grid.clone(), reqs, window);
+                if a.peak_window_s > 0.0 {
+                    let peak = peak_rate(&w, window, a.peak_window_s);
+                    if peak > demand.total() {
+                        demand = demand.scaled_to(peak);
+                    }
+                }
                 let case = format!("{name},{arrival},{rate},{window:.1},{}", w.requests.len());
                 // Each kind at the highest utilisation whose plan meets the SLO on replay.
                 let mut chosen: Vec<Tried> = Vec::new();
