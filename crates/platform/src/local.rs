@@ -445,6 +445,17 @@ impl Platform for LocalPlatform {
         }
         {
             let mut models = self.inner.models();
+            let deployments: Vec<&str> = models
+                .values()
+                .filter(|rt| rt.spec.is_deployment() && rt.spec.served_name() == model)
+                .map(|rt| rt.spec.name.as_str())
+                .collect();
+            if !models.contains_key(model) && !deployments.is_empty() {
+                return Err(PlatformError::ServedByDeployments {
+                    model: model.to_string(),
+                    deployments: deployments.join(", "),
+                });
+            }
             let rt = models
                 .get_mut(model)
                 .ok_or_else(|| PlatformError::UnknownModel(model.to_string()))?;

@@ -41,6 +41,9 @@ pub struct Prepared {
     /// Per option: whether a PodAutoscaler scales that deployment (then the target goes out
     /// through the metrics endpoint).
     pub autoscaled: Vec<bool>,
+    /// Per option: the deployment's GPU type (its price's source; the profile says which GPU
+    /// it was measured on).
+    pub gpu_types: Vec<String>,
     /// The SLO the plan is for.
     pub slo: Slo,
 }
@@ -78,6 +81,7 @@ pub fn prepare(
     for (i, m) in spec.models.iter().enumerate() {
         let mut gpus = Vec::new();
         let mut autoscaled = Vec::new();
+        let mut gpu_types = Vec::new();
         for (j, d) in m.deployments.iter().enumerate() {
             let at = format!("models[{i}].deployments[{j}]");
             // Validated at parse: the entry exists and has a GPU.
@@ -98,6 +102,10 @@ pub fn prepare(
                     )
                 })?,
             };
+            if !profile.gpu.eq_ignore_ascii_case(&gpu) {
+                tracing::warn!(deployment = %d.name, gpu = %gpu, profile_gpu = %profile.gpu, "optimizer: the profile was measured on another GPU type than the deployment's");
+            }
+            gpu_types.push(gpu.clone());
             let cost = d
                 .cost
                 .or_else(|| sim_price(entry, &gpu))
@@ -139,6 +147,7 @@ pub fn prepare(
                 utilisation: m.utilisation,
             },
             autoscaled,
+            gpu_types,
             slo,
         });
     }
@@ -167,11 +176,9 @@ fn model_profile(entry: &ModelSpec) -> String {
     }
 }
 
-/// The built-in profile of the entry's model on `gpu` (issue 14's `builtin_profile`; none
-/// until the committed profiles land).
+/// The built-in profile of the entry's model profile on `gpu`, if Brix ships one.
 fn builtin(entry: &ModelSpec, gpu: &str) -> Option<Profile> {
-    let _ = (model_profile(entry), gpu);
-    None
+    brix_optimizer::builtin_profile(&model_profile(entry), gpu)
 }
 
 /// A simulated replica's price: the GPU's $/h × the model profile's tensor parallelism.
@@ -224,6 +231,9 @@ pub struct OptimizerStatus {
 struct Model {
     prepared: Prepared,
     planner: Arc<Mutex<Planner>>,
+    /// A solve is running (one that outlived its timeout still holds the planner): the next
+    /// ticks skip instead of piling blocking threads up behind it.
+    solving: Arc<std::sync::atomic::AtomicBool>,
     status: Mutex<OptimizerStatus>,
 }
 
@@ -270,9 +280,10 @@ impl Optimizer {
                     .gpus
                     .iter()
                     .zip(&p.autoscaled)
-                    .map(|(g, a)| DeploymentTarget {
+                    .zip(&p.gpu_types)
+                    .map(|((g, a), gpu)| DeploymentTarget {
                         name: g.name.clone(),
-                        gpu: g.profile.gpu.clone(),
+                        gpu: gpu.clone(),
                         target: None,
                         autoscaled: *a,
                         cost_per_replica: g.cost_per_hour,
@@ -280,6 +291,7 @@ impl Optimizer {
                     .collect();
                 Model {
                     planner: Arc::new(Mutex::new(Planner::new(prepared.hysteresis.clone()))),
+                    solving: Arc::default(),
                     status: Mutex::new(OptimizerStatus {
                         model: p.model.clone(),
                         deployments,
@@ -365,10 +377,25 @@ impl Model {
         }
         let mut problem = self.prepared.problem.clone();
         problem.demand = demand;
-        let (planner, opts) = (self.planner.clone(), solve.clone());
+        use std::sync::atomic::Ordering;
+        if self.solving.swap(true, Ordering::SeqCst) {
+            let mut s = lock(&self.status);
+            s.failures += 1;
+            s.last_error = Some("the previous solve is still running; this tick skipped".into());
+            return;
+        }
+        let (planner, opts, solving) = (self.planner.clone(), solve.clone(), self.solving.clone());
         let now_s = epoch.elapsed().as_secs_f64();
         let limit = opts.time_budget * 4 + Duration::from_secs(2);
         let job = tokio::task::spawn_blocking(move || {
+            // Cleared however the solve ends (a panic included).
+            struct Done(Arc<std::sync::atomic::AtomicBool>);
+            impl Drop for Done {
+                fn drop(&mut self) {
+                    self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+            let _done = Done(solving);
             let decision = lock(&planner).decide(&problem, &opts, now_s)?;
             let routes = decision.plan.routes();
             Ok::<_, brix_optimizer::SolveError>((decision, routes))
@@ -441,5 +468,93 @@ impl Model {
                 s.last_error = Some(bounded(format!("scaling {}: {e}", g.name)));
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[expect(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+mod tests {
+    use super::*;
+
+    fn profile(gpu: &str, inputs: &str) -> String {
+        format!(
+            "{{\"gpu\": \"{gpu}\", \"cost\": 7.5, \"indexes\": [[8], {inputs}], \"tputs\": [[1, 1]]}}"
+        )
+    }
+
+    #[test]
+    fn prepare_prices_options_and_refuses_mixed_grids() {
+        let dir = std::env::temp_dir().join(format!("brix-opt-prepare-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.json"), profile("A10", "[32, 1024]")).unwrap();
+        std::fs::write(dir.join("b.json"), profile("H100", "[32, 1024]")).unwrap();
+        std::fs::write(dir.join("c.json"), profile("H100", "[64, 1024]")).unwrap();
+        let file = |b: &str| {
+            format!(
+                "models:
+  - {{name: m-a, labels: {{model.aibrix.ai/name: m, model.aibrix.ai/min_replicas: '2'}}, engine: {{sim: {{gpu: A10}}}}}}
+  - {{name: m-b, labels: {{model.aibrix.ai/name: m}}, engine: {{command: {{command: 'x --port {{port}}'}}}}}}
+optimizer:
+  models: [{{name: m, deployments: [{{name: m-a, profile: a.json}}, {{name: m-b, gpu: H100, max: 3, profile: {b}}}]}}]
+"
+            )
+        };
+        let f = FleetFile::parse("f.yaml", &file("b.json")).unwrap();
+        let p = prepare(&f, "f.yaml", &dir).unwrap().unwrap();
+        let g = &p.models[0].problem.gpus;
+        // A sim A10 replica: the catalog's $0.86/h × TP 1; a command engine: the profile's cost.
+        assert!(
+            (g[0].cost_per_hour - 0.86).abs() < 1e-9,
+            "{}",
+            g[0].cost_per_hour
+        );
+        assert_eq!(g[1].cost_per_hour, 7.5);
+        assert_eq!((g[0].min_replicas, g[0].max_replicas), (2, Some(64)));
+        assert_eq!((g[1].min_replicas, g[1].max_replicas), (0, Some(3)));
+        assert_eq!(p.models[0].gpu_types, ["A10", "H100"]);
+        assert_eq!(p.models[0].autoscaled, [false, false]);
+        // No profile file: the built-in one of the sim engine's model profile on its GPU.
+        let f = FleetFile::parse(
+            "f.yaml",
+            &file("b.json").replace("{name: m-a, profile: a.json}", "{name: m-a}"),
+        )
+        .unwrap();
+        let e = prepare(&f, "f.yaml", &dir).unwrap_err().to_string();
+        assert!(e.contains("grid"), "the built-in grid is not b.json's: {e}");
+        let builtin = "models:\n  - {name: m-a, labels: {model.aibrix.ai/name: m}, engine: {sim: {gpu: A10}}}\n  - {name: m-b, labels: {model.aibrix.ai/name: m}, engine: {sim: {gpu: H100}}}\noptimizer:\n  models: [{name: m, deployments: [{name: m-a}, {name: m-b}]}]\n";
+        let p = prepare(
+            &FleetFile::parse("f.yaml", builtin).unwrap(),
+            "f.yaml",
+            &dir,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(p.models[0].problem.gpus[1].profile.gpu, "H100");
+        let unknown = builtin.replace("gpu: H100", "gpu: V100");
+        let e = prepare(
+            &FleetFile::parse("f.yaml", &unknown).unwrap(),
+            "f.yaml",
+            &dir,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("optimizer.models[0].deployments[1].profile") && e.contains("V100"),
+            "{e}"
+        );
+        let f = FleetFile::parse("f.yaml", &file("c.json")).unwrap();
+        let e = prepare(&f, "f.yaml", &dir).unwrap_err().to_string();
+        assert!(
+            e.contains("optimizer.models[0].deployments[1].profile"),
+            "{e}"
+        );
+        assert!(e.contains("grid"), "{e}");
+        let f = FleetFile::parse("f.yaml", &file("nope.json")).unwrap();
+        let e = prepare(&f, "f.yaml", &dir).unwrap_err().to_string();
+        assert!(e.contains("nope.json"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

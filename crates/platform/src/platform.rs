@@ -63,6 +63,14 @@ pub enum PlatformError {
     /// No such model in the fleet.
     #[error("unknown model '{0}'")]
     UnknownModel(String),
+    /// A served name of several deployments where one deployment is meant.
+    #[error("'{model}' is served by deployments {deployments}; name one of them")]
+    ServedByDeployments {
+        /// The served name.
+        model: String,
+        /// Its deployments, comma-separated.
+        deployments: String,
+    },
     /// No such replica.
     #[error("unknown replica '{0}'")]
     UnknownReplica(String),

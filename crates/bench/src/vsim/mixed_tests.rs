@@ -288,3 +288,85 @@ fn mix_specs_parse_and_refuse() {
     let unknown: MixSpec = "B200:1".parse().unwrap_or_else(|e| panic!("{e}"));
     assert!(unknown.groups(&m, &c).is_err());
 }
+
+/// A profile on the 2 × 1 grid of [`short_and_long`]: req/s for short and long prompts.
+fn profile(gpu: &str, cost: f64, short: f64, long: f64) -> brix_optimizer::Profile {
+    brix_optimizer::Profile {
+        gpu: gpu.to_string(),
+        cost,
+        tputs: vec![vec![short, long]],
+        indexes: vec![vec![16], vec![128, 2048]],
+        created: 0.0,
+        slos: Some(Slo::default()),
+        model: Some("llama-3-8b".into()),
+        method: None,
+    }
+}
+
+#[test]
+fn a_solved_plan_replays_within_its_slo_at_its_price() {
+    use brix_optimizer::{GpuOption, Problem, SolveOptions, solve};
+    let (c, m) = catalog();
+    let w = short_and_long(200);
+    let grid = Grid {
+        inputs: vec![128, 2048],
+        outputs: vec![16],
+    };
+    let shapes = w
+        .requests
+        .iter()
+        .map(|r| (r.prompt.len() as u32, r.output_tokens));
+    let duration = w.requests.len() as f64 / 4.0;
+    let demand = Demand::from_requests(grid, shapes, duration);
+    // Conservative capacities: the A10 is cheap for short prompts, the H100 needed for long.
+    let option = |p: brix_optimizer::Profile| GpuOption {
+        name: p.gpu.clone(),
+        cost_per_hour: p.cost,
+        profile: p,
+        min_replicas: 0,
+        max_replicas: None,
+    };
+    let problem = Problem {
+        demand,
+        gpus: vec![
+            option(profile("A10", 0.86, 4.0, 0.5)),
+            option(profile("H100", 2.99, 10.0, 2.5)),
+        ],
+        budget_per_hour: None,
+        utilisation: 0.9,
+    };
+    let plan = solve(&problem, &SolveOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.replicas(), vec![1, 1], "{plan:?}");
+    let strategy: SimStrategy = "least-request".parse().unwrap_or_else(|e| panic!("{e}"));
+    let r = replay_plan(&w, &plan, &m, &c, &strategy, &Slo::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        r.met,
+        "attainment {} per group {:?}",
+        r.overall, r.attainment
+    );
+    assert!((r.cost_per_hour - plan.cost_per_hour).abs() < 1e-9);
+    // Each group got the plan's share of each shape (within 5σ).
+    for (cell, len) in [(0usize, 100usize), (1, 2000)] {
+        let n = w.requests.iter().filter(|q| q.prompt.len() == len).count();
+        let on_a10 = r
+            .run
+            .records
+            .iter()
+            .zip(&w.requests)
+            .filter(|(rec, q)| {
+                q.prompt.len() == len
+                    && rec
+                        .target_pod
+                        .as_deref()
+                        .is_some_and(|p| p.starts_with("A10-"))
+            })
+            .count();
+        let p = plan.assign[cell][0];
+        let sd = (n as f64 * p * (1.0 - p)).sqrt().max(1.0);
+        assert!(
+            (on_a10 as f64 - n as f64 * p).abs() <= 5.0 * sd,
+            "cell {cell}: {on_a10} of {n} on A10, planned {p}"
+        );
+    }
+}

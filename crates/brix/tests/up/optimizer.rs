@@ -299,6 +299,9 @@ async fn two_gpu_types_follow_the_plan_as_the_request_shapes_change() {
         404
     );
     assert_eq!(f.get("/brix/optimizer/demand", Some(ADMIN)).await.0, 400);
+    // Scaling addresses deployments; the served name says which there are.
+    let e = f.platform.scale("m", 2).await.unwrap_err().to_string();
+    assert!(e.contains("m-a, m-b"), "{e}");
     // Both deployments answer to the served name.
     let seen = Mutex::new(std::collections::BTreeSet::new());
     within("requests for m reach both deployments", 30, || async {
