@@ -176,11 +176,9 @@ fn model_profile(entry: &ModelSpec) -> String {
     }
 }
 
-/// The built-in profile of the entry's model on `gpu` (issue 14's `builtin_profile`; none
-/// until the committed profiles land).
+/// The built-in profile of the entry's model profile on `gpu`, if Brix ships one.
 fn builtin(entry: &ModelSpec, gpu: &str) -> Option<Profile> {
-    let _ = (model_profile(entry), gpu);
-    None
+    brix_optimizer::builtin_profile(&model_profile(entry), gpu)
 }
 
 /// A simulated replica's price: the GPU's $/h × the model profile's tensor parallelism.
@@ -518,6 +516,35 @@ optimizer:
         assert_eq!((g[1].min_replicas, g[1].max_replicas), (0, Some(3)));
         assert_eq!(p.models[0].gpu_types, ["A10", "H100"]);
         assert_eq!(p.models[0].autoscaled, [false, false]);
+        // No profile file: the built-in one of the sim engine's model profile on its GPU.
+        let f = FleetFile::parse(
+            "f.yaml",
+            &file("b.json").replace("{name: m-a, profile: a.json}", "{name: m-a}"),
+        )
+        .unwrap();
+        let e = prepare(&f, "f.yaml", &dir).unwrap_err().to_string();
+        assert!(e.contains("grid"), "the built-in grid is not b.json's: {e}");
+        let builtin = "models:\n  - {name: m-a, labels: {model.aibrix.ai/name: m}, engine: {sim: {gpu: A10}}}\n  - {name: m-b, labels: {model.aibrix.ai/name: m}, engine: {sim: {gpu: H100}}}\noptimizer:\n  models: [{name: m, deployments: [{name: m-a}, {name: m-b}]}]\n";
+        let p = prepare(
+            &FleetFile::parse("f.yaml", builtin).unwrap(),
+            "f.yaml",
+            &dir,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(p.models[0].problem.gpus[1].profile.gpu, "H100");
+        let unknown = builtin.replace("gpu: H100", "gpu: V100");
+        let e = prepare(
+            &FleetFile::parse("f.yaml", &unknown).unwrap(),
+            "f.yaml",
+            &dir,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("optimizer.models[0].deployments[1].profile") && e.contains("V100"),
+            "{e}"
+        );
         let f = FleetFile::parse("f.yaml", &file("c.json")).unwrap();
         let e = prepare(&f, "f.yaml", &dir).unwrap_err().to_string();
         assert!(
