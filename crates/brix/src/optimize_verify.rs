@@ -313,7 +313,6 @@ impl Verifier<'_> {
             stopped: None,
         })
     }
-
 }
 
 /// `base` with each option's profile capacities × its factor.
