@@ -239,7 +239,14 @@ pub(super) fn run(a: PlanArgs) -> Result<(), OptimizeError> {
     }
     print!(
         "{}",
-        report(&problem, &plan, &singles, &source, a.json.as_deref())
+        report(
+            &problem,
+            &plan,
+            &singles,
+            &source,
+            a.json.as_deref(),
+            verified.is_some()
+        )
     );
     if let Some(v) = &verified {
         print!("{}", v.text);
@@ -455,6 +462,7 @@ fn report(
     singles: &[(String, Result<Plan, String>)],
     source: &str,
     json: Option<&Path>,
+    verified: bool,
 ) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
@@ -503,7 +511,15 @@ fn report(
         .iter()
         .filter_map(|(n, r)| r.as_ref().ok().map(|pl| (n, pl.cost_per_hour, pl)))
         .min_by(|a, b| a.1.total_cmp(&b.1));
-    let _ = writeln!(s, "\nSingle GPU types, each sized for the same demand:");
+    let _ = writeln!(
+        s,
+        "\nSingle GPU types, each sized for the same demand{}:",
+        if verified {
+            " by the profiles (before replay)"
+        } else {
+            ""
+        }
+    );
     for (n, r) in singles {
         match r {
             Ok(pl) => {
@@ -516,6 +532,8 @@ fn report(
         }
     }
     match best {
+        // Verified: the saving is printed against the verified single type, below.
+        _ if verified => {}
         Some((n, c, _)) if c > 0.0 => {
             let saving = 100.0 * (c - plan.cost_per_hour) / c;
             let _ = writeln!(
@@ -533,17 +551,19 @@ fn report(
         }
     }
     let slo = p.gpus.first().and_then(|g| g.profile.slos.clone());
-    let _ = writeln!(
-        s,
-        "\nExpected SLO attainment: every type runs at ≤ {:.0} % of the rate its profile \
+    if !verified {
+        let _ = writeln!(
+            s,
+            "\nExpected SLO attainment: every type runs at ≤ {:.0} % of the rate its profile \
          sustains within {} (measured at the SLO's percentile), so the plan meets the SLO by \
          its profiles; replay it to confirm: brix bench sim --plan {}",
-        100.0 * p.utilisation,
-        slo.as_ref().map_or("its SLO".into(), slo_text),
-        json.map_or("PLAN.json (write it with --json)".into(), |j| j
-            .display()
-            .to_string())
-    );
+            100.0 * p.utilisation,
+            slo.as_ref().map_or("its SLO".into(), slo_text),
+            json.map_or("PLAN.json (write it with --json)".into(), |j| j
+                .display()
+                .to_string())
+        );
+    }
     if !plan.notes.is_empty() {
         let _ = writeln!(s, "\nWhy:");
         for n in &plan.notes {

@@ -89,7 +89,7 @@ fn plans_a_workload_file_and_writes_the_plan_json() {
     for want in [
         "Demand: 20.000 req/s",
         "REPLICAS",
-        "Best single type",
+        "Verified best single type",
         "Cost: $",
     ] {
         assert!(stdout.contains(want), "want {want:?} in\n{stdout}");
@@ -423,6 +423,7 @@ fn no_verify_prints_the_plan_as_solved() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(!stdout.contains("Verification"), "{stdout}");
+    assert!(stdout.contains("Best single type"), "{stdout}");
     let notes = plan_notes(&json);
     assert!(!notes.iter().any(|n| n.contains("verified")), "{notes:?}");
 }
