@@ -7,10 +7,11 @@
 //! Run (release; the profiles are the committed sim-measured ones):
 //! `cargo run --release -p brix-bench --example optimizer_study -- OUT [--rates 0.5,2,8,32]
 //! [--duration 600] [--workloads conv,code,sharegpt] [--profiles DIR] [--traces DIR]
-//! [--utilisation 0.9,0.8,..,0.1] [--arrivals trace,poisson] [--prices GPU=$,..] [--seed 1]`.
+//! [--utilisation 0.9,0.8,..,0.1] [--arrivals trace,poisson] [--prices GPU=$,..]
+//! [--peak-window S] [--seed 1]`.
 //! Writes `OUT/results.csv` (per case, the mix and the best single type, each at the highest
-//! utilisation of the list whose plan meets the SLO on replay), `OUT/tries.csv` (every plan
-//! tried), `OUT/singles.csv` (every single type's size and cost),
+//! utilisation of the list whose plan meets the SLO on replay), `OUT/tries.csv` (both plans at
+//! every utilisation of the list), `OUT/singles.csv` (every single type's size and cost),
 //! `OUT/plans/<case>-{mix,single}.json` and prints a table.
 //!
 //! Replay: `brix_bench::vsim::replay_plan`, one mixed fleet of the plan's replicas behind one
@@ -34,6 +35,9 @@ use rand::{Rng, SeedableRng};
 const MODEL: &str = "llama-3-8b";
 const GPUS: &[&str] = &["L4", "A10", "L40S", "A100-80GB", "H100"];
 
+/// Most requests one case may have (rate × duration).
+const MAX_REQUESTS: f64 = 1e6;
+
 /// ShareGPT's published mean lengths (vLLM paper, first turns: 161 prompt / 338 output
 /// tokens); no ShareGPT text is shipped here, so the `synthetic` generator draws lengths
 /// around them (normal, spread as large as the mean, at least 1 token).
@@ -50,6 +54,9 @@ struct Args {
     arrivals: Vec<String>,
     /// $/h per GPU type overriding the catalog's (`--prices L4=0.8,H100=4.9`).
     prices: Vec<(String, f64)>,
+    /// Plan for the P90 of the request rate over windows of this many seconds instead of the
+    /// mean (same length mix); 0: the mean.
+    peak_window_s: f64,
     seed: u64,
 }
 
@@ -65,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
         utilisations: vec![0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1],
         arrivals: vec!["trace".into(), "poisson".into()],
         prices: Vec::new(),
+        peak_window_s: 0.0,
         seed: 1,
     };
     let mut out = None;
@@ -94,6 +102,7 @@ fn parse_args() -> Result<Args, String> {
                     a.prices.push((k.to_string(), num(v.to_string())?));
                 }
             }
+            "--peak-window" => a.peak_window_s = num(val()?)?,
             "--arrivals" => a.arrivals = val()?.split(',').map(String::from).collect(),
             "--seed" => a.seed = val()?.parse().map_err(|e| format!("--seed: {e}"))?,
             s if !s.starts_with("--") && out.is_none() => out = Some(PathBuf::from(s)),
@@ -107,11 +116,16 @@ fn parse_args() -> Result<Args, String> {
     if a.arrivals.iter().any(|x| x != "trace" && x != "poisson") {
         return Err("arrivals are trace or poisson".into());
     }
-    if a.rates.iter().any(|r| !(r.is_finite() && *r > 0.0))
-        || a.duration_s.is_nan()
-        || a.duration_s <= 0.0
-    {
-        return Err("rates and duration must be positive".into());
+    let positive = |x: f64| x.is_finite() && x > 0.0;
+    if a.peak_window_s != 0.0 && !positive(a.peak_window_s) {
+        return Err("--peak-window must be 0 or positive seconds".into());
+    }
+    if !positive(a.duration_s) || a.rates.iter().any(|r| !positive(*r)) {
+        return Err("rates and duration must be positive numbers".into());
+    }
+    // The generator materialises rate × duration requests: keep that bounded.
+    if a.rates.iter().any(|r| r * a.duration_s > MAX_REQUESTS) {
+        return Err(format!("rate × duration above {MAX_REQUESTS} requests"));
     }
     Ok(a)
 }
@@ -174,7 +188,22 @@ fn case_workload(
     Ok((w, window))
 }
 
+/// The P90 over `[0, window)` of the request rate in `win_s`-second windows (nearest rank),
+/// the rate a plan must carry for the busiest tenth of the windows.
+fn peak_rate(w: &Workload, window: f64, win_s: f64) -> f64 {
+    let n = ((window / win_s).floor() as usize).clamp(1, 1 << 20);
+    let mut counts = vec![0.0; n];
+    for r in &w.requests {
+        let i = (r.at_s / win_s) as usize;
+        if let Some(c) = counts.get_mut(i) {
+            *c += 1.0 / win_s;
+        }
+    }
+    nearest_rank(&mut counts, 90.0)
+}
+
 /// What a plan did on replay.
+#[derive(Clone)]
 struct Replay {
     requests: usize,
     attainment: f64,
@@ -389,6 +418,7 @@ fn plan_of(kind: &str, p: &Problem, singles: &mut String, prefix: &str) -> Resul
 }
 
 /// One sized plan and how its replay went.
+#[derive(Clone)]
 struct Tried {
     kind: &'static str,
     util: f64,
@@ -431,6 +461,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = load_options(&a.profiles, &catalog, &model, &a.prices)?;
     let slo = options[0].profile.slos.clone().unwrap_or_default();
     let grid: Grid = options[0].profile.grid();
+    // vLLM's default context (the engines' `max_model_len`): prompts are cut to fit it.
+    let max_len = model.max_position_embeddings;
     std::fs::create_dir_all(a.out.join("plans"))?;
     let (mut csv, mut tries) = (String::from(HEADER), String::from(HEADER));
     let mut singles =
@@ -457,18 +489,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 continue;
             }
             for &rate in &a.rates {
-                let (w, window) =
-                    case_workload(&a.traces, name, arrival, rate, a.duration_s, 8192, a.seed)?;
+                let (w, window) = case_workload(
+                    &a.traces,
+                    name,
+                    arrival,
+                    rate,
+                    a.duration_s,
+                    max_len,
+                    a.seed,
+                )?;
                 let reqs = w.requests.iter().map(|r| {
                     let prompt = u32::try_from(r.prompt.len()).unwrap_or(u32::MAX);
                     (prompt, r.output_tokens)
                 });
-                let demand = Demand::from_requests(grid.clone(), reqs, window);
+                let mut demand = Demand::from_requests(grid.clone(), reqs, window);
+                if a.peak_window_s > 0.0 {
+                    let peak = peak_rate(&w, window, a.peak_window_s);
+                    if peak > demand.total() {
+                        demand = demand.scaled_to(peak);
+                    }
+                }
                 let case = format!("{name},{arrival},{rate},{window:.1},{}", w.requests.len());
                 // Each kind at the highest utilisation whose plan meets the SLO on replay.
                 let mut chosen: Vec<Tried> = Vec::new();
                 for kind in ["mix", "single"] {
-                    let mut last = None;
+                    // Every utilisation is tried (tries.csv has the whole curve); a plan
+                    // equal to the previous one reuses its replay (same fleet, same routes).
+                    let mut first_met: Option<Tried> = None;
+                    let mut prev: Option<Tried> = None;
                     for &util in &a.utilisations {
                         let p = Problem {
                             demand: demand.clone(),
@@ -478,11 +526,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         };
                         let prefix = format!("{name},{arrival},{rate},{util}");
                         let plan = plan_of(kind, &p, &mut singles, &prefix)?;
-                        let mut replay = replay(&w, &plan, &catalog, &model, &slo)?;
-                        if plan.gpus.iter().filter(|g| g.replicas > 0).count() > 1 {
-                            let exact = replay_exact(&w, &plan, &catalog, &model, &slo, a.seed)?;
-                            replay.exact = Some(exact);
-                        }
+                        let same = prev.as_ref().is_some_and(|t| {
+                            t.plan.gpus == plan.gpus && t.plan.assign == plan.assign
+                        });
+                        let replay = match prev.take() {
+                            Some(t) if same => t.replay,
+                            _ => {
+                                let mut r = replay(&w, &plan, &catalog, &model, &slo)?;
+                                if plan.gpus.iter().filter(|g| g.replicas > 0).count() > 1 {
+                                    let seed = a.seed;
+                                    r.exact = Some(replay_exact(
+                                        &w, &plan, &catalog, &model, &slo, seed,
+                                    )?);
+                                }
+                                r
+                            }
+                        };
                         let t = Tried {
                             kind,
                             util,
@@ -490,12 +549,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                             replay,
                         };
                         tries.push_str(&row(&case, &t, 0.0));
-                        let met = t.replay.met;
-                        last = Some(t);
-                        if met {
-                            break;
+                        if t.replay.met && first_met.is_none() {
+                            first_met = Some(t.clone());
                         }
+                        prev = Some(t);
                     }
+                    let last = first_met.or(prev);
                     chosen.extend(last);
                 }
                 let saving =

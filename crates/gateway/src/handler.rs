@@ -168,7 +168,10 @@ async fn serve(
             &model,
             &mut candidates,
             prompt,
-            parsed.max_tokens,
+            match parsed.max_tokens {
+                Some(m) if parsed.output_exact => brix_router::OutputHint::Exactly(m),
+                m => m.into(),
+            },
             &mut gw.rng(),
         );
         if narrowed != crate::optimizer::Narrowed::NoPlan {
@@ -218,6 +221,7 @@ async fn serve(
         blocks: &blocks,
         prompt_units,
         max_tokens: parsed.max_tokens,
+        output_exact: parsed.output_exact,
         vtc,
         adapter: is_adapter.then_some(model.as_str()),
         tokens: tokens.as_deref(),

@@ -102,7 +102,7 @@ impl Optimized {
     }
 
     /// Narrows `candidates` (the healthy pods of base model `model`) to one plan group, drawn
-    /// by the plan's shares for a prompt of `prompt_tokens` with at most `max_tokens` output,
+    /// by the plan's shares for a prompt of `prompt_tokens` with output as `output` hints,
     /// each share discounted by the group's ready pods over its planned replicas (a group
     /// still starting gets less until it catches up).
     pub(crate) fn narrow(
@@ -110,7 +110,7 @@ impl Optimized {
         model: &str,
         candidates: &mut Vec<Arc<PodState>>,
         prompt_tokens: u32,
-        max_tokens: Option<u32>,
+        output: brix_router::OutputHint,
         rng: &mut impl Rng,
     ) -> Narrowed {
         let Some(routes) = self
@@ -128,7 +128,7 @@ impl Optimized {
             ready[*g] += 1;
         }
         // The router's own draw (shares × min(1, ready / planned)), as `brix bench sim` uses.
-        let Some(pick) = routes.pick(prompt_tokens, max_tokens, &ready, rng) else {
+        let Some(pick) = routes.pick(prompt_tokens, output, &ready, rng) else {
             return Narrowed::Fallback;
         };
         let mut i = 0;
@@ -234,7 +234,7 @@ mod tests {
         let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
         let mut c = all.clone();
         assert_eq!(
-            opt.narrow("m", &mut c, 30, None, &mut rng),
+            opt.narrow("m", &mut c, 30, None.into(), &mut rng),
             Narrowed::NoPlan
         );
         assert_eq!(c.len(), 4);
@@ -242,7 +242,10 @@ mod tests {
         assert!(!opt.set_routes("other", None), "only monitored models");
         for _ in 0..50 {
             let mut c = all.clone();
-            assert_eq!(opt.narrow("m", &mut c, 30, None, &mut rng), Narrowed::Group);
+            assert_eq!(
+                opt.narrow("m", &mut c, 30, None.into(), &mut rng),
+                Narrowed::Group
+            );
             assert!(c.iter().all(|p| p.name.starts_with("m-a-")), "short → a");
         }
         // Long prompts: 1/4 to a, 3/4 to b; with one of b's two planned pods ready, b's share
@@ -252,7 +255,7 @@ mod tests {
         let n = 2000;
         for _ in 0..n {
             let mut c = partial.clone();
-            opt.narrow("m", &mut c, 5000, None, &mut rng);
+            opt.narrow("m", &mut c, 5000, None.into(), &mut rng);
             if c[0].name.starts_with("m-a-") {
                 to_a += 1;
             }
@@ -263,7 +266,7 @@ mod tests {
         // No pod of any planned group: all stay.
         let mut c = vec![pod("x-0", 9)];
         assert_eq!(
-            opt.narrow("m", &mut c, 30, None, &mut rng),
+            opt.narrow("m", &mut c, 30, None.into(), &mut rng),
             Narrowed::Fallback
         );
         assert_eq!(c.len(), 1);

@@ -30,6 +30,9 @@ pub struct Parsed {
     pub continuous_usage: bool,
     /// `max_completion_tokens`, `max_tokens` or `max_output_tokens` (Responses).
     pub max_tokens: Option<u32>,
+    /// The output will be exactly `max_tokens` long: vLLM's `ignore_eos: true`, or
+    /// `min_tokens` ≥ `max_tokens` (plan routing then knows the request's output bucket).
+    pub output_exact: bool,
     /// `n`: choices generated per prompt (1 when absent).
     pub n: u32,
     /// The routing key: every message (role and content) in order, or the prompt.
@@ -88,6 +91,10 @@ struct Body<'a> {
     max_output_tokens: Option<u32>,
     #[serde(default)]
     n: Option<u32>,
+    #[serde(default)]
+    ignore_eos: Option<bool>,
+    #[serde(default)]
+    min_tokens: Option<u32>,
     #[serde(borrow, default)]
     system: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -141,15 +148,20 @@ pub fn parse(endpoint: Endpoint, body: &[u8]) -> Result<Parsed, ParseError> {
             o.continuous_usage_stats.unwrap_or(false),
         )
     });
+    let max_tokens = b
+        .max_completion_tokens
+        .or(b.max_tokens)
+        .or(b.max_output_tokens);
+    let output_exact = max_tokens.is_some_and(|m| {
+        endpoint.generates() && (b.ignore_eos == Some(true) || b.min_tokens.is_some_and(|n| n >= m))
+    });
     Ok(Parsed {
         model,
         stream,
         include_usage,
         continuous_usage,
-        max_tokens: b
-            .max_completion_tokens
-            .or(b.max_tokens)
-            .or(b.max_output_tokens),
+        max_tokens,
+        output_exact,
         n: b.n.unwrap_or(1).max(1),
         key,
     })

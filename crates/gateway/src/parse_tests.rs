@@ -198,3 +198,19 @@ fn every_vllm_path_yields_model_and_key() {
         .stream
     );
 }
+
+#[test]
+fn ignore_eos_or_min_tokens_make_the_output_length_exact() {
+    let exact = |body: &str| ok(Endpoint::Completions, body).output_exact;
+    assert!(exact(
+        r#"{"model":"m","prompt":"p","max_tokens":64,"ignore_eos":true}"#
+    ));
+    assert!(exact(
+        r#"{"model":"m","prompt":"p","max_tokens":64,"min_tokens":64}"#
+    ));
+    assert!(!exact(
+        r#"{"model":"m","prompt":"p","max_tokens":64,"min_tokens":8}"#
+    ));
+    assert!(!exact(r#"{"model":"m","prompt":"p","max_tokens":64}"#));
+    assert!(!exact(r#"{"model":"m","prompt":"p","ignore_eos":true}"#));
+}

@@ -32,7 +32,9 @@ pub use decision::{Decision, Fallback, NoRoute};
 pub use kvindex::{
     DEFAULT_KV_CAPACITY, KvIndex, KvUpdate, PromptKeys, RequestKeys, StoreError, kv_seed,
 };
-pub use plan::{BYTES_PER_TOKEN, PlanRoutes, nearest as nearest_log2_tick, plan_tokens};
+pub use plan::{
+    BYTES_PER_TOKEN, OutputHint, PlanRoutes, nearest as nearest_log2_tick, plan_tokens,
+};
 pub use pod::{EngineMetrics, LoraState, Observed, Pod, RouteRequest, VtcView};
 pub use prefix::{PrefixConfig, PrefixIndex};
 pub use select::route;

@@ -21,31 +21,63 @@ pub struct PlanRoutes {
     /// has demand, else all 0.
     pub weights: Vec<Vec<f64>>,
     /// Planned req/s per cell: marginalises the output dimension, which a router cannot see
-    /// before the answer (only `max_tokens` bounds it).
+    /// before the answer unless the request fixes it ([`OutputHint`]).
     pub demand: Vec<f64>,
 }
 
+/// What the router knows of a request's output length before the answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OutputHint {
+    /// Nothing: every output bucket, weighted by planned demand.
+    #[default]
+    Unknown,
+    /// `max_tokens` bounds it: the output buckets up to that one, weighted by planned demand.
+    AtMost(u32),
+    /// It will be exactly this long (`ignore_eos`, or `min_tokens` ≥ `max_tokens`): that
+    /// bucket alone when the plan has demand there, else as [`Self::AtMost`].
+    Exactly(u32),
+}
+
+impl From<Option<u32>> for OutputHint {
+    /// `max_tokens` as a bound (`None`: unknown).
+    fn from(max_tokens: Option<u32>) -> Self {
+        max_tokens.map_or(Self::Unknown, Self::AtMost)
+    }
+}
+
 impl PlanRoutes {
-    /// Shares per group for a prompt of `prompt_tokens` with at most `max_tokens` output:
-    /// the cells of its input tick with outputs up to `max_tokens`, weighted by planned
-    /// demand (all outputs when `max_tokens` is absent). All zero when the plan has no demand
-    /// for that input tick (the caller then routes over every pod).
-    pub fn shares(&self, prompt_tokens: u32, max_tokens: Option<u32>) -> Vec<f64> {
+    /// Shares per group for a prompt of `prompt_tokens` with output `output` (a
+    /// [`OutputHint`], or `max_tokens` as a bound): the cells of its input tick the hint
+    /// allows, weighted by planned demand. All zero when the plan has no demand there (the
+    /// caller then routes over every pod).
+    pub fn shares(&self, prompt_tokens: u32, output: impl Into<OutputHint>) -> Vec<f64> {
         let mut out = vec![0.0; self.groups.len()];
-        self.shares_into(prompt_tokens, max_tokens, &mut out);
+        self.shares_into(prompt_tokens, output.into(), &mut out);
         out
     }
 
     /// [`Self::shares`] into `out` (one slot per group), so a router reuses one buffer.
-    pub fn shares_into(&self, prompt_tokens: u32, max_tokens: Option<u32>, out: &mut [f64]) {
+    pub fn shares_into(&self, prompt_tokens: u32, output: OutputHint, out: &mut [f64]) {
         out.iter_mut().for_each(|s| *s = 0.0);
         if self.inputs.is_empty() || self.outputs.is_empty() {
             return;
         }
         let inp = nearest(&self.inputs, prompt_tokens);
-        let top = max_tokens.map_or(self.outputs.len() - 1, |m| nearest(&self.outputs, m));
+        let (lo, top) = match output {
+            OutputHint::Unknown => (0, self.outputs.len() - 1),
+            OutputHint::AtMost(m) => (0, nearest(&self.outputs, m)),
+            OutputHint::Exactly(m) => {
+                let o = nearest(&self.outputs, m);
+                let planned = self.demand.get(o * self.inputs.len() + inp);
+                if planned.is_some_and(|d| *d > 0.0) {
+                    (o, o)
+                } else {
+                    (0, o)
+                }
+            }
+        };
         let mut total = 0.0;
-        for o in 0..=top {
+        for o in lo..=top {
             let cell = o * self.inputs.len() + inp;
             let (Some(w), Some(&d)) = (self.weights.get(cell), self.demand.get(cell)) else {
                 continue;
@@ -89,7 +121,7 @@ impl PlanRoutes {
         total
     }
 
-    /// The group a request of `prompt_tokens` (at most `max_tokens` out) goes to, drawn with
+    /// The group a request of `prompt_tokens` (output as `output` hints) goes to, drawn with
     /// `rng` from its shares discounted by readiness (`ready[g]`: pods of group g that may take
     /// it; see [`Self::discount`]); None when no group has weight (no planned demand for the
     /// shape, or no ready pod where it is planned): the caller routes over every pod and
@@ -97,11 +129,11 @@ impl PlanRoutes {
     pub fn pick(
         &self,
         prompt_tokens: u32,
-        max_tokens: Option<u32>,
+        output: impl Into<OutputHint>,
         ready: &[u32],
         rng: &mut impl Rng,
     ) -> Option<usize> {
-        let mut w = self.shares(prompt_tokens, max_tokens);
+        let mut w = self.shares(prompt_tokens, output);
         let total = self.discount(&mut w, ready);
         draw(&w, total, rng)
     }

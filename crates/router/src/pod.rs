@@ -101,6 +101,9 @@ pub struct RouteRequest<'a> {
     pub prompt_units: u32,
     /// The request's `max_tokens` (or `max_completion_tokens`): `least-latency`'s output guess.
     pub max_tokens: Option<u32>,
+    /// The output will be exactly `max_tokens` long (`ignore_eos`, or `min_tokens` ≥
+    /// `max_tokens`): plan routing then uses that output bucket instead of a bound.
+    pub output_exact: bool,
     /// The user's standing in the token window, for `vtc-basic`; None without a user.
     pub vtc: Option<VtcView>,
     /// The LoRA adapter the request names (its `model` is an adapter), for `lora-affinity`
@@ -115,6 +118,14 @@ pub struct RouteRequest<'a> {
 }
 
 impl RouteRequest<'_> {
+    /// What the request says of its output length, for plan routing.
+    pub fn output_hint(&self) -> crate::OutputHint {
+        match self.max_tokens {
+            Some(m) if self.output_exact => crate::OutputHint::Exactly(m),
+            m => m.into(),
+        }
+    }
+
     /// The prompt's length in tokens: `prompt_tokens`, else the length of `tokens`.
     pub fn prompt_token_count(&self) -> Option<u32> {
         self.prompt_tokens.or_else(|| {

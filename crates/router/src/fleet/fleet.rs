@@ -241,7 +241,7 @@ impl Fleet {
         }
         let (span, plan_fallback) = match &self.plan {
             Some(plan) => {
-                plan.shares_into(plan_tokens(req), req.max_tokens, &mut self.weights);
+                plan.shares_into(plan_tokens(req), req.output_hint(), &mut self.weights);
                 let total = plan.discount(&mut self.weights, &self.ready);
                 match draw(&self.weights, total, rng) {
                     Some(g) => (self.spans[g].clone(), false),

@@ -198,3 +198,41 @@ fn plan_tokens_reads_bytes_as_a_quarter_token_each() {
     };
     assert_eq!(plan_tokens(&r), 700);
 }
+
+#[test]
+fn an_exact_output_uses_its_own_bucket_and_a_bound_the_marginal() {
+    use crate::plan::OutputHint;
+    // One input tick, outputs 16 and 512: short outputs planned on `small` (3 req/s), long
+    // ones on `big` (1 req/s).
+    let p = PlanRoutes {
+        inputs: vec![256],
+        outputs: vec![16, 512],
+        groups: vec!["small".into(), "big".into()],
+        planned: vec![1, 1],
+        weights: vec![vec![1.0, 0.0], vec![0.0, 1.0]],
+        demand: vec![3.0, 1.0],
+    };
+    // A long answer known to be long goes where long answers were planned.
+    assert_eq!(p.shares(256, OutputHint::Exactly(512)), vec![0.0, 1.0]);
+    assert_eq!(p.shares(256, OutputHint::Exactly(16)), vec![1.0, 0.0]);
+    // Only bounded: the planned mix of every output up to the bound.
+    assert_eq!(p.shares(256, OutputHint::AtMost(512)), vec![0.75, 0.25]);
+    assert_eq!(p.shares(256, Some(512)), vec![0.75, 0.25]);
+    assert_eq!(p.shares(256, OutputHint::Unknown), vec![0.75, 0.25]);
+    // An exact output in a bucket without planned demand falls back to the bound.
+    let mut q = p.clone();
+    q.demand = vec![3.0, 0.0];
+    assert_eq!(q.shares(256, OutputHint::Exactly(512)), vec![1.0, 0.0]);
+    // The request's own hint: exact only when it says so.
+    let r = RouteRequest {
+        max_tokens: Some(512),
+        output_exact: true,
+        ..RouteRequest::default()
+    };
+    assert_eq!(r.output_hint(), OutputHint::Exactly(512));
+    let r = RouteRequest {
+        max_tokens: Some(512),
+        ..RouteRequest::default()
+    };
+    assert_eq!(r.output_hint(), OutputHint::AtMost(512));
+}

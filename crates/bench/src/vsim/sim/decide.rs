@@ -29,6 +29,9 @@ impl Sim<'_> {
             blocks: &key.blocks,
             prompt_units: key.units,
             max_tokens: Some(self.w.requests[i].output_tokens),
+            // The client sends `ignore_eos` (as `brix bench run` does): the output is exactly
+            // `max_tokens`, so plan routing knows each request's output bucket.
+            output_exact: true,
             adapter: adapter.as_deref(),
             // With KV events the gateway tokenizes: pods' exact indexes match the token ids.
             tokens: self.cfg.kv_events.then_some(&self.w.requests[i].prompt[..]),
