@@ -109,6 +109,11 @@ pub struct OptimizedDeployment {
     /// profile of the entry's model profile on this GPU.
     #[serde(default)]
     pub profile: Option<String>,
+    /// Share of this type's profiled capacity a plan may use, in (0, 1], instead of the
+    /// model's `utilisation`: more headroom for a GPU type whose replay (`brix optimize plan
+    /// --verify`) showed mixed shapes hurt it more than its profile says.
+    #[serde(default)]
+    pub utilisation: Option<f64>,
 }
 
 impl OptimizedDeployment {
@@ -247,6 +252,11 @@ impl OptimizerSpec {
                         ),
                     );
                 }
+                if let Some(u) = d.utilisation
+                    && !(positive(u) && u <= 1.0)
+                {
+                    return fail(format!("{at}.utilisation"), "must be in (0, 1]");
+                }
                 if d.profile.as_deref().is_some_and(|p| p.trim().is_empty()) {
                     return fail(format!("{at}.profile"), "must not be empty");
                 }
@@ -335,6 +345,10 @@ mod tests {
             (
                 "models: [{name: m, utilisation: 0, deployments: [{name: m-a}]}]",
                 "models[0].utilisation",
+            ),
+            (
+                "models: [{name: m, deployments: [{name: m-a, utilisation: 1.5}]}]",
+                "models[0].deployments[0].utilisation",
             ),
             (
                 "models: [{name: m, deployments: [{name: m-a, max: 0}]}]",

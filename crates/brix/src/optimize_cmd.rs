@@ -15,6 +15,8 @@ use clap::{Args, Subcommand};
 mod plan;
 #[path = "optimize_cmd_profile.rs"]
 mod profile;
+#[path = "optimize_verify.rs"]
+mod verify;
 
 /// Flags of `brix optimize`.
 #[derive(Debug, Args)]
@@ -64,6 +66,9 @@ pub(crate) enum OptimizeError {
         /// Why it failed.
         why: String,
     },
+    /// `--verify`: no plan met the SLO on replay within the rounds (exit code 2).
+    #[error("{0}")]
+    NotVerified(String),
     /// Writing an output failed.
     #[error("writing {path}: {why}")]
     Write {
@@ -83,6 +88,10 @@ pub(crate) fn main(args: OptimizeArgs) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(OptimizeError::NotVerified(why)) => {
+            eprintln!("error: {why}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

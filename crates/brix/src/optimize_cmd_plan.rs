@@ -14,7 +14,7 @@ use brix_optimizer::{
 };
 use clap::Args;
 
-use super::{OptimizeError, parse_named, parse_slo};
+use super::{OptimizeError, parse_named, parse_slo, verify};
 use crate::admin_key;
 
 /// The GPU types `plan` chooses from by default: the built-in profiles'.
@@ -93,6 +93,20 @@ pub(crate) struct PlanArgs {
     /// Write the plan JSON here (`brix bench sim --plan` replays it).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Replay the plan in virtual time before printing it, derating GPU types whose requests
+    /// miss the SLO and solving again (default with --workload; --demand and --gateway get a
+    /// Poisson workload synthesised from the demand). Exit code 2 when no plan passes.
+    #[arg(long, overrides_with = "no_verify")]
+    verify: bool,
+    /// Print the plan as solved, without replaying it.
+    #[arg(long)]
+    no_verify: bool,
+    /// Most solve-and-replay rounds of --verify.
+    #[arg(long, default_value_t = 5)]
+    verify_rounds: u32,
+    /// Seconds of the workload --verify synthesises from a --demand or --gateway demand.
+    #[arg(long, default_value_t = 600.0)]
+    verify_duration_s: f64,
 }
 
 /// Runs `brix optimize plan`.
@@ -140,7 +154,9 @@ pub(super) fn run(a: PlanArgs) -> Result<(), OptimizeError> {
     }
     // The workload (when the demand came from one) stays at hand for a replay of the plan
     // (`brix_bench::vsim::replay_plan`, a `--verify` flag).
-    let (demand, source, _workload) = demand(&a, &grid)?;
+    let (demand, source, workload) = demand(&a, &grid)?;
+    let verify = !a.no_verify && (a.verify || workload.is_some());
+    let unscaled = demand.total();
     if demand.grid != grid {
         return Err(OptimizeError::Profile(format!(
             "the demand's bucket grid differs from the profiles' ({} × {} vs {} × {})",
@@ -186,13 +202,31 @@ pub(super) fn run(a: PlanArgs) -> Result<(), OptimizeError> {
         time_budget: Duration::from_millis(a.time_budget_ms),
         ..SolveOptions::default()
     };
-    let plan = solve(&problem, &opts)?;
     let singles: Vec<(String, Result<Plan, String>)> = (0..problem.gpus.len())
         .map(|g| {
             let r = single_type(&problem, g).map_err(|e| e.to_string());
             (problem.gpus[g].name.clone(), r)
         })
         .collect();
+    let (plan, verified) = if verify {
+        let w = verify_workload(&a, workload, &problem.demand, unscaled)?;
+        let slo = slo
+            .clone()
+            .or_else(|| problem.gpus[0].profile.slos.clone())
+            .unwrap_or_default();
+        let v = verify::check(
+            &a.model_profile,
+            &problem,
+            &opts,
+            &singles,
+            w,
+            slo,
+            a.verify_rounds,
+        )?;
+        (v.plan.clone(), Some(v))
+    } else {
+        (solve(&problem, &opts)?, None)
+    };
     if let Some(path) = &a.json {
         let text = serde_json::to_string_pretty(&plan).map_err(|e| OptimizeError::Write {
             path: path.clone(),
@@ -205,10 +239,54 @@ pub(super) fn run(a: PlanArgs) -> Result<(), OptimizeError> {
     }
     print!(
         "{}",
-        report(&problem, &plan, &singles, &source, a.json.as_deref())
+        report(
+            &problem,
+            &plan,
+            &singles,
+            &source,
+            a.json.as_deref(),
+            verified.is_some()
+        )
     );
+    if let Some(v) = &verified {
+        print!("{}", v.text);
+    }
     println!("Planned in {:.0} ms.", t0.elapsed().as_secs_f64() * 1e3);
-    Ok(())
+    match verified {
+        Some(v) if !v.ok => Err(OptimizeError::NotVerified(v.verdict)),
+        _ => Ok(()),
+    }
+}
+
+/// The requests `--verify` replays: the workload the demand came from (its times stretched
+/// when --rate rescaled the demand), else a Poisson workload synthesised from the demand.
+fn verify_workload(
+    a: &PlanArgs,
+    workload: Option<workload::Workload>,
+    demand: &Demand,
+    unscaled: f64,
+) -> Result<workload::Workload, OptimizeError> {
+    match workload {
+        Some(mut w) => {
+            let stretch = unscaled / demand.total();
+            if (stretch - 1.0).abs() > 1e-9 {
+                for r in &mut w.requests {
+                    r.at_s *= stretch;
+                }
+            }
+            Ok(w)
+        }
+        None => {
+            let d = a.verify_duration_s;
+            if !(d.is_finite() && d > 0.0 && d * demand.total() <= 2e6) {
+                return Err(OptimizeError::Flag(format!(
+                    "--verify-duration-s {d}: must be positive, with at most 2 million \
+                     requests at the demand's rate"
+                )));
+            }
+            Ok(verify::synthesise(demand, d, a.seed))
+        }
+    }
 }
 
 /// The profile of `gpu`: `DIR/<gpu>.json` or `DIR/<model>/<gpu>.json` with --profiles, else
@@ -363,7 +441,7 @@ fn fetch_demand(url: &str, model: &str, a: &PlanArgs) -> Result<Demand, Optimize
     })
 }
 
-fn slo_text(s: &brix_optimizer::Slo) -> String {
+pub(super) fn slo_text(s: &brix_optimizer::Slo) -> String {
     let mut parts = Vec::new();
     for (n, v) in [("TTFT", s.ttft), ("TPOT", s.tpot), ("e2e", s.e2e)] {
         if let Some(v) = v {
@@ -384,6 +462,7 @@ fn report(
     singles: &[(String, Result<Plan, String>)],
     source: &str,
     json: Option<&Path>,
+    verified: bool,
 ) -> String {
     use std::fmt::Write as _;
     let mut s = String::new();
@@ -432,7 +511,15 @@ fn report(
         .iter()
         .filter_map(|(n, r)| r.as_ref().ok().map(|pl| (n, pl.cost_per_hour, pl)))
         .min_by(|a, b| a.1.total_cmp(&b.1));
-    let _ = writeln!(s, "\nSingle GPU types, each sized for the same demand:");
+    let _ = writeln!(
+        s,
+        "\nSingle GPU types, each sized for the same demand{}:",
+        if verified {
+            " by the profiles (before replay)"
+        } else {
+            ""
+        }
+    );
     for (n, r) in singles {
         match r {
             Ok(pl) => {
@@ -445,6 +532,8 @@ fn report(
         }
     }
     match best {
+        // Verified: the saving is printed against the verified single type, below.
+        _ if verified => {}
         Some((n, c, _)) if c > 0.0 => {
             let saving = 100.0 * (c - plan.cost_per_hour) / c;
             let _ = writeln!(
@@ -462,17 +551,19 @@ fn report(
         }
     }
     let slo = p.gpus.first().and_then(|g| g.profile.slos.clone());
-    let _ = writeln!(
-        s,
-        "\nExpected SLO attainment: every type runs at ≤ {:.0} % of the rate its profile \
+    if !verified {
+        let _ = writeln!(
+            s,
+            "\nExpected SLO attainment: every type runs at ≤ {:.0} % of the rate its profile \
          sustains within {} (measured at the SLO's percentile), so the plan meets the SLO by \
          its profiles; replay it to confirm: brix bench sim --plan {}",
-        100.0 * p.utilisation,
-        slo.as_ref().map_or("its SLO".into(), slo_text),
-        json.map_or("PLAN.json (write it with --json)".into(), |j| j
-            .display()
-            .to_string())
-    );
+            100.0 * p.utilisation,
+            slo.as_ref().map_or("its SLO".into(), slo_text),
+            json.map_or("PLAN.json (write it with --json)".into(), |j| j
+                .display()
+                .to_string())
+        );
+    }
     if !plan.notes.is_empty() {
         let _ = writeln!(s, "\nWhy:");
         for n in &plan.notes {

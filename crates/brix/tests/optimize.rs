@@ -89,7 +89,7 @@ fn plans_a_workload_file_and_writes_the_plan_json() {
     for want in [
         "Demand: 20.000 req/s",
         "REPLICAS",
-        "Best single type",
+        "Verified best single type",
         "Cost: $",
     ] {
         assert!(stdout.contains(want), "want {want:?} in\n{stdout}");
@@ -330,4 +330,150 @@ fn profiles_measured_by_the_command_load_and_rank_gpus() {
         stdout.contains("MEDIAN") && stdout.contains("H100"),
         "{stdout}"
     );
+}
+
+/// The built-in A10 profile of llama-3-8b with every capacity × `lie`, written as
+/// `dir/A10.json`: a profile that overstates (or understates) what a replica sustains.
+fn lying_profile(dir: &Dir, lie: f64) -> PathBuf {
+    let mut p = brix_optimizer::builtin_profile("llama-3-8b", "A10").unwrap();
+    for v in p.tputs.iter_mut().flatten() {
+        *v *= lie;
+    }
+    std::fs::write(dir.join("A10.json"), serde_json::to_string(&p).unwrap()).unwrap();
+    dir.0.clone()
+}
+
+fn plan_notes(json: &Path) -> Vec<String> {
+    let plan: Plan = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    plan.notes
+}
+
+#[test]
+fn verify_derates_a_profile_that_overstates_until_the_replay_meets_the_slo() {
+    let dir = Dir::new("verify");
+    let json = dir.join("plan.json");
+    let profiles = lying_profile(&dir, 10.0);
+    // 600 generated requests (distinct prompts: no prefix cache to hide the overload) at
+    // 10 req/s.
+    let out = brix(&[
+        "optimize",
+        "plan",
+        "--workload",
+        "synthetic:requests=600",
+        "--arrival",
+        "poisson:10",
+        "--gpus",
+        "A10",
+        "--profiles",
+        profiles.to_str().unwrap(),
+        "--verify-rounds",
+        "8",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}\n{stdout}");
+    // Round 1 trusts the 10× profile and misses; a later round, derated, meets the SLO.
+    assert!(stdout.contains("mix round 1:"), "{stdout}");
+    let round1 = stdout.lines().find(|l| l.contains("mix round 1:")).unwrap();
+    assert!(round1.contains("misses P90"), "{round1}");
+    assert!(stdout.contains("mix round 2:"), "{stdout}");
+    assert!(stdout.contains("verified: meets P90"), "{stdout}");
+    let notes = plan_notes(&json);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("derated") && n.contains("A10 ×")),
+        "{notes:?}"
+    );
+    assert!(notes.iter().any(|n| n.starts_with("verified")), "{notes:?}");
+    // The JSON is the verified plan: more replicas than round 1's.
+    let plan: Plan = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let first: u32 = round1
+        .split_once("round 1: ")
+        .and_then(|(_, r)| r.split('×').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap();
+    assert!(
+        plan.gpus[0].replicas > first,
+        "{} vs {first}",
+        plan.gpus[0].replicas
+    );
+}
+
+#[test]
+fn no_verify_prints_the_plan_as_solved() {
+    let dir = Dir::new("noverify");
+    let (w, json) = (dir.join("w.jsonl"), dir.join("plan.json"));
+    mixed_workload(&w);
+    let profiles = lying_profile(&dir, 3.0);
+    let out = brix(&[
+        "optimize",
+        "plan",
+        "--workload",
+        w.to_str().unwrap(),
+        "--gpus",
+        "A10",
+        "--profiles",
+        profiles.to_str().unwrap(),
+        "--no-verify",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stdout.contains("Verification"), "{stdout}");
+    assert!(stdout.contains("Best single type"), "{stdout}");
+    let notes = plan_notes(&json);
+    assert!(!notes.iter().any(|n| n.contains("verified")), "{notes:?}");
+}
+
+#[test]
+fn a_plan_no_derate_can_fix_exits_2_with_the_verdict() {
+    let dir = Dir::new("unverified");
+    let (d, json) = (dir.join("demand.json"), dir.join("plan.json"));
+    // A profile that claims a thousand times what an A10 sustains: two rounds of derating
+    // (× 0.6 each) still leave one replica for 30 req/s of long prompts.
+    let profiles = lying_profile(&dir, 1000.0);
+    let reqs = (0..300).map(|i| if i % 3 == 0 { (4000, 200) } else { (1000, 300) });
+    let demand = Demand::from_requests(Grid::default(), reqs, 10.0);
+    std::fs::write(&d, serde_json::to_string(&demand).unwrap()).unwrap();
+    let out = brix(&[
+        "optimize",
+        "plan",
+        "--demand",
+        d.to_str().unwrap(),
+        "--verify",
+        "--verify-duration-s",
+        "30",
+        "--verify-rounds",
+        "2",
+        "--gpus",
+        "A10",
+        "--profiles",
+        profiles.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}\n{stdout}");
+    assert!(stdout.contains("NOT verified after 2 round(s)"), "{stdout}");
+    assert!(stderr.contains("NOT verified"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let notes = plan_notes(&json);
+    assert!(
+        notes.iter().any(|n| n.starts_with("NOT verified")),
+        "{notes:?}"
+    );
+    // Bad verification flags are bad input (exit 1), not an unverified plan.
+    let out = brix(&[
+        "optimize",
+        "plan",
+        "--demand",
+        d.to_str().unwrap(),
+        "--verify",
+        "--verify-duration-s=-5",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    fails_with(&out, "--verify-duration-s");
 }

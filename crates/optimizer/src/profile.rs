@@ -152,6 +152,22 @@ impl Profile {
             .unwrap_or(0.0)
     }
 
+    /// The profile with every capacity multiplied by `factor` (clamped to [0, 1]): how
+    /// `brix optimize plan --verify` corrects a GPU type whose replay missed the SLO (mixed
+    /// shapes on one replica interfere more than the single-shape profile measured).
+    pub fn derated(&self, factor: f64) -> Self {
+        let f = if factor.is_finite() {
+            factor.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        let mut p = self.clone();
+        for v in p.tputs.iter_mut().flatten() {
+            *v *= f;
+        }
+        p
+    }
+
     /// Checks shape and values: two index lists forming a valid grid, `tputs` of that shape,
     /// rates finite and ≥ 0, cost finite and > 0.
     pub fn validate(&self) -> Result<(), ProfileError> {

@@ -302,3 +302,23 @@ fn realistic_instances_are_optimal_and_never_worse_than_one_type() {
         assert_eq!(back.replicas(), plan.replicas());
     }
 }
+
+/// `--verify`'s correction: a derated profile carries less per replica, so the same demand
+/// needs more replicas of that type; factors outside [0, 1] are clamped.
+#[test]
+fn derated_profiles_need_more_replicas() {
+    let p = two_types(8.0, 0.0);
+    let before = single_type(&p, 0).expect("plan");
+    let mut q = p.clone();
+    q.gpus[0].profile = q.gpus[0].profile.derated(0.5);
+    let after = single_type(&q, 0).expect("plan");
+    assert!(
+        after.gpus[0].replicas > before.gpus[0].replicas,
+        "{after:?} vs {before:?}"
+    );
+    let cell = p.demand.grid.cell_at(0);
+    let cap = p.gpus[0].profile.capacity(cell);
+    assert_eq!(q.gpus[0].profile.capacity(cell), cap * 0.5);
+    assert_eq!(p.gpus[0].profile.derated(3.0), p.gpus[0].profile);
+    assert_eq!(p.gpus[0].profile.derated(-1.0).capacity(cell), 0.0);
+}

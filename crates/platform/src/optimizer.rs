@@ -105,6 +105,12 @@ pub fn prepare(
             if !profile.gpu.eq_ignore_ascii_case(&gpu) {
                 tracing::warn!(deployment = %d.name, gpu = %gpu, profile_gpu = %profile.gpu, "optimizer: the profile was measured on another GPU type than the deployment's");
             }
+            // A deployment's own utilisation: its capacities scaled so that the model's
+            // utilisation of them is the deployment's share of the measured ones.
+            let profile = match d.utilisation {
+                Some(u) => with_utilisation(profile, u / m.utilisation),
+                None => profile,
+            };
             gpu_types.push(gpu.clone());
             let cost = d
                 .cost
@@ -182,6 +188,17 @@ fn builtin(entry: &ModelSpec, gpu: &str) -> Option<Profile> {
 }
 
 /// A simulated replica's price: the GPU's $/h × the model profile's tensor parallelism.
+/// `p` with every capacity × `ratio` (a deployment's utilisation over its model's; may
+/// exceed 1 when the deployment allows more than the model).
+fn with_utilisation(mut p: Profile, ratio: f64) -> Profile {
+    if ratio.is_finite() && ratio > 0.0 {
+        for v in p.tputs.iter_mut().flatten() {
+            *v *= ratio;
+        }
+    }
+    p
+}
+
 fn sim_price(entry: &ModelSpec, gpu: &str) -> Option<f64> {
     let EngineSpec::Sim(s) = &entry.engine else {
         return None;
@@ -533,6 +550,23 @@ optimizer:
         .unwrap()
         .unwrap();
         assert_eq!(p.models[0].problem.gpus[1].profile.gpu, "H100");
+        // A deployment's own utilisation (0.45 against the model's default 0.9) halves what
+        // the plan may put on each of its replicas; the other deployment keeps its profile.
+        let headroom = builtin.replace("{name: m-a}", "{name: m-a, utilisation: 0.45}");
+        let q = prepare(
+            &FleetFile::parse("f.yaml", &headroom).unwrap(),
+            "f.yaml",
+            &dir,
+        )
+        .unwrap()
+        .unwrap();
+        let (full, half) = (&p.models[0].problem.gpus, &q.models[0].problem.gpus);
+        let cell = full[0].profile.grid().cell(1024, 128);
+        assert!(full[0].profile.capacity(cell) > 0.0);
+        assert!(
+            (half[0].profile.capacity(cell) - 0.5 * full[0].profile.capacity(cell)).abs() < 1e-9
+        );
+        assert_eq!(half[1].profile, full[1].profile);
         let unknown = builtin.replace("gpu: H100", "gpu: V100");
         let e = prepare(
             &FleetFile::parse("f.yaml", &unknown).unwrap(),
