@@ -291,7 +291,11 @@ fn verify_workload(
 
 /// The profile of `gpu`: `DIR/<gpu>.json` or `DIR/<model>/<gpu>.json` with --profiles, else
 /// the built-in one.
-fn load_profile(gpu: &str, model: &str, dir: Option<&Path>) -> Result<Profile, OptimizeError> {
+pub(super) fn load_profile(
+    gpu: &str,
+    model: &str,
+    dir: Option<&Path>,
+) -> Result<Profile, OptimizeError> {
     match dir {
         Some(dir) => {
             let candidates = [

@@ -9,7 +9,7 @@ use brix_bench::profiling::{
     AnalyticMeasurer, LiveMeasurer, Measurer, ProfileMeta, Search, Shape, SimMeasurer,
     build_profile, compare as compare_profiles,
 };
-use brix_optimizer::{Grid, Profile, Slo, builtin_profile};
+use brix_optimizer::{Grid, Slo};
 use brix_sim::Catalog;
 use clap::{Args, ValueEnum};
 
@@ -83,7 +83,8 @@ pub(crate) struct CompareArgs {
     /// Model profile.
     #[arg(long, default_value = "llama-3-8b")]
     model_profile: String,
-    /// Simulated profiles to compare against (`<gpu>.json`); default the built-in ones.
+    /// Simulated profiles to compare against (`DIR/<gpu>.json` or `DIR/<model>/<gpu>.json`, as
+    /// `plan --profiles`); default the built-in ones.
     #[arg(long)]
     profiles: Option<PathBuf>,
     /// Directory with extra `gpus/*.toml` and `models/*.toml` profiles.
@@ -219,16 +220,7 @@ pub(super) fn compare(a: CompareArgs) -> Result<(), OptimizeError> {
         "GPU", "BOTH", "MEDIAN", "MIN", "MAX", "±20 %", "ONLY-AN", "ONLY-SIM"
     );
     for name in a.gpus.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let sim = match &a.profiles {
-            Some(dir) => Profile::load(&dir.join(format!("{name}.json")))
-                .map_err(|e| OptimizeError::Profile(e.to_string()))?,
-            None => builtin_profile(&a.model_profile, name).ok_or_else(|| {
-                OptimizeError::Profile(format!(
-                    "no built-in profile for {} on {name}; pass --profiles DIR",
-                    a.model_profile
-                ))
-            })?,
-        };
+        let sim = super::plan::load_profile(name, &a.model_profile, a.profiles.as_deref())?;
         let gpu = cat
             .gpu(name)
             .map_err(|e| OptimizeError::Profile(e.to_string()))?
