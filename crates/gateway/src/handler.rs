@@ -146,7 +146,7 @@ async fn serve(
     let arrival = gw
         .loads
         .of(&load_model)
-        .arrived((parsed.key.len() as u64).div_ceil(4));
+        .arrived(parsed.prompt_tokens_estimate());
     let mut candidates = gw.pool.candidates(&model);
     if candidates.is_empty() && is_adapter {
         // Wait for a holder while the adapter is being placed; else 503 naming it.
@@ -163,7 +163,7 @@ async fn serve(
     }
     if !is_adapter && !candidates.is_empty() {
         // The optimizer's plan: the pods of the deployment drawn for this request's shape.
-        let prompt = u32::try_from((parsed.key.len() as u64).div_ceil(4)).unwrap_or(u32::MAX);
+        let prompt = u32::try_from(parsed.prompt_tokens_estimate()).unwrap_or(u32::MAX);
         let narrowed = gw.optimized.narrow(
             &model,
             &mut candidates,
@@ -272,7 +272,7 @@ async fn reservation(gw: &Gateway, endpoint: Endpoint, p: &Parsed, address: &str
     if !endpoint.consumes_tokens() {
         return 0;
     }
-    let prompt = (p.key.len() as u64).div_ceil(4);
+    let prompt = p.prompt_tokens_estimate();
     if !endpoint.generates() {
         return prompt;
     }

@@ -58,6 +58,15 @@ pub enum ParseError {
     },
 }
 
+impl Parsed {
+    /// The prompt's tokens as estimated before any tokenizer runs: its routing key's bytes at
+    /// [`brix_router::BYTES_PER_TOKEN`] a token, rounded up (TPM booking, the autoscaler's
+    /// prompt counts, plan routing, demand when the answer carries no usage).
+    pub fn prompt_tokens_estimate(&self) -> u64 {
+        (self.key.len() as u64).div_ceil(u64::from(brix_router::BYTES_PER_TOKEN))
+    }
+}
+
 impl ParseError {
     /// The field to blame in the error envelope.
     pub fn param(&self) -> Option<&'static str> {

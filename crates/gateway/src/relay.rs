@@ -86,7 +86,7 @@ impl Finish {
             done: false,
             arrival,
             estimate: (
-                (cx.parsed.key.len() as u64).div_ceil(4),
+                cx.parsed.prompt_tokens_estimate(),
                 cx.parsed.max_tokens.map_or(0, u64::from),
             ),
         }
