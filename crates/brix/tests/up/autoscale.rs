@@ -5,7 +5,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use brix_gateway::{GatewayHandle, Registry};
 use brix_platform::admin::AdminGuard;
@@ -16,6 +15,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::support::tempdir::Dir;
+use crate::support::within;
 
 const ADMIN: &str = "adm-test";
 
@@ -155,15 +155,6 @@ impl Load {
             assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
         }
     }
-}
-
-/// Polls `check` for up to `secs` seconds (testkit's `eventually`).
-async fn within<F: std::future::Future<Output = bool>>(
-    what: &str,
-    secs: u64,
-    check: impl FnMut() -> F,
-) {
-    brix_testkit::eventually(what, Duration::from_secs(secs), check).await;
 }
 
 /// A PodAutoscaler document with short windows: decisions every second, a 6 s stable window,

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use crate::support::tempdir::Dir;
+use crate::support::within;
 
 const ADMIN: &str = "adm-opt";
 
@@ -251,14 +252,6 @@ impl Load {
         assert!(!statuses.is_empty());
         assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     }
-}
-
-async fn within<F: std::future::Future<Output = bool>>(
-    what: &str,
-    secs: u64,
-    check: impl FnMut() -> F,
-) {
-    brix_testkit::eventually(what, Duration::from_secs(secs), check).await;
 }
 
 const SHORT: usize = 2;

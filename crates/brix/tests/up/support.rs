@@ -124,6 +124,15 @@ pub async fn eventually<F: std::future::Future<Output = bool>>(
     brix_testkit::eventually(what, Duration::from_secs(30), check).await;
 }
 
+/// Polls `check` for up to `secs` seconds (testkit's `eventually`), then fails with `what`.
+pub async fn within<F: std::future::Future<Output = bool>>(
+    what: &str,
+    secs: u64,
+    check: impl FnMut() -> F,
+) {
+    brix_testkit::eventually(what, Duration::from_secs(secs), check).await;
+}
+
 /// A child process killed on drop, so a failing test leaves nothing behind.
 pub struct Child(pub std::process::Child);
 
