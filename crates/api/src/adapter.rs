@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{FieldError, fail};
 use crate::meta::{LabelSelector, LocalObjectReference, MODEL_NAME_LABEL, ObjectMeta};
@@ -32,8 +32,22 @@ pub struct ModelAdapter {
     pub spec: ModelAdapterSpec,
 }
 
-/// `spec` of a ModelAdapter, with AIBrix's field names.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+/// `spec` of a ModelAdapter, with AIBrix's field names. With feature `kube` it is also the
+/// custom resource's spec ([`crate::ModelAdapterResource`]).
+#[cfg_attr(feature = "kube", derive(kube::CustomResource))]
+#[cfg_attr(
+    feature = "kube",
+    kube(
+        group = "model.aibrix.ai",
+        version = "v1alpha1",
+        kind = "ModelAdapter",
+        root = "ModelAdapterResource",
+        namespaced,
+        status = "crate::ModelAdapterStatus",
+        shortname = "ma"
+    )
+)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ModelAdapterSpec {
     /// The model the adapter was trained for; must be a model in the fleet file.

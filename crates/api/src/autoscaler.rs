@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::adapter::known_model;
 use crate::error::{Deprecation, FieldError, fail};
@@ -27,8 +27,22 @@ pub struct PodAutoscaler {
     pub spec: PodAutoscalerSpec,
 }
 
-/// `spec` of a PodAutoscaler, with AIBrix's field names.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+/// `spec` of a PodAutoscaler, with AIBrix's field names. With feature `kube` it is also the
+/// custom resource's spec ([`crate::PodAutoscalerResource`]).
+#[cfg_attr(feature = "kube", derive(kube::CustomResource))]
+#[cfg_attr(
+    feature = "kube",
+    kube(
+        group = "autoscaling.aibrix.ai",
+        version = "v1alpha1",
+        kind = "PodAutoscaler",
+        root = "PodAutoscalerResource",
+        namespaced,
+        status = "crate::PodAutoscalerStatus",
+        shortname = "pa"
+    )
+)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PodAutoscalerSpec {
     /// What to scale: a model in the fleet file, by `name` (`kind: Deployment` if given).
@@ -61,7 +75,7 @@ pub struct PodAutoscalerSpec {
 }
 
 /// Selects a sub-component (a StormService role) of the scale target.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SubTargetSelector {
     /// Role to scale (e.g. `prefill`).
@@ -70,7 +84,7 @@ pub struct SubTargetSelector {
 }
 
 /// The scaling algorithm, as AIBrix names it.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, schemars::JsonSchema, PartialEq, Eq)]
 pub enum ScalingStrategy {
     /// Kubernetes HPA semantics (AIBrix generates a native HPA).
     #[serde(rename = "HPA")]
@@ -98,7 +112,7 @@ pub const GATEWAY_METRICS: [&str; 4] = [
 ];
 
 /// One metric feed for the autoscaler.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MetricSource {
     /// Where the value is read.
@@ -122,7 +136,7 @@ pub struct MetricSource {
 }
 
 /// Where a metric is read from.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, schemars::JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum MetricSourceType {
     /// Each pod's own `/metrics`, averaged over pods.
@@ -139,7 +153,7 @@ pub enum MetricSourceType {
 }
 
 /// URL scheme of a metric source.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, schemars::JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ProtocolType {
     /// Plain HTTP.
@@ -149,7 +163,7 @@ pub enum ProtocolType {
 }
 
 /// A recurring daily window with its own replica bounds.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Schedule {
     /// Unique within the autoscaler, DNS-label style.
@@ -173,7 +187,7 @@ pub struct Schedule {
 }
 
 /// A weekday, written `Mon` ... `Sun` (case-insensitive) as AIBrix does.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, schemars::JsonSchema, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(try_from = "String")]
 pub enum DayOfWeek {
     /// Monday.
@@ -193,7 +207,7 @@ pub enum DayOfWeek {
 }
 
 /// Predictive scaling settings.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PredictiveSpec {
     /// How the projection is used; unset means `Preview`.
@@ -205,7 +219,7 @@ pub struct PredictiveSpec {
 }
 
 /// How predictive recommendations are applied.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, schemars::JsonSchema, PartialEq, Eq)]
 pub enum PredictiveMode {
     /// Recorded in status only.
     Preview,

@@ -46,6 +46,7 @@ mod names;
 pub mod openai;
 mod optimizer;
 mod resource;
+mod status;
 
 pub use adapter::{ADAPTER_API_VERSION, Artifact, ModelAdapter, ModelAdapterSpec, SCHEDULER_NAMES};
 pub use autoscaler::{
@@ -65,3 +66,10 @@ pub use model::{
 };
 pub use optimizer::{HysteresisSpec, OptimizedDeployment, OptimizedModel, OptimizerSpec, SloSpec};
 pub use resource::{Resource, deprecations, validate_resources};
+pub use status::{
+    Condition, ModelAdapterStatus, PodAutoscalerStatus, ScalingDecision, ScheduledBounds,
+};
+#[cfg(feature = "kube")]
+pub use adapter::ModelAdapterResource;
+#[cfg(feature = "kube")]
+pub use autoscaler::PodAutoscalerResource;

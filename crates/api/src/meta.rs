@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde::de::IgnoredAny;
 
 use crate::error::{FieldError, fail};
@@ -98,7 +98,7 @@ impl ObjectMeta {
 }
 
 /// A Kubernetes label selector (`matchLabels` AND every `matchExpressions` entry).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelector {
     /// Labels a pod must carry with exactly these values.
@@ -110,7 +110,7 @@ pub struct LabelSelector {
 }
 
 /// One set-based selector requirement.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelectorRequirement {
     /// Label key the requirement is about.
@@ -123,7 +123,7 @@ pub struct LabelSelectorRequirement {
 }
 
 /// Operators of a set-based label requirement, as Kubernetes spells them.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, schemars::JsonSchema, PartialEq, Eq)]
 pub enum SelectorOperator {
     /// The label's value is one of `values`.
     In,
@@ -179,7 +179,7 @@ impl LabelSelector {
 }
 
 /// A reference to another object (Kubernetes `ObjectReference`); Brix reads `kind` and `name`.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObjectReference {
     /// Kind of the referent (`Deployment` for a Brix model).
@@ -205,7 +205,7 @@ pub struct ObjectReference {
 }
 
 /// A reference to an object in the same namespace, by name (a Secret, here).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LocalObjectReference {
     /// Name of the referent.

@@ -1,0 +1,6 @@
+//! TODO(podautoscaler): being written.
+
+use crate::rbac::Rule;
+
+/// The API calls this component makes.
+pub const RULES: &[Rule] = &[];
