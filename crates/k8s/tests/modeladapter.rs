@@ -1,7 +1,10 @@
 //! The ModelAdapter controller against the mocked API (exact calls) and real engines: `brix
 //! sim` with LoRA on 127.0.0.1:0 (the pods' `podIP` is 127.0.0.1, the port label its port),
 //! and for the refusing engine a small axum server that answers the LoRA API with errors.
-#![expect(clippy::unwrap_used, reason = "tests: a failed unwrap is a failed test")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "tests: a failed unwrap is a failed test"
+)]
 
 #[allow(clippy::collapsible_if)] // the shared harness is the lead's
 mod support;
@@ -527,4 +530,143 @@ async fn a_conflict_on_the_status_patch_is_returned_to_the_error_policy() {
         error_policy(obj, &err, ctx),
         Action::requeue(Duration::from_secs(5))
     );
+}
+
+#[tokio::test]
+async fn fewer_replicas_drain_first_then_unload() {
+    let (a, b) = (engine().await, engine().await);
+    for e in [&a, &b] {
+        EngineClient::new()
+            .load(&e.addr.to_string(), "sql", "org/sql-lora", None)
+            .await
+            .unwrap();
+    }
+    let pods = vec![pod("p0", a.addr.port(), T0), pod("p1", b.addr.port(), T0)];
+    let got = Arc::new(Mutex::new(None));
+    let (client, api) = mock(
+        brix_k8s::modeladapter::RULES,
+        vec![
+            // replicas: 1 while both hold it: one leaves `instances` (the gateway stops
+            // routing there), still loaded.
+            Call::get(PODS)
+                .query(SELECTOR)
+                .ok(list("PodList", pods.clone())),
+            capture(&got),
+            // Next round: that copy is unloaded; the status is unchanged.
+            Call::get(PODS)
+                .query(SELECTOR)
+                .ok(list("PodList", pods.clone())),
+        ],
+    );
+    let (ctx, now) = context(client);
+    let mut obj = adapter(
+        "huggingface://org/sql-lora",
+        json!({}),
+        json!({"instances": ["p0", "p1"], "readyReplicas": 2, "desiredReplicas": 2}),
+    );
+    obj.spec.replicas = Some(1);
+    let action = reconcile(Arc::new(obj.clone()), ctx.clone()).await.unwrap();
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(10)),
+        "draining resyncs soon"
+    );
+    let obj = written(&obj, &got);
+    let st = obj.status.clone().unwrap();
+    assert_eq!(
+        (st.instances.len(), st.ready_replicas, st.desired_replicas),
+        (1, 1, 1)
+    );
+    let kept = st.instances[0].clone();
+    let (kept_addr, drained_addr) = if kept == "p0" {
+        (a.addr, b.addr)
+    } else {
+        (b.addr, a.addr)
+    };
+    assert_eq!(
+        loaded(drained_addr).await,
+        vec!["sql"],
+        "drained, not yet unloaded"
+    );
+    *now.lock().unwrap() += SignedDuration::from_secs(10);
+    let action = reconcile(Arc::new(obj), ctx).await.unwrap();
+    api.done().await;
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    assert!(loaded(drained_addr).await.is_empty());
+    assert_eq!(loaded(kept_addr).await, vec!["sql"]);
+}
+
+/// AIBrix's runtime sidecar as the controller sees it: `POST /v1/lora_adapter/load` with
+/// the artifact URL; it "downloads" (the sim takes any hub-style id) and loads into `engine`.
+async fn sidecar(engine: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<(String, Value)>>>) {
+    use axum::routing::post;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let app = axum::Router::new().route(
+        "/v1/lora_adapter/load",
+        post(
+            move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<Value>| {
+                let s = s.clone();
+                async move {
+                    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+                    s.lock()
+                        .unwrap()
+                        .push((auth.unwrap_or_default().to_string(), body.clone()));
+                    let url = body["artifact_url"].as_str().unwrap_or_default();
+                    let local = url.split("://").nth(1).unwrap_or_default();
+                    let name = body["lora_name"].as_str().unwrap_or_default();
+                    match EngineClient::new()
+                        .load(&engine.to_string(), name, local, None)
+                        .await
+                    {
+                        Ok(()) => (axum::http::StatusCode::OK, "loaded".to_string()),
+                        Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.why),
+                    }
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
+}
+
+#[tokio::test]
+async fn a_pod_with_the_runtime_sidecar_loads_object_store_artifacts_through_it() {
+    let a = engine().await;
+    let (side, seen) = sidecar(a.addr).await;
+    let mut p = pod("p0", a.addr.port(), T0);
+    p["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "aibrix-runtime", "ports": [{"containerPort": side.port()}]}));
+    let (client, api) = mock(
+        brix_k8s::modeladapter::RULES,
+        vec![
+            Call::get(PODS).query(SELECTOR).ok(list("PodList", vec![p])),
+            Call::patch(STATUS)
+                .expect_body(check_status(|s| {
+                    support::eq(&s["instances"], &json!(["p0"]))
+                }))
+                .ok(echo()),
+        ],
+    );
+    let (ctx, _) = context(client);
+    let obj = adapter(
+        "s3://bucket/sql",
+        json!({"api-key": "sekrit", "max-rank": "8"}),
+        Value::Null,
+    );
+    reconcile(Arc::new(obj), ctx).await.unwrap();
+    api.done().await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].0, "Bearer sekrit");
+    assert_eq!(
+        seen[0].1,
+        json!({"lora_name": "sql", "artifact_url": "s3://bucket/sql",
+            "additional_config": {"api-key": "sekrit", "max-rank": "8"}})
+    );
+    assert_eq!(loaded(a.addr).await, vec!["sql"]);
 }
