@@ -66,15 +66,23 @@ fn adapter(url: &str, extra: Value, status: Value) -> ModelAdapterResource {
     .unwrap()
 }
 
-/// A context whose clock the test moves.
+/// A context whose clock the test moves; the owned Service and EndpointSlice are left to
+/// [`owned_objects_list_the_instances`].
 fn context(client: kube::Client) -> (Arc<Context>, Arc<Mutex<Timestamp>>) {
+    let cfg = brix_k8s::modeladapter::Config {
+        owned_objects: false,
+        ..Default::default()
+    };
+    context_with(client, cfg)
+}
+
+fn context_with(
+    client: kube::Client,
+    cfg: brix_k8s::modeladapter::Config,
+) -> (Arc<Context>, Arc<Mutex<Timestamp>>) {
     let now = Arc::new(Mutex::new(t0() + SignedDuration::from_secs(60)));
     let clock = now.clone();
-    let ctx = Context::with_clock(
-        client,
-        Default::default(),
-        Arc::new(move || *clock.lock().unwrap()),
-    );
+    let ctx = Context::with_clock(client, cfg, Arc::new(move || *clock.lock().unwrap()));
     (Arc::new(ctx), now)
 }
 
@@ -669,4 +677,73 @@ async fn a_pod_with_the_runtime_sidecar_loads_object_store_artifacts_through_it(
             "additional_config": {"api-key": "sekrit", "max-rank": "8"}})
     );
     assert_eq!(loaded(a.addr).await, vec!["sql"]);
+}
+
+#[tokio::test]
+async fn owned_objects_list_the_instances() {
+    let (a, b) = (engine().await, engine().await);
+    // p1 is not ready long enough: selected by the Service, not in the EndpointSlice.
+    let pods = vec![
+        pod("p0", a.addr.port(), T0),
+        pod("p1", b.addr.port(), "2026-06-01T12:00:59Z"),
+    ];
+    let svc_path = "/api/v1/namespaces/default/services/sql";
+    let slice_path = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/sql";
+    let owner = json!([{"apiVersion": "model.aibrix.ai/v1alpha1", "kind": "ModelAdapter",
+        "name": "sql", "uid": "uid-sql", "controller": true}]);
+    let (o1, o2) = (owner.clone(), owner);
+    let port = a.addr.port();
+    let got = Arc::new(Mutex::new(None));
+    let (client, api) = mock(
+        brix_k8s::modeladapter::RULES,
+        vec![
+            Call::get(PODS)
+                .query(SELECTOR)
+                .ok(list("PodList", pods.clone())),
+            Call::patch(svc_path)
+                .query("fieldManager=brix-modeladapter")
+                .query("force=true")
+                .expect_body(move |b| {
+                    support::eq(&b["metadata"]["ownerReferences"], &o1)?;
+                    support::eq(
+                        &b["spec"],
+                        &json!({"clusterIP": "None", "publishNotReadyAddresses": true,
+                            "selector": {"model.aibrix.ai/name": "llama"},
+                            "ports": [{"name": "http", "port": port, "targetPort": port,
+                                "protocol": "TCP"}]}),
+                    )
+                })
+                .ok(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "sql"}})),
+            Call::patch(slice_path)
+                .query("fieldManager=brix-modeladapter")
+                .expect_body(move |b| {
+                    support::eq(&b["metadata"]["ownerReferences"], &o2)?;
+                    support::eq(
+                        &b["metadata"]["labels"]["kubernetes.io/service-name"],
+                        &json!("sql"),
+                    )?;
+                    support::eq(&b["addressType"], &json!("IPv4"))?;
+                    support::eq(
+                        &b["endpoints"],
+                        &json!([{"addresses": ["127.0.0.1"], "conditions": {"ready": true},
+                            "targetRef": {"kind": "Pod", "name": "p0", "namespace": "default"}}]),
+                    )
+                })
+                .ok(
+                    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                    "metadata": {"name": "sql"}, "addressType": "IPv4", "endpoints": []}),
+                ),
+            capture(&got),
+            // Unchanged: neither the owned objects nor the status are written again.
+            Call::get(PODS)
+                .query(SELECTOR)
+                .ok(list("PodList", pods.clone())),
+        ],
+    );
+    let (ctx, _) = context_with(client, Default::default());
+    let obj = adapter("huggingface://org/sql-lora", json!({}), Value::Null);
+    reconcile(Arc::new(obj.clone()), ctx.clone()).await.unwrap();
+    let obj = written(&obj, &got);
+    reconcile(Arc::new(obj), ctx).await.unwrap();
+    api.done().await;
 }
