@@ -395,3 +395,46 @@ async fn patch_status(
 
 /// By pod name: what its engine listed this round, or why it could not.
 pub(crate) type Listings = BTreeMap<String, Result<Listing, String>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn adapter(spec: serde_json::Value) -> ModelAdapterResource {
+        serde_json::from_value(json!({
+            "apiVersion": "model.aibrix.ai/v1alpha1", "kind": "ModelAdapter",
+            "metadata": {"name": "sql", "namespace": "default"}, "spec": spec}))
+        .expect("adapter")
+    }
+
+    #[test]
+    fn a_pod_event_requeues_the_adapters_that_select_it() {
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let by_selector = adapter(json!({"artifactURL": "/a",
+            "podSelector": {"matchLabels": {"app": "x"},
+                "matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}}));
+        assert!(selects(
+            &by_selector,
+            &labels(&[("app", "x"), ("zone", "a")])
+        ));
+        assert!(!selects(
+            &by_selector,
+            &labels(&[("app", "x"), ("zone", "b")])
+        ));
+        let by_model = adapter(json!({"artifactURL": "/a", "baseModel": "llama"}));
+        assert!(selects(
+            &by_model,
+            &labels(&[(brix_api::MODEL_NAME_LABEL, "llama")])
+        ));
+        assert!(!selects(
+            &by_model,
+            &labels(&[(brix_api::MODEL_NAME_LABEL, "qwen")])
+        ));
+    }
+}
