@@ -132,7 +132,8 @@ def test_default_values(rendered):
     assert c["args"] == ["kubernetes", "controllers", "--controllers", "*", "--leader-elect",
                          "--lease-name", "brix-controller-manager",
                          "--lease-namespace", NAMESPACE, "--health-listen", "0.0.0.0:8081"]
-    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    # /readyz is true only on the leader: a standby must still count as Ready for rollouts.
+    assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert env(c)["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
 
@@ -195,6 +196,7 @@ def test_single_unelected_controller(rendered):
     assert not objects(docs, "Deployment", "gateway") and not objects(docs, "Service")
     ctl = one(docs, "Deployment", f"{FULL}-controllers")
     assert "--leader-elect" not in container(ctl)["args"]
+    assert container(ctl)["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert not [d for d in docs if d["metadata"]["name"].endswith("-leases")]
 
 
