@@ -112,6 +112,29 @@ fn names_and_subresources_follow_aibrix() {
         pa_columns,
         ["MINPODS", "MAXPODS", "REPLICAS", "STRATEGY", "AGE"]
     );
+    // RayClusterFleet (crate::fleet) joins all() when its controller lands: AIBrix's scale
+    // subresource, so a PodAutoscaler scales it like a Deployment.
+    if let Some(fleet) = crds.get("RayClusterFleet") {
+        assert_eq!(
+            fleet.metadata.name.as_deref(),
+            Some("rayclusterfleets.orchestration.aibrix.ai")
+        );
+        let sub = fleet.spec.versions[0]
+            .subresources
+            .as_ref()
+            .expect("subresources");
+        assert!(sub.status.is_some(), "RayClusterFleet: status subresource");
+        let scale = sub
+            .scale
+            .as_ref()
+            .expect("RayClusterFleet: scale subresource");
+        assert_eq!(scale.spec_replicas_path, ".spec.replicas");
+        assert_eq!(scale.status_replicas_path, ".status.replicas");
+        assert_eq!(
+            scale.label_selector_path.as_deref(),
+            Some(".status.scalingTargetSelector")
+        );
+    }
 }
 
 /// Kubernetes' structural-schema rules: every node has a type (or is int-or-string or
