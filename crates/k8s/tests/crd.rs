@@ -389,9 +389,13 @@ fn aibrix_manifests_deserialize_and_validate() {
         }
         *seen.entry(kind).or_default() += 1;
     }
+    let kinds: Vec<&str> = seen.keys().map(String::as_str).collect();
+    for kind in ["KVCache", "ModelAdapter", "PodAutoscaler"] {
+        assert!(kinds.contains(&kind), "no {kind} sample: {seen:?}");
+    }
     assert!(
-        seen.values().all(|n| *n >= 2) && seen.len() == 3,
-        "samples per kind: {seen:?}"
+        seen.values().all(|n| *n >= 2),
+        "at least two samples per kind: {seen:?}"
     );
 }
 
