@@ -108,6 +108,8 @@ struct Tracked {
     scaler: Autoscaler,
     feeds: Vec<Feed>,
     schedules: Schedules,
+    /// Whether the spec has schedules (`status.scheduledBounds` is set then).
+    scheduled: bool,
     target: TargetRef,
     /// The target's API resource, once resolved.
     resource: Option<ApiResource>,
@@ -193,6 +195,7 @@ impl Context {
             scaler: Autoscaler::new(planned.policy).with_schedules(schedules.clone()),
             feeds: planned.feeds,
             schedules,
+            scheduled: !planned.schedules.is_empty(),
             target: planned.target,
             resource: None,
             hold_until: f64::NEG_INFINITY,

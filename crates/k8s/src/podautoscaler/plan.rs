@@ -3,7 +3,7 @@
 //! PodAutoscaler of a target wins); `status.scheduledBounds`.
 
 use brix_api::{PodAutoscaler, PodAutoscalerResource, Resource, Schedule, validate_resources};
-use brix_autoscaler::{Policy, Schedules};
+use brix_autoscaler::Policy;
 use brix_platform::autoscale::source::Feed;
 use kube::ResourceExt;
 
@@ -94,7 +94,7 @@ pub(super) fn conflict_winner<'a>(
 /// it sets none); `None` without schedules.
 pub(super) fn scheduled_bounds(t: &Tracked, now: f64) -> Option<brix_api::ScheduledBounds> {
     let policy = t.scaler.policy();
-    if t.schedules == Schedules::default() && t.schedules.unapplied().is_empty() {
+    if !t.scheduled {
         return None;
     }
     let active = t.schedules.active(now);
