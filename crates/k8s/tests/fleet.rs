@@ -1,6 +1,7 @@
 //! RayClusterFleet: KubeRay's generated types against a realistic RayCluster, the CRD's
 //! subresources, the pure planner (fleet/plan.rs) and the reconciler against the mocked API
 //! (fleet/reconcile.rs).
+#![expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 
 mod support;
 
