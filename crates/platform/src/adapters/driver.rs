@@ -634,14 +634,24 @@ fn api_key(specs: &BTreeMap<String, super::Desired>, model: &str) -> Option<Stri
 /// (`max_loras`, `max_cpu_loras`, `max_lora_rank`) of a model's engines: the sim's fields, or
 /// the vLLM flags in a command line, with vLLM's defaults (1, = max_loras, 16).
 pub(crate) fn lora_limits(m: &ModelSpec) -> (u32, u32, Option<u32>) {
-    let (gpu, cpu, rank) = match &m.engine {
-        EngineSpec::Sim(s) => (s.max_loras, s.max_cpu_loras, s.max_lora_rank),
-        EngineSpec::Command(c) => (
-            flag(&c.command, "--max-loras"),
-            flag(&c.command, "--max-cpu-loras"),
-            flag(&c.command, "--max-lora-rank"),
-        ),
-    };
+    match &m.engine {
+        EngineSpec::Sim(s) => with_defaults(s.max_loras, s.max_cpu_loras, s.max_lora_rank),
+        EngineSpec::Command(c) => command_lora_limits(&c.command),
+    }
+}
+
+/// (`max_loras`, `max_cpu_loras`, `max_lora_rank`) from a vLLM command line (`--max-loras N`
+/// or `--max-loras=N`, ...), with vLLM's defaults; the Kubernetes controller reads a pod's
+/// container command and args with it.
+pub fn command_lora_limits(command: &str) -> (u32, u32, Option<u32>) {
+    with_defaults(
+        flag(command, "--max-loras"),
+        flag(command, "--max-cpu-loras"),
+        flag(command, "--max-lora-rank"),
+    )
+}
+
+fn with_defaults(gpu: Option<u32>, cpu: Option<u32>, rank: Option<u32>) -> (u32, u32, Option<u32>) {
     let gpu = gpu.unwrap_or(1);
     (gpu, cpu.unwrap_or(gpu).max(gpu), Some(rank.unwrap_or(16)))
 }

@@ -1,6 +1,10 @@
 //! The engine's LoRA API as vLLM serves it: `GET /v1/models` (adapters are the entries with a
 //! `parent`), `POST /v1/load_lora_adapter {"lora_name", "lora_path"}` and
 //! `POST /v1/unload_lora_adapter {"lora_name"}`.
+//! AIBrix's runtime sidecar (`aibrix-runtime`, port 8080) takes the same adapter by its
+//! artifact URL instead: `POST /v1/lora_adapter/load {"lora_name", "artifact_url",
+//! "additional_config"}` and `POST /v1/lora_adapter/unload {"lora_name"}` (the Kubernetes
+//! controller uses it when a pod has one).
 //! Guardrails: every call has a timeout ([`LIST_TIMEOUT`], [`LOAD_TIMEOUT`]) and a 1 MiB body
 //! limit; an engine's error text is cut to 300 bytes before it reaches a status or a log.
 
@@ -23,13 +27,13 @@ const ERROR_TEXT: usize = 300;
 
 /// A client for engines' LoRA endpoints.
 #[derive(Clone)]
-pub(crate) struct EngineClient {
+pub struct EngineClient {
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
 /// Why an engine call failed, and whether trying again may help.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct CallError {
+pub struct CallError {
     /// One line: the HTTP status and the engine's message, or the transport error.
     pub why: String,
     /// Transport errors, timeouts and 5xx other than a refused rank may pass; 4xx will not.
@@ -38,13 +42,22 @@ pub(crate) struct CallError {
 
 /// An engine's `/v1/models`: the adapters it has loaded and its base model's `root` (its path).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct Listing {
+pub struct Listing {
+    /// Adapters loaded (entries with a `parent`).
     pub adapters: BTreeSet<String>,
+    /// The base models' `root` (the path or hub id served).
     pub roots: Vec<String>,
 }
 
+impl Default for EngineClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl EngineClient {
-    pub(crate) fn new() -> Self {
+    /// A client with a 2 s connect timeout (calls have their own timeouts).
+    pub fn new() -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
@@ -54,11 +67,7 @@ impl EngineClient {
     }
 
     /// The adapters `address` lists.
-    pub(crate) async fn list(
-        &self,
-        address: &str,
-        key: Option<&str>,
-    ) -> Result<Listing, CallError> {
+    pub async fn list(&self, address: &str, key: Option<&str>) -> Result<Listing, CallError> {
         let (status, body) = self
             .call(Method::GET, address, "/v1/models", None, key, LIST_TIMEOUT)
             .await?;
@@ -72,7 +81,7 @@ impl EngineClient {
     }
 
     /// Loads `name` from `path`; an engine that already has it counts as success.
-    pub(crate) async fn load(
+    pub async fn load(
         &self,
         address: &str,
         name: &str,
@@ -97,7 +106,7 @@ impl EngineClient {
     }
 
     /// Unloads `name`; an engine that does not have it counts as success.
-    pub(crate) async fn unload(
+    pub async fn unload(
         &self,
         address: &str,
         name: &str,
@@ -109,6 +118,61 @@ impl EngineClient {
                 Method::POST,
                 address,
                 "/v1/unload_lora_adapter",
+                Some(body),
+                key,
+                LIST_TIMEOUT,
+            )
+            .await?;
+        if status.is_success() || status == StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        Err(http_error(status, &reply))
+    }
+
+    /// Loads `name` through AIBrix's runtime sidecar at `address`, which downloads
+    /// `artifact_url` and loads it into its engine; "already loaded" counts as success.
+    pub async fn sidecar_load(
+        &self,
+        address: &str,
+        name: &str,
+        artifact_url: &str,
+        additional_config: &std::collections::BTreeMap<String, String>,
+        key: Option<&str>,
+    ) -> Result<(), CallError> {
+        let body = serde_json::json!({
+            "lora_name": name,
+            "artifact_url": artifact_url,
+            "additional_config": additional_config,
+        });
+        let (status, reply) = self
+            .call(
+                Method::POST,
+                address,
+                "/v1/lora_adapter/load",
+                Some(body),
+                key,
+                LOAD_TIMEOUT,
+            )
+            .await?;
+        if status.is_success() || (status == StatusCode::BAD_REQUEST && already_loaded(&reply)) {
+            return Ok(());
+        }
+        Err(http_error(status, &reply))
+    }
+
+    /// Unloads `name` through AIBrix's runtime sidecar; one it does not have counts as success.
+    pub async fn sidecar_unload(
+        &self,
+        address: &str,
+        name: &str,
+        key: Option<&str>,
+    ) -> Result<(), CallError> {
+        let body = serde_json::json!({"lora_name": name});
+        let (status, reply) = self
+            .call(
+                Method::POST,
+                address,
+                "/v1/lora_adapter/unload",
                 Some(body),
                 key,
                 LIST_TIMEOUT,

@@ -9,7 +9,7 @@
 
 pub mod api;
 mod driver;
-mod engine;
+pub mod engine;
 mod fetch;
 mod gateway;
 mod status;
@@ -23,6 +23,7 @@ use brix_api::{FieldError, ModelAdapter, ModelSpec, Resource};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+pub use driver::command_lora_limits;
 pub use status::{AdapterStatus, Condition};
 
 use crate::platform::Platform;
