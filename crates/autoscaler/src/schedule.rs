@@ -63,7 +63,7 @@ impl Schedules {
     }
 
     /// The active schedule at driver time `now`: its name and `(min, max)` overrides.
-    pub(crate) fn active(&self, now: f64) -> Option<(&str, Option<u32>, Option<u32>)> {
+    pub fn active(&self, now: f64) -> Option<(&str, Option<u32>, Option<u32>)> {
         let unix = self.epoch_unix_s + now;
         if !unix.is_finite() || self.windows.is_empty() {
             return None;

@@ -10,7 +10,7 @@
 //! (`desired` as last set, `ready`, `starting`, `held`); a changed count is applied with
 //! [`Platform::scale`], which drains what it removes and never removes a starting replica.
 
-mod source;
+pub mod source;
 mod status;
 
 use std::collections::HashSet;
@@ -20,9 +20,6 @@ use std::time::{Duration, Instant};
 use brix_api::{EngineSpec, ModelSpec, Resource, Schedule};
 use brix_autoscaler::{Autoscaler, FleetState, Policy, PolicyError, ReplicaProfile, Schedules};
 use brix_gateway::{Activation, GatewayHandle};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use tokio::task::JoinSet;
 
 pub use status::{AutoscalerStatus, DecisionStatus};
@@ -161,10 +158,7 @@ impl Autoscalers {
         for c in series.collectors() {
             gateway.register_metrics(c)?;
         }
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(source::SCRAPE_TIMEOUT));
-        let client: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
+        let client: HttpClient = source::http_client();
         let epoch = Instant::now();
         // Schedules are daily windows: the policy needs the Unix time of the clock's zero.
         let epoch_unix_s = std::time::SystemTime::now()

@@ -17,17 +17,27 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 
 /// Longest wait for one scrape or query.
-pub(crate) const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
+pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest body read from a metrics endpoint.
 const MAX_BODY: usize = 4 << 20;
 
-pub(crate) type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+/// The HTTP client the scrapes share (`brix up`'s driver and the Kubernetes controller).
+pub type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// A scrape client: no Nagle delay, connects bounded by [`SCRAPE_TIMEOUT`].
+pub fn http_client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(SCRAPE_TIMEOUT));
+    Client::builder(TokioExecutor::new()).build(connector)
+}
 
 /// Where one source's readings come from.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Feed {
+pub enum Feed {
     /// Each ready replica's `/metrics` (or `path`), on `port` if given.
     Pods {
         /// Names to look the metric up by.
@@ -52,7 +62,7 @@ pub(crate) enum Feed {
 
 impl Feed {
     /// The feed `source` describes; `Err` names the field a local fleet cannot serve.
-    pub(crate) fn of(source: &MetricSource, at: &str) -> Result<Self, String> {
+    pub fn of(source: &MetricSource, at: &str) -> Result<Self, String> {
         let names = metric_aliases(&source.target_metric);
         let path = match source.path.as_deref() {
             None | Some("") => "/metrics".to_string(),
@@ -92,8 +102,9 @@ impl Feed {
     }
 
     /// One reading now: `None` for the gateway's counts (nothing to read), or for a pod
-    /// source when no replica is ready (no pod, no sample).
-    pub(crate) async fn read(&self, client: &HttpClient, ready: &[String]) -> Option<Reading> {
+    /// source when no replica is ready (no pod, no sample). `ready` are the ready replicas'
+    /// `host:port` (the source's `port`, if set, replaces theirs).
+    pub async fn read(&self, client: &HttpClient, ready: &[String]) -> Option<Reading> {
         match self {
             Self::Gateway => None,
             Self::Pods { names, path, port } => {
