@@ -3,7 +3,6 @@
 //! (fleet/reconcile.rs).
 #![expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 
-#[allow(clippy::collapsible_if)] // the shared harness is the lead's
 mod support;
 
 #[path = "fleet/plan.rs"]
