@@ -1,6 +1,8 @@
 //! The mocked API itself: a followed script passes; an unexpected, a missing or a refused call
 //! fails.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use brix_k8s::rbac::Rule;
