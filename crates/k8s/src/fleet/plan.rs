@@ -204,12 +204,15 @@ fn resolve(v: &IntOrString, replicas: i32, round_up: bool) -> Option<i32> {
     }
 }
 
-/// The template's hash: FNV-1a (64 bit) of its JSON, in the Kubernetes safe alphabet (no
-/// vowels, no look-alike digits), 10 characters. Stable across processes and versions of Brix
-/// as long as the template's JSON is.
+/// The template's hash: FNV-1a (64 bit) of its canonical JSON (keys sorted, so the order of
+/// struct fields does not matter), in the Kubernetes safe alphabet (no vowels, no look-alike
+/// digits), 10 characters. It must not change between Brix versions for the same template —
+/// a new hash rolls every fleet's RayClusters — so a test pins it.
 pub fn template_hash(template: &RayClusterTemplateSpec) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let json = serde_json::to_vec(template).unwrap_or_default();
+    let json = serde_json::to_value(template)
+        .and_then(|v| serde_json::to_vec(&v))
+        .unwrap_or_default();
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in json {
         h ^= u64::from(b);
