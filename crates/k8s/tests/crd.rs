@@ -197,8 +197,10 @@ fn structural(node: &Value, at: &str, problems: &mut Vec<String>) {
         problems.push(format!("{at}: format {format}"));
     }
     if let Some(values) = map.get("enum").and_then(Value::as_array) {
+        // kube writes an optional enum as `nullable: true` with `null` among the values.
         let ty = map.get("type").and_then(Value::as_str);
-        if ty != Some("string") || !values.iter().all(Value::is_string) {
+        let allowed = |v: &Value| v.is_string() || (v.is_null() && flag("nullable"));
+        if ty != Some("string") || !values.iter().all(allowed) {
             problems.push(format!("{at}: enum that is not a string enum"));
         }
     }
@@ -379,6 +381,7 @@ fn aibrix_manifests_deserialize_and_validate() {
             "ModelAdapter" => roundtrip::<brix_api::ModelAdapterResource>(&doc),
             "PodAutoscaler" => roundtrip::<brix_api::PodAutoscalerResource>(&doc),
             "KVCache" => roundtrip::<crd::kvcache::KvCache>(&doc),
+            "RayClusterFleet" => roundtrip::<brix_k8s::fleet::RayClusterFleet>(&doc),
             other => panic!("{file}: no Rust root for {other}"),
         };
         let reserialized = parsed.unwrap_or_else(|e| panic!("{file} ({kind}): {e}"));
