@@ -3,7 +3,6 @@
 //! (fleet/reconcile.rs).
 #![expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 
-#[allow(clippy::collapsible_if)] // the shared harness is the lead's
 mod support;
 
 #[path = "fleet/plan.rs"]
@@ -81,6 +80,7 @@ fn the_crd_has_aibrix_names_and_the_scale_subresource() {
     );
     assert_eq!(crd["spec"]["scope"], json!("Namespaced"));
     assert_eq!(crd["spec"]["names"]["kind"], json!("RayClusterFleet"));
+    assert_eq!(crd["spec"]["names"]["categories"], json!(["aibrix"]));
     let version = &crd["spec"]["versions"][0];
     assert_eq!(version["name"], json!("v1alpha1"));
     assert_eq!(version["subresources"]["status"], json!({}));

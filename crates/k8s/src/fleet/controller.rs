@@ -160,54 +160,23 @@ pub async fn reconcile(fleet: Arc<RayClusterFleet>, ctx: Arc<Context>) -> Result
     let now = ctx.clock.now();
     let plan = plan::plan(&fleet, &observed, now).map_err(Error::Spec)?;
 
-    let mut after = observed;
-    let (mut acted, mut again, mut failure) = (false, false, None);
-    for victim in &plan.delete {
-        let Some(c) = owned
-            .iter()
-            .find(|c| c.metadata.name.as_deref() == Some(victim))
-        else {
-            continue;
-        };
-        let dp = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: c.metadata.uid.clone(),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        match clusters.delete(victim, &dp).await {
-            Ok(_) => {
-                acted = true;
-                after.retain(|o| &o.name != victim);
-            }
-            Err(kube::Error::Api(s)) if s.code == 404 => after.retain(|o| &o.name != victim),
-            Err(kube::Error::Api(s)) if s.code == 409 => again = true,
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
-        }
-    }
-    if failure.is_none() {
+    let mut done = Outcome {
+        after: observed,
+        acted: false,
+        again: false,
+        failure: None,
+    };
+    done.delete(&clusters, &owned, &plan.delete).await;
+    if done.failure.is_none() {
         let body = new_cluster(&fleet, &plan.hash, &uid);
-        for _ in 0..plan.create {
-            match clusters.create(&PostParams::default(), &body).await {
-                Ok(made) => {
-                    acted = true;
-                    after.push(Observed::from_cluster(&made));
-                }
-                Err(kube::Error::Api(s)) if s.code == 409 => {
-                    again = true;
-                    break;
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
+        done.create(&clusters, &body, plan.create).await;
     }
+    let Outcome {
+        after,
+        acted,
+        again,
+        failure,
+    } = done;
     let all_done = failure.is_none() && !again;
     let status = if all_done {
         plan.status.clone()
@@ -231,6 +200,71 @@ pub async fn reconcile(fleet: Arc<RayClusterFleet>, ctx: Arc<Context>) -> Result
         .requeue_after
         .map_or(ctx.config.resync, |d| d.min(ctx.config.resync));
     Ok(Action::requeue(wait))
+}
+
+/// What a step's writes did: the RayClusters now there, whether anything changed, whether to
+/// retry soon (a 409), and the error that stopped it.
+struct Outcome {
+    after: Vec<Observed>,
+    acted: bool,
+    again: bool,
+    failure: Option<kube::Error>,
+}
+
+impl Outcome {
+    /// Deletes `victims` (each with its uid as precondition, so a new object that took the name
+    /// is never hit); 404 counts as gone, 409 as "look again".
+    async fn delete(&mut self, api: &Api<RayCluster>, owned: &[RayCluster], victims: &[String]) {
+        for victim in victims {
+            let Some(c) = owned
+                .iter()
+                .find(|c| c.metadata.name.as_deref() == Some(victim))
+            else {
+                continue;
+            };
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: c.metadata.uid.clone(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match api.delete(victim, &dp).await {
+                Ok(_) => {
+                    self.acted = true;
+                    self.after.retain(|o| &o.name != victim);
+                }
+                Err(kube::Error::Api(s)) if s.code == 404 => {
+                    self.after.retain(|o| &o.name != victim)
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => self.again = true,
+                Err(e) => {
+                    self.failure = Some(e);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Creates `count` RayClusters from `body`, stopping at the first refusal.
+    async fn create(&mut self, api: &Api<RayCluster>, body: &RayCluster, count: usize) {
+        for _ in 0..count {
+            match api.create(&PostParams::default(), body).await {
+                Ok(made) => {
+                    self.acted = true;
+                    self.after.push(Observed::from_cluster(&made));
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    self.again = true;
+                    return;
+                }
+                Err(e) => {
+                    self.failure = Some(e);
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Whether `fleet_uid` is the RayCluster's controller (owner reference with `controller: true`).

@@ -204,12 +204,15 @@ fn resolve(v: &IntOrString, replicas: i32, round_up: bool) -> Option<i32> {
     }
 }
 
-/// The template's hash: FNV-1a (64 bit) of its JSON, in the Kubernetes safe alphabet (no
-/// vowels, no look-alike digits), 10 characters. Stable across processes and versions of Brix
-/// as long as the template's JSON is.
+/// The template's hash: FNV-1a (64 bit) of its canonical JSON (keys sorted, so the order of
+/// struct fields does not matter), in the Kubernetes safe alphabet (no vowels, no look-alike
+/// digits), 10 characters. It must not change between Brix versions for the same template —
+/// a new hash rolls every fleet's RayClusters — so a test pins it.
 pub fn template_hash(template: &RayClusterTemplateSpec) -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    let json = serde_json::to_vec(template).unwrap_or_default();
+    let json = serde_json::to_value(template)
+        .and_then(|v| serde_json::to_vec(&v))
+        .unwrap_or_default();
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in json {
         h ^= u64::from(b);
@@ -254,7 +257,6 @@ pub fn plan(
         .iter()
         .partition(|c| c.hash.as_deref() == Some(s.hash.as_str()));
     let d = s.replicas as usize;
-    let avail = |c: &Observed| c.available(s.min_ready_s, now);
     let mut create = 0;
     let mut delete: Vec<&Observed> = Vec::new();
     if fleet.spec.paused {
@@ -277,26 +279,7 @@ pub fn plan(
             delete.extend(surplus.into_iter().take(new.len() - d));
         }
     } else {
-        let total = live.len() as i64;
-        let (d, surge, unavail) = (
-            d as i64,
-            i64::from(s.max_surge),
-            i64::from(s.max_unavailable),
-        );
-        create = (d - new.len() as i64).min(d + surge - total).max(0) as usize;
-        let min_available = d - unavail;
-        let available_total = live.iter().filter(|c| avail(c)).count() as i64;
-        let new_unavailable = new.iter().filter(|c| !avail(c)).count() as i64;
-        let max_scaled_down = total - min_available - new_unavailable;
-        if max_scaled_down > 0 {
-            let (mut healthy, mut unhealthy): (Vec<&Observed>, Vec<&Observed>) =
-                old.iter().partition(|c| avail(c));
-            deletion_order(&mut unhealthy, s.min_ready_s, now);
-            delete.extend(unhealthy.into_iter().take(max_scaled_down as usize));
-            deletion_order(&mut healthy, s.min_ready_s, now);
-            let budget = (available_total - min_available).max(0) as usize;
-            delete.extend(healthy.into_iter().take(budget));
-        }
+        (create, delete) = roll(&s, &live, &new, &old, now);
     }
     let delete: Vec<String> = delete.into_iter().map(|c| c.name.clone()).collect();
     // The RayClusters once the actions succeeded: the status the next step will observe.
@@ -319,6 +302,39 @@ pub fn plan(
         status,
         requeue_after,
     })
+}
+
+/// One rolling-update step (old RayClusters exist, new ones at most `replicas`): how many new
+/// to create within `replicas + maxSurge`, and which old to delete — unavailable ones first,
+/// then available ones while `replicas - maxUnavailable` stay available. Both bounds are read
+/// from the observed state, as the Deployment controller does.
+fn roll<'a>(
+    s: &Settings,
+    live: &[&'a Observed],
+    new: &[&'a Observed],
+    old: &[&'a Observed],
+    now: Timestamp,
+) -> (usize, Vec<&'a Observed>) {
+    let avail = |c: &Observed| c.available(s.min_ready_s, now);
+    let total = live.len() as i64;
+    let d = i64::from(s.replicas);
+    let (surge, unavail) = (i64::from(s.max_surge), i64::from(s.max_unavailable));
+    let create = (d - new.len() as i64).min(d + surge - total).max(0) as usize;
+    let min_available = d - unavail;
+    let available_total = live.iter().filter(|c| avail(c)).count() as i64;
+    let new_unavailable = new.iter().filter(|c| !avail(c)).count() as i64;
+    let max_scaled_down = total - min_available - new_unavailable;
+    let mut delete = Vec::new();
+    if max_scaled_down > 0 {
+        let (mut healthy, mut unhealthy): (Vec<&Observed>, Vec<&Observed>) =
+            old.iter().partition(|c| avail(c));
+        deletion_order(&mut unhealthy, s.min_ready_s, now);
+        delete.extend(unhealthy.into_iter().take(max_scaled_down as usize));
+        deletion_order(&mut healthy, s.min_ready_s, now);
+        let budget = (available_total - min_available).max(0) as usize;
+        delete.extend(healthy.into_iter().take(budget));
+    }
+    (create, delete)
 }
 
 /// The status of `fleet` with `clusters` (those not being deleted are counted); `acted` when
@@ -348,7 +364,6 @@ fn status_of(
     let available = count(&|c| c.available(s.min_ready_s, now));
     let prev = fleet.status.as_ref();
     let prev_cond = |kind: &str| prev.and_then(|p| p.conditions.iter().find(|c| c.kind == kind));
-    let name = fleet.metadata.name.as_deref().unwrap_or_default();
     let (status, reason, message) = if available >= s.replicas - s.max_unavailable {
         (
             "True",
@@ -372,62 +387,7 @@ fn status_of(
         now,
     );
     let complete = updated == s.replicas && available == s.replicas && replicas == s.replicas;
-    let progressing = prev_cond("Progressing");
-    let stalled = progressing.is_some_and(|p| {
-        p.status == "True"
-            && p.reason != "NewRayClustersAvailable"
-            && since(p.last_update_time.as_deref(), now).is_some_and(|age| age > s.deadline_s)
-    });
-    let progressing_cond = if fleet.spec.paused {
-        let msg = "RayClusterFleet is paused.";
-        condition(
-            progressing,
-            "Progressing",
-            "Unknown",
-            "FleetPaused",
-            msg,
-            false,
-            now,
-        )
-    } else if complete {
-        let msg = format!("RayClusterFleet {name:?} has successfully progressed.");
-        condition(
-            progressing,
-            "Progressing",
-            "True",
-            "NewRayClustersAvailable",
-            &msg,
-            false,
-            now,
-        )
-    } else if acted
-        || progressing
-            .is_none_or(|p| p.status == "Unknown" || p.reason == "NewRayClustersAvailable")
-    {
-        let msg = format!("RayClusterFleet {name:?} is progressing.");
-        condition(
-            progressing,
-            "Progressing",
-            "True",
-            "RayClustersUpdated",
-            &msg,
-            acted,
-            now,
-        )
-    } else if stalled {
-        let msg = format!("RayClusterFleet {name:?} has timed out progressing.");
-        condition(
-            progressing,
-            "Progressing",
-            "False",
-            "ProgressDeadlineExceeded",
-            &msg,
-            false,
-            now,
-        )
-    } else {
-        progressing.cloned().unwrap_or_default()
-    };
+    let progressing_cond = progressing(fleet, s, prev_cond("Progressing"), complete, acted, now);
     super::RayClusterFleetStatus {
         observed_generation: fleet.metadata.generation.unwrap_or(0),
         replicas,
@@ -439,6 +399,50 @@ fn status_of(
         collision_count: prev.and_then(|p| p.collision_count),
         scaling_target_selector: selector_string(&fleet.spec.selector),
     }
+}
+
+/// The `Progressing` condition: Unknown while paused; True `NewRayClustersAvailable` once every
+/// RayCluster is current and available; True `RayClustersUpdated` (its `lastUpdateTime` bumped)
+/// when this step acted; False `ProgressDeadlineExceeded` once `progressDeadlineSeconds` passed
+/// without progress; else unchanged.
+fn progressing(
+    fleet: &RayClusterFleet,
+    s: &Settings,
+    prev: Option<&FleetCondition>,
+    complete: bool,
+    acted: bool,
+    now: Timestamp,
+) -> FleetCondition {
+    let name = fleet.metadata.name.as_deref().unwrap_or_default();
+    let stalled = prev.is_some_and(|p| {
+        p.status == "True"
+            && p.reason != "NewRayClustersAvailable"
+            && since(p.last_update_time.as_deref(), now).is_some_and(|age| age > s.deadline_s)
+    });
+    let fresh = prev.is_none_or(|p| p.status == "Unknown" || p.reason == "NewRayClustersAvailable");
+    let (status, reason, message) = if fleet.spec.paused {
+        (
+            "Unknown",
+            "FleetPaused",
+            "RayClusterFleet is paused.".to_string(),
+        )
+    } else if complete {
+        let msg = format!("RayClusterFleet {name:?} has successfully progressed.");
+        ("True", "NewRayClustersAvailable", msg)
+    } else if acted || fresh {
+        (
+            "True",
+            "RayClustersUpdated",
+            format!("RayClusterFleet {name:?} is progressing."),
+        )
+    } else if stalled {
+        let msg = format!("RayClusterFleet {name:?} has timed out progressing.");
+        ("False", "ProgressDeadlineExceeded", msg)
+    } else {
+        return prev.cloned().unwrap_or_default();
+    };
+    let progress = acted && reason == "RayClustersUpdated";
+    condition(prev, "Progressing", status, reason, &message, progress, now)
 }
 
 /// Seconds from an RFC 3339 time to `now`.

@@ -18,6 +18,7 @@ use super::kuberay::RayClusterSpec;
     kind = "RayClusterFleet",
     plural = "rayclusterfleets",
     namespaced,
+    category = "aibrix",
     status = "RayClusterFleetStatus",
     scale(
         spec_replicas_path = ".spec.replicas",

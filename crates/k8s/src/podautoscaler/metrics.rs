@@ -11,7 +11,10 @@ use k8s_openapi::api::core::v1::Pod;
 
 /// Pod label naming the port of a pod's `/metrics` when the source gives none.
 pub const METRIC_PORT_LABEL: &str = "model.aibrix.ai/metric-port";
-/// Port of a pod's `/metrics` when neither the source nor the label gives one (vLLM's).
+/// The pod label with the engine's serving port (gateway discovery's), where vLLM also serves
+/// `/metrics`.
+pub const PORT_LABEL: &str = "model.aibrix.ai/port";
+/// Port of a pod's `/metrics` when neither the source nor a label gives one (vLLM's).
 pub const DEFAULT_METRIC_PORT: u16 = 8000;
 
 /// Whether `pod` takes traffic: `Ready=True`, an IP, not being deleted.
@@ -26,17 +29,20 @@ pub(super) fn is_ready(pod: &Pod) -> bool {
             .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// `host:port` of a ready pod's metrics: its IP, on the `model.aibrix.ai/metric-port` label
-/// or 8000 (a source's own `port` replaces it when read).
+/// `host:port` of a ready pod's metrics: its IP, on the `model.aibrix.ai/metric-port` label,
+/// else the `model.aibrix.ai/port` label, else 8000 (a source's own `port` replaces it when
+/// read).
 pub(super) fn address(pod: &Pod) -> Option<String> {
     let ip: IpAddr = pod.status.as_ref()?.pod_ip.as_deref()?.parse().ok()?;
-    let port = pod
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(METRIC_PORT_LABEL))
-        .and_then(|p| p.trim().parse::<u16>().ok())
-        .filter(|p| *p > 0)
+    let labels = pod.metadata.labels.as_ref();
+    let label = |key: &str| {
+        labels
+            .and_then(|l| l.get(key))
+            .and_then(|p| p.trim().parse::<u16>().ok())
+            .filter(|p| *p > 0)
+    };
+    let port = label(METRIC_PORT_LABEL)
+        .or_else(|| label(PORT_LABEL))
         .unwrap_or(DEFAULT_METRIC_PORT);
     Some(match ip {
         IpAddr::V4(v4) => format!("{v4}:{port}"),
@@ -87,4 +93,43 @@ pub(super) async fn read(
         }
     }
     failures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(ip: &str, labels: &[(&str, &str)], ready: &str) -> Pod {
+        let labels: serde_json::Map<String, serde_json::Value> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), serde_json::Value::from(*v)))
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p", "labels": labels},
+            "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": ready}]}
+        }))
+        .unwrap_or_default()
+    }
+
+    #[test]
+    fn addresses_follow_the_labels_and_bracket_ipv6() {
+        let both = pod(
+            "10.0.0.7",
+            &[(METRIC_PORT_LABEL, "9100"), (PORT_LABEL, "8080")],
+            "True",
+        );
+        assert_eq!(address(&both).as_deref(), Some("10.0.0.7:9100"));
+        let serving = pod("10.0.0.7", &[(PORT_LABEL, "8080")], "True");
+        assert_eq!(address(&serving).as_deref(), Some("10.0.0.7:8080"));
+        let bad = pod("fd00::1", &[(METRIC_PORT_LABEL, "http")], "True");
+        assert_eq!(address(&bad).as_deref(), Some("[fd00::1]:8000"));
+        assert_eq!(address(&pod("not-an-ip", &[], "True")), None);
+    }
+
+    #[test]
+    fn only_ready_pods_with_an_ip_count() {
+        assert!(is_ready(&pod("10.0.0.7", &[], "True")));
+        assert!(!is_ready(&pod("10.0.0.7", &[], "False")));
+        assert!(!is_ready(&pod("", &[], "True")));
+    }
 }

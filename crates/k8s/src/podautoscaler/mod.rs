@@ -37,7 +37,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
 pub use clock::Clock;
-pub use metrics::{DEFAULT_METRIC_PORT, METRIC_PORT_LABEL};
+pub use metrics::{DEFAULT_METRIC_PORT, METRIC_PORT_LABEL, PORT_LABEL};
 
 use crate::Error;
 use crate::rbac::Rule;

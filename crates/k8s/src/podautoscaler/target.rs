@@ -148,3 +148,37 @@ pub(super) fn api_status(e: &kube::Error) -> Option<&Status> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(api_version: Option<&str>, kind: Option<&str>) -> ObjectReference {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": api_version, "kind": kind, "name": "llama"
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn references_take_the_known_defaults_and_compare_by_group() {
+        let plain = TargetRef::of(&reference(None, None)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (plain.api_version.as_str(), plain.kind.as_str()),
+            ("apps/v1", "Deployment")
+        );
+        let fleet = TargetRef::of(&reference(None, Some("RayClusterFleet")));
+        assert_eq!(
+            fleet.map(|t| t.api_version),
+            Ok("orchestration.aibrix.ai/v1alpha1".to_string())
+        );
+        let e = TargetRef::of(&reference(None, Some("Widget"))).expect_err("needs apiVersion");
+        assert!(e.starts_with("spec.scaleTargetRef.apiVersion"), "{e}");
+        let beta =
+            TargetRef::of(&reference(Some("apps/v1beta2"), None)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(plain.same_object(&beta));
+        let sts =
+            TargetRef::of(&reference(None, Some("StatefulSet"))).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!plain.same_object(&sts));
+    }
+}
