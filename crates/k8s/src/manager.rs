@@ -88,28 +88,18 @@ pub fn builtin() -> Starter {
     })
 }
 
-// One function per controller, so each is wired in one place: `crate::<module>::run(client,
-// scope, <module>::Config::default())` once the module's controller exists.
+// One function per controller: each runs with its module's defaults.
 
 async fn podautoscaler(client: kube::Client, scope: Scope) -> Result<(), Error> {
-    let _ = (client, scope);
-    Err(not_built("podautoscaler"))
+    crate::podautoscaler::run(client, scope, crate::podautoscaler::Config::default()).await
 }
 
 async fn modeladapter(client: kube::Client, scope: Scope) -> Result<(), Error> {
-    let _ = (client, scope);
-    Err(not_built("modeladapter"))
+    crate::modeladapter::run(client, scope, crate::modeladapter::Config::default()).await
 }
 
 async fn rayclusterfleet(client: kube::Client, scope: Scope) -> Result<(), Error> {
-    let _ = (client, scope);
-    Err(not_built("rayclusterfleet"))
-}
-
-fn not_built(name: &str) -> Error {
-    Error::Other(format!(
-        "the {name} controller is not part of this build yet"
-    ))
+    crate::fleet::run(client, scope, crate::fleet::Config::default()).await
 }
 
 /// Runs the manager with this build's controllers until SIGTERM or Ctrl-C.
