@@ -486,3 +486,52 @@ async fn a_deleted_autoscaler_forgets_its_state_and_a_new_generation_starts_afre
     assert_eq!(ctx.tracked(), ["uid-a"]);
     api.done().await;
 }
+
+#[tokio::test]
+async fn an_external_source_scales_as_brix_up_s_policy_decides() {
+    let metrics =
+        Metrics::start("# TYPE queue gauge\nqueue{shard=\"a\"} 7\nqueue{shard=\"b\"} 5\n").await;
+    let mut obj = deploy_pa();
+    obj["spec"]["scalingStrategy"] = json!("APA");
+    obj["spec"]["metricsSources"] = json!([{"metricSourceType": "external",
+        "endpoint": metrics.addr.to_string(), "path": "/metrics",
+        "targetMetric": "queue", "targetValue": "2"}]);
+    // What the policy crate decides for the same document and reading.
+    let cr = root(&obj);
+    let doc = brix_api::PodAutoscaler {
+        api_version: "autoscaling.aibrix.ai/v1alpha1".into(),
+        metadata: brix_api::ObjectMeta {
+            name: "llama-pa".into(),
+            ..Default::default()
+        },
+        spec: cr.spec.clone(),
+    };
+    let policy = brix_autoscaler::Policy::from_document(&doc, None).unwrap();
+    let mut scaler = brix_autoscaler::Autoscaler::new(policy);
+    scaler.observe(0, brix_autoscaler::Reading::Total(12.0), 0.0);
+    let fleet = brix_autoscaler::FleetState {
+        desired: 2,
+        ready: 2,
+        starting: 0,
+        held: 0,
+    };
+    let want = scaler.decide(&fleet, 0.0).desired;
+    assert!(want > 2, "the load asks for more than 2 replicas: {want}");
+    let (client, api) = mock(
+        brix_k8s::podautoscaler::RULES,
+        vec![
+            Call::get(PAS).ok(list("PodAutoscalerList", vec![obj.clone()])),
+            Call::get(DEPLOY_SCALE).ok(scale("llama", 2, "app=llama")),
+            Call::get(PODS)
+                .query("labelSelector=app=llama")
+                .ok(pods(2, 1)),
+            Call::patch(DEPLOY_SCALE)
+                .expect_body(replicas_are(want))
+                .ok(scale("llama", want as i32, "app=llama")),
+            Call::patch(&format!("{PAS}/llama-pa/status")).ok(obj.clone()),
+        ],
+    );
+    let action = reconcile(cr, context(client)).await.unwrap();
+    api.done().await;
+    assert_eq!(action, Action::requeue(Duration::from_secs(10)));
+}
