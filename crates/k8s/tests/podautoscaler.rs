@@ -535,3 +535,41 @@ async fn an_external_source_scales_as_brix_up_s_policy_decides() {
     api.done().await;
     assert_eq!(action, Action::requeue(Duration::from_secs(10)));
 }
+
+#[tokio::test]
+async fn a_status_that_could_not_be_written_is_written_at_the_next_reconcile() {
+    let metrics = Metrics::start(&running(6.0)).await;
+    let obj = deploy_pa();
+    let status = Arc::new(Mutex::new(Value::Null));
+    let status_path = format!("{PAS}/llama-pa/status");
+    let (client, api) = mock(
+        brix_k8s::podautoscaler::RULES,
+        vec![
+            Call::get(PAS).ok(list("PodAutoscalerList", vec![obj.clone()])),
+            Call::get(DEPLOY_SCALE).ok(scale("llama", 2, "app=llama")),
+            Call::get(PODS)
+                .query("labelSelector=app=llama")
+                .ok(pods(2, metrics.addr.port())),
+            Call::patch(DEPLOY_SCALE)
+                .expect_body(replicas_are(6))
+                .ok(scale("llama", 6, "app=llama")),
+            Call::patch(&status_path).fail(503, "ServiceUnavailable", "etcd is busy"),
+            // The retry (before the next decision) writes the same status, the scale in it.
+            Call::patch(&status_path)
+                .expect_body(keep(&status))
+                .ok(obj.clone()),
+        ],
+    );
+    let ctx = context(client);
+    let err = reconcile(root(&obj), ctx.clone())
+        .await
+        .expect_err("the status write failed");
+    assert!(err.to_string().contains("etcd is busy"), "{err}");
+    ctx.clock().advance(5.0);
+    let action = reconcile(root(&obj), ctx).await.unwrap();
+    api.done().await;
+    assert_eq!(action, Action::requeue(Duration::from_secs(10)));
+    let st = status.lock().unwrap().clone();
+    assert_eq!(st["scalingHistory"][0]["newScale"], json!(6), "{st}");
+    assert_eq!(st["lastScaleTime"], json!("2026-05-28T20:26:40Z"));
+}
