@@ -573,3 +573,34 @@ async fn a_status_that_could_not_be_written_is_written_at_the_next_reconcile() {
     assert_eq!(st["scalingHistory"][0]["newScale"], json!(6), "{st}");
     assert_eq!(st["lastScaleTime"], json!("2026-05-28T20:26:40Z"));
 }
+
+#[tokio::test]
+async fn the_controller_reconciles_what_its_watch_sees() {
+    let mut obj = deploy_pa();
+    obj["spec"]["maxReplicas"] = json!(0);
+    let status = Arc::new(Mutex::new(Value::Null));
+    let (client, api) = mock(
+        brix_k8s::podautoscaler::RULES,
+        vec![
+            Call::get(PAS).ok(list("PodAutoscalerList", vec![])),
+            Call::get(PAS)
+                .query("watch=true")
+                .events(vec![json!({"type": "ADDED", "object": obj})]),
+            Call::patch(&format!("{PAS}/llama-pa/status"))
+                .expect_body(keep(&status))
+                .ok(obj.clone()),
+        ],
+    );
+    let scope = brix_k8s::Scope {
+        namespace: Some("default".into()),
+    };
+    let controller = tokio::spawn(brix_k8s::podautoscaler::run(
+        client,
+        scope,
+        Default::default(),
+    ));
+    api.done().await;
+    controller.abort();
+    let st = status.lock().unwrap().clone();
+    assert_eq!(condition(&st, "ValidSpec").0, "False", "{st}");
+}
