@@ -44,34 +44,47 @@ pub struct ModelAdapter {
         root = "ModelAdapterResource",
         namespaced,
         status = "crate::ModelAdapterStatus",
-        shortname = "ma"
+        shortname = "ma",
+        category = "aibrix",
+        doc = "A LoRA adapter loaded onto the pods a selector picks (AIBrix's ModelAdapter).",
+        printcolumn = r#"{"name": "Phase", "type": "string", "jsonPath": ".status.phase"}"#,
+        printcolumn = r#"{"name": "Desired", "type": "integer", "jsonPath": ".status.desiredReplicas"}"#,
+        printcolumn = r#"{"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"}"#,
+        printcolumn = r#"{"name": "Model Path", "type": "string", "jsonPath": ".spec.artifactURL"}"#,
+        printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
     )
 )]
 #[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(description = "What to load (artifactURL) and where (podSelector, replicas).")]
 pub struct ModelAdapterSpec {
     /// The model the adapter was trained for; must be a model in the fleet file.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_model: Option<String>,
     /// Candidate replicas. AIBrix requires it; Brix accepts its absence and then selects the
     /// replicas of `baseModel`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-map-type" = "atomic"))]
     pub pod_selector: Option<LabelSelector>,
     /// Placement policy, one of [`SCHEDULER_NAMES`].
     #[serde(default = "default_scheduler")]
+    #[schemars(
+        description = "Placement policy: default, random, leastAdapters, binPack, leastLatency or leastThroughput."
+    )]
     pub scheduler_name: String,
     /// Where the adapter's weights are: `huggingface://`, `s3://`, `gcs://`, `tos://`,
     /// `http(s)://` or a local path.
     #[serde(rename = "artifactURL")]
     pub artifact_url: String,
     /// Secret holding the artifact store's credentials.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<LocalObjectReference>,
     /// Replicas to load the adapter on; unset loads it on every selected replica.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub replicas: Option<u32>,
     /// Extra settings; key `api-key` becomes `Authorization: Bearer` to the engine.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub additional_config: BTreeMap<String, String>,
 }
 

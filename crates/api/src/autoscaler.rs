@@ -39,36 +39,48 @@ pub struct PodAutoscaler {
         root = "PodAutoscalerResource",
         namespaced,
         status = "crate::PodAutoscalerStatus",
-        shortname = "pa"
+        shortname = "pa",
+        category = "aibrix",
+        doc = "How the replica count of an object with a /scale subresource follows load (AIBrix's PodAutoscaler).",
+        printcolumn = r#"{"name": "MINPODS", "type": "integer", "jsonPath": ".spec.minReplicas"}"#,
+        printcolumn = r#"{"name": "MAXPODS", "type": "integer", "jsonPath": ".spec.maxReplicas"}"#,
+        printcolumn = r#"{"name": "REPLICAS", "type": "integer", "jsonPath": ".status.actualScale"}"#,
+        printcolumn = r#"{"name": "STRATEGY", "type": "string", "jsonPath": ".spec.scalingStrategy"}"#,
+        printcolumn = r#"{"name": "AGE", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
     )
 )]
 #[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(description = "The scale target, replica bounds, metric sources and algorithm.")]
 pub struct PodAutoscalerSpec {
     /// What to scale: a model in the fleet file, by `name` (`kind: Deployment` if given).
+    #[schemars(extend("x-kubernetes-map-type" = "atomic"))]
     pub scale_target_ref: ObjectReference,
     /// One role of a StormService; Brix models have no roles, so validation refuses it.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub_target_selector: Option<SubTargetSelector>,
     /// Fewest replicas; unset means 1, as in Kubernetes HPA.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_replicas: Option<u32>,
     /// Most replicas.
+    #[schemars(range(min = 1))]
     pub max_replicas: u32,
     /// Time windows with other replica bounds.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schedules: Vec<Schedule>,
     /// Where the scaling metrics come from; the largest recommendation over them wins.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub metrics_sources: Vec<MetricSource>,
     /// Stable averaging window in seconds (1-3600, default 180).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3600))]
     pub observe_window_seconds: Option<u32>,
     /// KPA panic window in seconds (1-3600, default 60, at most the stable window).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3600))]
     pub panic_window_seconds: Option<u32>,
     /// Trend-based recommendations; unset disables them.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predictive: Option<PredictiveSpec>,
     /// The algorithm.
     pub scaling_strategy: ScalingStrategy,
@@ -118,20 +130,22 @@ pub struct MetricSource {
     /// Where the value is read.
     pub metric_source_type: MetricSourceType,
     /// Scheme for `pod` and `external` sources; unset means `http`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol_type: Option<ProtocolType>,
     /// `host:port` of an external source (e.g. the GPU optimizer).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// URL path of the Prometheus text (`metrics` for vLLM); unset means `/metrics`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// Port of a `pod` source, as a string like AIBrix's; unset means the serving port.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^\s*[0-9]{1,5}\s*$"))]
     pub port: Option<String>,
     /// Metric name (`gpu_cache_usage_perc`, `num_requests_running`, `vllm:deployment_replicas`).
     pub target_metric: String,
     /// Per-pod target value, a decimal number in a string (`"0.5"`, `"100"`).
+    #[schemars(regex(pattern = r"^\s*\+?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$"))]
     pub target_value: String,
 }
 
@@ -167,28 +181,39 @@ pub enum ProtocolType {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Schedule {
     /// Unique within the autoscaler, DNS-label style.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// IANA time zone; unset means UTC.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
     /// Days the window applies; empty means every day.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub days_of_week: Vec<DayOfWeek>,
     /// Inclusive start, `HH:MM`.
+    #[schemars(regex(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
     pub start_time: String,
     /// Exclusive end, `HH:MM`, later than the start (no window crosses midnight).
+    #[schemars(regex(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
     pub end_time: String,
     /// `minReplicas` while the window is active.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_replicas: Option<u32>,
     /// `maxReplicas` while the window is active.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_replicas: Option<u32>,
 }
 
 /// A weekday, written `Mon` ... `Sun` (case-insensitive) as AIBrix does.
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, schemars::JsonSchema, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, Deserialize, Serialize, schemars::JsonSchema, PartialEq, Eq, PartialOrd, Ord,
+)]
 #[serde(try_from = "String")]
+#[schemars(extend(
+    "pattern" = "^([Mm][Oo][Nn]|[Tt][Uu][Ee]|[Ww][Ee][Dd]|[Tt][Hh][Uu]|[Ff][Rr][Ii]|[Ss][Aa][Tt]|[Ss][Uu][Nn])$"
+))]
 pub enum DayOfWeek {
     /// Monday.
     Mon,
@@ -211,10 +236,11 @@ pub enum DayOfWeek {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PredictiveSpec {
     /// How the projection is used; unset means `Preview`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<PredictiveMode>,
     /// How far ahead the trend is projected, 1-3600 s.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3600))]
     pub horizon_seconds: Option<u32>,
 }
 

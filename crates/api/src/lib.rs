@@ -48,7 +48,11 @@ mod optimizer;
 mod resource;
 mod status;
 
+#[cfg(feature = "kube")]
+pub use adapter::ModelAdapterResource;
 pub use adapter::{ADAPTER_API_VERSION, Artifact, ModelAdapter, ModelAdapterSpec, SCHEDULER_NAMES};
+#[cfg(feature = "kube")]
+pub use autoscaler::PodAutoscalerResource;
 pub use autoscaler::{
     AUTOSCALER_API_VERSION, DayOfWeek, GATEWAY_METRICS, MetricSource, MetricSourceType,
     PodAutoscaler, PodAutoscalerSpec, PredictiveMode, PredictiveSpec, ProtocolType,
@@ -69,7 +73,3 @@ pub use resource::{Resource, deprecations, validate_resources};
 pub use status::{
     Condition, ModelAdapterStatus, PodAutoscalerStatus, ScalingDecision, ScheduledBounds,
 };
-#[cfg(feature = "kube")]
-pub use adapter::ModelAdapterResource;
-#[cfg(feature = "kube")]
-pub use autoscaler::PodAutoscalerResource;

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
 use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{FieldError, fail};
 use crate::names::{dns_label_problem, dns_subdomain_problem};
@@ -102,10 +102,11 @@ impl ObjectMeta {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LabelSelector {
     /// Labels a pod must carry with exactly these values.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub match_labels: BTreeMap<String, String>,
     /// Set-based requirements a pod must also meet.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub match_expressions: Vec<LabelSelectorRequirement>,
 }
 
@@ -118,7 +119,8 @@ pub struct LabelSelectorRequirement {
     /// How the key's value is compared with `values`.
     pub operator: SelectorOperator,
     /// Values for `In` / `NotIn`; must be empty for `Exists` / `DoesNotExist`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "atomic"))]
     pub values: Vec<String>,
 }
 
@@ -183,24 +185,24 @@ impl LabelSelector {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObjectReference {
     /// Kind of the referent (`Deployment` for a Brix model).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// Name of the referent: a model name in the fleet file.
     pub name: String,
     /// API version of the referent (`apps/v1` for a Deployment).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
     /// Namespace of the referent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// UID of the referent; unused.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<String>,
     /// Resource version of the referent; unused.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_version: Option<String>,
     /// Field path within the referent; unused.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field_path: Option<String>,
 }
 

@@ -12,6 +12,7 @@ pub struct Condition {
     #[serde(rename = "type")]
     pub kind: String,
     /// `True`, `False` or `Unknown`.
+    #[schemars(extend("enum" = ["True", "False", "Unknown"]))]
     pub status: String,
     /// One CamelCase word.
     #[serde(default)]
@@ -21,6 +22,7 @@ pub struct Condition {
     pub message: String,
     /// RFC 3339 time the status last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub last_transition_time: Option<String>,
     /// `metadata.generation` the condition was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,6 +63,7 @@ pub struct ModelAdapterStatus {
 pub struct PodAutoscalerStatus {
     /// RFC 3339 time of the last change of the target's replicas.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
     pub last_scale_time: Option<String>,
     /// The count last decided.
     #[serde(default)]
@@ -73,6 +76,7 @@ pub struct PodAutoscalerStatus {
     pub conditions: Vec<Condition>,
     /// The last decisions that changed (or tried to change) the scale, newest last, at most 5.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
     pub scaling_history: Vec<ScalingDecision>,
     /// The schedule in force and its bounds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,6 +91,7 @@ pub struct PodAutoscalerStatus {
 #[serde(rename_all = "camelCase")]
 pub struct ScalingDecision {
     /// RFC 3339 time of the decision.
+    #[schemars(extend("format" = "date-time"))]
     pub timestamp: String,
     /// Replicas before.
     pub previous_scale: i32,
@@ -110,7 +115,9 @@ pub struct ScheduledBounds {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_schedule: Option<String>,
     /// The minimum in force.
+    #[serde(rename = "effectiveMinReplicas")]
     pub effective_min: i32,
     /// The maximum in force.
+    #[serde(rename = "effectiveMaxReplicas")]
     pub effective_max: i32,
 }

@@ -6,109 +6,24 @@
     reason = "tests: a failed unwrap is a failed test"
 )]
 
+#[path = "modeladapter/failures.rs"]
+mod failures;
+#[path = "modeladapter/fixtures.rs"]
+mod fixtures;
 #[allow(clippy::collapsible_if)] // the shared harness is the lead's
 mod support;
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use brix_api::ModelAdapterResource;
-use brix_k8s::modeladapter::{Context, FINALIZER, error_policy, reconcile};
+use brix_k8s::modeladapter::{FINALIZER, reconcile};
 use brix_platform::adapters::engine::EngineClient;
-use brix_testkit::{SimServer, start_sim, start_sim_at};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use brix_testkit::start_sim_at;
+use fixtures::*;
+use k8s_openapi::jiff::SignedDuration;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 use support::{Call, list, mock};
-
-const PODS: &str = "/api/v1/namespaces/default/pods";
-const MA: &str = "/apis/model.aibrix.ai/v1alpha1/namespaces/default/modeladapters/sql";
-const STATUS: &str = "/apis/model.aibrix.ai/v1alpha1/namespaces/default/modeladapters/sql/status";
-const SELECTOR: &str = "labelSelector=model.aibrix.ai/name=llama";
-const T0: &str = "2026-06-01T12:00:00Z";
-
-fn t0() -> Timestamp {
-    T0.parse().unwrap()
-}
-
-/// A LoRA-enabled engine serving `llama` with room for four adapters.
-async fn engine() -> SimServer {
-    let mut cfg = brix_testkit::sim_config("llama");
-    cfg.engine.enable_lora = true;
-    cfg.engine.max_loras = 4;
-    cfg.engine.max_cpu_loras = 4;
-    start_sim(&cfg).await
-}
-
-/// A pod of `llama` on 127.0.0.1:`port`, Ready since `ready_since`.
-fn pod(name: &str, port: u16, ready_since: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"),
-            "labels": {"model.aibrix.ai/name": "llama", "model.aibrix.ai/port": port.to_string()}},
-        "spec": {"containers": [{"name": "vllm", "image": "vllm/vllm-openai",
-            "args": ["--model", "llama", "--enable-lora", "--max-loras", "4"]}]},
-        "status": {"phase": "Running", "podIP": "127.0.0.1", "conditions": [
-            {"type": "Ready", "status": "True", "lastTransitionTime": ready_since}]}})
-}
-
-/// The `sql` ModelAdapter on llama's pods, with the finalizer in place and `status`.
-fn adapter(url: &str, extra: Value, status: Value) -> ModelAdapterResource {
-    serde_json::from_value(json!({
-        "apiVersion": "model.aibrix.ai/v1alpha1", "kind": "ModelAdapter",
-        "metadata": {"name": "sql", "namespace": "default", "uid": "uid-sql", "generation": 1,
-            "finalizers": [FINALIZER]},
-        "spec": {"baseModel": "llama", "artifactURL": url,
-            "podSelector": {"matchLabels": {"model.aibrix.ai/name": "llama"}},
-            "additionalConfig": extra},
-        "status": status}))
-    .unwrap()
-}
-
-/// A context whose clock the test moves.
-fn context(client: kube::Client) -> (Arc<Context>, Arc<Mutex<Timestamp>>) {
-    let now = Arc::new(Mutex::new(t0() + SignedDuration::from_secs(60)));
-    let clock = now.clone();
-    let ctx = Context::with_clock(
-        client,
-        Default::default(),
-        Arc::new(move || *clock.lock().unwrap()),
-    );
-    (Arc::new(ctx), now)
-}
-
-/// What the engine at `addr` lists as loaded adapters.
-async fn loaded(addr: SocketAddr) -> Vec<String> {
-    let l = EngineClient::new()
-        .list(&addr.to_string(), None)
-        .await
-        .unwrap();
-    l.adapters.into_iter().collect()
-}
-
-/// What the API server answers a PATCH with: the object.
-fn echo() -> Value {
-    serde_json::to_value(adapter(
-        "huggingface://org/sql-lora",
-        json!({}),
-        Value::Null,
-    ))
-    .unwrap()
-}
-
-fn condition<'a>(status: &'a Value, kind: &str) -> &'a Value {
-    status["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == kind))
-        .unwrap_or(&Value::Null)
-}
-
-fn check_status(
-    want: impl Fn(&Value) -> Result<(), String> + Send + 'static,
-) -> impl Fn(&Value) -> Result<(), String> + Send + 'static {
-    move |b| want(&b["status"]).map_err(|e| format!("{e} in {b}"))
-}
 
 #[tokio::test]
 async fn loads_onto_the_selected_pods_and_reports_what_they_list() {
@@ -146,24 +61,6 @@ async fn loads_onto_the_selected_pods_and_reports_what_they_list() {
     assert_eq!(action, Action::requeue(Duration::from_secs(60)));
     assert_eq!(loaded(a.addr).await, vec!["sql"]);
     assert_eq!(loaded(b.addr).await, vec!["sql"]);
-}
-
-/// A status PATCH that keeps what it was sent, to feed back as the object's status.
-fn capture(into: &Arc<Mutex<Option<Value>>>) -> Call {
-    let into = into.clone();
-    Call::patch(STATUS)
-        .expect_body(move |b| {
-            *into.lock().unwrap() = Some(b["status"].clone());
-            Ok(())
-        })
-        .ok(echo())
-}
-
-fn written(obj: &ModelAdapterResource, got: &Arc<Mutex<Option<Value>>>) -> ModelAdapterResource {
-    let mut obj = obj.clone();
-    let st = got.lock().unwrap().take().expect("a status was written");
-    obj.status = Some(serde_json::from_value(st).unwrap());
-    obj
 }
 
 #[tokio::test]
@@ -323,215 +220,6 @@ async fn a_pod_not_ready_long_enough_is_not_a_candidate() {
     assert_eq!(loaded(b.addr).await, vec!["sql"]);
 }
 
-/// An engine that lists its base model but answers every load with `code` and a message;
-/// counts the loads and keeps the last `Authorization` header.
-async fn refusing_engine(code: u16) -> (SocketAddr, Arc<AtomicU32>, Arc<Mutex<String>>) {
-    use axum::routing::{get, post};
-    let loads = Arc::new(AtomicU32::new(0));
-    let auth = Arc::new(Mutex::new(String::new()));
-    let (l, a) = (loads.clone(), auth.clone());
-    let app = axum::Router::new()
-        .route(
-            "/v1/models",
-            get(|| async {
-                axum::Json(json!({"object": "list",
-                    "data": [{"id": "llama", "object": "model", "root": "llama", "parent": null}]}))
-            }),
-        )
-        .route(
-            "/v1/load_lora_adapter",
-            post(move |headers: axum::http::HeaderMap| {
-                let (l, a) = (l.clone(), a.clone());
-                async move {
-                    l.fetch_add(1, Ordering::SeqCst);
-                    let h = headers.get("authorization").and_then(|v| v.to_str().ok());
-                    *a.lock().unwrap() = h.unwrap_or_default().to_string();
-                    let status = axum::http::StatusCode::from_u16(code).unwrap();
-                    let body = json!({"error": {"message": "engine busy: no free LoRA slot",
-                        "type": "ServiceUnavailableError", "param": null, "code": code}});
-                    (status, axum::Json(body))
-                }
-            }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, loads, auth)
-}
-
-#[tokio::test]
-async fn an_engine_refusing_the_load_fails_the_adapter_after_five_tries_without_the_key() {
-    let (addr, loads, auth) = refusing_engine(503).await;
-    let pods = vec![pod("p0", addr.port(), T0)];
-    let got = Arc::new(Mutex::new(None));
-    let listing = || {
-        Call::get(PODS)
-            .query(SELECTOR)
-            .ok(list("PodList", pods.clone()))
-    };
-    let mut script = Vec::new();
-    for attempt in 1..=5u32 {
-        if attempt > 1 {
-            // One second before the back-off ends: nothing sent, the status unchanged.
-            script.push(listing());
-        }
-        script.push(listing());
-        let into = got.clone();
-        script.push(
-            Call::patch(STATUS)
-                .expect_body(move |b| {
-                    let s = &b["status"];
-                    *into.lock().unwrap() = Some(s.clone());
-                    let ready = condition(s, "Ready");
-                    let msg = ready["message"].as_str().unwrap_or_default();
-                    if b.to_string().contains("sekrit") {
-                        return Err("the api key is in the status".into());
-                    }
-                    let (phase, reason) = if attempt == 5 {
-                        ("Failed", "LoadFailed")
-                    } else {
-                        ("Scheduled", "LoadRetrying")
-                    };
-                    let ok = s["phase"] == phase
-                        && ready["status"] == "False"
-                        && ready["reason"] == reason
-                        && msg.contains("p0: 503: engine busy: no free LoRA slot")
-                        && msg.contains(&format!("attempt {attempt} of 5"));
-                    if ok {
-                        Ok(())
-                    } else {
-                        Err(format!("attempt {attempt}: {s}"))
-                    }
-                })
-                .ok(echo()),
-        );
-    }
-    // An hour later: Failed stays Failed (the status unchanged), no load.
-    script.push(listing());
-    let (client, api) = mock(brix_k8s::modeladapter::RULES, script);
-    let (ctx, now) = context(client);
-    let mut obj = adapter(
-        "huggingface://org/sql-lora",
-        json!({"api-key": "sekrit"}),
-        Value::Null,
-    );
-    for (attempt, wait) in [(1u32, 0i64), (2, 5), (3, 10), (4, 20), (5, 40)] {
-        if wait > 0 {
-            *now.lock().unwrap() += SignedDuration::from_secs(wait - 1);
-            reconcile(Arc::new(obj.clone()), ctx.clone()).await.unwrap();
-            assert_eq!(
-                loads.load(Ordering::SeqCst),
-                attempt - 1,
-                "a load within the back-off"
-            );
-            *now.lock().unwrap() += SignedDuration::from_secs(1);
-        }
-        let action = reconcile(Arc::new(obj.clone()), ctx.clone()).await.unwrap();
-        assert_eq!(action, Action::requeue(Duration::from_secs(10)));
-        assert_eq!(loads.load(Ordering::SeqCst), attempt);
-        obj = written(&obj, &got);
-    }
-    assert_eq!(*auth.lock().unwrap(), "Bearer sekrit");
-    *now.lock().unwrap() += SignedDuration::from_secs(3600);
-    reconcile(Arc::new(obj), ctx).await.unwrap();
-    api.done().await;
-    assert_eq!(loads.load(Ordering::SeqCst), 5, "no load after Failed");
-}
-
-#[tokio::test]
-async fn an_engine_rejecting_the_request_fails_at_once() {
-    // 4xx will not pass by retrying: Failed after one try.
-    let (addr, loads, _) = refusing_engine(400).await;
-    let pods = vec![pod("p0", addr.port(), T0)];
-    let (client, api) = mock(
-        brix_k8s::modeladapter::RULES,
-        vec![
-            Call::get(PODS)
-                .query(SELECTOR)
-                .ok(list("PodList", pods.clone())),
-            Call::patch(STATUS)
-                .expect_body(check_status(|s| {
-                    let ok =
-                        s["phase"] == "Failed" && condition(s, "Ready")["reason"] == "LoadFailed";
-                    if ok { Ok(()) } else { Err("not Failed".into()) }
-                }))
-                .ok(echo()),
-            Call::get(PODS)
-                .query(SELECTOR)
-                .ok(list("PodList", pods.clone())),
-            Call::patch(STATUS).ok(echo()),
-        ],
-    );
-    let (ctx, now) = context(client);
-    let obj = adapter("huggingface://org/sql-lora", json!({}), Value::Null);
-    reconcile(Arc::new(obj.clone()), ctx.clone()).await.unwrap();
-    *now.lock().unwrap() += SignedDuration::from_secs(3600);
-    reconcile(Arc::new(obj), ctx).await.unwrap();
-    api.done().await;
-    assert_eq!(loads.load(Ordering::SeqCst), 1);
-}
-
-#[tokio::test]
-async fn an_object_artifact_without_the_sidecar_fails_with_a_clear_reason() {
-    let a = engine().await;
-    let pods = vec![pod("p0", a.addr.port(), T0)];
-    let (client, api) = mock(
-        brix_k8s::modeladapter::RULES,
-        vec![
-            Call::get(PODS).query(SELECTOR).ok(list("PodList", pods)),
-            Call::patch(STATUS)
-                .expect_body(check_status(|s| {
-                    let msg = condition(s, "Ready")["message"]
-                        .as_str()
-                        .unwrap_or_default();
-                    let ok = s["phase"] == "Failed"
-                        && msg.contains("s3:// needs the aibrix-runtime sidecar")
-                        && !msg.contains("bucket");
-                    if ok {
-                        Ok(())
-                    } else {
-                        Err(format!("no clear reason: {msg}"))
-                    }
-                }))
-                .ok(echo()),
-        ],
-    );
-    let (ctx, _) = context(client);
-    let obj = adapter("s3://bucket/sql", json!({}), Value::Null);
-    reconcile(Arc::new(obj), ctx).await.unwrap();
-    api.done().await;
-    assert!(loaded(a.addr).await.is_empty());
-}
-
-#[tokio::test]
-async fn a_conflict_on_the_status_patch_is_returned_to_the_error_policy() {
-    let a = engine().await;
-    let pods = vec![pod("p0", a.addr.port(), T0)];
-    let (client, api) = mock(
-        brix_k8s::modeladapter::RULES,
-        vec![
-            Call::get(PODS).query(SELECTOR).ok(list("PodList", pods)),
-            Call::patch(STATUS).fail(409, "Conflict", "the object has been modified"),
-        ],
-    );
-    let (ctx, _) = context(client);
-    let obj = Arc::new(adapter(
-        "huggingface://org/sql-lora",
-        json!({}),
-        Value::Null,
-    ));
-    let err = reconcile(obj.clone(), ctx.clone()).await.unwrap_err();
-    api.done().await;
-    assert!(
-        matches!(&err, brix_k8s::Error::Kube(kube::Error::Api(e)) if e.code == 409),
-        "{err:?}"
-    );
-    assert_eq!(
-        error_policy(obj, &err, ctx),
-        Action::requeue(Duration::from_secs(5))
-    );
-}
-
 #[tokio::test]
 async fn fewer_replicas_drain_first_then_unload() {
     let (a, b) = (engine().await, engine().await);
@@ -596,42 +284,6 @@ async fn fewer_replicas_drain_first_then_unload() {
     assert_eq!(loaded(kept_addr).await, vec!["sql"]);
 }
 
-/// AIBrix's runtime sidecar as the controller sees it: `POST /v1/lora_adapter/load` with
-/// the artifact URL; it "downloads" (the sim takes any hub-style id) and loads into `engine`.
-async fn sidecar(engine: SocketAddr) -> (SocketAddr, Arc<Mutex<Vec<(String, Value)>>>) {
-    use axum::routing::post;
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let s = seen.clone();
-    let app = axum::Router::new().route(
-        "/v1/lora_adapter/load",
-        post(
-            move |headers: axum::http::HeaderMap, axum::Json(body): axum::Json<Value>| {
-                let s = s.clone();
-                async move {
-                    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-                    s.lock()
-                        .unwrap()
-                        .push((auth.unwrap_or_default().to_string(), body.clone()));
-                    let url = body["artifact_url"].as_str().unwrap_or_default();
-                    let local = url.split("://").nth(1).unwrap_or_default();
-                    let name = body["lora_name"].as_str().unwrap_or_default();
-                    match EngineClient::new()
-                        .load(&engine.to_string(), name, local, None)
-                        .await
-                    {
-                        Ok(()) => (axum::http::StatusCode::OK, "loaded".to_string()),
-                        Err(e) => (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.why),
-                    }
-                }
-            },
-        ),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, seen)
-}
-
 #[tokio::test]
 async fn a_pod_with_the_runtime_sidecar_loads_object_store_artifacts_through_it() {
     let a = engine().await;
@@ -669,4 +321,73 @@ async fn a_pod_with_the_runtime_sidecar_loads_object_store_artifacts_through_it(
             "additional_config": {"api-key": "sekrit", "max-rank": "8"}})
     );
     assert_eq!(loaded(a.addr).await, vec!["sql"]);
+}
+
+#[tokio::test]
+async fn owned_objects_list_the_instances() {
+    let (a, b) = (engine().await, engine().await);
+    // p1 is not ready long enough: selected by the Service, not in the EndpointSlice.
+    let pods = vec![
+        pod("p0", a.addr.port(), T0),
+        pod("p1", b.addr.port(), "2026-06-01T12:00:59Z"),
+    ];
+    let svc_path = "/api/v1/namespaces/default/services/sql";
+    let slice_path = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/sql";
+    let owner = json!([{"apiVersion": "model.aibrix.ai/v1alpha1", "kind": "ModelAdapter",
+        "name": "sql", "uid": "uid-sql", "controller": true}]);
+    let (o1, o2) = (owner.clone(), owner);
+    let port = a.addr.port();
+    let got = Arc::new(Mutex::new(None));
+    let (client, api) = mock(
+        brix_k8s::modeladapter::RULES,
+        vec![
+            Call::get(PODS)
+                .query(SELECTOR)
+                .ok(list("PodList", pods.clone())),
+            Call::patch(svc_path)
+                .query("fieldManager=brix-modeladapter")
+                .query("force=true")
+                .expect_body(move |b| {
+                    support::eq(&b["metadata"]["ownerReferences"], &o1)?;
+                    support::eq(
+                        &b["spec"],
+                        &json!({"clusterIP": "None", "publishNotReadyAddresses": true,
+                            "selector": {"model.aibrix.ai/name": "llama"},
+                            "ports": [{"name": "http", "port": port, "targetPort": port,
+                                "protocol": "TCP"}]}),
+                    )
+                })
+                .ok(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "sql"}})),
+            Call::patch(slice_path)
+                .query("fieldManager=brix-modeladapter")
+                .expect_body(move |b| {
+                    support::eq(&b["metadata"]["ownerReferences"], &o2)?;
+                    support::eq(
+                        &b["metadata"]["labels"]["kubernetes.io/service-name"],
+                        &json!("sql"),
+                    )?;
+                    support::eq(&b["addressType"], &json!("IPv4"))?;
+                    support::eq(
+                        &b["endpoints"],
+                        &json!([{"addresses": ["127.0.0.1"], "conditions": {"ready": true},
+                            "targetRef": {"kind": "Pod", "name": "p0", "namespace": "default"}}]),
+                    )
+                })
+                .ok(
+                    json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                    "metadata": {"name": "sql"}, "addressType": "IPv4", "endpoints": []}),
+                ),
+            capture(&got),
+            // Unchanged: neither the owned objects nor the status are written again.
+            Call::get(PODS)
+                .query(SELECTOR)
+                .ok(list("PodList", pods.clone())),
+        ],
+    );
+    let (ctx, _) = context_with(client, Default::default());
+    let obj = adapter("huggingface://org/sql-lora", json!({}), Value::Null);
+    reconcile(Arc::new(obj.clone()), ctx.clone()).await.unwrap();
+    let obj = written(&obj, &got);
+    reconcile(Arc::new(obj), ctx).await.unwrap();
+    api.done().await;
 }

@@ -111,7 +111,7 @@ async fn no_change_patches_no_scale_and_an_unchanged_status_is_not_written() {
     assert_eq!(st["scalingHistory"], Value::Null);
     assert_eq!(
         st["scheduledBounds"],
-        json!({"activeSchedule": "allday", "effectiveMin": 1, "effectiveMax": 8})
+        json!({"activeSchedule": "allday", "effectiveMinReplicas": 1, "effectiveMaxReplicas": 8})
     );
     assert_eq!(condition(&st, "AbleToScale").1, "SucceededGetScale");
     obj2["status"] = without_nulls(&st);

@@ -29,7 +29,7 @@ pub(crate) async fn list(ctx: &Context, pods: &[PodInfo], key: Option<&str>) -> 
         let (engine, name, key) = (ctx.engine.clone(), p.name.clone(), key.map(str::to_string));
         calls.spawn(async move {
             let r = engine.list(&address, key.as_deref()).await;
-            (name, r.map_err(|e| e.why))
+            (name, r.map_err(|e| scrub(&e.why, key.as_deref())))
         });
     }
     let mut out = Listings::new();

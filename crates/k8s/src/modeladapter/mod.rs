@@ -12,6 +12,7 @@
 //! logged or written into the status.
 
 mod act;
+mod owned;
 mod pods;
 mod status;
 
@@ -31,6 +32,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, ResourceExt};
 
+pub use owned::{FIELD_MANAGER, MANAGED_BY};
 pub use pods::{DEFAULT_PORT, PORT_LABEL, SIDECAR_CONTAINER, SIDECAR_PORT};
 
 use crate::rbac::Rule;
@@ -51,6 +53,17 @@ pub const RULES: &[Rule] = &[
         group: "",
         resources: &["pods"],
         verbs: &["get", "list", "watch"],
+    },
+    // The owned headless Service and EndpointSlice, by server-side apply.
+    Rule {
+        group: "",
+        resources: &["services"],
+        verbs: &["patch"],
+    },
+    Rule {
+        group: "discovery.k8s.io",
+        resources: &["endpointslices"],
+        verbs: &["patch"],
     },
 ];
 
@@ -75,6 +88,9 @@ pub struct Config {
     pub requeue_ready: Duration,
     /// The placement policy's knobs (`brix up`'s).
     pub placement: brix_adapters::Config,
+    /// Keep AIBrix's owned objects: a headless Service named after the adapter and an
+    /// EndpointSlice of its instances.
+    pub owned_objects: bool,
 }
 
 impl Default for Config {
@@ -84,6 +100,7 @@ impl Default for Config {
             requeue_pending: Duration::from_secs(10),
             requeue_ready: Duration::from_secs(60),
             placement: brix_adapters::Config::default(),
+            owned_objects: true,
         }
     }
 }
@@ -113,6 +130,8 @@ pub(crate) struct AdapterState {
     draining: BTreeSet<String>,
     /// By pod.
     backoff: BTreeMap<String, Backoff>,
+    /// What the owned Service and EndpointSlice were last applied with.
+    owned: Option<owned::Owned>,
 }
 
 /// A pod where loading failed.
@@ -194,7 +213,6 @@ pub async fn run(
                 .map(|a| ObjectRef::from_obj(&*a))
                 .collect::<Vec<_>>()
         })
-        .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {
             if let Err(e) = r {
@@ -337,7 +355,16 @@ async fn apply(
         .iter()
         .any(|c| c.kind == "Ready" && c.status == "True");
     let draining = !state.draining.is_empty();
+    let mut applied = Ok(());
+    if ctx.cfg.owned_objects {
+        let want = owned::Owned::of(obj, &pods, &st.instances);
+        if state.owned.as_ref() != Some(&want) {
+            applied = owned::apply(&ctx.client, ns, obj, &want).await;
+            state.owned = applied.is_ok().then_some(want);
+        }
+    }
     ctx.put_state(&uid, Some(state));
+    applied?;
     patch_status(api, obj, st).await?;
     Ok(Action::requeue(if ready && !draining {
         ctx.cfg.requeue_ready
@@ -367,3 +394,46 @@ async fn patch_status(
 
 /// By pod name: what its engine listed this round, or why it could not.
 pub(crate) type Listings = BTreeMap<String, Result<Listing, String>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn adapter(spec: serde_json::Value) -> ModelAdapterResource {
+        serde_json::from_value(json!({
+            "apiVersion": "model.aibrix.ai/v1alpha1", "kind": "ModelAdapter",
+            "metadata": {"name": "sql", "namespace": "default"}, "spec": spec}))
+        .expect("adapter")
+    }
+
+    #[test]
+    fn a_pod_event_requeues_the_adapters_that_select_it() {
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let by_selector = adapter(json!({"artifactURL": "/a",
+            "podSelector": {"matchLabels": {"app": "x"},
+                "matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}}));
+        assert!(selects(
+            &by_selector,
+            &labels(&[("app", "x"), ("zone", "a")])
+        ));
+        assert!(!selects(
+            &by_selector,
+            &labels(&[("app", "x"), ("zone", "b")])
+        ));
+        let by_model = adapter(json!({"artifactURL": "/a", "baseModel": "llama"}));
+        assert!(selects(
+            &by_model,
+            &labels(&[(brix_api::MODEL_NAME_LABEL, "llama")])
+        ));
+        assert!(!selects(
+            &by_model,
+            &labels(&[(brix_api::MODEL_NAME_LABEL, "qwen")])
+        ));
+    }
+}

@@ -19,6 +19,10 @@ pub const SIDECAR_PORT: u16 = 8080;
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct PodInfo {
     pub name: String,
+    /// `status.podIP`, once it has one.
+    pub ip: Option<String>,
+    /// The engine's port ([`PORT_LABEL`], else [`DEFAULT_PORT`]).
+    pub port: u16,
     /// `ip:port` of the engine; `None` before the pod has an IP.
     pub engine: Option<String>,
     /// `ip:port` of the runtime sidecar, when the pod has one.
@@ -117,6 +121,8 @@ impl PodInfo {
             engine: ip.as_deref().map(|ip| host(ip, port)),
             sidecar: ip.as_deref().zip(sidecar).map(|(ip, p)| host(ip, p)),
             name,
+            ip,
+            port,
             candidate,
             max_loras,
             max_cpu_loras,

@@ -126,7 +126,8 @@ fn finish(
         let before = old.and_then(|s| s.conditions.iter().find(|o| o.kind == c.kind));
         c.last_transition_time = match before {
             Some(o) if o.status == c.status => o.last_transition_time.clone(),
-            _ => Some(now.to_string()),
+            // metav1.Time: RFC 3339 in whole seconds, as the API server stores it.
+            _ => Some(now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
         };
     }
     ModelAdapterStatus {

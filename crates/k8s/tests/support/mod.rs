@@ -23,9 +23,9 @@ use std::time::Duration;
 use brix_k8s::rbac::{Rule, allows};
 use bytes::Bytes;
 use http::{Method, Request, Response};
+use http_body::Frame;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
-use http_body::Frame;
 use kube::client::Body;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
@@ -115,7 +115,11 @@ impl Call {
         self
     }
     fn describe(&self) -> String {
-        let q = if self.query.is_empty() { String::new() } else { format!("?{}", self.query.join("&")) };
+        let q = if self.query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", self.query.join("&"))
+        };
         format!("{} {}{}", self.method, self.path, q)
     }
 }
@@ -133,7 +137,11 @@ pub fn list(kind: &str, items: Vec<Value>) -> Value {
 
 /// Compares JSON for [`Call::expect_body`]: `Err` with both values when they differ.
 pub fn eq(got: &Value, want: &Value) -> Result<(), String> {
-    if got == want { Ok(()) } else { Err(format!("got {got}, want {want}")) }
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("got {got}, want {want}"))
+    }
 }
 
 struct State {
@@ -178,13 +186,24 @@ pub fn mock_rules(rules: Vec<Rule>, script: Vec<Call>) -> (kube::Client, Scenari
             let bytes = body.collect_bytes().await.unwrap_or_default();
             let path = parts.uri.path().to_string();
             let query = decode(parts.uri.query().unwrap_or(""));
-            let seen = format!("{} {}{}", parts.method, path, if query.is_empty() { String::new() } else { format!("?{query}") });
+            let seen = format!(
+                "{} {}{}",
+                parts.method,
+                path,
+                if query.is_empty() {
+                    String::new()
+                } else {
+                    format!("?{query}")
+                }
+            );
             let mut s = st.lock().unwrap();
             s.seen.push(seen.clone());
-            if let Some((group, resource, verb)) = rbac_of(&parts.method, &path, &query) {
-                if !allows(&rules, &group, &resource, &verb) {
-                    s.errors.push(format!("{seen}: RBAC rules do not allow {verb} on {group}/{resource}"));
-                }
+            if let Some((group, resource, verb)) = rbac_of(&parts.method, &path, &query)
+                && !allows(&rules, &group, &resource, &verb)
+            {
+                s.errors.push(format!(
+                    "{seen}: RBAC rules do not allow {verb} on {group}/{resource}"
+                ));
             }
             let matches = s.script.front().is_some_and(|c| {
                 c.method == parts.method
@@ -192,10 +211,18 @@ pub fn mock_rules(rules: Vec<Rule>, script: Vec<Call>) -> (kube::Client, Scenari
                     && c.query.iter().all(|q| query.split('&').any(|p| p == q))
             });
             if !matches {
-                let want = s.script.front().map(Call::describe).unwrap_or_else(|| "no more calls".into());
-                s.errors.push(format!("unexpected call {seen}; the script wanted {want}"));
+                let want = s
+                    .script
+                    .front()
+                    .map(Call::describe)
+                    .unwrap_or_else(|| "no more calls".into());
+                s.errors
+                    .push(format!("unexpected call {seen}; the script wanted {want}"));
                 drop(s);
-                send.send_response(json_response(500, &status_body(500, "InternalError", "unexpected call in the mock")));
+                send.send_response(json_response(
+                    500,
+                    &status_body(500, "InternalError", "unexpected call in the mock"),
+                ));
                 notify.notify_waiters();
                 continue;
             }
@@ -230,7 +257,14 @@ pub fn mock_rules(rules: Vec<Rule>, script: Vec<Call>) -> (kube::Client, Scenari
         drop(holders);
     });
     let client = kube::Client::new(svc, "default");
-    (client, Scenario { state, progressed, _keep: keep })
+    (
+        client,
+        Scenario {
+            state,
+            progressed,
+            _keep: keep,
+        },
+    )
 }
 
 impl Scenario {
@@ -254,7 +288,11 @@ impl Scenario {
         tokio::task::yield_now().await;
         let s = self.state.lock().unwrap();
         let mut problems = s.errors.clone();
-        problems.extend(s.script.iter().map(|c| format!("missing call {}", c.describe())));
+        problems.extend(
+            s.script
+                .iter()
+                .map(|c| format!("missing call {}", c.describe())),
+        );
         assert!(
             problems.is_empty(),
             "the mocked API saw problems:\n  {}\ncalls made:\n  {}",
@@ -287,7 +325,9 @@ fn stream_response(rx: mpsc::Receiver<Result<Frame<Bytes>, Infallible>>) -> Resp
 }
 
 fn decode(q: &str) -> String {
-    percent_encoding::percent_decode_str(q).decode_utf8_lossy().replace('+', " ")
+    percent_encoding::percent_decode_str(q)
+        .decode_utf8_lossy()
+        .replace('+', " ")
 }
 
 /// (group, resource[/subresource], verb) of a request path, as RBAC sees it.
@@ -308,7 +348,9 @@ pub fn rbac_of(method: &Method, path: &str, query: &str) -> Option<(String, Stri
         [res, _name, sub] => (format!("{res}/{sub}"), true),
         _ => return None,
     };
-    let watch = query.split('&').any(|p| p == "watch=true" || p == "watch=1");
+    let watch = query
+        .split('&')
+        .any(|p| p == "watch=true" || p == "watch=1");
     let verb = match *method {
         Method::GET if watch => "watch",
         Method::GET if named => "get",

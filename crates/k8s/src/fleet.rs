@@ -1,6 +1,0 @@
-//! TODO(fleet): being written.
-
-use crate::rbac::Rule;
-
-/// The API calls this component makes.
-pub const RULES: &[Rule] = &[];
