@@ -1,11 +1,10 @@
 //! The PodAutoscaler controller against the mocked API (the exact calls, RBAC checked) and
 //! real metric servers on 127.0.0.1 serving Prometheus text: scale up on a pod metric, no
 //! change, a failed scrape, a conflict, API errors, a missing target, the StatefulSet,
-//! RayClusterFleet and discovered-kind paths, an invalid spec, and a deleted PA's state.
+//! RayClusterFleet and discovered-kind paths, an invalid spec, a deleted PA's state, and `run()`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[allow(clippy::collapsible_if)] // in the shared harness
 mod support;
 
 mod pa_support;
