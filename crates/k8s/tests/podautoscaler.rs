@@ -192,7 +192,18 @@ async fn of_two_autoscalers_on_one_target_the_older_scales() {
         ["apps/v1", "Deployment", "llama"],
     );
     newer["spec"]["scaleTargetRef"] = json!({"name": "llama"});
-    let both = list("PodAutoscalerList", vec![newer.clone(), older.clone()]);
+    // The oldest of all is invalid: it scales nothing, and blocks nothing.
+    let mut invalid = pa(
+        "llama-pa-0",
+        "uid-0",
+        "2025-01-01T00:00:00Z",
+        ["apps/v1", "Deployment", "llama"],
+    );
+    invalid["spec"]["maxReplicas"] = json!(0);
+    let both = list(
+        "PodAutoscalerList",
+        vec![newer.clone(), invalid, older.clone()],
+    );
     let status = Arc::new(Mutex::new(Value::Null));
     let (client, api) = mock(
         brix_k8s::podautoscaler::RULES,
