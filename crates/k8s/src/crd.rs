@@ -27,7 +27,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         brix_api::PodAutoscalerResource::crd(),
         brix_api::ModelAdapterResource::crd(),
         kvcache::KvCache::crd(),
-        // RayClusterFleet: crate::fleet::crd() joins here when the fleet controller lands.
+        crate::fleet::crd(),
     ];
     crds.iter_mut().for_each(finish);
     crds.sort_by(|a, b| {

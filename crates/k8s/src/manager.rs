@@ -88,7 +88,7 @@ pub fn builtin() -> Starter {
     })
 }
 
-// One function per controller: where its `Config` would be filled from flags.
+// One function per controller: each runs with its module's defaults.
 
 async fn podautoscaler(client: kube::Client, scope: Scope) -> Result<(), Error> {
     crate::podautoscaler::run(client, scope, crate::podautoscaler::Config::default()).await

@@ -112,29 +112,33 @@ fn names_and_subresources_follow_aibrix() {
         pa_columns,
         ["MINPODS", "MAXPODS", "REPLICAS", "STRATEGY", "AGE"]
     );
-    // RayClusterFleet (crate::fleet) joins all() when its controller lands: AIBrix's scale
-    // subresource, so a PodAutoscaler scales it like a Deployment.
-    if let Some(fleet) = crds.get("RayClusterFleet") {
-        assert_eq!(
-            fleet.metadata.name.as_deref(),
-            Some("rayclusterfleets.orchestration.aibrix.ai")
-        );
-        let sub = fleet.spec.versions[0]
-            .subresources
-            .as_ref()
-            .expect("subresources");
-        assert!(sub.status.is_some(), "RayClusterFleet: status subresource");
-        let scale = sub
-            .scale
-            .as_ref()
-            .expect("RayClusterFleet: scale subresource");
-        assert_eq!(scale.spec_replicas_path, ".spec.replicas");
-        assert_eq!(scale.status_replicas_path, ".status.replicas");
-        assert_eq!(
-            scale.label_selector_path.as_deref(),
-            Some(".status.scalingTargetSelector")
-        );
-    }
+    // RayClusterFleet has AIBrix's scale subresource, so a PodAutoscaler scales it like a
+    // Deployment; AIBrix gives it no short name and no printer columns.
+    let fleet = &crds["RayClusterFleet"];
+    assert_eq!(
+        fleet.metadata.name.as_deref(),
+        Some("rayclusterfleets.orchestration.aibrix.ai")
+    );
+    assert_eq!(fleet.spec.scope, "Namespaced");
+    assert_eq!(
+        fleet.spec.names.categories.as_deref(),
+        Some(&["aibrix".to_string()][..])
+    );
+    let sub = fleet.spec.versions[0]
+        .subresources
+        .as_ref()
+        .expect("subresources");
+    assert!(sub.status.is_some(), "RayClusterFleet: status subresource");
+    let scale = sub
+        .scale
+        .as_ref()
+        .expect("RayClusterFleet: scale subresource");
+    assert_eq!(scale.spec_replicas_path, ".spec.replicas");
+    assert_eq!(scale.status_replicas_path, ".status.replicas");
+    assert_eq!(
+        scale.label_selector_path.as_deref(),
+        Some(".status.scalingTargetSelector")
+    );
 }
 
 /// Kubernetes' structural-schema rules: every node has a type (or is int-or-string or
@@ -197,8 +201,10 @@ fn structural(node: &Value, at: &str, problems: &mut Vec<String>) {
         problems.push(format!("{at}: format {format}"));
     }
     if let Some(values) = map.get("enum").and_then(Value::as_array) {
+        // kube writes an optional enum as `nullable: true` with `null` among the values.
         let ty = map.get("type").and_then(Value::as_str);
-        if ty != Some("string") || !values.iter().all(Value::is_string) {
+        let allowed = |v: &Value| v.is_string() || (v.is_null() && flag("nullable"));
+        if ty != Some("string") || !values.iter().all(allowed) {
             problems.push(format!("{at}: enum that is not a string enum"));
         }
     }
@@ -379,6 +385,7 @@ fn aibrix_manifests_deserialize_and_validate() {
             "ModelAdapter" => roundtrip::<brix_api::ModelAdapterResource>(&doc),
             "PodAutoscaler" => roundtrip::<brix_api::PodAutoscalerResource>(&doc),
             "KVCache" => roundtrip::<crd::kvcache::KvCache>(&doc),
+            "RayClusterFleet" => roundtrip::<brix_k8s::fleet::RayClusterFleet>(&doc),
             other => panic!("{file}: no Rust root for {other}"),
         };
         let reserialized = parsed.unwrap_or_else(|e| panic!("{file} ({kind}): {e}"));
@@ -390,7 +397,12 @@ fn aibrix_manifests_deserialize_and_validate() {
         *seen.entry(kind).or_default() += 1;
     }
     let kinds: Vec<&str> = seen.keys().map(String::as_str).collect();
-    for kind in ["KVCache", "ModelAdapter", "PodAutoscaler"] {
+    for kind in [
+        "KVCache",
+        "ModelAdapter",
+        "PodAutoscaler",
+        "RayClusterFleet",
+    ] {
         assert!(kinds.contains(&kind), "no {kind} sample: {seen:?}");
     }
     assert!(

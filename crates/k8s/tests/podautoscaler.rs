@@ -1,11 +1,10 @@
 //! The PodAutoscaler controller against the mocked API (the exact calls, RBAC checked) and
 //! real metric servers on 127.0.0.1 serving Prometheus text: scale up on a pod metric, no
 //! change, a failed scrape, a conflict, API errors, a missing target, the StatefulSet,
-//! RayClusterFleet and discovered-kind paths, an invalid spec, and a deleted PA's state.
+//! RayClusterFleet and discovered-kind paths, an invalid spec, a deleted PA's state, and `run()`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[allow(clippy::collapsible_if)] // in the shared harness
 mod support;
 
 mod pa_support;
@@ -193,7 +192,18 @@ async fn of_two_autoscalers_on_one_target_the_older_scales() {
         ["apps/v1", "Deployment", "llama"],
     );
     newer["spec"]["scaleTargetRef"] = json!({"name": "llama"});
-    let both = list("PodAutoscalerList", vec![newer.clone(), older.clone()]);
+    // The oldest of all is invalid: it scales nothing, and blocks nothing.
+    let mut invalid = pa(
+        "llama-pa-0",
+        "uid-0",
+        "2025-01-01T00:00:00Z",
+        ["apps/v1", "Deployment", "llama"],
+    );
+    invalid["spec"]["maxReplicas"] = json!(0);
+    let both = list(
+        "PodAutoscalerList",
+        vec![newer.clone(), invalid, older.clone()],
+    );
     let status = Arc::new(Mutex::new(Value::Null));
     let (client, api) = mock(
         brix_k8s::podautoscaler::RULES,
@@ -485,4 +495,122 @@ async fn a_deleted_autoscaler_forgets_its_state_and_a_new_generation_starts_afre
     ctx.prune(&[root(&obj)]);
     assert_eq!(ctx.tracked(), ["uid-a"]);
     api.done().await;
+}
+
+#[tokio::test]
+async fn an_external_source_scales_as_brix_up_s_policy_decides() {
+    let metrics =
+        Metrics::start("# TYPE queue gauge\nqueue{shard=\"a\"} 7\nqueue{shard=\"b\"} 5\n").await;
+    let mut obj = deploy_pa();
+    obj["spec"]["scalingStrategy"] = json!("APA");
+    obj["spec"]["metricsSources"] = json!([{"metricSourceType": "external",
+        "endpoint": metrics.addr.to_string(), "path": "/metrics",
+        "targetMetric": "queue", "targetValue": "2"}]);
+    // What the policy crate decides for the same document and reading.
+    let cr = root(&obj);
+    let doc = brix_api::PodAutoscaler {
+        api_version: "autoscaling.aibrix.ai/v1alpha1".into(),
+        metadata: brix_api::ObjectMeta {
+            name: "llama-pa".into(),
+            ..Default::default()
+        },
+        spec: cr.spec.clone(),
+    };
+    let policy = brix_autoscaler::Policy::from_document(&doc, None).unwrap();
+    let mut scaler = brix_autoscaler::Autoscaler::new(policy);
+    scaler.observe(0, brix_autoscaler::Reading::Total(12.0), 0.0);
+    let fleet = brix_autoscaler::FleetState {
+        desired: 2,
+        ready: 2,
+        starting: 0,
+        held: 0,
+    };
+    let want = scaler.decide(&fleet, 0.0).desired;
+    assert!(want > 2, "the load asks for more than 2 replicas: {want}");
+    let (client, api) = mock(
+        brix_k8s::podautoscaler::RULES,
+        vec![
+            Call::get(PAS).ok(list("PodAutoscalerList", vec![obj.clone()])),
+            Call::get(DEPLOY_SCALE).ok(scale("llama", 2, "app=llama")),
+            Call::get(PODS)
+                .query("labelSelector=app=llama")
+                .ok(pods(2, 1)),
+            Call::patch(DEPLOY_SCALE)
+                .expect_body(replicas_are(want))
+                .ok(scale("llama", want as i32, "app=llama")),
+            Call::patch(&format!("{PAS}/llama-pa/status")).ok(obj.clone()),
+        ],
+    );
+    let action = reconcile(cr, context(client)).await.unwrap();
+    api.done().await;
+    assert_eq!(action, Action::requeue(Duration::from_secs(10)));
+}
+
+#[tokio::test]
+async fn a_status_that_could_not_be_written_is_written_at_the_next_reconcile() {
+    let metrics = Metrics::start(&running(6.0)).await;
+    let obj = deploy_pa();
+    let status = Arc::new(Mutex::new(Value::Null));
+    let status_path = format!("{PAS}/llama-pa/status");
+    let (client, api) = mock(
+        brix_k8s::podautoscaler::RULES,
+        vec![
+            Call::get(PAS).ok(list("PodAutoscalerList", vec![obj.clone()])),
+            Call::get(DEPLOY_SCALE).ok(scale("llama", 2, "app=llama")),
+            Call::get(PODS)
+                .query("labelSelector=app=llama")
+                .ok(pods(2, metrics.addr.port())),
+            Call::patch(DEPLOY_SCALE)
+                .expect_body(replicas_are(6))
+                .ok(scale("llama", 6, "app=llama")),
+            Call::patch(&status_path).fail(503, "ServiceUnavailable", "etcd is busy"),
+            // The retry (before the next decision) writes the same status, the scale in it.
+            Call::patch(&status_path)
+                .expect_body(keep(&status))
+                .ok(obj.clone()),
+        ],
+    );
+    let ctx = context(client);
+    let err = reconcile(root(&obj), ctx.clone())
+        .await
+        .expect_err("the status write failed");
+    assert!(err.to_string().contains("etcd is busy"), "{err}");
+    ctx.clock().advance(5.0);
+    let action = reconcile(root(&obj), ctx).await.unwrap();
+    api.done().await;
+    assert_eq!(action, Action::requeue(Duration::from_secs(10)));
+    let st = status.lock().unwrap().clone();
+    assert_eq!(st["scalingHistory"][0]["newScale"], json!(6), "{st}");
+    assert_eq!(st["lastScaleTime"], json!("2026-05-28T20:26:40Z"));
+}
+
+#[tokio::test]
+async fn the_controller_reconciles_what_its_watch_sees() {
+    let mut obj = deploy_pa();
+    obj["spec"]["maxReplicas"] = json!(0);
+    let status = Arc::new(Mutex::new(Value::Null));
+    let (client, api) = mock(
+        brix_k8s::podautoscaler::RULES,
+        vec![
+            Call::get(PAS).ok(list("PodAutoscalerList", vec![])),
+            Call::get(PAS)
+                .query("watch=true")
+                .events(vec![json!({"type": "ADDED", "object": obj})]),
+            Call::patch(&format!("{PAS}/llama-pa/status"))
+                .expect_body(keep(&status))
+                .ok(obj.clone()),
+        ],
+    );
+    let scope = brix_k8s::Scope {
+        namespace: Some("default".into()),
+    };
+    let controller = tokio::spawn(brix_k8s::podautoscaler::run(
+        client,
+        scope,
+        Default::default(),
+    ));
+    api.done().await;
+    controller.abort();
+    let st = status.lock().unwrap().clone();
+    assert_eq!(condition(&st, "ValidSpec").0, "False", "{st}");
 }

@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use brix_api::PodAutoscalerResource;
+use brix_api::{PodAutoscalerResource, PodAutoscalerStatus};
 use brix_autoscaler::{Autoscaler, FleetState, Schedules};
 use brix_platform::autoscale::source::{Feed, HttpClient, http_client};
 use futures::StreamExt;
@@ -115,6 +115,27 @@ struct Tracked {
     resource: Option<ApiResource>,
     /// No API calls before this (a conflict or a missing target waits a period).
     hold_until: f64,
+    /// A status computed at a decision and not written yet (the write failed): written at
+    /// the next reconcile, so no decision goes unrecorded.
+    pending: Option<PodAutoscalerStatus>,
+}
+
+impl Tracked {
+    /// Writes `status` (when it differs from `current`); kept in `pending` until it is.
+    async fn write(
+        &mut self,
+        pas: &Api<PodAutoscalerResource>,
+        name: &str,
+        current: Option<&PodAutoscalerStatus>,
+        status: PodAutoscalerStatus,
+    ) -> Result<(), Error> {
+        self.pending = Some(status);
+        if let Some(status) = &self.pending {
+            status::write(pas, name, current, status).await?;
+        }
+        self.pending = None;
+        Ok(())
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -199,6 +220,7 @@ impl Context {
             target: planned.target,
             resource: None,
             hold_until: f64::NEG_INFINITY,
+            pending: None,
         }));
         states.insert(uid.to_string(), t.clone());
         t
@@ -234,6 +256,9 @@ pub async fn reconcile(pa: Arc<PodAutoscalerResource>, ctx: Arc<Context>) -> Res
     let mut t = entry.lock().await;
     let due = t.scaler.next_decision_at().max(t.hold_until);
     if now < due {
+        if let Some(status) = t.pending.take() {
+            t.write(&pas, &name, current, status).await?;
+        }
         return Ok(Action::requeue(Duration::from_secs_f64(due - now)));
     }
     let sync = Duration::from_secs_f64(t.scaler.policy().sync_s);
@@ -258,7 +283,7 @@ pub async fn reconcile(pa: Arc<PodAutoscalerResource>, ctx: Arc<Context>) -> Res
         next.condition(CONFLICT, true, "MultiplePodAutoscalers", msg);
         next.ready();
         t.hold_until = now + sync.as_secs_f64();
-        status::write(&pas, &name, current, &next.status).await?;
+        t.write(&pas, &name, current, next.status).await?;
         ctx.forget_failures(&uid);
         return Ok(Action::requeue(sync));
     }
@@ -408,8 +433,7 @@ pub async fn reconcile(pa: Arc<PodAutoscalerResource>, ctx: Arc<Context>) -> Res
         );
     }
     next.ready();
-    drop(t);
-    status::write(&pas, &name, current, &next.status).await?;
+    t.write(&pas, &name, current, next.status).await?;
     result?;
     ctx.forget_failures(&uid);
     Ok(Action::requeue(sync))
@@ -423,7 +447,7 @@ async fn unable(
     next: &mut Next,
     pas: &Api<PodAutoscalerResource>,
     name: &str,
-    current: Option<&brix_api::PodAutoscalerStatus>,
+    current: Option<&PodAutoscalerStatus>,
     now: f64,
     sync: Duration,
     why: String,
@@ -433,7 +457,8 @@ async fn unable(
     next.condition(ABLE_TO_SCALE, false, "FailedGetScale", why);
     next.ready();
     t.hold_until = now + sync.as_secs_f64();
-    status::write(pas, name, current, &next.status).await?;
+    t.write(pas, name, current, std::mem::take(&mut next.status))
+        .await?;
     ctx.forget_failures(uid);
     Ok(Action::requeue(sync))
 }

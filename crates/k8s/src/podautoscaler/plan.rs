@@ -70,8 +70,8 @@ pub(super) fn plan(pa: &PodAutoscalerResource) -> Result<Planned, String> {
     })
 }
 
-/// The PodAutoscaler that wins `pa`'s target among `all` (the oldest; then by name), when it
-/// is another one.
+/// The PodAutoscaler that wins `pa`'s target among `all` (the oldest valid one; then by name),
+/// when it is another one. An invalid PodAutoscaler scales nothing, so it blocks no other.
 pub(super) fn conflict_winner<'a>(
     pa: &PodAutoscalerResource,
     target: &TargetRef,
@@ -85,7 +85,7 @@ pub(super) fn conflict_winner<'a>(
     };
     let winner = all
         .iter()
-        .filter(|p| TargetRef::of(&p.spec.scale_target_ref).is_ok_and(|t| t.same_object(target)))
+        .filter(|p| plan(p).is_ok_and(|planned| planned.target.same_object(target)))
         .min_by_key(|p| key(p))?;
     (winner.metadata.uid != pa.metadata.uid).then_some(winner)
 }
