@@ -89,20 +89,8 @@ impl EngineClient {
         key: Option<&str>,
     ) -> Result<(), CallError> {
         let body = serde_json::json!({"lora_name": name, "lora_path": path});
-        let (status, reply) = self
-            .call(
-                Method::POST,
-                address,
-                "/v1/load_lora_adapter",
-                Some(body),
-                key,
-                LOAD_TIMEOUT,
-            )
-            .await?;
-        if status.is_success() || (status == StatusCode::BAD_REQUEST && already_loaded(&reply)) {
-            return Ok(());
-        }
-        Err(http_error(status, &reply))
+        self.post_load(address, "/v1/load_lora_adapter", body, key)
+            .await
     }
 
     /// Unloads `name`; an engine that does not have it counts as success.
@@ -112,21 +100,8 @@ impl EngineClient {
         name: &str,
         key: Option<&str>,
     ) -> Result<(), CallError> {
-        let body = serde_json::json!({"lora_name": name});
-        let (status, reply) = self
-            .call(
-                Method::POST,
-                address,
-                "/v1/unload_lora_adapter",
-                Some(body),
-                key,
-                LIST_TIMEOUT,
-            )
-            .await?;
-        if status.is_success() || status == StatusCode::NOT_FOUND {
-            return Ok(());
-        }
-        Err(http_error(status, &reply))
+        self.post_unload(address, "/v1/unload_lora_adapter", name, key)
+            .await
     }
 
     /// Loads `name` through AIBrix's runtime sidecar at `address`, which downloads
@@ -144,20 +119,8 @@ impl EngineClient {
             "artifact_url": artifact_url,
             "additional_config": additional_config,
         });
-        let (status, reply) = self
-            .call(
-                Method::POST,
-                address,
-                "/v1/lora_adapter/load",
-                Some(body),
-                key,
-                LOAD_TIMEOUT,
-            )
-            .await?;
-        if status.is_success() || (status == StatusCode::BAD_REQUEST && already_loaded(&reply)) {
-            return Ok(());
-        }
-        Err(http_error(status, &reply))
+        self.post_load(address, "/v1/lora_adapter/load", body, key)
+            .await
     }
 
     /// Unloads `name` through AIBrix's runtime sidecar; one it does not have counts as success.
@@ -167,16 +130,38 @@ impl EngineClient {
         name: &str,
         key: Option<&str>,
     ) -> Result<(), CallError> {
+        self.post_unload(address, "/v1/lora_adapter/unload", name, key)
+            .await
+    }
+
+    /// POSTs a load to `path`; an engine that already has the adapter counts as success.
+    async fn post_load(
+        &self,
+        address: &str,
+        path: &str,
+        body: serde_json::Value,
+        key: Option<&str>,
+    ) -> Result<(), CallError> {
+        let (status, reply) = self
+            .call(Method::POST, address, path, Some(body), key, LOAD_TIMEOUT)
+            .await?;
+        if status.is_success() || (status == StatusCode::BAD_REQUEST && already_loaded(&reply)) {
+            return Ok(());
+        }
+        Err(http_error(status, &reply))
+    }
+
+    /// POSTs an unload of `name` to `path`; an engine without it counts as success.
+    async fn post_unload(
+        &self,
+        address: &str,
+        path: &str,
+        name: &str,
+        key: Option<&str>,
+    ) -> Result<(), CallError> {
         let body = serde_json::json!({"lora_name": name});
         let (status, reply) = self
-            .call(
-                Method::POST,
-                address,
-                "/v1/lora_adapter/unload",
-                Some(body),
-                key,
-                LIST_TIMEOUT,
-            )
+            .call(Method::POST, address, path, Some(body), key, LIST_TIMEOUT)
             .await?;
         if status.is_success() || status == StatusCode::NOT_FOUND {
             return Ok(());
