@@ -57,6 +57,15 @@ pub(crate) struct GatewayArgs {
     /// This replica's id in the sync (`routing.sync.gateway_id`); random when unset.
     #[arg(long, env = "BRIX_GATEWAY_ID")]
     gateway_id: Option<String>,
+    /// Find engine pods from the Kubernetes API (label `model.aibrix.ai/name`) and adapters
+    /// from ModelAdapters, instead of an endpoints file.
+    #[cfg(feature = "kubernetes")]
+    #[arg(long, conflicts_with = "endpoints")]
+    kubernetes: bool,
+    /// With --kubernetes: the namespace to watch; every namespace when unset.
+    #[cfg(feature = "kubernetes")]
+    #[arg(long, requires = "kubernetes")]
+    namespace: Option<String>,
 }
 
 /// What can stop `brix gateway`.
@@ -77,6 +86,10 @@ pub(crate) enum GatewayCmdError {
     /// The async runtime could not start.
     #[error("starting the runtime: {0}")]
     Runtime(std::io::Error),
+    /// `--kubernetes`: no cluster, or the gateway failed.
+    #[cfg(feature = "kubernetes")]
+    #[error("{0}")]
+    Kubernetes(String),
 }
 
 impl GatewayArgs {
@@ -131,6 +144,12 @@ impl GatewayArgs {
 
 /// Runs `brix gateway` until the process is stopped.
 pub(crate) fn run(args: GatewayArgs) -> Result<(), GatewayCmdError> {
+    #[cfg(feature = "kubernetes")]
+    if args.kubernetes {
+        let namespace = args.namespace.clone();
+        let cfg = args.into_config()?;
+        return crate::kube_cmd::gateway(cfg, namespace).map_err(GatewayCmdError::Kubernetes);
+    }
     let cfg = args.into_config()?;
     let endpoints = cfg.endpoints.clone().ok_or(GatewayCmdError::NoEndpoints)?;
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -4,6 +4,8 @@ mod adapter_cmd;
 mod admin_key;
 mod bench;
 mod gateway;
+#[cfg(feature = "kubernetes")]
+mod kube_cmd;
 mod kvcache_cmd;
 mod optimize_cmd;
 mod sim;
@@ -44,6 +46,9 @@ enum Command {
     /// The cheapest mix of GPU types for a workload (`plan`), capacity profiles (`profile`),
     /// roofline against simulation (`compare`).
     Optimize(optimize_cmd::OptimizeArgs),
+    /// Brix on Kubernetes: print the CRDs or a component's RBAC rules, run the controllers.
+    #[cfg(feature = "kubernetes")]
+    Kubernetes(kube_cmd::KubernetesArgs),
 }
 
 /// Raises the soft open-files limit to the hard one: every connection is a descriptor, and
@@ -82,6 +87,8 @@ fn main() -> ExitCode {
         Command::Kvcache(args) => kvcache_cmd::run(args).map_err(|e| e.to_string()),
         Command::Bench(args) => return bench::main(args),
         Command::Optimize(args) => return optimize_cmd::main(args),
+        #[cfg(feature = "kubernetes")]
+        Command::Kubernetes(args) => kube_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

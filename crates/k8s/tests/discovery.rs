@@ -284,3 +284,27 @@ async fn model_adapters_declare_adapters_and_their_pods() {
     pods_api.done().await;
     adapters_api.done().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_namespace_is_watched_without_a_namespace() {
+    let a = start_sim(&sim_config("llama")).await;
+    let b = start_sim(&sim_config("llama")).await;
+    let mut other = pod("llama-0", 1, b.addr.port(), true, json!({}));
+    other["metadata"]["namespace"] = json!("team-b");
+    let (client, api) = mock(
+        brix_k8s::discovery::RULES,
+        vec![
+            Call::get("/api/v1/pods").query("limit=500").ok(list(
+                "PodList",
+                vec![pod("llama-0", 1, a.addr.port(), true, json!({})), other],
+            )),
+            Call::get("/api/v1/pods").query("watch=true").events(vec![]),
+        ],
+    );
+    let d = KubeDiscovery::start(client, &Scope { namespace: None });
+    // Same pod name in two namespaces: both are targets.
+    let mut both = vec![target("llama-0", &a), target("llama-0", &b)];
+    both.sort();
+    sees(&d, &llama(both)).await;
+    api.done().await;
+}

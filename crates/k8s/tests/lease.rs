@@ -234,3 +234,30 @@ async fn the_leader_releases_the_lease_on_shutdown() {
     assert!(!*rx.borrow());
     api.done().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_leader_steps_down_when_renewals_fail_past_the_deadline() {
+    // Renewed at t=0; attempts every 2 s fail; at t=10 s (the renew deadline) it steps down,
+    // before the 15 s lease could pass to another replica.
+    let mut script = vec![not_found(), Call::post(LEASES).ok(lease("me", "1", 0, 0))];
+    for _ in 0..5 {
+        script.push(Call::get(LEASE).fail(500, "InternalError", "etcd timeout"));
+    }
+    let (client, api) = mock(brix_k8s::lease::RULES, script);
+    let (tx, mut rx) = watch::channel(false);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let t0 = tokio::time::Instant::now();
+    let run = tokio::spawn(LeaderElector::new(client, cfg()).run(tx, async {
+        let _ = stopped.await;
+    }));
+    until(&mut rx, true).await;
+    until(&mut rx, false).await;
+    let after = t0.elapsed();
+    assert!(
+        after >= std::time::Duration::from_secs(10) && after < std::time::Duration::from_secs(15),
+        "stepped down after {after:?}"
+    );
+    stop.send(()).unwrap();
+    run.await.unwrap();
+    api.done().await;
+}

@@ -144,3 +144,60 @@ async fn a_failing_controller_ends_the_manager_naming_it() {
     );
     api.done().await;
 }
+
+/// Sends its name on `tx` when dropped.
+struct DropSignal(String, mpsc::UnboundedSender<String>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        let _ = self.1.send(self.0.clone());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn losing_the_lease_stops_the_controllers() {
+    let (client, api) = mock(
+        brix_k8s::lease::RULES,
+        vec![
+            Call::get(LEASE).fail(404, "NotFound", "not found"),
+            Call::post(LEASES).ok(lease("me", "1")),
+            // The renewal 2 s later: another replica wrote the lease meanwhile.
+            Call::get(LEASE).ok(lease("me", "1")),
+            Call::put(LEASE).fail(409, "Conflict", "the object has been modified"),
+        ],
+    );
+    let mut cfg = config(true);
+    if let Some(l) = cfg.leader_election.as_mut() {
+        l.retry_period = Duration::from_secs(2);
+    }
+    let (started_tx, mut started_rx) = mpsc::unbounded_channel();
+    let (dropped_tx, mut dropped_rx) = mpsc::unbounded_channel();
+    let starter: Starter = Arc::new(move |name, _client, _scope| {
+        let _ = started_tx.send(name.to_string());
+        let guard = DropSignal(name.to_string(), dropped_tx.clone());
+        Box::pin(async move {
+            let _guard = guard;
+            std::future::pending().await
+        })
+    });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(run_with(client, cfg, starter, None, async {
+        let _ = stopped.await;
+    }));
+    started(&mut started_rx).await;
+    started(&mut started_rx).await;
+    let mut gone = vec![
+        started(&mut dropped_rx).await,
+        started(&mut dropped_rx).await,
+    ];
+    gone.sort();
+    assert_eq!(gone, ["modeladapter", "podautoscaler"]);
+    // A standby now: shutting down releases nothing.
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    api.done().await;
+    assert!(
+        started_rx.try_recv().is_err(),
+        "controllers restarted without the lease"
+    );
+}

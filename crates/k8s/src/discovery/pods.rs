@@ -1,6 +1,6 @@
 //! Which pods are targets, and the task that publishes them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use brix_gateway::{Target, Targets};
@@ -84,11 +84,15 @@ fn port_of(pod: &Pod) -> Option<u16> {
 }
 
 /// Targets and the pod index from the pods now.
-fn collect(pods: &[Arc<Pod>]) -> (Targets, PodIndex) {
+/// `bad_ports` collects the tracked pods skipped for a port label that is not a port.
+fn collect(pods: &[Arc<Pod>], bad_ports: &mut BTreeSet<(String, String)>) -> (Targets, PodIndex) {
     let mut targets: Targets = BTreeMap::new();
     let mut index = PodIndex::new();
     for pod in pods {
         let Some(model) = model_of(pod) else { continue };
+        if port_of(pod).is_none() {
+            bad_ports.insert(key(pod));
+        }
         let target = target_of(pod).map(|(_, t)| t);
         let list = targets.entry(model.clone()).or_default();
         if let (Some(ns), Some(name)) = (&pod.metadata.namespace, &pod.metadata.name) {
@@ -105,6 +109,14 @@ fn collect(pods: &[Arc<Pod>]) -> (Targets, PodIndex) {
     (targets, index)
 }
 
+fn key(pod: &Pod) -> (String, String) {
+    let m = &pod.metadata;
+    (
+        m.namespace.clone().unwrap_or_default(),
+        m.name.clone().unwrap_or_default(),
+    )
+}
+
 /// Follows the pods in `scope` until the task is aborted, publishing on each change.
 pub(super) async fn follow(
     client: kube::Client,
@@ -118,11 +130,18 @@ pub(super) async fn follow(
         p.metadata.managed_fields = None;
         p.spec = None;
     });
+    // Pods already warned about (a bad port label), so each is logged once while it stays.
+    let mut warned = BTreeSet::new();
     while let Some(synced) = pods.next_batch().await {
         if !synced {
             continue;
         }
-        let (next, next_index) = collect(&pods.state());
+        let mut bad = BTreeSet::new();
+        let (next, next_index) = collect(&pods.state(), &mut bad);
+        for (ns, name) in bad.difference(&warned) {
+            tracing::warn!(namespace = %ns, pod = %name, "pod skipped: label {PORT_LABEL} is not a port number");
+        }
+        warned = bad;
         targets.send_if_modified(|cur| {
             if **cur == next {
                 return false;
@@ -200,6 +219,10 @@ mod tests {
         assert!(model_of(&m(json!({POD_GROUP_INDEX: "1"}))).is_none());
         assert!(model_of(&m(json!({POD_GROUP_INDEX: "0"}))).is_some());
         assert!(target_of(&m(json!({PORT_LABEL: "http"}))).is_none());
+        let mut bad = BTreeSet::new();
+        let (targets, _) = collect(&[Arc::new(m(json!({PORT_LABEL: "http"})))], &mut bad);
+        assert_eq!(targets.get("llama"), Some(&vec![]), "the model stays known");
+        assert_eq!(bad, BTreeSet::from([("ns".to_string(), "p".to_string())]));
         assert!(target_of(&m(json!({PORT_LABEL: "0"}))).is_none());
         assert!(model_of(&ready(json!({"app": "x"}))).is_none());
     }
@@ -218,7 +241,7 @@ mod tests {
         let mut p = ready(base);
         p.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status = "False".into();
         assert!(target_of(&p).is_none());
-        let (targets, index) = collect(&[Arc::new(p)]);
+        let (targets, index) = collect(&[Arc::new(p)], &mut BTreeSet::new());
         assert_eq!(targets.get("llama"), Some(&vec![]));
         assert_eq!(
             index.get(&("ns".into(), "p".into())),
