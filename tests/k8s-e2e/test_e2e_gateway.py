@@ -59,10 +59,12 @@ def test_unknown_strategy_is_400(client):
                                   extra_headers={"routing-strategy": "no-such-strategy"})
 
 
-def test_probes_and_metrics_need_no_key(gateway_url):
+def test_probes_and_metrics_need_no_key(gateway_url, client):
+    client.completions.create(model=MODEL, prompt="x", max_tokens=2)  # one request counted
     assert httpx.get(f"{gateway_url}/health", timeout=5).status_code == 200
     assert httpx.get(f"{gateway_url}/ready", timeout=5).status_code == 200
-    assert b"gateway_request_total" in httpx.get(f"{gateway_url}/metrics", timeout=5).content
+    assert b"brix_gateway_requests_total" in httpx.get(f"{gateway_url}/metrics",
+                                                      timeout=5).content
 
 
 def test_discovery_follows_scale_up_and_down(client, engine_pods):
