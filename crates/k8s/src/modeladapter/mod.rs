@@ -58,12 +58,13 @@ pub const RULES: &[Rule] = &[
     Rule {
         group: "",
         resources: &["services"],
-        verbs: &["patch"],
+        // Server-side apply of an object that does not exist yet is also checked for `create`.
+        verbs: &["create", "patch"],
     },
     Rule {
         group: "discovery.k8s.io",
         resources: &["endpointslices"],
-        verbs: &["patch"],
+        verbs: &["create", "patch"],
     },
 ];
 
