@@ -154,6 +154,28 @@ impl LabelSelector {
             })
     }
 
+    /// The selector in the API server's query syntax (`a=b,c in (d,e),!f`, values sorted): what
+    /// a list call's `labelSelector` takes and a `/scale` subresource reports.
+    pub fn to_query(&self) -> String {
+        let mut parts: Vec<String> = self
+            .match_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        for r in &self.match_expressions {
+            let mut values = r.values.clone();
+            values.sort();
+            let values = values.join(",");
+            parts.push(match r.operator {
+                SelectorOperator::In => format!("{} in ({values})", r.key),
+                SelectorOperator::NotIn => format!("{} notin ({values})", r.key),
+                SelectorOperator::Exists => r.key.clone(),
+                SelectorOperator::DoesNotExist => format!("!{}", r.key),
+            });
+        }
+        parts.join(",")
+    }
+
     /// Kubernetes' rules for requirements: `In`/`NotIn` need values, `Exists`/`DoesNotExist`
     /// take none.
     pub(crate) fn validate(&self) -> Result<(), FieldError> {

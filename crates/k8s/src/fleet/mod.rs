@@ -64,45 +64,23 @@ pub fn crd() -> CustomResourceDefinition {
     RayClusterFleet::crd()
 }
 
-/// A label selector in Kubernetes' string form (`a=b,c in (d,e),!f`), keys sorted: what the
-/// `/scale` subresource reports and a list call's `labelSelector` takes.
+/// A label selector in Kubernetes' string form (`a=b,c in (d,e),!f`): what the `/scale`
+/// subresource reports and a list call's `labelSelector` takes. Empty for a selector with an
+/// operator Kubernetes does not know (`plan::validate` refuses those first).
 pub fn selector_string(selector: &LabelSelector) -> String {
-    let mut parts: Vec<String> = selector
-        .match_labels
-        .iter()
-        .flat_map(|m: &BTreeMap<String, String>| m.iter())
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    for r in selector.match_expressions.iter().flatten() {
-        let mut values = r.values.clone().unwrap_or_default();
-        values.sort();
-        parts.push(match r.operator.as_str() {
-            "In" => format!("{} in ({})", r.key, values.join(",")),
-            "NotIn" => format!("{} notin ({})", r.key, values.join(",")),
-            "Exists" => r.key.clone(),
-            _ => format!("!{}", r.key),
-        });
-    }
-    parts.join(",")
+    as_api(selector).map(|s| s.to_query()).unwrap_or_default()
 }
 
-/// Whether `labels` satisfy `selector` (Kubernetes' rules; an empty selector matches all).
+/// Whether `labels` satisfy `selector` (Kubernetes' rules; an empty selector matches all, one
+/// with an unknown operator matches nothing).
 pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let by_label = selector
-        .match_labels
-        .iter()
-        .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
-    by_label
-        && selector.match_expressions.iter().flatten().all(|r| {
-            let value = labels.get(&r.key);
-            let values = r.values.as_deref().unwrap_or_default();
-            match r.operator.as_str() {
-                "In" => value.is_some_and(|v| values.contains(v)),
-                "NotIn" => value.is_none_or(|v| !values.contains(v)),
-                "Exists" => value.is_some(),
-                "DoesNotExist" => value.is_none(),
-                _ => false,
-            }
-        })
+    as_api(selector).is_some_and(|s| s.matches(labels))
+}
+
+/// k8s-openapi's selector as brix-api's (the same JSON), whose matching and query syntax the
+/// ModelAdapter controller and the fleet file share.
+fn as_api(selector: &LabelSelector) -> Option<brix_api::LabelSelector> {
+    serde_json::to_value(selector)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
 }

@@ -228,7 +228,7 @@ pub async fn run(
 fn selects(a: &ModelAdapterResource, labels: &BTreeMap<String, String>) -> bool {
     let doc = document(a);
     match &doc.spec.pod_selector {
-        Some(sel) if !pods::selector_string(sel).is_empty() => sel.matches(labels),
+        Some(sel) if !sel.to_query().is_empty() => sel.matches(labels),
         _ => doc.target_model().is_some_and(|m| {
             labels
                 .get(brix_api::MODEL_NAME_LABEL)

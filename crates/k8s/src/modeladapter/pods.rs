@@ -2,7 +2,7 @@
 //! (Ready for a while, not terminating, an IP), the engine's and the sidecar's addresses, and
 //! the LoRA capacity from the engine's command line.
 
-use brix_api::{LabelSelector, MODEL_NAME_LABEL, ModelAdapter, SelectorOperator};
+use brix_api::{MODEL_NAME_LABEL, ModelAdapter};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
@@ -38,7 +38,7 @@ pub(crate) struct PodInfo {
 /// model's pods (`model.aibrix.ai/name=<baseModel>`).
 pub(crate) fn selector(doc: &ModelAdapter) -> Result<String, String> {
     if let Some(sel) = &doc.spec.pod_selector {
-        let s = selector_string(sel);
+        let s = sel.to_query();
         if !s.is_empty() {
             return Ok(s);
         }
@@ -49,24 +49,6 @@ pub(crate) fn selector(doc: &ModelAdapter) -> Result<String, String> {
             "set spec.podSelector or spec.baseModel (pods labelled {MODEL_NAME_LABEL})"
         )),
     }
-}
-
-/// A selector in the API server's query syntax.
-pub(crate) fn selector_string(sel: &LabelSelector) -> String {
-    let mut parts: Vec<String> = sel
-        .match_labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    for r in &sel.match_expressions {
-        parts.push(match r.operator {
-            SelectorOperator::In => format!("{} in ({})", r.key, r.values.join(",")),
-            SelectorOperator::NotIn => format!("{} notin ({})", r.key, r.values.join(",")),
-            SelectorOperator::Exists => r.key.clone(),
-            SelectorOperator::DoesNotExist => format!("!{}", r.key),
-        });
-    }
-    parts.join(",")
 }
 
 impl PodInfo {
@@ -151,6 +133,7 @@ fn ready_long_enough(pod: &Pod, now: Timestamp, ready_for: SignedDuration) -> bo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use brix_api::LabelSelector;
     use serde_json::json;
 
     #[test]
@@ -164,7 +147,7 @@ mod tests {
         }))
         .expect("selector");
         assert_eq!(
-            selector_string(&sel),
+            sel.to_query(),
             "model.aibrix.ai/name=llama,zone in (a,b),gpu,!old"
         );
     }
