@@ -1,0 +1,1 @@
+//! The runtime sidecar beside one engine: adapter load and unload (direct or delegated with download), artifact download and list, health, standardised metrics
