@@ -38,6 +38,12 @@ pub struct ReplicaStatus {
     pub kv_usage: Option<f64>,
     /// How its engine last ended.
     pub last_exit: Option<String>,
+    /// `host:port` of its runtime sidecar, when one runs beside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    /// Why it is in its state (`failed`: the GPUs' diagnosis), one bounded line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One model and its replicas.
@@ -132,6 +138,8 @@ async fn status<P: Platform>(State(admin): State<Arc<Admin<P>>>, headers: Header
                     restarts: r.restarts,
                     pid: r.pid,
                     last_exit: r.last_exit,
+                    runtime: r.runtime,
+                    reason: r.reason,
                 }
             })
             .collect();

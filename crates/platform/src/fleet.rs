@@ -35,6 +35,9 @@ pub struct FleetFile {
     /// from the gateway's demand (see [`crate::optimizer`]).
     #[serde(default)]
     pub optimizer: Option<brix_api::OptimizerSpec>,
+    /// GPU diagnostics before replicas start on their GPUs (see [`crate::gate`]).
+    #[serde(default)]
+    pub diag: Option<crate::gate::DiagSpec>,
 }
 
 /// A fleet file that cannot run; the message names the file, the field and, where the parser
@@ -135,6 +138,12 @@ impl FleetFile {
                     source: source.under("optimizer"),
                 })?;
         }
+        if let Some(d) = &file.diag {
+            d.check().map_err(|source| FleetError::Invalid {
+                path: path(),
+                source,
+            })?;
+        }
         if let Some(k) = &file.kvcache {
             k.check().map_err(|source| FleetError::Invalid {
                 path: path(),
@@ -152,6 +161,30 @@ impl FleetFile {
 }
 
 impl FleetFile {
+    /// The models GPU diagnostics gate, with their GPUs: command engines with `gpus:` (or
+    /// `CUDA_VISIBLE_DEVICES` indices in `env`), when the gate is on: `diag.enabled`, which
+    /// defaults to on with a `diag:` section; without one, only engines with an explicit
+    /// `gpus:` turn it on (an `env` alone does not, so an existing file behaves as before).
+    pub fn gated_models(&self) -> BTreeMap<String, Vec<u32>> {
+        let enabled = match &self.diag {
+            Some(d) => d.enabled.unwrap_or(true),
+            None => self.models.iter().any(|m| {
+                matches!(&m.engine, brix_api::EngineSpec::Command(c) if c.gpus.as_ref().is_some_and(|g| !g.is_empty()))
+            }),
+        };
+        if !enabled {
+            return BTreeMap::new();
+        }
+        self.models
+            .iter()
+            .filter_map(|m| match &m.engine {
+                brix_api::EngineSpec::Command(c) => Some((m.name.clone(), c.gpus())),
+                brix_api::EngineSpec::Sim(_) => None,
+            })
+            .filter(|(_, g)| !g.is_empty())
+            .collect()
+    }
+
     /// Models whose replicas publish KV events (`gateway.kv_events.models`, enabled).
     pub fn kv_events_models(&self) -> std::collections::BTreeSet<String> {
         let kv = &self.gateway.kv_events;
@@ -301,6 +334,45 @@ mod tests {
             assert!(e.starts_with("f.yaml: "), "{e}");
             assert!(e.contains(needle), "{needle:?} not in {e:?}");
         }
+    }
+
+    #[test]
+    fn gated_models_follow_gpus_env_and_the_diag_section() {
+        let file = |extra: &str, a: &str| {
+            format!(
+                "{extra}models:\n  - name: a\n    engine: {{command: {{command: 'x {{port}}', {a}}}}}\n  - name: b\n    engine: {{command: {{command: 'x {{port}}', env: {{CUDA_VISIBLE_DEVICES: '2,3'}}}}}}\n  - name: c\n    engine: {{sim: {{}}}}\n"
+            )
+        };
+        let gated = |text: &str| {
+            FleetFile::parse("f.yaml", text)
+                .expect("valid")
+                .gated_models()
+                .into_iter()
+                .collect::<Vec<_>>()
+        };
+        let both = vec![("a".to_string(), vec![0, 1]), ("b".to_string(), vec![2, 3])];
+        assert_eq!(gated(&file("", "gpus: [0, 1]")), both);
+        assert!(
+            gated(&file("", "env: {}")).is_empty(),
+            "no section, no gpus:"
+        );
+        assert_eq!(gated(&file("diag: {}\n", "gpus: [0, 1]")), both);
+        assert_eq!(
+            gated(&file("diag: {interval_s: 5}\n", "env: {}")),
+            both[1..]
+        );
+        assert!(gated(&file("diag: {enabled: false}\n", "gpus: [0, 1]")).is_empty());
+        let e = err(&file("diag: {interval_s: -1}\n", "gpus: [0]"));
+        assert!(e.contains("diag.interval_s"), "{e}");
+        let e = err(&file("", "gpus: [0, 0]"));
+        assert!(e.contains("models[0].engine.command.gpus"), "{e}");
+        let rt = "models:\n  - name: a\n    engine: {sim: {runtime: {engine: sglang, port: 9000, metrics_mode: passthrough}}}\n";
+        let f = FleetFile::parse("f.yaml", rt).expect("valid");
+        let spec = f.models[0].engine.runtime().expect("runtime");
+        assert_eq!(spec.engine, brix_api::RuntimeEngine::Sglang);
+        assert_eq!(spec.metrics_mode, brix_api::MetricsMode::Passthrough);
+        let e = err("models:\n  - name: a\n    engine: {sim: {runtime: {engine: trt}}}\n");
+        assert!(e.contains("trt"), "{e}");
     }
 
     #[test]

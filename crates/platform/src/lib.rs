@@ -6,6 +6,7 @@ pub mod adapters;
 pub mod admin;
 pub mod autoscale;
 mod fleet;
+pub mod gate;
 mod kvpool;
 mod local;
 pub mod optimizer;
@@ -13,6 +14,7 @@ pub mod optimizer_api;
 mod platform;
 pub mod process;
 mod runner;
+pub mod sidecar;
 mod supervisor;
 
 pub use fleet::{FleetError, FleetFile, check_adapter};

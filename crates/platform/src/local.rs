@@ -60,6 +60,12 @@ pub struct LocalConfig {
     /// A KV cache pool every simulated engine uses (`sim:` engines directly, engine commands
     /// through `{kv_pool}`); None: no pool.
     pub kv_pool: Option<brix_sim_http::KvPoolConfig>,
+    /// GPU diagnostics before each start of a gated model's replicas, and periodically
+    /// (see [`crate::gate`]); None: nothing is held back.
+    pub gate: Option<crate::gate::GateConfig>,
+    /// How runtime sidecars are served beside replicas whose engine has `runtime:` (see
+    /// [`crate::sidecar`]); None: such replicas fail to start, saying so.
+    pub runtime: Option<crate::sidecar::RuntimeConfig>,
 }
 
 impl Default for LocalConfig {
@@ -71,6 +77,8 @@ impl Default for LocalConfig {
             drain_timeout: Duration::from_secs(300),
             kv_events: BTreeSet::new(),
             kv_pool: None,
+            gate: None,
+            runtime: None,
         }
     }
 }
@@ -89,6 +97,10 @@ pub(crate) struct Inner {
     pub(crate) models: Mutex<BTreeMap<String, ModelRt>>,
     pub(crate) tasks: Mutex<JoinSet<()>>,
     pub(crate) shutting_down: std::sync::atomic::AtomicBool,
+    /// The diagnostics gate, when configured.
+    pub(crate) gate: Option<Arc<crate::gate::Gate>>,
+    /// Its periodic check.
+    gate_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 pub(crate) struct ModelRt {
@@ -128,6 +140,10 @@ pub(crate) struct Status {
     pub(crate) failed_at_start: bool,
     /// From being asked for to its first ready.
     pub(crate) startup: Option<Duration>,
+    /// Its runtime sidecar's port, once started (kept across engine restarts).
+    pub(crate) runtime_port: Option<u16>,
+    /// Why it is `failed` (held back by GPU diagnostics), one bounded line.
+    pub(crate) reason: Option<String>,
 }
 
 impl Slot {
@@ -157,8 +173,14 @@ impl LocalPlatform {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(1)));
+        let gate = cfg
+            .gate
+            .clone()
+            .map(|g| Arc::new(crate::gate::Gate::new(g)));
         let inner = Arc::new(Inner {
             cfg,
+            gate: gate.clone(),
+            gate_task: Mutex::new(None),
             registry,
             in_flight,
             client: Client::builder(TokioExecutor::new()).build(connector),
@@ -181,6 +203,19 @@ impl LocalPlatform {
             shutting_down: Default::default(),
         });
         let platform = Self { inner };
+        if let Some(gate) = gate {
+            let task = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(gate.interval()).await;
+                    gate.check_since(Instant::now()).await;
+                }
+            });
+            *platform
+                .inner
+                .gate_task
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(task);
+        }
         for m in models {
             platform.inner.publish(&m.name);
             platform.inner.converge(&m.name);
@@ -190,7 +225,8 @@ impl LocalPlatform {
 
     /// Waits until every replica is ready; fails at once, with the engine's own words, when a
     /// replica's first start ends before it was ever ready (an engine command that exits at
-    /// once), and after `timeout` otherwise.
+    /// once), and after `timeout` otherwise. Replicas held back by GPU diagnostics (`failed`)
+    /// are not waited for: `brix status` shows them with the reason.
     pub async fn wait_ready(&self, timeout: Duration) -> Result<(), PlatformError> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -208,7 +244,7 @@ impl LocalPlatform {
                             ),
                         });
                     }
-                    if s.state != ReplicaState::Ready {
+                    if s.state != ReplicaState::Ready && s.state != ReplicaState::Failed {
                         waiting.push(format!("{} ({})", slot.id, s.state.as_str()));
                     }
                 }
@@ -231,6 +267,15 @@ impl LocalPlatform {
         self.inner
             .shutting_down
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self
+            .inner
+            .gate_task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            t.abort();
+        }
         for rt in self.inner.models().values() {
             for slot in rt.slots.values() {
                 slot.stop.send_replace(true);
@@ -314,6 +359,8 @@ impl Inner {
                     ever_ready: false,
                     failed_at_start: false,
                     startup: None,
+                    runtime_port: None,
+                    reason: None,
                 }),
                 stop: watch::Sender::new(false),
                 requested: Instant::now(),
@@ -347,6 +394,7 @@ impl Inner {
                     events: format!("tcp://127.0.0.1:{events}"),
                     replay: Some(format!("tcp://127.0.0.1:{replay}")),
                 }),
+                metrics: s.status().runtime_port.map(|p| format!("127.0.0.1:{p}")),
             })
             .collect();
         let Some(rt) = models.get_mut(model) else {
@@ -430,6 +478,8 @@ impl Platform for LocalPlatform {
                     pid: s.pid,
                     last_exit: s.last_exit,
                     startup_ms: s.startup.map(|d| d.as_millis() as u64),
+                    runtime: s.runtime_port.map(|p| format!("127.0.0.1:{p}")),
+                    reason: s.reason,
                 }
             })
             .collect())

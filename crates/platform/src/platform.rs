@@ -24,6 +24,11 @@ pub struct Replica {
     /// Milliseconds from being asked for to its first ready (None until then): what the
     /// autoscaler learns a start-up costs.
     pub startup_ms: Option<u64>,
+    /// `host:port` of its runtime sidecar, when one runs beside it.
+    pub runtime: Option<String>,
+    /// Why it is in its state, when the state alone does not say (`failed`: the GPU
+    /// diagnostics' verdict), one bounded line.
+    pub reason: Option<String>,
 }
 
 /// A replica's lifecycle; only `Ready` replicas receive traffic.
@@ -41,6 +46,9 @@ pub enum ReplicaState {
     CrashLoop,
     /// Being removed: out of rotation, waiting for its requests in flight to finish.
     Draining,
+    /// Held back: its GPUs failed diagnostics (the reason says which and why); not started,
+    /// or drained and stopped, until a check finds them healthy again. Not a crash.
+    Failed,
 }
 
 impl ReplicaState {
@@ -53,6 +61,7 @@ impl ReplicaState {
             Self::Restarting => "restarting",
             Self::CrashLoop => "crash-loop",
             Self::Draining => "draining",
+            Self::Failed => "failed",
         }
     }
 }

@@ -8,16 +8,23 @@ use std::time::{Duration, Instant};
 use brix_api::EngineSpec;
 use tokio::sync::watch;
 
+use crate::gate::Verdicts;
 use crate::local::{
     BACKOFF_MAX, BACKOFF_MIN, CRASH_LOOP, CRASH_WINDOW, Inner, STABLE_RUN, Slot, UNREADY_AFTER,
 };
 use crate::platform::ReplicaState;
 use crate::runner::Runner;
+use crate::sidecar::Sidecar;
+
+/// Longest wait for a runtime sidecar to stop.
+const SIDECAR_GRACE: Duration = Duration::from_secs(5);
 
 /// How one run of an engine ended.
 enum Ended {
     Exited(String),
     Stopped,
+    /// Its GPUs failed a periodic diagnosis (the reason).
+    GpuFailed(String),
 }
 
 /// Aborts a task when dropped (the platform's task set was dropped or aborted).
@@ -87,7 +94,15 @@ async fn supervise(inner: Arc<Inner>, slot: Arc<Slot>, engine: EngineSpec) {
         EngineSpec::Sim(_) => (Duration::from_secs(30), Duration::ZERO),
     };
     let log = inner.log_path(&slot);
+    let gate = inner.gate.clone().filter(|g| g.gates(&slot.model));
+    let mut verdicts = gate.as_ref().map(|g| g.subscribe());
+    let mut sidecar: Option<Sidecar> = None;
     loop {
+        if let (Some(gate), Some(rx)) = (&gate, verdicts.as_mut())
+            && !gpus_pass(&inner, &slot, gate, rx, &mut stop).await
+        {
+            break;
+        }
         inner.set_state(&slot, ReplicaState::Starting);
         let (port, kv) = {
             let s = slot.status();
@@ -112,9 +127,40 @@ async fn supervise(inner: Arc<Inner>, slot: Arc<Slot>, engine: EngineSpec) {
                     s.kv_ports = kv;
                     s.pid = runner.pid();
                 }
-                let ended = run(&inner, &slot, &mut runner, &mut stop, ready_timeout).await;
-                if matches!(ended, Ended::Stopped) {
-                    drain(&inner, &slot).await;
+                let beside = match (sidecar.is_some(), engine.runtime()) {
+                    (false, Some(spec)) => match start_sidecar(&inner, &slot, spec, port).await {
+                        Ok(s) => {
+                            slot.status().runtime_port = Some(s.port);
+                            sidecar = Some(s);
+                            Ok(())
+                        }
+                        Err(why) => Err(why),
+                    },
+                    _ => Ok(()),
+                };
+                let ended = match beside {
+                    Ok(()) => {
+                        run(
+                            &inner,
+                            &slot,
+                            &mut runner,
+                            &mut stop,
+                            ready_timeout,
+                            &mut verdicts,
+                        )
+                        .await
+                    }
+                    Err(why) => Ended::Exited(format!("could not start: {why}")),
+                };
+                match &ended {
+                    Ended::Stopped => drain(&inner, &slot, inner.cfg.drain_timeout).await,
+                    Ended::GpuFailed(why) => {
+                        tracing::warn!(replica = %slot.id, reason = %why, "GPU diagnostics failed; draining and stopping the replica");
+                        slot.status().reason = Some(why.clone());
+                        // In-flight requests get the engine's stop grace.
+                        drain(&inner, &slot, grace).await;
+                    }
+                    Ended::Exited(_) => {}
                 }
                 runner.stop(grace).await;
                 ended
@@ -123,6 +169,15 @@ async fn supervise(inner: Arc<Inner>, slot: Arc<Slot>, engine: EngineSpec) {
         };
         let why = match ended {
             Ended::Stopped => break,
+            Ended::GpuFailed(why) => {
+                {
+                    let mut s = slot.status();
+                    s.pid = None;
+                    s.last_exit = Some(format!("stopped: {why}"));
+                }
+                // Back to the gate, which holds it until its GPUs pass again.
+                continue;
+            }
             Ended::Exited(why) => why,
         };
         // A crash: out of rotation, then back after the back-off.
@@ -164,8 +219,73 @@ async fn supervise(inner: Arc<Inner>, slot: Arc<Slot>, engine: EngineSpec) {
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
+    if let Some(s) = sidecar {
+        s.stop(SIDECAR_GRACE).await;
+    }
     // Gone: out of the table and the registry.
     remove(&inner, &slot);
+}
+
+/// Starts the replica's runtime sidecar in front of its engine on `engine_port`.
+async fn start_sidecar(
+    inner: &Inner,
+    slot: &Slot,
+    spec: &brix_api::RuntimeSpec,
+    engine_port: u16,
+) -> Result<Sidecar, String> {
+    let Some(cfg) = &inner.cfg.runtime else {
+        return Err("runtime: this platform was started without runtime support".into());
+    };
+    let port = match slot.status().runtime_port {
+        Some(p) => p,
+        None => spec.port_for(slot.index).map_err(|e| e.to_string())?,
+    };
+    Sidecar::start(cfg, spec, &slot.id, port, engine_port).await
+}
+
+/// Holds the replica while its GPUs fail diagnostics (a fresh check first): state `failed`
+/// with the reason, no crash counted, started again once a check passes. False when the
+/// replica is stopped meanwhile.
+async fn gpus_pass(
+    inner: &Arc<Inner>,
+    slot: &Slot,
+    gate: &crate::gate::Gate,
+    rx: &mut watch::Receiver<Verdicts>,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    gate.check_since(Instant::now()).await;
+    loop {
+        let why = rx.borrow_and_update().blocked.get(&slot.model).cloned();
+        let Some(why) = why else {
+            slot.status().reason = None;
+            return true;
+        };
+        {
+            let mut s = slot.status();
+            s.reason = Some(why);
+            s.pid = None;
+        }
+        inner.set_state(slot, ReplicaState::Failed);
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { return false },
+            _ = stop.wait_for(|s| *s) => return false,
+        }
+    }
+}
+
+/// Resolves with the reason when a diagnosis blocks `model` (never without a gate).
+async fn gpu_turns_bad(rx: &mut Option<watch::Receiver<Verdicts>>, model: &str) -> String {
+    let Some(rx) = rx else {
+        return std::future::pending().await;
+    };
+    let why = match rx.wait_for(|v| v.blocked.contains_key(model)).await {
+        Ok(v) => Some(v.blocked.get(model).cloned().unwrap_or_default()),
+        Err(_) => None,
+    };
+    match why {
+        Some(why) => why,
+        None => std::future::pending().await,
+    }
 }
 
 /// Runs one start of the engine until it exits or the replica is stopped, moving it in and
@@ -176,6 +296,7 @@ async fn run(
     runner: &mut Runner,
     stop: &mut watch::Receiver<bool>,
     ready_timeout: Duration,
+    verdicts: &mut Option<watch::Receiver<Verdicts>>,
 ) -> Ended {
     let address = slot.address();
     let started = Instant::now();
@@ -190,6 +311,7 @@ async fn run(
         tokio::select! {
             why = runner.exited() => return Ended::Exited(why),
             _ = stop.wait_for(|s| *s) => return Ended::Stopped,
+            why = gpu_turns_bad(verdicts, &slot.model) => return Ended::GpuFailed(why),
             _ = tokio::time::sleep(period) => {}
         }
         let ok = inner.healthy(&address).await;
@@ -216,8 +338,9 @@ async fn run(
     }
 }
 
-/// Takes the replica out of rotation and waits for the gateway's requests to it to finish.
-async fn drain(inner: &Arc<Inner>, slot: &Slot) {
+/// Takes the replica out of rotation and waits (at most `within`) for the gateway's requests
+/// to it to finish.
+async fn drain(inner: &Arc<Inner>, slot: &Slot, within: Duration) {
     inner.set_state(slot, ReplicaState::Draining);
     if inner
         .shutting_down
@@ -229,7 +352,7 @@ async fn drain(inner: &Arc<Inner>, slot: &Slot) {
     let address = slot.address();
     // Let the gateway apply the registry change before counting.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let deadline = Instant::now() + inner.cfg.drain_timeout;
+    let deadline = Instant::now() + within;
     loop {
         let n = (inner.in_flight)(&address);
         if n == 0 {

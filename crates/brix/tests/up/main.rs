@@ -9,6 +9,7 @@ mod adapters;
 mod admin;
 mod autoscale;
 mod binary;
+mod gate;
 mod kvevents;
 mod kvpool;
 mod listener;

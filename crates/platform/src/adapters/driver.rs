@@ -29,6 +29,10 @@ struct Pod {
     ready: bool,
     /// Restarts so far: a listing taken before the last restart says nothing of now.
     restarts: u32,
+    /// Its runtime sidecar's address, when one runs beside it: loads of object-store and hub
+    /// artifacts go through it (delegated), as the Kubernetes controller does for a pod with
+    /// an `aibrix-runtime` container.
+    runtime: Option<String>,
     labels: BTreeMap<String, String>,
 }
 
@@ -163,6 +167,7 @@ impl<P: Platform, G: AdapterGateway> Driver<P, G> {
                     labels: m.replica_labels(&r.id),
                     ready: r.state == ReplicaState::Ready,
                     restarts: r.restarts,
+                    runtime: r.runtime,
                     id: r.id,
                     model: r.model,
                     address: r.address,
@@ -367,8 +372,29 @@ impl<P: Platform, G: AdapterGateway> Driver<P, G> {
                 .get(&a.adapter)
                 .and_then(|d| d.adapter.spec.additional_config.get("api-key").cloned());
             let (engine, address, kind) = (self.engine.clone(), pod.address.clone(), a.kind);
-            let path = match kind {
-                ActionKind::Load => match self.artifacts.get(&a.adapter) {
+            let runtime_key = self.cfg.runtime_key.clone();
+            let delegated = specs
+                .get(&a.adapter)
+                .zip(pod.runtime.clone())
+                .filter(|(d, _)| !is_local(&d.adapter.spec.artifact_url))
+                .map(|(d, at)| {
+                    let secret = d
+                        .adapter
+                        .spec
+                        .credentials_secret_ref
+                        .as_ref()
+                        .and_then(|s| self.shared.secrets.get(&s.name))
+                        .cloned();
+                    let spec = &d.adapter.spec;
+                    (
+                        at,
+                        spec.artifact_url.clone(),
+                        spec.additional_config.clone(),
+                        secret,
+                    )
+                });
+            let path = match (kind, &delegated) {
+                (ActionKind::Load, None) => match self.artifacts.get(&a.adapter) {
                     Some((_, super::driver::Artifact::Ready(f))) => {
                         Some(f.dir.to_string_lossy().into_owned())
                     }
@@ -377,9 +403,24 @@ impl<P: Platform, G: AdapterGateway> Driver<P, G> {
                 _ => None,
             };
             calls.spawn(async move {
-                let r = match &path {
-                    Some(p) => engine.load(&address, &key.1, p, api_key.as_deref()).await,
-                    None => engine.unload(&address, &key.1, api_key.as_deref()).await,
+                let name = &key.1;
+                let api_key = api_key.as_deref();
+                let r = match (kind, &delegated, &path) {
+                    (ActionKind::Load, Some((at, url, extra, secret)), _) => {
+                        let k = runtime_key.as_deref();
+                        engine
+                            .sidecar_load_with(at, name, url, extra, secret.as_ref(), k)
+                            .await
+                    }
+                    (ActionKind::Load, None, Some(p)) => {
+                        engine.load(&address, name, p, api_key).await
+                    }
+                    (_, Some((at, ..)), _) => {
+                        engine
+                            .sidecar_unload(at, name, runtime_key.as_deref())
+                            .await
+                    }
+                    _ => engine.unload(&address, name, api_key).await,
                 };
                 (key, address, kind, r)
             });
@@ -621,6 +662,15 @@ impl<P: Platform, G: AdapterGateway> Driver<P, G> {
             conditions,
         }
     }
+}
+
+/// Whether an artifact URL is a local path (loaded from the controller's verified copy;
+/// everything else goes through a runtime sidecar when the replica has one).
+fn is_local(url: &str) -> bool {
+    matches!(
+        brix_api::Artifact::parse(url),
+        Ok(brix_api::Artifact::Local(_))
+    )
 }
 
 /// The bearer key adapters of `model` give their engines (`additionalConfig.api-key`).

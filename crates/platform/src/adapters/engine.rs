@@ -114,11 +114,30 @@ impl EngineClient {
         additional_config: &std::collections::BTreeMap<String, String>,
         key: Option<&str>,
     ) -> Result<(), CallError> {
-        let body = serde_json::json!({
+        self.sidecar_load_with(address, name, artifact_url, additional_config, None, key)
+            .await
+    }
+
+    /// [`Self::sidecar_load`] with the artifact store's `credentials` (the keys of a
+    /// ModelAdapter's secret: `AWS_ACCESS_KEY_ID`, `HF_TOKEN`, ...), what `brix up` sends its
+    /// runtime sidecars; never logged.
+    pub async fn sidecar_load_with(
+        &self,
+        address: &str,
+        name: &str,
+        artifact_url: &str,
+        additional_config: &std::collections::BTreeMap<String, String>,
+        credentials: Option<&std::collections::BTreeMap<String, String>>,
+        key: Option<&str>,
+    ) -> Result<(), CallError> {
+        let mut body = serde_json::json!({
             "lora_name": name,
             "artifact_url": artifact_url,
             "additional_config": additional_config,
         });
+        if let Some(c) = credentials {
+            body["credentials"] = serde_json::json!(c);
+        }
         self.post_load(address, "/v1/lora_adapter/load", body, key)
             .await
     }

@@ -54,6 +54,9 @@ pub struct AdapterConfig {
     pub cache_dir: PathBuf,
     /// The placement policy's knobs.
     pub placement: brix_adapters::Config,
+    /// The bearer key of the runtime sidecars `brix up` starts beside replicas (its admin
+    /// key); sent on delegated loads and unloads through them.
+    pub runtime_key: Option<String>,
 }
 
 impl Default for AdapterConfig {
@@ -63,6 +66,7 @@ impl Default for AdapterConfig {
             base_dir: PathBuf::from("."),
             cache_dir: std::env::temp_dir().join("brix-adapters"),
             placement: brix_adapters::Config::default(),
+            runtime_key: None,
         }
     }
 }
