@@ -92,17 +92,27 @@ impl std::fmt::Debug for GateConfig {
 
 /// The pure decision: for each model (with the GPUs its replicas use), the reason its
 /// replicas may not run under this diagnosis; a model absent from the answer may run. The
-/// reason names each failing GPU with its verdict, on one line of at most [`REASON_MAX`] bytes.
+/// reason names each failing GPU with its verdict (`GPU n: ...`, unless the verdict already
+/// names the GPU or the node; a node failure given for every GPU appears once), on one line
+/// of at most [`REASON_MAX`] bytes.
 pub fn blocked(
     models: &BTreeMap<String, Vec<u32>>,
     gpu_ok: &dyn Fn(u32) -> Result<(), String>,
 ) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for (model, gpus) in models {
-        let failing: Vec<String> = gpus
-            .iter()
-            .filter_map(|&g| gpu_ok(g).err().map(|why| format!("GPU {g}: {why}")))
-            .collect();
+        let mut failing: Vec<String> = Vec::new();
+        for &g in gpus {
+            let Err(why) = gpu_ok(g) else { continue };
+            let why = if why.starts_with(&format!("GPU {g}")) || why.starts_with("node") {
+                why
+            } else {
+                format!("GPU {g}: {why}")
+            };
+            if !failing.contains(&why) {
+                failing.push(why);
+            }
+        }
         if !failing.is_empty() {
             out.insert(model.clone(), one_line(&failing.join("; ")));
         }
@@ -211,7 +221,7 @@ mod tests {
     fn a_model_on_any_failing_gpu_is_blocked_with_every_reason() {
         let m = models(&[("a", &[0]), ("b", &[1, 2]), ("c", &[3])]);
         let bad = |g: u32| match g {
-            1 => Err("ECC uncorrectable errors: 4".to_string()),
+            1 => Err("GPU 1: ECC uncorrectable errors: 4".to_string()),
             2 => Err("PCIe link x8,\nexpected x16".to_string()),
             _ => Ok(()),
         };
@@ -222,6 +232,9 @@ mod tests {
             "GPU 1: ECC uncorrectable errors: 4; GPU 2: PCIe link x8, expected x16"
         );
         assert!(blocked(&m, &|_| Ok(())).is_empty());
+        let node = blocked(&m, &|_| Err("node: NVML: driver not loaded".to_string()));
+        assert_eq!(node.len(), 3);
+        assert_eq!(node["b"], "node: NVML: driver not loaded");
     }
 
     #[test]

@@ -387,14 +387,21 @@ impl Inner {
             .filter(|rt| rt.spec.served_name() == served)
             .flat_map(|rt| rt.slots.values())
             .filter(|s| !s.stopping() && s.status().state == ReplicaState::Ready)
-            .map(|s| Target {
-                name: s.id.clone(),
-                address: s.address(),
-                kv_events: s.status().kv_ports.map(|(events, replay)| KvEndpoints {
-                    events: format!("tcp://127.0.0.1:{events}"),
-                    replay: Some(format!("tcp://127.0.0.1:{replay}")),
-                }),
-                metrics: s.status().runtime_port.map(|p| format!("127.0.0.1:{p}")),
+            .map(|s| {
+                // One lock: a second `s.status()` in this expression would wait on the first.
+                let (port, kv_ports, runtime_port) = {
+                    let st = s.status();
+                    (st.port, st.kv_ports, st.runtime_port)
+                };
+                Target {
+                    name: s.id.clone(),
+                    address: format!("127.0.0.1:{port}"),
+                    kv_events: kv_ports.map(|(events, replay)| KvEndpoints {
+                        events: format!("tcp://127.0.0.1:{events}"),
+                        replay: Some(format!("tcp://127.0.0.1:{replay}")),
+                    }),
+                    metrics: runtime_port.map(|p| format!("127.0.0.1:{p}")),
+                }
             })
             .collect();
         let Some(rt) = models.get_mut(model) else {
