@@ -3,6 +3,7 @@
 mod adapter_cmd;
 mod admin_key;
 mod bench;
+mod diag_cmd;
 mod gateway;
 #[cfg(feature = "kubernetes")]
 mod kube_cmd;
@@ -47,6 +48,8 @@ enum Command {
     /// roofline against simulation (`compare`).
     Optimize(optimize_cmd::OptimizeArgs),
     /// Brix on Kubernetes: print the CRDs or a component's RBAC rules, run the controllers.
+    /// Accelerator diagnostics through NVML: one verdict per GPU; exit 0 healthy, 1 unhealthy.
+    Diag(diag_cmd::DiagArgs),
     #[cfg(feature = "kubernetes")]
     Kubernetes(kube_cmd::KubernetesArgs),
 }
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         Command::Kvcache(args) => kvcache_cmd::run(args).map_err(|e| e.to_string()),
         Command::Bench(args) => return bench::main(args),
         Command::Optimize(args) => return optimize_cmd::main(args),
+        Command::Diag(args) => return diag_cmd::main(args),
         #[cfg(feature = "kubernetes")]
         Command::Kubernetes(args) => kube_cmd::run(args),
     };
