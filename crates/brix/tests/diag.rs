@@ -457,3 +457,31 @@ fn table_output_usage_errors_and_missing_library() {
             .starts_with("cannot load NVML library")
     );
 }
+
+#[test]
+fn mock_dropped_in_as_libnvidia_ml_on_ld_library_path() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("brix-diag-ldpath");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(mock_lib(), dir.join("libnvidia-ml.so.1")).unwrap();
+    let config = write_config("ldpath", "[gpus]\ncard_count = 3\n[gpus.2]\nsram_ue = 1\n");
+    let out = Command::new(BRIX)
+        .args(["diag", "--json"])
+        .env("BRIX_NVML_MOCK_CONFIG", &config)
+        .env("LD_LIBRARY_PATH", &dir)
+        .env_remove("BRIX_NVML_LIBRARY")
+        .env_remove("GPU_CARD_COUNT")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["card_count"], 3);
+    assert_eq!(
+        report["gpus"][2]["findings"][0]["check"],
+        "ecc_uncorrectable"
+    );
+}

@@ -525,3 +525,15 @@ pub extern "C" fn nvmlDeviceGetFieldValues(
         Ok(())
     })
 }
+
+/// Replaces the configuration as `nvmlInit` would, without reading a file (unit tests).
+#[cfg(test)]
+fn install(cfg: Config) {
+    let mut st = state();
+    st.refs = st.refs.saturating_add(1);
+    st.config = Some(Arc::new(cfg));
+}
+
+#[cfg(test)]
+#[path = "ffi_tests.rs"]
+mod tests;
