@@ -1,7 +1,10 @@
 //! `brix runtime` in front of a real `brix sim` (vLLM's API, LoRA on), over sockets: direct
 //! and delegated loads (HTTP and S3 sources), unload with cleanup, the key, bad bodies, an
 //! engine that is down, and the standard metric names.
-#![expect(clippy::unwrap_used, reason = "tests: a failed unwrap is a failed test")]
+#![expect(
+    clippy::unwrap_used,
+    reason = "tests: a failed unwrap is a failed test"
+)]
 
 mod common;
 
