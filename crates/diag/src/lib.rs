@@ -193,8 +193,26 @@ fn warn(check: Check, message: String) -> Finding {
 }
 
 /// Runs every check and returns the verdicts. Blocking (NVML calls take milliseconds); never
-/// panics: a missing library or failed `nvmlInit` is a node `Fail` naming NVML's error.
+/// panics: a missing library or failed `nvmlInit` is a node `Fail` naming NVML's error, and a
+/// panic inside the NVML binding (e.g. a library without `nvmlShutdown`) is a node `Fail` too.
 pub fn diagnose(cfg: &DiagConfig) -> Report {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(cfg))).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Report {
+            healthy: false,
+            driver_version: None,
+            card_count: None,
+            node: vec![fail(Check::Driver, format!("the NVML binding panicked: {what}"))],
+            gpus: Vec::new(),
+        }
+    })
+}
+
+fn run(cfg: &DiagConfig) -> Report {
     let mut report = Report {
         healthy: false,
         driver_version: None,
