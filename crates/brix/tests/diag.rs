@@ -266,6 +266,19 @@ const CASES: &[Case] = &[
         clean: &[],
     },
     Case {
+        name: "nvlink_all_down",
+        toml: "[gpus.0]\nnvlink_active = [false, false]\n",
+        args: &[],
+        exit: 0,
+        expect: &[(
+            Some(0),
+            "nvlink",
+            "warn",
+            "no NVLink active (all 2 links down",
+        )],
+        clean: &[],
+    },
+    Case {
         name: "nvlink_up",
         toml: "[gpus.0]\nnvlink_active = [true, true, true, true, true, true]\n",
         args: &[],

@@ -386,13 +386,20 @@ fn nvlink(dev: &Device<'_>, acc: &mut Acc) {
         return;
     }
     acc.applicable.insert(Check::NvLink);
-    if !down.is_empty() {
+    let n_down = u32::try_from(down.len()).unwrap_or(u32::MAX);
+    if n_down == present {
+        // Every link down is also what a PCIe card without its NVLink bridge reports; NVML
+        // cannot tell the two apart, so this warns instead of failing every bridge-less card.
+        acc.push(warn(
+            Check::NvLink,
+            format!("no NVLink active (all {present} links down: no bridge fitted, or the fabric is down)"),
+        ));
+    } else if !down.is_empty() {
         acc.push(fail(
             Check::NvLink,
             format!(
-                "NVLink links {} inactive ({} of {present} down)",
-                down.join(", "),
-                down.len()
+                "NVLink links {} inactive ({n_down} of {present} down)",
+                down.join(", ")
             ),
         ));
     }

@@ -206,7 +206,10 @@ pub fn diagnose(cfg: &DiagConfig) -> Report {
             healthy: false,
             driver_version: None,
             card_count: None,
-            node: vec![fail(Check::Driver, format!("the NVML binding panicked: {what}"))],
+            node: vec![fail(
+                Check::Driver,
+                format!("the NVML binding panicked: {what}"),
+            )],
             gpus: Vec::new(),
         }
     })
