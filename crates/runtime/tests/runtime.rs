@@ -294,3 +294,58 @@ async fn models_download_in_the_background_and_list() {
         .await;
     assert_eq!(status, 400, "{text}");
 }
+
+#[tokio::test]
+async fn a_second_load_joins_the_first_and_another_source_meanwhile_is_409() {
+    let sim = lora_sim().await;
+    let rt = Rt::start("coalesce", &format!("http://{}", sim.addr), Some(KEY)).await;
+    let mut files = adapter_files(&rt.dir.path().join("src"), 8);
+    let other: Vec<_> = files
+        .iter()
+        .map(|(n, b)| (format!("../b/{n}"), b.clone()))
+        .collect();
+    files.extend(other);
+    let (addr, server) = Files::start(&files, "/a/").await;
+    server.hold("/a/");
+    let first = json!({"lora_name": "c", "artifact_url": format!("http://{addr}/a/")});
+    let elsewhere = json!({"lora_name": "c", "artifact_url": format!("http://{addr}/b/")});
+    let started = || async { server.total.load(std::sync::atomic::Ordering::Relaxed) >= 1 };
+    let coalesced = || async {
+        let (_, text) = rt.get("/metrics").await;
+        text.contains("brix_runtime_adapter_loads_coalesced_total 1")
+    };
+    let (a, b, conflict) = tokio::join!(
+        rt.post("/v1/lora_adapter/load", &first),
+        async {
+            brix_testkit::eventually(
+                "the first load reaches the source",
+                Duration::from_secs(10),
+                started,
+            )
+            .await;
+            rt.post("/v1/lora_adapter/load", &first).await
+        },
+        async {
+            brix_testkit::eventually(
+                "the first load reaches the source",
+                Duration::from_secs(10),
+                started,
+            )
+            .await;
+            let conflict = rt.post("/v1/lora_adapter/load", &elsewhere).await;
+            brix_testkit::eventually(
+                "the second load joins the first",
+                Duration::from_secs(10),
+                coalesced,
+            )
+            .await;
+            server.open();
+            conflict
+        },
+    );
+    assert_eq!(conflict.0, 409, "{}", conflict.1);
+    assert_eq!(envelope(&conflict.1).1, "conflict");
+    assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
+    assert_eq!(a.1, b.1, "both answered by the one load");
+    assert_eq!(server.gets("/a/adapter_model.safetensors"), 1);
+}
