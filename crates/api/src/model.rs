@@ -90,6 +90,9 @@ pub struct SimEngine {
     /// --startup-delay`): a stand-in for loading weights, so a new replica's start-up is real.
     #[serde(default)]
     pub startup_delay_s: Option<f64>,
+    /// A runtime sidecar beside each replica (`brix up` runs it in process).
+    #[serde(default)]
+    pub runtime: Option<crate::RuntimeSpec>,
 }
 
 /// An engine started as a child process, one per replica, on a port Brix picks.
@@ -107,6 +110,13 @@ pub struct CommandEngine {
     /// Seconds between SIGTERM and SIGKILL when the replica stops.
     #[serde(default = "default_stop_grace_s")]
     pub stop_grace_s: u64,
+    /// The GPUs (NVML indices) the engine uses, checked by diagnostics before each start;
+    /// unset: `CUDA_VISIBLE_DEVICES` in `env` when it is a list of indices (see [`Self::gpus`]).
+    #[serde(default)]
+    pub gpus: Option<Vec<u32>>,
+    /// A runtime sidecar beside each replica (`brix up` runs it in process).
+    #[serde(default)]
+    pub runtime: Option<crate::RuntimeSpec>,
 }
 
 impl CommandEngine {
@@ -118,6 +128,29 @@ impl CommandEngine {
         self.command
             .replace("{port}", &port.to_string())
             .replace("{model}", model)
+    }
+
+    /// The GPUs the engine uses: `gpus`, else `CUDA_VISIBLE_DEVICES` from `env` when it is a
+    /// list of indices, else none.
+    pub fn gpus(&self) -> Vec<u32> {
+        match &self.gpus {
+            Some(g) => g.clone(),
+            None => self
+                .env
+                .get("CUDA_VISIBLE_DEVICES")
+                .and_then(|v| crate::sidecar::cuda_visible_devices(v))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl EngineSpec {
+    /// The runtime sidecar asked for beside each replica, if any.
+    pub fn runtime(&self) -> Option<&crate::RuntimeSpec> {
+        match self {
+            Self::Sim(s) => s.runtime.as_ref(),
+            Self::Command(c) => c.runtime.as_ref(),
+        }
     }
 }
 
@@ -172,6 +205,7 @@ impl Default for SimEngine {
             output_len: None,
             seed: None,
             startup_delay_s: None,
+            runtime: None,
         }
     }
 }
@@ -367,6 +401,9 @@ fn validate_sim(sim: &SimEngine) -> Result<(), FieldError> {
 }
 
 fn validate_command(cmd: &CommandEngine) -> Result<(), FieldError> {
+    if let Some(g) = &cmd.gpus {
+        crate::sidecar::validate_gpus(g)?;
+    }
     if cmd.command.trim().is_empty() {
         return fail("command.command", "must not be empty");
     }

@@ -71,7 +71,7 @@ pub async fn run(pod: Arc<PodState>, client: Client, cfg: ScrapeConfig, metrics:
             }
         };
         pod.probe_health(ok);
-        match get(&client, &pod.address, "/metrics", timeout).await {
+        match get(&client, &pod.metrics_address, "/metrics", timeout).await {
             Ok(text) => pod.set_scrape(parse_scrape(&String::from_utf8_lossy(&text))),
             Err(e) => {
                 tracing::debug!(pod = %pod.name, error = %e, age_s = ?pod.metrics_age(), "metrics scrape failed; keeping the last gauges");
