@@ -7,7 +7,6 @@
 mod adapters;
 mod engine;
 mod error;
-mod metrics_shim;
 mod models;
 mod stats;
 
@@ -26,10 +25,10 @@ use subtle::ConstantTimeEq;
 
 use crate::engine::Engine;
 use crate::error::ApiError;
-use crate::metrics_shim as brix_metrics;
 use crate::stats::Stats;
 
-pub use crate::metrics_shim::{Mode, Rules};
+/// The metric rules and mode a [`RuntimeConfig`] takes, re-exported for callers.
+pub use brix_metrics::{Mode, Rules};
 
 /// Which engine API the runtime speaks for adapters (the paths differ).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
