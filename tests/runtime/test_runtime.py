@@ -72,3 +72,34 @@ def test_delegated_load_from_s3_serves_and_unloads(engine, s3, tmp_path):
         assert again.status_code == 404, again.text
     finally:
         rt.stop()
+
+
+def metric_names(rt: Runtime) -> set:
+    m = rt.http.get("/metrics")
+    assert m.status_code == 200, m.text
+    return {s.name for f in text_string_to_metric_families(m.text) for s in f.samples}
+
+
+@pytest.mark.parametrize("engine", ["sim"], indirect=True)
+def test_metric_rules_file_and_modes(engine, tmp_path):
+    engine_url, _ = engine
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\nfrom = "vllm:num_requests_waiting"\nto = "site:waiting"\n')
+    for args, present, absent in [
+        (["--metric-rules", str(rules)], {"site:waiting", "aibrix:num_requests_running"},
+         {"aibrix:queue_size", "vllm:num_requests_waiting"}),
+        (["--metrics-mode", "keep-original"], {"aibrix:queue_size", "vllm:num_requests_waiting"},
+         set()),
+        (["--metrics-mode", "passthrough"], {"vllm:num_requests_waiting"},
+         {"aibrix:queue_size", "aibrix:kv_cache_usage_perc"}),
+    ]:
+        work = tmp_path / args[-1].replace("/", "_")
+        work.mkdir()
+        rt = Runtime(engine_url, work, *args)
+        try:
+            names = metric_names(rt)
+            assert present <= names, (args, present - names)
+            assert not (absent & names), (args, absent & names)
+            assert "brix_runtime_engine_up" in names
+        finally:
+            rt.stop()

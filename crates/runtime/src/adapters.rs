@@ -246,13 +246,17 @@ async fn load_checked(rt: &Arc<Runtime>, headers: &HeaderMap, req: LoadRequest) 
             .coalesced
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    let _guard = FlightGuard {
+    // The guard holds this request's only reference to the flight (the map holds the other),
+    // so when it drops the count says whether anyone else still waits.
+    let guard = FlightGuard {
         adapters: &rt.adapters,
         name,
-        cell: Arc::clone(&cell),
+        cell,
     };
     let auth = headers.get(header::AUTHORIZATION);
-    cell.get_or_init(|| run_load(rt, auth, &req, &src))
+    guard
+        .cell
+        .get_or_init(|| run_load(rt, auth, &req, &src))
         .await
         .clone()
 }

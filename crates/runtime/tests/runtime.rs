@@ -207,6 +207,17 @@ async fn changes_need_the_key_and_bad_bodies_get_the_envelope() {
         .await;
     assert_eq!(status, 501, "{text}");
     assert!(envelope(&text).0.contains("ModelClaim"), "{text}");
+    let resp = rt
+        .http
+        .get(rt.url("/v1/lora_adapter/load"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    envelope(&resp.text().await.unwrap());
+    let (status, text) = rt.get("/nowhere").await;
+    assert_eq!(status, 404, "{text}");
+    envelope(&text);
 }
 
 #[tokio::test]
