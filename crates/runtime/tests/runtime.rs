@@ -310,13 +310,8 @@ async fn models_download_in_the_background_and_list() {
 async fn a_second_load_joins_the_first_and_another_source_meanwhile_is_409() {
     let sim = lora_sim().await;
     let rt = Rt::start("coalesce", &format!("http://{}", sim.addr), Some(KEY)).await;
-    let mut files = adapter_files(&rt.dir.path().join("src"), 8);
-    let other: Vec<_> = files
-        .iter()
-        .map(|(n, b)| (format!("../b/{n}"), b.clone()))
-        .collect();
-    files.extend(other);
-    let (addr, server) = Files::start(&files, "/a/").await;
+    let files = two_sources(&rt.dir.path().join("src"));
+    let (addr, server) = Files::start(&files, "/").await;
     server.hold("/a/");
     let first = json!({"lora_name": "c", "artifact_url": format!("http://{addr}/a/")});
     let elsewhere = json!({"lora_name": "c", "artifact_url": format!("http://{addr}/b/")});
@@ -359,4 +354,41 @@ async fn a_second_load_joins_the_first_and_another_source_meanwhile_is_409() {
     assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
     assert_eq!(a.1, b.1, "both answered by the one load");
     assert_eq!(server.gets("/a/adapter_model.safetensors"), 1);
+}
+
+#[tokio::test]
+async fn a_load_whose_caller_left_does_not_block_the_name() {
+    let sim = lora_sim().await;
+    let rt = Rt::start("left", &format!("http://{}", sim.addr), Some(KEY)).await;
+    let files = two_sources(&rt.dir.path().join("src"));
+    let (addr, server) = Files::start(&files, "/").await;
+    server.hold("/a/");
+    let held = json!({"lora_name": "d", "artifact_url": format!("http://{addr}/a/")});
+    let elsewhere = json!({"lora_name": "d", "artifact_url": format!("http://{addr}/b/")});
+    tokio::select! {
+        r = rt.post("/v1/lora_adapter/load", &held) => panic!("the held load answered: {r:?}"),
+        () = brix_testkit::eventually("the load reaches the source", Duration::from_secs(10), || async {
+            server.total.load(std::sync::atomic::Ordering::Relaxed) >= 1
+        }) => {}
+    }
+    // The caller went away (its connection closed): the name is free for another source.
+    let (status, text) = brix_testkit::eventually_some(
+        "a load from another source is accepted",
+        Duration::from_secs(10),
+        || async {
+            let r = rt.post("/v1/lora_adapter/load", &elsewhere).await;
+            (r.0 != 409).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    server.open();
+}
+
+/// One adapter served under both `/a/` and `/b/`.
+fn two_sources(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    adapter_files(dir, 8)
+        .into_iter()
+        .flat_map(|(n, b)| [(format!("a/{n}"), b.clone()), (format!("b/{n}"), b)])
+        .collect()
 }
