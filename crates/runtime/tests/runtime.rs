@@ -53,6 +53,24 @@ async fn direct_load_and_unload_go_to_the_engine() {
         .await;
     assert_eq!(status, 404, "{text}");
     envelope(&text);
+
+    // A local artifact_url is verified in place and never cleaned up either.
+    let body = json!({"lora_name": "local-a", "artifact_url": dir.to_str().unwrap()});
+    let (status, text) = rt.post("/v1/lora_adapter/load", &body).await;
+    assert_eq!(status, 200, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        v["local_path"].as_str(),
+        std::fs::canonicalize(&dir).unwrap().to_str()
+    );
+    let (status, text) = rt
+        .post(
+            "/v1/lora_adapter/unload",
+            &json!({"lora_name": "local-a", "cleanup_local": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(dir.join("adapter_model.safetensors").is_file());
 }
 
 #[tokio::test]
