@@ -103,3 +103,4 @@ def test_metric_rules_file_and_modes(engine, tmp_path):
             assert "brix_runtime_engine_up" in names
         finally:
             rt.stop()
+        assert rt.proc.proc.returncode == 0, f"SIGTERM is a clean stop\n{rt.proc.logs()}"
