@@ -9,6 +9,7 @@ mod gateway;
 mod kube_cmd;
 mod kvcache_cmd;
 mod optimize_cmd;
+mod runtime_cmd;
 mod sim;
 mod up;
 
@@ -42,6 +43,9 @@ enum Command {
     Adapter(adapter_cmd::AdapterArgs),
     /// KV cache pool: `serve` a pool server, `bench` its transfer paths against memcpy.
     Kvcache(kvcache_cmd::KvcacheArgs),
+    /// The runtime sidecar beside one engine: adapter load/unload (with download), model
+    /// download, health, standardised metrics (AIBrix's `aibrix-runtime` API).
+    Runtime(Box<runtime_cmd::RuntimeArgs>),
     /// Measure the gateway on loopback: a fast mock upstream and a closed-loop load generator.
     Bench(bench::BenchArgs),
     /// The cheapest mix of GPU types for a workload (`plan`), capacity profiles (`profile`),
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
         Command::Scale(args) => up::scale(args).map_err(|e| e.to_string()),
         Command::Adapter(args) => adapter_cmd::run(args).map_err(|e| e.to_string()),
         Command::Kvcache(args) => kvcache_cmd::run(args).map_err(|e| e.to_string()),
+        Command::Runtime(args) => runtime_cmd::run(*args).map_err(|e| e.to_string()),
         Command::Bench(args) => return bench::main(args),
         Command::Optimize(args) => return optimize_cmd::main(args),
         Command::Diag(args) => return diag_cmd::main(args),

@@ -23,6 +23,8 @@ use crate::{Runtime, json_body, valid_name};
 
 /// Most distinct adapters being loaded at once; more is 429 (each holds a download).
 const MAX_IN_FLIGHT: usize = 64;
+/// Most adapters the runtime tracks as loaded (far above any engine's `--max-cpu-loras`).
+const MAX_LOADED: usize = 4096;
 /// Longest `lora_path` or `artifact_url` accepted.
 const MAX_URL: usize = 4096;
 
@@ -204,6 +206,19 @@ async fn load_checked(rt: &Arc<Runtime>, headers: &HeaderMap, req: LoadRequest) 
         Src::Url(u) => format!("url {u}"),
     };
     let name = req.lora_name.clone();
+    {
+        let loaded = lock(&rt.adapters.loaded);
+        if loaded.len() >= MAX_LOADED && !loaded.contains_key(&name) {
+            return Err((
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "too_many_adapters",
+                    format!("{MAX_LOADED} adapters are loaded already; unload some first"),
+                ),
+                Outcome::Rejected,
+            ));
+        }
+    }
     let (cell, follower) = {
         let mut map = lock(&rt.adapters.in_flight);
         match map.get(&name) {
@@ -246,13 +261,17 @@ async fn load_checked(rt: &Arc<Runtime>, headers: &HeaderMap, req: LoadRequest) 
             .coalesced
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
-    let _guard = FlightGuard {
+    // The guard holds this request's only reference to the flight (the map holds the other),
+    // so when it drops the count says whether anyone else still waits.
+    let guard = FlightGuard {
         adapters: &rt.adapters,
         name,
-        cell: Arc::clone(&cell),
+        cell,
     };
     let auth = headers.get(header::AUTHORIZATION);
-    cell.get_or_init(|| run_load(rt, auth, &req, &src))
+    guard
+        .cell
+        .get_or_init(|| run_load(rt, auth, &req, &src))
         .await
         .clone()
 }

@@ -21,7 +21,7 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 /// Largest reply read from an engine's LoRA or model-list endpoints.
 const MAX_REPLY: usize = 4 << 20;
 /// Largest metrics exposition read from the engine.
-pub(crate) const MAX_METRICS: usize = 32 << 20;
+pub(crate) const MAX_METRICS: usize = brix_metrics::MAX_EXPOSITION_BYTES;
 
 /// A status and a bounded body from the engine.
 pub(crate) struct Reply {

@@ -94,20 +94,14 @@ pub(crate) fn one_line(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        let s = s.to_string();
-        if !text.contains(&s) {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
             text.push_str(": ");
-            text.push_str(&s);
+            text.push_str(&s_text);
         }
-        source = s_source(source);
+        source = s.source();
     }
     text
-}
-
-fn s_source<'a>(
-    e: Option<&'a (dyn std::error::Error + 'static)>,
-) -> Option<&'a (dyn std::error::Error + 'static)> {
-    e.and_then(std::error::Error::source)
 }
 
 /// `s` cut to at most `max` bytes on a character boundary, on one line.

@@ -7,7 +7,6 @@
 mod adapters;
 mod engine;
 mod error;
-mod metrics_shim;
 mod models;
 mod stats;
 
@@ -26,10 +25,10 @@ use subtle::ConstantTimeEq;
 
 use crate::engine::Engine;
 use crate::error::ApiError;
-use crate::metrics_shim as brix_metrics;
 use crate::stats::Stats;
 
-pub use crate::metrics_shim::{Mode, Rules};
+/// The metric rules and mode a [`RuntimeConfig`] takes, re-exported for callers.
+pub use brix_metrics::{Mode, Rules};
 
 /// Which engine API the runtime speaks for adapters (the paths differ).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,6 +129,7 @@ fn router(cfg: RuntimeConfig) -> std::io::Result<Router> {
         .route("/v1/runtime/models", any(model_claims))
         .route("/v1/runtime/models/{*rest}", any(model_claims))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(rt))
 }
 
@@ -227,6 +227,18 @@ async fn model_claims(req: Request) -> ApiError {
         format!(
             "{path}: the ModelClaim runtime lifecycle (activate, deactivate, kv-limit, sleep, wake) \
              is not supported by brix runtime; it manages one engine started beside it"
+        ),
+    )
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        format!(
+            "{} is not allowed on {}",
+            req.method(),
+            error::cut(req.uri().path(), 80)
         ),
     )
 }

@@ -53,6 +53,24 @@ async fn direct_load_and_unload_go_to_the_engine() {
         .await;
     assert_eq!(status, 404, "{text}");
     envelope(&text);
+
+    // A local artifact_url is verified in place and never cleaned up either.
+    let body = json!({"lora_name": "local-a", "artifact_url": dir.to_str().unwrap()});
+    let (status, text) = rt.post("/v1/lora_adapter/load", &body).await;
+    assert_eq!(status, 200, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        v["local_path"].as_str(),
+        std::fs::canonicalize(&dir).unwrap().to_str()
+    );
+    let (status, text) = rt
+        .post(
+            "/v1/lora_adapter/unload",
+            &json!({"lora_name": "local-a", "cleanup_local": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(dir.join("adapter_model.safetensors").is_file());
 }
 
 #[tokio::test]
@@ -207,6 +225,17 @@ async fn changes_need_the_key_and_bad_bodies_get_the_envelope() {
         .await;
     assert_eq!(status, 501, "{text}");
     assert!(envelope(&text).0.contains("ModelClaim"), "{text}");
+    let resp = rt
+        .http
+        .get(rt.url("/v1/lora_adapter/load"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    envelope(&resp.text().await.unwrap());
+    let (status, text) = rt.get("/nowhere").await;
+    assert_eq!(status, 404, "{text}");
+    envelope(&text);
 }
 
 #[tokio::test]
@@ -293,4 +322,91 @@ async fn models_download_in_the_background_and_list() {
         )
         .await;
     assert_eq!(status, 400, "{text}");
+}
+
+#[tokio::test]
+async fn a_second_load_joins_the_first_and_another_source_meanwhile_is_409() {
+    let sim = lora_sim().await;
+    let rt = Rt::start("coalesce", &format!("http://{}", sim.addr), Some(KEY)).await;
+    let files = two_sources(&rt.dir.path().join("src"));
+    let (addr, server) = Files::start(&files, "/").await;
+    server.hold("/a/");
+    let first = json!({"lora_name": "c", "artifact_url": format!("http://{addr}/a/")});
+    let elsewhere = json!({"lora_name": "c", "artifact_url": format!("http://{addr}/b/")});
+    let started = || async { server.total.load(std::sync::atomic::Ordering::Relaxed) >= 1 };
+    let coalesced = || async {
+        let (_, text) = rt.get("/metrics").await;
+        text.contains("brix_runtime_adapter_loads_coalesced_total 1")
+    };
+    let (a, b, conflict) = tokio::join!(
+        rt.post("/v1/lora_adapter/load", &first),
+        async {
+            brix_testkit::eventually(
+                "the first load reaches the source",
+                Duration::from_secs(10),
+                started,
+            )
+            .await;
+            rt.post("/v1/lora_adapter/load", &first).await
+        },
+        async {
+            brix_testkit::eventually(
+                "the first load reaches the source",
+                Duration::from_secs(10),
+                started,
+            )
+            .await;
+            let conflict = rt.post("/v1/lora_adapter/load", &elsewhere).await;
+            brix_testkit::eventually(
+                "the second load joins the first",
+                Duration::from_secs(10),
+                coalesced,
+            )
+            .await;
+            server.open();
+            conflict
+        },
+    );
+    assert_eq!(conflict.0, 409, "{}", conflict.1);
+    assert_eq!(envelope(&conflict.1).1, "conflict");
+    assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
+    assert_eq!(a.1, b.1, "both answered by the one load");
+    assert_eq!(server.gets("/a/adapter_model.safetensors"), 1);
+}
+
+#[tokio::test]
+async fn a_load_whose_caller_left_does_not_block_the_name() {
+    let sim = lora_sim().await;
+    let rt = Rt::start("left", &format!("http://{}", sim.addr), Some(KEY)).await;
+    let files = two_sources(&rt.dir.path().join("src"));
+    let (addr, server) = Files::start(&files, "/").await;
+    server.hold("/a/");
+    let held = json!({"lora_name": "d", "artifact_url": format!("http://{addr}/a/")});
+    let elsewhere = json!({"lora_name": "d", "artifact_url": format!("http://{addr}/b/")});
+    tokio::select! {
+        r = rt.post("/v1/lora_adapter/load", &held) => panic!("the held load answered: {r:?}"),
+        () = brix_testkit::eventually("the load reaches the source", Duration::from_secs(10), || async {
+            server.total.load(std::sync::atomic::Ordering::Relaxed) >= 1
+        }) => {}
+    }
+    // The caller went away (its connection closed): the name is free for another source.
+    let (status, text) = brix_testkit::eventually_some(
+        "a load from another source is accepted",
+        Duration::from_secs(10),
+        || async {
+            let r = rt.post("/v1/lora_adapter/load", &elsewhere).await;
+            (r.0 != 409).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    server.open();
+}
+
+/// One adapter served under both `/a/` and `/b/`.
+fn two_sources(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    adapter_files(dir, 8)
+        .into_iter()
+        .flat_map(|(n, b)| [(format!("a/{n}"), b.clone()), (format!("b/{n}"), b)])
+        .collect()
 }

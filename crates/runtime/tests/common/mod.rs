@@ -154,11 +154,26 @@ pub fn adapter_files(dir: &Path, r: u32) -> Vec<(String, Vec<u8>)> {
 }
 
 /// An HTTP file server that counts GETs per path.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Files {
     files: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
     gets: Arc<Mutex<BTreeMap<String, usize>>>,
     pub total: Arc<AtomicUsize>,
+    /// Requests under `gated` wait for [`Files::open`].
+    gated: Arc<Mutex<Option<String>>>,
+    gate: Arc<tokio::sync::Semaphore>,
+}
+
+impl Default for Files {
+    fn default() -> Self {
+        Self {
+            files: Arc::default(),
+            gets: Arc::default(),
+            total: Arc::default(),
+            gated: Arc::default(),
+            gate: Arc::new(tokio::sync::Semaphore::new(0)),
+        }
+    }
 }
 
 impl Files {
@@ -177,6 +192,16 @@ impl Files {
         (addr, me)
     }
 
+    /// Holds every request under `prefix` until [`Files::open`].
+    pub fn hold(&self, prefix: &str) {
+        *self.gated.lock().unwrap() = Some(prefix.to_owned());
+    }
+
+    /// Lets held requests through.
+    pub fn open(&self) {
+        self.gate.add_permits(1 << 20);
+    }
+
     pub fn gets(&self, path: &str) -> usize {
         self.gets.lock().unwrap().get(path).copied().unwrap_or(0)
     }
@@ -186,6 +211,10 @@ async fn serve(State(f): State<Files>, uri: Uri) -> (StatusCode, Vec<u8>) {
     let path = uri.path().to_owned();
     f.total.fetch_add(1, Ordering::Relaxed);
     *f.gets.lock().unwrap().entry(path.clone()).or_default() += 1;
+    let held = f.gated.lock().unwrap().clone();
+    if held.is_some_and(|p| path.starts_with(&p)) {
+        let _pass = f.gate.acquire().await.unwrap();
+    }
     match f.files.lock().unwrap().get(&path) {
         Some(b) => (StatusCode::OK, b.clone()),
         None => (StatusCode::NOT_FOUND, Vec::new()),
