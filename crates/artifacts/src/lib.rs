@@ -13,6 +13,7 @@ mod hf;
 mod http;
 mod index;
 mod net;
+pub mod object;
 mod remote;
 mod s3;
 mod sigv4;

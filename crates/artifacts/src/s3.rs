@@ -184,6 +184,11 @@ impl S3 {
         })
     }
 
+    /// The URL of object `key` in this bucket (for ranged reads of one object).
+    pub(crate) fn object_url(&self, key: &str) -> Result<Url, String> {
+        self.bucket.object_url(key).map_err(|e| e.to_string())
+    }
+
     fn invalid(&self, why: String) -> ArtifactError {
         ArtifactError::Invalid {
             url: self.shown.clone(),
