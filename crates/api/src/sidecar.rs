@@ -51,7 +51,7 @@ pub enum MetricsMode {
     #[default]
     Transform,
     /// Renamed, and the engine's original series kept beside them.
-    TransformKeepOriginal,
+    KeepOriginal,
     /// The engine's text as it is.
     Passthrough,
 }

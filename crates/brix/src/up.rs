@@ -19,6 +19,9 @@ use tokio::net::TcpListener;
 
 use crate::admin_key;
 
+mod neighbours;
+mod print;
+
 /// The fleet `brix up` serves without a file.
 const DEFAULT_FLEET: &str = include_str!("../default-fleet.yaml");
 
@@ -215,6 +218,12 @@ async fn serve(
     }
     let registry = Arc::new(Registry::new());
     let kv_events = file.kv_events_models();
+    let state_dir = admin_key::state_dir(args.state_dir.as_deref());
+    // The runtimes beside replicas take the admin key for their changes, and the adapter
+    // controller sends it.
+    let runtime_key = file.gateway.admission.admin_key.clone();
+    let gate = neighbours::gate(&file);
+    let runtime = neighbours::runtime(runtime_key.clone(), state_dir.join("runtime"));
     let guard = AdminGuard::new(file.gateway.admission.admin_key.as_deref());
     let server = file.gateway.server.clone();
     let (routes, gateway) = brix_gateway::app_with_handle(file.gateway, registry.as_ref()).await?;
@@ -231,6 +240,8 @@ async fn serve(
             logs_dir: args.logs_dir.clone(),
             kv_events,
             kv_pool: pool.as_ref().map(|(_, engines)| engines.clone()),
+            gate,
+            runtime: Some(runtime),
             ..LocalConfig::default()
         },
     );
@@ -295,7 +306,8 @@ async fn serve(
                 .as_ref()
                 .and_then(|f| f.parent())
                 .map_or_else(|| PathBuf::from("."), PathBuf::from),
-            cache_dir: admin_key::state_dir(args.state_dir.as_deref()).join("adapters"),
+            cache_dir: state_dir.join("adapters"),
+            runtime_key,
             ..AdapterConfig::default()
         },
     );
@@ -481,10 +493,16 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), UpError> {
                     "{:<16} {:<20} {:<16} {:<11} {:>9} {:>6} {:>8} {:>8}",
                     m.name, r.id, r.address, r.state, r.in_flight, kv, r.restarts, pid
                 );
+                if let Some(why) = &r.reason {
+                    println!("{:<16} {:<20} reason: {why}", "", "");
+                }
+                if let Some(at) = &r.runtime {
+                    println!("{:<16} {:<20} runtime: {at}", "", "");
+                }
             }
         }
-        print_autoscalers(&autoscalers);
-        print_optimizers(&optimizers);
+        print::print_autoscalers(&autoscalers);
+        print::print_optimizers(&optimizers);
         if !adapters.is_empty() {
             println!();
             println!("ADAPTERS (phase ready/desired on replicas)");
@@ -494,84 +512,6 @@ pub(crate) fn status(args: StatusArgs) -> Result<(), UpError> {
         }
         Ok(())
     })
-}
-
-/// The autoscalers' table, then each one's last decisions (newest last).
-fn print_autoscalers(all: &[AutoscalerStatus]) {
-    if all.is_empty() {
-        return;
-    }
-    println!();
-    println!(
-        "{:<20} {:<16} {:<8} {:<28} {:>9} {:>9} {:>6} {:>6}",
-        "AUTOSCALER", "MODEL", "STRATEGY", "TARGET", "CUR/DES", "READY/ST", "HELD", "EVENTS"
-    );
-    for a in all {
-        println!(
-            "{:<20} {:<16} {:<8} {:<28} {:>9} {:>9} {:>6} {:>6}",
-            a.name,
-            a.model,
-            if a.panic {
-                format!("{} !", a.strategy)
-            } else {
-                a.strategy.clone()
-            },
-            a.targets.join(","),
-            format!("{}/{}", a.current, a.desired),
-            format!("{}/{}", a.ready, a.starting),
-            a.held,
-            a.scale_events,
-        );
-    }
-    for a in all {
-        println!();
-        println!(
-            "{} (min {}, max {}, every {} s):",
-            a.name, a.min_replicas, a.max_replicas, a.sync_s
-        );
-        if let Some(e) = &a.last_error {
-            println!("  last error: {e}");
-        }
-        for d in a.decisions.iter().rev().take(5).rev() {
-            println!("  {:>9.1}s  {}", d.at_s, d.reason);
-        }
-    }
-}
-
-/// The optimizer's plans: per deployment its GPU, target, how it is applied and its cost.
-fn print_optimizers(all: &[OptimizerStatus]) {
-    for o in all {
-        println!();
-        let cost = o
-            .plan
-            .as_ref()
-            .map_or("-".to_string(), |p| format!("${:.2}/h", p.cost_per_hour));
-        println!(
-            "OPTIMIZER {} ({} plans, {} failed, {cost}): {}",
-            o.model, o.plans, o.failures, o.reason
-        );
-        println!(
-            "  {:<24} {:<12} {:>7} {:>10}  APPLIED BY",
-            "DEPLOYMENT", "GPU", "TARGET", "$/H EACH"
-        );
-        for d in &o.deployments {
-            println!(
-                "  {:<24} {:<12} {:>7} {:>10.2}  {}",
-                d.name,
-                d.gpu,
-                d.target.map_or("-".to_string(), |t| t.to_string()),
-                d.cost_per_replica,
-                if d.autoscaled {
-                    "autoscaler (external metric)"
-                } else {
-                    "optimizer (direct)"
-                }
-            );
-        }
-        if let Some(e) = &o.last_error {
-            println!("  last error: {e}");
-        }
-    }
 }
 
 /// Sets a model's replica count on a running `brix up`.

@@ -13,6 +13,7 @@ mod gate;
 mod kvevents;
 mod kvpool;
 mod listener;
+mod neighbours;
 mod optimizer;
 mod platform;
 mod support;
