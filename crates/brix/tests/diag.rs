@@ -302,6 +302,16 @@ const CASES: &[Case] = &[
         expect: &[(None, "device", "fail", "GPU 7 requested but only 2 present")],
         clean: &[0],
     },
+    // A count no node holds (a broken library): one node failure, no per-GPU walk (4294967295
+    // cards used to take hours and a report of billions of entries).
+    Case {
+        name: "absurd_card_count",
+        toml: "[gpus]\ncard_count = 5000\n",
+        args: &[],
+        exit: 1,
+        expect: &[(None, "card_count", "fail", "5000 GPU cards reported")],
+        clean: &[],
+    },
     Case {
         name: "bad_toml",
         toml: "[gpus.0]\ndram_ue = -3\n",
