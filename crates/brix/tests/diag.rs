@@ -508,3 +508,17 @@ fn mock_dropped_in_as_libnvidia_ml_on_ld_library_path() {
         "ecc_uncorrectable"
     );
 }
+
+#[test]
+fn help_describes_diag_and_only_diag() {
+    let out = Command::new(BRIX)
+        .args(["diag", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.starts_with("Accelerator diagnostics through NVML"),
+        "{help}"
+    );
+    assert!(!help.contains("Kubernetes"), "{help}");
+}
