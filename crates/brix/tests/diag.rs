@@ -522,3 +522,23 @@ fn help_describes_diag_and_only_diag() {
     );
     assert!(!help.contains("Kubernetes"), "{help}");
 }
+
+/// `brix diag 2>&1 | head -1`: stdout and stderr both a closed pipe. Exit 2 (report not
+/// written), never a panic (101) from printing the error to the same closed pipe.
+#[test]
+fn closed_output_pipe_exits_2_without_a_panic() {
+    let config = write_config("many_cards", "[gpus]\ncard_count = 1000\n");
+    let (reader, writer) = std::io::pipe().unwrap();
+    let mut child = Command::new(BRIX)
+        .arg("diag")
+        .env("BRIX_NVML_MOCK_CONFIG", &config)
+        .env("BRIX_NVML_LIBRARY", mock_lib())
+        .env_remove("GPU_CARD_COUNT")
+        .stdout(writer.try_clone().unwrap())
+        .stderr(writer)
+        .spawn()
+        .unwrap();
+    // 1000 cards are ~100 KB of table, more than a pipe holds: the write meets the closed end.
+    drop(reader);
+    assert_eq!(child.wait().unwrap().code(), Some(2));
+}
