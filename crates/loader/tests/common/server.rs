@@ -28,6 +28,7 @@ pub struct FileServer {
     /// `http://127.0.0.1:PORT/file.safetensors`.
     pub url: String,
     /// GETs served.
+    #[allow(dead_code)] // read by the tests, not the benchmark
     pub requests: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
