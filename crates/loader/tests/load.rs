@@ -118,6 +118,36 @@ async fn a_body_cut_short_is_an_error() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retryable_errors_are_retried_and_then_reported() {
+    let scratch = Scratch::new("flaky");
+    let path = scratch.path().join("m.safetensors");
+    write_model(&path, 2);
+    let server = serve_file(path.clone(), Mode::Flaky).await;
+    let opts = LoadOptions {
+        concurrency: 1, // so every chunk meets a 503 first
+        ..small_chunks()
+    };
+    let mut sink = HostSink::new();
+    let report = load(&Source::Http(server.url.clone()), &mut sink, &opts)
+        .await
+        .expect("retried");
+    assert_same_as_file(&path, &sink, &report);
+    assert!(server.requests.load(Ordering::Relaxed) > 2 * report.chunks);
+    let no_retry = LoadOptions { retries: 0, ..opts };
+    let err = load(
+        &Source::Http(server.url.clone()),
+        &mut DiscardSink::default(),
+        &no_retry,
+    )
+    .await
+    .expect_err("a 503 without retries");
+    assert!(
+        err.is_retryable() && err.to_string().contains("503"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn a_truncated_file_fails_before_loading() {
     let scratch = Scratch::new("short-file");
