@@ -176,6 +176,27 @@ async fn download_then_load(
     Ok(())
 }
 
+/// Loads `source` once (untimed) and checks every tensor against the safetensors crate reading
+/// `file` from disk: names, bytes and digests; returns how many tensors matched.
+async fn verify(source: &Source, file: &[u8], opts: &LoadOptions) -> Res<usize> {
+    let mut sink = HostSink::new();
+    let report = load(source, &mut sink, opts).await?;
+    let reference = safetensors::SafeTensors::deserialize(file)?;
+    let mut matched = 0;
+    for d in &report.digests {
+        let want = reference.tensor(&d.name)?;
+        let got = sink.tensor(&d.name).ok_or("tensor missing from the sink")?;
+        if got != want.data() || d.xxh64 != brix_loader::digest(want.data()) {
+            return Err(format!("{}: loaded bytes differ from the file", d.name).into());
+        }
+        matched += 1;
+    }
+    if matched != reference.len() || report.bytes != sink.data().len() as u64 {
+        return Err("tensor count or byte total differs from the file".into());
+    }
+    Ok(matched)
+}
+
 struct Row {
     size: u64,
     what: String,
@@ -193,6 +214,7 @@ async fn main() -> Res<()> {
         None => None,
     };
     let mut rows = Vec::new();
+    let mut verified = Vec::new();
     for &size in &a.sizes {
         let path = a.dir.join(format!(
             "brix-loader-bench-{}.safetensors",
@@ -234,6 +256,16 @@ async fn main() -> Res<()> {
             row("loader: local file", c.to_string(), g);
         }
         let server = server::serve_file(path.clone(), server::Mode::Ranges).await;
+        {
+            let file = std::fs::read(&path)?;
+            let o = opts(4);
+            let a = verify(&Source::File(path.clone()), &file, &o).await?;
+            let b = verify(&Source::Http(server.url.clone()), &file, &o).await?;
+            verified.push(format!(
+                "{} MiB: file {a} tensors, HTTP {b} tensors",
+                size >> 20
+            ));
+        }
         for &c in &a.concurrency {
             let src = Source::Http(server.url.clone());
             let o = opts(c);
@@ -273,6 +305,11 @@ async fn main() -> Res<()> {
         a.buffer >> 20,
         a.reps,
         if a.digest { "on" } else { "off" }
+    );
+    println!(
+        "Verified (untimed load per source, every tensor's bytes and xxh64 equal the safetensors \
+         crate's reading of the file): {}\n",
+        verified.join("; ")
     );
     println!("| size | source | concurrency | GB/s | × fs::read | × download-then-load |");
     println!("|---|---|---|---|---|---|");
