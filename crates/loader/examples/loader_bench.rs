@@ -170,6 +170,8 @@ async fn download_then_load(
     while let Some(chunk) = resp.chunk().await? {
         tokio::io::AsyncWriteExt::write_all(&mut f, &chunk).await?;
     }
+    // tokio's File writes in the background: flush before reading the file back.
+    tokio::io::AsyncWriteExt::flush(&mut f).await?;
     drop(f);
     load_once(&Source::File(to.to_owned()), opts, bytes).await?;
     std::fs::remove_file(to)?;
