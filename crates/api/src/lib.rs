@@ -46,6 +46,7 @@ mod names;
 pub mod openai;
 mod optimizer;
 mod resource;
+mod sidecar;
 mod status;
 
 #[cfg(feature = "kube")]
@@ -70,6 +71,7 @@ pub use model::{
 };
 pub use optimizer::{HysteresisSpec, OptimizedDeployment, OptimizedModel, OptimizerSpec, SloSpec};
 pub use resource::{Resource, deprecations, validate_resources};
+pub use sidecar::{MetricsMode, RuntimeEngine, RuntimeSpec, cuda_visible_devices};
 pub use status::{
     Condition, ModelAdapterStatus, PodAutoscalerStatus, ScalingDecision, ScheduledBounds,
 };

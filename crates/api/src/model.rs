@@ -94,6 +94,9 @@ pub struct SimEngine {
     /// stays unready for [`ColdStart::seconds`]; `startup_delay_s`, when set, overrides it.
     #[serde(default)]
     pub cold_start: Option<ColdStart>,
+    /// A runtime sidecar beside each replica (`brix up` runs it in process).
+    #[serde(default)]
+    pub runtime: Option<crate::RuntimeSpec>,
 }
 
 /// A replica's cold start: weights bytes (from the model profile: params × dtype bytes per
@@ -149,6 +152,13 @@ pub struct CommandEngine {
     /// Seconds between SIGTERM and SIGKILL when the replica stops.
     #[serde(default = "default_stop_grace_s")]
     pub stop_grace_s: u64,
+    /// The GPUs (NVML indices) the engine uses, checked by diagnostics before each start;
+    /// unset: `CUDA_VISIBLE_DEVICES` in `env` when it is a list of indices (see [`Self::gpus`]).
+    #[serde(default)]
+    pub gpus: Option<Vec<u32>>,
+    /// A runtime sidecar beside each replica (`brix up` runs it in process).
+    #[serde(default)]
+    pub runtime: Option<crate::RuntimeSpec>,
 }
 
 impl CommandEngine {
@@ -160,6 +170,29 @@ impl CommandEngine {
         self.command
             .replace("{port}", &port.to_string())
             .replace("{model}", model)
+    }
+
+    /// The GPUs the engine uses: `gpus`, else `CUDA_VISIBLE_DEVICES` from `env` when it is a
+    /// list of indices, else none.
+    pub fn gpus(&self) -> Vec<u32> {
+        match &self.gpus {
+            Some(g) => g.clone(),
+            None => self
+                .env
+                .get("CUDA_VISIBLE_DEVICES")
+                .and_then(|v| crate::sidecar::cuda_visible_devices(v))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl EngineSpec {
+    /// The runtime sidecar asked for beside each replica, if any.
+    pub fn runtime(&self) -> Option<&crate::RuntimeSpec> {
+        match self {
+            Self::Sim(s) => s.runtime.as_ref(),
+            Self::Command(c) => c.runtime.as_ref(),
+        }
     }
 }
 
@@ -215,6 +248,7 @@ impl Default for SimEngine {
             seed: None,
             startup_delay_s: None,
             cold_start: None,
+            runtime: None,
         }
     }
 }
@@ -428,6 +462,9 @@ fn validate_sim(sim: &SimEngine) -> Result<(), FieldError> {
 }
 
 fn validate_command(cmd: &CommandEngine) -> Result<(), FieldError> {
+    if let Some(g) = &cmd.gpus {
+        crate::sidecar::validate_gpus(g)?;
+    }
     if cmd.command.trim().is_empty() {
         return fail("command.command", "must not be empty");
     }

@@ -109,6 +109,8 @@ fn render_substitutes_port_and_model() {
         env: Default::default(),
         ready_timeout_s: 600,
         stop_grace_s: 30,
+        gpus: None,
+        runtime: None,
     };
     assert_eq!(
         cmd.render(8123, "llama-3-8b"),

@@ -24,6 +24,7 @@ use crate::{Credentials, Expect, Fetched, Limits, download};
 pub struct Store {
     inner: Arc<Inner>,
     s3_page_size: u32,
+    files_only: bool,
 }
 
 struct Inner {
@@ -74,7 +75,16 @@ impl Store {
                 in_flight: Mutex::new(HashMap::new()),
             }),
             s3_page_size: 1000,
+            files_only: false,
         })
+    }
+
+    /// A store for whole models rather than adapters: a fetch checks only that the source
+    /// holds at least one file (the download is still bounded, hashed and atomic), and
+    /// [`Fetched::rank`] is 0. The runtime's `/v1/model/download` uses it.
+    pub fn files_only(mut self) -> Self {
+        self.files_only = true;
+        self
     }
 
     /// Keys per ListObjectsV2 page (S3's maximum and default is 1,000; tests use fewer to
@@ -184,7 +194,8 @@ impl Store {
         expect: &Expect,
     ) -> Result<Fetched, ArtifactError> {
         let dir = self.inner.dir.join(&entry.digest);
-        let (checked, bytes) = check_dir(shown, dir.clone(), expect.clone()).await?;
+        let (checked, bytes) =
+            check_dir(shown, dir.clone(), expect.clone(), self.files_only).await?;
         Ok(fetched(dir, entry.digest.clone(), checked, bytes))
     }
 
@@ -211,7 +222,13 @@ impl Store {
         )
         .await?;
         let names: Vec<String> = got.hashes.iter().map(|(n, _)| n.clone()).collect();
-        let (checked, bytes) = check_dir(shown, tmp.path().to_path_buf(), expect.clone()).await?;
+        let (checked, bytes) = check_dir(
+            shown,
+            tmp.path().to_path_buf(),
+            expect.clone(),
+            self.files_only,
+        )
+        .await?;
         let mut hashes = got.hashes;
         let digest = verify::digest(&mut hashes);
         let dir = inner.dir.join(&digest);
@@ -248,7 +265,8 @@ impl Store {
         let inner = Arc::clone(&self.inner);
         let url = shown.to_owned();
         let (shown, path, expect) = (shown.to_owned(), PathBuf::from(path), expect.clone());
-        tokio::task::spawn_blocking(move || local(&inner, &shown, &path, &expect))
+        let files_only = self.files_only;
+        tokio::task::spawn_blocking(move || local(&inner, &shown, &path, &expect, files_only))
             .await
             .map_err(|e| io_error(&url, "verifying", io::Error::other(e)))?
     }
@@ -259,6 +277,7 @@ fn local(
     shown: &str,
     path: &Path,
     expect: &Expect,
+    files_only: bool,
 ) -> Result<Fetched, ArtifactError> {
     let invalid = |why: String| ArtifactError::Invalid {
         url: shown.to_owned(),
@@ -278,7 +297,7 @@ fn local(
         });
     }
     let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
-    let checked = verify::check_adapter(&dir, &names, expect).map_err(invalid)?;
+    let checked = verify::check(&dir, &names, expect, files_only).map_err(invalid)?;
     let fingerprint = verify::fingerprint(&dir, &files).map_err(|e| invalid(e.to_string()))?;
     let key = index::key(&format!("local {}", dir.display()));
     let known = lock(&inner.index)
@@ -315,6 +334,7 @@ async fn check_dir(
     shown: &str,
     dir: PathBuf,
     expect: Expect,
+    files_only: bool,
 ) -> Result<(Checked, u64), ArtifactError> {
     let shown = shown.to_owned();
     let url = shown.clone();
@@ -325,7 +345,7 @@ async fn check_dir(
         };
         let files = verify::list_files(&dir).map_err(|e| invalid(format!("cannot list: {e}")))?;
         let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
-        let checked = verify::check_adapter(&dir, &names, &expect).map_err(invalid)?;
+        let checked = verify::check(&dir, &names, &expect, files_only).map_err(invalid)?;
         Ok((checked, files.iter().map(|(_, s)| s).sum()))
     })
     .await

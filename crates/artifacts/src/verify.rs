@@ -134,6 +134,23 @@ pub(crate) fn list_files(dir: &Path) -> io::Result<Vec<(String, u64)>> {
     Ok(out)
 }
 
+/// [`check_adapter`], or for a files-only store just that there is something.
+pub(crate) fn check(
+    dir: &Path,
+    names: &[&str],
+    expect: &Expect,
+    files_only: bool,
+) -> Result<Checked, String> {
+    match files_only {
+        false => check_adapter(dir, names, expect),
+        true if names.is_empty() => Err("no files".into()),
+        true => Ok(Checked {
+            rank: 0,
+            base_model: None,
+        }),
+    }
+}
+
 /// Checks the adapter in `dir` whose files are `names`: the config parses and has a positive
 /// rank within `expect.max_rank`, the base model matches, and the weights are there (with a
 /// sound header when safetensors).

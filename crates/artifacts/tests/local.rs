@@ -88,3 +88,32 @@ fn a_store_and_its_fetches_can_move_across_tasks() {
     let (creds, expect) = (Credentials::default(), Expect::default());
     sendable(&store.fetch("s3://b/k", &creds, &expect));
 }
+
+#[tokio::test]
+async fn a_files_only_store_takes_what_is_not_an_adapter_but_not_nothing() {
+    let scratch = Scratch::new("files-only");
+    let none = Credentials::default();
+    let adapters = Store::open(scratch.path().join("a"), Limits::default()).expect("open");
+    let models = Store::open(scratch.path().join("m"), Limits::default())
+        .expect("open")
+        .files_only();
+    let model = scratch.write("model", &[("config.json".into(), b"{}".to_vec())]);
+    let model = model.to_str().expect("utf8");
+    let err = adapters
+        .fetch(model, &none, &Expect::default())
+        .await
+        .expect_err("not an adapter");
+    assert!(matches!(err, ArtifactError::Invalid { .. }), "{err}");
+    let got = models
+        .fetch(model, &none, &Expect::default())
+        .await
+        .expect("files only");
+    assert_eq!((got.rank, got.bytes), (0, 2));
+    let empty = scratch.path().join("empty");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let err = models
+        .fetch(empty.to_str().expect("utf8"), &none, &Expect::default())
+        .await
+        .expect_err("empty");
+    assert!(err.to_string().contains("no files"), "{err}");
+}

@@ -3,11 +3,13 @@
 mod adapter_cmd;
 mod admin_key;
 mod bench;
+mod diag_cmd;
 mod gateway;
 #[cfg(feature = "kubernetes")]
 mod kube_cmd;
 mod kvcache_cmd;
 mod optimize_cmd;
+mod runtime_cmd;
 mod sim;
 mod up;
 
@@ -41,12 +43,17 @@ enum Command {
     Adapter(adapter_cmd::AdapterArgs),
     /// KV cache pool: `serve` a pool server, `bench` its transfer paths against memcpy.
     Kvcache(kvcache_cmd::KvcacheArgs),
+    /// The runtime sidecar beside one engine: adapter load/unload (with download), model
+    /// download, health, standardised metrics (AIBrix's `aibrix-runtime` API).
+    Runtime(Box<runtime_cmd::RuntimeArgs>),
     /// Measure the gateway on loopback: a fast mock upstream and a closed-loop load generator.
     Bench(bench::BenchArgs),
     /// The cheapest mix of GPU types for a workload (`plan`), capacity profiles (`profile`),
     /// roofline against simulation (`compare`).
     Optimize(optimize_cmd::OptimizeArgs),
     /// Brix on Kubernetes: print the CRDs or a component's RBAC rules, run the controllers.
+    /// Accelerator diagnostics through NVML: one verdict per GPU; exit 0 healthy, 1 unhealthy.
+    Diag(diag_cmd::DiagArgs),
     #[cfg(feature = "kubernetes")]
     Kubernetes(kube_cmd::KubernetesArgs),
 }
@@ -85,8 +92,10 @@ fn main() -> ExitCode {
         Command::Scale(args) => up::scale(args).map_err(|e| e.to_string()),
         Command::Adapter(args) => adapter_cmd::run(args).map_err(|e| e.to_string()),
         Command::Kvcache(args) => kvcache_cmd::run(args).map_err(|e| e.to_string()),
+        Command::Runtime(args) => runtime_cmd::run(*args).map_err(|e| e.to_string()),
         Command::Bench(args) => return bench::main(args),
         Command::Optimize(args) => return optimize_cmd::main(args),
+        Command::Diag(args) => return diag_cmd::main(args),
         #[cfg(feature = "kubernetes")]
         Command::Kubernetes(args) => kube_cmd::run(args),
     };

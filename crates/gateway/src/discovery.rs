@@ -23,6 +23,10 @@ pub struct Target {
     /// Where the engine publishes its KV events, when it was told to (`brix up` allocates
     /// the ports); None: the model's `kv_events` ports on the pod's host, if configured.
     pub kv_events: Option<KvEndpoints>,
+    /// `host:port` whose `/metrics` the probe scrapes instead of `address`'s: a runtime
+    /// sidecar beside the engine re-exporting its metrics under the standard names (`brix up`
+    /// sets it for replicas with `runtime:`); None: the engine's own `/metrics`.
+    pub metrics: Option<String>,
 }
 
 /// An engine's KV-event sockets (vLLM's `--kv-events-config` `endpoint` and
@@ -146,7 +150,8 @@ struct ModelEntry {
 }
 
 /// `"host:port"`, or `{name, address}` to give the pod a name of its own (and, Brix's own
-/// addition, `kv_events: {events, replay}` where its engine publishes KV events).
+/// additions, `kv_events: {events, replay}` where its engine publishes KV events, `metrics:
+/// host:port` where its metrics are scraped, e.g. a runtime sidecar).
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum EndpointEntry {
@@ -156,6 +161,8 @@ enum EndpointEntry {
         address: String,
         #[serde(default)]
         kv_events: Option<KvEndpoints>,
+        #[serde(default)]
+        metrics: Option<String>,
     },
 }
 
@@ -177,27 +184,31 @@ pub fn parse_endpoints(path: &Path, text: &str) -> Result<Targets, EndpointsErro
         }
         let mut targets = Vec::with_capacity(m.endpoints.len());
         for e in m.endpoints {
-            let (name, address, kv_events) = match e {
-                EndpointEntry::Address(a) => (a.replace([':', '.'], "-"), a, None),
+            let (name, address, kv_events, metrics) = match e {
+                EndpointEntry::Address(a) => (a.replace([':', '.'], "-"), a, None, None),
                 EndpointEntry::Named {
                     name,
                     address,
                     kv_events,
-                } => (name, address, kv_events),
+                    metrics,
+                } => (name, address, kv_events, metrics),
             };
-            let port_ok = address
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-            if !port_ok {
-                return Err(invalid(format!(
-                    "model '{}': endpoint '{address}' is not host:port",
-                    m.name
-                )));
+            for a in std::iter::once(&address).chain(metrics.as_ref()) {
+                let port_ok = a
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+                if !port_ok {
+                    return Err(invalid(format!(
+                        "model '{}': endpoint '{a}' is not host:port",
+                        m.name
+                    )));
+                }
             }
             targets.push(Target {
                 name,
                 address,
                 kv_events,
+                metrics,
             });
         }
         targets.sort();
@@ -279,6 +290,7 @@ pub(crate) fn targets(spec: &[(&str, &[&str])]) -> Targets {
                     name: a.to_string(),
                     address: a.to_string(),
                     kv_events: None,
+                    metrics: None,
                 })
                 .collect();
             (m.to_string(), ts)
@@ -296,7 +308,7 @@ mod tests {
         let ok = parse_endpoints(
             p,
             "models:\n  - name: llama\n    endpoints: [\"127.0.0.1:8001\", {name: b, address: \"h:9\", \
-             kv_events: {events: \"tcp://h:5557\"}}]\n",
+             kv_events: {events: \"tcp://h:5557\"}, metrics: \"h:8080\"}]\n",
         )
         .expect("valid");
         assert_eq!(
@@ -306,6 +318,7 @@ mod tests {
                     name: "127-0-0-1-8001".into(),
                     address: "127.0.0.1:8001".into(),
                     kv_events: None,
+                    metrics: None,
                 },
                 Target {
                     name: "b".into(),
@@ -314,11 +327,13 @@ mod tests {
                         events: "tcp://h:5557".into(),
                         replay: None,
                     }),
+                    metrics: Some("h:8080".into()),
                 },
             ]
         );
         for bad in [
             "models:\n  - name: a\n    endpoints: [\"nohost\"]\n",
+            "models:\n  - name: a\n    endpoints: [{name: b, address: \"h:1\", metrics: \"h\"}]\n",
             "models:\n  - name: a\n  - name: a\n",
             "models:\n  - name: ''\n",
             "modls: []\n",
@@ -362,6 +377,7 @@ mod tests {
                 name: "a".into(),
                 address: "x:1".into(),
                 kv_events: None,
+                metrics: None,
             }],
         );
         rx.changed().await.expect("sender alive");

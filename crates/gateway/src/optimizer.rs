@@ -197,6 +197,7 @@ mod tests {
             name: name.into(),
             address: format!("127.0.0.1:{i}"),
             kv_events: None,
+            metrics: None,
         };
         let pool = crate::pool::Pool::new(
             Default::default(),

@@ -32,6 +32,8 @@ pub struct PodState {
     pub address: String,
     /// Where its engine publishes KV events, as discovery said (see [`crate::kv`]).
     pub kv_events: Option<KvEndpoints>,
+    /// Where its `/metrics` are scraped (`Target::metrics`, else `address`).
+    pub metrics_address: String,
     /// The routing core's state, adapters held and draining included.
     core: Mutex<PodCore>,
     /// Bumped by every adapter-list update, so a probe's `/v1/models` read before a newer
@@ -48,6 +50,7 @@ impl PodState {
             name: t.name.clone(),
             address: t.address.clone(),
             kv_events: t.kv_events.clone(),
+            metrics_address: t.metrics.clone().unwrap_or_else(|| t.address.clone()),
             // A new pod joins after its first good `/health` probe.
             core: Mutex::default(),
             adapters_gen: std::sync::atomic::AtomicU64::new(0),
@@ -353,7 +356,14 @@ impl Pool {
                 let pod = by_address
                     .entry(t.address.clone())
                     .or_insert_with(|| match table.by_address.get(&t.address) {
-                        Some(p) if p.name == t.name && p.kv_events == t.kv_events => p.clone(),
+                        Some(p)
+                            if p.name == t.name
+                                && p.kv_events == t.kv_events
+                                && Some(&p.metrics_address)
+                                    == t.metrics.as_ref().or(Some(&t.address)) =>
+                        {
+                            p.clone()
+                        }
                         _ => {
                             let p = Arc::new(PodState::new(
                                 t,

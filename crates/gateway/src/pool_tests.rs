@@ -127,6 +127,7 @@ fn pool_of_pods() -> Pool {
                 name: format!("p{i}"),
                 address: format!("p{i}"),
                 kv_events: None,
+                metrics: None,
             })
             .collect(),
     )]

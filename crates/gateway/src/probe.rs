@@ -9,9 +9,10 @@
 //! it back, after any ejection time) are the routing core's, `brix_router::fleet`. Every
 //! `models_every` rounds `/v1/models` refreshes the adapters the pod serves.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use brix_metrics::{Combine, Rules, names};
 use brix_router::EngineMetrics;
 use brix_router::fleet::Scrape;
 use bytes::Bytes;
@@ -71,7 +72,7 @@ pub async fn run(pod: Arc<PodState>, client: Client, cfg: ScrapeConfig, metrics:
             }
         };
         pod.probe_health(ok);
-        match get(&client, &pod.address, "/metrics", timeout).await {
+        match get(&client, &pod.metrics_address, "/metrics", timeout).await {
             Ok(text) => pod.set_scrape(parse_scrape(&String::from_utf8_lossy(&text))),
             Err(e) => {
                 tracing::debug!(pod = %pod.name, error = %e, age_s = ?pod.metrics_age(), "metrics scrape failed; keeping the last gauges");
@@ -95,58 +96,51 @@ pub async fn run(pod: Arc<PodState>, client: Client, cfg: ScrapeConfig, metrics:
     }
 }
 
-/// Reads a scrape: the load gauges, and the signals of an engine restart (its process start
-/// time, its token counters).
+/// The rules of every engine Brix knows: the probe reads a pod without knowing its engine.
+static RULES: LazyLock<Rules> = LazyLock::new(Rules::all_builtin);
+
+/// What the probe reads, by standard name: one source per quantity (the standard series when
+/// the pod is a runtime sidecar that has it, else the engine's own), so a pod scraped directly
+/// (vLLM or SGLang names) or through `brix runtime` gives the same numbers.
+const WANTED: [(&str, Combine); 5] = [
+    (names::RUNNING, Combine::Sum),
+    (names::QUEUE_SIZE, Combine::Sum),
+    (names::KV_USAGE, Combine::Max),
+    (names::PROMPT_TOKENS, Combine::Sum),
+    (names::GENERATION_TOKENS, Combine::Sum),
+];
+
+/// Reads a scrape: the load gauges (series summed over label sets, KV usage as the largest;
+/// vLLM, SGLang or standard names; missing series stay `None`), and the signals of an engine
+/// restart (its process start time, its token counters).
 pub fn parse_scrape(text: &str) -> Scrape {
-    let mut tokens: Option<f64> = None;
-    let mut start: Option<f64> = None;
-    for line in text.lines() {
-        let (name, value) = match sample(line) {
-            Some(s) => s,
-            None => continue,
-        };
-        match name {
-            "vllm:prompt_tokens_total" | "vllm:generation_tokens_total" => {
-                tokens = Some(tokens.unwrap_or(0.0) + value);
-            }
-            "process_start_time_seconds" => start = Some(value),
-            _ => {}
-        }
-    }
+    let [running, waiting, kv_usage, prompt, generation] = read(text);
+    let tokens_total = match (prompt, generation) {
+        (None, None) => None,
+        (p, g) => Some(p.unwrap_or(0.0) + g.unwrap_or(0.0)),
+    };
+    let start_time = text
+        .lines()
+        .filter_map(brix_router::prom::sample)
+        .filter(|s| s.name == "process_start_time_seconds" && s.value.is_finite())
+        .map(|s| s.value)
+        .next_back();
     Scrape {
-        metrics: parse_metrics(text),
-        start_time: start,
-        tokens_total: tokens,
+        metrics: EngineMetrics {
+            running,
+            waiting,
+            kv_usage,
+        },
+        start_time,
+        tokens_total,
         lora: brix_router::prom::lora_requests_info(text),
     }
 }
 
-/// A sample line's series name and finite value (brix-router's one Prometheus reader).
-fn sample(line: &str) -> Option<(&str, f64)> {
-    brix_router::prom::sample(line)
-        .filter(|s| s.value.is_finite())
-        .map(|s| (s.name, s.value))
-}
-
-/// Reads the load signals from a Prometheus text exposition (vLLM names; series summed over
-/// label sets, KV usage as the largest). Missing series stay `None`.
-pub fn parse_metrics(text: &str) -> EngineMetrics {
-    let mut m = EngineMetrics::default();
-    let add = |slot: &mut Option<f64>, v: f64| *slot = Some(slot.unwrap_or(0.0) + v);
-    for line in text.lines() {
-        let Some((name, value)) = sample(line) else {
-            continue;
-        };
-        match name {
-            "vllm:num_requests_running" => add(&mut m.running, value),
-            "vllm:num_requests_waiting" => add(&mut m.waiting, value),
-            "vllm:kv_cache_usage_perc" | "vllm:gpu_cache_usage_perc" => {
-                m.kv_usage = Some(m.kv_usage.map_or(value, |x: f64| x.max(value)));
-            }
-            _ => {}
-        }
-    }
-    m
+/// The [`WANTED`] quantities in `text`.
+fn read(text: &str) -> [Option<f64>; 5] {
+    let v = brix_metrics::values(&RULES, text, &WANTED);
+    std::array::from_fn(|i| v[i])
 }
 
 /// Adapter ids in a `/v1/models` reply: entries with a `parent` (vLLM's LoRA listing).
@@ -175,6 +169,11 @@ pub fn adapters(body: &[u8]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The load gauges of a scrape.
+    fn parse_metrics(text: &str) -> EngineMetrics {
+        parse_scrape(text).metrics
+    }
 
     #[test]
     fn metrics_table() {
@@ -205,6 +204,54 @@ mod tests {
         let lora = "vllm:lora_requests_info{max_lora=\"2\",running_lora_adapters=\"sql\",waiting_lora_adapters=\"\"} 1.7e9\n";
         let got = parse_scrape(lora).lora.map(|l| (l.max_lora, l.running));
         assert_eq!(got, Some((2, vec!["sql".to_string()])));
+    }
+
+    #[test]
+    fn sglang_and_the_runtime_sidecar_read_the_same() {
+        use brix_metrics::{Mode, standardise};
+        let recorded = [
+            (
+                "vllm",
+                include_str!("../../metrics/tests/data/vllm-0.32-cpu.prom"),
+                (Some(0.0), Some(0.0), Some(0.0), Some(73.0)),
+            ),
+            (
+                "sglang",
+                include_str!("../../metrics/tests/data/sglang.prom"),
+                (
+                    Some(162.0),
+                    Some(2826.0),
+                    Some(0.28),
+                    Some(8.128902e6 + 7.557572e6),
+                ),
+            ),
+        ];
+        let read = |text: &str| {
+            let s = parse_scrape(text);
+            (
+                s.metrics.running,
+                s.metrics.waiting,
+                s.metrics.kv_usage,
+                s.tokens_total,
+            )
+        };
+        for (engine, text, want) in recorded {
+            assert_eq!(read(text), want, "{engine} scraped directly");
+            let rules = Rules::builtin(engine).expect("builtin");
+            for keep_original in [false, true] {
+                let sidecar = standardise(&rules, text, Mode::Transform { keep_original });
+                assert_eq!(
+                    read(&sidecar),
+                    want,
+                    "{engine} via the runtime, keep {keep_original}"
+                );
+            }
+        }
+        // One source per quantity: a sidecar's standard series win over the engine's, never added.
+        let mixed = "aibrix:num_requests_running 4\nvllm:num_requests_running 4\nsglang:num_running_reqs 9\n\
+            aibrix:kv_cache_usage_perc 0.25\naibrix:gpu_cache_usage_perc 0.9\nvllm:kv_cache_usage_perc 0.9\n";
+        let m = parse_metrics(mixed);
+        assert_eq!((m.running, m.kv_usage), (Some(4.0), Some(0.25)));
     }
 
     #[test]

@@ -52,6 +52,7 @@ fn target(name: &str, sim: &SimServer) -> Target {
         name: name.into(),
         address: sim.addr.to_string(),
         kv_events: None,
+        metrics: None,
     }
 }
 

@@ -347,6 +347,7 @@ impl Inner {
                     events: format!("tcp://127.0.0.1:{events}"),
                     replay: Some(format!("tcp://127.0.0.1:{replay}")),
                 }),
+                metrics: None,
             })
             .collect();
         let Some(rt) = models.get_mut(model) else {

@@ -26,6 +26,8 @@ pub fn command_model(name: &str, replicas: u32, extra: &str) -> ModelSpec {
             env: Default::default(),
             ready_timeout_s: 60,
             stop_grace_s: 5,
+            gpus: None,
+            runtime: None,
         }),
     )
 }
@@ -49,6 +51,7 @@ pub fn sim_model(name: &str, replicas: u32, output_len: &str) -> ModelSpec {
             seed: None,
             startup_delay_s: None,
             cold_start: None,
+            runtime: None,
         }),
     )
 }

@@ -26,6 +26,7 @@ fn one_pod() -> (Pool, Arc<PodState>) {
             name: "p0".into(),
             address: "h:1".into(),
             kv_events: None,
+            metrics: None,
         }],
     )]
     .into();

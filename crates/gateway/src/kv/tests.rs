@@ -27,6 +27,7 @@ fn pool(n: usize) -> (Pool, Vec<Arc<PodState>>) {
                 name: format!("p{i}"),
                 address: format!("h:{i}"),
                 kv_events: None,
+                metrics: None,
             })
             .collect(),
     )]

@@ -241,6 +241,7 @@ async fn labels_come_from_bounded_sets() {
         name: "pod-1".into(),
         address: f.sims[1].addr.to_string(),
         kv_events: None,
+        metrics: None,
     };
     f.registry.set(MODEL, vec![pod1]);
     eventually("pod-0's series are gone", || async {

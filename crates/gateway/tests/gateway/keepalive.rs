@@ -88,6 +88,7 @@ async fn kept_alive_streams_have_no_first_token_burst_through_the_gateway() {
             name: "pod-0".into(),
             address: engine.addr.to_string(),
             kv_events: None,
+            metrics: None,
         }],
     );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

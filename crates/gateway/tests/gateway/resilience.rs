@@ -144,6 +144,7 @@ async fn discovery_changes_take_effect() {
         name: "late".into(),
         address: extra.addr.to_string(),
         kv_events: None,
+        metrics: None,
     });
     f.registry.set(MODEL, all);
     eventually("the new pod takes traffic", || async {

@@ -67,6 +67,7 @@ pub fn targets(sims: &[SimServer]) -> Vec<Target> {
             name: format!("pod-{i}"),
             address: s.addr.to_string(),
             kv_events: None,
+            metrics: None,
         })
         .collect()
 }
@@ -302,6 +303,7 @@ pub async fn gateway_over(cfg: GatewayConfig, addrs: &[std::net::SocketAddr]) ->
             name: format!("pod-{i}"),
             address: a.to_string(),
             kv_events: None,
+            metrics: None,
         })
         .collect();
     registry.set(MODEL, ts);

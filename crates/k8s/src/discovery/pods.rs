@@ -70,6 +70,7 @@ pub fn target_of(pod: &Pod) -> Option<(String, Target)> {
             name,
             address,
             kv_events: None,
+            metrics: None,
         },
     ))
 }

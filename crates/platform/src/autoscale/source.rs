@@ -9,10 +9,12 @@
 //! source, with the reason), never zero; a query that matches no series is a failure too, so
 //! a broken query cannot scale a model to zero.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use brix_api::{MetricSource, MetricSourceType, ProtocolType};
 use brix_autoscaler::{Reading, metric_aliases};
+use brix_metrics::Rules;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
@@ -63,7 +65,7 @@ pub enum Feed {
 impl Feed {
     /// The feed `source` describes; `Err` names the field a local fleet cannot serve.
     pub fn of(source: &MetricSource, at: &str) -> Result<Self, String> {
-        let names = metric_aliases(&source.target_metric);
+        let names = metric_names(&source.target_metric);
         let path = match source.path.as_deref() {
             None | Some("") => "/metrics".to_string(),
             Some(p) if p.starts_with('/') => p.to_string(),
@@ -137,6 +139,34 @@ impl Feed {
             }),
         }
     }
+}
+
+/// Every engine's metric rules: a scrape does not know which engine a replica runs.
+static RULES: LazyLock<Rules> = LazyLock::new(Rules::all_builtin);
+
+/// The names a `targetMetric` is looked up by, first match wins (one source per reading): the
+/// name as written, its standard name (`num_requests_running` -> `aibrix:num_requests_running`,
+/// what a `brix runtime` sidecar exports), every engine's name for that quantity (vLLM,
+/// SGLang, TRT-LLM), then the older vLLM aliases.
+pub(crate) fn metric_names(target: &str) -> Vec<String> {
+    let aliases = metric_aliases(target);
+    let bare = target.rsplit_once(':').map_or(target, |(_, b)| b);
+    let standard = aliases
+        .iter()
+        .find_map(|n| RULES.canonical(n))
+        .or_else(|| RULES.canonical(&format!("aibrix:{bare}")));
+    let mut out = vec![target.to_string()];
+    let mut push = |s: &str| {
+        if !out.iter().any(|o| o == s) {
+            out.push(s.to_string());
+        }
+    };
+    if let Some(standard) = standard {
+        push(standard);
+        RULES.sources_of(standard).for_each(&mut push);
+    }
+    aliases.iter().for_each(|a| push(a));
+    out
 }
 
 /// Runs the futures concurrently, results in order.
@@ -269,6 +299,52 @@ mod tests {
             Some(0.25)
         );
         assert_eq!(text_value(text, &metric_aliases("absent")), None);
+    }
+
+    #[test]
+    fn targets_read_standard_and_every_engine_name() {
+        use brix_metrics::{Mode, standardise};
+        let sglang = include_str!("../../../metrics/tests/data/sglang.prom");
+        let vllm = "vllm:num_requests_running{engine=\"0\"} 3\nvllm:num_requests_waiting 1\nvllm:kv_cache_usage_perc 0.5\n";
+        let cases = [
+            ("num_requests_running", 162.0, 3.0),
+            ("vllm:num_requests_running", 162.0, 3.0),
+            ("aibrix:num_requests_running", 162.0, 3.0),
+            ("num_requests_waiting", 2826.0, 1.0),
+            ("queue_size", 2826.0, 1.0),
+            ("kv_cache_usage_perc", 0.28, 0.5),
+            ("gpu_cache_usage_perc", 0.28, 0.5),
+            ("sglang:token_usage", 0.28, 0.5),
+        ];
+        for (engine, text) in [("sglang", sglang), ("vllm", vllm)] {
+            let rules = Rules::builtin(engine).expect("builtin");
+            let sidecar =
+                |keep_original| standardise(&rules, text, Mode::Transform { keep_original });
+            for (target, want_sglang, want_vllm) in cases {
+                let want = if engine == "sglang" {
+                    want_sglang
+                } else {
+                    want_vllm
+                };
+                let names = metric_names(target);
+                for (how, t) in [
+                    ("direct", text.to_string()),
+                    ("sidecar", sidecar(false)),
+                    ("sidecar+orig", sidecar(true)),
+                ] {
+                    assert_eq!(
+                        text_value(&t, &names),
+                        Some(want),
+                        "{engine} {how} {target}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            metric_names("num_requests_running")[1],
+            "aibrix:num_requests_running"
+        );
+        assert_eq!(text_value(sglang, &metric_names("absent")), None);
     }
 
     #[test]
