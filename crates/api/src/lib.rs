@@ -66,7 +66,7 @@ pub use meta::{
     ObjectReference, REPLICA_LABEL, SelectorOperator,
 };
 pub use model::{
-    CommandEngine, EngineSpec, MAX_REPLICAS, MIN_REPLICAS_LABEL, ModelSpec, SimEngine,
+    ColdStart, CommandEngine, EngineSpec, MAX_REPLICAS, MIN_REPLICAS_LABEL, ModelSpec, SimEngine,
     validate_models,
 };
 pub use optimizer::{HysteresisSpec, OptimizedDeployment, OptimizedModel, OptimizerSpec, SloSpec};

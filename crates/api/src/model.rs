@@ -90,9 +90,51 @@ pub struct SimEngine {
     /// --startup-delay`): a stand-in for loading weights, so a new replica's start-up is real.
     #[serde(default)]
     pub startup_delay_s: Option<f64>,
+    /// Model loading weights at start-up (`cold_start: {}` for the defaults): each replica
+    /// stays unready for [`ColdStart::seconds`]; `startup_delay_s`, when set, overrides it.
+    #[serde(default)]
+    pub cold_start: Option<ColdStart>,
     /// A runtime sidecar beside each replica (`brix up` runs it in process).
     #[serde(default)]
     pub runtime: Option<crate::RuntimeSpec>,
+}
+
+/// A replica's cold start: weights bytes (from the model profile: params × dtype bytes per
+/// GPU) over a load throughput, plus a fixed engine initialisation.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ColdStart {
+    /// Weights-load throughput in GB/s; default [`brix_sim::DEFAULT_LOAD_GBPS`] (what
+    /// brix-loader measured, bench/results/loader.md).
+    #[serde(default)]
+    pub load_gbps: Option<f64>,
+    /// Seconds of engine initialisation besides loading weights; default
+    /// [`brix_sim::DEFAULT_ENGINE_INIT_S`].
+    #[serde(default)]
+    pub engine_init_s: Option<f64>,
+}
+
+impl ColdStart {
+    /// Seconds from start to ready for one replica of `model` (`ModelProfile::cold_start_s`).
+    pub fn seconds(&self, model: &brix_sim::ModelProfile) -> f64 {
+        model.cold_start_s(
+            self.load_gbps.unwrap_or(brix_sim::DEFAULT_LOAD_GBPS),
+            self.engine_init_s
+                .unwrap_or(brix_sim::DEFAULT_ENGINE_INIT_S),
+        )
+    }
+}
+
+impl SimEngine {
+    /// Seconds a new replica of `model` answers 503: `startup_delay_s` when set, else the
+    /// cold-start model when `cold_start` is set, else 0.
+    pub fn startup_s(&self, model: &brix_sim::ModelProfile) -> f64 {
+        match (self.startup_delay_s, &self.cold_start) {
+            (Some(d), _) => d,
+            (None, Some(c)) => c.seconds(model),
+            (None, None) => 0.0,
+        }
+    }
 }
 
 /// An engine started as a child process, one per replica, on a port Brix picks.
@@ -205,6 +247,7 @@ impl Default for SimEngine {
             output_len: None,
             seed: None,
             startup_delay_s: None,
+            cold_start: None,
             runtime: None,
         }
     }
@@ -372,6 +415,24 @@ fn validate_sim(sim: &SimEngine) -> Result<(), FieldError> {
             "sim.startup_delay_s",
             "must be a number of seconds in 0..=3600",
         );
+    }
+    if let Some(c) = &sim.cold_start {
+        if let Some(g) = c.load_gbps
+            && !(g.is_finite() && g > 0.0 && g <= 10_000.0)
+        {
+            return fail(
+                "sim.cold_start.load_gbps",
+                "must be a throughput in GB/s above 0 (at most 10000)",
+            );
+        }
+        if let Some(s) = c.engine_init_s
+            && !(s.is_finite() && (0.0..=3600.0).contains(&s))
+        {
+            return fail(
+                "sim.cold_start.engine_init_s",
+                "must be a number of seconds in 0..=3600",
+            );
+        }
     }
     for (field, value) in [
         ("max_loras", sim.max_loras),

@@ -1,6 +1,6 @@
 //! `validate_models`: one good and one bad case per rule, and `CommandEngine::render`.
 
-use brix_api::{CommandEngine, EngineSpec, ModelSpec, SimEngine, validate_models};
+use brix_api::{ColdStart, CommandEngine, EngineSpec, ModelSpec, SimEngine, validate_models};
 
 fn parse(yaml: &str) -> Vec<ModelSpec> {
     serde_yaml_ng::from_str(yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
@@ -78,6 +78,10 @@ fn every_rule_has_a_good_and_a_bad_case() {
         (sim("output_len: 'uniform:64:8'"), Err("models[0].engine.sim.output_len: bad output length 'uniform:64:8'")),
         (sim("output_len: 'fixed:0'"), Err("models[0].engine.sim.output_len: bad output length")),
         (sim("output_len: 'poisson:3'"), Err("models[0].engine.sim.output_len: bad output length")),
+        (sim("cold_start: {}"), Ok(())),
+        (sim("cold_start: {load_gbps: 2.5, engine_init_s: 0}"), Ok(())),
+        (sim("cold_start: {load_gbps: 0}"), Err("models[0].engine.sim.cold_start.load_gbps: must be a throughput")),
+        (sim("cold_start: {engine_init_s: -1}"), Err("models[0].engine.sim.cold_start.engine_init_s: must be a number of seconds")),
         // command engine
         (cmd("command: 'vllm serve x --port {port} --served-model-name {model}'"), Ok(())),
         (cmd("command: ''"), Err("models[0].engine.command.command: must not be empty")),
@@ -112,4 +116,34 @@ fn render_substitutes_port_and_model() {
         cmd.render(8123, "llama-3-8b"),
         "vllm serve /w --port 8123 --served-model-name llama-3-8b # 8123"
     );
+}
+
+#[test]
+fn startup_is_the_override_else_the_cold_start_model_else_zero() {
+    let catalog = brix_sim::Catalog::builtin();
+    let m = catalog
+        .model("llama-3-8b")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut sim = SimEngine::default();
+    assert_eq!(sim.startup_s(m), 0.0);
+    sim.cold_start = Some(ColdStart::default());
+    // 8.03e9 params × 2 bytes at the measured default, plus the default engine init.
+    let want = 16.06e9 / (brix_sim::DEFAULT_LOAD_GBPS * 1e9) + brix_sim::DEFAULT_ENGINE_INIT_S;
+    assert!(
+        (sim.startup_s(m) - want).abs() < 1e-6,
+        "{}",
+        sim.startup_s(m)
+    );
+    sim.cold_start = Some(ColdStart {
+        load_gbps: Some(4.0),
+        engine_init_s: Some(5.0),
+    });
+    assert!((sim.startup_s(m) - (16.06 / 4.0 + 5.0)).abs() < 1e-6);
+    // Twice the bandwidth loads faster; a bigger model loads slower.
+    let big = catalog
+        .model("llama-3-70b-tp8")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(sim.startup_s(big) > sim.startup_s(m) || big.tensor_parallel_size > 1);
+    sim.startup_delay_s = Some(1.5);
+    assert_eq!(sim.startup_s(m), 1.5, "startup_delay_s overrides the model");
 }

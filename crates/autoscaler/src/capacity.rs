@@ -28,7 +28,7 @@ pub const DEFAULT_STORAGE_GBPS: f64 = 2.0;
 /// Seconds an engine takes to start besides loading weights (CUDA graphs, profiling run,
 /// server start); AIBrix reports 2–3 min before a new pod is useful, most of it image pull and
 /// start-up.
-pub const DEFAULT_ENGINE_START_S: f64 = 60.0;
+pub const DEFAULT_ENGINE_START_S: f64 = brix_sim::DEFAULT_ENGINE_INIT_S;
 
 /// When no load meets the SLO, the latency to plan for instead, as a multiple of an idle
 /// replica's.
@@ -150,7 +150,7 @@ pub fn startup_estimate(model: &ModelProfile, storage_gbps: f64, engine_start_s:
     } else {
         DEFAULT_ENGINE_START_S
     };
-    model.weight_bytes_per_gpu() / (gbps * 1e9) + start
+    model.cold_start_s(gbps, start)
 }
 
 /// One replica's steady state at one arrival rate.

@@ -7,6 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use brix_api::ColdStart;
 use brix_kvevents::KvEventsConfig;
 use brix_sim::{
     Catalog, EngineConfig, EngineSettings, HashAlgo, OutputLen, ProfileError, Transport,
@@ -191,9 +192,21 @@ struct FaultArgs {
     /// Drop the connection after this many tokens of every generation.
     #[arg(long, value_name = "N")]
     die_mid_stream_after: Option<u32>,
-    /// Seconds after start during which /health and requests answer 503.
-    #[arg(long, value_name = "SECS", default_value_t = 0.0)]
-    startup_delay: f64,
+    /// Seconds after start during which /health and requests answer 503 (overrides the
+    /// cold-start model).
+    #[arg(long, value_name = "SECS")]
+    startup_delay: Option<f64>,
+    /// Model a cold start: unready for the model's weights (params × dtype bytes per GPU) over
+    /// `--load-gbps`, plus `--engine-init-s` (docs/sim.md, "Cold start").
+    #[arg(long)]
+    cold_start: bool,
+    /// Weights-load throughput of the cold-start model, GB/s (default: what brix-loader
+    /// measured).
+    #[arg(long, value_name = "GBPS", requires = "cold_start")]
+    load_gbps: Option<f64>,
+    /// Seconds of engine initialisation besides weights in the cold-start model.
+    #[arg(long, value_name = "SECS", requires = "cold_start")]
+    engine_init_s: Option<f64>,
 }
 
 /// Why `brix sim` did not serve.
@@ -208,6 +221,9 @@ pub(crate) enum SimCliError {
     /// `--startup-delay` is negative or not a number.
     #[error("--startup-delay must be a non-negative number of seconds, got {0}")]
     StartupDelay(f64),
+    /// `--load-gbps` or `--engine-init-s` is out of range or not a number.
+    #[error("--load-gbps must be positive and --engine-init-s a non-negative number of seconds")]
+    ColdStart,
     /// The server refused its configuration or stopped.
     #[error(transparent)]
     Sim(#[from] SimError),
@@ -259,7 +275,24 @@ impl SimArgs {
         }
         let model = catalog.model(&self.model_profile)?.clone();
         let gpu = catalog.gpu(&self.gpu)?.clone();
-        let delay = self.faults.startup_delay;
+        let delay = match (self.faults.startup_delay, self.faults.cold_start) {
+            (Some(d), _) => d,
+            (None, true) => {
+                let cold = ColdStart {
+                    load_gbps: self.faults.load_gbps,
+                    engine_init_s: self.faults.engine_init_s,
+                };
+                if cold.load_gbps.is_some_and(|g| !(g.is_finite() && g > 0.0))
+                    || cold
+                        .engine_init_s
+                        .is_some_and(|s| !(s.is_finite() && s >= 0.0))
+                {
+                    return Err(SimCliError::ColdStart);
+                }
+                cold.seconds(&model)
+            }
+            (None, false) => 0.0,
+        };
         let startup_delay =
             Duration::try_from_secs_f64(delay).map_err(|_| SimCliError::StartupDelay(delay))?;
         let mut cfg = SimConfig::new(model, gpu);
@@ -320,6 +353,25 @@ mod tests {
         let argv = std::iter::once("brix-sim").chain(flags.iter().copied());
         let w = Wrap::try_parse_from(argv).map_err(|e| e.to_string())?;
         w.args.config().map(|(c, _)| c).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn cold_start_is_weights_over_throughput_plus_init_and_startup_delay_overrides() {
+        let c = parse(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.faults.startup_delay, Duration::ZERO);
+        let c = parse(&["--cold-start", "--load-gbps", "2", "--engine-init-s", "3"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let want = c.model.weight_bytes_per_gpu() / 2e9 + 3.0;
+        assert!((c.faults.startup_delay.as_secs_f64() - want).abs() < 1e-6);
+        let c = parse(&["--cold-start"]).unwrap_or_else(|e| panic!("{e}"));
+        let want = c
+            .model
+            .cold_start_s(brix_sim::DEFAULT_LOAD_GBPS, brix_sim::DEFAULT_ENGINE_INIT_S);
+        assert!((c.faults.startup_delay.as_secs_f64() - want).abs() < 1e-6);
+        let c = parse(&["--cold-start", "--startup-delay", "2"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.faults.startup_delay, Duration::from_secs(2));
+        assert!(parse(&["--cold-start", "--load-gbps", "0"]).is_err());
+        assert!(parse(&["--load-gbps", "2"]).is_err(), "needs --cold-start");
     }
 
     #[test]

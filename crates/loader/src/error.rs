@@ -50,6 +50,12 @@ pub enum LoadError {
 }
 
 impl LoadError {
+    /// Whether reading the same range again may succeed: network errors, timeouts (a stalled
+    /// or reset connection, a body cut short), HTTP 5xx/408/429.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Remote(e) if e.is_retryable())
+    }
+
     /// A fixed name for the kind of failure (a log field or metric label).
     pub fn reason(&self) -> &'static str {
         match self {

@@ -62,6 +62,9 @@ pub struct LoadOptions {
     pub limits: Limits,
     /// Hash every tensor while copying ([`LoadReport::digests`]). Default on.
     pub digest: bool,
+    /// Times a chunk is read again after a retryable error (100 ms backoff, doubling).
+    /// Default 2.
+    pub retries: u32,
 }
 
 impl Default for LoadOptions {
@@ -74,6 +77,7 @@ impl Default for LoadOptions {
             max_data_bytes: 1 << 40,
             limits: Limits::default(),
             digest: true,
+            retries: 2,
         }
     }
 }

@@ -13,13 +13,18 @@ use crate::header::{self, Header};
 use crate::reader::Reader;
 use crate::{LoadError, LoadOptions, LoadReport, Sink, Source, TensorDigest};
 
+/// Wait before the first retry of a chunk; doubles on each further one.
+const RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// First read of a remote file: the 8-byte length and (usually) the whole JSON header.
 const PROBE_BYTES: usize = 1 << 20;
 
 /// Streams `source` into `sink`: header first, then the data section in `chunk_bytes`
 /// ranges, `concurrency` at a time, holding at most `max_buffered_bytes` of fetched data.
-/// Every error (bad header, short or overlong body, ignored `Range`, stalled server, sink
-/// failure) stops the load and cancels the reads in flight.
+/// A chunk whose read fails with a retryable error (network, timeout, 5xx, 408, 429) is read
+/// again up to `retries` times; any other error (bad header, a response that does not match
+/// the request, ignored `Range`, sink failure), or the last retry's, stops the load and
+/// cancels the reads in flight.
 pub async fn load(
     source: &Source,
     sink: &mut dyn Sink,
@@ -53,6 +58,7 @@ pub async fn load(
         while inflight.0.len() < window
             && let Some((start, len)) = ranges.next()
         {
+            let retries = opts.retries;
             let (reader, permits, gauge, pool) = (
                 Arc::clone(&reader),
                 Arc::clone(&permits),
@@ -68,7 +74,11 @@ pub async fn load(
                     .flatten()
                     .unwrap_or_default();
                 gauge.add(len);
-                let out = reader.read_exact(start, len, buf).await;
+                let mut buf = Some(buf);
+                let out = retry(retries, || {
+                    reader.read_exact(start, len, buf.take().unwrap_or_default())
+                })
+                .await;
                 if out.is_err() {
                     gauge.sub(len);
                 }
@@ -113,7 +123,7 @@ async fn read_header(reader: &Arc<Reader>, opts: &LoadOptions) -> Result<Header,
     let probe = usize::try_from(opts.max_header_bytes.saturating_add(8))
         .unwrap_or(usize::MAX)
         .min(PROBE_BYTES);
-    let (mut bytes, total) = reader.read_prefix(probe).await?;
+    let (mut bytes, total) = retry(opts.retries, || reader.read_prefix(probe)).await?;
     let total = reader.known_len().or(total);
     let prefix: [u8; 8] = bytes
         .get(..8)
@@ -135,9 +145,8 @@ async fn read_header(reader: &Arc<Reader>, opts: &LoadOptions) -> Result<Header,
     }
     let end = usize::try_from(end).map_err(|_| bad("header too large".into()))?;
     if bytes.len() < end {
-        let rest = reader
-            .read_exact(bytes.len() as u64, end - bytes.len(), Vec::new())
-            .await?;
+        let (at, len) = (bytes.len() as u64, end - bytes.len());
+        let rest = retry(opts.retries, || reader.read_exact(at, len, Vec::new())).await?;
         bytes.extend_from_slice(&rest);
     }
     let header = header::parse(&bytes[8..end], opts.max_data_bytes).map_err(bad)?;
@@ -150,6 +159,28 @@ async fn read_header(reader: &Arc<Reader>, opts: &LoadOptions) -> Result<Header,
         )));
     }
     Ok(header)
+}
+
+/// `read()`, again up to `retries` times while it fails with a retryable error, with a
+/// doubling backoff.
+async fn retry<T, F, Fut>(retries: u32, mut read: F) -> Result<T, LoadError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, LoadError>>,
+{
+    let mut backoff = RETRY_BACKOFF;
+    let mut out = read().await;
+    for _ in 0..retries {
+        match &out {
+            Err(e) if e.is_retryable() => {
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+                out = read().await;
+            }
+            _ => break,
+        }
+    }
+    out
 }
 
 /// Bytes held in chunk buffers now and at most.

@@ -60,8 +60,13 @@ impl Reader {
                 let file = Arc::clone(file);
                 let shown = shown.clone();
                 tokio::task::spawn_blocking(move || {
-                    // Contents are overwritten by the read; only a length change costs a fill.
-                    buf.resize(len, 0);
+                    // Contents are overwritten by the read: a reused buffer is not refilled,
+                    // a new one comes zeroed from the allocator (lazily, by the kernel).
+                    if buf.capacity() < len {
+                        buf = vec![0; len];
+                    } else {
+                        buf.resize(len, 0);
+                    }
                     file.read_exact_at(&mut buf, start)
                         .map(|()| buf)
                         .map_err(|err| LoadError::Io {

@@ -63,6 +63,37 @@ async fn http_streams_in_bounded_memory() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_longer_than_the_first_read_is_read_in_two() {
+    let scratch = Scratch::new("big-header");
+    let path = scratch.path().join("m.safetensors");
+    let data = common::bytes(4096, 9);
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::U8, vec![4096], &data)
+        .expect("view");
+    // 1.5 MB of metadata: more than the 1 MiB first read.
+    let meta = [("notes".to_owned(), "x".repeat(1_500_000))]
+        .into_iter()
+        .collect();
+    safetensors::serialize_to_file([("w", view)], Some(meta), &path).expect("write");
+    let server = serve_file(path.clone(), Mode::Ranges).await;
+    let mut sink = HostSink::new();
+    let report = load(
+        &Source::Http(server.url.clone()),
+        &mut sink,
+        &LoadOptions::default(),
+    )
+    .await
+    .expect("load");
+    assert_same_as_file(&path, &sink, &report);
+    assert!(report.header_bytes > 1 << 20);
+    assert_eq!(
+        sink.header().map(|h| h.metadata["notes"].len()),
+        Some(1_500_000)
+    );
+    // The probe, the rest of the header, one chunk.
+    assert_eq!(server.requests.load(Ordering::Relaxed), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bound_below_the_chunk_size_cuts_the_chunks() {
     let scratch = Scratch::new("tiny-bound");
     let path = scratch.path().join("m.safetensors");
@@ -114,6 +145,36 @@ async fn a_body_cut_short_is_an_error() {
     .expect_err("must fail");
     assert!(
         matches!(err, LoadError::Remote(_) | LoadError::Protocol { .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retryable_errors_are_retried_and_then_reported() {
+    let scratch = Scratch::new("flaky");
+    let path = scratch.path().join("m.safetensors");
+    write_model(&path, 2);
+    let server = serve_file(path.clone(), Mode::Flaky).await;
+    let opts = LoadOptions {
+        concurrency: 1, // so every chunk meets a 503 first
+        ..small_chunks()
+    };
+    let mut sink = HostSink::new();
+    let report = load(&Source::Http(server.url.clone()), &mut sink, &opts)
+        .await
+        .expect("retried");
+    assert_same_as_file(&path, &sink, &report);
+    assert!(server.requests.load(Ordering::Relaxed) > 2 * report.chunks);
+    let no_retry = LoadOptions { retries: 0, ..opts };
+    let err = load(
+        &Source::Http(server.url.clone()),
+        &mut DiscardSink::default(),
+        &no_retry,
+    )
+    .await
+    .expect_err("a 503 without retries");
+    assert!(
+        err.is_retryable() && err.to_string().contains("503"),
         "{err}"
     );
 }

@@ -235,9 +235,9 @@ pub fn sim_config(model: &str, sim: &SimEngine) -> Result<SimConfig, String> {
         ..EngineSettings::default()
     }
     .apply(cfg.engine);
-    if let Some(d) = sim.startup_delay_s {
-        cfg.faults.startup_delay = std::time::Duration::from_secs_f64(d);
-    }
+    // `startup_delay_s`, else the cold-start model (weights / load throughput + init), else 0.
+    cfg.faults.startup_delay =
+        std::time::Duration::try_from_secs_f64(sim.startup_s(&cfg.model)).unwrap_or_default();
     Ok(cfg)
 }
 

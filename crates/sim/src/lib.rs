@@ -36,6 +36,8 @@ pub use kv::BlockPool;
 pub use latency::{BatchItem, LoraItem, StepCost};
 pub use lora::{LoraError, LoraWeights};
 pub use outlen::{OutputLen, OutputLenParseError};
-pub use profile::{Catalog, GpuProfile, ModelProfile, ProfileError};
+pub use profile::{
+    Catalog, DEFAULT_ENGINE_INIT_S, DEFAULT_LOAD_GBPS, GpuProfile, ModelProfile, ProfileError,
+};
 pub use request::{NewRequest, RequestId};
 pub use settings::EngineSettings;

@@ -339,7 +339,26 @@ impl ModelProfile {
     pub fn weight_bytes_per_gpu(&self) -> f64 {
         self.params * f64::from(self.dtype_bytes) / f64::from(self.tensor_parallel_size)
     }
+
+    /// Seconds from starting a replica to its first request: its GPU's weights
+    /// ([`Self::weight_bytes_per_gpu`]) over `load_gbps` (10⁹ B/s; every GPU of a
+    /// tensor-parallel group loads its shard in parallel) plus `engine_init_s`. The one
+    /// cold-start formula: the autoscaler's estimate, the virtual-time simulator and a live
+    /// sim replica's unready window all use it. Callers validate the inputs.
+    pub fn cold_start_s(&self, load_gbps: f64, engine_init_s: f64) -> f64 {
+        self.weight_bytes_per_gpu() / (load_gbps * 1e9) + engine_init_s
+    }
 }
+
+/// Weights-load throughput (GB/s) a sim replica's cold start assumes by default: what
+/// brix-loader measured streaming a 2 GiB safetensors file into host memory on the 2-core
+/// development machine (bench/results/loader.md; docs/sim.md, "Cold start").
+pub const DEFAULT_LOAD_GBPS: f64 = 1.0;
+
+/// Seconds of engine start-up besides loading weights a sim replica's cold start assumes by
+/// default (CUDA graphs, profiling run, server start; the autoscaler's
+/// `DEFAULT_ENGINE_START_S` is the same).
+pub const DEFAULT_ENGINE_INIT_S: f64 = 60.0;
 
 #[cfg(test)]
 mod tests {

@@ -50,6 +50,7 @@ pub fn sim_model(name: &str, replicas: u32, output_len: &str) -> ModelSpec {
             output_len: Some(output_len.into()),
             seed: None,
             startup_delay_s: None,
+            cold_start: None,
             runtime: None,
         }),
     )

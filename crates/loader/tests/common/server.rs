@@ -21,6 +21,8 @@ pub enum Mode {
     IgnoreRange,
     /// Answers 206 but cuts every body in half (aborting the connection).
     Truncate,
+    /// Answers every other request 503 (the first one included).
+    Flaky,
 }
 
 /// A running server; stops when dropped.
@@ -28,6 +30,7 @@ pub struct FileServer {
     /// `http://127.0.0.1:PORT/file.safetensors`.
     pub url: String,
     /// GETs served.
+    #[allow(dead_code)] // read by the tests, not the benchmark
     pub requests: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -87,7 +90,10 @@ fn parse_range(headers: &HeaderMap, len: u64) -> Option<Result<(u64, u64), ()>> 
 }
 
 async fn get_file(State(s): State<Served>, headers: HeaderMap) -> Response {
-    s.requests.fetch_add(1, Ordering::Relaxed);
+    let n = s.requests.fetch_add(1, Ordering::Relaxed);
+    if s.mode == Mode::Flaky && n % 2 == 0 {
+        return status(StatusCode::SERVICE_UNAVAILABLE);
+    }
     let Ok(file) = std::fs::File::open(&*s.path) else {
         return status(StatusCode::NOT_FOUND);
     };

@@ -116,15 +116,9 @@ pub fn replica_profile(model: &ModelSpec) -> Option<ReplicaProfile> {
         return None;
     };
     let cfg = sim_config(&model.name, sim).ok()?;
-    // A live sim replica loads no weights: its start-up is its `startup_delay_s`
-    // (`observe_startup` then feeds what the platform measures).
-    ReplicaProfile::from_engine(
-        &cfg.model,
-        &cfg.gpu,
-        &cfg.engine,
-        sim.startup_delay_s.unwrap_or(0.0),
-    )
-    .ok()
+    // A live sim replica's start-up is its unready window: `startup_delay_s`, else its
+    // cold-start model (`observe_startup` then feeds what the platform measures).
+    ReplicaProfile::from_engine(&cfg.model, &cfg.gpu, &cfg.engine, sim.startup_s(&cfg.model)).ok()
 }
 
 /// The running autoscalers: their status, and their tasks (stopped on drop of the last
