@@ -253,7 +253,7 @@ mod tests {
         let bad: DiagSpec = serde_yaml_ng::from_str("{interval_s: 0}").expect("parses");
         assert!(
             bad.check()
-                .unwrap_err()
+                .expect_err("interval_s 0 is refused")
                 .to_string()
                 .contains("diag.interval_s")
         );
