@@ -37,7 +37,7 @@ pub(crate) fn main(args: DiagArgs) -> ExitCode {
         match serde_json::to_string_pretty(&report) {
             Ok(s) => s + "\n",
             Err(e) => {
-                eprintln!("error: encoding the report: {e}");
+                say(format_args!("error: encoding the report: {e}"));
                 return ExitCode::from(2);
             }
         }
@@ -46,7 +46,7 @@ pub(crate) fn main(args: DiagArgs) -> ExitCode {
     };
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        eprintln!("error: writing the report: {e}");
+        say(format_args!("error: writing the report: {e}"));
         return ExitCode::from(2);
     }
     if report.healthy {
@@ -54,4 +54,10 @@ pub(crate) fn main(args: DiagArgs) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// Prints to stderr, ignoring a closed stderr (`brix diag 2>&1 | head` closes both): the exit
+/// code still says what happened, where `eprintln!` would panic.
+fn say(message: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "{message}");
 }

@@ -51,9 +51,9 @@ enum Command {
     /// The cheapest mix of GPU types for a workload (`plan`), capacity profiles (`profile`),
     /// roofline against simulation (`compare`).
     Optimize(optimize_cmd::OptimizeArgs),
-    /// Brix on Kubernetes: print the CRDs or a component's RBAC rules, run the controllers.
     /// Accelerator diagnostics through NVML: one verdict per GPU; exit 0 healthy, 1 unhealthy.
     Diag(diag_cmd::DiagArgs),
+    /// Brix on Kubernetes: print the CRDs or a component's RBAC rules, run the controllers.
     #[cfg(feature = "kubernetes")]
     Kubernetes(kube_cmd::KubernetesArgs),
 }

@@ -302,6 +302,16 @@ const CASES: &[Case] = &[
         expect: &[(None, "device", "fail", "GPU 7 requested but only 2 present")],
         clean: &[0],
     },
+    // A count no node holds (a broken library): one node failure, no per-GPU walk (4294967295
+    // cards used to take hours and a report of billions of entries).
+    Case {
+        name: "absurd_card_count",
+        toml: "[gpus]\ncard_count = 5000\n",
+        args: &[],
+        exit: 1,
+        expect: &[(None, "card_count", "fail", "5000 GPU cards reported")],
+        clean: &[],
+    },
     Case {
         name: "bad_toml",
         toml: "[gpus.0]\ndram_ue = -3\n",
@@ -497,4 +507,38 @@ fn mock_dropped_in_as_libnvidia_ml_on_ld_library_path() {
         report["gpus"][2]["findings"][0]["check"],
         "ecc_uncorrectable"
     );
+}
+
+#[test]
+fn help_describes_diag_and_only_diag() {
+    let out = Command::new(BRIX)
+        .args(["diag", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.starts_with("Accelerator diagnostics through NVML"),
+        "{help}"
+    );
+    assert!(!help.contains("Kubernetes"), "{help}");
+}
+
+/// `brix diag 2>&1 | head -1`: stdout and stderr both a closed pipe. Exit 2 (report not
+/// written), never a panic (101) from printing the error to the same closed pipe.
+#[test]
+fn closed_output_pipe_exits_2_without_a_panic() {
+    let config = write_config("many_cards", "[gpus]\ncard_count = 1000\n");
+    let (reader, writer) = std::io::pipe().unwrap();
+    let mut child = Command::new(BRIX)
+        .arg("diag")
+        .env("BRIX_NVML_MOCK_CONFIG", &config)
+        .env("BRIX_NVML_LIBRARY", mock_lib())
+        .env_remove("GPU_CARD_COUNT")
+        .stdout(writer.try_clone().unwrap())
+        .stderr(writer)
+        .spawn()
+        .unwrap();
+    // 1000 cards are ~100 KB of table, more than a pipe holds: the write meets the closed end.
+    drop(reader);
+    assert_eq!(child.wait().unwrap().code(), Some(2));
 }

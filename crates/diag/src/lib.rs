@@ -141,6 +141,10 @@ pub struct Report {
 /// bits are normal on a large memory, a steady stream is a module on its way out.
 pub const CORRECTABLE_WARN_THRESHOLD: u64 = 100;
 
+/// Most cards one node can hold; a larger count from NVML is a broken library, and walking
+/// it would take hours and a report of billions of entries.
+pub const MAX_CARDS: u32 = 1024;
+
 impl Report {
     /// Whether work may start on GPU `index`: `Err` with the reasons when the node has a
     /// failure (driver, card count: indices may have shifted), when the GPU was not checked,
@@ -255,6 +259,15 @@ fn run(cfg: &DiagConfig) -> Report {
         }
     };
     report.card_count = Some(count);
+    if count > MAX_CARDS {
+        report.node.push(fail(
+            Check::CardCount,
+            format!(
+                "{count} GPU cards reported, more than the {MAX_CARDS} any node holds: the NVML library is broken; no GPU examined"
+            ),
+        ));
+        return report;
+    }
     if let Some(expected) = cfg.expected_cards
         && expected != count
     {
