@@ -18,6 +18,11 @@ use tokio::sync::watch;
 /// Longest reason a replica shows (one line): a diagnosis may list many findings.
 pub const REASON_MAX: usize = 240;
 
+/// A diagnosis not done within this fails every gated model (NVML calls take milliseconds;
+/// a hung driver must not hold replicas in `starting` forever). No second one starts while
+/// it still runs.
+pub const DIAGNOSIS_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// `diag:` in the fleet file: how `brix up` checks GPUs before starting replicas on them.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -143,6 +148,9 @@ pub(crate) struct Gate {
     tx: watch::Sender<Verdicts>,
     /// When the last diagnosis started; held while one runs.
     last: tokio::sync::Mutex<Option<Instant>>,
+    /// A diagnosis past its timeout is still running on its blocking thread.
+    stuck: Arc<std::sync::atomic::AtomicBool>,
+    timeout: Duration,
 }
 
 impl Gate {
@@ -151,6 +159,8 @@ impl Gate {
             cfg,
             tx: watch::Sender::new(Verdicts::default()),
             last: tokio::sync::Mutex::new(None),
+            stuck: Arc::default(),
+            timeout: DIAGNOSIS_TIMEOUT,
         }
     }
 
@@ -175,23 +185,41 @@ impl Gate {
             return;
         }
         let started = Instant::now();
-        let diagnose = self.cfg.diagnose.clone();
-        let models = self.cfg.models.clone();
-        let decided = tokio::task::spawn_blocking(move || {
-            let verdict = diagnose();
-            blocked(&models, &*verdict)
-        })
-        .await;
-        let blocked = match decided {
-            Ok(b) => b,
-            // A panicking diagnosis is a failed one: nothing gated may run.
-            Err(e) => {
-                let why = one_line(&format!("GPU diagnostics failed: {e}"));
-                self.cfg
-                    .models
-                    .keys()
-                    .map(|m| (m.clone(), why.clone()))
-                    .collect()
+        let all = |why: String| -> BTreeMap<String, String> {
+            let why = one_line(&why);
+            self.cfg
+                .models
+                .keys()
+                .map(|m| (m.clone(), why.clone()))
+                .collect()
+        };
+        let blocked = if self.stuck.load(std::sync::atomic::Ordering::SeqCst) {
+            all(format!(
+                "GPU diagnostics: the previous diagnosis has not finished after {} s",
+                self.timeout.as_secs()
+            ))
+        } else {
+            let diagnose = self.cfg.diagnose.clone();
+            let models = self.cfg.models.clone();
+            let stuck = self.stuck.clone();
+            stuck.store(true, std::sync::atomic::Ordering::SeqCst);
+            let task = tokio::task::spawn_blocking(move || {
+                let verdict = diagnose();
+                let b = blocked(&models, &*verdict);
+                stuck.store(false, std::sync::atomic::Ordering::SeqCst);
+                b
+            });
+            match tokio::time::timeout(self.timeout, task).await {
+                Ok(Ok(b)) => b,
+                // A panicking diagnosis is a failed one: nothing gated may run.
+                Ok(Err(e)) => {
+                    self.stuck.store(false, std::sync::atomic::Ordering::SeqCst);
+                    all(format!("GPU diagnostics failed: {e}"))
+                }
+                Err(_) => all(format!(
+                    "GPU diagnostics did not finish within {} s",
+                    self.timeout.as_secs()
+                )),
             }
         };
         for (model, why) in &blocked {
@@ -253,7 +281,7 @@ mod tests {
         let bad: DiagSpec = serde_yaml_ng::from_str("{interval_s: 0}").expect("parses");
         assert!(
             bad.check()
-                .unwrap_err()
+                .expect_err("interval_s 0 is refused")
                 .to_string()
                 .contains("diag.interval_s")
         );
@@ -289,5 +317,42 @@ mod tests {
             v.blocked["a"].starts_with("GPU diagnostics failed"),
             "{v:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_hung_diagnosis_times_out_and_is_not_started_again_while_it_runs() {
+        let release = Arc::new(std::sync::Barrier::new(2));
+        let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let (r, n) = (release.clone(), runs.clone());
+        let mut gate = Gate::new(GateConfig {
+            models: models(&[("a", &[0])]),
+            interval: Duration::from_secs(60),
+            diagnose: Arc::new(move || {
+                // Only the first diagnosis hangs (until the test releases it).
+                if n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                    r.wait();
+                }
+                Arc::new(|_| Ok(()))
+            }),
+        });
+        gate.timeout = Duration::from_millis(50);
+        gate.check_since(Instant::now()).await;
+        let v = gate.subscribe().borrow().clone();
+        assert!(v.blocked["a"].contains("did not finish within"), "{v:?}");
+        gate.check_since(Instant::now()).await;
+        let v = gate.subscribe().borrow().clone();
+        assert!(v.blocked["a"].contains("has not finished"), "{v:?}");
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // The hung call returns: the next check runs a diagnosis and passes.
+        release.wait();
+        let stuck = gate.stuck.clone();
+        brix_testkit::eventually("the stuck flag clears", Duration::from_secs(10), || {
+            let stuck = stuck.clone();
+            async move { !stuck.load(std::sync::atomic::Ordering::SeqCst) }
+        })
+        .await;
+        gate.check_since(Instant::now()).await;
+        assert!(gate.subscribe().borrow().blocked.is_empty());
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }

@@ -14,6 +14,7 @@ mod kvevents;
 mod kvpool;
 mod listener;
 mod neighbours;
+mod neighbours_s3;
 mod optimizer;
 mod platform;
 mod support;

@@ -28,21 +28,20 @@ fn mock_lib() -> PathBuf {
     .expect("libbrix_nvml_mock.so next to the test binary")
 }
 
+/// GETs per file name.
+type Gets = Arc<Mutex<BTreeMap<String, u32>>>;
+/// The files served and their GET counts.
+type Served = (Arc<BTreeMap<String, Vec<u8>>>, Gets);
+
 /// Serves `files` under `/a/NAME`, counting GETs per name.
-async fn artifact_server(
-    files: BTreeMap<String, Vec<u8>>,
-) -> (String, Arc<Mutex<BTreeMap<String, u32>>>) {
-    let gets: Arc<Mutex<BTreeMap<String, u32>>> = Arc::default();
-    let state = (Arc::new(files), gets.clone());
+async fn artifact_server(files: BTreeMap<String, Vec<u8>>) -> (String, Gets) {
+    let gets: Gets = Arc::default();
+    let state: Served = (Arc::new(files), gets.clone());
     let app = axum::Router::new()
         .route(
             "/a/{name}",
             get(
-                |State((files, gets)): State<(
-                    Arc<BTreeMap<String, Vec<u8>>>,
-                    Arc<Mutex<BTreeMap<String, u32>>>,
-                )>,
-                 Path(name): Path<String>| async move {
+                |State((files, gets)): State<Served>, Path(name): Path<String>| async move {
                     *gets.lock().unwrap().entry(name.clone()).or_default() += 1;
                     match files.get(&name) {
                         Some(b) => (axum::http::StatusCode::OK, b.clone()),

@@ -63,3 +63,51 @@ async fn a_replica_answering_500_is_ejected() {
         "{last:?}"
     );
 }
+
+/// A pod with a metrics address (a runtime sidecar's) is scraped there, not on its engine:
+/// the load gauges come from that exposition, and moving the address re-probes the pod.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_read_from_the_pods_metrics_address() {
+    let f = fleet(1, gateway_config(), |_| sim_config(MODEL)).await;
+    let exposition = "# TYPE aibrix:kv_cache_usage_perc gauge\naibrix:kv_cache_usage_perc 0.42\n";
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || async move { exposition }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sidecar = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let engine = f.sims[0].addr.to_string();
+    let kv = || {
+        f.handle
+            .pods()
+            .into_iter()
+            .find(|p| p.address == engine)
+            .and_then(|p| p.kv_usage)
+    };
+    brix_testkit::eventually(
+        "the engine's own gauge",
+        Duration::from_secs(10),
+        || async { kv() == Some(0.0) },
+    )
+    .await;
+    f.registry.set(
+        MODEL,
+        vec![brix_gateway::Target {
+            name: "pod-0".into(),
+            address: engine.clone(),
+            kv_events: None,
+            metrics: Some(sidecar),
+        }],
+    );
+    brix_testkit::eventually("the sidecar's gauge", Duration::from_secs(10), || async {
+        kv() == Some(0.42)
+    })
+    .await;
+    let (status, pod) = f.chat_via("random").await;
+    assert_eq!(
+        (status, pod.as_str()),
+        (200, "pod-0"),
+        "requests still go to the engine"
+    );
+}
