@@ -300,6 +300,10 @@ fn label_set(mut s: &str) -> Option<(Vec<(String, String)>, &str)> {
                 (_, c) => value.push(c),
             }
         };
+        // A label name given twice is malformed (Prometheus refuses the whole scrape).
+        if out.iter().any(|(k, _)| k == key) {
+            return None;
+        }
         out.push((key.to_string(), value));
         s = s[end + 1..].trim_start();
         if let Some(tail) = s.strip_prefix(',') {

@@ -170,6 +170,14 @@ fn renamed(family: &Family, from: &str, to: &str, labels: &[(String, String)]) -
             .find(|(old, _)| old == k)
             .map_or_else(|| k.clone(), |(_, new)| new.clone())
     };
+    // A label that stays as it is but that a rename lands on gives way to the renamed one, so
+    // no series carries one label name twice (Prometheus would refuse the scrape).
+    let displaced = |k: &String, all: &[(String, String)]| {
+        !labels.iter().any(|(old, _)| old == k)
+            && labels
+                .iter()
+                .any(|(old, new)| new == k && all.iter().any(|(l, _)| l == old))
+    };
     Family {
         name: rules::rename_series(&family.name, from, to),
         help: family.help.clone(),
@@ -183,6 +191,7 @@ fn renamed(family: &Family, from: &str, to: &str, labels: &[(String, String)]) -
                 labels: s
                     .labels
                     .iter()
+                    .filter(|(k, _)| !displaced(k, &s.labels))
                     .map(|(k, v)| (rename_label(k), v.clone()))
                     .collect(),
                 value: s.value,

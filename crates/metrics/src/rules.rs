@@ -173,6 +173,11 @@ impl Rules {
                         if !valid_label(&k) || !valid_label(&v) {
                             return Err(invalid(format!("label rename {k:?} -> {v:?}")));
                         }
+                        if labels.iter().any(|(_, seen)| *seen == v) {
+                            return Err(invalid(format!(
+                                "two labels renamed onto {v:?} (a series would carry it twice)"
+                            )));
+                        }
                         labels.push((k, v));
                     }
                     Action::Rename {

@@ -367,3 +367,50 @@ fn python_prometheus_client_reads_the_output() {
         }
     }
 }
+
+/// Prometheus refuses a whole scrape whose series carries one label name twice: neither an
+/// engine line like that nor a user's label rename onto a label the series has may produce one.
+#[test]
+fn no_series_ever_carries_a_label_name_twice() {
+    let mut rules = Rules::builtin("vllm").expect("builtin");
+    rules.extend(
+        Rules::from_toml_str(
+            "[[rule]]\nfrom = \"vllm:num_requests_waiting\"\nto = \"aibrix:queue_size\"\n\
+             labels = { engine = \"model_name\" }\n",
+        )
+        .expect("valid rules"),
+    );
+    let text = "# TYPE vllm:num_requests_waiting gauge\n\
+        vllm:num_requests_waiting{model_name=\"m\",engine=\"0\"} 2\n\
+        # TYPE vllm:num_requests_running gauge\n\
+        vllm:num_requests_running{a=\"1\",a=\"2\"} 3\n\
+        vllm:num_requests_running{a=\"1\"} 4\n";
+    for mode in [DROP, KEEP, Mode::Passthrough] {
+        let s = try_standardise(&rules, text, mode).expect("ok");
+        assert_eq!(s.skipped_lines, 1, "the line with `a` twice is malformed");
+        let out = parse(&s.text);
+        for f in &out.families {
+            for smp in &f.samples {
+                let mut names: Vec<&str> = smp.labels.iter().map(|(k, _)| k.as_str()).collect();
+                names.sort_unstable();
+                let len = names.len();
+                names.dedup();
+                assert_eq!(names.len(), len, "{mode:?}: {}", s.text);
+            }
+        }
+        if mode != Mode::Passthrough {
+            // The renamed label wins: the rule says `engine` is what the series calls model_name.
+            let q = &family(&out, names::QUEUE_SIZE).expect("renamed").samples[0];
+            assert_eq!(
+                q.labels,
+                vec![("model_name".into(), "0".into())],
+                "{mode:?}"
+            );
+        }
+    }
+    let e = Rules::from_toml_str(
+        "[[rule]]\nfrom = \"a\"\nto = \"b\"\nlabels = { x = \"z\", y = \"z\" }\n",
+    )
+    .expect_err("two labels renamed onto one name");
+    assert!(e.to_string().contains("\"z\""), "{e}");
+}

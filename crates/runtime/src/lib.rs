@@ -83,6 +83,8 @@ pub(crate) struct Runtime {
     pub(crate) stats: Stats,
     rules: brix_metrics::Rules,
     mode: brix_metrics::Mode,
+    /// The last `/metrics` answer and when it was made (see [`metrics`]).
+    last_metrics: tokio::sync::Mutex<Option<(tokio::time::Instant, axum::body::Bytes)>>,
 }
 
 /// Serves the runtime on `listener` until `shutdown` completes, then finishes in-flight requests.
@@ -110,6 +112,7 @@ fn router(cfg: RuntimeConfig) -> std::io::Result<Router> {
         stats: Stats::default(),
         rules: cfg.rules,
         mode: cfg.mode,
+        last_metrics: tokio::sync::Mutex::new(None),
     });
     let changes = Router::new()
         .route("/v1/lora_adapter/load", post(adapters::load))
@@ -194,11 +197,45 @@ async fn ready(State(rt): State<Arc<Runtime>>) -> Response {
 }
 
 /// `GET /metrics`: the engine's series through the rules, then the runtime's own. An engine
-/// that does not answer leaves only the runtime's (with `brix_runtime_engine_up 0`).
+/// that does not answer leaves only the runtime's (with `brix_runtime_engine_up 0`). One
+/// engine scrape at a time: requests arriving while one runs wait for it and share its answer
+/// (an exposition can be 16 MiB; a copy and a parse per client would multiply that).
 async fn metrics(State(rt): State<Arc<Runtime>>) -> Response {
+    let arrived = tokio::time::Instant::now();
+    let mut last = rt.last_metrics.lock().await;
+    let body = match &*last {
+        Some((made, body)) if *made >= arrived => body.clone(),
+        _ => {
+            let body = axum::body::Bytes::from(scrape(&rt).await);
+            *last = Some((tokio::time::Instant::now(), body.clone()));
+            body
+        }
+    };
+    drop(last);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// One scrape of the engine, standardised (off the async threads: it can take a second) and
+/// followed by the runtime's own series.
+async fn scrape(rt: &Arc<Runtime>) -> String {
     let scraped = rt.engine.metrics().await;
-    let mut text = match &scraped {
-        Ok(raw) => brix_metrics::standardise(&rt.rules, raw, rt.mode),
+    let engine_up = scraped.is_ok();
+    let mut text = match scraped {
+        Ok(raw) => {
+            let rt2 = Arc::clone(rt);
+            tokio::task::spawn_blocking(move || {
+                brix_metrics::standardise(&rt2.rules, &raw, rt2.mode)
+            })
+            .await
+            .unwrap_or_default()
+        }
         Err(e) => {
             tracing::warn!(error = %e.message, "scraping the engine's metrics");
             String::new()
@@ -207,15 +244,8 @@ async fn metrics(State(rt): State<Arc<Runtime>>) -> Response {
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
-    text.push_str(&rt.stats.render(scraped.is_ok(), rt.adapters.count()));
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
+    text.push_str(&rt.stats.render(engine_up, rt.adapters.count()));
+    text
 }
 
 /// AIBrix's ModelClaim lifecycle endpoints: not supported (501), said so in the envelope.

@@ -410,3 +410,41 @@ fn two_sources(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
         .flat_map(|(n, b)| [(format!("a/{n}"), b.clone()), (format!("b/{n}"), b)])
         .collect()
 }
+
+/// Each scrape of a large engine exposition takes a copy and a parse of up to 16 MiB; clients
+/// scraping at once (`/metrics` needs no key) must share one engine scrape, not multiply it.
+#[tokio::test]
+async fn concurrent_metrics_requests_share_one_engine_scrape() {
+    let expo = b"# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting 2\n".to_vec();
+    let (addr, engine) = Files::start(&[("metrics".to_owned(), expo)], "/").await;
+    engine.hold("/metrics");
+    let rt = Rt::start("scrapes", &format!("http://{addr}"), Some(KEY)).await;
+    let scrape = || async {
+        let (status, text) = rt.get("/metrics").await;
+        assert_eq!(status, 200);
+        assert!(text.contains("aibrix:queue_size 2"), "{text}");
+        assert!(text.contains("brix_runtime_engine_up 1"), "{text}");
+    };
+    tokio::join!(scrape(), scrape(), scrape(), scrape(), scrape(), async {
+        brix_testkit::eventually(
+            "the first scrape reaches the engine",
+            Duration::from_secs(10),
+            || async { engine.gets("/metrics") >= 1 },
+        )
+        .await;
+        // Unshared, all five reach the (held) engine at once; give them the chance to.
+        let _ = tokio::time::timeout(
+            Duration::from_secs(2),
+            brix_testkit::eventually("five engine scrapes", Duration::from_secs(10), || async {
+                engine.gets("/metrics") >= 5
+            }),
+        )
+        .await;
+        engine.open();
+    });
+    assert_eq!(
+        engine.gets("/metrics"),
+        1,
+        "one engine scrape for five clients"
+    );
+}
