@@ -9,6 +9,7 @@
 )]
 
 pub mod lora;
+pub mod moto;
 pub mod redis;
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,6 +21,23 @@ use brix_sim::{Catalog, OutputLen};
 use brix_sim_http::SimConfig;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+/// The NVML failure mock-up (`libbrix_nvml_mock.so`) cargo built for the calling test: a crate
+/// that dev-depends on brix-nvml-mock gets the cdylib in target/<profile>/deps/ next to its test
+/// binary (a workspace build also puts one a level up). Missing = a failed test, never a skip.
+pub fn nvml_mock_library() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    let candidates = [
+        deps.join("libbrix_nvml_mock.so"),
+        deps.join("../libbrix_nvml_mock.so"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| panic!("libbrix_nvml_mock.so not found at {candidates:?}"))
+}
 
 /// A small, fast engine: H200 steps, 512 blocks, 2k context, answers of 4 tokens.
 pub fn sim_config(served_model_name: &str) -> SimConfig {
