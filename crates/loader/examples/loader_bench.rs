@@ -18,10 +18,11 @@ mod server;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use brix_loader::{Credentials, HostSink, LoadOptions, Source, load};
+use brix_testkit::moto::Moto;
+use reqwest::Method;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -212,7 +213,7 @@ async fn main() -> Res<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let client = reqwest::Client::new();
     let moto = match &a.moto {
-        Some(exe) => Some(Moto::start(exe).await?),
+        Some(exe) => Some(start_moto(exe).await?),
         None => None,
     };
     let mut rows = Vec::new();
@@ -285,18 +286,18 @@ async fn main() -> Res<()> {
         if let Some(m) = &moto
             && size <= a.s3_max
         {
-            m.put(&format!("/bench/{size}.safetensors"), std::fs::read(&path)?)
-                .await?;
+            let key = format!("/bench/{size}.safetensors");
+            m.try_s3(Method::PUT, &key, std::fs::read(&path)?).await?;
             for &c in &a.concurrency {
                 let src = Source::S3 {
                     url: format!("s3://bench/{size}.safetensors"),
-                    credentials: m.creds(),
+                    credentials: bench_creds(m),
                 };
                 let o = opts(c);
                 let g = measure(a.reps, bytes, || load_once(&src, &o, bytes)).await?;
                 row("loader: S3 stream (moto)", c.to_string(), g);
             }
-            m.delete(&format!("/bench/{size}.safetensors")).await?;
+            m.try_s3(Method::DELETE, &key, Vec::new()).await?;
         }
         std::fs::remove_file(&path)?;
     }
@@ -334,88 +335,22 @@ async fn main() -> Res<()> {
     Ok(())
 }
 
-/// A SigV4-looking header naming the s3 service: moto (IAM checks off) routes by it.
-const ROUTED_TO_S3: &str = "AWS4-HMAC-SHA256 Credential=bench/20240101/us-east-1/s3/aws4_request, \
-     SignedHeaders=host, Signature=0";
-
 /// A moto S3 server (anonymous access: IAM checks stay off here) with bucket `bench`.
-struct Moto {
-    child: Child,
-    endpoint: String,
-    http: reqwest::Client,
+async fn start_moto(exe: &Path) -> Res<Moto> {
+    let m = Moto::launch(exe, Duration::from_secs(600)).await?;
+    m.try_s3(Method::PUT, "/bench", Vec::new()).await?;
+    Ok(m)
 }
 
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Moto {
-    async fn start(exe: &Path) -> Res<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let child = Command::new(exe)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let m = Self {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(600))
-                .build()?,
-        };
-        let give_up = Instant::now() + Duration::from_secs(60);
-        while m
-            .http
-            .get(format!("{}/moto-api/data.json", m.endpoint))
-            .send()
-            .await
-            .is_err()
-        {
-            if Instant::now() > give_up {
-                return Err("moto did not start".into());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        m.put("/bench", Vec::new()).await?;
-        Ok(m)
-    }
-
-    async fn put(&self, path: &str, body: Vec<u8>) -> Res<()> {
-        self.http
-            .put(format!("{}{path}", self.endpoint))
-            .header("authorization", ROUTED_TO_S3)
-            .body(body)
-            .send()
-            .await?
-            .error_for_status()?;
-        Ok(())
-    }
-
-    async fn delete(&self, path: &str) -> Res<()> {
-        self.http
-            .delete(format!("{}{path}", self.endpoint))
-            .header("authorization", ROUTED_TO_S3)
-            .send()
-            .await?
-            .error_for_status()?;
-        Ok(())
-    }
-
-    fn creds(&self) -> Credentials {
-        let map: BTreeMap<String, String> = [
-            ("AWS_ACCESS_KEY_ID", "bench"),
-            ("AWS_SECRET_ACCESS_KEY", "bench"),
-            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        Credentials::from_map(&map)
-    }
+/// Any key works while moto's IAM checks are off.
+fn bench_creds(m: &Moto) -> Credentials {
+    let map: BTreeMap<String, String> = [
+        ("AWS_ACCESS_KEY_ID", "bench"),
+        ("AWS_SECRET_ACCESS_KEY", "bench"),
+        ("AWS_ENDPOINT_URL", m.endpoint()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    Credentials::from_map(&map)
 }
