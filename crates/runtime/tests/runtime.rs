@@ -151,7 +151,7 @@ async fn delegated_s3_load_from_moto() {
         "lora_name": "s3-a",
         "artifact_url": "s3://adapters/lora-s3/",
         "credentials": {"AWS_ACCESS_KEY_ID": "AKIATEST", "AWS_SECRET_ACCESS_KEY": "x"},
-        "additional_config": {"AWS_ENDPOINT_URL": moto.endpoint, "api-key": KEY},
+        "additional_config": {"AWS_ENDPOINT_URL": moto.endpoint(), "api-key": KEY},
     });
     let (status, text) = rt.post("/v1/lora_adapter/load", &body).await;
     assert_eq!(status, 200, "{text}");

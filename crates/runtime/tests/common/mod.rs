@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,6 +12,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use brix_runtime::{EngineKind, Mode, Rules, RuntimeConfig};
+pub use brix_testkit::moto::Moto;
 
 pub const KEY: &str = "sekret";
 
@@ -218,87 +218,5 @@ async fn serve(State(f): State<Files>, uri: Uri) -> (StatusCode, Vec<u8>) {
     match f.files.lock().unwrap().get(&path) {
         Some(b) => (StatusCode::OK, b.clone()),
         None => (StatusCode::NOT_FOUND, Vec::new()),
-    }
-}
-
-/// A moto server process on a free port, killed on drop.
-pub struct Moto {
-    child: Child,
-    pub endpoint: String,
-    http: reqwest::Client,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn moto_executable() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("BRIX_MOTO_SERVER") {
-        return Some(PathBuf::from(path));
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server");
-    if venv.is_file() {
-        return Some(venv);
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join("moto_server"))
-        .find(|p| p.is_file())
-}
-
-impl Moto {
-    /// Starts moto, or returns `None` (after a loud skip) when it is not installed and `CI`
-    /// is unset.
-    pub async fn start() -> Option<Self> {
-        let Some(exe) = moto_executable() else {
-            let why = "moto_server not found (set BRIX_MOTO_SERVER or pip install 'moto[server]')";
-            assert!(std::env::var_os("CI").is_none(), "{why}");
-            let line = format!("\n!!!!!!!! SKIPPED (not run): {why} !!!!!!!!\n");
-            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
-            return None;
-        };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(&exe)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", exe.display()));
-        let moto = Self {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
-        };
-        let ready = format!("{}/moto-api/data.json", moto.endpoint);
-        brix_testkit::eventually("moto answers", Duration::from_secs(60), || {
-            let req = moto.http.get(&ready).send();
-            async move { req.await.is_ok() }
-        })
-        .await;
-        Some(moto)
-    }
-
-    /// PUTs an object (moto without IAM checks takes any signature-shaped header).
-    pub async fn put(&self, path: &str, body: Vec<u8>) {
-        let auth = "AWS4-HMAC-SHA256 Credential=AKIATEST/20240101/us-east-1/s3/aws4_request, \
-                    SignedHeaders=host, Signature=0";
-        let resp = self
-            .http
-            .put(format!("{}{path}", self.endpoint))
-            .header("authorization", auth)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert!(resp.status().is_success(), "PUT {path}: {}", resp.status());
     }
 }
