@@ -13,26 +13,11 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use brix_diag::{DiagConfig, diagnose};
+use brix_testkit::nvml_mock_library;
 use serde_json::{Value, json};
 
 const CHILD: &str = "BRIX_DIAG_TEST_CHILD";
 const AIBRIX: &str = include_str!("../../nvml-mock/tests/data/gpu_mock_conf.toml");
-
-/// The mock library cargo built next to this test binary (deps/), or one directory up.
-/// Missing = a failed test, never a skipped one.
-fn mock_lib() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    let candidates = [
-        deps.join("libbrix_nvml_mock.so"),
-        deps.join("../libbrix_nvml_mock.so"),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| panic!("libbrix_nvml_mock.so not found at {candidates:?}"))
-}
 
 /// Diagnoses the mock configured by `toml` in a child process; the report plus `gpu_ok` for
 /// GPUs 0..4.
@@ -79,7 +64,7 @@ fn child() {
         "run by the other tests only"
     );
     let cfg = DiagConfig {
-        nvml_lib: Some(mock_lib()),
+        nvml_lib: Some(nvml_mock_library()),
         expected_cards: std::env::var("BRIX_DIAG_TEST_EXPECTED")
             .ok()
             .map(|s| s.parse().unwrap()),
