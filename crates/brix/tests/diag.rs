@@ -11,27 +11,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use brix_testkit::nvml_mock_library;
 use serde_json::Value;
 
 const BRIX: &str = env!("CARGO_BIN_EXE_brix");
 const AIBRIX: &str = include_str!("../../nvml-mock/tests/data/gpu_mock_conf.toml");
-
-/// The mock cargo built for this test (brix dev-depends on brix-nvml-mock, so its cdylib lands
-/// in target/<profile>/deps/ next to this test binary; a workspace build also puts one a level
-/// up). Missing = a failed test, never a skipped one.
-fn mock_lib() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    let candidates = [
-        deps.join("libbrix_nvml_mock.so"),
-        deps.join("../libbrix_nvml_mock.so"),
-    ];
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .unwrap_or_else(|| panic!("libbrix_nvml_mock.so not found at {candidates:?}"))
-}
 
 fn write_config(name: &str, toml: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("brix-diag-cli");
@@ -46,7 +30,7 @@ fn brix_diag(config: &Path, args: &[&str]) -> Output {
         .arg("diag")
         .args(args)
         .env("BRIX_NVML_MOCK_CONFIG", config)
-        .env("BRIX_NVML_LIBRARY", mock_lib())
+        .env("BRIX_NVML_LIBRARY", nvml_mock_library())
         .env_remove("GPU_CARD_COUNT")
         .output()
         .unwrap()
@@ -399,7 +383,7 @@ fn aibrix_example_verbatim_fails_init_and_then_gpu_0() {
     let config = write_config("aibrix-init-ok", &AIBRIX.replace("nvml_init_error = 9", ""));
     let out = Command::new(BRIX)
         .args(["diag", "--json", "--nvml-lib"])
-        .arg(mock_lib())
+        .arg(nvml_mock_library())
         .env("BRIX_NVML_MOCK_CONFIG", &config)
         .env("GPU_CARD_COUNT", "4")
         .output()
@@ -423,7 +407,7 @@ fn aibrix_example_verbatim_fails_init_and_then_gpu_0() {
     // GPU_CARD_COUNT is AIBrix's expected-count variable: 5 fails the node.
     let out = Command::new(BRIX)
         .args(["diag", "--json", "--nvml-lib"])
-        .arg(mock_lib())
+        .arg(nvml_mock_library())
         .env("BRIX_NVML_MOCK_CONFIG", &config)
         .env("GPU_CARD_COUNT", "5")
         .output()
@@ -485,7 +469,7 @@ fn table_output_usage_errors_and_missing_library() {
 fn mock_dropped_in_as_libnvidia_ml_on_ld_library_path() {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("brix-diag-ldpath");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(mock_lib(), dir.join("libnvidia-ml.so.1")).unwrap();
+    std::fs::copy(nvml_mock_library(), dir.join("libnvidia-ml.so.1")).unwrap();
     let config = write_config("ldpath", "[gpus]\ncard_count = 3\n[gpus.2]\nsram_ue = 1\n");
     let out = Command::new(BRIX)
         .args(["diag", "--json"])
@@ -532,7 +516,7 @@ fn closed_output_pipe_exits_2_without_a_panic() {
     let mut child = Command::new(BRIX)
         .arg("diag")
         .env("BRIX_NVML_MOCK_CONFIG", &config)
-        .env("BRIX_NVML_LIBRARY", mock_lib())
+        .env("BRIX_NVML_LIBRARY", nvml_mock_library())
         .env_remove("GPU_CARD_COUNT")
         .stdout(writer.try_clone().unwrap())
         .stderr(writer)

@@ -5,28 +5,15 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, State};
 use axum::routing::get;
+use brix_testkit::nvml_mock_library;
 use serde_json::{Value, json};
 
 use crate::support::{BRIX, Child, SMALL, alive, eventually, serve, status_json, tempdir::Dir};
-
-/// The mock cargo built beside this test binary (brix dev-depends on brix-nvml-mock).
-fn mock_lib() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    [
-        deps.join("libbrix_nvml_mock.so"),
-        deps.join("../libbrix_nvml_mock.so"),
-    ]
-    .into_iter()
-    .find(|p| p.is_file())
-    .expect("libbrix_nvml_mock.so next to the test binary")
-}
 
 /// GETs per file name.
 type Gets = Arc<Mutex<BTreeMap<String, u32>>>;
@@ -113,7 +100,7 @@ resources:
         brix()
             .args(["up", path.to_str().unwrap(), "--logs-dir"])
             .arg(dir.0.join("logs"))
-            .env("BRIX_NVML_LIBRARY", mock_lib())
+            .env("BRIX_NVML_LIBRARY", nvml_mock_library())
             .env("BRIX_NVML_MOCK_CONFIG", &mock)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -3,77 +3,13 @@
 //! credentials of the fleet's `secrets` entry, the only place the store's endpoint is given.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use brix_testkit::moto::Moto;
 use serde_json::{Value, json};
 
 use crate::support::{BRIX, Child, eventually, status_json, tempdir::Dir};
-
-/// A moto S3 server on a free port, killed on drop.
-struct Moto {
-    _child: Child,
-    endpoint: String,
-}
-
-fn moto_executable() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("BRIX_MOTO_SERVER") {
-        return Some(PathBuf::from(path));
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/moto_server");
-    venv.is_file().then_some(venv)
-}
-
-impl Moto {
-    /// Starts moto, or None (said loudly; refused under `CI`) when it is not installed.
-    async fn start(http: &reqwest::Client) -> Option<Self> {
-        let Some(exe) = moto_executable() else {
-            let why = "moto_server not found (set BRIX_MOTO_SERVER or pip install 'moto[server]')";
-            assert!(std::env::var_os("CI").is_none(), "{why}");
-            eprintln!("\n!!!!!!!! SKIPPED (not run): {why} !!!!!!!!\n");
-            return None;
-        };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Child(
-            Command::new(&exe)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        let endpoint = format!("http://127.0.0.1:{port}");
-        let ready = format!("{endpoint}/moto-api/data.json");
-        eventually("moto answers", || {
-            let req = http.get(&ready).send();
-            async move { req.await.is_ok() }
-        })
-        .await;
-        Some(Self {
-            _child: child,
-            endpoint,
-        })
-    }
-
-    /// PUTs an object (moto without IAM checks takes any signature-shaped header).
-    async fn put(&self, http: &reqwest::Client, path: &str, body: Vec<u8>) {
-        let auth = "AWS4-HMAC-SHA256 Credential=AKIATEST/20240101/us-east-1/s3/aws4_request, \
-                    SignedHeaders=host, Signature=0";
-        let r = http
-            .put(format!("{}{path}", self.endpoint))
-            .header("authorization", auth)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "PUT {path}: {}", r.status());
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_s3_adapter_loads_through_a_sim_replicas_runtime_with_the_fleets_secret() {
@@ -81,19 +17,18 @@ async fn an_s3_adapter_loads_through_a_sim_replicas_runtime_with_the_fleets_secr
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap();
-    let Some(moto) = Moto::start(&http).await else {
+    let Some(moto) = Moto::start().await else {
         return;
     };
     let dir = Dir::new("up-runtime-s3");
     let src = dir.0.join("src");
     brix_testkit::lora::write_adapter(&src, 8, "m", 4096).unwrap();
-    moto.put(&http, "/adapters", Vec::new()).await;
+    moto.put("/adapters", Vec::new()).await;
     for e in std::fs::read_dir(&src).unwrap() {
         let e = e.unwrap();
         let name = e.file_name().into_string().unwrap();
         let path = format!("/adapters/lora/{name}");
-        moto.put(&http, &path, std::fs::read(e.path()).unwrap())
-            .await;
+        moto.put(&path, std::fs::read(e.path()).unwrap()).await;
     }
     let file = format!(
         "gateway:\n  listen: 127.0.0.1:0\nmodels:
@@ -107,7 +42,7 @@ resources:
     metadata: {{name: s3-lora}}
     spec: {{baseModel: m, artifactURL: 's3://adapters/lora/', credentialsSecretRef: {{name: store}}}}
 ",
-        moto.endpoint
+        moto.endpoint()
     );
     let path = dir.0.join("fleet.yaml");
     std::fs::write(&path, file).unwrap();
