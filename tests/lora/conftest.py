@@ -9,107 +9,25 @@ with CI set a missing moto fails.
 import json
 import os
 import pathlib
-import shutil
 import signal
-import socket
-import struct
 import subprocess
 import sys
-import tempfile
 import time
 
-import httpx
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-BRIX_BIN = os.environ.get("BRIX_BIN", str(ROOT / "target" / "debug" / "brix"))
-VLLM_VENV = pathlib.Path(os.environ.get("BRIX_VLLM_VENV", ROOT / ".venv-vllm"))
-VLLM_MODEL = pathlib.Path(os.environ.get("BRIX_VLLM_MODEL", ROOT / ".vllm-tiny"))
-MOTO = os.environ.get("BRIX_MOTO_SERVER") or shutil.which("moto_server") or str(
-    pathlib.Path(sys.executable).parent / "moto_server"
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "support"))
+
+from brix_support import (  # noqa: E402  (re-exported for the tests: `from conftest import ...`)
+    BRIX_BIN, MOTO, ROOT, VLLM_MODEL, VLLM_VENV, banner, free_port, moto_s3, upload,
+    vllm_available, wait_http, write_adapter,
 )
-
-
-def banner(text: str) -> None:
-    line = "!" * 78
-    sys.__stderr__.write(f"\n{line}\n!! {text}\n{line}\n")
-    sys.__stderr__.flush()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout: float, proc=None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
-        try:
-            httpx.get(url, timeout=2)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer in {timeout} s")
-
-
-def write_adapter(d: pathlib.Path, r: int, base: str = "base") -> pathlib.Path:
-    """A tiny valid PEFT adapter: adapter_config.json and a hand-written safetensors file."""
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "adapter_config.json").write_text(json.dumps({
-        "peft_type": "LORA", "r": r, "lora_alpha": 2 * r, "base_model_name_or_path": base,
-        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"], "task_type": "CAUSAL_LM",
-    }))
-    cols = 64
-    header = json.dumps({"base_model.model.layers.0.self_attn.q_proj.lora_A.weight": {
-        "dtype": "BF16", "shape": [r, cols], "data_offsets": [0, r * cols * 2]}}).encode()
-    (d / "adapter_model.safetensors").write_bytes(
-        struct.pack("<Q", len(header)) + header + bytes(r * cols * 2))
-    return d
 
 
 @pytest.fixture(scope="session")
 def s3():
     """A moto S3 server on a free port: (endpoint URL, boto3 client)."""
-    if not os.path.exists(MOTO):
-        if os.environ.get("CI"):
-            pytest.fail(f"moto_server not found at {MOTO}: scripts/test installs moto[server]")
-        banner(f"moto_server not found at {MOTO}: the S3 adapter tests are skipped")
-        pytest.skip("moto_server missing")
-    import boto3
-
-    port = free_port()
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(url, 30, proc)
-        client = boto3.client("s3", endpoint_url=url, aws_access_key_id="test",
-                              aws_secret_access_key="test", region_name="us-east-1")
-        client.create_bucket(Bucket="adapters")
-        yield url, client
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def upload(client, src: pathlib.Path, prefix: str) -> None:
-    for f in sorted(src.iterdir()):
-        if f.is_file():
-            client.upload_file(str(f), "adapters", f"{prefix}/{f.name}")
-
-
-def vllm_available() -> str | None:
-    """Why real vLLM cannot run here, or None when it can."""
-    if os.environ.get("BRIX_SKIP_VLLM") == "1":
-        return "BRIX_SKIP_VLLM=1"
-    if not (VLLM_VENV / "bin" / "vllm").exists():
-        return f"no vLLM at {VLLM_VENV} (scripts/vllm-cpu installs it)"
-    if not (VLLM_MODEL / "lora-r8" / "adapter_config.json").exists():
-        return f"no tiny model and adapters at {VLLM_MODEL}"
-    return None
+    yield from moto_s3("the S3 adapter tests")
 
 
 class Up:
