@@ -222,13 +222,7 @@ impl<P: Platform, G: AdapterGateway> Driver<P, G> {
             if !due {
                 continue;
             }
-            let secret = d
-                .adapter
-                .spec
-                .credentials_secret_ref
-                .as_ref()
-                .and_then(|s| self.shared.secrets.get(&s.name))
-                .cloned();
+            let secret = self.secret_of(&d.adapter.spec);
             let max_rank = d
                 .adapter
                 .target_model()
@@ -254,6 +248,13 @@ impl<P: Platform, G: AdapterGateway> Driver<P, G> {
             });
         }
         self.artifacts.retain(|name, _| specs.contains_key(name));
+    }
+
+    /// The fleet secret an adapter's `credentialsSecretRef` names, if any (for a fetch here or
+    /// a delegated load through a replica's runtime).
+    fn secret_of(&self, spec: &brix_api::ModelAdapterSpec) -> Option<BTreeMap<String, String>> {
+        let name = &spec.credentials_secret_ref.as_ref()?.name;
+        self.shared.secrets.get(name).cloned()
     }
 
     fn failed_artifact(&self, name: &str) -> Option<&FetchError> {
@@ -378,13 +379,7 @@ impl<P: Platform, G: AdapterGateway> Driver<P, G> {
                 .zip(pod.runtime.clone())
                 .filter(|(d, _)| !is_local(&d.adapter.spec.artifact_url))
                 .map(|(d, at)| {
-                    let secret = d
-                        .adapter
-                        .spec
-                        .credentials_secret_ref
-                        .as_ref()
-                        .and_then(|s| self.shared.secrets.get(&s.name))
-                        .cloned();
+                    let secret = self.secret_of(&d.adapter.spec);
                     let spec = &d.adapter.spec;
                     (
                         at,
